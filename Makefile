@@ -1,0 +1,38 @@
+# Two commands on a fresh machine: `make run` and `make test`. Setup is idempotent: it reinstalls
+# only when requirements.lock or pyproject.toml changed since the last successful install.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+OUT ?= runs/synthetic
+
+.PHONY: setup run test lint ui bench clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps torchrec==1.8.0
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+run: setup
+	$(PY) -m pipeline run --out $(OUT)
+	@echo "Results in $(OUT)/ (ingest/, rank/). Open the MLflow UI with: make ui  (then http://127.0.0.1:5000)"
+
+test: setup
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+ui: setup
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+
+bench: setup
+	$(PY) -m bench.rank_bench
+
+clean:
+	rm -rf runs mlflow.db mlruns mlartifacts

@@ -1,0 +1,105 @@
+"""Ingest: raw input -> schema -> splits -> fitted encoder -> encoded (lazy) splits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import polars as pl
+
+from common.errors import UserError
+from features import synthetic
+from features.encode import Encoder, EncoderParams
+from features.schema import Schema, SchemaOptions, infer_schema
+from features.sources import RawSource, SourceOptions, detect_format, open_source, split_files
+from features.split import SplitParams, complete_splits, split_frame
+
+
+@dataclass(frozen=True)
+class JoinSpec:
+    """A side table left-joined onto the rows by a key column (e.g. MovieLens movies.csv on movieId)."""
+
+    path: Path
+    on: str
+    format: str | None = None
+
+
+@dataclass(frozen=True)
+class IngestParams:
+    """Everything ingest needs besides the data."""
+
+    source: SourceOptions
+    schema: SchemaOptions = field(default_factory=SchemaOptions)
+    split: SplitParams = field(default_factory=SplitParams)
+    encoder: EncoderParams = field(default_factory=EncoderParams)
+    joins: tuple[JoinSpec, ...] = ()
+
+
+@dataclass
+class RawInput:
+    """Raw frames: one per given split file, or one 'all' frame to be split."""
+
+    frames: dict[str, RawSource]
+    origin: str
+    format: str
+
+
+@dataclass
+class IngestResult:
+    """The fitted encoder and the encoded splits, still lazy so the caller can stream them to disk."""
+
+    encoder: Encoder
+    schema: Schema
+    splits: dict[str, pl.LazyFrame]
+    origin: str
+
+
+def load_raw(path: Path | None, params: IngestParams, synthetic_rows: int, synthetic_seed: int) -> RawInput:
+    """Open the input: the synthetic default when `path` is None, split files, or one file/directory."""
+    if path is None:
+        frame = synthetic.generate(synthetic_rows, synthetic_seed).lazy()
+        return RawInput(
+            {"all": RawSource(frame, synthetic.LABEL, dict(synthetic.KINDS))},
+            f"synthetic(rows={synthetic_rows}, seed={synthetic_seed})",
+            "synthetic",
+        )
+    if not path.exists():
+        raise UserError(f"{path}: file not found; check the --data path")
+    opts = params.source
+    given = split_files(path)
+    if given is not None:
+        fmt = opts.format or detect_format(given["train"][0])
+        opts = SourceOptions(**{**opts.__dict__, "format": fmt})
+        return RawInput({name: open_source(paths, opts) for name, paths in given.items()}, str(path), fmt)
+    fmt = opts.format or detect_format(path)
+    opts = SourceOptions(**{**opts.__dict__, "format": fmt})
+    return RawInput({"all": open_source([path], opts)}, str(path), fmt)
+
+
+def _join(frame: pl.LazyFrame, spec: JoinSpec, multi_separator: str) -> pl.LazyFrame:
+    fmt = spec.format or detect_format(spec.path)
+    side = open_source([spec.path], SourceOptions(format=fmt, multi_separator=multi_separator)).frame
+    left, right = frame.collect_schema(), side.collect_schema()
+    for name, schema in ((str(spec.path), right), ("the data", left)):
+        if spec.on not in schema:
+            raise UserError(f"{name}: join key {spec.on!r} not found; columns are {', '.join(schema.names())}")
+    side = side.unique(subset=[spec.on], keep="first", maintain_order=True).with_columns(pl.col(spec.on).cast(left[spec.on]))
+    return frame.join(side, on=spec.on, how="left", maintain_order="left")
+
+
+def ingest(raw: RawInput, params: IngestParams) -> IngestResult:
+    """Join side tables, infer the schema, split, fit the encoder on train and encode every split."""
+    frames = {name: src.frame for name, src in raw.frames.items()}
+    for spec in params.joins:
+        frames = {name: _join(frame, spec, params.schema.multi_separator) for name, frame in frames.items()}
+    first = next(iter(raw.frames.values()))
+    schema_source = RawSource(frames.get("train", frames.get("all")), first.label, first.known_kinds)
+    schema = infer_schema(schema_source, params.schema, raw.origin)
+    splits = split_frame(frames["all"], params.split) if "all" in frames else complete_splits(frames, params.split)
+    encoder_params = params.encoder
+    if encoder_params.numeric_bucketing == "auto":
+        # Criteo's integer columns are counts: the log recipe is the field's convention.
+        encoder_params = replace(encoder_params, numeric_bucketing="log" if raw.format == "criteo" else "quantile")
+    encoder = Encoder(schema, encoder_params).fit(splits["train"], origin=f"{raw.origin} (train split)")
+    encoded = {name: encoder.transform(frame) for name, frame in splits.items()}
+    return IngestResult(encoder=encoder, schema=schema, splits=encoded, origin=raw.origin)

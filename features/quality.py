@@ -1,0 +1,114 @@
+"""Data-quality report per feature, from the ranking's count tables and per-split id counts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from common.featuremap import FIRST_VALUE_ID, MISSING_ID, OOV_ID, FeatureMap
+
+
+@dataclass(frozen=True)
+class QualityParams:
+    """Thresholds of the quality flags.
+
+    rare_count: a value seen fewer times than this in train is rare (OOV rows count as rare).
+    near_unique_ratio: distinct values / rows at or above this flags an id-like column.
+    leakage_ratio: I(F;Y) / H(Y) at or above this flags possible label leakage.
+    psi_bins: PSI compares the most frequent train values (plus one bin for the rest).
+    drift_psi: PSI above this flags drift (the usual 0.25 'significant shift' rule).
+    """
+
+    rare_count: int = 10
+    near_unique_ratio: float = 0.5
+    leakage_ratio: float = 0.9
+    psi_bins: int = 20
+    drift_psi: float = 0.25
+
+
+def count_ids(batches: Iterable[Mapping[str, np.ndarray]], cardinalities: Mapping[str, int]) -> dict[str, np.ndarray]:
+    """Occurrences of each id per column over batches (for valid/test splits)."""
+    counts = {name: np.zeros(size, dtype=np.int64) for name, size in cardinalities.items()}
+    for batch in batches:
+        for name, size in cardinalities.items():
+            found = np.bincount(batch[name], minlength=size)
+            counts[name] += found[:size]
+    return counts
+
+
+def population_stability_index(expected: np.ndarray, actual: np.ndarray, bins: int) -> float:
+    """PSI of `actual` against `expected` id counts over the top `bins` expected ids plus the rest."""
+    if actual.sum() == 0 or expected.sum() == 0:
+        return 0.0
+    top = np.argsort(-expected, kind="stable")[:bins]
+    rest = np.ones(expected.size, dtype=bool)
+    rest[top] = False
+    e = np.append(expected[top], expected[rest].sum()).astype(np.float64)
+    a = np.append(actual[top], actual[rest].sum()).astype(np.float64)
+    eps = 1e-6
+    pe = np.maximum(e / e.sum(), eps)
+    pa = np.maximum(a / a.sum(), eps)
+    return float(np.sum((pa - pe) * np.log(pa / pe)))
+
+
+def _frequency_histogram(value_counts: np.ndarray) -> dict[str, int]:
+    counts = value_counts[value_counts > 0]
+    if counts.size == 0:
+        return {}
+    buckets = np.floor(np.log2(counts)).astype(np.int64)
+    found = np.bincount(buckets)
+    return {f"{2**b}-{2 ** (b + 1) - 1}": int(c) for b, c in enumerate(found) if c}
+
+
+def quality_report(
+    feature_map: FeatureMap,
+    train_tables: Mapping[str, np.ndarray],
+    mi: Mapping[str, float],
+    label_entropy: float,
+    eval_counts: Mapping[str, Mapping[str, np.ndarray]],
+    params: QualityParams,
+) -> dict:
+    """Per-feature quality measures and flag lists, JSON-ready."""
+    features: dict[str, dict] = {}
+    flags: dict[str, list[str]] = {"constant": [], "near_unique": [], "label_leakage": [], "drift": [], "low_coverage": []}
+    for spec in feature_map.fields:
+        col = spec.rank_column
+        table = train_tables[col]
+        totals = table.sum(axis=1)
+        rows = int(totals.sum())
+        values = totals[FIRST_VALUE_ID:]
+        distinct = int(np.count_nonzero(values))
+        rare_rows = int(values[(values > 0) & (values < params.rare_count)].sum() + totals[OOV_ID])
+        entry = {
+            "kind": spec.kind,
+            "cardinality": distinct,
+            "vocab_size": spec.rank_cardinality,
+            "coverage": 1.0 - totals[MISSING_ID] / rows,
+            "top_value_share": float(values.max() / rows) if distinct else 0.0,
+            "rare_value_share": rare_rows / rows,
+            "oov_share_train": float(totals[OOV_ID] / rows),
+            "unique_ratio": distinct / rows,
+            "mi_over_label_entropy": mi[col] / label_entropy if label_entropy > 0 else 0.0,
+            "value_frequency_histogram": _frequency_histogram(values),
+        }
+        if spec.kind == "numeric":
+            entry["numeric"] = {k: spec.stats.get(k) for k in ("min", "max", "mean", "std")}
+        for split, counts in eval_counts.items():
+            found = counts[col]
+            n = found.sum()
+            entry[f"psi_{split}"] = population_stability_index(totals, found, params.psi_bins)
+            entry[f"oov_share_{split}"] = float(found[OOV_ID] / n) if n else 0.0
+        features[spec.name] = entry
+        if distinct <= 1:
+            flags["constant"].append(spec.name)
+        if entry["unique_ratio"] >= params.near_unique_ratio:
+            flags["near_unique"].append(spec.name)
+        if entry["mi_over_label_entropy"] >= params.leakage_ratio:
+            flags["label_leakage"].append(spec.name)
+        if any(entry.get(f"psi_{s}", 0.0) > params.drift_psi for s in eval_counts):
+            flags["drift"].append(spec.name)
+        if entry["coverage"] < 0.05:
+            flags["low_coverage"].append(spec.name)
+    return {"features": features, "flags": flags}

@@ -1,0 +1,406 @@
+"""Feature ranking by mutual information with the label, corrected for cardinality.
+
+One streaming pass over batches of encoded ids fills per-field (value, label)
+count tables with numpy bincount; every score is then computed from counts.
+Scores (a registry, `SCORES`):
+- plain:        I(F;Y), biased upward by cardinality (for comparison);
+- shifted:      I(F;Y) - I(F_shifted;Y), OutRank's MI-numba-randomized baseline
+                (rows of value v take the label v's count rows earlier);
+- expected:     I(F;Y) - E[I(F;Y)] under independence given the marginals
+                (the adjusted-MI correction); the default, see the ranking benchmark;
+- permutation:  (I - mean) / sd over R label permutations (a z-score);
+- chi2:         the G-test statistic standardised, (2N·I - df) / sqrt(2·df).
+Pairs are crossed features counted on an evenly spaced row sample, each side
+capped to its most frequent values so one dense bincount counts the cross.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from itertools import combinations
+from typing import Literal
+
+import numpy as np
+import polars as pl
+
+from common.errors import UserError
+from common.featuremap import FIRST_VALUE_ID, FeatureMap
+from features.information import chi2_pvalue, entropy, expected_mutual_information, mutual_information
+
+ScoreName = Literal["plain", "shifted", "expected", "permutation", "chi2"]
+Batch = Mapping[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class RankParams:
+    """Settings of the ranking stage."""
+
+    score: ScoreName = "expected"
+    permutations: int = 5
+    pair_budget: int = 1000
+    pair_rows: int = 1_000_000
+    pair_max_values: int = 1024
+    redundancy_weight: float = 1.0
+    combined_weight: float = 1.0
+    seed: int = 0
+
+
+class ContingencyCounter:
+    """Per-field (value, label) counts, plus what the shifted and permutation baselines need.
+
+    `update` takes one batch; counts from separate counters can be `merge`d,
+    so shards can be counted apart and combined.
+    """
+
+    def __init__(self, cardinalities: Mapping[str, int], permutations: int = 0, shifted: bool = False, seed: int = 0):
+        self.cardinalities = dict(cardinalities)
+        self.tables = {f: np.zeros((v, 2), dtype=np.int64) for f, v in self.cardinalities.items()}
+        self.permuted = {f: np.zeros((permutations, v), dtype=np.int64) for f, v in self.cardinalities.items()}
+        self.shifted = {f: np.zeros((v, 2), dtype=np.int64) for f, v in self.cardinalities.items()} if shifted else None
+        self.permutations = permutations
+        self.rng = np.random.default_rng(seed)
+
+    def update(self, batch: Batch, label: np.ndarray) -> None:
+        """Count one batch of ids (one int array per field) against its 0/1 labels."""
+        y = np.asarray(label)
+        positives = np.flatnonzero(y)
+        n = y.size
+        subsets = [self.rng.choice(n, positives.size, replace=False) for _ in range(self.permutations)]
+        for name, size in self.cardinalities.items():
+            codes = batch[name]
+            total = np.bincount(codes, minlength=size)
+            if total.size > size:
+                raise UserError(
+                    f"field {name!r} has id {total.size - 1} beyond its vocabulary ({size}); the feature map does not match the data"
+                )
+            pos = np.bincount(codes[positives], minlength=size)
+            table = self.tables[name]
+            table[:, 1] += pos
+            table[:, 0] += total - pos
+            for r, subset in enumerate(subsets):
+                self.permuted[name][r] += np.bincount(codes[subset], minlength=size)
+            if self.shifted is not None:
+                moved = y[(np.arange(n) - total[codes]) % n]
+                spos = np.bincount(codes[np.flatnonzero(moved)], minlength=size)
+                self.shifted[name][:, 1] += spos
+                self.shifted[name][:, 0] += total - spos
+
+    def merge(self, other: ContingencyCounter) -> ContingencyCounter:
+        """Add another counter's counts into this one."""
+        for name in self.cardinalities:
+            self.tables[name] += other.tables[name]
+            self.permuted[name] += other.permuted[name]
+            if self.shifted is not None and other.shifted is not None:
+                self.shifted[name] += other.shifted[name]
+        return self
+
+    @property
+    def rows(self) -> int:
+        """Rows counted so far."""
+        first = next(iter(self.tables.values()))
+        return int(first.sum())
+
+
+@dataclass
+class FieldStats:
+    """Everything measured for one feature; a row of ranking.csv."""
+
+    feature: str
+    kind: str
+    cardinality: int
+    mi: float
+    expected_mi: float
+    chi2_p: float
+    entropy: float
+    shifted_mi: float | None = None
+    perm_mean: float | None = None
+    perm_sd: float | None = None
+    perm_p: float | None = None
+    score: float = 0.0
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+def _score_plain(s: FieldStats, rows: int) -> float:
+    return s.mi
+
+
+def _score_shifted(s: FieldStats, rows: int) -> float:
+    return s.mi - (s.shifted_mi or 0.0)
+
+
+def _score_expected(s: FieldStats, rows: int) -> float:
+    return s.mi - s.expected_mi
+
+
+def _score_permutation(s: FieldStats, rows: int) -> float:
+    sd = s.perm_sd if s.perm_sd and s.perm_sd > 0 else 1e-12
+    return (s.mi - (s.perm_mean or 0.0)) / sd
+
+
+def _score_chi2(s: FieldStats, rows: int) -> float:
+    df = max(s.cardinality - 1, 1)
+    return (2.0 * rows * s.mi - df) / np.sqrt(2.0 * df)
+
+
+SCORES: dict[str, Callable[[FieldStats, int], float]] = {
+    "plain": _score_plain,
+    "shifted": _score_shifted,
+    "expected": _score_expected,
+    "permutation": _score_permutation,
+    "chi2": _score_chi2,
+}
+
+
+def field_stats(counter: ContingencyCounter, kinds: Mapping[str, str], score: str) -> list[FieldStats]:
+    """Per-feature statistics and the chosen score, from a filled counter."""
+    rows = counter.rows
+    out = []
+    for name, table in counter.tables.items():
+        values = table.sum(axis=1)
+        classes = table.sum(axis=0)
+        mi = mutual_information(table)
+        levels = int(np.count_nonzero(values))
+        s = FieldStats(
+            feature=name,
+            kind=kinds[name],
+            cardinality=levels,
+            mi=mi,
+            expected_mi=expected_mutual_information(values, classes),
+            chi2_p=chi2_pvalue(mi, rows, levels, 2),
+            entropy=entropy(values),
+        )
+        if counter.shifted is not None:
+            s.shifted_mi = mutual_information(counter.shifted[name])
+        if counter.permutations:
+            perm = np.array([mutual_information(np.column_stack([values - p, p])) for p in counter.permuted[name]])
+            s.perm_mean, s.perm_sd = float(perm.mean()), float(perm.std(ddof=1)) if perm.size > 1 else 0.0
+            s.perm_p = float((1 + np.sum(perm >= mi)) / (1 + perm.size))
+        s.score = float(SCORES[score](s, rows))
+        out.append(s)
+    return out
+
+
+# -- pairs, redundancy, 3MR -----------------------------------------------------------------------
+
+
+@dataclass
+class PairStats:
+    """One crossed pair; a row of pairs.csv."""
+
+    feature_a: str
+    feature_b: str
+    cardinality: int
+    mi_pair: float
+    expected_mi_pair: float
+    gain: float
+    redundancy: float
+    redundancy_norm: float
+
+
+def _capped(codes: np.ndarray, cap: int) -> np.ndarray:
+    # Ids are assigned most frequent first (after the reserved ids), so capping keeps the top values.
+    return np.minimum(codes, cap).astype(np.int64)
+
+
+def pair_stats(sample: Mapping[str, np.ndarray], label: np.ndarray, pairs: list[tuple[str, str]], max_values: int) -> list[PairStats]:
+    """Cross each pair on the sample: label MI of the cross, its gain over both sides, and redundancy."""
+    if not pairs:
+        return []
+    cap = max_values + FIRST_VALUE_ID
+    y = label.astype(np.int64)
+    classes = np.bincount(y, minlength=2)
+    n = y.size
+    used = sorted({name for pair in pairs for name in pair})
+    capped = {name: _capped(sample[name], cap) for name in used}
+    sizes = {name: int(codes.max()) + 1 for name, codes in capped.items()}
+    adjusted: dict[str, float] = {}
+    entropies: dict[str, float] = {}
+    for name, codes in capped.items():
+        table = np.bincount(codes * 2 + y, minlength=2 * sizes[name]).reshape(-1, 2)
+        adjusted[name] = mutual_information(table) - expected_mutual_information(table.sum(axis=1), classes)
+        entropies[name] = entropy(table.sum(axis=1))
+    out = []
+    for a, b in pairs:
+        cross = capped[a] * sizes[b] + capped[b]
+        table = np.bincount(cross * 2 + y, minlength=2 * sizes[a] * sizes[b]).reshape(-1, 2)
+        cells = table.sum(axis=1)
+        mi = mutual_information(table)
+        expected = expected_mutual_information(cells, classes)
+        redundancy = mutual_information(cells.reshape(sizes[a], sizes[b]))
+        levels_a = np.count_nonzero(cells.reshape(sizes[a], sizes[b]).sum(axis=1))
+        levels_b = np.count_nonzero(cells.reshape(sizes[a], sizes[b]).sum(axis=0))
+        chance = (levels_a - 1) * (levels_b - 1) / (2.0 * n)
+        floor = min(entropies[a], entropies[b])
+        out.append(
+            PairStats(
+                feature_a=a,
+                feature_b=b,
+                cardinality=int(np.count_nonzero(cells)),
+                mi_pair=mi,
+                expected_mi_pair=expected,
+                gain=(mi - expected) - adjusted[a] - adjusted[b],
+                redundancy=redundancy,
+                redundancy_norm=max(redundancy - chance, 0.0) / floor if floor > 0 else 0.0,
+            )
+        )
+    return out
+
+
+def choose_pairs(ranked: list[str], budget: int) -> list[tuple[str, str]]:
+    """All pairs if they fit the budget, else the pairs among the top-ranked features that do."""
+    if budget <= 0:
+        return []
+    top = len(ranked)
+    while top > 1 and top * (top - 1) // 2 > budget:
+        top -= 1
+    return list(combinations(ranked[:top], 2))
+
+
+def mrmr_order(relevance: Mapping[str, float], pairs: list[PairStats], alpha: float, beta: float) -> list[str]:
+    """OutRank's 3MR greedy order.
+
+    Repeatedly pick the feature maximising relevance - alpha * median
+    redundancy with those chosen + beta * median combined relevance with them.
+    Relevance is the corrected label MI over H(Y)'s scale, redundancy the
+    chance-corrected normalised feature-feature MI, combined relevance the
+    pair's positive gain beyond its two singles. Pairs outside the budget count 0.
+    """
+    redundancy: dict[frozenset[str], float] = {}
+    combined: dict[frozenset[str], float] = {}
+    for p in pairs:
+        key = frozenset((p.feature_a, p.feature_b))
+        redundancy[key] = p.redundancy_norm
+        combined[key] = max(p.gain, 0.0)
+    scale = max(max(relevance.values(), default=0.0), 1e-12)
+    remaining = dict(relevance)
+    order: list[str] = []
+    while remaining:
+
+        def objective(name: str) -> float:
+            if not order:
+                return remaining[name] / scale
+            red = np.median([redundancy.get(frozenset((name, s)), 0.0) for s in order])
+            comb = np.median([combined.get(frozenset((name, s)), 0.0) for s in order]) / scale
+            return remaining[name] / scale - alpha * red + beta * comb
+
+        best = max(remaining, key=lambda name: (objective(name), name))
+        order.append(best)
+        del remaining[best]
+    return order
+
+
+# -- the stage's computation ----------------------------------------------------------------------
+
+
+@dataclass
+class RankResult:
+    """Outputs of ranking: per-feature table, pair table and the label's summary."""
+
+    ranking: pl.DataFrame
+    pairs: pl.DataFrame
+    counter: ContingencyCounter
+    label_entropy: float
+    positive_rate: float
+
+
+def rank_features(batches: Iterable[tuple[Batch, np.ndarray]], feature_map: FeatureMap, params: RankParams) -> RankResult:
+    """Rank the feature map's fields from batches of (ids per rank column, labels).
+
+    One pass: fills the contingency counter and keeps an evenly spaced row
+    sample (every k-th row, at most `params.pair_rows`) for the pair statistics.
+    """
+    if params.score not in SCORES:
+        raise UserError(f"rank.score {params.score!r} is unknown; use one of {', '.join(SCORES)}")
+    columns = {spec.rank_column: spec for spec in feature_map.fields}
+    counter = ContingencyCounter(
+        {col: spec.rank_cardinality for col, spec in columns.items()},
+        permutations=params.permutations if params.score == "permutation" else 0,
+        shifted=params.score == "shifted",
+        seed=params.seed,
+    )
+    total_rows = int(feature_map.splits.get("train", {}).get("rows", 0)) or params.pair_rows
+    step = max(1, -(-total_rows // params.pair_rows))
+    sample_parts: dict[str, list[np.ndarray]] = {col: [] for col in columns}
+    sample_labels: list[np.ndarray] = []
+    seen = 0
+    for batch, label in batches:
+        counter.update(batch, label)
+        take = np.arange((-seen) % step, label.size, step)
+        seen += label.size
+        for col in columns:
+            sample_parts[col].append(batch[col][take])
+        sample_labels.append(label[take])
+    if counter.rows == 0:
+        raise UserError("train split has no rows to rank")
+    kinds = {col: spec.kind for col, spec in columns.items()}
+    stats = field_stats(counter, kinds, params.score)
+    stats.sort(key=lambda s: (-s.score, s.feature))
+    names = {col: spec.name for col, spec in columns.items()}
+    classes = next(iter(counter.tables.values())).sum(axis=0)
+    label_entropy = entropy(classes)
+    ranked_cols = [s.feature for s in stats]
+    sample = {col: np.concatenate(parts) for col, parts in sample_parts.items()}
+    pairs = pair_stats(sample, np.concatenate(sample_labels), choose_pairs(ranked_cols, params.pair_budget), params.pair_max_values)
+    relevance = {s.feature: max(s.mi - s.expected_mi, 0.0) for s in stats}
+    order = {col: i + 1 for i, col in enumerate(mrmr_order(relevance, pairs, params.redundancy_weight, params.combined_weight))}
+    rows = []
+    for rank, s in enumerate(stats, start=1):
+        rows.append(
+            {
+                "rank": rank,
+                "feature": names[s.feature],
+                "kind": s.kind,
+                "cardinality": s.cardinality,
+                "mi": s.mi,
+                "score": s.score,
+                "expected_mi": s.expected_mi,
+                "adjusted_mi": s.mi - s.expected_mi,
+                "mi_over_label_entropy": s.mi / label_entropy if label_entropy > 0 else 0.0,
+                "chi2_p": s.chi2_p,
+                "shifted_mi": s.shifted_mi,
+                "perm_mean": s.perm_mean,
+                "perm_sd": s.perm_sd,
+                "perm_p": s.perm_p,
+                "entropy": s.entropy,
+                "order_3mr": order[s.feature],
+            }
+        )
+    ranking = pl.DataFrame(rows, infer_schema_length=None)
+    pair_rows = sorted(pairs, key=lambda p: (-p.gain, p.feature_a, p.feature_b))
+    pair_frame = pl.DataFrame(
+        [
+            {
+                "rank": i + 1,
+                "feature_a": names[p.feature_a],
+                "feature_b": names[p.feature_b],
+                "cardinality": p.cardinality,
+                "mi_pair": p.mi_pair,
+                "expected_mi_pair": p.expected_mi_pair,
+                "adjusted_mi_pair": p.mi_pair - p.expected_mi_pair,
+                "gain": p.gain,
+                "redundancy": p.redundancy,
+                "redundancy_norm": p.redundancy_norm,
+            }
+            for i, p in enumerate(pair_rows)
+        ],
+        schema={
+            "rank": pl.Int64,
+            "feature_a": pl.String,
+            "feature_b": pl.String,
+            "cardinality": pl.Int64,
+            "mi_pair": pl.Float64,
+            "expected_mi_pair": pl.Float64,
+            "adjusted_mi_pair": pl.Float64,
+            "gain": pl.Float64,
+            "redundancy": pl.Float64,
+            "redundancy_norm": pl.Float64,
+        },
+    )
+    return RankResult(
+        ranking=ranking,
+        pairs=pair_frame,
+        counter=counter,
+        label_entropy=label_entropy,
+        positive_rate=float(classes[1] / classes.sum()),
+    )

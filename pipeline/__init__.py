@@ -1,0 +1,1 @@
+"""The pipeline: CLI, config, stage runner, catalog and MLflow tracking. The only package that wires things."""

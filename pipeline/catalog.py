@@ -1,0 +1,90 @@
+"""The catalog: where stage outputs live on disk, atomic writes, and batch readers."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from common.errors import UserError
+from common.featuremap import FeatureMap
+
+FEATURE_MAP = "feature_map.json"
+
+
+def stage_path(out: Path, stage: str) -> Path:
+    """The committed output directory of `stage`."""
+    return out / stage
+
+
+@contextmanager
+def staging(out: Path, stage: str) -> Iterator[Path]:
+    """A private directory that replaces `out/stage` in one rename when the block succeeds.
+
+    On any error the private directory is removed, so readers never see a
+    half-written stage.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f".{stage}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    final = stage_path(out, stage)
+    old = None
+    if final.exists():
+        old = out / f".{stage}.old-{uuid.uuid4().hex[:8]}"
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def write_json(path: Path, payload: Any) -> None:
+    """Write JSON through a temporary file and a rename."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=_json_default))
+    os.replace(tmp, path)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def load_feature_map(ingest_dir: Path) -> FeatureMap:
+    """The feature map written by the ingest stage."""
+    return FeatureMap.load(ingest_dir / FEATURE_MAP)
+
+
+def split_file(ingest_dir: Path, split: str) -> Path:
+    """The encoded parquet file of one split."""
+    return ingest_dir / f"{split}.parquet"
+
+
+def parquet_rows(path: Path) -> int:
+    """Row count from the parquet footer (no data read)."""
+    return pq.ParquetFile(path).metadata.num_rows
+
+
+def iter_batches(path: Path, columns: list[str], batch_rows: int) -> Iterator[dict[str, np.ndarray]]:
+    """Stream `columns` of a parquet file as numpy arrays, `batch_rows` rows at a time."""
+    handle = pq.ParquetFile(path)
+    missing = [c for c in columns if c not in handle.schema_arrow.names]
+    if missing:
+        raise UserError(f"{path}: column(s) {', '.join(missing)} missing; the feature map does not match the data, rerun ingest")
+    for batch in handle.iter_batches(batch_size=batch_rows, columns=columns):
+        yield {name: batch.column(name).to_numpy(zero_copy_only=False) for name in columns}

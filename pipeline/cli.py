@@ -1,0 +1,106 @@
+"""`python -m pipeline`: run the pipeline or one stage; user errors exit 2 with one line on stderr."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from common.errors import UserError
+from pipeline.config import STAGE_ORDER, load_config
+
+EXIT_USER_ERROR = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's own errors: one line, exit 2
+        raise UserError(f"{self.prog}: {message}")
+
+
+def _data_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="YAML config file")
+    parser.add_argument("--data", type=Path, help="input file or directory (default: built-in synthetic data)")
+    parser.add_argument("--format", help="criteo, csv, libsvm or parquet (default: from the file name)")
+    parser.add_argument("--label", help="label column")
+    parser.add_argument("--out", type=Path, help="output directory (default runs/latest)")
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else sqlite ./mlflow.db)")
+    parser.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
+    parser.add_argument("--rows", type=int, help="rows of synthetic data when no --data is given")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI's argument parser."""
+    parser = _Parser(prog="python -m pipeline", description="CTR feature engineering and model search pipeline")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    run = sub.add_parser("run", help="run the pipeline's stages")
+    _data_flags(run)
+    run.add_argument("--stages", help=f"comma-separated subset of {','.join(STAGE_ORDER)}")
+    for stage in STAGE_ORDER:
+        one = sub.add_parser(stage, help=f"run the {stage} stage (and ingest first when --data is given)")
+        _data_flags(one)
+    gen = sub.add_parser("generate", help="write the synthetic dataset as parquet shards")
+    gen.add_argument("--rows", type=int, required=True)
+    gen.add_argument("--seed", type=int, default=7)
+    gen.add_argument("--out", type=Path, required=True)
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for key in ("data", "format", "label"):
+        value = getattr(args, key, None)
+        if value is not None:
+            data["path" if key == "data" else key] = str(value) if key == "data" else value
+    if args.rows is not None:
+        data["synthetic_rows"] = args.rows
+    over: dict[str, Any] = {"data": data} if data else {}
+    if args.out is not None:
+        over["out"] = str(args.out)
+    tracking: dict[str, Any] = {}
+    if args.tracking_uri:
+        tracking["uri"] = args.tracking_uri
+    if args.no_tracking:
+        tracking["enabled"] = False
+    if tracking:
+        over["tracking"] = tracking
+    if args.command == "run" and args.stages:
+        over["stages"] = [s.strip() for s in args.stages.split(",") if s.strip()]
+    elif args.command in STAGE_ORDER:
+        upto = STAGE_ORDER[: STAGE_ORDER.index(args.command) + 1]
+        over["stages"] = list(upto) if args.data is not None or args.command == "ingest" else [args.command]
+    return over
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from features.synthetic import write_parquet_shards
+
+    if args.rows < 1:
+        raise UserError("--rows must be at least 1")
+    paths = write_parquet_shards(args.out, args.rows, args.seed)
+    print(f"wrote {args.rows:,} rows in {len(paths)} parquet shard(s) to {args.out}", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command == "generate":
+            return _generate(args)
+        from pipeline.runner import run_pipeline
+
+        cfg = load_config(args.config, _overrides(args))
+        run_pipeline(cfg)
+        print(f"outputs: {cfg.out.resolve()}", file=sys.stderr)
+        return 0
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except (pl.exceptions.ComputeError, pl.exceptions.SchemaError, pl.exceptions.InvalidOperationError) as exc:
+        # Raised by polars while parsing the user's files (a value that does not fit its column's type).
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"error: could not read the input: {first}", file=sys.stderr)
+        return EXIT_USER_ERROR

@@ -1,0 +1,149 @@
+"""The pipeline's YAML config, validated by pydantic; CLI flags override it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from common.errors import UserError
+
+STAGE_ORDER = ("ingest", "rank")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class JoinConfig(_Section):
+    path: Path
+    on: str
+    format: Literal["csv", "parquet", "criteo", "libsvm"] | None = None
+
+
+class DataConfig(_Section):
+    path: Path | None = None
+    format: Literal["criteo", "csv", "libsvm", "parquet"] | None = None
+    label: str | None = None
+    label_threshold: float | None = None
+    separator: str | None = None
+    multi_separator: str = "|"
+    joins: list[JoinConfig] = Field(default_factory=list)
+    libsvm_field_ranges: list[tuple[int, int]] | None = None
+    synthetic_rows: int = Field(200_000, ge=1)
+    synthetic_seed: int = 7
+
+
+class SchemaConfig(_Section):
+    categorical: list[str] = Field(default_factory=list)
+    numeric: list[str] = Field(default_factory=list)
+    multi: list[str] = Field(default_factory=list)
+    drop: list[str] = Field(default_factory=list)
+
+
+class SplitConfig(_Section):
+    method: Literal["random", "time"] = "random"
+    valid: float = Field(0.1, ge=0, lt=1)
+    test: float = Field(0.1, ge=0, lt=1)
+    time_column: str | None = None
+    seed: int = 2021
+
+
+class EncodeConfig(_Section):
+    min_count: int = Field(1, ge=1)
+    numeric_bucketing: Literal["quantile", "log"] | None = None
+    numeric_bins: int = Field(16, ge=2)
+    quantile_sample_rows: int = Field(1_000_000, ge=1000)
+
+
+class QualityConfig(_Section):
+    rare_count: int = Field(10, ge=1)
+    near_unique_ratio: float = Field(0.5, gt=0, le=1)
+    leakage_ratio: float = Field(0.9, gt=0, le=1)
+    psi_bins: int = Field(20, ge=1)
+    drift_psi: float = Field(0.25, gt=0)
+
+
+class RankConfig(_Section):
+    score: Literal["plain", "shifted", "expected", "permutation", "chi2"] = "expected"
+    permutations: int = Field(5, ge=2)
+    pair_budget: int = Field(1000, ge=0)
+    pair_rows: int = Field(1_000_000, ge=1)
+    pair_max_values: int = Field(1024, ge=1)
+    redundancy_weight: float = Field(1.0, ge=0)
+    combined_weight: float = Field(1.0, ge=0)
+    seed: int = 0
+    batch_rows: int = Field(1 << 20, ge=1)
+    plot_top: int = Field(30, ge=1)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
+
+
+class TrackingConfig(_Section):
+    enabled: bool = True
+    uri: str | None = None
+    experiment: str = "ctr-pipeline"
+
+
+class PipelineConfig(_Section):
+    data: DataConfig = Field(default_factory=DataConfig)
+    schema_: SchemaConfig = Field(default_factory=SchemaConfig, alias="schema")
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    encode: EncodeConfig = Field(default_factory=EncodeConfig)
+    rank: RankConfig = Field(default_factory=RankConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    out: Path = Path("runs/latest")
+    stages: list[Literal["ingest", "rank"]] = Field(default_factory=lambda: list(STAGE_ORDER))
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _check(self) -> PipelineConfig:
+        if self.split.valid + self.split.test >= 1:
+            raise ValueError("split.valid + split.test must be below 1")
+        if self.split.method == "time" and not self.split.time_column:
+            raise ValueError("split.method 'time' needs split.time_column")
+        return self
+
+
+def _describe(error: ValidationError, origin: str) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]).replace("schema_", "schema") or "(top level)"
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = "unknown key; check the spelling against README's config reference"
+    got = first.get("input")
+    shown = "" if first["type"] == "extra_forbidden" or isinstance(got, dict) else f" (got {got!r})"
+    return f"{origin}: {where}: {message}{shown}"
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(path: Path | None, overrides: dict[str, Any]) -> PipelineConfig:
+    """Read the YAML file (if any), apply CLI overrides (nested dicts) and validate."""
+    raw: dict[str, Any] = {}
+    origin = "command line"
+    if path is not None:
+        origin = f"config {path}"
+        if not path.is_file():
+            raise UserError(f"{path}: config file not found")
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise UserError(f"{path}: the config must be a mapping of sections (data, split, encode, rank, ...)")
+        raw = loaded or {}
+    try:
+        return PipelineConfig.model_validate(_merge(raw, overrides))
+    except ValidationError as exc:
+        raise UserError(_describe(exc, origin)) from exc

@@ -1,0 +1,29 @@
+"""Plots written next to stage outputs (matplotlib, headless)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import polars as pl
+
+KIND_COLOURS = {"categorical": "#4C72B0", "numeric": "#DD8452", "multi": "#55A868"}
+
+
+def ranking_bar_plot(ranking: pl.DataFrame, path: Path, top: int, score_name: str) -> None:
+    """Horizontal bars of the top features by score, coloured by kind."""
+    head = ranking.head(top)
+    fig, ax = plt.subplots(figsize=(8, 0.32 * head.height + 1.4))
+    colours = [KIND_COLOURS.get(kind, "grey") for kind in head["kind"]]
+    ax.barh(head["feature"].to_list()[::-1], head["score"].to_list()[::-1], color=colours[::-1])
+    ax.axvline(0, color="black", linewidth=0.6)
+    ax.set_xlabel(f"score ({score_name})")
+    ax.set_title(f"Top {head.height} features by cardinality-corrected MI")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in KIND_COLOURS.values()]
+    ax.legend(handles, KIND_COLOURS.keys(), loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,53 @@
+"""Runs stages in order: each into a private directory committed atomically, each tracked in MLflow."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+
+from common.errors import UserError
+from pipeline import catalog
+from pipeline.config import STAGE_ORDER, PipelineConfig
+from pipeline.stages import STAGES
+from pipeline.tracking import Tracker
+
+
+def plan(cfg: PipelineConfig) -> list[str]:
+    """Stages to run, in pipeline order, checking that each one's inputs exist or will be made."""
+    wanted = [s for s in STAGE_ORDER if s in cfg.stages]
+    if "rank" in wanted and "ingest" not in wanted and not (catalog.stage_path(cfg.out, "ingest") / catalog.FEATURE_MAP).is_file():
+        raise UserError(f"{cfg.out / 'ingest'}: no ingest output to rank; run with --stages ingest,rank or pass --data")
+    return wanted
+
+
+def run_pipeline(cfg: PipelineConfig) -> dict[str, dict]:
+    """Run the configured stages; on a user error remove the output directory if this run created it."""
+    stages = plan(cfg)
+    created = not cfg.out.exists()
+    tracker = Tracker(cfg.tracking.enabled, cfg.tracking.uri, cfg.tracking.experiment)
+    results: dict[str, dict] = {}
+    try:
+        with tracker.run(f"pipeline {','.join(stages)}") as parent:
+            parent.log_params({"stages": ",".join(stages), "out": str(cfg.out), "data": cfg.data.model_dump(mode="json")})
+            for name in stages:
+                started = time.perf_counter()
+                with tracker.run(name, nested=True) as run:
+                    with catalog.staging(cfg.out, name) as workdir:
+                        output = STAGES[name](cfg, workdir, cfg.out)
+                    final = catalog.stage_path(cfg.out, name)
+                    metrics = {**output.metrics, "wall_seconds": time.perf_counter() - started}
+                    run.log_params(output.params)
+                    run.log_metrics(metrics)
+                    for artifact in output.artifacts:
+                        run.log_artifact(final / artifact)
+                parent.log_metrics({f"{name}.{k}": v for k, v in metrics.items()})
+                results[name] = {"metrics": metrics, "dir": str(final)}
+                print(output.summary, file=sys.stderr)
+    except UserError:
+        if created:
+            shutil.rmtree(cfg.out, ignore_errors=True)
+        raise
+    if tracker.enabled:
+        print(f"tracking: {tracker.uri} (experiment {cfg.tracking.experiment!r}); browse with: make ui", file=sys.stderr)
+    return results

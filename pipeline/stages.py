@@ -1,0 +1,190 @@
+"""Stages: each turns the config and earlier stages' outputs into files in its own directory.
+
+The computation lives in features/ (pure functions over frames and arrays);
+a stage here reads its inputs from the catalog, calls that computation and
+writes the outputs into the private directory the runner gives it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from tqdm import tqdm
+
+from common.errors import UserError
+from common.featuremap import FeatureMap
+from features.encode import EncoderParams
+from features.ingest import IngestParams, JoinSpec, ingest, load_raw
+from features.quality import QualityParams, count_ids, quality_report
+from features.ranking import RankParams, rank_features
+from features.schema import SchemaOptions
+from features.sources import SourceOptions
+from features.split import SplitParams
+from pipeline import catalog
+from pipeline.config import PipelineConfig
+from pipeline.plots import ranking_bar_plot
+
+
+@dataclass
+class StageOutput:
+    """What the runner logs for a stage: params, metrics and artifact files (inside the stage dir)."""
+
+    params: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    artifacts: list[str] = field(default_factory=list)
+    summary: str = ""
+
+
+def ingest_params(cfg: PipelineConfig) -> IngestParams:
+    """Translate the config into the ingest computation's parameters."""
+    data = cfg.data
+    return IngestParams(
+        source=SourceOptions(
+            format=data.format or "",
+            label=data.label,
+            separator=data.separator,
+            multi_separator=data.multi_separator,
+            libsvm_field_ranges=tuple(tuple(r) for r in data.libsvm_field_ranges) if data.libsvm_field_ranges else None,
+        ),
+        schema=SchemaOptions(
+            label=data.label,
+            label_threshold=data.label_threshold,
+            categorical=tuple(cfg.schema_.categorical),
+            numeric=tuple(cfg.schema_.numeric),
+            multi=tuple(cfg.schema_.multi),
+            drop=tuple(cfg.schema_.drop),
+            time_column=cfg.split.time_column,
+            multi_separator=data.multi_separator,
+        ),
+        split=SplitParams(
+            method=cfg.split.method, valid=cfg.split.valid, test=cfg.split.test, time_column=cfg.split.time_column, seed=cfg.split.seed
+        ),
+        encoder=EncoderParams(
+            min_count=cfg.encode.min_count,
+            numeric_bucketing=cfg.encode.numeric_bucketing or "auto",
+            numeric_bins=cfg.encode.numeric_bins,
+            quantile_sample_rows=cfg.encode.quantile_sample_rows,
+        ),
+        joins=tuple(JoinSpec(path=j.path, on=j.on, format=j.format) for j in data.joins),
+    )
+
+
+def run_ingest(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
+    """Read, split and encode the input; write encoded parquet, the encoder and the feature map."""
+    started = time.perf_counter()
+    params = ingest_params(cfg)
+    raw = load_raw(cfg.data.path, params, cfg.data.synthetic_rows, cfg.data.synthetic_seed)
+    result = ingest(raw, params)
+    splits: dict[str, dict[str, float]] = {}
+    for name, frame in tqdm(result.splits.items(), desc="ingest: encode splits", unit="split", disable=None):
+        path = catalog.split_file(workdir, name)
+        frame.sink_parquet(path, row_group_size=1 << 18)
+        labels = (
+            pl.scan_parquet(path).select(pl.len().alias("rows"), pl.col(result.schema.label).cast(pl.Int64).sum().alias("pos")).collect()
+        )
+        rows, pos = labels.row(0)
+        splits[name] = {"rows": int(rows), "positive_rate": float(pos / rows) if rows else 0.0}
+    result.encoder.save(workdir)
+    feature_map = result.encoder.feature_map(splits, {"origin": result.origin})
+    (workdir / catalog.FEATURE_MAP).write_text(feature_map.to_json())
+    seconds = time.perf_counter() - started
+    total = sum(s["rows"] for s in splits.values())
+    kinds = [spec.kind for spec in feature_map.fields]
+    metrics = {f"{name}_rows": s["rows"] for name, s in splits.items()}
+    metrics |= {f"{name}_positive_rate": s["positive_rate"] for name, s in splits.items()}
+    metrics |= {
+        "fields": len(kinds),
+        "categorical_fields": kinds.count("categorical"),
+        "numeric_fields": kinds.count("numeric"),
+        "multi_fields": kinds.count("multi"),
+        "seconds": seconds,
+        "rows_per_s": total / seconds if seconds > 0 else 0.0,
+    }
+    return StageOutput(
+        params={"origin": result.origin, "label": result.schema.label, **cfg.encode.model_dump(), "split": cfg.split.model_dump()},
+        metrics=metrics,
+        artifacts=[catalog.FEATURE_MAP, "encoder.json"],
+        summary=f"ingest: {total:,} rows, {len(kinds)} fields -> {out / 'ingest'}",
+    )
+
+
+def _rank_batches(path: Path, feature_map: FeatureMap, batch_rows: int, desc: str):
+    columns = [spec.rank_column for spec in feature_map.fields]
+    total = -(-catalog.parquet_rows(path) // batch_rows)
+    for batch in tqdm(
+        catalog.iter_batches(path, [*columns, feature_map.label], batch_rows), total=total, desc=desc, unit="batch", disable=None
+    ):
+        label = batch.pop(feature_map.label).astype(np.int8, copy=False)
+        yield batch, label
+
+
+def run_rank(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
+    """Rank features, pairs and 3MR order; write ranking.csv, pairs.csv, quality.json and ranking.png."""
+    ingest_dir = catalog.stage_path(out, "ingest")
+    feature_map = catalog.load_feature_map(ingest_dir)
+    train = catalog.split_file(ingest_dir, "train")
+    if not train.is_file():
+        raise UserError(f"{train}: encoded train split not found; run the ingest stage first")
+    rc = cfg.rank
+    params = RankParams(
+        score=rc.score,
+        permutations=rc.permutations,
+        pair_budget=rc.pair_budget,
+        pair_rows=rc.pair_rows,
+        pair_max_values=rc.pair_max_values,
+        redundancy_weight=rc.redundancy_weight,
+        combined_weight=rc.combined_weight,
+        seed=rc.seed,
+    )
+    started = time.perf_counter()
+    result = rank_features(_rank_batches(train, feature_map, rc.batch_rows, "rank: count train"), feature_map, params)
+    seconds = time.perf_counter() - started
+    cardinalities = {spec.rank_column: spec.rank_cardinality for spec in feature_map.fields}
+    eval_counts = {}
+    for split in ("valid", "test"):
+        path = catalog.split_file(ingest_dir, split)
+        if path.is_file() and catalog.parquet_rows(path):
+            batches = (b for b, _ in _rank_batches(path, feature_map, rc.batch_rows, f"rank: count {split}"))
+            eval_counts[split] = count_ids(batches, cardinalities)
+    by_name = dict(zip(result.ranking["feature"], result.ranking["mi"], strict=True))
+    mi = {spec.rank_column: by_name[spec.name] for spec in feature_map.fields}
+    quality = quality_report(
+        feature_map, result.counter.tables, mi, result.label_entropy, eval_counts, QualityParams(**rc.quality.model_dump())
+    )
+    quality = {
+        "rows": {name: s["rows"] for name, s in feature_map.splits.items()},
+        "label": {"name": feature_map.label, "positive_rate": result.positive_rate, "entropy": result.label_entropy},
+        **quality,
+    }
+    result.ranking.write_csv(workdir / "ranking.csv")
+    result.pairs.write_csv(workdir / "pairs.csv")
+    catalog.write_json(workdir / "quality.json", quality)
+    ranking_bar_plot(result.ranking, workdir / "ranking.png", rc.plot_top, rc.score)
+    cells = result.counter.rows * len(feature_map.fields)
+    flagged = sum(len(v) for v in quality["flags"].values())
+    top = result.ranking["feature"].head(5).to_list()
+    return StageOutput(
+        params={**rc.model_dump(exclude={"quality"}), "quality": rc.quality.model_dump()},
+        metrics={
+            "seconds": seconds,
+            "cells": cells,
+            "cells_per_s": cells / seconds if seconds > 0 else 0.0,
+            "pairs": result.pairs.height,
+            "flags": flagged,
+            "top_score": float(result.ranking["score"][0]),
+        },
+        artifacts=["ranking.csv", "pairs.csv", "quality.json", "ranking.png"],
+        summary=f"rank: top features {', '.join(top)} -> {out / 'rank'}",
+    )
+
+
+STAGES: dict[str, Callable[[PipelineConfig, Path, Path], StageOutput]] = {
+    "ingest": run_ingest,
+    "rank": run_rank,
+}

@@ -1,0 +1,97 @@
+"""MLflow tracking: the only module that imports mlflow.
+
+A parent run per pipeline run and a nested run per stage. With no URI in the
+config or MLFLOW_TRACKING_URI, runs go to a sqlite store `mlflow.db` in the
+working directory (open it with `make ui`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from common.errors import UserError
+
+DEFAULT_STORE = "mlflow.db"
+
+
+def resolve_uri(configured: str | None) -> str:
+    """The tracking URI in force: config, then MLFLOW_TRACKING_URI, then ./mlflow.db."""
+    return configured or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / DEFAULT_STORE}"
+
+
+def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested dict -> {'a.b': 'value'} with values as strings MLflow accepts."""
+    flat: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat |= flatten(value, f"{name}.")
+        else:
+            flat[name] = str(value)[:6000]
+    return flat
+
+
+class RunHandle:
+    """Logging calls for one active run (no-ops when tracking is off)."""
+
+    def __init__(self, mlflow: Any | None, run_id: str | None) -> None:
+        self._mlflow = mlflow
+        self.run_id = run_id
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        if self._mlflow:
+            self._mlflow.log_params(flatten(params))
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        if self._mlflow:
+            clean = {k: float(v) for k, v in metrics.items() if v is not None}
+            self._mlflow.log_metrics(clean, step=step)
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        if self._mlflow:
+            self._mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        if self._mlflow:
+            self._mlflow.set_tags(dict(tags))
+
+
+class Tracker:
+    """Opens MLflow runs; `enabled=False` makes every call a no-op."""
+
+    def __init__(self, enabled: bool, uri: str | None, experiment: str) -> None:
+        self.enabled = enabled
+        self.uri = resolve_uri(uri) if enabled else None
+        self.experiment = experiment
+        self._mlflow: Any | None = None
+
+    def _client(self) -> Any:
+        if self._mlflow is None:
+            # A tracking server that is down should fail fast, not retry for minutes.
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+            import mlflow
+
+            mlflow.set_tracking_uri(self.uri)
+            try:
+                mlflow.set_experiment(self.experiment)
+            except Exception as exc:  # mlflow raises many types for an unreachable or broken store
+                raise UserError(
+                    f"tracking store {self.uri} is not usable ({str(exc).splitlines()[0][:200]}); check --tracking-uri or pass --no-tracking"
+                ) from exc
+            self._mlflow = mlflow
+        return self._mlflow
+
+    @contextmanager
+    def run(self, name: str, nested: bool = False) -> Iterator[RunHandle]:
+        """An MLflow run (nested under the active one if `nested`), ended FAILED on error."""
+        if not self.enabled:
+            yield RunHandle(None, None)
+            return
+        mlflow = self._client()
+        with mlflow.start_run(run_name=name, nested=nested) as active:
+            yield RunHandle(mlflow, active.info.run_id)
