@@ -20,7 +20,7 @@ class JoinSpec:
     """A side table left-joined onto the rows by a key column (e.g. MovieLens movies.csv on movieId)."""
 
     path: Path
-    on: str
+    key: str
     format: str | None = None
 
 
@@ -81,10 +81,10 @@ def _join(frame: pl.LazyFrame, spec: JoinSpec, multi_separator: str) -> pl.LazyF
     side = open_source([spec.path], SourceOptions(format=fmt, multi_separator=multi_separator)).frame
     left, right = frame.collect_schema(), side.collect_schema()
     for name, schema in ((str(spec.path), right), ("the data", left)):
-        if spec.on not in schema:
-            raise UserError(f"{name}: join key {spec.on!r} not found; columns are {', '.join(schema.names())}")
-    side = side.unique(subset=[spec.on], keep="first", maintain_order=True).with_columns(pl.col(spec.on).cast(left[spec.on]))
-    return frame.join(side, on=spec.on, how="left", maintain_order="left")
+        if spec.key not in schema:
+            raise UserError(f"{name}: join key {spec.key!r} not found; columns are {', '.join(schema.names())}")
+    side = side.unique(subset=[spec.key], keep="first", maintain_order=True).with_columns(pl.col(spec.key).cast(left[spec.key]))
+    return frame.join(side, on=spec.key, how="left", maintain_order="left")
 
 
 def ingest(raw: RawInput, params: IngestParams) -> IngestResult:

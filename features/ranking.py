@@ -204,7 +204,14 @@ def _capped(codes: np.ndarray, cap: int) -> np.ndarray:
 
 
 def pair_stats(sample: Mapping[str, np.ndarray], label: np.ndarray, pairs: list[tuple[str, str]], max_values: int) -> list[PairStats]:
-    """Cross each pair on the sample: label MI of the cross, its gain over both sides, and redundancy."""
+    """Cross each pair on the sample: label MI of the cross, its gain over both sides, and redundancy.
+
+    gain = adjusted I(A×B;Y) - adjusted I(A;Y) - adjusted I(B;Y): positive for
+    synergy (a pure interaction), negative for redundant pairs. redundancy_norm
+    is I(A;B) beyond its chance level (A against a shuffled B), over
+    min(H(A), H(B)) minus that level, like adjusted MI: ~0 for independent
+    features whatever their cardinality, 1 for copies.
+    """
     if not pairs:
         return []
     cap = max_values + FIRST_VALUE_ID
@@ -220,18 +227,19 @@ def pair_stats(sample: Mapping[str, np.ndarray], label: np.ndarray, pairs: list[
         table = np.bincount(codes * 2 + y, minlength=2 * sizes[name]).reshape(-1, 2)
         adjusted[name] = mutual_information(table) - expected_mutual_information(table.sum(axis=1), classes)
         entropies[name] = entropy(table.sum(axis=1))
+    # One fixed shuffle gives each pair's chance level of feature-feature MI (same marginals, no link).
+    shuffle = np.random.default_rng(0).permutation(n)
     out = []
     for a, b in pairs:
         cross = capped[a] * sizes[b] + capped[b]
+        shuffled = np.bincount(capped[a] * sizes[b] + capped[b][shuffle], minlength=sizes[a] * sizes[b])
         table = np.bincount(cross * 2 + y, minlength=2 * sizes[a] * sizes[b]).reshape(-1, 2)
         cells = table.sum(axis=1)
         mi = mutual_information(table)
         expected = expected_mutual_information(cells, classes)
         redundancy = mutual_information(cells.reshape(sizes[a], sizes[b]))
-        levels_a = np.count_nonzero(cells.reshape(sizes[a], sizes[b]).sum(axis=1))
-        levels_b = np.count_nonzero(cells.reshape(sizes[a], sizes[b]).sum(axis=0))
-        chance = (levels_a - 1) * (levels_b - 1) / (2.0 * n)
-        floor = min(entropies[a], entropies[b])
+        chance = mutual_information(shuffled.reshape(sizes[a], sizes[b]))
+        ceiling = min(entropies[a], entropies[b]) - chance
         out.append(
             PairStats(
                 feature_a=a,
@@ -241,7 +249,7 @@ def pair_stats(sample: Mapping[str, np.ndarray], label: np.ndarray, pairs: list[
                 expected_mi_pair=expected,
                 gain=(mi - expected) - adjusted[a] - adjusted[b],
                 redundancy=redundancy,
-                redundancy_norm=max(redundancy - chance, 0.0) / floor if floor > 0 else 0.0,
+                redundancy_norm=min(max(redundancy - chance, 0.0) / ceiling, 1.0) if ceiling > 0 else 0.0,
             )
         )
     return out

@@ -22,6 +22,8 @@ CRITEO_NUMERIC = [f"I{i}" for i in range(1, 14)]
 CRITEO_CATEGORICAL = [f"C{i}" for i in range(1, 27)]
 LIBSVM_LABEL = "label"
 SPLIT_NAMES = ("train", "valid", "test")
+# File stems accepted for each split in a --data directory.
+SPLIT_STEMS = {"train": ("train",), "valid": ("valid", "val", "validation", "dev"), "test": ("test",)}
 
 _LINE = "__line"
 _EXTENSIONS = {
@@ -222,12 +224,12 @@ def detect_format(path: Path) -> str:
 
 
 def split_files(path: Path) -> dict[str, list[Path]] | None:
-    """For a directory holding train.*, valid.* and test.* files, those files by split; else None."""
+    """For a directory holding train.*, valid.* (or val/dev) and test.* files, those files by split; else None."""
     if not path.is_dir():
         return None
     found: dict[str, list[Path]] = {}
     for name in SPLIT_NAMES:
-        matches = sorted(p for p in path.iterdir() if p.is_file() and p.stem == name and not p.name.startswith("."))
+        matches = sorted(p for p in path.iterdir() if p.is_file() and p.stem in SPLIT_STEMS[name] and p.suffix != ".zip")
         if matches:
             found[name] = matches
     if "train" not in found:

@@ -19,7 +19,7 @@ class _Section(BaseModel):
 
 class JoinConfig(_Section):
     path: Path
-    on: str
+    key: str
     format: Literal["csv", "parquet", "criteo", "libsvm"] | None = None
 
 

@@ -71,7 +71,7 @@ def ingest_params(cfg: PipelineConfig) -> IngestParams:
             numeric_bins=cfg.encode.numeric_bins,
             quantile_sample_rows=cfg.encode.quantile_sample_rows,
         ),
-        joins=tuple(JoinSpec(path=j.path, on=j.on, format=j.format) for j in data.joins),
+        joins=tuple(JoinSpec(path=j.path, key=j.key, format=j.format) for j in data.joins),
     )
 
 
