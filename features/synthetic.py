@@ -8,8 +8,8 @@ The label is drawn from a logistic model of a few planted features:
 - one informative numeric field.
 Everything else is noise: ids of cardinality 2 to ~1e6 (uniform and Zipf),
 noise numerics, and missing values in several columns. Generation is
-vectorised and chunked at a fixed chunk size, so a seed gives the same rows
-for any total row count and any shard size.
+vectorised and chunked at a fixed chunk size, so the same seed and row count
+give the same rows whatever the shard size used to write them.
 """
 
 from __future__ import annotations

@@ -1,0 +1,82 @@
+import polars as pl
+import pytest
+
+from common.errors import UserError
+from common.featuremap import FIRST_VALUE_ID, MISSING_ID, OOV_ID
+from features.encode import Encoder, EncoderParams
+from features.schema import Schema
+
+
+def _schema(**kinds):
+    return Schema(label="y", kinds=kinds)
+
+
+def test_vocabulary_by_frequency_fit_on_train_only():
+    train = pl.LazyFrame({"y": [0, 1, 0, 1, 0], "c": ["a", "b", "b", None, "b"]})
+    enc = Encoder(_schema(c="categorical"), EncoderParams(min_count=1)).fit(train)
+    test = pl.LazyFrame({"y": [1, 0, 0], "c": ["b", "a", "zzz"]})
+    out = enc.transform(test).collect()
+    assert out["c"].to_list() == [FIRST_VALUE_ID, FIRST_VALUE_ID + 1, OOV_ID]  # b most frequent, unseen -> OOV
+    assert enc.transform(train).collect()["c"].to_list()[3] == MISSING_ID
+    assert out["y"].dtype == pl.Int8 and out["c"].dtype == pl.Int32
+    spec = enc.field_specs()[0]
+    assert spec.vocab_size == FIRST_VALUE_ID + 2
+
+
+def test_min_count_sends_rare_values_to_oov():
+    train = pl.LazyFrame({"y": [0, 1] * 3, "c": ["a", "a", "a", "b", "b", "c"]})
+    enc = Encoder(_schema(c="categorical"), EncoderParams(min_count=2)).fit(train)
+    assert enc.transform(train).collect()["c"].to_list() == [3, 3, 3, 4, 4, OOV_ID]
+
+
+def test_log_bucketing_keeps_small_and_large_values_apart():
+    train = pl.LazyFrame({"y": [0, 1, 0, 1, 0, 1], "n": [1, 3, 2, 100, None, -1]})
+    enc = Encoder(_schema(n="numeric"), EncoderParams(numeric_bucketing="log")).fit(train)
+    codes = enc.transform(train).collect()["n"].to_list()
+    assert codes[0] != codes[1]  # the usual Criteo recipe maps 1 and 3 to the same token
+    assert codes[4] == MISSING_ID and len(set(codes)) == 6
+
+
+def test_quantile_bins_and_standardised_values():
+    values = list(range(1000))
+    train = pl.LazyFrame({"y": [i % 2 for i in values], "n": [float(v) for v in values]})
+    enc = Encoder(_schema(n="numeric"), EncoderParams(numeric_bucketing="quantile", numeric_bins=4)).fit(train)
+    out = enc.transform(train).collect()
+    counts = out["n"].value_counts().sort("n")["count"].to_list()
+    assert len(counts) == 4 and max(counts) - min(counts) <= 2
+    assert abs(out["n__num"].mean()) < 1e-6 and abs(out["n__num"].std() - 1) < 1e-3
+
+
+def test_multi_valued_field_lists_and_set_ids(tmp_path):
+    train = pl.LazyFrame({"y": [1, 0, 1, 0], "g": ["a|b", "b", "b|a", None]})
+    enc = Encoder(Schema(label="y", kinds={"g": "multi"}), EncoderParams()).fit(train)
+    out = enc.transform(train).collect()
+    b, a = FIRST_VALUE_ID, FIRST_VALUE_ID + 1
+    assert out["g"].to_list() == [[a, b], [b], [b, a], [MISSING_ID]]
+    sets = out["g__set"].to_list()
+    assert sets[0] == sets[2] != sets[1] and sets[3] == MISSING_ID
+    enc.save(tmp_path)
+    again = Encoder.load(tmp_path).transform(train).collect()
+    assert again.equals(out)
+
+
+def test_labels_minus_one_one_and_threshold():
+    frame = pl.LazyFrame({"y": [-1, 1, -1, 1], "c": [1, 2, 1, 2]})
+    enc = Encoder(_schema(c="categorical"), EncoderParams()).fit(frame)
+    assert enc.transform(frame).collect()["y"].to_list() == [0, 1, 0, 1]
+    rated = pl.LazyFrame({"r": [4.5, 3.0, 4.0, 1.0], "c": [1, 2, 1, 2]})
+    enc = Encoder(Schema(label="r", kinds={"c": "categorical"}, label_threshold=4), EncoderParams()).fit(rated)
+    assert enc.transform(rated).collect()["r"].to_list() == [1, 0, 1, 0]
+
+
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [
+        ({"y": [0, 1, 2], "c": [1, 2, 3]}, "not binary"),
+        ({"y": [1, 1, 1], "c": [1, 2, 3]}, "single class"),
+        ({"y": [0, 1, 0], "c": [None, None, None]}, "no values"),
+    ],
+)
+def test_bad_labels_and_empty_columns(frame, message):
+    with pytest.raises(UserError, match=message):
+        Encoder(_schema(c="categorical"), EncoderParams()).fit(pl.LazyFrame(frame, schema_overrides={"c": pl.Int64}))

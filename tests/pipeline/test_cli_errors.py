@@ -1,0 +1,70 @@
+"""Each bad input: one line on stderr naming the problem, exit code 2, no traceback, no output directory."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+CRITEO_ROW = "\t".join(["1"] + ["5"] * 13 + ["ab"] * 26)
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+CASES = {
+    "missing file": (lambda d: ["--data", str(d / "nope.csv")], "nope.csv: file not found"),
+    "empty file": (lambda d: ["--data", str(_write(d / "e.csv", ""))], "file is empty"),
+    "header only": (lambda d: ["--data", str(_write(d / "h.csv", "label,a,b\n"))], "header but no data rows"),
+    "wrong column count": (
+        lambda d: ["--data", str(_write(d / "r.csv", "label,a,b\n1,2,3\n0,1,2\n1,2\n"))],
+        "line 4 has 2 columns, expected 3",
+    ),
+    "criteo wrong column count": (
+        lambda d: ["--data", str(_write(d / "c.txt", f"{CRITEO_ROW}\n{CRITEO_ROW}\textra\n")), "--format", "criteo"],
+        "line 2 has 41 columns, expected 40",
+    ),
+    "label column missing": (
+        lambda d: ["--data", str(_write(d / "l.csv", "a,b\n1,2\n")), "--label", "click"],
+        "label column 'click' not found",
+    ),
+    "label not binary": (lambda d: ["--data", str(_write(d / "n.csv", "label,a\n" + "3,1\n0,2\n1,3\n" * 20))], "is not binary"),
+    "all-null feature": (lambda d: ["--data", str(_write(d / "z.csv", "label,a,b\n" + "1,,x\n0,,y\n" * 20))], "column 'a' has no values"),
+    "unknown format": (
+        lambda d: ["--data", str(_write(d / "u.csv", "label,a\n1,2\n")), "--format", "xlsx"],
+        "data.format: Input should be",
+    ),
+    "bad config key": (lambda d: ["--config", str(_write(d / "k.yaml", "rank:\n  scroe: plain\n"))], "rank.scroe: unknown key"),
+    "bad config type": (
+        lambda d: ["--config", str(_write(d / "t.yaml", "split:\n  valid: half\n"))],
+        "split.valid: Input should be a valid number",
+    ),
+    "unknown stage": (lambda d: ["--stages", "ingest,fly"], "stages.1: Input should be"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_exits_2_with_one_line(tmp_path, case):
+    make_args, expected = CASES[case]
+    out = tmp_path / "out"
+    args = [
+        sys.executable,
+        "-m",
+        "pipeline",
+        "run",
+        *make_args(tmp_path),
+        "--out",
+        str(out),
+        "--tracking-uri",
+        f"sqlite:///{tmp_path}/m.db",
+    ]
+    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    lines = [line for line in proc.stderr.splitlines() if line.strip() and "INFO" not in line]
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], proc.stderr
+    assert not out.exists()

@@ -1,0 +1,52 @@
+from pathlib import Path
+
+import pytest
+
+from common.errors import UserError
+from pipeline import catalog
+from pipeline.config import load_config
+
+
+def test_defaults_and_overrides(tmp_path):
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text("rank:\n  score: permutation\nsplit:\n  seed: 5\n")
+    cfg = load_config(cfg_file, {"rank": {"pair_budget": 3}, "out": str(tmp_path / "o")})
+    assert cfg.rank.score == "permutation" and cfg.rank.pair_budget == 3 and cfg.split.seed == 5
+    assert cfg.out == tmp_path / "o" and cfg.stages == ["ingest", "rank"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("rank:\n  scor: expected\n", "rank.scor: unknown key"),
+        ("rank:\n  pair_budget: lots\n", "rank.pair_budget: Input should be a valid integer"),
+        ("split:\n  valid: 0.6\n  test: 0.5\n", "must be below 1"),
+        ("- a\n- b\n", "must be a mapping"),
+        ("rank: [unclosed\n", "not valid YAML"),
+    ],
+)
+def test_bad_config_is_one_clear_line(tmp_path, text, message):
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text(text)
+    with pytest.raises(UserError, match=message) as info:
+        load_config(cfg_file, {})
+    assert "\n" not in str(info.value)
+
+
+def test_staging_commits_atomically_and_cleans_up_on_error(tmp_path):
+    with catalog.staging(tmp_path, "rank") as work:
+        (work / "a.txt").write_text("v1")
+    assert (tmp_path / "rank" / "a.txt").read_text() == "v1"
+    with pytest.raises(RuntimeError), catalog.staging(tmp_path, "rank") as work:
+        (work / "a.txt").write_text("half")
+        raise RuntimeError("disk full")
+    assert (tmp_path / "rank" / "a.txt").read_text() == "v1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rank"]
+    with catalog.staging(tmp_path, "rank") as work:
+        (work / "b.txt").write_text("v2")
+    assert [p.name for p in (tmp_path / "rank").iterdir()] == ["b.txt"]
+
+
+def test_missing_feature_map(tmp_path):
+    with pytest.raises(UserError, match="run the ingest stage first"):
+        catalog.load_feature_map(Path(tmp_path))

@@ -1,0 +1,77 @@
+"""Tracking over HTTP: a real `mlflow server` on loopback receives params, metrics and artifacts."""
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    port = _free_port()
+    mlflow_bin = ROOT / ".venv" / "bin" / "mlflow"
+    cmd = [str(mlflow_bin) if mlflow_bin.exists() else "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)]
+    cmd += [
+        "--backend-store-uri",
+        f"sqlite:///{tmp_path}/server.db",
+        "--artifacts-destination",
+        str(tmp_path / "artifacts"),
+        "--workers",
+        "1",
+    ]
+    log = (tmp_path / "server.log").open("w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
+                if resp.status == 200:
+                    break
+        except OSError:
+            if proc.poll() is not None:
+                pytest.fail(f"mlflow server exited: {(tmp_path / 'server.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("mlflow server did not start within 90 s")
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.mark.slow
+def test_pipeline_logs_to_http_server(tmp_path, mlflow_server):
+    from mlflow.tracking import MlflowClient
+
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "pipeline", "run", "--rows", "20000", "--out", str(out), "--tracking-uri", mlflow_server]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    client = MlflowClient(mlflow_server)
+    experiment = client.get_experiment_by_name("ctr-pipeline")
+    runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
+    assert {"ingest", "rank"} <= set(runs)
+    rank = runs["rank"]
+    assert rank.data.params["score"] == "expected"
+    assert rank.data.metrics["cells"] > 0
+    assert runs["ingest"].data.metrics["train_rows"] > 0
+    artifacts = {a.path for a in client.list_artifacts(rank.info.run_id)}
+    assert {"ranking.csv", "pairs.csv", "quality.json", "ranking.png"} <= artifacts
+    local = client.download_artifacts(rank.info.run_id, "ranking.csv", str(tmp_path))
+    assert Path(local).read_text() == (out / "rank" / "ranking.csv").read_text()

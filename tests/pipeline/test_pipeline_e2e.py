@@ -1,0 +1,90 @@
+"""The pipeline end to end, in process: synthetic default and each real dataset, with MLflow on sqlite."""
+
+import json
+
+import polars as pl
+
+from features import synthetic
+from pipeline.cli import main
+from tests.conftest import ROOT, shared
+
+RANKING_COLUMNS = {"rank", "feature", "cardinality", "mi", "score", "expected_mi", "adjusted_mi", "chi2_p", "order_3mr"}
+
+
+def _run(tmp_path, *args):
+    out = tmp_path / "out"
+    db = tmp_path / "mlflow.db"
+    code = main(["run", *args, "--out", str(out), "--tracking-uri", f"sqlite:///{db}"])
+    assert code == 0
+    return out, f"sqlite:///{db}"
+
+
+def _check_outputs(out):
+    fm = json.loads((out / "ingest" / "feature_map.json").read_text())
+    ranking = pl.read_csv(out / "rank" / "ranking.csv")
+    assert set(ranking.columns) >= RANKING_COLUMNS
+    assert ranking.height == len(fm["fields"]) and ranking["rank"].to_list() == list(range(1, ranking.height + 1))
+    assert ranking["score"].is_sorted(descending=True)
+    quality = json.loads((out / "rank" / "quality.json").read_text())
+    assert set(quality["features"]) == {f["name"] for f in fm["fields"]}
+    assert (out / "rank" / "ranking.png").stat().st_size > 10_000
+    assert pl.read_csv(out / "rank" / "pairs.csv").height > 0
+    return fm, ranking, quality
+
+
+def test_synthetic_default_end_to_end_with_tracking(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    out, uri = _run(tmp_path, "--rows", "60000")
+    fm, ranking, _ = _check_outputs(out)
+    assert set(ranking["feature"].head(3)) <= set(synthetic.INFORMATIVE)
+    assert sum(s["rows"] for s in fm["splits"].values()) == 60_000
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("ctr-pipeline").experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert len(parents) == 1 and sorted(r.info.run_name for r in children) == ["ingest", "rank"]
+    rank_run = next(r for r in children if r.info.run_name == "rank")
+    assert rank_run.data.metrics["cells_per_s"] > 0 and rank_run.data.params["score"] == "expected"
+    assert {a.path for a in client.list_artifacts(rank_run.info.run_id)} >= {"ranking.csv", "quality.json", "ranking.png", "pairs.csv"}
+
+
+def test_rank_stage_alone_reuses_ingest_output(tmp_path):
+    out, _ = _run(tmp_path, "--rows", "20000", "--stages", "ingest")
+    assert not (out / "rank").exists()
+    assert main(["rank", "--out", str(out), "--no-tracking"]) == 0
+    assert (out / "rank" / "ranking.csv").is_file()
+
+
+def test_criteo_sample(tmp_path):
+    out, _ = _run(tmp_path, "--config", str(ROOT / "configs" / "criteo.yaml"), "--data", str(shared("criteo_sample")))
+    fm, _ranking, quality = _check_outputs(out)
+    kinds = {f["name"]: f["kind"] for f in fm["fields"]}
+    assert list(kinds.values()).count("numeric") == 13 and list(kinds.values()).count("categorical") == 26
+    assert all(f["bucketing"] == "log" for f in fm["fields"] if f["kind"] == "numeric")
+    assert fm["splits"]["valid"]["rows"] == 409 and fm["splits"]["test"]["rows"] == 391
+    assert quality["features"]["I1"]["coverage"] < 1.0
+
+
+def test_frappe(tmp_path):
+    out, _ = _run(tmp_path, "--data", str(shared("frappe")))
+    fm, _ranking, _ = _check_outputs(out)
+    assert [fm["splits"][s]["rows"] for s in ("train", "valid", "test")] == [202_027, 57_722, 28_860]
+    assert len(fm["fields"]) == 10
+
+
+def test_movielens_with_threshold_label_and_joined_genres(tmp_path, monkeypatch):
+    shared("movielens_small")
+    monkeypatch.chdir(ROOT)
+    out, _ = _run(tmp_path, "--config", "configs/movielens.yaml")
+    fm, _ranking, _quality = _check_outputs(out)
+    kinds = {f["name"]: f["kind"] for f in fm["fields"]}
+    assert kinds == {"userId": "categorical", "movieId": "categorical", "title": "categorical", "genres": "multi"}
+    assert "rating" not in kinds and "timestamp" not in kinds
+    assert 0.3 < fm["splits"]["train"]["positive_rate"] < 0.6
+    pairs = pl.read_csv(out / "rank" / "pairs.csv")
+    copy = pairs.filter(
+        ((pl.col("feature_a") == "title") & (pl.col("feature_b") == "movieId"))
+        | ((pl.col("feature_a") == "movieId") & (pl.col("feature_b") == "title"))
+    )
+    assert copy["redundancy_norm"][0] > 0.99
