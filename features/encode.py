@@ -171,9 +171,17 @@ class Encoder:
             self.edges[name] = np.unique(np.quantile(values, qs)).tolist() if values.size else []
 
     # -- transform --------------------------------------------------------------------------------
-    def _lookup(self, token: pl.Expr, vocab_name: str) -> pl.Expr:
+    # Lookups are left joins against the vocabularies: polars streams a join's probe side, while
+    # replace_strict with a large mapping holds its whole output in memory.
+    def _join_ids(self, frame: pl.LazyFrame, token: pl.Expr, vocab_name: str) -> pl.LazyFrame:
         vocab = self.vocabs[vocab_name]
-        return token.replace_strict(vocab["value"], vocab["id"], default=OOV_ID, return_dtype=pl.Int32)
+        tok, ids = f"__tok_{vocab_name}", f"__id_{vocab_name}"
+        table = vocab.lazy().select(pl.col("value"), pl.col("id").alias(ids))
+        frame = frame.with_columns(token.cast(vocab["value"].dtype, strict=False).alias(tok))
+        return frame.join(table, left_on=tok, right_on="value", how="left", maintain_order="left").drop(tok)
+
+    def _ids(self, vocab_name: str) -> pl.Expr:
+        return pl.col(f"__id_{vocab_name}").fill_null(OOV_ID)
 
     def _code(self, name: str) -> pl.Expr:
         kind = self.schema.kinds[name]
@@ -188,7 +196,7 @@ class Encoder:
             bucket = pl.sum_horizontal([(v > e).cast(pl.Int32) for e in self.edges[name]] or [pl.lit(0, pl.Int32)])
             code = bucket + FIRST_VALUE_ID
         else:
-            code = self._lookup(self._token(name), name)
+            code = self._ids(name)
         return pl.when(raw.is_null()).then(pl.lit(MISSING_ID, pl.Int32)).otherwise(code).cast(pl.Int32)
 
     def transform(self, frame: pl.LazyFrame) -> pl.LazyFrame:
@@ -196,6 +204,11 @@ class Encoder:
         if not self.stats:
             raise RuntimeError("Encoder.transform called before fit")
         self._raw_dtypes = frame.collect_schema()
+        for name, kind in self.schema.kinds.items():
+            if kind == "multi":
+                frame = self._join_ids(frame, self._set_token(name), name + SET_SUFFIX)
+            elif self._uses_vocab(name):
+                frame = self._join_ids(frame, self._token(name), name)
         exprs = [self.schema.label_expr()]
         for name, kind in self.schema.kinds.items():
             exprs.append(self._code(name).alias(name))
@@ -205,9 +218,9 @@ class Encoder:
                 value = ((pl.col(name).cast(pl.Float64) - s["mean"]) / scale).fill_null(0.0).cast(pl.Float32)
                 exprs.append(value.alias(name + VALUE_SUFFIX))
             elif kind == "multi":
-                code = self._lookup(self._set_token(name), name + SET_SUFFIX)
                 missing = self._elements(name).list.len().fill_null(0) == 0
-                exprs.append(pl.when(missing).then(pl.lit(MISSING_ID, pl.Int32)).otherwise(code).alias(name + SET_SUFFIX))
+                code = pl.when(missing).then(pl.lit(MISSING_ID, pl.Int32)).otherwise(self._ids(name + SET_SUFFIX))
+                exprs.append(code.alias(name + SET_SUFFIX))
         return frame.select(exprs)
 
     # -- feature map, persistence ----------------------------------------------------------------

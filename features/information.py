@@ -14,7 +14,7 @@ from scipy.stats import chi2
 # (their total probability is far below float precision).
 _TAIL_SD = 9.0
 # Values seen more often than this use the second-order expansion of their expected contribution.
-_EXACT_MAX_COUNT = 512
+_EXACT_MAX_COUNT = 256
 
 
 def _xlogx(x: np.ndarray) -> float:
@@ -28,6 +28,17 @@ def entropy(counts: np.ndarray) -> float:
     return 0.0 if n == 0 else np.log(n) - _xlogx(counts) / n
 
 
+def mutual_information_and_entropy(table: np.ndarray) -> tuple[float, float]:
+    """Plug-in I(X;Y) and H(X) of a (values x 2) count table, sharing the work."""
+    values = table[:, 0] + table[:, 1]
+    n = float(values.sum())
+    if n == 0:
+        return 0.0, 0.0
+    x_log_x = _xlogx(values)
+    mi = (_xlogx(table) - x_log_x - _xlogx(table.sum(axis=0)) + n * np.log(n)) / n
+    return max(mi, 0.0), np.log(n) - x_log_x / n
+
+
 def mutual_information(table: np.ndarray) -> float:
     """Plug-in I(X;Y) of a (values x classes) count table."""
     n = float(table.sum())
@@ -37,52 +48,81 @@ def mutual_information(table: np.ndarray) -> float:
     return max(mi, 0.0)
 
 
-def expected_mutual_information(value_counts: np.ndarray, class_counts: np.ndarray) -> float:
-    """E[I(X;Y)] when X and Y are independent given both marginals (hypergeometric model).
+def _xlogy_over(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """x * log(x / y) with 0 log 0 = 0, elementwise."""
+    safe = np.where(x > 0, x, 1.0)
+    return np.where(x > 0, x * np.log(safe / y), 0.0)
 
-    This is the correction of adjusted mutual information (Vinh, Epps and
-    Bailey, 2010). Values sharing the same count contribute identically, so the
-    sum runs over distinct counts, which keeps a million-value Zipf feature cheap.
+
+def null_moments(value_counts: np.ndarray, class_counts: np.ndarray) -> tuple[float, float]:
+    """Mean and standard deviation of I(X;Y) for a binary Y independent of X, given both marginals.
+
+    Under the permutation (hypergeometric) null, a value seen `a` times holds
+    k positives with k ~ Hypergeometric(N, n1, a), and contributes
+    [k log(Nk / (a n1)) + (a-k) log(N(a-k) / (a n0))] / N to I. The mean is exact: it
+    is the correction of adjusted mutual information (Vinh, Epps and Bailey,
+    2010). The variance sums the per-value variances, rescaled for their
+    dependence (the positives add up to n1) by the factor that is exact in the
+    chi-square limit.
+    Values sharing a count contribute identically, so the sums run over distinct
+    counts; counts above _EXACT_MAX_COUNT use the chi-square expansion
+    (N-a) / (2N(N-1)) per value, whose relative error is O(1/a).
     """
-    # Counts of counts: how many values were seen exactly a times, for each a.
-    of_count = np.bincount(np.asarray(value_counts, dtype=np.int64)[value_counts > 0])
+    b = np.asarray(class_counts, dtype=np.float64)
+    b = b[b > 0]
+    if b.size > 2:
+        raise ValueError("null_moments supports a binary label only")
+    present = np.asarray(value_counts, dtype=np.int64)
+    present = present[present > 0]
+    if present.size <= 1 or b.size <= 1:
+        return 0.0, 0.0
+    n0, n1 = b
+    n = n0 + n1
+    of_count = np.bincount(present)
     a_values = np.flatnonzero(of_count)
-    multiplicity = of_count[a_values]
-    b = class_counts[class_counts > 0].astype(np.float64)
-    n = float(b.sum())
-    if np.count_nonzero(value_counts) <= 1 or b.size <= 1:
-        return 0.0
-    # Values seen often contribute (C-1)(N-a) / (2N(N-1)) each up to O(1/a) relative error (the
-    # chi-square expansion); the exact hypergeometric sum is kept for the counts where it matters.
+    multiplicity = of_count[a_values].astype(np.float64)
     big = a_values > _EXACT_MAX_COUNT
-    a_big = a_values[big].astype(np.float64)
-    total = float(np.sum(multiplicity[big] * (b.size - 1) * (n - a_big) / (2.0 * n * (n - 1))))
-    a_values, multiplicity = a_values[~big], multiplicity[~big]
-    a = a_values.astype(np.float64)
-    log_a_terms = gammaln(a + 1) + gammaln(n - a + 1)
-    for bj in b:
-        # k ~ Hypergeometric(population n, bj successes, a draws); k = 0 contributes nothing.
-        mean = a * bj / n
-        sd = np.sqrt(a * (bj / n) * (1 - bj / n) * np.maximum(n - a, 0) / max(n - 1, 1))
-        lo = np.maximum(np.maximum(1.0, a + bj - n), np.floor(mean - _TAIL_SD * sd - 1))
-        hi = np.minimum(np.minimum(a, bj), np.ceil(mean + _TAIL_SD * sd + 1))
-        width = np.maximum(hi - lo + 1, 0).astype(np.int64)
-        if width.sum() == 0:
-            continue
+    approx = (n - a_values[big]) / (2.0 * n * (n - 1))
+    mean = float(np.dot(multiplicity[big], approx))
+    var = float(np.dot(multiplicity[big], 2.0 * approx**2))
+    a = a_values[~big].astype(np.float64)
+    mult = multiplicity[~big]
+    if a.size:
+        # k (positives among a draws) ranges over the support, trimmed to mean +- _TAIL_SD sd.
+        centre = a * n1 / n
+        spread = np.sqrt(a * (n1 / n) * (n0 / n) * np.maximum(n - a, 0) / (n - 1))
+        lo = np.maximum(np.maximum(0.0, a - n0), np.floor(centre - _TAIL_SD * spread - 1))
+        hi = np.minimum(np.minimum(a, n1), np.ceil(centre + _TAIL_SD * spread + 1))
+        width = (hi - lo + 1).astype(np.int64)
         owner = np.repeat(np.arange(a.size), width)
         k = lo[owner] + (np.arange(width.sum()) - np.repeat(np.cumsum(width) - width, width))
         ak = a[owner]
         log_pmf = (
-            (gammaln(bj + 1) + gammaln(n - bj + 1) - gammaln(n + 1))
-            + log_a_terms[owner]
+            gammaln(n1 + 1)
+            + gammaln(n0 + 1)
+            - gammaln(n + 1)
+            + gammaln(ak + 1)
+            + gammaln(n - ak + 1)
             - gammaln(k + 1)
-            - gammaln(bj - k + 1)
+            - gammaln(n1 - k + 1)
             - gammaln(ak - k + 1)
-            - gammaln(n - bj - ak + k + 1)
+            - gammaln(n0 - ak + k + 1)
         )
-        term = np.exp(log_pmf) * (k / n) * np.log(n * k / (ak * bj))
-        total += float(np.dot(term, multiplicity[owner]))
-    return max(total, 0.0)
+        pmf = np.exp(log_pmf)
+        term = (_xlogy_over(k, ak * n1 / n) + _xlogy_over(ak - k, ak * n0 / n)) / n
+        first = np.bincount(owner, weights=pmf * term, minlength=a.size)
+        second = np.bincount(owner, weights=pmf * term**2, minlength=a.size)
+        mean += float(np.dot(mult, first))
+        var += float(np.dot(mult, np.maximum(second - first**2, 0.0)))
+    # The per-value contributions are dependent (the positives add up to n1). In the chi-square
+    # limit their variances sum to 2·Σ(1 - a/N)² while the total is 2(m - 1): rescale by that ratio.
+    dependence = (present.size - 1) / float(np.dot(multiplicity, (1.0 - a_values / n) ** 2))
+    return max(mean, 0.0), float(np.sqrt(var * dependence))
+
+
+def expected_mutual_information(value_counts: np.ndarray, class_counts: np.ndarray) -> float:
+    """E[I(X;Y)] for a binary Y independent of X given both marginals (see `null_moments`)."""
+    return null_moments(value_counts, class_counts)[0]
 
 
 def chi2_pvalue(mi: float, rows: float, value_levels: int, class_levels: int) -> float:

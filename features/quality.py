@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from common.errors import UserError
 from common.featuremap import FIRST_VALUE_ID, MISSING_ID, OOV_ID, FeatureMap
 
 
@@ -16,7 +17,8 @@ class QualityParams:
 
     rare_count: a value seen fewer times than this in train is rare (OOV rows count as rare).
     near_unique_ratio: distinct values / rows at or above this flags an id-like column.
-    leakage_ratio: I(F;Y) / H(Y) at or above this flags possible label leakage.
+    leakage_ratio: chance-corrected I(F;Y) / H(Y) at or above this flags possible label
+      leakage (corrected, or every unique row id would be flagged).
     psi_bins: PSI compares the most frequent train values (plus one bin for the rest).
     drift_psi: PSI above this flags drift (the usual 0.25 'significant shift' rule).
     """
@@ -34,7 +36,11 @@ def count_ids(batches: Iterable[Mapping[str, np.ndarray]], cardinalities: Mappin
     for batch in batches:
         for name, size in cardinalities.items():
             found = np.bincount(batch[name], minlength=size)
-            counts[name] += found[:size]
+            if found.size > size:
+                raise UserError(
+                    f"field {name!r} has id {found.size - 1} beyond its vocabulary ({size}); the feature map does not match the data"
+                )
+            counts[name] += found
     return counts
 
 
@@ -65,7 +71,7 @@ def _frequency_histogram(value_counts: np.ndarray) -> dict[str, int]:
 def quality_report(
     feature_map: FeatureMap,
     train_tables: Mapping[str, np.ndarray],
-    mi: Mapping[str, float],
+    adjusted_mi: Mapping[str, float],
     label_entropy: float,
     eval_counts: Mapping[str, Mapping[str, np.ndarray]],
     params: QualityParams,
@@ -90,7 +96,7 @@ def quality_report(
             "rare_value_share": rare_rows / rows,
             "oov_share_train": float(totals[OOV_ID] / rows),
             "unique_ratio": distinct / rows,
-            "mi_over_label_entropy": mi[col] / label_entropy if label_entropy > 0 else 0.0,
+            "adjusted_mi_over_label_entropy": adjusted_mi[col] / label_entropy if label_entropy > 0 else 0.0,
             "value_frequency_histogram": _frequency_histogram(values),
         }
         if spec.kind == "numeric":
@@ -101,11 +107,11 @@ def quality_report(
             entry[f"psi_{split}"] = population_stability_index(totals, found, params.psi_bins)
             entry[f"oov_share_{split}"] = float(found[OOV_ID] / n) if n else 0.0
         features[spec.name] = entry
-        if distinct <= 1:
+        if np.count_nonzero(totals) <= 1:  # one id in every row (missing and OOV count as ids)
             flags["constant"].append(spec.name)
         if entry["unique_ratio"] >= params.near_unique_ratio:
             flags["near_unique"].append(spec.name)
-        if entry["mi_over_label_entropy"] >= params.leakage_ratio:
+        if entry["adjusted_mi_over_label_entropy"] >= params.leakage_ratio:
             flags["label_leakage"].append(spec.name)
         if any(entry.get(f"psi_{s}", 0.0) > params.drift_psi for s in eval_counts):
             flags["drift"].append(spec.name)

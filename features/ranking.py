@@ -7,7 +7,10 @@ Scores (a registry, `SCORES`):
 - shifted:      I(F;Y) - I(F_shifted;Y), OutRank's MI-numba-randomized baseline
                 (rows of value v take the label v's count rows earlier);
 - expected:     I(F;Y) - E[I(F;Y)] under independence given the marginals
-                (the adjusted-MI correction); the default, see the ranking benchmark;
+                (the adjusted-MI correction: an effect size in nats);
+- standardized: (I - E[I]) / sd[I], both moments of the same hypergeometric null,
+                computed analytically (a z-score without permutations); the
+                default, chosen by the planted-feature study in bench/rank_bench.py;
 - permutation:  (I - mean) / sd over R label permutations (a z-score);
 - chi2:         the G-test statistic standardised, (2N·I - df) / sqrt(2·df).
 Pairs are crossed features counted on an evenly spaced row sample, each side
@@ -16,7 +19,9 @@ capped to its most frequent values so one dense bincount counts the cross.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Literal
@@ -26,17 +31,25 @@ import polars as pl
 
 from common.errors import UserError
 from common.featuremap import FIRST_VALUE_ID, FeatureMap
-from features.information import chi2_pvalue, entropy, expected_mutual_information, mutual_information
+from features.information import (
+    chi2_pvalue,
+    entropy,
+    expected_mutual_information,
+    mutual_information,
+    mutual_information_and_entropy,
+    null_moments,
+)
 
-ScoreName = Literal["plain", "shifted", "expected", "permutation", "chi2"]
+ScoreName = Literal["plain", "shifted", "expected", "standardized", "permutation", "chi2"]
 Batch = Mapping[str, np.ndarray]
+_THREADS = min(4, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
 class RankParams:
     """Settings of the ranking stage."""
 
-    score: ScoreName = "expected"
+    score: ScoreName = "standardized"
     permutations: int = 5
     pair_budget: int = 1000
     pair_rows: int = 1_000_000
@@ -62,29 +75,36 @@ class ContingencyCounter:
         self.rng = np.random.default_rng(seed)
 
     def update(self, batch: Batch, label: np.ndarray) -> None:
-        """Count one batch of ids (one int array per field) against its 0/1 labels."""
+        """Count one batch of ids (one int array per field) against its 0/1 labels.
+
+        Fields are counted on threads: the gathers and table updates release the
+        GIL, and each field's tables are touched by one task only.
+        """
         y = np.asarray(label)
         positives = np.flatnonzero(y)
-        n = y.size
-        subsets = [self.rng.choice(n, positives.size, replace=False) for _ in range(self.permutations)]
-        for name, size in self.cardinalities.items():
-            codes = batch[name]
-            total = np.bincount(codes, minlength=size)
-            if total.size > size:
-                raise UserError(
-                    f"field {name!r} has id {total.size - 1} beyond its vocabulary ({size}); the feature map does not match the data"
-                )
-            pos = np.bincount(codes[positives], minlength=size)
-            table = self.tables[name]
-            table[:, 1] += pos
-            table[:, 0] += total - pos
-            for r, subset in enumerate(subsets):
-                self.permuted[name][r] += np.bincount(codes[subset], minlength=size)
-            if self.shifted is not None:
-                moved = y[(np.arange(n) - total[codes]) % n]
-                spos = np.bincount(codes[np.flatnonzero(moved)], minlength=size)
-                self.shifted[name][:, 1] += spos
-                self.shifted[name][:, 0] += total - spos
+        subsets = [self.rng.choice(y.size, positives.size, replace=False) for _ in range(self.permutations)]
+        with ThreadPoolExecutor(max_workers=_THREADS) as pool:
+            list(pool.map(lambda name: self._count_field(name, batch[name], y, positives, subsets), self.cardinalities))
+
+    def _count_field(self, name: str, codes: np.ndarray, y: np.ndarray, positives: np.ndarray, subsets: list[np.ndarray]) -> None:
+        size = self.cardinalities[name]
+        total = np.bincount(codes, minlength=size)
+        if total.size > size:
+            raise UserError(
+                f"field {name!r} has id {total.size - 1} beyond its vocabulary ({size}); the feature map does not match the data"
+            )
+        pos = np.bincount(codes[positives], minlength=size)
+        table = self.tables[name]
+        table[:, 1] += pos
+        table[:, 0] += total - pos
+        for r, subset in enumerate(subsets):
+            self.permuted[name][r] += np.bincount(codes[subset], minlength=size)
+        if self.shifted is not None:
+            n = y.size
+            moved = y[(np.arange(n) - total[codes]) % n]
+            spos = np.bincount(codes[np.flatnonzero(moved)], minlength=size)
+            self.shifted[name][:, 1] += spos
+            self.shifted[name][:, 0] += total - spos
 
     def merge(self, other: ContingencyCounter) -> ContingencyCounter:
         """Add another counter's counts into this one."""
@@ -111,6 +131,7 @@ class FieldStats:
     cardinality: int
     mi: float
     expected_mi: float
+    null_sd: float
     chi2_p: float
     entropy: float
     shifted_mi: float | None = None
@@ -133,6 +154,10 @@ def _score_expected(s: FieldStats, rows: int) -> float:
     return s.mi - s.expected_mi
 
 
+def _score_standardized(s: FieldStats, rows: int) -> float:
+    return (s.mi - s.expected_mi) / max(s.null_sd, 1e-12)
+
+
 def _score_permutation(s: FieldStats, rows: int) -> float:
     sd = s.perm_sd if s.perm_sd and s.perm_sd > 0 else 1e-12
     return (s.mi - (s.perm_mean or 0.0)) / sd
@@ -147,38 +172,44 @@ SCORES: dict[str, Callable[[FieldStats, int], float]] = {
     "plain": _score_plain,
     "shifted": _score_shifted,
     "expected": _score_expected,
+    "standardized": _score_standardized,
     "permutation": _score_permutation,
     "chi2": _score_chi2,
 }
 
 
 def field_stats(counter: ContingencyCounter, kinds: Mapping[str, str], score: str) -> list[FieldStats]:
-    """Per-feature statistics and the chosen score, from a filled counter."""
+    """Per-feature statistics and the chosen score, from a filled counter (fields on threads)."""
     rows = counter.rows
-    out = []
-    for name, table in counter.tables.items():
-        values = table.sum(axis=1)
-        classes = table.sum(axis=0)
-        mi = mutual_information(table)
+    classes = next(iter(counter.tables.values())).sum(axis=0)
+
+    def one(name: str) -> FieldStats:
+        table = counter.tables[name]
+        values = table[:, 0] + table[:, 1]
+        mi, value_entropy = mutual_information_and_entropy(table)
         levels = int(np.count_nonzero(values))
+        expected, null_sd = null_moments(values, classes)
         s = FieldStats(
             feature=name,
             kind=kinds[name],
             cardinality=levels,
             mi=mi,
-            expected_mi=expected_mutual_information(values, classes),
+            expected_mi=expected,
+            null_sd=null_sd,
             chi2_p=chi2_pvalue(mi, rows, levels, 2),
-            entropy=entropy(values),
+            entropy=value_entropy,
         )
         if counter.shifted is not None:
             s.shifted_mi = mutual_information(counter.shifted[name])
         if counter.permutations:
             perm = np.array([mutual_information(np.column_stack([values - p, p])) for p in counter.permuted[name]])
-            s.perm_mean, s.perm_sd = float(perm.mean()), float(perm.std(ddof=1)) if perm.size > 1 else 0.0
+            s.perm_mean, s.perm_sd = float(perm.mean()), float(perm.std(ddof=1))
             s.perm_p = float((1 + np.sum(perm >= mi)) / (1 + perm.size))
         s.score = float(SCORES[score](s, rows))
-        out.append(s)
-    return out
+        return s
+
+    with ThreadPoolExecutor(max_workers=_THREADS) as pool:
+        return list(pool.map(one, counter.tables))
 
 
 # -- pairs, redundancy, 3MR -----------------------------------------------------------------------
@@ -274,28 +305,29 @@ def mrmr_order(relevance: Mapping[str, float], pairs: list[PairStats], alpha: fl
     chance-corrected normalised feature-feature MI, combined relevance the
     pair's positive gain beyond its two singles. Pairs outside the budget count 0.
     """
-    redundancy: dict[frozenset[str], float] = {}
-    combined: dict[frozenset[str], float] = {}
+    names = sorted(relevance)
+    index = {name: i for i, name in enumerate(names)}
+    size = len(names)
+    redundancy = np.zeros((size, size))
+    combined = np.zeros((size, size))
     for p in pairs:
-        key = frozenset((p.feature_a, p.feature_b))
-        redundancy[key] = p.redundancy_norm
-        combined[key] = max(p.gain, 0.0)
+        i, j = index[p.feature_a], index[p.feature_b]
+        redundancy[i, j] = redundancy[j, i] = p.redundancy_norm
+        combined[i, j] = combined[j, i] = max(p.gain, 0.0)
     scale = max(max(relevance.values(), default=0.0), 1e-12)
-    remaining = dict(relevance)
-    order: list[str] = []
+    rel = np.array([relevance[name] for name in names]) / scale
+    remaining = list(range(size))
+    chosen: list[int] = []
     while remaining:
-
-        def objective(name: str) -> float:
-            if not order:
-                return remaining[name] / scale
-            red = np.median([redundancy.get(frozenset((name, s)), 0.0) for s in order])
-            comb = np.median([combined.get(frozenset((name, s)), 0.0) for s in order]) / scale
-            return remaining[name] / scale - alpha * red + beta * comb
-
-        best = max(remaining, key=lambda name: (objective(name), name))
-        order.append(best)
-        del remaining[best]
-    return order
+        objective = rel[remaining].copy()
+        if chosen:
+            block = np.ix_(remaining, chosen)
+            objective += -alpha * np.median(redundancy[block], axis=1) + beta * np.median(combined[block], axis=1) / scale
+        # Ties go to the alphabetically first name (names are sorted, argmax takes the first).
+        best = remaining[int(np.argmax(objective))]
+        chosen.append(best)
+        remaining.remove(best)
+    return [names[i] for i in chosen]
 
 
 # -- the stage's computation ----------------------------------------------------------------------
@@ -329,16 +361,18 @@ def rank_features(batches: Iterable[tuple[Batch, np.ndarray]], feature_map: Feat
     )
     total_rows = int(feature_map.splits.get("train", {}).get("rows", 0)) or params.pair_rows
     step = max(1, -(-total_rows // params.pair_rows))
+    sampling = params.pair_budget > 0 and len(columns) > 1
     sample_parts: dict[str, list[np.ndarray]] = {col: [] for col in columns}
     sample_labels: list[np.ndarray] = []
     seen = 0
     for batch, label in batches:
         counter.update(batch, label)
-        take = np.arange((-seen) % step, label.size, step)
+        if sampling:
+            take = slice((-seen) % step, None, step)
+            for col in columns:
+                sample_parts[col].append(np.array(batch[col][take]))
+            sample_labels.append(np.array(label[take]))
         seen += label.size
-        for col in columns:
-            sample_parts[col].append(batch[col][take])
-        sample_labels.append(label[take])
     if counter.rows == 0:
         raise UserError("train split has no rows to rank")
     kinds = {col: spec.kind for col, spec in columns.items()}
@@ -348,8 +382,10 @@ def rank_features(batches: Iterable[tuple[Batch, np.ndarray]], feature_map: Feat
     classes = next(iter(counter.tables.values())).sum(axis=0)
     label_entropy = entropy(classes)
     ranked_cols = [s.feature for s in stats]
-    sample = {col: np.concatenate(parts) for col, parts in sample_parts.items()}
-    pairs = pair_stats(sample, np.concatenate(sample_labels), choose_pairs(ranked_cols, params.pair_budget), params.pair_max_values)
+    pairs: list[PairStats] = []
+    if sampling:
+        sample = {col: np.concatenate(parts) for col, parts in sample_parts.items()}
+        pairs = pair_stats(sample, np.concatenate(sample_labels), choose_pairs(ranked_cols, params.pair_budget), params.pair_max_values)
     relevance = {s.feature: max(s.mi - s.expected_mi, 0.0) for s in stats}
     order = {col: i + 1 for i, col in enumerate(mrmr_order(relevance, pairs, params.redundancy_weight, params.combined_weight))}
     rows = []
@@ -364,6 +400,7 @@ def rank_features(batches: Iterable[tuple[Batch, np.ndarray]], feature_map: Feat
                 "score": s.score,
                 "expected_mi": s.expected_mi,
                 "adjusted_mi": s.mi - s.expected_mi,
+                "null_sd": s.null_sd,
                 "mi_over_label_entropy": s.mi / label_entropy if label_entropy > 0 else 0.0,
                 "chi2_p": s.chi2_p,
                 "shifted_mi": s.shifted_mi,

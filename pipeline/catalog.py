@@ -7,6 +7,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -86,5 +87,15 @@ def iter_batches(path: Path, columns: list[str], batch_rows: int) -> Iterator[di
     missing = [c for c in columns if c not in handle.schema_arrow.names]
     if missing:
         raise UserError(f"{path}: column(s) {', '.join(missing)} missing; the feature map does not match the data, rerun ingest")
-    for batch in handle.iter_batches(batch_size=batch_rows, columns=columns):
-        yield {name: batch.column(name).to_numpy(zero_copy_only=False) for name in columns}
+    batches = handle.iter_batches(batch_size=batch_rows, columns=columns)
+
+    def read_next() -> dict[str, np.ndarray] | None:
+        batch = next(batches, None)
+        return None if batch is None else {name: batch.column(name).to_numpy(zero_copy_only=False) for name in columns}
+
+    # Decode the next batch on a thread while the caller works on this one (pyarrow releases the GIL).
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        pending = reader.submit(read_next)
+        while (current := pending.result()) is not None:
+            pending = reader.submit(read_next)
+            yield current

@@ -67,7 +67,7 @@ class QualityConfig(_Section):
 
 
 class RankConfig(_Section):
-    score: Literal["plain", "shifted", "expected", "permutation", "chi2"] = "expected"
+    score: Literal["plain", "shifted", "expected", "standardized", "permutation", "chi2"] = "standardized"
     permutations: int = Field(5, ge=2)
     pair_budget: int = Field(1000, ge=0)
     pair_rows: int = Field(1_000_000, ge=1)
@@ -75,7 +75,7 @@ class RankConfig(_Section):
     redundancy_weight: float = Field(1.0, ge=0)
     combined_weight: float = Field(1.0, ge=0)
     seed: int = 0
-    batch_rows: int = Field(1 << 20, ge=1)
+    batch_rows: int = Field(1 << 18, ge=1)
     plot_top: int = Field(30, ge=1)
     quality: QualityConfig = Field(default_factory=QualityConfig)
 

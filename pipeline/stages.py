@@ -152,7 +152,7 @@ def run_rank(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         if path.is_file() and catalog.parquet_rows(path):
             batches = (b for b, _ in _rank_batches(path, feature_map, rc.batch_rows, f"rank: count {split}"))
             eval_counts[split] = count_ids(batches, cardinalities)
-    by_name = dict(zip(result.ranking["feature"], result.ranking["mi"], strict=True))
+    by_name = dict(zip(result.ranking["feature"], result.ranking["adjusted_mi"], strict=True))
     mi = {spec.rank_column: by_name[spec.name] for spec in feature_map.fields}
     quality = quality_report(
         feature_map, result.counter.tables, mi, result.label_entropy, eval_counts, QualityParams(**rc.quality.model_dump())

@@ -75,7 +75,7 @@ def test_redundant_copy_is_demoted_by_3mr():
     by_score = result.ranking["feature"].to_list()
     order = dict(zip(result.ranking["feature"], result.ranking["order_3mr"], strict=True))
     assert set(by_score[:2]) == {"strong", "copy"}
-    assert order["weak"] < order["copy"]
+    assert order["weak"] < max(order["strong"], order["copy"])  # the second copy waits behind a new signal
     redundancy = {frozenset((a, b)): r for a, b, r in result.pairs.select("feature_a", "feature_b", "redundancy_norm").rows()}
     assert redundancy[frozenset(("strong", "copy"))] > 0.99
     assert redundancy[frozenset(("strong", "noise"))] < 0.01

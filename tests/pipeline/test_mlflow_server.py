@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.config import RankConfig
 from tests.conftest import ROOT
 
 
@@ -68,7 +69,7 @@ def test_pipeline_logs_to_http_server(tmp_path, mlflow_server):
     runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
     assert {"ingest", "rank"} <= set(runs)
     rank = runs["rank"]
-    assert rank.data.params["score"] == "expected"
+    assert rank.data.params["score"] == RankConfig().score
     assert rank.data.metrics["cells"] > 0
     assert runs["ingest"].data.metrics["train_rows"] > 0
     artifacts = {a.path for a in client.list_artifacts(rank.info.run_id)}

@@ -6,6 +6,7 @@ import polars as pl
 
 from features import synthetic
 from pipeline.cli import main
+from pipeline.config import RankConfig
 from tests.conftest import ROOT, shared
 
 RANKING_COLUMNS = {"rank", "feature", "cardinality", "mi", "score", "expected_mi", "adjusted_mi", "chi2_p", "order_3mr"}
@@ -45,7 +46,7 @@ def test_synthetic_default_end_to_end_with_tracking(tmp_path):
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
     assert len(parents) == 1 and sorted(r.info.run_name for r in children) == ["ingest", "rank"]
     rank_run = next(r for r in children if r.info.run_name == "rank")
-    assert rank_run.data.metrics["cells_per_s"] > 0 and rank_run.data.params["score"] == "expected"
+    assert rank_run.data.metrics["cells_per_s"] > 0 and rank_run.data.params["score"] == RankConfig().score
     assert {a.path for a in client.list_artifacts(rank_run.info.run_id)} >= {"ranking.csv", "quality.json", "ranking.png", "pairs.csv"}
 
 
