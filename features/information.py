@@ -18,8 +18,9 @@ _EXACT_MAX_COUNT = 256
 
 
 def _xlogx(x: np.ndarray) -> float:
-    x = x[x > 0].astype(np.float64)
-    return float(np.sum(x * np.log(x)))
+    """Sum of x·ln(x) over non-negative counts (0·ln 0 = 0, since ln(max(x, 1)) = 0 there)."""
+    x = np.asarray(x, dtype=np.float64).ravel()
+    return float(np.dot(x, np.log(np.maximum(x, 1.0))))
 
 
 def entropy(counts: np.ndarray) -> float:
