@@ -34,6 +34,7 @@ from pipeline import catalog
 INFORMATIVE = ["inf_c2", "inf_c5", "inf_c10", "inf_zipf20k"]
 NOISE_CARDS = [2, 3, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000, 100_000]
 OUTRANK_VENV = Path(__file__).resolve().parent / ".venv-outrank"
+ANCHOR_NUMPY_RATE = 216  # M cells/s of plain numpy bincount MI in ../shared/ANCHORS.md
 
 
 def make_data(rows: int, seed: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -168,14 +169,19 @@ def main() -> None:
         rows.append(
             ("ours: standardized (I - E[I]) / sd[I], from parquet (default)", t_ours, planted_ranks(result.ranking["feature"].to_list()))
         )
+        memory = {n: c + FIRST_VALUE_ID for n, c in cols.items()}
+        t, result = timed(lambda: rank_features(iter([(memory, label)]), fm, RankParams(pair_budget=0)), repeat=3)
+        rows.append(
+            ("ours: standardized, encoded arrays in memory (no parquet decoding)", t, planted_ranks(result.ranking["feature"].to_list()))
+        )
         t, result = timed(lambda: ours(workdir, fm, "expected"), repeat=3)
         rows.append(("ours: expected-MI correction I - E[I], from parquet", t, planted_ranks(result.ranking["feature"].to_list())))
         t, result = timed(lambda: ours(workdir, fm, "permutation"), repeat=2)
         rows.append(("ours: permutation z-score (R=5), from parquet", t, planted_ranks(result.ranking["feature"].to_list())))
         t, result = timed(lambda: ours(workdir, fm, "shifted"), repeat=2)
         rows.append(("ours: OutRank's shifted baseline, from parquet", t, planted_ranks(result.ranking["feature"].to_list())))
-        t, order = timed(lambda: plain_numpy(cols, label), repeat=3)
-        rows.append(("numpy bincount plain MI (uncorrected), in memory", t, planted_ranks(order)))
+        t_numpy, order = timed(lambda: plain_numpy(cols, label), repeat=3)
+        rows.append(("numpy bincount plain MI (uncorrected), in memory", t_numpy, planted_ranks(order)))
         t, order = timed(lambda: sklearn_mi(cols, label))
         rows.append(("sklearn mutual_info_classif(discrete_features=True)", t, planted_ranks(order)))
         if not args.skip_outrank:
@@ -187,6 +193,12 @@ def main() -> None:
         print("|---|---|---|---|---|")
         for name, seconds, ranks in rows:
             print(f"| {name} | {seconds:.3f} | {cells / seconds / 1e6:.1f} | {seconds / t_ours:.1f}x | {', '.join(map(str, ranks))} |")
+        numpy_rate = cells / t_numpy / 1e6
+        print(
+            f"\nmachine state: plain numpy bincount ran at {numpy_rate:.0f} M cells/s here against {ANCHOR_NUMPY_RATE} in ../shared/ANCHORS.md "
+            f"(this host's speed varies by 2x over a day); ours at the anchor machine's speed would be about "
+            f"{cells / t_ours / 1e6 * ANCHOR_NUMPY_RATE / numpy_rate:.0f} M cells/s"
+        )
         top_pairs = result.pairs.head(3).select("feature_a", "feature_b", "gain").rows()
         print(f"\nwith all {result.pairs.height} pairs, redundancy and 3MR on a {min(args.rows, 1_000_000):,}-row sample: {t_pairs:.2f} s")
         print(f"top pairs by gain: {top_pairs}")
