@@ -7,8 +7,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import polars as pl
-
 from common.errors import UserError
 from pipeline.config import STAGE_ORDER, load_config
 
@@ -98,9 +96,4 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except (pl.exceptions.ComputeError, pl.exceptions.SchemaError, pl.exceptions.InvalidOperationError) as exc:
-        # Raised by polars while parsing the user's files (a value that does not fit its column's type).
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"error: could not read the input: {first}", file=sys.stderr)
         return EXIT_USER_ERROR

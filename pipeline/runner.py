@@ -6,11 +6,16 @@ import shutil
 import sys
 import time
 
+import polars as pl
+
 from common.errors import UserError
 from pipeline import catalog
 from pipeline.config import STAGE_ORDER, PipelineConfig
 from pipeline.stages import STAGES
 from pipeline.tracking import Tracker
+
+# What polars raises while parsing a user's file (a value that does not fit its column's type).
+INPUT_ERRORS = (pl.exceptions.ComputeError, pl.exceptions.SchemaError, pl.exceptions.InvalidOperationError)
 
 
 def plan(cfg: PipelineConfig) -> list[str]:
@@ -44,10 +49,13 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, dict]:
                 parent.log_metrics({f"{name}.{k}": v for k, v in metrics.items()})
                 results[name] = {"metrics": metrics, "dir": str(final)}
                 print(output.summary, file=sys.stderr)
-    except UserError:
+    except (UserError, *INPUT_ERRORS) as exc:
         if created:
             shutil.rmtree(cfg.out, ignore_errors=True)
-        raise
+        if isinstance(exc, UserError):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"could not read the input {cfg.data.path or ''}: {first}") from exc
     if tracker.enabled:
         print(f"tracking: {tracker.uri} (experiment {cfg.tracking.experiment!r}); browse with: make ui", file=sys.stderr)
     return results

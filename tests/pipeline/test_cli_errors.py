@@ -28,6 +28,10 @@ CASES = {
         lambda d: ["--data", str(_write(d / "c.txt", f"{CRITEO_ROW}\n{CRITEO_ROW}\textra\n")), "--format", "criteo"],
         "line 2 has 41 columns, expected 40",
     ),
+    "text in a criteo integer column": (
+        lambda d: ["--data", str(_write(d / "i.txt", f"{CRITEO_ROW}\n" + CRITEO_ROW.replace("\t5\t", "\tfive\t", 1) + "\n")), "--format", "criteo"],
+        "could not read the input",
+    ),
     "label column missing": (
         lambda d: ["--data", str(_write(d / "l.csv", "a,b\n1,2\n")), "--label", "click"],
         "label column 'click' not found",
