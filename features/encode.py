@@ -33,8 +33,8 @@ class EncoderParams:
     min_count: values seen fewer times in train map to the field's OOV id.
     numeric_bucketing: 'quantile' bins from a train sample, 'log' (v <= 2
       kept as is, else 3 + floor(ln(v)^2); the common Criteo recipe without its
-      collision of v=1 with v=3), or 'auto' (ingest picks log for Criteo,
-      quantile otherwise).
+      collision of v=1 with v=3), or 'auto' (ingest picks log for Criteo;
+      anything else, and an encoder used directly, gets quantile).
     numeric_bins: number of quantile bins.
     quantile_sample_rows: train rows sampled (evenly, by a row hash) for the bin edges.
     """
@@ -64,8 +64,7 @@ class Encoder:
 
     # -- token expressions: the raw value each vocabulary is built over ----------------------------
     def _uses_vocab(self, name: str) -> bool:
-        if self.schema.kinds[name] == "numeric" and self.params.numeric_bucketing == "auto":
-            raise ValueError("numeric_bucketing 'auto' must be resolved before fitting (see features.ingest)")
+        # Log buckets are tokens with a vocabulary; quantile bins ('auto' outside ingest) are not.
         return self.schema.kinds[name] != "numeric" or self.params.numeric_bucketing == "log"
 
     def _token(self, name: str) -> pl.Expr:
