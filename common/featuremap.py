@@ -63,18 +63,6 @@ class FeatureMap:
     source: dict[str, str] = field(default_factory=dict)
     version: int = FORMAT_VERSION
 
-    def field(self, name: str) -> FieldSpec:
-        """Return the field called `name`."""
-        for spec in self.fields:
-            if spec.name == name:
-                return spec
-        raise KeyError(name)
-
-    @property
-    def names(self) -> list[str]:
-        """Field names in order."""
-        return [spec.name for spec in self.fields]
-
     def to_json(self) -> str:
         """Serialise to indented JSON."""
         return json.dumps(asdict(self), indent=2, sort_keys=False)

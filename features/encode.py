@@ -13,6 +13,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
+from urllib.parse import quote, unquote
 
 import numpy as np
 import polars as pl
@@ -36,7 +37,7 @@ class EncoderParams:
       collision of v=1 with v=3), or 'auto' (ingest picks log for Criteo;
       anything else, and an encoder used directly, gets quantile).
     numeric_bins: number of quantile bins.
-    quantile_sample_rows: train rows sampled (evenly, by a row hash) for the bin edges.
+    quantile_sample_rows: train rows sampled (every k-th row) for the bin edges.
     """
 
     min_count: int = 1
@@ -93,6 +94,7 @@ class Encoder:
     # -- fit ------------------------------------------------------------------------------------
     def fit(self, train: pl.LazyFrame, origin: str = "train split") -> Encoder:
         """Learn vocabularies, bucket edges and scaling from the train split."""
+        train = self._nan_to_null(train)
         self._raw_dtypes = train.collect_schema()
         self._fit_stats(train, origin)
         self._fit_edges(train)
@@ -121,13 +123,38 @@ class Encoder:
             .with_columns(pl.col("id").cast(pl.Int32))
         )
 
-    def _fit_stats(self, train: pl.LazyFrame, origin: str) -> None:
-        raw_label = pl.col(self.schema.label).cast(pl.Float64, strict=False)
-        exprs = [
+    def _label_checks(self) -> list[pl.Expr]:
+        raw = pl.col(self.schema.label).cast(pl.Float64, strict=False)
+        bad = raw.is_null() if self.schema.label_threshold is not None else raw.is_null() | ~raw.is_in([-1.0, 0.0, 1.0])
+        return [
             pl.len().alias("__rows"),
             self.schema.label_expr().cast(pl.Int64).sum().alias("__positives"),
-            (raw_label.is_null() | ~raw_label.is_in([-1.0, 0.0, 1.0])).sum().alias("__label_bad"),
+            bad.sum().alias("__label_bad"),
         ]
+
+    def _raise_on_bad_labels(self, row: dict, origin: str) -> None:
+        if row["__label_bad"]:
+            if self.schema.label_threshold is not None:
+                raise UserError(
+                    f"{origin}: label column {self.schema.label!r} has {row['__label_bad']} missing or non-numeric values; drop or fill those rows"
+                )
+            raise UserError(
+                f"{origin}: label column {self.schema.label!r} is not binary (0/1 or -1/1); "
+                "pick another --label or set data.label_threshold to binarise it"
+            )
+
+    def check_labels(self, frame: pl.LazyFrame, origin: str) -> None:
+        """Raise UserError if a (valid or test) split's labels are missing or not binary."""
+        self._raise_on_bad_labels(frame.select(self._label_checks()).collect(engine="streaming").row(0, named=True), origin)
+
+    @staticmethod
+    def _nan_to_null(frame: pl.LazyFrame) -> pl.LazyFrame:
+        # polars keeps NaN as a value; for encoding it means missing, like an empty cell.
+        floats = [name for name, dtype in frame.collect_schema().items() if dtype.is_float()]
+        return frame.with_columns(pl.col(floats).fill_nan(None)) if floats else frame
+
+    def _fit_stats(self, train: pl.LazyFrame, origin: str) -> None:
+        exprs = self._label_checks()
         for name, kind in self.schema.kinds.items():
             exprs.append(pl.col(name).is_not_null().sum().alias(f"{name}.present"))
             if kind == "numeric":
@@ -142,11 +169,7 @@ class Encoder:
         self.train_rows = int(row["__rows"])
         if self.train_rows == 0:
             raise UserError(f"{origin}: no rows; check the input and the split fractions")
-        if self.schema.label_threshold is None and row["__label_bad"]:
-            raise UserError(
-                f"{origin}: label column {self.schema.label!r} is not binary (0/1 or -1/1); "
-                "pick another --label or set data.label_threshold to binarise it"
-            )
+        self._raise_on_bad_labels(row, origin)
         if row["__positives"] in (0, self.train_rows):
             raise UserError(f"{origin}: label column {self.schema.label!r} has a single class; a CTR label needs both")
         for name, kind in self.schema.kinds.items():
@@ -202,6 +225,7 @@ class Encoder:
         """Encode a raw frame: label as Int8, ids as Int32, numeric values as standardised Float32."""
         if not self.stats:
             raise RuntimeError("Encoder.transform called before fit")
+        frame = self._nan_to_null(frame)
         self._raw_dtypes = frame.collect_schema()
         for name, kind in self.schema.kinds.items():
             if kind == "multi":
@@ -254,7 +278,7 @@ class Encoder:
         """Write encoder.json and one vocabulary parquet per vocabulary into `directory`."""
         (directory / "vocab").mkdir(parents=True, exist_ok=True)
         for name, vocab in self.vocabs.items():
-            vocab.write_parquet(directory / "vocab" / f"{name}.parquet")
+            vocab.write_parquet(directory / "vocab" / f"{quote(name, safe='')}.parquet")
         state = {
             "schema": asdict(self.schema),
             "params": asdict(self.params),
@@ -275,5 +299,5 @@ class Encoder:
         encoder.edges = state["edges"]
         encoder.stats = state["stats"]
         encoder.train_rows = state["train_rows"]
-        encoder.vocabs = {p.stem: pl.read_parquet(p) for p in sorted((directory / "vocab").glob("*.parquet"))}
+        encoder.vocabs = {unquote(p.stem): pl.read_parquet(p) for p in sorted((directory / "vocab").glob("*.parquet"))}
         return encoder

@@ -90,6 +90,14 @@ def _join(frame: pl.LazyFrame, spec: JoinSpec, multi_separator: str) -> pl.LazyF
 def ingest(raw: RawInput, params: IngestParams) -> IngestResult:
     """Join side tables, infer the schema, split, fit the encoder on train and encode every split."""
     frames = {name: src.frame for name, src in raw.frames.items()}
+    if "train" in frames:
+        expected = frames["train"].collect_schema().names()
+        for name, frame in frames.items():
+            missing = [c for c in expected if c not in frame.collect_schema()]
+            if missing:
+                raise UserError(
+                    f"{raw.origin}: the {name} split lacks column(s) {', '.join(missing)} that train has; give every split the same columns"
+                )
     for spec in params.joins:
         frames = {name: _join(frame, spec, params.schema.multi_separator) for name, frame in frames.items()}
     first = next(iter(raw.frames.values()))
@@ -101,5 +109,8 @@ def ingest(raw: RawInput, params: IngestParams) -> IngestResult:
         # Criteo's integer columns are counts: the log recipe is the field's convention.
         encoder_params = replace(encoder_params, numeric_bucketing="log" if raw.format == "criteo" else "quantile")
     encoder = Encoder(schema, encoder_params).fit(splits["train"], origin=f"{raw.origin} (train split)")
+    for name, frame in splits.items():
+        if name != "train":
+            encoder.check_labels(frame, f"{raw.origin} ({name} split)")
     encoded = {name: encoder.transform(frame) for name, frame in splits.items()}
     return IngestResult(encoder=encoder, schema=schema, splits=encoded, origin=raw.origin)

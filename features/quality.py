@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
-from common.errors import UserError
 from common.featuremap import FIRST_VALUE_ID, MISSING_ID, OOV_ID, FeatureMap
 
 
@@ -28,20 +27,6 @@ class QualityParams:
     leakage_ratio: float = 0.9
     psi_bins: int = 20
     drift_psi: float = 0.25
-
-
-def count_ids(batches: Iterable[Mapping[str, np.ndarray]], cardinalities: Mapping[str, int]) -> dict[str, np.ndarray]:
-    """Occurrences of each id per column over batches (for valid/test splits)."""
-    counts = {name: np.zeros(size, dtype=np.int64) for name, size in cardinalities.items()}
-    for batch in batches:
-        for name, size in cardinalities.items():
-            found = np.bincount(batch[name], minlength=size)
-            if found.size > size:
-                raise UserError(
-                    f"field {name!r} has id {found.size - 1} beyond its vocabulary ({size}); the feature map does not match the data"
-                )
-            counts[name] += found
-    return counts
 
 
 def population_stability_index(expected: np.ndarray, actual: np.ndarray, bins: int) -> float:
@@ -76,7 +61,11 @@ def quality_report(
     eval_counts: Mapping[str, Mapping[str, np.ndarray]],
     params: QualityParams,
 ) -> dict:
-    """Per-feature quality measures and flag lists, JSON-ready."""
+    """Per-feature quality measures and flag lists, JSON-ready.
+
+    `train_tables` are the ranking's (id, label) count tables; `eval_counts` the
+    id counts per column of each other split (e.g. valid, test).
+    """
     features: dict[str, dict] = {}
     flags: dict[str, list[str]] = {"constant": [], "near_unique": [], "label_leakage": [], "drift": [], "low_coverage": []}
     for spec in feature_map.fields:

@@ -129,6 +129,7 @@ class FieldStats:
     feature: str
     kind: str
     cardinality: int
+    levels: int
     mi: float
     expected_mi: float
     null_sd: float
@@ -164,7 +165,7 @@ def _score_permutation(s: FieldStats, rows: int) -> float:
 
 
 def _score_chi2(s: FieldStats, rows: int) -> float:
-    df = max(s.cardinality - 1, 1)
+    df = max(s.levels - 1, 1)
     return (2.0 * rows * s.mi - df) / np.sqrt(2.0 * df)
 
 
@@ -187,12 +188,13 @@ def field_stats(counter: ContingencyCounter, kinds: Mapping[str, str], score: st
         table = counter.tables[name]
         values = table[:, 0] + table[:, 1]
         mi, value_entropy = mutual_information_and_entropy(table)
-        levels = int(np.count_nonzero(values))
+        levels = int(np.count_nonzero(values))  # missing and OOV are levels of the variable too
         expected, null_sd = null_moments(values, classes)
         s = FieldStats(
             feature=name,
             kind=kinds[name],
-            cardinality=levels,
+            cardinality=int(np.count_nonzero(values[FIRST_VALUE_ID:])),
+            levels=levels,
             mi=mi,
             expected_mi=expected,
             null_sd=null_sd,
@@ -230,7 +232,8 @@ class PairStats:
 
 
 def _capped(codes: np.ndarray, cap: int) -> np.ndarray:
-    # Ids are assigned most frequent first (after the reserved ids), so capping keeps the top values.
+    # Vocabulary ids are assigned most frequent first (after the reserved ids), so capping keeps the
+    # top values; quantile bins (at most a few dozen) are never capped.
     return np.minimum(codes, cap).astype(np.int64)
 
 

@@ -17,7 +17,8 @@ SAMPLE_ROWS = 50_000
 LOW_CARDINALITY = 32
 # A string column is multi-valued when at least this share of its values contain the separator.
 MULTI_SHARE = 0.01
-_ID_NAME = re.compile(r"(^|_)(id|key|hash)$|[a-z](Id|ID|Key)$", re.IGNORECASE)
+# user_id, ID, item_key, but in camelCase only userId/itemKey (so `paid`, `valid`, `hockey` are not ids).
+_ID_NAME = re.compile(r"(?i:(^|_)(id|key|hash)$)|[a-z](Id|ID|Key)$")
 
 
 @dataclass(frozen=True)

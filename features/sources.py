@@ -82,6 +82,11 @@ def _check_column_counts(paths: list[Path], separator: str, expected: int, quote
     """Raise UserError naming the first line whose column count is not `expected`."""
     line = pl.col(_LINE).fill_null("")
     if quoted:
+        # A quoted field spanning lines makes physical lines meaningless: leave those files to
+        # polars, which still rejects rows with too many fields.
+        odd = _text_lines(paths).filter(pl.col(_LINE).fill_null("").str.count_matches('"', literal=True) % 2 == 1).head(1)
+        if odd.collect(engine="streaming").height:
+            return
         # Separators inside double-quoted fields do not split columns.
         line = line.str.replace_all(r'"[^"]*"', "")
     counts = _text_lines(paths).with_columns((line.str.count_matches(separator, literal=True) + 1).alias("n"))
@@ -137,7 +142,7 @@ def read_libsvm(paths: list[Path], opts: SourceOptions) -> RawSource:
     one-hot layout of Frappe and Criteo_x1). Values other than 1 are ignored:
     indices are categorical tokens.
     """
-    tokens = _text_lines(paths).with_columns(pl.col(_LINE).str.strip_chars().str.split(" ").alias("tok"))
+    tokens = _text_lines(paths).with_columns(pl.col(_LINE).str.extract_all(r"\S+").alias("tok"))
     label = pl.col("tok").list.first().cast(pl.Float64, strict=False)
     pairs = pl.col("tok").list.slice(1)
     index = pairs.list.eval(pl.element().str.split(":").list.first().cast(pl.Int64, strict=False))
@@ -180,9 +185,9 @@ def read_parquet(paths: list[Path], opts: SourceOptions) -> RawSource:
     files: list[Path] = []
     for p in paths:
         if p.is_dir():
-            shards = sorted(p.glob("*.parquet"))
+            shards = sorted(f for f in p.iterdir() if f.suffix in (".parquet", ".pq") and f.is_file())
             if not shards:
-                raise UserError(f"{p}: directory holds no *.parquet files")
+                raise UserError(f"{p}: directory holds no .parquet or .pq files")
             files.extend(shards)
         else:
             files.append(p)

@@ -38,22 +38,28 @@ def random_split(frame: pl.LazyFrame, params: SplitParams) -> dict[str, pl.LazyF
 
 
 def time_split(frame: pl.LazyFrame, params: SplitParams) -> dict[str, pl.LazyFrame]:
-    """Oldest rows to train, then valid, newest to test, cut at quantiles of the time column."""
+    """Oldest rows to train, then valid, newest to test, cut at quantiles of the time column.
+
+    Rows sharing a timestamp stay together; rows with no timestamp go to train.
+    """
     col = params.time_column
     if col is None:
         raise UserError("split.method is 'time' but split.time_column is not set; name the timestamp column")
-    train_end = 1.0 - params.valid - params.test
     cuts = frame.select(
-        pl.col(col).quantile(train_end, "lower").alias("a"),
+        pl.col(col).quantile(1.0 - params.valid - params.test, "lower").alias("a"),
         pl.col(col).quantile(1.0 - params.test, "lower").alias("b"),
     ).collect(engine="streaming")
     a, b = cuts.row(0)
-    parts = {
-        "train": frame.filter(pl.col(col) < a),
-        "valid": frame.filter((pl.col(col) >= a) & (pl.col(col) < b)),
-        "test": frame.filter(pl.col(col) >= b),
-    }
-    return {name: part for name, part in parts.items() if name == "train" or getattr(params, name) > 0}
+    t = pl.col(col)
+    if params.test > 0 and params.valid > 0:
+        bounds = {"train": t.is_null() | (t < a), "valid": (t >= a) & (t < b), "test": t >= b}
+    elif params.test > 0:
+        bounds = {"train": t.is_null() | (t < b), "test": t >= b}
+    elif params.valid > 0:
+        bounds = {"train": t.is_null() | (t < a), "valid": t >= a}
+    else:
+        bounds = {"train": pl.lit(True)}
+    return {name: frame.filter(condition) for name, condition in bounds.items()}
 
 
 SPLITTERS = {"random": random_split, "time": time_split}

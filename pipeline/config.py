@@ -28,8 +28,8 @@ class DataConfig(_Section):
     format: Literal["criteo", "csv", "libsvm", "parquet"] | None = None
     label: str | None = None
     label_threshold: float | None = None
-    separator: str | None = None
-    multi_separator: str = "|"
+    separator: str | None = Field(None, min_length=1, max_length=1)
+    multi_separator: str = Field("|", min_length=1)
     joins: list[JoinConfig] = Field(default_factory=list)
     libsvm_field_ranges: list[tuple[int, int]] | None = None
     synthetic_rows: int = Field(200_000, ge=1)

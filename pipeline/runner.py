@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import sys
 import time
+from pathlib import Path
 
 import polars as pl
 
@@ -14,8 +15,18 @@ from pipeline.config import STAGE_ORDER, PipelineConfig
 from pipeline.stages import STAGES
 from pipeline.tracking import Tracker
 
-# What polars raises while parsing a user's file (a value that does not fit its column's type).
-INPUT_ERRORS = (pl.exceptions.ComputeError, pl.exceptions.SchemaError, pl.exceptions.InvalidOperationError)
+# What polars raises on a user's file: a value that does not fit its column's type, a column missing
+# from one file, an unparsable file.
+INPUT_ERRORS = (pl.exceptions.PolarsError,)
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost directory of `path` that does not exist yet (what this run would create)."""
+    missing = None
+    path = path.absolute()
+    while not path.exists():
+        missing, path = path, path.parent
+    return missing
 
 
 def plan(cfg: PipelineConfig) -> list[str]:
@@ -29,7 +40,7 @@ def plan(cfg: PipelineConfig) -> list[str]:
 def run_pipeline(cfg: PipelineConfig) -> dict[str, dict]:
     """Run the configured stages; on a user error remove the output directory if this run created it."""
     stages = plan(cfg)
-    created = not cfg.out.exists()
+    created = _first_missing(cfg.out)
     tracker = Tracker(cfg.tracking.enabled, cfg.tracking.uri, cfg.tracking.experiment)
     results: dict[str, dict] = {}
     try:
@@ -50,8 +61,8 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, dict]:
                 results[name] = {"metrics": metrics, "dir": str(final)}
                 print(output.summary, file=sys.stderr)
     except (UserError, *INPUT_ERRORS) as exc:
-        if created:
-            shutil.rmtree(cfg.out, ignore_errors=True)
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
         if isinstance(exc, UserError):
             raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

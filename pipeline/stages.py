@@ -21,8 +21,8 @@ from common.errors import UserError
 from common.featuremap import FeatureMap
 from features.encode import EncoderParams
 from features.ingest import IngestParams, JoinSpec, ingest, load_raw
-from features.quality import QualityParams, count_ids, quality_report
-from features.ranking import RankParams, rank_features
+from features.quality import QualityParams, quality_report
+from features.ranking import ContingencyCounter, RankParams, rank_features
 from features.schema import SchemaOptions
 from features.sources import SourceOptions
 from features.split import SplitParams
@@ -150,8 +150,10 @@ def run_rank(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
     for split in ("valid", "test"):
         path = catalog.split_file(ingest_dir, split)
         if path.is_file() and catalog.parquet_rows(path):
-            batches = (b for b, _ in _rank_batches(path, feature_map, rc.batch_rows, f"rank: count {split}"))
-            eval_counts[split] = count_ids(batches, cardinalities)
+            counter = ContingencyCounter(cardinalities)
+            for batch, label in _rank_batches(path, feature_map, rc.batch_rows, f"rank: count {split}"):
+                counter.update(batch, label)
+            eval_counts[split] = {col: table.sum(axis=1) for col, table in counter.tables.items()}
     by_name = dict(zip(result.ranking["feature"], result.ranking["adjusted_mi"], strict=True))
     mi = {spec.rank_column: by_name[spec.name] for spec in feature_map.fields}
     quality = quality_report(

@@ -55,10 +55,6 @@ class RunHandle:
         if self._mlflow:
             self._mlflow.log_artifact(str(path), artifact_path=artifact_path)
 
-    def set_tags(self, tags: Mapping[str, str]) -> None:
-        if self._mlflow:
-            self._mlflow.set_tags(dict(tags))
-
 
 class Tracker:
     """Opens MLflow runs; `enabled=False` makes every call a no-op."""

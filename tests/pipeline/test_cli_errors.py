@@ -29,7 +29,12 @@ CASES = {
         "line 2 has 41 columns, expected 40",
     ),
     "text in a criteo integer column": (
-        lambda d: ["--data", str(_write(d / "i.txt", f"{CRITEO_ROW}\n" + CRITEO_ROW.replace("\t5\t", "\tfive\t", 1) + "\n")), "--format", "criteo"],
+        lambda d: [
+            "--data",
+            str(_write(d / "i.txt", f"{CRITEO_ROW}\n" + CRITEO_ROW.replace("\t5\t", "\tfive\t", 1) + "\n")),
+            "--format",
+            "criteo",
+        ],
         "could not read the input",
     ),
     "label column missing": (
@@ -72,3 +77,26 @@ def test_bad_input_exits_2_with_one_line(tmp_path, case):
     assert "Traceback" not in proc.stderr
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], proc.stderr
     assert not out.exists()
+
+
+def test_nested_output_directories_are_removed_on_error(tmp_path):
+    bad = _write(tmp_path / "h.csv", "label,a\n")
+    out = tmp_path / "a" / "b" / "c"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline", "run", "--data", str(bad), "--out", str(out), "--no-tracking"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and not (tmp_path / "a").exists()
+
+
+def test_multi_character_separator_is_a_config_error(tmp_path):
+    cfg = _write(tmp_path / "s.yaml", "data:\n  separator: '::'\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline", "run", "--config", str(cfg), "--no-tracking", "--out", str(tmp_path / "o")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and "data.separator" in proc.stderr and "Traceback" not in proc.stderr
