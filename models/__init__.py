@@ -1,5 +1,6 @@
 """Models, embeddings, search methods and the trainer (torch only; never polars or mlflow).
 
-Empty until the models issue: the package exists so the layout, imports and
-packaging are settled from the start.
+Started: `batching` (encoded arrays -> EncodedBatch in KeyedJaggedTensor
+layout) and `embedding` (the one FeatureEmbedding module, torchrec and
+plain-torch backends). The models, the trainer and the train stage follow.
 """

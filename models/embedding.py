@@ -1,0 +1,111 @@
+"""The one module that turns an EncodedBatch into field embeddings [rows, fields, dim].
+
+One table per sparse field (id 0 is padding and stays zero), pooled over the
+ids of multi-valued fields; numeric fields fed as values become value × a
+learned field vector. Two interchangeable backends:
+- "torchrec": an EmbeddingBagCollection fed a KeyedJaggedTensor (shardable
+  with DistributedModelParallel);
+- "torch": plain nn.EmbeddingBag per field, for machines without fbgemm
+  (e.g. a GPU host with no fbgemm-gpu wheel).
+Both compute the same function; `copy_weights_from` moves tables between them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from common.featuremap import PADDING_ID, FeatureMap
+from models.batching import EncodedBatch, dense_fields, sparse_fields
+
+Backend = Literal["torch", "torchrec"]
+Pooling = Literal["mean", "sum"]
+
+
+@dataclass(frozen=True)
+class EmbeddingConfig:
+    """How to embed a feature map's fields."""
+
+    dim: int = 10
+    backend: Backend = "torch"
+    numeric_as_value: bool = False
+    pooling: Pooling = "mean"
+    init_std: float = 1e-4
+
+
+class FeatureEmbedding(nn.Module):
+    """Field embeddings for every model; later search methods gate, resize or multiplex here."""
+
+    def __init__(self, feature_map: FeatureMap, config: EmbeddingConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.sparse = sparse_fields(feature_map, config.numeric_as_value)
+        self.dense = dense_fields(feature_map, config.numeric_as_value)
+        self.num_fields = len(self.sparse) + len(self.dense)
+        self.keys = [f.name for f in self.sparse]
+        if config.backend == "torchrec":
+            from torchrec import EmbeddingBagCollection, EmbeddingBagConfig, PoolingType
+
+            tables = [
+                EmbeddingBagConfig(
+                    name=f"t_{f.name}",
+                    embedding_dim=config.dim,
+                    num_embeddings=f.vocab_size,
+                    feature_names=[f.name],
+                    pooling=PoolingType.MEAN if config.pooling == "mean" else PoolingType.SUM,
+                )
+                for f in self.sparse
+            ]
+            self.bags = EmbeddingBagCollection(tables=tables, device=torch.device("cpu"))
+        else:
+            self.bags = nn.ModuleDict(
+                {f.name: nn.EmbeddingBag(f.vocab_size, config.dim, mode=config.pooling, padding_idx=PADDING_ID) for f in self.sparse}
+            )
+        self.field_vectors = nn.Parameter(torch.empty(len(self.dense), config.dim))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Normal(0, init_std) weights with the padding rows at zero."""
+        with torch.no_grad():
+            for weight in self.table_weights().values():
+                weight.normal_(0.0, self.config.init_std)
+                weight[PADDING_ID].zero_()
+            self.field_vectors.normal_(0.0, self.config.init_std)
+
+    def table_weights(self) -> dict[str, torch.Tensor]:
+        """Each sparse field's table weight, by field name."""
+        if self.config.backend == "torchrec":
+            return {f.name: self.bags.embedding_bags[f"t_{f.name}"].weight for f in self.sparse}
+        return {name: bag.weight for name, bag in self.bags.items()}
+
+    def copy_weights_from(self, other: FeatureEmbedding) -> None:
+        """Take another FeatureEmbedding's tables and field vectors (any backend)."""
+        with torch.no_grad():
+            mine = self.table_weights()
+            for name, weight in other.table_weights().items():
+                mine[name].copy_(weight)
+            self.field_vectors.copy_(other.field_vectors)
+
+    def forward(self, batch: EncodedBatch) -> torch.Tensor:
+        rows = batch.rows
+        parts = []
+        if self.sparse:
+            if batch.keys != self.keys:
+                raise ValueError(f"batch fields {batch.keys} do not match the embedding's {self.keys}")
+            if self.config.backend == "torchrec":
+                pooled = self.bags(batch.kjt()).to_dict()
+                parts.extend(pooled[name] for name in self.keys)
+            else:
+                lengths = batch.lengths.view(len(self.keys), rows).to(torch.int64)
+                per_field = torch.split(batch.values, lengths.sum(dim=1).tolist())
+                for name, ids, field_lengths in zip(self.keys, per_field, lengths, strict=True):
+                    offsets = torch.zeros(rows, dtype=torch.int64, device=ids.device)
+                    offsets[1:] = torch.cumsum(field_lengths, 0)[:-1]
+                    parts.append(self.bags[name](ids, offsets))
+        out = torch.stack(parts, dim=1) if parts else batch.dense.new_zeros(rows, 0, self.config.dim)
+        if self.dense:
+            out = torch.cat([out, batch.dense.unsqueeze(-1) * self.field_vectors], dim=1)
+        return out

@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+import torch
+
+from common.featuremap import FeatureMap, FieldSpec
+from models.batching import make_batch
+from models.embedding import EmbeddingConfig, FeatureEmbedding
+
+FM = FeatureMap(
+    label="y",
+    fields=(
+        FieldSpec(name="user", kind="categorical", column="user", vocab_size=50),
+        FieldSpec(name="price", kind="numeric", column="price", vocab_size=19, value_column="price__num"),
+        FieldSpec(name="tags", kind="multi", column="tags", vocab_size=12, set_column="tags__set", set_vocab_size=30),
+    ),
+)
+
+
+def _columns(rows: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, 4, rows)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    return {
+        "user": rng.integers(1, 50, rows).astype(np.int32),
+        "price": rng.integers(2, 19, rows).astype(np.int32),
+        "price__num": rng.normal(size=rows).astype(np.float32),
+        "tags": (rng.integers(1, 12, offsets[-1]).astype(np.int32), offsets),
+    }, (rng.random(rows) < 0.3).astype(np.int8)
+
+
+def test_batch_layout_is_field_major():
+    cols, y = _columns(5)
+    batch = make_batch(cols, y, FM)
+    assert batch.keys == ["user", "price", "tags"] and batch.rows == 5
+    assert batch.lengths.tolist()[:10] == [1] * 10
+    assert batch.lengths[10:].sum().item() == len(cols["tags"][0])
+    assert batch.values[:5].tolist() == cols["user"].tolist() and batch.dense.shape == (5, 0)
+    as_value = make_batch(cols, y, FM, numeric_as_value=True)
+    assert as_value.keys == ["user", "tags"] and torch.equal(as_value.dense[:, 0], torch.from_numpy(cols["price__num"]))
+
+
+@pytest.mark.parametrize("numeric_as_value", [False, True])
+def test_torch_and_torchrec_backends_compute_the_same(numeric_as_value):
+    cols, y = _columns(64)
+    batch = make_batch(cols, y, FM, numeric_as_value=numeric_as_value)
+    plain = FeatureEmbedding(FM, EmbeddingConfig(dim=8, backend="torch", numeric_as_value=numeric_as_value, init_std=0.1))
+    rec = FeatureEmbedding(FM, EmbeddingConfig(dim=8, backend="torchrec", numeric_as_value=numeric_as_value))
+    rec.copy_weights_from(plain)
+    a, b = plain(batch), rec(batch)
+    assert a.shape == (64, 3, 8)
+    torch.testing.assert_close(a, b)
+    # multi-valued rows are the mean of their ids' rows
+    table = plain.table_weights()["tags"]
+    ids, offsets = cols["tags"]
+    expected = table[torch.from_numpy(ids[offsets[0] : offsets[1]]).long()].mean(dim=0)
+    torch.testing.assert_close(a[0, -1 if not numeric_as_value else 1], expected)
+
+
+def test_padding_row_is_zero_and_numeric_values_scale_a_vector():
+    emb = FeatureEmbedding(FM, EmbeddingConfig(dim=4, numeric_as_value=True, init_std=0.5))
+    assert torch.count_nonzero(emb.table_weights()["user"][0]) == 0
+    cols, y = _columns(3)
+    out = emb(make_batch(cols, y, FM, numeric_as_value=True))
+    torch.testing.assert_close(out[:, 2], torch.from_numpy(cols["price__num"])[:, None] * emb.field_vectors[0])
+    loss = out.sum()
+    loss.backward()
+    assert emb.table_weights()["user"].grad is not None
+
+
+def test_mismatched_batch_is_rejected():
+    cols, y = _columns(3)
+    emb = FeatureEmbedding(FM, EmbeddingConfig(dim=4))
+    with pytest.raises(ValueError, match="do not match"):
+        emb(make_batch(cols, y, FM, numeric_as_value=True))
