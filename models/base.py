@@ -1,0 +1,32 @@
+"""What every CTR model shares: the feature embedding and the logit interface."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+from torch import nn
+
+from common.featuremap import FeatureMap
+from models.batching import EncodedBatch
+from models.embedding import EmbeddingConfig, FeatureEmbedding
+
+
+class CTRModel(nn.Module):
+    """A model maps an EncodedBatch to one logit per row (each subclass defines `forward`)."""
+
+    def embedding_tables(self) -> list[torch.Tensor]:
+        """Every embedding table (the embedding regulariser's target)."""
+        return [w for module in self.modules() if isinstance(module, FeatureEmbedding) for w in module.table_weights().values()]
+
+
+class LinearPart(nn.Module):
+    """First-order term: a bias plus one learned weight per feature value (a dimension-1 embedding)."""
+
+    def __init__(self, feature_map: FeatureMap, embedding: EmbeddingConfig) -> None:
+        super().__init__()
+        self.weights = FeatureEmbedding(feature_map, replace(embedding, dim=1))
+        self.bias = nn.Parameter(torch.zeros(1))
+
+    def forward(self, batch: EncodedBatch) -> torch.Tensor:
+        return self.weights(batch).sum(dim=(1, 2)) + self.bias

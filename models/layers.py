@@ -1,0 +1,54 @@
+"""Layers shared by the models."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class MLP(nn.Sequential):
+    """Linear -> [BatchNorm] -> ReLU -> [Dropout] per hidden layer; `out_dim` adds a final linear layer."""
+
+    def __init__(self, in_dim: int, hidden: list[int], dropout: float = 0.0, batch_norm: bool = False, out_dim: int | None = None) -> None:
+        layers: list[nn.Module] = []
+        for width in hidden:
+            layers.append(nn.Linear(in_dim, width))
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(width))
+            layers.append(nn.ReLU())
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            in_dim = width
+        if out_dim is not None:
+            layers.append(nn.Linear(in_dim, out_dim))
+        super().__init__(*layers)
+
+
+def fm_interaction(embeddings: torch.Tensor) -> torch.Tensor:
+    """Sum over field pairs of <e_i, e_j>: 0.5 * ((sum e)^2 - sum e^2), for [rows, fields, dim] -> [rows]."""
+    square_of_sum = embeddings.sum(dim=1).pow(2)
+    sum_of_square = embeddings.pow(2).sum(dim=1)
+    return 0.5 * (square_of_sum - sum_of_square).sum(dim=1)
+
+
+class MultiHeadSelfAttention(nn.Module):
+    """AutoInt's interacting layer: self-attention over fields, residual projection, ReLU, optional LayerNorm."""
+
+    def __init__(self, in_dim: int, attention_dim: int, heads: int, residual: bool = True, layer_norm: bool = False) -> None:
+        super().__init__()
+        if attention_dim % heads:
+            raise ValueError(f"attention_dim {attention_dim} is not divisible by heads {heads}")
+        self.heads = heads
+        self.qkv = nn.Linear(in_dim, 3 * attention_dim, bias=False)
+        self.residual = nn.Linear(in_dim, attention_dim, bias=False) if residual else None
+        self.norm = nn.LayerNorm(attention_dim) if layer_norm else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows, fields, _ = x.shape
+        q, k, v = self.qkv(x).view(rows, fields, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+        attended = nn.functional.scaled_dot_product_attention(q, k, v)  # softmax(QK^T / sqrt(d_h)) V per head
+        out = attended.transpose(1, 2).reshape(rows, fields, -1)
+        if self.residual is not None:
+            out = out + self.residual(x)
+        out = torch.relu(out)
+        return self.norm(out) if self.norm is not None else out
