@@ -40,7 +40,9 @@ class MultiHeadSelfAttention(nn.Module):
             raise ValueError(f"attention_dim {attention_dim} is not divisible by heads {heads}")
         self.heads = heads
         self.qkv = nn.Linear(in_dim, 3 * attention_dim, bias=False)
-        self.residual = nn.Linear(in_dim, attention_dim, bias=False) if residual else None
+        self.use_residual = residual
+        # The residual is projected only where the width changes (FuxiCTR's choice; identity otherwise).
+        self.residual = nn.Linear(in_dim, attention_dim, bias=False) if residual and in_dim != attention_dim else None
         self.norm = nn.LayerNorm(attention_dim) if layer_norm else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -48,7 +50,7 @@ class MultiHeadSelfAttention(nn.Module):
         q, k, v = self.qkv(x).view(rows, fields, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
         attended = nn.functional.scaled_dot_product_attention(q, k, v)  # softmax(QK^T / sqrt(d_h)) V per head
         out = attended.transpose(1, 2).reshape(rows, fields, -1)
-        if self.residual is not None:
-            out = out + self.residual(x)
+        if self.use_residual:
+            out = out + (self.residual(x) if self.residual is not None else x)
         out = torch.relu(out)
         return self.norm(out) if self.norm is not None else out
