@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from common.errors import UserError
@@ -79,6 +80,23 @@ def split_file(ingest_dir: Path, split: str) -> Path:
 def parquet_rows(path: Path) -> int:
     """Row count from the parquet footer (no data read)."""
     return pq.ParquetFile(path).metadata.num_rows
+
+
+def read_columns(path: Path, columns: list[str]) -> dict[str, np.ndarray | tuple[np.ndarray, np.ndarray]]:
+    """Whole columns of a parquet file as numpy; list columns as (flat values, row offsets)."""
+    names = pq.ParquetFile(path).schema_arrow.names
+    missing = [c for c in columns if c not in names]
+    if missing:
+        raise UserError(f"{path}: column(s) {', '.join(missing)} missing; the feature map does not match the data, rerun ingest")
+    table = pq.read_table(path, columns=columns)
+    out: dict[str, np.ndarray | tuple[np.ndarray, np.ndarray]] = {}
+    for name in columns:
+        column = table.column(name).combine_chunks()
+        if pa.types.is_list(column.type):
+            out[name] = (column.flatten().to_numpy(), column.offsets.to_numpy().astype(np.int64))
+        else:
+            out[name] = column.to_numpy(zero_copy_only=False)
+    return out
 
 
 def iter_batches(path: Path, columns: list[str], batch_rows: int) -> Iterator[dict[str, np.ndarray]]:

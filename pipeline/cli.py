@@ -27,6 +27,8 @@ def _data_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else sqlite ./mlflow.db)")
     parser.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
     parser.add_argument("--rows", type=int, help="rows of synthetic data when no --data is given")
+    parser.add_argument("--model", help="model for the train stage: lr, fm, deepfm, autoint, autoint+")
+    parser.add_argument("--device", help="auto (CUDA when present), cpu or cuda")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,6 +59,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     over: dict[str, Any] = {"data": data} if data else {}
     if args.out is not None:
         over["out"] = str(args.out)
+    train = {k: v for k, v in (("model", args.model), ("device", args.device)) if v is not None}
+    if train:
+        over["train"] = train
     tracking: dict[str, Any] = {}
     if args.tracking_uri:
         tracking["uri"] = args.tracking_uri

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from common.errors import UserError
 
-STAGE_ORDER = ("ingest", "rank")
+STAGE_ORDER = ("ingest", "rank", "train")
 
 
 class _Section(BaseModel):
@@ -80,6 +80,21 @@ class RankConfig(_Section):
     quality: QualityConfig = Field(default_factory=QualityConfig)
 
 
+class TrainSection(_Section):
+    model: Literal["lr", "fm", "deepfm", "autoint", "autoint+"] = "deepfm"
+    params: dict[str, Any] = Field(default_factory=dict)
+    embedding_dim: int = Field(10, ge=1)
+    backend: Literal["torch", "torchrec"] = "torchrec"
+    numeric_as_value: bool = False
+    learning_rate: float = Field(1e-3, gt=0)
+    batch_size: int = Field(4096, ge=1)
+    max_epochs: int = Field(100, ge=1)
+    patience: int = Field(2, ge=1)
+    embedding_regularizer: float = Field(0.0, ge=0)
+    seed: int = 2021
+    device: str = "auto"
+
+
 class TrackingConfig(_Section):
     enabled: bool = True
     uri: str | None = None
@@ -92,9 +107,10 @@ class PipelineConfig(_Section):
     split: SplitConfig = Field(default_factory=SplitConfig)
     encode: EncodeConfig = Field(default_factory=EncodeConfig)
     rank: RankConfig = Field(default_factory=RankConfig)
+    train: TrainSection = Field(default_factory=TrainSection)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     out: Path = Path("runs/latest")
-    stages: list[Literal["ingest", "rank"]] = Field(default_factory=lambda: list(STAGE_ORDER))
+    stages: list[Literal["ingest", "rank", "train"]] = Field(default_factory=lambda: list(STAGE_ORDER))
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

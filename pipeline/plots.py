@@ -27,3 +27,18 @@ def ranking_bar_plot(ranking: pl.DataFrame, path: Path, top: int, score_name: st
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def learning_curve_plot(epochs: list[int], train_loss: list[float], valid_auc: list[float], path: Path, title: str) -> None:
+    """Train loss and validation AUC per epoch on twin axes."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(epochs, train_loss, marker="o", color="#4C72B0", label="train loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("train loss", color="#4C72B0")
+    other = ax.twinx()
+    other.plot(epochs, valid_auc, marker="s", color="#DD8452", label="valid AUC")
+    other.set_ylabel("valid AUC", color="#DD8452")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

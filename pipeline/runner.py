@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import time
@@ -32,8 +33,10 @@ def _first_missing(path: Path) -> Path | None:
 def plan(cfg: PipelineConfig) -> list[str]:
     """Stages to run, in pipeline order, checking that each one's inputs exist or will be made."""
     wanted = [s for s in STAGE_ORDER if s in cfg.stages]
-    if "rank" in wanted and "ingest" not in wanted and not (catalog.stage_path(cfg.out, "ingest") / catalog.FEATURE_MAP).is_file():
-        raise UserError(f"{cfg.out / 'ingest'}: no ingest output to rank; run with --stages ingest,rank or pass --data")
+    has_ingest = (catalog.stage_path(cfg.out, "ingest") / catalog.FEATURE_MAP).is_file()
+    for stage in ("rank", "train"):
+        if stage in wanted and "ingest" not in wanted and not has_ingest:
+            raise UserError(f"{cfg.out / 'ingest'}: no ingest output to {stage}; run with --stages ingest,{stage} or pass --data")
     return wanted
 
 
@@ -43,6 +46,8 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, dict]:
     created = _first_missing(cfg.out)
     tracker = Tracker(cfg.tracking.enabled, cfg.tracking.uri, cfg.tracking.experiment)
     results: dict[str, dict] = {}
+    metrics_file = cfg.out / "metrics.json"
+    report: dict = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
     try:
         with tracker.run(f"pipeline {','.join(stages)}") as parent:
             parent.log_params({"stages": ",".join(stages), "out": str(cfg.out), "data": cfg.data.model_dump(mode="json")})
@@ -55,9 +60,14 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, dict]:
                     metrics = {**output.metrics, "wall_seconds": time.perf_counter() - started}
                     run.log_params(output.params)
                     run.log_metrics(metrics)
+                    for step, values in enumerate(output.steps, start=1):
+                        run.log_metrics(values, step=step)
                     for artifact in output.artifacts:
                         run.log_artifact(final / artifact)
                 parent.log_metrics({f"{name}.{k}": v for k, v in metrics.items()})
+                if output.report:
+                    report = {**report, **output.report}
+                    catalog.write_json(cfg.out / "metrics.json", report)
                 results[name] = {"metrics": metrics, "dir": str(final)}
                 print(output.summary, file=sys.stderr)
     except (UserError, *INPUT_ERRORS) as exc:

@@ -28,7 +28,7 @@ from features.sources import SourceOptions
 from features.split import SplitParams
 from pipeline import catalog
 from pipeline.config import PipelineConfig
-from pipeline.plots import ranking_bar_plot
+from pipeline.plots import learning_curve_plot, ranking_bar_plot
 
 
 @dataclass
@@ -39,6 +39,8 @@ class StageOutput:
     metrics: dict[str, float] = field(default_factory=dict)
     artifacts: list[str] = field(default_factory=list)
     summary: str = ""
+    steps: list[dict[str, float]] = field(default_factory=list)  # per-epoch metrics, logged with step = index + 1
+    report: dict[str, Any] = field(default_factory=dict)  # merged into OUT/metrics.json
 
 
 def ingest_params(cfg: PipelineConfig) -> IngestParams:
@@ -186,7 +188,101 @@ def run_rank(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
     )
 
 
+def _load_split(ingest_dir: Path, split: str, feature_map: FeatureMap, numeric_as_value: bool):
+    from models.batching import dense_fields, sparse_fields
+    from models.data import InMemoryData
+
+    path = catalog.split_file(ingest_dir, split)
+    if not path.is_file():
+        return None
+    columns = [f.column for f in sparse_fields(feature_map, numeric_as_value)]
+    columns += [f.value_column for f in dense_fields(feature_map, numeric_as_value) if f.value_column]
+    data = catalog.read_columns(path, [*columns, feature_map.label])
+    label = data.pop(feature_map.label)
+    return InMemoryData(data, label, feature_map, numeric_as_value)
+
+
+def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
+    """Train the configured model with early stopping; evaluate the best epoch on valid and test."""
+    # torch is imported here, not at module level, so that the data stages start without it.
+    import torch
+
+    from models.embedding import EmbeddingConfig
+    from models.registry import build_model
+    from models.trainer import TrainConfig, evaluate, fit, resolve_device
+
+    ingest_dir = catalog.stage_path(out, "ingest")
+    feature_map = catalog.load_feature_map(ingest_dir)
+    tc = cfg.train
+    train = _load_split(ingest_dir, "train", feature_map, tc.numeric_as_value)
+    valid = _load_split(ingest_dir, "valid", feature_map, tc.numeric_as_value)
+    test = _load_split(ingest_dir, "test", feature_map, tc.numeric_as_value)
+    if train is None or len(train) == 0:
+        raise UserError(f"{ingest_dir}: no encoded train split; run the ingest stage first")
+    if valid is None or len(valid) == 0:
+        raise UserError(f"{ingest_dir}: the validation split is empty; set split.valid > 0 or give a valid file")
+    embedding = EmbeddingConfig(dim=tc.embedding_dim, backend=tc.backend, numeric_as_value=tc.numeric_as_value)
+    model = build_model(tc.model, feature_map, embedding, tc.params)
+    settings = TrainConfig(
+        learning_rate=tc.learning_rate,
+        batch_size=tc.batch_size,
+        max_epochs=tc.max_epochs,
+        patience=tc.patience,
+        embedding_regularizer=tc.embedding_regularizer,
+        seed=tc.seed,
+        device=tc.device,
+    )
+    device = resolve_device(tc.device)
+    progress = tqdm(total=tc.max_epochs, desc=f"train: {tc.model}", unit="epoch", disable=None)
+    result = fit(model, train, valid, settings, on_epoch=lambda record: progress.update(1))
+    progress.close()
+    test_auc, test_logloss = evaluate(model, test, tc.batch_size, device) if test is not None and len(test) else (None, None)
+    report = {
+        "model": tc.model,
+        "valid_auc": result.best_valid_auc,
+        "valid_logloss": result.best_valid_logloss,
+        "test_auc": test_auc,
+        "test_logloss": test_logloss,
+        "params": sum(p.numel() for p in model.parameters()),
+        "embedding_params": sum(w.numel() for w in model.embedding_tables()),
+        "train_samples_per_s": result.train_samples_per_s,
+        "epochs": len(result.history),
+        "best_epoch": result.best_epoch,
+    }
+    torch.save(model.state_dict(), workdir / "model.pt")
+    catalog.write_json(workdir / "metrics.json", report)
+    catalog.write_json(workdir / "history.json", [record.__dict__ for record in result.history])
+    learning_curve_plot(
+        [r.epoch for r in result.history],
+        [r.train_loss for r in result.history],
+        [r.valid_auc for r in result.history],
+        workdir / "learning_curve.png",
+        f"{tc.model}: best valid AUC {result.best_valid_auc:.4f} at epoch {result.best_epoch}",
+    )
+    # Per-epoch series live under "epoch/" so that they do not mix with the best-epoch summary metrics.
+    steps = [
+        {
+            "epoch/train_loss": r.train_loss,
+            "epoch/valid_auc": r.valid_auc,
+            "epoch/valid_logloss": r.valid_logloss,
+            "epoch/learning_rate": r.learning_rate,
+            "epoch/train_samples_per_s": r.train_samples_per_s,
+        }
+        for r in result.history
+    ]
+    test_text = f", test AUC {test_auc:.4f}" if test_auc is not None else ""
+    return StageOutput(
+        params={**tc.model_dump(), "device": str(device)},
+        metrics={k: float(v) for k, v in report.items() if isinstance(v, int | float)},
+        artifacts=["metrics.json", "history.json", "learning_curve.png", "model.pt"],
+        summary=f"train: {tc.model} valid AUC {result.best_valid_auc:.4f}{test_text} after {len(result.history)} epochs -> {out / 'train'}",
+        steps=steps,
+        report=report,
+    )
+
+
 STAGES: dict[str, Callable[[PipelineConfig, Path, Path], StageOutput]] = {
     "ingest": run_ingest,
     "rank": run_rank,
+    "train": run_train,
 }

@@ -1,5 +1,6 @@
 """Each bad input: one line on stderr naming the problem, exit code 2, no traceback, no output directory."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -53,6 +54,11 @@ CASES = {
         "split.valid: Input should be a valid number",
     ),
     "unknown stage": (lambda d: ["--stages", "ingest,fly"], "stages.1: Input should be"),
+    "unknown model": (lambda d: ["--model", "xgboost"], "train.model: Input should be"),
+    "empty validation split": (
+        lambda d: ["--config", str(_write(d / "v.yaml", "data: {synthetic_rows: 2000}\nsplit: {valid: 0.0}\nstages: [ingest, train]\n"))],
+        "validation split is empty",
+    ),
 }
 
 
@@ -72,7 +78,10 @@ def test_bad_input_exits_2_with_one_line(tmp_path, case):
         f"sqlite:///{tmp_path}/m.db",
     ]
     proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120)
-    lines = [line for line in proc.stderr.splitlines() if line.strip() and "INFO" not in line]
+    # Stage summaries of stages that finished before the error ("ingest: 2,000 rows ...") may precede it.
+    lines = [
+        line for line in proc.stderr.splitlines() if line.strip() and "INFO" not in line and not re.match(r"(ingest|rank|train): ", line)
+    ]
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], proc.stderr
@@ -100,3 +109,31 @@ def test_multi_character_separator_is_a_config_error(tmp_path):
         text=True,
     )
     assert proc.returncode == 2 and "data.separator" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_gpu_asked_for_where_there_is_none(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "pipeline", "run", "--rows", "2000", "--device", "cuda", "--out", str(out), "--no-tracking"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2 and "no CUDA GPU" in proc.stderr and "Traceback" not in proc.stderr
+    assert not out.exists()
+
+
+def test_feature_map_that_does_not_match_the_data(tmp_path):
+    out = tmp_path / "out"
+    assert (
+        subprocess.run(
+            [sys.executable, "-m", "pipeline", "run", "--rows", "3000", "--stages", "ingest", "--out", str(out), "--no-tracking"], cwd=ROOT
+        ).returncode
+        == 0
+    )
+    fm_path = out / "ingest" / "feature_map.json"
+    fm_path.write_text(fm_path.read_text().replace('"column": "inf_c2"', '"column": "gone"'))
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline", "train", "--out", str(out), "--no-tracking"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and "does not match the data" in proc.stderr and "Traceback" not in proc.stderr

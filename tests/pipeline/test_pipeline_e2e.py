@@ -36,7 +36,7 @@ def _check_outputs(out):
 def test_synthetic_default_end_to_end_with_tracking(tmp_path):
     from mlflow.tracking import MlflowClient
 
-    out, uri = _run(tmp_path, "--rows", "60000")
+    out, uri = _run(tmp_path, "--rows", "60000", "--stages", "ingest,rank")
     fm, ranking, _ = _check_outputs(out)
     assert set(ranking["feature"].head(3)) <= set(synthetic.INFORMATIVE)
     assert sum(s["rows"] for s in fm["splits"].values()) == 60_000
@@ -58,7 +58,9 @@ def test_rank_stage_alone_reuses_ingest_output(tmp_path):
 
 
 def test_criteo_sample(tmp_path):
-    out, _ = _run(tmp_path, "--config", str(ROOT / "configs" / "criteo.yaml"), "--data", str(shared("criteo_sample")))
+    out, _ = _run(
+        tmp_path, "--config", str(ROOT / "configs" / "criteo.yaml"), "--data", str(shared("criteo_sample")), "--stages", "ingest,rank"
+    )
     fm, _ranking, quality = _check_outputs(out)
     kinds = {f["name"]: f["kind"] for f in fm["fields"]}
     assert list(kinds.values()).count("numeric") == 13 and list(kinds.values()).count("categorical") == 26
@@ -68,7 +70,7 @@ def test_criteo_sample(tmp_path):
 
 
 def test_frappe(tmp_path):
-    out, _ = _run(tmp_path, "--data", str(shared("frappe")))
+    out, _ = _run(tmp_path, "--data", str(shared("frappe")), "--stages", "ingest,rank")
     fm, _ranking, _ = _check_outputs(out)
     assert [fm["splits"][s]["rows"] for s in ("train", "valid", "test")] == [202_027, 57_722, 28_860]
     assert len(fm["fields"]) == 10
@@ -77,7 +79,7 @@ def test_frappe(tmp_path):
 def test_movielens_with_threshold_label_and_joined_genres(tmp_path, monkeypatch):
     shared("movielens_small")
     monkeypatch.chdir(ROOT)
-    out, _ = _run(tmp_path, "--config", "configs/movielens.yaml")
+    out, _ = _run(tmp_path, "--config", "configs/movielens.yaml", "--stages", "ingest,rank")
     fm, _ranking, _quality = _check_outputs(out)
     kinds = {f["name"]: f["kind"] for f in fm["fields"]}
     assert kinds == {"userId": "categorical", "movieId": "categorical", "title": "categorical", "genres": "multi"}
@@ -89,3 +91,21 @@ def test_movielens_with_threshold_label_and_joined_genres(tmp_path, monkeypatch)
         | ((pl.col("feature_a") == "movieId") & (pl.col("feature_b") == "title"))
     )
     assert copy["redundancy_norm"][0] > 0.99
+
+
+def test_train_stage_end_to_end(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    out, uri = _run(tmp_path, "--rows", "30000", "--model", "fm")
+    report = json.loads((out / "metrics.json").read_text())
+    assert set(report) >= {"valid_auc", "valid_logloss", "test_auc", "test_logloss", "params", "train_samples_per_s", "epochs", "model"}
+    assert report["model"] == "fm" and report["valid_auc"] > 0.6 and report["test_auc"] > 0.6
+    assert (out / "train" / "learning_curve.png").is_file() and (out / "train" / "model.pt").is_file()
+    client = MlflowClient(uri)
+    train_run = next(
+        r for r in client.search_runs([client.get_experiment_by_name("ctr-pipeline").experiment_id]) if r.info.run_name == "train"
+    )
+    history = client.get_metric_history(train_run.info.run_id, "epoch/valid_auc")
+    assert [m.step for m in history] == list(range(1, report["epochs"] + 1))
+    assert max(m.value for m in history) == report["valid_auc"] == train_run.data.metrics["valid_auc"]
+    assert {a.path for a in client.list_artifacts(train_run.info.run_id)} >= {"learning_curve.png", "metrics.json"}
