@@ -20,7 +20,7 @@ $(STAMP): requirements.lock pyproject.toml
 
 run: setup
 	$(PY) -m pipeline run --out $(OUT)
-	@echo "Results in $(OUT)/ (ingest/, rank/). Open the MLflow UI with: make ui  (then http://127.0.0.1:5000)"
+	@echo "Results in $(OUT)/ (ingest/, rank/, train/, metrics.json). Open the MLflow UI with: make ui  (then http://127.0.0.1:5000)"
 
 test: setup
 	$(PY) -m pytest -q
