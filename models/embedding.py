@@ -25,6 +25,27 @@ Backend = Literal["torch", "torchrec"]
 Pooling = Literal["mean", "sum"]
 
 
+# Carter-Wegman hashing ((a·x + b) mod P) mod rows with P = 2^31 - 1: a·x stays inside int64 for ids below 2^31.
+_PRIME = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class MultiplexConfig:
+    """Unified Embedding (feature multiplexing): shared tables instead of one table per field.
+
+    Feature t looks up `chunks` rows, each with its own salted hash, of width
+    dim / chunks, and concatenates them; chunk k of feature t lives in table
+    (t·chunks + k) mod `tables` (round-robin), so collisions happen across
+    features. `budget` is the total number of embedding parameters:
+    rows per table = budget / (tables · dim / chunks).
+    """
+
+    budget: int
+    tables: int = 1
+    chunks: int = 1
+    seed: int = 0
+
+
 @dataclass(frozen=True)
 class EmbeddingConfig:
     """How to embed a feature map's fields."""
@@ -34,6 +55,35 @@ class EmbeddingConfig:
     numeric_as_value: bool = False
     pooling: Pooling = "mean"
     init_std: float = 1e-4
+    multiplex: MultiplexConfig | None = None
+
+
+class HashedChunks(nn.Module):
+    """The shared tables of Unified Embedding and the per-(feature, chunk) salted hashes into them."""
+
+    def __init__(self, fields: int, dim: int, config: MultiplexConfig, pooling: Pooling) -> None:
+        super().__init__()
+        if dim % config.chunks:
+            raise ValueError(f"embedding dim {dim} is not divisible into {config.chunks} chunks")
+        self.chunk_dim = dim // config.chunks
+        self.rows = config.budget // (config.tables * self.chunk_dim)
+        if self.rows < 1:
+            raise ValueError(f"budget {config.budget} is too small for {config.tables} tables of width {self.chunk_dim}")
+        self.chunks = config.chunks
+        self.tables = nn.ModuleList(nn.EmbeddingBag(self.rows, self.chunk_dim, mode=pooling) for _ in range(config.tables))
+        generator = torch.Generator().manual_seed(config.seed)
+        a = torch.randint(1, _PRIME, (fields, config.chunks), generator=generator, dtype=torch.int64)
+        b = torch.randint(0, _PRIME, (fields, config.chunks), generator=generator, dtype=torch.int64)
+        self.register_buffer("salts", torch.stack([a, b], dim=-1))
+        self.assignment = [[(t * config.chunks + k) % config.tables for k in range(config.chunks)] for t in range(fields)]
+
+    def forward(self, field: int, ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        parts = []
+        for k in range(self.chunks):
+            a, b = self.salts[field, k]
+            rows = ((ids * a + b) % _PRIME) % self.rows
+            parts.append(self.tables[self.assignment[field][k]](rows, offsets))
+        return torch.cat(parts, dim=1)
 
 
 class FeatureEmbedding(nn.Module):
@@ -46,7 +96,11 @@ class FeatureEmbedding(nn.Module):
         self.dense = dense_fields(feature_map, config.numeric_as_value)
         self.num_fields = len(self.sparse) + len(self.dense)
         self.keys = [f.name for f in self.sparse]
-        if config.backend == "torchrec":
+        if config.multiplex is not None:
+            if config.backend != "torch":
+                raise ValueError("unified embedding (multiplex) runs on the plain-torch backend; set backend 'torch'")
+            self.bags = HashedChunks(len(self.sparse), config.dim, config.multiplex, config.pooling)
+        elif config.backend == "torchrec":
             from torchrec import EmbeddingBagCollection, EmbeddingBagConfig, PoolingType
 
             tables = [
@@ -72,11 +126,14 @@ class FeatureEmbedding(nn.Module):
         with torch.no_grad():
             for weight in self.table_weights().values():
                 weight.normal_(0.0, self.config.init_std)
-                weight[PADDING_ID].zero_()
+                if self.config.multiplex is None:  # shared hashed rows have no padding row
+                    weight[PADDING_ID].zero_()
             self.field_vectors.normal_(0.0, self.config.init_std)
 
     def table_weights(self) -> dict[str, torch.Tensor]:
-        """Each sparse field's table weight, by field name."""
+        """Each sparse field's table weight, by field name (the shared tables, when multiplexed)."""
+        if self.config.multiplex is not None:
+            return {f"shared_{i}": table.weight for i, table in enumerate(self.bags.tables)}
         if self.config.backend == "torchrec":
             return {f.name: self.bags.embedding_bags[f"t_{f.name}"].weight for f in self.sparse}
         return {name: bag.weight for name, bag in self.bags.items()}
@@ -101,10 +158,10 @@ class FeatureEmbedding(nn.Module):
             else:
                 lengths = batch.lengths.view(len(self.keys), rows).to(torch.int64)
                 per_field = torch.split(batch.values, lengths.sum(dim=1).tolist())
-                for name, ids, field_lengths in zip(self.keys, per_field, lengths, strict=True):
+                for index, (name, ids, field_lengths) in enumerate(zip(self.keys, per_field, lengths, strict=True)):
                     offsets = torch.zeros(rows, dtype=torch.int64, device=ids.device)
                     offsets[1:] = torch.cumsum(field_lengths, 0)[:-1]
-                    parts.append(self.bags[name](ids, offsets))
+                    parts.append(self.bags(index, ids, offsets) if self.config.multiplex is not None else self.bags[name](ids, offsets))
         out = torch.stack(parts, dim=1) if parts else batch.dense.new_zeros(rows, 0, self.config.dim)
         if self.dense:
             out = torch.cat([out, batch.dense.unsqueeze(-1) * self.field_vectors], dim=1)

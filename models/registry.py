@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any
 
 from common.errors import UserError
@@ -11,7 +11,7 @@ from common.featuremap import FeatureMap
 from models.autoint import AutoInt, AutoIntConfig
 from models.base import CTRModel
 from models.deepfm import DeepFM, DeepFMConfig
-from models.embedding import EmbeddingConfig
+from models.embedding import EmbeddingConfig, MultiplexConfig
 from models.fm import FM
 from models.lr import LR
 
@@ -37,6 +37,23 @@ def _plain(cls: type) -> Callable[[FeatureMap, EmbeddingConfig, dict], CTRModel]
     return build
 
 
+def _unified(feature_map: FeatureMap, embedding: EmbeddingConfig, params: dict) -> CTRModel:
+    """AutoInt over Unified Embedding: `budget` (default a quarter of per-field tables), `tables`, `chunks`."""
+    params = dict(params)
+    per_field = sum(f.vocab_size for f in feature_map.fields) * embedding.dim
+    multiplex = MultiplexConfig(
+        budget=int(params.pop("budget", per_field // 4)),
+        tables=int(params.pop("tables", 1)),
+        chunks=int(params.pop("chunks", 1)),
+        seed=int(params.pop("hash_seed", 0)),
+    )
+    try:
+        shared = replace(embedding, backend="torch", multiplex=multiplex)
+        return _with_config(AutoInt, AutoIntConfig)(feature_map, shared, params)
+    except ValueError as exc:
+        raise UserError(f"unified embedding: {exc}") from exc
+
+
 MODELS: dict[str, Callable[[FeatureMap, EmbeddingConfig, dict], CTRModel]] = {
     "lr": _plain(LR),
     "fm": _plain(FM),
@@ -44,6 +61,7 @@ MODELS: dict[str, Callable[[FeatureMap, EmbeddingConfig, dict], CTRModel]] = {
     "autoint": _with_config(AutoInt, AutoIntConfig),
     # BARS AutoInt+ on Frappe_x1: 5 attention layers beside a [400, 400, 400] DNN with batch norm, dropout 0.1.
     "autoint+": _with_config(AutoInt, AutoIntConfig, layers=5, dnn_hidden=[400, 400, 400], dnn_batch_norm=True, dnn_dropout=0.1),
+    "unified": _unified,
 }
 
 

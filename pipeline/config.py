@@ -81,7 +81,7 @@ class RankConfig(_Section):
 
 
 class TrainSection(_Section):
-    model: Literal["lr", "fm", "deepfm", "autoint", "autoint+"] = "deepfm"
+    model: Literal["lr", "fm", "deepfm", "autoint", "autoint+", "unified"] = "deepfm"
     params: dict[str, Any] = Field(default_factory=dict)
     embedding_dim: int = Field(10, ge=1)
     backend: Literal["torch", "torchrec"] = "torchrec"

@@ -72,3 +72,24 @@ def test_mismatched_batch_is_rejected():
     emb = FeatureEmbedding(FM, EmbeddingConfig(dim=4))
     with pytest.raises(ValueError, match="do not match"):
         emb(make_batch(cols, y, FM, numeric_as_value=True))
+
+
+def test_multiplexed_tables_budget_hashing_and_round_robin():
+    from models.embedding import MultiplexConfig
+
+    cfg = EmbeddingConfig(dim=8, multiplex=MultiplexConfig(budget=3 * 100 * 4, tables=3, chunks=2), init_std=0.1)
+    emb = FeatureEmbedding(FM, cfg)
+    tables = emb.table_weights()
+    assert len(tables) == 3 and all(w.shape == (100, 4) for w in tables.values())
+    assert sum(w.numel() for w in tables.values()) == 1200
+    assert emb.bags.assignment == [[0, 1], [2, 0], [1, 2]]  # chunks spread round-robin over the tables
+    cols, y = _columns(32)
+    out = emb(make_batch(cols, y, FM))
+    assert out.shape == (32, 3, 8)
+    # the same id in two fields hashes to different rows (salted per field and chunk)
+    ids = torch.arange(3, 50)
+    a0, b0 = emb.bags.salts[0, 0]
+    a1, b1 = emb.bags.salts[1, 1]
+    assert not torch.equal(((ids * a0 + b0) % (2**31 - 1)) % 100, ((ids * a1 + b1) % (2**31 - 1)) % 100)
+    with pytest.raises(ValueError, match="divisible"):
+        FeatureEmbedding(FM, EmbeddingConfig(dim=9, multiplex=MultiplexConfig(budget=1000, chunks=2)))

@@ -76,7 +76,9 @@ def test_registry_errors():
         build_model("xgboost", FM_XOR, EmbeddingConfig())
     with pytest.raises(UserError, match="unknown setting"):
         build_model("autoint", FM_XOR, EmbeddingConfig(), {"depth": 3})
-    assert set(MODELS) == {"lr", "fm", "deepfm", "autoint", "autoint+"}
+    assert set(MODELS) == {"lr", "fm", "deepfm", "autoint", "autoint+", "unified"}
+    with pytest.raises(UserError, match="unified embedding: budget"):
+        build_model("unified", FM_XOR, EmbeddingConfig(dim=4), {"budget": 2})
 
 
 def test_empty_validation_and_missing_gpu_are_user_errors():
@@ -94,3 +96,9 @@ def test_take_list_gathers_rows_of_a_list_column():
     offsets = np.array([0, 2, 3, 6])
     got_flat, got_offsets = _take_list((flat, offsets), np.array([2, 0]))
     assert got_flat.tolist() == [30, 31, 32, 10, 11] and got_offsets.tolist() == [0, 3, 5]
+
+
+def test_unified_embedding_learns_with_shared_tables():
+    # 67 ids over three fields share 2 tables of 16 rows x 2 columns: a quarter-size budget.
+    _, result, _ = _train("unified", {"budget": 64, "tables": 2, "chunks": 2, "layers": 1, "heads": 1, "attention_dim": 8})
+    assert result.best_valid_auc > 0.7
