@@ -7,14 +7,16 @@ writes the outputs into the private directory the runner gives it.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import polars as pl
+from pydantic import BaseModel
 from tqdm import tqdm
 
 from common.errors import UserError
@@ -30,6 +32,8 @@ from pipeline import catalog
 from pipeline.config import PipelineConfig
 from pipeline.plots import learning_curve_plot, ranking_bar_plot
 
+T = TypeVar("T")
+
 
 @dataclass
 class StageOutput:
@@ -41,6 +45,12 @@ class StageOutput:
     summary: str = ""
     steps: list[dict[str, float]] = field(default_factory=list)  # per-epoch metrics, logged with step = index + 1
     report: dict[str, Any] = field(default_factory=dict)  # merged into OUT/metrics.json
+
+
+def params_from(cls: type[T], section: BaseModel) -> T:
+    """The computation's parameter dataclass `cls`, filled from the config section's fields of the same names."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in section.model_dump().items() if k in names})
 
 
 def ingest_params(cfg: PipelineConfig) -> IngestParams:
@@ -134,16 +144,7 @@ def run_rank(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
     if not train.is_file():
         raise UserError(f"{train}: encoded train split not found; run the ingest stage first")
     rc = cfg.rank
-    params = RankParams(
-        score=rc.score,
-        permutations=rc.permutations,
-        pair_budget=rc.pair_budget,
-        pair_rows=rc.pair_rows,
-        pair_max_values=rc.pair_max_values,
-        redundancy_weight=rc.redundancy_weight,
-        combined_weight=rc.combined_weight,
-        seed=rc.seed,
-    )
+    params = params_from(RankParams, rc)
     started = time.perf_counter()
     result = rank_features(_rank_batches(train, feature_map, rc.batch_rows, "rank: count train"), feature_map, params)
     seconds = time.perf_counter() - started
@@ -157,9 +158,9 @@ def run_rank(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
                 counter.update(batch, label)
             eval_counts[split] = {col: table.sum(axis=1) for col, table in counter.tables.items()}
     by_name = dict(zip(result.ranking["feature"], result.ranking["adjusted_mi"], strict=True))
-    mi = {spec.rank_column: by_name[spec.name] for spec in feature_map.fields}
+    adjusted = {spec.rank_column: by_name[spec.name] for spec in feature_map.fields}
     quality = quality_report(
-        feature_map, result.counter.tables, mi, result.label_entropy, eval_counts, QualityParams(**rc.quality.model_dump())
+        feature_map, result.counter.tables, adjusted, result.label_entropy, eval_counts, params_from(QualityParams, rc.quality)
     )
     quality = {
         "rows": {name: s["rows"] for name, s in feature_map.splits.items()},
@@ -223,15 +224,7 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         raise UserError(f"{ingest_dir}: the validation split is empty; set split.valid > 0 or give a valid file")
     embedding = EmbeddingConfig(dim=tc.embedding_dim, backend=tc.backend, numeric_as_value=tc.numeric_as_value)
     model = build_model(tc.model, feature_map, embedding, tc.params)
-    settings = TrainConfig(
-        learning_rate=tc.learning_rate,
-        batch_size=tc.batch_size,
-        max_epochs=tc.max_epochs,
-        patience=tc.patience,
-        embedding_regularizer=tc.embedding_regularizer,
-        seed=tc.seed,
-        device=tc.device,
-    )
+    settings = params_from(TrainConfig, tc)
     device = resolve_device(tc.device)
     progress = tqdm(total=tc.max_epochs, desc=f"train: {tc.model}", unit="epoch", disable=None)
     result = fit(model, train, valid, settings, on_epoch=lambda record: progress.update(1))
