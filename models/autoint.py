@@ -26,6 +26,7 @@ class AutoIntConfig:
     attention_dim: int = 128
     residual: bool = True
     layer_norm: bool = False
+    use_scale: bool = False  # scores / sqrt(d_h); BARS AutoInt off, AutoInt+ on
     dnn_hidden: list[int] = field(default_factory=list)  # non-empty: AutoInt+
     dnn_dropout: float = 0.0
     dnn_batch_norm: bool = False
@@ -39,7 +40,7 @@ class AutoInt(CTRModel):
         dims = [embedding.dim] + [config.attention_dim] * config.layers
         self.attention = nn.Sequential(
             *[
-                MultiHeadSelfAttention(dims[i], config.attention_dim, config.heads, config.residual, config.layer_norm)
+                MultiHeadSelfAttention(dims[i], config.attention_dim, config.heads, config.residual, config.layer_norm, config.use_scale)
                 for i in range(config.layers)
             ]
         )

@@ -12,6 +12,7 @@ from models.autoint import AutoInt, AutoIntConfig
 from models.base import CTRModel
 from models.deepfm import DeepFM, DeepFMConfig
 from models.embedding import EmbeddingConfig, MultiplexConfig
+from models.fgcnn import FGCNN, FGCNNConfig
 from models.fm import FM
 from models.lr import LR
 
@@ -59,8 +60,19 @@ MODELS: dict[str, Callable[[FeatureMap, EmbeddingConfig, dict], CTRModel]] = {
     "fm": _plain(FM),
     "deepfm": _with_config(DeepFM, DeepFMConfig),
     "autoint": _with_config(AutoInt, AutoIntConfig),
-    # BARS AutoInt+ on Frappe_x1: 5 attention layers beside a [400, 400, 400] DNN with batch norm, dropout 0.1.
-    "autoint+": _with_config(AutoInt, AutoIntConfig, layers=5, dnn_hidden=[400, 400, 400], dnn_batch_norm=True, dnn_dropout=0.1),
+    # BARS AutoInt+ on Frappe_x1: 5 attention layers (scaled, layer norm) beside a [400, 400, 400] DNN with batch
+    # norm and dropout 0.1.
+    "autoint+": _with_config(
+        AutoInt,
+        AutoIntConfig,
+        layers=5,
+        use_scale=True,
+        layer_norm=True,
+        dnn_hidden=[400, 400, 400],
+        dnn_batch_norm=True,
+        dnn_dropout=0.1,
+    ),
+    "fgcnn": _with_config(FGCNN, FGCNNConfig),
     "unified": _unified,
 }
 

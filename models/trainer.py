@@ -5,14 +5,28 @@ Adam; binary cross-entropy on logits plus an L2 embedding regulariser
 after each epoch; on no improvement the learning rate is multiplied by 0.1
 and a miss is counted; after `patience` misses in a row training stops; the
 best epoch's weights are restored.
+
+Mixed precision: autocast to bfloat16 (float16 with loss scaling on GPUs
+without bf16) on CUDA and on CPUs with AMX bf16 matrix units; weights,
+optimizer state and the loss stay float32. Checkpoints: with a checkpoint
+path, the full training state (weights, optimizer, best weights, history,
+RNG, position in the epoch) is written atomically after every epoch and
+every `checkpoint_seconds` inside one, and `fit` resumes from it; the batch
+order is a function of (seed, epoch), so a resumed run sees the same batches
+as an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import os
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -36,6 +50,8 @@ class TrainConfig:
     lr_decay: float = 0.1
     seed: int = 2021
     device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    checkpoint_seconds: float = 600.0
 
 
 @dataclass
@@ -66,6 +82,26 @@ class TrainResult:
         return float(np.median([r.train_samples_per_s for r in self.history])) if self.history else 0.0
 
 
+def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for `name` on `device` (None: plain float32).
+
+    'auto' is bfloat16 on CUDA GPUs that support it (else float16) and on CPUs
+    with AMX tiles, where bf16 matrix products run ~15x faster than fp32
+    (measured on this project's 2-core Xeon); float32 elsewhere.
+    """
+    if name == "fp32":
+        return None
+    if device.type == "cuda":
+        if name == "fp16" or (name == "auto" and not torch.cuda.is_bf16_supported()):
+            return torch.float16
+        return torch.bfloat16
+    if name == "fp16":
+        raise UserError("precision 'fp16' needs a CUDA GPU; use 'bf16' or 'fp32' on CPU")
+    if name == "bf16":
+        return torch.bfloat16
+    return torch.bfloat16 if device.type == "cpu" and torch.cpu._is_amx_tile_supported() else None
+
+
 def resolve_device(name: str) -> torch.device:
     """'auto' -> CUDA when present, else CPU; asking for CUDA without one is a UserError."""
     if name == "auto":
@@ -76,23 +112,35 @@ def resolve_device(name: str) -> torch.device:
 
 
 @torch.no_grad()
-def predict(model: CTRModel, batches: Iterable[EncodedBatch], device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+def predict(
+    model: CTRModel, batches: Iterable[EncodedBatch], device: torch.device, autocast: torch.dtype | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Click probabilities and labels over `batches`."""
     model.eval()
     probs, labels = [], []
     for batch in batches:
         batch = batch.to(device)
-        probs.append(torch.sigmoid(model(batch)).float().cpu().numpy())
+        with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
+            logits = model(batch)
+        probs.append(torch.sigmoid(logits.float()).cpu().numpy())
         labels.append(batch.label.cpu().numpy())
     return np.concatenate(probs), np.concatenate(labels)
 
 
-def evaluate(model: CTRModel, data: InMemoryData, batch_size: int, device: torch.device) -> tuple[float, float]:
+def evaluate(
+    model: CTRModel, data: InMemoryData, batch_size: int, device: torch.device, autocast: torch.dtype | None = None
+) -> tuple[float, float]:
     """AUC and log loss of `model` on `data`."""
     if len(data) == 0:
         raise UserError("the evaluation split is empty; give the valid/test split some rows")
-    probs, labels = predict(model, data.batches(batch_size), device)
+    probs, labels = predict(model, data.batches(batch_size), device, autocast)
     return float(roc_auc_score(labels, probs)), float(log_loss(labels, np.clip(probs, 1e-7, 1 - 1e-7), labels=[0, 1]))
+
+
+def _save_atomic(state: dict, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
 
 
 def fit(
@@ -101,38 +149,91 @@ def fit(
     valid: InMemoryData,
     config: TrainConfig,
     on_epoch: Callable[[EpochRecord], None] | None = None,
+    checkpoint: Path | None = None,
+    fingerprint: str = "",
 ) -> TrainResult:
-    """Train with early stopping on validation AUC and restore the best epoch's weights."""
+    """Train with early stopping on validation AUC and restore the best epoch's weights.
+
+    With `checkpoint`, resume from it when it exists and was written for the
+    same `fingerprint` (model, data and settings); otherwise start afresh.
+    The checkpoint file is left in place; the caller removes it once the
+    results are safely stored.
+    """
     if len(valid) == 0:
         raise UserError("the validation split is empty; early stopping needs validation rows (set split.valid > 0)")
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
+    autocast = resolve_precision(config.precision, device)
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    scaler = torch.amp.GradScaler(device.type, enabled=autocast == torch.float16)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     result = TrainResult()
     best_state = copy.deepcopy(model.state_dict())
-    misses = 0
-    for epoch in range(1, config.max_epochs + 1):
+    misses, first_epoch, first_batch, carried = 0, 1, 0, (0.0, 0, 0.0)
+    if checkpoint is not None and checkpoint.is_file():
+        state = torch.load(checkpoint, map_location=device, weights_only=True)
+        if state.get("fingerprint") == fingerprint:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scaler.load_state_dict(state["scaler"])
+            best_state = state["best_model"]
+            result = TrainResult([EpochRecord(**r) for r in state["history"]], **state["best"])
+            misses, first_epoch, first_batch, carried = state["misses"], state["epoch"], state["batch"], tuple(state["running"])
+            torch.set_rng_state(state["rng"])
+            print(f"train: resuming from {checkpoint} at epoch {first_epoch}, batch {first_batch}", file=sys.stderr)
+        else:
+            print(f"train: {checkpoint} was written for other settings; starting afresh", file=sys.stderr)
+
+    def save(epoch: int, batch: int, running: tuple[float, int, float]) -> None:
+        if checkpoint is None:
+            return
+        best = {k: getattr(result, k) for k in ("best_epoch", "best_valid_auc", "best_valid_logloss")}
+        state = {
+            "fingerprint": fingerprint,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict(),
+            "best_model": best_state,
+            "history": [dataclasses.asdict(r) for r in result.history],
+            "best": best,
+            "misses": misses,
+            "epoch": epoch,
+            "batch": batch,
+            "running": list(running),
+            "rng": torch.get_rng_state(),
+        }
+        _save_atomic(state, checkpoint)
+
+    stopped = bool(result.history) and misses >= config.patience
+    for epoch in range(first_epoch, config.max_epochs + 1):
+        if stopped:
+            break
         model.train()
-        started = time.perf_counter()
-        total, seen = 0.0, 0
-        for batch in train.batches(config.batch_size, shuffle=True, seed=config.seed + epoch):
+        total, seen, elapsed = carried if epoch == first_epoch else (0.0, 0, 0.0)
+        started, last_save = time.perf_counter(), time.perf_counter()
+        start = first_batch if epoch == first_epoch else 0
+        batches = train.batches(config.batch_size, shuffle=True, seed=config.seed + epoch, start=start)
+        for index, batch in enumerate(batches, start=start + 1):
             batch = batch.to(device)
-            loss = loss_fn(model(batch), batch.label)
+            with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
+                logits = model(batch)
+            loss = loss_fn(logits.float(), batch.label)
             if config.embedding_regularizer > 0:
                 loss = loss + config.embedding_regularizer / 2 * sum(w.pow(2).sum() for w in model.embedding_tables())
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             total += float(loss.detach()) * batch.rows
             seen += batch.rows
-        seconds = time.perf_counter() - started
-        auc, logloss = evaluate(model, valid, config.batch_size, device)
+            if checkpoint is not None and time.perf_counter() - last_save > config.checkpoint_seconds:
+                save(epoch, index, (total, seen, elapsed + time.perf_counter() - started))
+                last_save = time.perf_counter()
+        seconds = elapsed + time.perf_counter() - started
+        auc, logloss = evaluate(model, valid, config.batch_size, device, autocast)
         record = EpochRecord(epoch, total / seen, auc, logloss, optimizer.param_groups[0]["lr"], seconds, seen / seconds)
         result.history.append(record)
-        if on_epoch is not None:
-            on_epoch(record)
         if auc > result.best_valid_auc:
             result.best_epoch, result.best_valid_auc, result.best_valid_logloss = epoch, auc, logloss
             best_state = copy.deepcopy(model.state_dict())
@@ -141,7 +242,9 @@ def fit(
             misses += 1
             for group in optimizer.param_groups:
                 group["lr"] *= config.lr_decay
-            if misses >= config.patience:
-                break
+            stopped = misses >= config.patience
+        save(epoch + 1, 0, (0.0, 0, 0.0))
+        if on_epoch is not None:
+            on_epoch(record)
     model.load_state_dict(best_state)
     return result

@@ -81,7 +81,7 @@ class RankConfig(_Section):
 
 
 class TrainSection(_Section):
-    model: Literal["lr", "fm", "deepfm", "autoint", "autoint+", "unified"] = "deepfm"
+    model: Literal["lr", "fm", "deepfm", "autoint", "autoint+", "fgcnn", "unified"] = "deepfm"
     params: dict[str, Any] = Field(default_factory=dict)
     embedding_dim: int = Field(10, ge=1)
     backend: Literal["torch", "torchrec"] = "torchrec"
@@ -93,6 +93,9 @@ class TrainSection(_Section):
     embedding_regularizer: float = Field(0.0, ge=0)
     seed: int = 2021
     device: str = "auto"
+    # auto: bf16 autocast on CUDA and on CPUs with AMX, fp32 elsewhere; fp16 (with loss scaling) on CUDA only.
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    checkpoint_seconds: float = Field(600.0, gt=0)
 
 
 class TrackingConfig(_Section):

@@ -189,7 +189,8 @@ def run_rank(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
     )
 
 
-def _load_split(ingest_dir: Path, split: str, feature_map: FeatureMap, numeric_as_value: bool):
+def load_split(ingest_dir: Path, split: str, feature_map: FeatureMap, numeric_as_value: bool):
+    """One encoded split in memory (an InMemoryData), or None when the ingest stage wrote no such split."""
     from models.batching import dense_fields, sparse_fields
     from models.data import InMemoryData
 
@@ -215,9 +216,9 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
     ingest_dir = catalog.stage_path(out, "ingest")
     feature_map = catalog.load_feature_map(ingest_dir)
     tc = cfg.train
-    train = _load_split(ingest_dir, "train", feature_map, tc.numeric_as_value)
-    valid = _load_split(ingest_dir, "valid", feature_map, tc.numeric_as_value)
-    test = _load_split(ingest_dir, "test", feature_map, tc.numeric_as_value)
+    train = load_split(ingest_dir, "train", feature_map, tc.numeric_as_value)
+    valid = load_split(ingest_dir, "valid", feature_map, tc.numeric_as_value)
+    test = load_split(ingest_dir, "test", feature_map, tc.numeric_as_value)
     if train is None or len(train) == 0:
         raise UserError(f"{ingest_dir}: no encoded train split; run the ingest stage first")
     if valid is None or len(valid) == 0:

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -6,8 +8,10 @@ from common.errors import UserError
 from common.featuremap import FeatureMap, FieldSpec
 from models.data import InMemoryData, _take_list
 from models.embedding import EmbeddingConfig
+from models.fgcnn import FeatureGenerator, FGCNNConfig, inner_products
+from models.layers import MultiHeadSelfAttention
 from models.registry import MODELS, build_model
-from models.trainer import TrainConfig, evaluate, fit, resolve_device
+from models.trainer import TrainConfig, evaluate, fit, resolve_device, resolve_precision
 
 
 def _xor_data(rows: int, seed: int):
@@ -55,6 +59,10 @@ def test_lr_cannot_learn_a_pure_interaction_but_fm_can():
         ("deepfm", {"hidden": [32, 32]}),
         ("autoint", {"layers": 2, "heads": 2, "attention_dim": 16}),
         ("autoint+", {"layers": 1, "attention_dim": 8, "heads": 2, "dnn_hidden": [16]}),
+        (
+            "fgcnn",
+            {"channels": [4, 4], "kernel_heights": [3, 3], "pooling_sizes": [2, 2], "recombined_channels": [2, 2], "dnn_hidden": [32]},
+        ),
     ],
 )
 def test_deep_models_learn_the_interaction(name, params):
@@ -76,7 +84,7 @@ def test_registry_errors():
         build_model("xgboost", FM_XOR, EmbeddingConfig())
     with pytest.raises(UserError, match="unknown setting"):
         build_model("autoint", FM_XOR, EmbeddingConfig(), {"depth": 3})
-    assert set(MODELS) == {"lr", "fm", "deepfm", "autoint", "autoint+", "unified"}
+    assert set(MODELS) == {"lr", "fm", "deepfm", "autoint", "autoint+", "fgcnn", "unified"}
     with pytest.raises(UserError, match="unified embedding: budget"):
         build_model("unified", FM_XOR, EmbeddingConfig(dim=4), {"budget": 2})
 
@@ -102,3 +110,97 @@ def test_unified_embedding_learns_with_shared_tables():
     # 67 ids over three fields share 2 tables of 16 rows x 2 columns: a quarter-size budget.
     _, result, _ = _train("unified", {"budget": 64, "tables": 2, "chunks": 2, "layers": 1, "heads": 1, "attention_dim": 8})
     assert result.best_valid_auc > 0.7
+
+
+def test_training_config_names_every_registered_model():
+    from typing import get_args
+
+    from pipeline.config import TrainSection
+
+    assert set(get_args(TrainSection.model_fields["model"].annotation)) == set(MODELS)
+
+
+def test_precision_choice():
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) is None
+    assert resolve_precision("bf16", cpu) == torch.bfloat16
+    assert resolve_precision("auto", cpu) == (torch.bfloat16 if torch.cpu._is_amx_tile_supported() else None)
+    with pytest.raises(UserError, match="needs a CUDA GPU"):
+        resolve_precision("fp16", cpu)
+
+
+def test_bf16_autocast_training_learns():
+    torch.manual_seed(0)
+    train, valid = _split()
+    model = build_model("autoint", FM_XOR, EmbeddingConfig(dim=4, init_std=0.1), {"layers": 2, "heads": 2, "attention_dim": 16})
+    config = TrainConfig(learning_rate=0.01, batch_size=512, max_epochs=6, precision="bf16")
+    result = fit(model, train, valid, config)
+    assert result.best_valid_auc > 0.7
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # weights stay fp32 under autocast
+
+
+class _Interrupting(InMemoryData):
+    """Raises KeyboardInterrupt after `after` batches in total (a killed run), then behaves normally."""
+
+    def __init__(self, data: InMemoryData, after: int) -> None:
+        super().__init__(data.columns, data.label, data.feature_map, data.numeric_as_value)
+        self.left = after
+
+    def batches(self, *args, **kwargs):
+        for batch in super().batches(*args, **kwargs):
+            if self.left == 0:
+                raise KeyboardInterrupt
+            self.left -= 1
+            yield batch
+
+
+@pytest.mark.parametrize("interrupt_after", [19, 26])  # 19 batches per epoch here: an epoch boundary and mid-epoch
+def test_interrupted_training_resumes_to_the_same_result(tmp_path, interrupt_after):
+    train, valid = _split()
+    config = TrainConfig(learning_rate=0.01, batch_size=512, max_epochs=4, precision="fp32", checkpoint_seconds=0.0)
+    params = {"hidden": [16], "dropout": 0.2}  # dropout: the resumed run must also restore the RNG
+
+    def new_model():
+        torch.manual_seed(0)
+        return build_model("deepfm", FM_XOR, EmbeddingConfig(dim=4, init_std=0.1), params)
+
+    straight = new_model()
+    expected = fit(straight, train, valid, config)
+    checkpoint = tmp_path / "train.ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        fit(new_model(), _Interrupting(train, interrupt_after), valid, config, checkpoint=checkpoint, fingerprint="a")
+    assert checkpoint.is_file()
+    resumed_model = new_model()
+    resumed = fit(resumed_model, train, valid, config, checkpoint=checkpoint, fingerprint="a")
+    assert [r.valid_auc for r in resumed.history] == pytest.approx([r.valid_auc for r in expected.history], abs=1e-6)
+    assert [r.train_loss for r in resumed.history] == pytest.approx([r.train_loss for r in expected.history], abs=1e-6)
+    for mine, theirs in zip(resumed_model.state_dict().values(), straight.state_dict().values(), strict=True):
+        assert torch.allclose(mine.float(), theirs.float(), atol=1e-6)
+    # A checkpoint written for other settings is ignored: training starts afresh.
+    fresh = fit(new_model(), train, valid, replace(config, max_epochs=1), checkpoint=checkpoint, fingerprint="other")
+    assert len(fresh.history) == 1
+
+
+def test_attention_matches_the_reference_formula():
+    torch.manual_seed(0)
+    x = torch.randn(5, 7, 12)
+    for scale in (False, True):
+        layer = MultiHeadSelfAttention(12, 16, heads=4, residual=True, scale=scale)
+        q, k, v = layer.qkv(x).view(5, 7, 3, 4, 4).permute(2, 0, 3, 1, 4)
+        weights = torch.softmax(q @ k.transpose(-1, -2) / (2.0 if scale else 1.0), dim=-1)
+        expected = torch.relu((weights @ v).transpose(1, 2).reshape(5, 7, 16) + layer.residual(x))
+        assert torch.allclose(layer(x), expected, atol=1e-5)
+
+
+def test_fgcnn_generates_the_expected_feature_maps_and_inner_products():
+    config = FGCNNConfig()  # channels 14-20, kernel 7, pool 2, 3 recombined maps
+    generator = FeatureGenerator(10, 6, config)
+    # Field heights 10 -> 5 -> 3 -> 2 -> 1 after each pool; 3 new maps per remaining field at each layer.
+    assert generator.new_fields == 3 * (5 + 3 + 2 + 1)
+    assert generator(torch.randn(8, 10, 6)).shape == (8, 33, 6)
+    e = torch.randn(4, 5, 3)
+    pairs = inner_products(e)
+    expected = torch.stack([(e[:, i] * e[:, j]).sum(-1) for i in range(5) for j in range(i + 1, 5)], dim=1)
+    assert torch.allclose(pairs, expected, atol=1e-6)
+    model = build_model("fgcnn", FM_XOR, EmbeddingConfig(dim=4))
+    assert len(model.embedding_tables()) == 6  # two embeddings (generation, classifier) of three fields

@@ -1,0 +1,185 @@
+"""Training benchmark: BARS reproduction on Frappe_x1 and training throughput, one run.
+
+Ingests ../shared/data/frappe with the BARS settings (min count 1), then
+trains each model with its BARS Frappe_x1 settings (embedding 10, Adam 1e-3,
+batch 4096, patience 2, lr x 0.1 on plateau, seed 2021) and reports valid /
+test AUC and logloss, parameters, training samples/s and epochs, side by side
+with the published BARS test AUC and, for AutoInt, FuxiCTR's figures from
+../shared/ANCHORS.md (measured on this kind of machine; FuxiCTR's AutoInt is
+not in its pip package, so that ratio is across runs: the bench measures the
+host's fp32 and bf16 matrix-multiply rates in the same run to show its state).
+
+Unified embedding runs as AutoInt over shared hashed tables at a sweep of
+parameter budgets (fractions of the per-field tables' size).
+
+Results go to OUT/results.json after each model (rerunning skips models that
+are done; --fresh starts over) and a markdown table is printed at the end.
+
+    python -m bench.train_bench [--models autoint,deepfm,...] [--precision auto] [--out bench/out/train]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from bench.common import machine, peak_rss_gib
+from models.embedding import EmbeddingConfig
+from models.registry import build_model
+from models.trainer import TrainConfig, evaluate, fit, resolve_device, resolve_precision
+from pipeline import catalog
+from pipeline.stages import load_split
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data" / "frappe"
+
+# Published BARS Frappe_x1 test AUC (reczoo/BARS) and each model's settings there.
+BARS_TEST_AUC = {"lr": 0.9356, "fm": 0.9671, "deepfm": 0.9842, "autoint": 0.9831, "autoint+": 0.9848}
+SETTINGS: dict[str, tuple[dict, float]] = {  # model -> (model params, embedding regulariser)
+    "lr": ({}, 0.0),
+    "fm": ({}, 0.0),
+    "deepfm": ({"hidden": [400, 400, 400], "dropout": 0.2, "batch_norm": True}, 0.05),
+    "autoint": ({}, 0.05),
+    "autoint+": ({}, 0.1),
+    "fgcnn": ({}, 0.05),
+}
+FUXICTR_AUTOINT = {"samples_per_s": 3604, "test_auc": 0.981372, "valid_auc": 0.982727, "epochs": 32}
+
+
+def matmul_gflops(dtype: torch.dtype) -> float:
+    """The host's current matrix-multiply rate (a [40960 x 128] @ [128 x 384] product, as in AutoInt)."""
+    a, w = torch.randn(40960, 128, dtype=dtype), torch.randn(128, 384, dtype=dtype)
+    for _ in range(3):
+        a @ w
+    start = time.perf_counter()
+    for _ in range(10):
+        a @ w
+    return 2 * 40960 * 128 * 384 * 10 / (time.perf_counter() - start) / 1e9
+
+
+def ingest(out: Path) -> Path:
+    """Encoded Frappe splits under out/frappe (made once with the pipeline's own ingest stage)."""
+    target = out / "frappe"
+    if not (target / "ingest" / catalog.FEATURE_MAP).is_file():
+        config = ROOT / "configs" / "frappe.yaml"
+        command = [sys.executable, "-m", "pipeline", "run", "--config", str(config), "--data", str(DATA)]
+        subprocess.run([*command, "--stages", "ingest", "--out", str(target), "--no-tracking"], check=True, cwd=ROOT)
+    return target / "ingest"
+
+
+def run_one(name: str, model_name: str, params: dict, regularizer: float, precision: str, data, max_epochs: int) -> dict:
+    """Train one model with BARS settings; its figures as a dict."""
+    feature_map, train, valid, test = data
+    torch.manual_seed(2021)
+    model = build_model(model_name, feature_map, EmbeddingConfig(dim=10, backend="torch"), params)
+    config = TrainConfig(embedding_regularizer=regularizer, precision=precision, max_epochs=max_epochs)
+    started = time.perf_counter()
+    result = fit(
+        model,
+        train,
+        valid,
+        config,
+        on_epoch=lambda r: print(
+            f"  {name} epoch {r.epoch}: valid AUC {r.valid_auc:.6f}, {r.train_samples_per_s:.0f} samples/s", flush=True
+        ),
+    )
+    device = resolve_device(config.device)
+    test_auc, test_logloss = evaluate(model, test, config.batch_size, device, resolve_precision(precision, device))
+    return {
+        "name": name,
+        "model": model_name,
+        "params_setting": params,
+        "embedding_regularizer": regularizer,
+        "precision": precision,
+        "autocast": str(resolve_precision(precision, device)),
+        "valid_auc": result.best_valid_auc,
+        "valid_logloss": result.best_valid_logloss,
+        "test_auc": test_auc,
+        "test_logloss": test_logloss,
+        "params": sum(p.numel() for p in model.parameters()),
+        "embedding_params": sum(w.numel() for w in model.embedding_tables()),
+        "samples_per_s": result.train_samples_per_s,
+        "epochs": len(result.history),
+        "best_epoch": result.best_epoch,
+        "wall_s": time.perf_counter() - started,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="lr,fm,deepfm,fgcnn,autoint,autoint+,unified")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    parser.add_argument("--fp32-autoint", action="store_true", help="also train AutoInt in fp32 (the precision comparison)")
+    parser.add_argument("--budgets", default="0.25,0.125", help="unified embedding budgets, as fractions of the per-field tables")
+    parser.add_argument("--max-epochs", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "train")
+    parser.add_argument("--fresh", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    results_file = args.out / "results.json"
+    results = {} if args.fresh or not results_file.is_file() else json.loads(results_file.read_text())
+    ingest_dir = ingest(args.out)
+    feature_map = catalog.load_feature_map(ingest_dir)
+    data = (feature_map, *(load_split(ingest_dir, split, feature_map, False) for split in ("train", "valid", "test")))
+    per_field = sum(f.vocab_size for f in feature_map.fields) * 10
+    host = {"fp32_gflops": matmul_gflops(torch.float32), "bf16_gflops": matmul_gflops(torch.bfloat16)}
+    print(
+        f"machine: {machine()}; torch threads {args.threads}; matmul fp32 {host['fp32_gflops']:.0f} GFLOPS, bf16 {host['bf16_gflops']:.0f} GFLOPS"
+    )
+
+    jobs = []
+    for name in args.models.split(","):
+        if name == "unified":
+            for fraction in (float(f) for f in args.budgets.split(",")):
+                budget = int(per_field * fraction)
+                jobs.append((f"unified@{fraction:g}", "unified", {"budget": budget}, SETTINGS["autoint"][1], args.precision))
+        else:
+            jobs.append((name, name, *SETTINGS[name], args.precision))
+    if args.fp32_autoint:
+        jobs.append(("autoint fp32", "autoint", *SETTINGS["autoint"], "fp32"))
+    for name, model_name, params, regularizer, precision in jobs:
+        if name in results:
+            print(f"{name}: done before (test AUC {results[name]['test_auc']:.6f}); skipped")
+            continue
+        print(f"{name}: training", flush=True)
+        results[name] = {**run_one(name, model_name, params, regularizer, precision, data, args.max_epochs), "host": host}
+        catalog.write_json(results_file, results)
+
+    print(f"\nmachine: {machine()}; peak RSS {peak_rss_gib():.1f} GiB")
+    print(
+        "| model | valid AUC | valid logloss | test AUC | test logloss | BARS test AUC | params | embedding params | samples/s | epochs (best) | precision |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in results.values():
+        bars = BARS_TEST_AUC.get(r["model"] if not r["name"].startswith("unified") else "")
+        print(
+            f"| {r['name']} | {r['valid_auc']:.6f} | {r['valid_logloss']:.6f} | {r['test_auc']:.6f} | {r['test_logloss']:.6f} | "
+            f"{bars if bars else '—'} | {r['params']:,} | {r['embedding_params']:,} | {r['samples_per_s']:,.0f} | "
+            f"{r['epochs']} ({r['best_epoch']}) | {r['autocast'] if r['autocast'] != 'None' else 'fp32'} |"
+        )
+    autoint = [r for r in results.values() if r["model"] == "autoint"]
+    for r in autoint:
+        ratio = r["samples_per_s"] / FUXICTR_AUTOINT["samples_per_s"]
+        print(
+            f"AutoInt ({r['name']}, {r['autocast']}) against FuxiCTR (ANCHORS, across runs): {r['samples_per_s']:,.0f} vs "
+            f"{FUXICTR_AUTOINT['samples_per_s']:,} samples/s = {ratio:.2f}x; test AUC {r['test_auc']:.6f} vs {FUXICTR_AUTOINT['test_auc']}"
+        )
+    full = results.get("autoint")
+    for r in results.values():
+        if r["name"].startswith("unified") and full:
+            print(
+                f"{r['name']}: {r['embedding_params'] / full['embedding_params']:.3f} of AutoInt's embedding parameters, "
+                f"test AUC {r['test_auc'] - full['test_auc']:+.6f} against it"
+            )
+
+
+if __name__ == "__main__":
+    main()
