@@ -221,8 +221,11 @@ class Encoder:
             code = self._ids(name)
         return pl.when(raw.is_null()).then(pl.lit(MISSING_ID, pl.Int32)).otherwise(code).cast(pl.Int32)
 
-    def transform(self, frame: pl.LazyFrame) -> pl.LazyFrame:
-        """Encode a raw frame: label as Int8, ids as Int32, numeric values as standardised Float32."""
+    def transform(self, frame: pl.LazyFrame, require_label: bool = True) -> pl.LazyFrame:
+        """Encode a raw frame: label as Int8, ids as Int32, numeric values as standardised Float32.
+
+        With `require_label=False` (scoring new data) a frame without the label column is encoded without it.
+        """
         if not self.stats:
             raise RuntimeError("Encoder.transform called before fit")
         frame = self._nan_to_null(frame)
@@ -232,7 +235,8 @@ class Encoder:
                 frame = self._join_ids(frame, self._set_token(name), name + SET_SUFFIX)
             elif self._uses_vocab(name):
                 frame = self._join_ids(frame, self._token(name), name)
-        exprs = [self.schema.label_expr()]
+        has_label = require_label or self.schema.label in frame.collect_schema()
+        exprs = [self.schema.label_expr()] if has_label else []
         for name, kind in self.schema.kinds.items():
             exprs.append(self._code(name).alias(name))
             if kind == "numeric":

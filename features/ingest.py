@@ -114,3 +114,14 @@ def ingest(raw: RawInput, params: IngestParams) -> IngestResult:
             encoder.check_labels(frame, f"{raw.origin} ({name} split)")
     encoded = {name: encoder.transform(frame) for name, frame in splits.items()}
     return IngestResult(encoder=encoder, schema=schema, splits=encoded, origin=raw.origin)
+
+
+def read_for_scoring(path: Path, params: IngestParams) -> pl.LazyFrame:
+    """New raw rows read as training read them (same format options and joins), not split."""
+    if not path.exists():
+        raise UserError(f"{path}: file not found; check the --data path")
+    opts = replace(params.source, format=params.source.format or detect_format(path))
+    frame = open_source([path], opts).frame
+    for spec in params.joins:
+        frame = _join(frame, spec, params.schema.multi_separator)
+    return frame

@@ -27,7 +27,7 @@ def _data_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else sqlite ./mlflow.db)")
     parser.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
     parser.add_argument("--rows", type=int, help="rows of synthetic data when no --data is given")
-    parser.add_argument("--model", help="model for the train stage: lr, fm, deepfm, autoint, autoint+")
+    parser.add_argument("--model", help="model for the train stage: lr, fm, deepfm, autoint, autoint+, fgcnn, unified")
     parser.add_argument("--device", help="auto (CUDA when present), cpu or cuda")
 
 
@@ -41,6 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
     for stage in STAGE_ORDER:
         one = sub.add_parser(stage, help=f"run the {stage} stage (and ingest first when --data is given)")
         _data_flags(one)
+    pred = sub.add_parser("predict", help="score a raw file with a trained model")
+    pred.add_argument("--model", required=True, help="a run's output directory, runs:/<run id> or models:/<name>/<version>")
+    pred.add_argument("--data", type=Path, required=True, help="raw file to score, in the training data's format")
+    pred.add_argument("--format", help="criteo, csv, libsvm or parquet (default: the training run's, else from the file name)")
+    pred.add_argument("--out", type=Path, required=True, help="predictions file (.parquet, or .csv)")
+    pred.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    pred.add_argument("--tracking-uri", help="MLflow tracking URI for runs:/ and models:/ references")
     gen = sub.add_parser("generate", help="write the synthetic dataset as parquet shards")
     gen.add_argument("--rows", type=int, required=True)
     gen.add_argument("--seed", type=int, default=7)
@@ -87,12 +94,27 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict(args: argparse.Namespace) -> int:
+    from pipeline.package import find_package, score, write_predictions
+
+    if args.out.exists() and args.out.is_dir():
+        raise UserError(f"{args.out}: is a directory; give a file name for the predictions")
+    package = find_package(args.model, args.tracking_uri)
+    frame, metrics = score(package, args.data, args.format, args.device)
+    write_predictions(frame, args.out)
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k in ("auc", "logloss", "oov_share_max"))
+    print(f"predict: {shown}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     try:
         args = build_parser().parse_args(argv)
         if args.command == "generate":
             return _generate(args)
+        if args.command == "predict":
+            return _predict(args)
         from pipeline.runner import run_pipeline
 
         cfg = load_config(args.config, _overrides(args))

@@ -102,6 +102,9 @@ class TrackingConfig(_Section):
     enabled: bool = True
     uri: str | None = None
     experiment: str = "ctr-pipeline"
+    # The trained model is logged to the train run and registered under this name ("ctr-<model>" when unset).
+    register_model: bool = True
+    registered_model: str | None = None
 
 
 class PipelineConfig(_Section):

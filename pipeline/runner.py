@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sys
@@ -64,6 +65,16 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, dict]:
                         run.log_metrics(values, step=step)
                     for artifact in output.artifacts:
                         run.log_artifact(final / artifact)
+                    for path in output.cleanup:
+                        path.unlink(missing_ok=True)
+                        with contextlib.suppress(OSError):  # the folder goes too once it is empty
+                            path.parent.rmdir()
+                    if output.package is not None:
+                        name = cfg.tracking.registered_model or f"ctr-{cfg.train.model.replace('+', '-plus')}"
+                        version = run.log_model(output.model, final / output.package, name if cfg.tracking.register_model else None)
+                        if version is not None:
+                            output.report["registered_model"] = f"models:/{name}/{version}"
+                            output.report["run_id"] = run.run_id
                 parent.log_metrics({f"{name}.{k}": v for k, v in metrics.items()})
                 if output.report:
                     report = {**report, **output.report}

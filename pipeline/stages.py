@@ -8,6 +8,8 @@ writes the outputs into the private directory the runner gives it.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +32,7 @@ from features.sources import SourceOptions
 from features.split import SplitParams
 from pipeline import catalog
 from pipeline.config import PipelineConfig
+from pipeline.package import PACKAGE, write_package
 from pipeline.plots import learning_curve_plot, ranking_bar_plot
 
 T = TypeVar("T")
@@ -45,6 +48,9 @@ class StageOutput:
     summary: str = ""
     steps: list[dict[str, float]] = field(default_factory=list)  # per-epoch metrics, logged with step = index + 1
     report: dict[str, Any] = field(default_factory=dict)  # merged into OUT/metrics.json
+    model: Any = None  # a trained model to log and register, with its scoring package (a directory in the stage dir)
+    package: str | None = None
+    cleanup: list[Path] = field(default_factory=list)  # files outside the stage dir to remove once it is committed
 
 
 def params_from(cls: type[T], section: BaseModel) -> T:
@@ -207,11 +213,9 @@ def load_split(ingest_dir: Path, split: str, feature_map: FeatureMap, numeric_as
 def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
     """Train the configured model with early stopping; evaluate the best epoch on valid and test."""
     # torch is imported here, not at module level, so that the data stages start without it.
-    import torch
-
     from models.embedding import EmbeddingConfig
     from models.registry import build_model
-    from models.trainer import TrainConfig, evaluate, fit, resolve_device
+    from models.trainer import TrainConfig, evaluate, fit, resolve_device, resolve_precision
 
     ingest_dir = catalog.stage_path(out, "ingest")
     feature_map = catalog.load_feature_map(ingest_dir)
@@ -227,10 +231,18 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
     model = build_model(tc.model, feature_map, embedding, tc.params)
     settings = params_from(TrainConfig, tc)
     device = resolve_device(tc.device)
+    autocast = resolve_precision(tc.precision, device)
+    # A run killed mid-training resumes from here when rerun with the same settings and data.
+    checkpoint = out / ".checkpoints" / "train.pt"
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    fingerprint = hashlib.sha256(
+        json.dumps([tc.model_dump(mode="json", exclude={"device", "checkpoint_seconds"}), feature_map.to_json()]).encode()
+    ).hexdigest()
     progress = tqdm(total=tc.max_epochs, desc=f"train: {tc.model}", unit="epoch", disable=None)
-    result = fit(model, train, valid, settings, on_epoch=lambda record: progress.update(1))
+    result = fit(model, train, valid, settings, on_epoch=lambda record: progress.update(1), checkpoint=checkpoint, fingerprint=fingerprint)
     progress.close()
-    test_auc, test_logloss = evaluate(model, test, tc.batch_size, device) if test is not None and len(test) else (None, None)
+    has_test = test is not None and len(test) > 0
+    test_auc, test_logloss = evaluate(model, test, tc.batch_size, device, autocast) if has_test else (None, None)
     report = {
         "model": tc.model,
         "valid_auc": result.best_valid_auc,
@@ -242,8 +254,10 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         "train_samples_per_s": result.train_samples_per_s,
         "epochs": len(result.history),
         "best_epoch": result.best_epoch,
+        "precision": str(autocast).removeprefix("torch.") if autocast is not None else "float32",
+        "device": str(device),
     }
-    torch.save(model.state_dict(), workdir / "model.pt")
+    write_package(workdir / PACKAGE, model, tc.model, tc.params, embedding, cfg, ingest_dir)
     catalog.write_json(workdir / "metrics.json", report)
     catalog.write_json(workdir / "history.json", [record.__dict__ for record in result.history])
     learning_curve_plot(
@@ -268,10 +282,13 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
     return StageOutput(
         params={**tc.model_dump(), "device": str(device)},
         metrics={k: float(v) for k, v in report.items() if isinstance(v, int | float)},
-        artifacts=["metrics.json", "history.json", "learning_curve.png", "model.pt"],
+        artifacts=["metrics.json", "history.json", "learning_curve.png"],
         summary=f"train: {tc.model} valid AUC {result.best_valid_auc:.4f}{test_text} after {len(result.history)} epochs -> {out / 'train'}",
         steps=steps,
         report=report,
+        model=model,
+        package=PACKAGE,
+        cleanup=[checkpoint],
     )
 
 

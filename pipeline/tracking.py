@@ -55,6 +55,30 @@ class RunHandle:
         if self._mlflow:
             self._mlflow.log_artifact(str(path), artifact_path=artifact_path)
 
+    def log_model(self, model: Any, package: Path, registered_name: str | None) -> str | None:
+        """Log the torch model (pickled: it takes EncodedBatch / KJT inputs, which torch.export cannot trace)
+        and its scoring package (weights, spec, encoder, feature map) to this run; register it under
+        `registered_name`. Returns the registered version, if any."""
+        if not self._mlflow:
+            return None
+        import mlflow.pytorch
+        import torch
+
+        self._mlflow.log_artifacts(str(package), artifact_path=package.name)
+        info = mlflow.pytorch.log_model(
+            model.cpu(),
+            name="model",
+            serialization_format="pickle",
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+        )
+        if registered_name is None:
+            return None
+        version = self._mlflow.register_model(info.model_uri, registered_name, tags={"run_id": self.run_id or ""})
+        self._mlflow.MlflowClient().set_model_version_tag(
+            registered_name, version.version, "package", f"runs:/{self.run_id}/{package.name}"
+        )
+        return str(version.version)
+
 
 class Tracker:
     """Opens MLflow runs; `enabled=False` makes every call a no-op."""
@@ -91,3 +115,25 @@ class Tracker:
         mlflow = self._client()
         with mlflow.start_run(run_name=name, nested=nested) as active:
             yield RunHandle(mlflow, active.info.run_id)
+
+
+def download_package(reference: str, uri: str | None) -> Path:
+    """Fetch the scoring package behind `runs:/<run id>[/package]` or `models:/<name>/<version>` to a local folder."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    mlflow.set_tracking_uri(resolve_uri(uri))
+    try:
+        if reference.startswith("models:/"):
+            parts = reference[len("models:/") :].strip("/").split("/")
+            if len(parts) != 2:
+                raise UserError(f"{reference}: expected models:/<name>/<version>")
+            version = mlflow.MlflowClient().get_model_version(parts[0], parts[1])
+            artifact = version.tags.get("package") or f"runs:/{version.run_id}/package"
+        else:
+            artifact = reference if reference.rstrip("/").endswith("/package") else reference.rstrip("/") + "/package"
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=artifact))
+    except MlflowException as exc:
+        raise UserError(f"{reference}: not found in the tracking store {resolve_uri(uri)} ({str(exc).splitlines()[0][:200]})") from exc

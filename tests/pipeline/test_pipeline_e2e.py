@@ -3,6 +3,7 @@
 import json
 
 import polars as pl
+import pytest
 
 from features import synthetic
 from pipeline.cli import main
@@ -100,7 +101,8 @@ def test_train_stage_end_to_end(tmp_path):
     report = json.loads((out / "metrics.json").read_text())
     assert set(report) >= {"valid_auc", "valid_logloss", "test_auc", "test_logloss", "params", "train_samples_per_s", "epochs", "model"}
     assert report["model"] == "fm" and report["valid_auc"] > 0.6 and report["test_auc"] > 0.6
-    assert (out / "train" / "learning_curve.png").is_file() and (out / "train" / "model.pt").is_file()
+    assert (out / "train" / "learning_curve.png").is_file() and (out / "train" / "package" / "model.pt").is_file()
+    assert not (out / ".checkpoints").exists()  # the resume checkpoint goes once the stage is committed
     client = MlflowClient(uri)
     train_run = next(
         r for r in client.search_runs([client.get_experiment_by_name("ctr-pipeline").experiment_id]) if r.info.run_name == "train"
@@ -109,3 +111,50 @@ def test_train_stage_end_to_end(tmp_path):
     assert [m.step for m in history] == list(range(1, report["epochs"] + 1))
     assert max(m.value for m in history) == report["valid_auc"] == train_run.data.metrics["valid_auc"]
     assert {a.path for a in client.list_artifacts(train_run.info.run_id)} >= {"learning_curve.png", "metrics.json"}
+
+
+def test_predict_scores_raw_rows_with_the_logged_and_registered_model(tmp_path):
+    import subprocess
+    import sys
+
+    from sklearn.metrics import roc_auc_score
+
+    frame = synthetic.generate(30_000, 7)
+    data = tmp_path / "data"
+    data.mkdir()
+    frame[:24_000].write_parquet(data / "train.parquet")
+    frame[24_000:27_000].write_parquet(data / "valid.parquet")
+    frame[27_000:].write_parquet(data / "test.parquet")
+    config = tmp_path / "config.yaml"
+    config.write_text("schema:\n  categorical: [inf_zipf20k]\n")  # an integer id column: inference alone would bucket it
+    out, uri = _run(tmp_path, "--config", str(config), "--data", str(data), "--model", "fm")
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["registered_model"] == "models:/ctr-fm/1"
+
+    def predict(reference, raw, target):
+        args = ["predict", "--model", reference, "--data", str(raw), "--out", str(target), "--tracking-uri", uri]
+        return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, cwd=ROOT)
+
+    # The test file scored as raw input, through each kind of reference, reproduces the train stage's test AUC.
+    for reference in (str(out), f"runs:/{report['run_id']}", report["registered_model"]):
+        target = tmp_path / "pred.parquet"
+        done = predict(reference, data / "test.parquet", target)
+        assert done.returncode == 0, done.stderr
+        scored = pl.read_parquet(target)
+        assert scored.height == 3_000 and scored["probability"].is_between(0, 1).all()
+        assert roc_auc_score(scored[synthetic.LABEL], scored["probability"]) == pytest.approx(report["test_auc"], abs=1e-6)
+        target.unlink()
+    # Values never seen in training go to OOV and still get a score; rows without a label are scored too.
+    unseen = frame[27_000:].with_columns(pl.col("inf_zipf20k") + 10_000_000).drop(synthetic.LABEL)
+    unseen.write_parquet(tmp_path / "unseen.parquet")
+    done = predict(str(out), tmp_path / "unseen.parquet", tmp_path / "unseen.csv")
+    assert done.returncode == 0, done.stderr
+    assert "oov_share_max 1.0000" in done.stderr
+    scored = pl.read_csv(tmp_path / "unseen.csv")
+    assert scored.columns == ["probability"] and scored.height == 3_000
+    # A file lacking a trained feature, and an unknown registered model: one-line errors, exit 2, no output.
+    frame[27_000:].drop("inf_c5").write_parquet(tmp_path / "short.parquet")
+    for reference, raw in ((str(out), tmp_path / "short.parquet"), ("models:/no-such-model/1", data / "test.parquet")):
+        done = predict(reference, raw, tmp_path / "bad.parquet")
+        assert done.returncode == 2 and done.stderr.count("\n") == 1 and done.stderr.startswith("error: "), done.stderr
+        assert not (tmp_path / "bad.parquet").exists()

@@ -1,0 +1,156 @@
+"""A trained model packaged to score new raw data: weights, model spec, fitted encoder and feature map.
+
+The train stage writes OUT/train/package/ and logs it to MLflow beside the
+registered model; `python -m pipeline predict` scores a raw file with a
+package from a local run directory, a `runs:/<run id>` URI or a
+`models:/<name>/<version>` URI. Raw rows are read with the training run's
+reader settings and joins, then encoded by the fitted encoder (values never
+seen in training go to each field's OOV id).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from common.errors import UserError
+from common.featuremap import OOV_ID, FeatureMap
+from pipeline import catalog
+from pipeline.config import PipelineConfig
+
+PACKAGE = "package"
+SPEC = "model.json"
+WEIGHTS = "model.pt"
+ENCODER = "encoder"
+
+
+def write_package(directory: Path, model, model_name: str, params: dict, embedding, cfg: PipelineConfig, ingest_dir: Path) -> None:
+    """Write weights, spec (model, settings, reader config) and the fitted encoder into `directory`."""
+    import torch
+
+    directory.mkdir(parents=True)
+    torch.save(model.state_dict(), directory / WEIGHTS)
+    encoder_dir = directory / ENCODER
+    shutil.copytree(ingest_dir / "vocab", encoder_dir / "vocab")
+    for name in ("encoder.json", catalog.FEATURE_MAP):
+        shutil.copy2(ingest_dir / name, encoder_dir / name)
+    spec = {
+        "model": model_name,
+        "params": params,
+        "embedding": dataclasses.asdict(embedding),
+        "data": cfg.data.model_dump(mode="json", exclude={"path", "synthetic_rows", "synthetic_seed"}),
+        "schema": cfg.schema_.model_dump(mode="json"),
+        "batch_size": cfg.train.batch_size,
+    }
+    catalog.write_json(directory / SPEC, spec)
+
+
+def find_package(reference: str, tracking_uri: str | None) -> Path:
+    """A local package directory for `reference`: a run directory, a package directory or an MLflow URI."""
+    if reference.startswith(("runs:/", "models:/")):
+        from pipeline.tracking import download_package
+
+        return download_package(reference, tracking_uri)
+    path = Path(reference)
+    for candidate in (path / "train" / PACKAGE, path / PACKAGE, path):
+        if (candidate / SPEC).is_file():
+            return candidate
+    raise UserError(f"{reference}: no trained model package found (looked for train/{PACKAGE}/{SPEC}); run the train stage first")
+
+
+def load_package(directory: Path):
+    """(model in eval mode, encoder, feature map, spec) from a package directory."""
+    import json
+
+    import torch
+
+    from features.encode import Encoder
+    from models.embedding import EmbeddingConfig, MultiplexConfig
+    from models.registry import build_model
+
+    spec = json.loads((directory / SPEC).read_text())
+    feature_map = FeatureMap.load(directory / ENCODER / catalog.FEATURE_MAP)
+    embedding = dict(spec["embedding"])
+    if embedding.get("multiplex"):
+        embedding["multiplex"] = MultiplexConfig(**embedding["multiplex"])
+    model = build_model(spec["model"], feature_map, EmbeddingConfig(**embedding), spec["params"])
+    model.load_state_dict(torch.load(directory / WEIGHTS, map_location="cpu", weights_only=True))
+    model.eval()
+    return model, Encoder.load(directory / ENCODER), feature_map, spec
+
+
+def score(directory: Path, data: Path, fmt: str | None, device_name: str = "auto") -> tuple[pl.DataFrame, dict[str, float]]:
+    """Click probabilities for every row of the raw file `data` (with the label when the file has one), and metrics."""
+    from sklearn.metrics import log_loss, roc_auc_score
+
+    from features.ingest import read_for_scoring
+    from models.batching import dense_fields, sparse_fields
+    from models.data import InMemoryData
+    from models.trainer import predict, resolve_device, resolve_precision
+    from pipeline.stages import ingest_params
+
+    started = time.perf_counter()
+    model, encoder, feature_map, spec = load_package(directory)
+    data_section = {**spec["data"], "path": str(data), **({"format": fmt} if fmt else {})}
+    try:
+        cfg = PipelineConfig.model_validate({"data": data_section, "schema": spec["schema"]})
+    except ValueError as exc:
+        raise UserError(f"{directory / SPEC}: unreadable model spec ({str(exc).splitlines()[0]})") from exc
+    raw = read_for_scoring(data, ingest_params(cfg))
+    try:
+        encoded = encoder.transform(raw, require_label=False).collect(engine="streaming")
+    except pl.exceptions.ColumnNotFoundError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise UserError(f"{data}: a feature the model was trained on is missing ({first}); give the same columns as training") from exc
+    except pl.exceptions.PolarsError as exc:
+        raise UserError(f"could not read the input {data}: {str(exc).strip().splitlines()[0]}") from exc
+    if encoded.height == 0:
+        raise UserError(f"{data}: no rows to score")
+    numeric_as_value = spec["embedding"].get("numeric_as_value", False)
+    columns: dict = {}
+    for spec_field in sparse_fields(feature_map, numeric_as_value):
+        column = encoded[spec_field.column]
+        if isinstance(column.dtype, pl.List):
+            offsets = np.zeros(encoded.height + 1, dtype=np.int64)
+            np.cumsum(column.list.len().fill_null(0).to_numpy(), out=offsets[1:])
+            columns[spec_field.column] = (column.explode().drop_nulls().to_numpy(), offsets)
+        else:
+            columns[spec_field.column] = column.to_numpy()
+    for spec_field in dense_fields(feature_map, numeric_as_value):
+        columns[spec_field.value_column] = encoded[spec_field.value_column].to_numpy()
+    has_label = feature_map.label in encoded.columns
+    labels = encoded[feature_map.label].to_numpy() if has_label else np.zeros(encoded.height, dtype=np.int8)
+    rows = InMemoryData(columns, labels, feature_map, numeric_as_value)
+    device = resolve_device(device_name)
+    model.to(device)
+    probs, _ = predict(model, rows.batches(spec["batch_size"]), device, resolve_precision("auto", device))
+    out = pl.DataFrame({"probability": probs.astype(np.float64)})
+    metrics = {"rows": float(encoded.height), "seconds": time.perf_counter() - started}
+    if has_label:
+        out = out.with_columns(pl.Series(feature_map.label, labels))
+        if 0 < labels.sum() < labels.size:
+            metrics["auc"] = float(roc_auc_score(labels, probs))
+            metrics["logloss"] = float(log_loss(labels, np.clip(probs, 1e-7, 1 - 1e-7), labels=[0, 1]))
+    oov = {
+        f.name: float((encoded[f.column] == OOV_ID).mean()) for f in feature_map.fields if not isinstance(encoded[f.column].dtype, pl.List)
+    }
+    metrics["oov_share_max"] = max(oov.values(), default=0.0)
+    return out, metrics
+
+
+def write_predictions(frame: pl.DataFrame, path: Path) -> None:
+    """Write predictions as parquet (or CSV for a .csv name) through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    if path.suffix.lower() == ".csv":
+        frame.write_csv(tmp)
+    else:
+        frame.write_parquet(tmp)
+    tmp.replace(path)
+    print(f"predict: {frame.height:,} rows -> {path}", file=sys.stderr)
