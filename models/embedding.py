@@ -59,31 +59,87 @@ class EmbeddingConfig:
 
 
 class HashedChunks(nn.Module):
-    """The shared tables of Unified Embedding and the per-(feature, chunk) salted hashes into them."""
+    """The shared tables of Unified Embedding and the per-(feature, chunk) salted hashes into them.
 
-    def __init__(self, fields: int, dim: int, config: MultiplexConfig, pooling: Pooling) -> None:
+    Backends as for FeatureEmbedding: "torch" (one nn.EmbeddingBag per shared
+    table) or "torchrec" (one EmbeddingBagCollection whose tables each serve
+    several (feature, chunk) keys, e.g. `user@0`, `item@1`). Chunks are
+    concatenated in chunk order, never in the keys' string order.
+    """
+
+    def __init__(self, names: list[str], dim: int, config: MultiplexConfig, pooling: Pooling, backend: Backend) -> None:
         super().__init__()
         if dim % config.chunks:
             raise ValueError(f"embedding dim {dim} is not divisible into {config.chunks} chunks")
+        fields = len(names)
+        if config.tables > fields * config.chunks:
+            raise ValueError(f"{config.tables} tables for {fields * config.chunks} (feature, chunk) lookups would leave tables unused")
         self.chunk_dim = dim // config.chunks
         self.rows = config.budget // (config.tables * self.chunk_dim)
         if self.rows < 1:
             raise ValueError(f"budget {config.budget} is too small for {config.tables} tables of width {self.chunk_dim}")
+        self.names = names
         self.chunks = config.chunks
-        self.tables = nn.ModuleList(nn.EmbeddingBag(self.rows, self.chunk_dim, mode=pooling) for _ in range(config.tables))
+        self.backend = backend
         generator = torch.Generator().manual_seed(config.seed)
         a = torch.randint(1, _PRIME, (fields, config.chunks), generator=generator, dtype=torch.int64)
         b = torch.randint(0, _PRIME, (fields, config.chunks), generator=generator, dtype=torch.int64)
         self.register_buffer("salts", torch.stack([a, b], dim=-1))
         self.assignment = [[(t * config.chunks + k) % config.tables for k in range(config.chunks)] for t in range(fields)]
+        if backend == "torchrec":
+            from torchrec import EmbeddingBagCollection, EmbeddingBagConfig, PoolingType
 
-    def forward(self, field: int, ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-        parts = []
-        for k in range(self.chunks):
-            a, b = self.salts[field, k]
-            rows = ((ids * a + b) % _PRIME) % self.rows
-            parts.append(self.tables[self.assignment[field][k]](rows, offsets))
-        return torch.cat(parts, dim=1)
+            tables = [
+                EmbeddingBagConfig(
+                    name=f"shared_{i}",
+                    embedding_dim=self.chunk_dim,
+                    num_embeddings=self.rows,
+                    feature_names=[self.key(t, k) for t in range(fields) for k in range(config.chunks) if self.assignment[t][k] == i],
+                    pooling=PoolingType.MEAN if pooling == "mean" else PoolingType.SUM,
+                )
+                for i in range(config.tables)
+            ]
+            self.collection = EmbeddingBagCollection(tables=tables, device=torch.device("cpu"))
+        else:
+            self.tables = nn.ModuleList(nn.EmbeddingBag(self.rows, self.chunk_dim, mode=pooling) for _ in range(config.tables))
+
+    def key(self, field: int, chunk: int) -> str:
+        """The torchrec feature name of one (feature, chunk) lookup."""
+        return f"{self.names[field]}@{chunk}"
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """The shared tables' weights, by table name."""
+        if self.backend == "torchrec":
+            return {name: bag.weight for name, bag in self.collection.embedding_bags.items()}
+        return {f"shared_{i}": table.weight for i, table in enumerate(self.tables)}
+
+    def hashed(self, field: int, chunk: int, ids: torch.Tensor) -> torch.Tensor:
+        """Rows of feature `field`'s ids in its chunk `chunk` table: ((a·id + b) mod P) mod rows."""
+        a, b = self.salts[field, chunk]
+        return ((ids * a + b) % _PRIME) % self.rows
+
+    def forward(self, per_field: list[torch.Tensor], lengths: torch.Tensor) -> list[torch.Tensor]:
+        """Each field's [rows, dim] embedding from its ids (`per_field`) and ids per row (`lengths` [fields, rows])."""
+        rows = lengths.shape[1]
+        if self.backend == "torchrec":
+            from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
+
+            keys, values, kjt_lengths = [], [], []
+            for field, ids in enumerate(per_field):
+                for chunk in range(self.chunks):
+                    keys.append(self.key(field, chunk))
+                    values.append(self.hashed(field, chunk, ids))
+                    kjt_lengths.append(lengths[field])
+            pooled = self.collection(KeyedJaggedTensor(keys=keys, values=torch.cat(values), lengths=torch.cat(kjt_lengths))).to_dict()
+            return [torch.cat([pooled[self.key(f, k)] for k in range(self.chunks)], dim=1) for f in range(len(per_field))]
+        out = []
+        for field, ids in enumerate(per_field):
+            offsets = torch.zeros(rows, dtype=torch.int64, device=ids.device)
+            offsets[1:] = torch.cumsum(lengths[field], 0)[:-1]
+            out.append(
+                torch.cat([self.tables[self.assignment[field][k]](self.hashed(field, k, ids), offsets) for k in range(self.chunks)], dim=1)
+            )
+        return out
 
 
 class FeatureEmbedding(nn.Module):
@@ -97,9 +153,7 @@ class FeatureEmbedding(nn.Module):
         self.num_fields = len(self.sparse) + len(self.dense)
         self.keys = [f.name for f in self.sparse]
         if config.multiplex is not None:
-            if config.backend != "torch":
-                raise ValueError("unified embedding (multiplex) runs on the plain-torch backend; set backend 'torch'")
-            self.bags = HashedChunks(len(self.sparse), config.dim, config.multiplex, config.pooling)
+            self.bags = HashedChunks(self.keys, config.dim, config.multiplex, config.pooling, config.backend)
         elif config.backend == "torchrec":
             from torchrec import EmbeddingBagCollection, EmbeddingBagConfig, PoolingType
 
@@ -133,7 +187,7 @@ class FeatureEmbedding(nn.Module):
     def table_weights(self) -> dict[str, torch.Tensor]:
         """Each sparse field's table weight, by field name (the shared tables, when multiplexed)."""
         if self.config.multiplex is not None:
-            return {f"shared_{i}": table.weight for i, table in enumerate(self.bags.tables)}
+            return self.bags.weights()
         if self.config.backend == "torchrec":
             return {f.name: self.bags.embedding_bags[f"t_{f.name}"].weight for f in self.sparse}
         return {name: bag.weight for name, bag in self.bags.items()}
@@ -152,16 +206,19 @@ class FeatureEmbedding(nn.Module):
         if self.sparse:
             if batch.keys != self.keys:
                 raise ValueError(f"batch fields {batch.keys} do not match the embedding's {self.keys}")
-            if self.config.backend == "torchrec":
+            if self.config.multiplex is not None or self.config.backend == "torch":
+                lengths = batch.lengths.view(len(self.keys), rows).to(torch.int64)
+                per_field = list(torch.split(batch.values, lengths.sum(dim=1).tolist()))
+            if self.config.multiplex is not None:
+                parts.extend(self.bags(per_field, lengths))
+            elif self.config.backend == "torchrec":
                 pooled = self.bags(batch.kjt()).to_dict()
                 parts.extend(pooled[name] for name in self.keys)
             else:
-                lengths = batch.lengths.view(len(self.keys), rows).to(torch.int64)
-                per_field = torch.split(batch.values, lengths.sum(dim=1).tolist())
-                for index, (name, ids, field_lengths) in enumerate(zip(self.keys, per_field, lengths, strict=True)):
+                for name, ids, field_lengths in zip(self.keys, per_field, lengths, strict=True):
                     offsets = torch.zeros(rows, dtype=torch.int64, device=ids.device)
                     offsets[1:] = torch.cumsum(field_lengths, 0)[:-1]
-                    parts.append(self.bags(index, ids, offsets) if self.config.multiplex is not None else self.bags[name](ids, offsets))
+                    parts.append(self.bags[name](ids, offsets))
         out = torch.stack(parts, dim=1) if parts else batch.dense.new_zeros(rows, 0, self.config.dim)
         if self.dense:
             out = torch.cat([out, batch.dense.unsqueeze(-1) * self.field_vectors], dim=1)

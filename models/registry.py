@@ -49,7 +49,7 @@ def _unified(feature_map: FeatureMap, embedding: EmbeddingConfig, params: dict) 
         seed=int(params.pop("hash_seed", 0)),
     )
     try:
-        shared = replace(embedding, backend="torch", multiplex=multiplex)
+        shared = replace(embedding, multiplex=multiplex)
         return _with_config(AutoInt, AutoIntConfig)(feature_map, shared, params)
     except ValueError as exc:
         raise UserError(f"unified embedding: {exc}") from exc

@@ -93,3 +93,19 @@ def test_multiplexed_tables_budget_hashing_and_round_robin():
     assert not torch.equal(((ids * a0 + b0) % (2**31 - 1)) % 100, ((ids * a1 + b1) % (2**31 - 1)) % 100)
     with pytest.raises(ValueError, match="divisible"):
         FeatureEmbedding(FM, EmbeddingConfig(dim=9, multiplex=MultiplexConfig(budget=1000, chunks=2)))
+
+
+def test_multiplexed_tables_are_the_same_on_torchrec_and_torch():
+    from models.embedding import MultiplexConfig
+
+    multiplex = MultiplexConfig(budget=2 * 50 * 4, tables=2, chunks=2, seed=3)
+    plain = FeatureEmbedding(FM, EmbeddingConfig(dim=8, backend="torch", multiplex=multiplex, init_std=0.1))
+    rec = FeatureEmbedding(FM, EmbeddingConfig(dim=8, backend="torchrec", multiplex=multiplex, init_std=0.1))
+    assert set(rec.table_weights()) == {"shared_0", "shared_1"}
+    rec.copy_weights_from(plain)
+    cols, y = _columns(64)
+    batch = make_batch(cols, y, FM)
+    torch.testing.assert_close(rec(batch), plain(batch))
+    # One table serves several (feature, chunk) keys, named so that chunk 10 never sorts before chunk 2.
+    config = rec.bags.collection.embedding_bag_configs()[0]
+    assert config.feature_names == ["user@0", "price@0", "tags@0"] and rec.bags.key(0, 10) == "user@10"
