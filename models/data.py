@@ -35,10 +35,15 @@ class InMemoryData:
     def __len__(self) -> int:
         return int(self.label.shape[0])
 
+    def batches_of(self, rows: np.ndarray) -> Iterator[EncodedBatch]:
+        """One batch of exactly these rows (nothing when `rows` is empty)."""
+        if len(rows):
+            columns = {name: _take_list(col, rows) if isinstance(col, tuple) else col[rows] for name, col in self.columns.items()}
+            yield make_batch(columns, self.label[rows], self.feature_map, self.numeric_as_value)
+
     def batches(self, batch_size: int, shuffle: bool = False, seed: int = 0, start: int = 0) -> Iterator[EncodedBatch]:
         """Consecutive batches (a permutation drawn from `seed` when `shuffle`), from batch number `start` on."""
         order = np.random.default_rng(seed).permutation(len(self)) if shuffle else None
         for first in range(start * batch_size, len(self), batch_size):
             rows = order[first : first + batch_size] if order is not None else np.arange(first, min(first + batch_size, len(self)))
-            columns = {name: _take_list(col, rows) if isinstance(col, tuple) else col[rows] for name, col in self.columns.items()}
-            yield make_batch(columns, self.label[rows], self.feature_map, self.numeric_as_value)
+            yield from self.batches_of(rows)

@@ -151,13 +151,18 @@ def fit(
     on_epoch: Callable[[EpochRecord], None] | None = None,
     checkpoint: Path | None = None,
     fingerprint: str = "",
+    evaluator: Callable[[torch.nn.Module], tuple[float, float]] | None = None,
+    fused_optimizer: torch.optim.Optimizer | None = None,
 ) -> TrainResult:
     """Train with early stopping on validation AUC and restore the best epoch's weights.
 
     With `checkpoint`, resume from it when it exists and was written for the
     same `fingerprint` (model, data and settings); otherwise start afresh.
     The checkpoint file is left in place; the caller removes it once the
-    results are safely stored.
+    results are safely stored. `evaluator` replaces the validation AUC/logloss
+    computation (distributed training gathers predictions from every process);
+    `fused_optimizer` is an optimizer applied inside backward (torchrec's fused
+    embedding tables) whose learning rate decays with the main one.
     """
     if len(valid) == 0:
         raise UserError("the validation split is empty; early stopping needs validation rows (set split.valid > 0)")
@@ -231,7 +236,10 @@ def fit(
                 save(epoch, index, (total, seen, elapsed + time.perf_counter() - started))
                 last_save = time.perf_counter()
         seconds = elapsed + time.perf_counter() - started
-        auc, logloss = evaluate(model, valid, config.batch_size, device, autocast)
+        if evaluator is not None:
+            auc, logloss = evaluator(model)
+        else:
+            auc, logloss = evaluate(model, valid, config.batch_size, device, autocast)
         record = EpochRecord(epoch, total / seen, auc, logloss, optimizer.param_groups[0]["lr"], seconds, seen / seconds)
         result.history.append(record)
         if auc > result.best_valid_auc:
@@ -240,8 +248,10 @@ def fit(
             misses = 0
         else:
             misses += 1
-            for group in optimizer.param_groups:
+            for group in [*optimizer.param_groups, *(fused_optimizer.param_groups if fused_optimizer is not None else [])]:
                 group["lr"] *= config.lr_decay
+            if fused_optimizer is not None:
+                fused_optimizer.step()  # hands the new learning rate to the fused kernels
             stopped = misses >= config.patience
         save(epoch + 1, 0, (0.0, 0, 0.0))
         if on_epoch is not None:

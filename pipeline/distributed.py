@@ -1,0 +1,99 @@
+"""Distributed training entry point, one process per device, launched by torchrun.
+
+    torchrun --nproc-per-node 2 -m pipeline.distributed --out runs/latest [--config cfg.yaml] [--model autoint]
+
+Reads the ingest stage's output in OUT (run `python -m pipeline run --stages
+ingest` first), shards the model's embedding tables over the processes with
+torchrec's DistributedModelParallel (see models/distributed.py), trains with
+the config's train section and writes OUT/train_distributed/metrics.json
+(valid and test AUC / logloss over the whole splits) from rank 0. Backend:
+NCCL when CUDA is present, else gloo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from common.errors import UserError
+from pipeline import catalog
+from pipeline.cli import EXIT_USER_ERROR
+from pipeline.config import load_config
+from pipeline.stages import load_split, params_from
+
+
+def run(argv: list[str] | None = None) -> int:
+    import torch
+    import torch.distributed as dist
+
+    from models.distributed import ShardingConfig, fit_sharded, gathered_evaluator
+    from models.embedding import EmbeddingConfig
+    from models.registry import build_model
+    from models.trainer import TrainConfig, resolve_precision
+
+    parser = argparse.ArgumentParser(prog="torchrun ... -m pipeline.distributed", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--config", type=Path)
+    parser.add_argument("--model")
+    parser.add_argument("--sparse-optimizer", default="auto", help="adam (CUDA), exact_row_wise_adagrad, exact_sgd, ...")
+    args = parser.parse_args(argv)
+    if "RANK" not in os.environ:
+        raise UserError("launch with torchrun (it sets RANK, WORLD_SIZE, MASTER_ADDR); see README 'Distributed training'")
+    cfg = load_config(args.config, {"out": str(args.out), **({"train": {"model": args.model}} if args.model else {})})
+    ingest_dir = catalog.stage_path(cfg.out, "ingest")
+    if not (ingest_dir / catalog.FEATURE_MAP).is_file():
+        raise UserError(f"{ingest_dir}: no ingest output; run `python -m pipeline run --stages ingest --out {cfg.out}` first")
+    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    try:
+        tc = cfg.train
+        feature_map = catalog.load_feature_map(ingest_dir)
+        train, valid, test = (load_split(ingest_dir, s, feature_map, tc.numeric_as_value) for s in ("train", "valid", "test"))
+        if train is None or valid is None or len(valid) == 0:
+            raise UserError(f"{ingest_dir}: train and a non-empty valid split are needed")
+        torch.manual_seed(tc.seed)  # identical initial weights on every process
+        embedding = EmbeddingConfig(dim=tc.embedding_dim, backend="torchrec", numeric_as_value=tc.numeric_as_value)
+        model = build_model(tc.model, feature_map, embedding, tc.params)
+        config = params_from(TrainConfig, tc)
+        started = time.perf_counter()
+        sharded, result = fit_sharded(model, train, valid, config, ShardingConfig(sparse_optimizer=args.sparse_optimizer))
+        device = next(p.device for p in sharded.parameters())
+        test_auc, test_logloss = (None, None)
+        if test is not None and len(test):
+            test_auc, test_logloss = gathered_evaluator(test, tc.batch_size, device, resolve_precision(tc.precision, device))(sharded)
+        if dist.get_rank() == 0:
+            out = cfg.out / "train_distributed"
+            out.mkdir(parents=True, exist_ok=True)
+            report = {
+                "model": tc.model,
+                "world_size": dist.get_world_size(),
+                "valid_auc": result.best_valid_auc,
+                "valid_logloss": result.best_valid_logloss,
+                "test_auc": test_auc,
+                "test_logloss": test_logloss,
+                "epochs": len(result.history),
+                "best_epoch": result.best_epoch,
+                "train_samples_per_s": result.train_samples_per_s * dist.get_world_size(),
+                "seconds": time.perf_counter() - started,
+            }
+            catalog.write_json(out / "metrics.json", report)
+            print(
+                f"train_distributed: valid AUC {result.best_valid_auc:.4f} on {dist.get_world_size()} processes -> {out}", file=sys.stderr
+            )
+    finally:
+        dist.destroy_process_group()
+    return 0
+
+
+def main() -> int:
+    try:
+        return run()
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())
