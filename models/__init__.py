@@ -1,6 +1,8 @@
-"""Models, embeddings, search methods and the trainer (torch only; never polars or mlflow).
+"""Models, embeddings and the trainer (torch only; never polars or mlflow).
 
-Started: `batching` (encoded arrays -> EncodedBatch in KeyedJaggedTensor
-layout) and `embedding` (the one FeatureEmbedding module, torchrec and
-plain-torch backends). The models, the trainer and the train stage follow.
+`batching` (encoded arrays -> EncodedBatch in KeyedJaggedTensor layout),
+`embedding` (the one FeatureEmbedding module: torchrec and plain-torch
+backends, Unified Embedding's shared hashed tables), the models (LR, FM,
+DeepFM, AutoInt(+), FGCNN; `registry` builds any of them by name), `trainer`
+(the one training loop) and `distributed` (torchrec DistributedModelParallel).
 """

@@ -1,0 +1,151 @@
+"""GPU training throughput of AutoInt (and other models) on Frappe-shaped batches, in one short run.
+
+Made for the device tool (a lent GPU host with torch but without torchrec,
+fbgemm, polars or scikit-learn): it needs only torch, numpy and this
+project's models/ and common/ packages, uses the plain-torch embedding
+backend, and builds random batches with Frappe_x1's 10 fields and
+vocabulary sizes (throughput does not depend on the values). For each model
+and precision it times `--steps` training steps (Adam, batch 4096, BARS
+AutoInt settings) after `--warmup` steps, with batches already on the device
+("compute") and copied from pinned host memory each step ("with copies").
+
+    python bench/gpu_bench.py --device cuda --out $OUT/gpu_bench.json
+    python bench/gpu_bench.py --device cpu --steps 3 --warmup 1     # the CPU rehearsal
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from common.featuremap import FIRST_VALUE_ID, FeatureMap, FieldSpec
+from models.batching import make_batch
+from models.embedding import EmbeddingConfig
+from models.registry import build_model
+
+# Frappe_x1 fields and their value counts (5,382 features in all).
+FRAPPE = {
+    "user": 957,
+    "item": 4082,
+    "daytime": 7,
+    "weekday": 7,
+    "isweekend": 2,
+    "homework": 3,
+    "cost": 2,
+    "weather": 9,
+    "country": 80,
+    "city": 233,
+}
+FUXICTR_CPU = 3604  # FuxiCTR AutoInt samples/s on the 2-core CPU (../shared/ANCHORS.md)
+
+
+def frappe_map() -> FeatureMap:
+    fields = tuple(FieldSpec(name=n, kind="categorical", column=n, vocab_size=FIRST_VALUE_ID + v) for n, v in FRAPPE.items())
+    return FeatureMap(label="label", fields=fields)
+
+
+def batches(feature_map: FeatureMap, count: int, size: int, seed: int):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(count):
+        cols = {f.name: rng.integers(FIRST_VALUE_ID, f.vocab_size, size) for f in feature_map.fields}
+        out.append(make_batch(cols, rng.integers(0, 2, size).astype(np.float32), feature_map))
+    return out
+
+
+def measure(model_name: str, precision: str, device: torch.device, args: argparse.Namespace) -> dict:
+    feature_map = frappe_map()
+    torch.manual_seed(2021)
+    model = build_model(model_name, feature_map, EmbeddingConfig(dim=10, backend="torch")).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    host = batches(feature_map, 8, args.batch, seed=0)
+    if device.type == "cuda":
+        host = [type(b)(b.keys, b.values.pin_memory(), b.lengths.pin_memory(), b.dense.pin_memory(), b.label.pin_memory()) for b in host]
+    resident = [b.to(device) for b in host]
+
+    def step(batch) -> float:
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            logits = model(batch)
+        loss = loss_fn(logits.float(), batch.label) + 0.025 * sum(w.pow(2).sum() for w in model.embedding_tables())
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        return loss
+
+    def timed(source, copy: bool) -> float:
+        for i in range(args.warmup):
+            step(
+                source[i % len(source)].to(
+                    device,
+                )
+                if copy
+                else source[i % len(source)]
+            )
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        for i in range(args.steps):
+            batch = source[i % len(source)]
+            step(batch.to(device) if copy else batch)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return args.steps * args.batch / (time.perf_counter() - started)
+
+    compute = timed(resident, copy=False)
+    with_copies = timed(host, copy=True)
+    return {
+        "model": model_name,
+        "precision": precision,
+        "samples_per_s_compute": compute,
+        "samples_per_s_with_copies": with_copies,
+        "params": sum(p.numel() for p in model.parameters()),
+        "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--models", default="autoint,autoint+,deepfm,fgcnn")
+    parser.add_argument("--precisions", default="fp32,bf16")
+    parser.add_argument("--batch", type=int, default=4096)
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        sys.exit("error: --device cuda but no CUDA GPU is visible")
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    print(f"device: {name}; torch {torch.__version__}; python {platform.python_version()}; batch {args.batch}, {args.steps} timed steps")
+    rows = []
+    for model_name in args.models.split(","):
+        for precision in args.precisions.split(","):
+            row = measure(model_name, precision, device, args)
+            rows.append(row)
+            print(
+                f"{model_name:9s} {precision}: {row['samples_per_s_compute']:>12,.0f} samples/s on-device batches, "
+                f"{row['samples_per_s_with_copies']:>12,.0f} with host copies"
+                + (f" ({row['samples_per_s_compute'] / FUXICTR_CPU:.1f}x FuxiCTR's 2-core CPU anchor)" if model_name == "autoint" else ""),
+                flush=True,
+            )
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"device": name, "torch": torch.__version__, "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
