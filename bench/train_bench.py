@@ -32,7 +32,7 @@ import torch
 from bench.common import machine, peak_rss_gib
 from models.embedding import EmbeddingConfig
 from models.registry import build_model
-from models.trainer import TrainConfig, evaluate, fit, resolve_device, resolve_precision
+from models.trainer import TrainConfig, evaluate, fit, resolve_device, resolve_precision, train_report
 from pipeline import catalog
 from pipeline.stages import load_split
 
@@ -98,17 +98,26 @@ def run_one(name: str, model_name: str, params: dict, regularizer: float, precis
         "embedding_regularizer": regularizer,
         "precision": precision,
         "autocast": str(resolve_precision(precision, device)),
-        "valid_auc": result.best_valid_auc,
-        "valid_logloss": result.best_valid_logloss,
-        "test_auc": test_auc,
-        "test_logloss": test_logloss,
-        "params": sum(p.numel() for p in model.parameters()),
-        "embedding_params": sum(w.numel() for w in model.embedding_tables()),
-        "samples_per_s": result.train_samples_per_s,
-        "epochs": len(result.history),
-        "best_epoch": result.best_epoch,
+        **train_report(model, result, test_auc, test_logloss),
         "wall_s": time.perf_counter() - started,
     }
+
+
+def throughput(data, epochs: int, host: dict) -> None:
+    """AutoInt training samples/s, fp32 and bf16 autocast, each from a fresh model, against FuxiCTR's anchor."""
+    rates = {}
+    for precision in ("fp32", "bf16"):
+        r = run_one(f"autoint {precision}", "autoint", *SETTINGS["autoint"], precision, data, epochs)
+        rates[precision] = r["train_samples_per_s"]
+        print(
+            f"AutoInt {precision}: {r['train_samples_per_s']:,.0f} samples/s (median of {epochs} epochs), "
+            f"{r['train_samples_per_s'] / FUXICTR_AUTOINT['samples_per_s']:.2f}x FuxiCTR's {FUXICTR_AUTOINT['samples_per_s']:,} "
+            f"(ANCHORS, across runs); valid AUC after {epochs} epochs {r['valid_auc']:.6f}",
+            flush=True,
+        )
+    print(
+        f"host now: fp32 matmul {host['fp32_gflops']:.0f} GFLOPS, bf16 {host['bf16_gflops']:.0f} GFLOPS; bf16/fp32 speed-up {rates['bf16'] / rates['fp32']:.2f}x"
+    )
 
 
 def main() -> None:
@@ -121,6 +130,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "train")
     parser.add_argument("--fresh", action="store_true")
+    parser.add_argument(
+        "--throughput", type=int, metavar="EPOCHS", help="only time AutoInt for EPOCHS epochs in fp32 and under bf16 autocast, then exit"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -135,6 +147,9 @@ def main() -> None:
         f"machine: {machine()}; torch threads {args.threads}; matmul fp32 {host['fp32_gflops']:.0f} GFLOPS, bf16 {host['bf16_gflops']:.0f} GFLOPS"
     )
 
+    if args.throughput:
+        throughput(data, args.throughput, host)
+        return
     jobs = []
     for name in args.models.split(","):
         if name == "unified":
@@ -162,14 +177,14 @@ def main() -> None:
         bars = BARS_TEST_AUC.get(r["model"] if not r["name"].startswith("unified") else "")
         print(
             f"| {r['name']} | {r['valid_auc']:.6f} | {r['valid_logloss']:.6f} | {r['test_auc']:.6f} | {r['test_logloss']:.6f} | "
-            f"{bars if bars else '—'} | {r['params']:,} | {r['embedding_params']:,} | {r['samples_per_s']:,.0f} | "
+            f"{bars if bars else '—'} | {r['params']:,} | {r['embedding_params']:,} | {r['train_samples_per_s']:,.0f} | "
             f"{r['epochs']} ({r['best_epoch']}) | {r['autocast'] if r['autocast'] != 'None' else 'fp32'} |"
         )
     autoint = [r for r in results.values() if r["model"] == "autoint"]
     for r in autoint:
-        ratio = r["samples_per_s"] / FUXICTR_AUTOINT["samples_per_s"]
+        ratio = r["train_samples_per_s"] / FUXICTR_AUTOINT["samples_per_s"]
         print(
-            f"AutoInt ({r['name']}, {r['autocast']}) against FuxiCTR (ANCHORS, across runs): {r['samples_per_s']:,.0f} vs "
+            f"AutoInt ({r['name']}, {r['autocast']}) against FuxiCTR (ANCHORS, across runs): {r['train_samples_per_s']:,.0f} vs "
             f"{FUXICTR_AUTOINT['samples_per_s']:,} samples/s = {ratio:.2f}x; test AUC {r['test_auc']:.6f} vs {FUXICTR_AUTOINT['test_auc']}"
         )
     full = results.get("autoint")

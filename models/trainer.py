@@ -137,6 +137,21 @@ def evaluate(
     return float(roc_auc_score(labels, probs)), float(log_loss(labels, np.clip(probs, 1e-7, 1 - 1e-7), labels=[0, 1]))
 
 
+def train_report(model: torch.nn.Module, result: TrainResult, test_auc: float | None, test_logloss: float | None) -> dict:
+    """The figures reported for every trained model: best-epoch validation, test, size and speed."""
+    return {
+        "valid_auc": result.best_valid_auc,
+        "valid_logloss": result.best_valid_logloss,
+        "test_auc": test_auc,
+        "test_logloss": test_logloss,
+        "params": sum(p.numel() for p in model.parameters()),
+        "embedding_params": sum(w.numel() for w in model.embedding_tables()),
+        "train_samples_per_s": result.train_samples_per_s,
+        "epochs": len(result.history),
+        "best_epoch": result.best_epoch,
+    }
+
+
 def _save_atomic(state: dict, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(state, tmp)

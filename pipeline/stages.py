@@ -215,7 +215,7 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
     # torch is imported here, not at module level, so that the data stages start without it.
     from models.embedding import EmbeddingConfig
     from models.registry import build_model
-    from models.trainer import TrainConfig, evaluate, fit, resolve_device, resolve_precision
+    from models.trainer import TrainConfig, evaluate, fit, resolve_device, resolve_precision, train_report
 
     ingest_dir = catalog.stage_path(out, "ingest")
     feature_map = catalog.load_feature_map(ingest_dir)
@@ -245,15 +245,7 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
     test_auc, test_logloss = evaluate(model, test, tc.batch_size, device, autocast) if has_test else (None, None)
     report = {
         "model": tc.model,
-        "valid_auc": result.best_valid_auc,
-        "valid_logloss": result.best_valid_logloss,
-        "test_auc": test_auc,
-        "test_logloss": test_logloss,
-        "params": sum(p.numel() for p in model.parameters()),
-        "embedding_params": sum(w.numel() for w in model.embedding_tables()),
-        "train_samples_per_s": result.train_samples_per_s,
-        "epochs": len(result.history),
-        "best_epoch": result.best_epoch,
+        **train_report(model, result, test_auc, test_logloss),
         "precision": str(autocast).removeprefix("torch.") if autocast is not None else "float32",
         "device": str(device),
     }
