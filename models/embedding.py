@@ -142,6 +142,41 @@ class HashedChunks(nn.Module):
         return out
 
 
+class ValueGates(nn.Module):
+    """OptFS's gate per feature value (Lyu et al., 2023): g_v = sigmoid(tau * m_v) / sigmoid(m0), or hard 1[m_v > 0] / sigmoid(m0).
+
+    One logit per value of every sparse field (padding, OOV and missing ids
+    included), stored as one flat vector with per-field offsets. Shared by
+    every FeatureEmbedding of a model, so a value's embedding and its linear
+    weight are gated alike (and every interaction by g_i * g_j).
+    """
+
+    def __init__(self, vocab_sizes: list[int], init: float = 0.5) -> None:
+        super().__init__()
+        sizes = torch.tensor([0, *vocab_sizes], dtype=torch.int64)
+        self.register_buffer("offsets", torch.cumsum(sizes, 0)[:-1].clone())
+        self.vocab_sizes = list(vocab_sizes)
+        self.logits = nn.Parameter(torch.full((int(sizes.sum()),), float(init)))
+        self.norm = float(torch.sigmoid(torch.tensor(init)))
+        self.temperature = 1.0
+        self.hard = False
+
+    def forward(self, values: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The gate of every id in `values` (field-major, `lengths` [fields, rows] ids per row)."""
+        logits = self.logits[torch.repeat_interleave(self.offsets, lengths.sum(dim=1)) + values]
+        if self.hard:
+            return (logits > 0).to(logits.dtype) / self.norm
+        return torch.sigmoid(self.temperature * logits) / self.norm
+
+    def l1(self) -> torch.Tensor:
+        """Sum of the soft gates over the whole table (OptFS's sparsity term)."""
+        return torch.sigmoid(self.temperature * self.logits).sum()
+
+    def kept(self) -> list[torch.Tensor]:
+        """Per field, a boolean mask of the values whose gate is open (m > 0)."""
+        return list(torch.split(self.logits.detach() > 0, self.vocab_sizes))
+
+
 class FeatureEmbedding(nn.Module):
     """Field embeddings for every model; later search methods gate, resize or multiplex here."""
 
@@ -173,7 +208,14 @@ class FeatureEmbedding(nn.Module):
                 {f.name: nn.EmbeddingBag(f.vocab_size, config.dim, mode=config.pooling, padding_idx=PADDING_ID) for f in self.sparse}
             )
         self.field_vectors = nn.Parameter(torch.empty(len(self.dense), config.dim))
+        self.gates: ValueGates | None = None
         self.reset_parameters()
+
+    def attach_gates(self, gates: ValueGates | None) -> None:
+        """Multiply every sparse value's embedding by its gate (None removes the gates)."""
+        if gates is not None and self.config.multiplex is not None:
+            raise ValueError("feature-value gates need one table per field, not shared hashed tables")
+        self.gates = gates
 
     def reset_parameters(self) -> None:
         """Normal(0, init_std) weights with the padding rows at zero."""
@@ -200,16 +242,31 @@ class FeatureEmbedding(nn.Module):
                 mine[name].copy_(weight)
             self.field_vectors.copy_(other.field_vectors)
 
+    def _gated(self, per_field: list[torch.Tensor], lengths: torch.Tensor) -> list[torch.Tensor]:
+        """Pooled embeddings with each id weighted by its gate (the same pooling as ungated; any backend)."""
+        weights = torch.split(self.gates(torch.cat(per_field), lengths), lengths.sum(dim=1).tolist())
+        tables = self.table_weights()
+        out = []
+        for name, ids, gate, field_lengths in zip(self.keys, per_field, weights, lengths, strict=True):
+            offsets = torch.zeros(field_lengths.shape[0], dtype=torch.int64, device=ids.device)
+            offsets[1:] = torch.cumsum(field_lengths, 0)[:-1]
+            if self.config.pooling == "mean":
+                gate = gate / torch.repeat_interleave(field_lengths.clamp(min=1), field_lengths).to(gate.dtype)
+            out.append(nn.functional.embedding_bag(ids, tables[name], offsets, mode="sum", per_sample_weights=gate.to(tables[name].dtype)))
+        return out
+
     def forward(self, batch: EncodedBatch) -> torch.Tensor:
         rows = batch.rows
         parts = []
         if self.sparse:
             if batch.keys != self.keys:
                 raise ValueError(f"batch fields {batch.keys} do not match the embedding's {self.keys}")
-            if self.config.multiplex is not None or self.config.backend == "torch":
+            if self.gates is not None or self.config.multiplex is not None or self.config.backend == "torch":
                 lengths = batch.lengths.view(len(self.keys), rows).to(torch.int64)
                 per_field = list(torch.split(batch.values, lengths.sum(dim=1).tolist()))
-            if self.config.multiplex is not None:
+            if self.gates is not None:
+                parts.extend(self._gated(per_field, lengths))
+            elif self.config.multiplex is not None:
                 parts.extend(self.bags(per_field, lengths))
             elif self.config.backend == "torchrec":
                 pooled = self.bags(batch.kjt()).to_dict()

@@ -55,6 +55,16 @@ class TrainConfig:
 
 
 @dataclass
+class TrainHooks:
+    """What a search method adds to the shared loop: a loss term, a per-epoch callback, its own optimizer."""
+
+    extra_loss: Callable[[], torch.Tensor] | None = None  # added to every batch's loss
+    on_epoch_start: Callable[[int], None] | None = None  # called with the epoch number before it trains
+    optimizer: torch.optim.Optimizer | None = None  # steps with the model's Adam; its parameters are left out of it
+    restore_best: bool = True  # False: keep the last epoch's weights (e.g. gates at the final temperature)
+
+
+@dataclass
 class EpochRecord:
     """One epoch's measurements."""
 
@@ -168,6 +178,7 @@ def fit(
     fingerprint: str = "",
     evaluator: Callable[[torch.nn.Module], tuple[float, float]] | None = None,
     fused_optimizer: torch.optim.Optimizer | None = None,
+    hooks: TrainHooks | None = None,
 ) -> TrainResult:
     """Train with early stopping on validation AUC and restore the best epoch's weights.
 
@@ -177,15 +188,19 @@ def fit(
     results are safely stored. `evaluator` replaces the validation AUC/logloss
     computation (distributed training gathers predictions from every process);
     `fused_optimizer` is an optimizer applied inside backward (torchrec's fused
-    embedding tables) whose learning rate decays with the main one.
+    embedding tables) whose learning rate decays with the main one. `hooks`
+    let a search method add a loss term, an epoch callback and its own
+    optimizer to this same loop.
     """
+    hooks = hooks or TrainHooks()
     if len(valid) == 0:
         raise UserError("the validation split is empty; early stopping needs validation rows (set split.valid > 0)")
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
     autocast = resolve_precision(config.precision, device)
     model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    own = {id(p) for group in (hooks.optimizer.param_groups if hooks.optimizer else []) for p in group["params"]}
+    optimizer = torch.optim.Adam([p for p in model.parameters() if id(p) not in own], lr=config.learning_rate)
     scaler = torch.amp.GradScaler(device.type, enabled=autocast == torch.float16)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     result = TrainResult()
@@ -233,6 +248,8 @@ def fit(
         total, seen, elapsed = carried if epoch == first_epoch else (0.0, 0, 0.0)
         started, last_save = time.perf_counter(), time.perf_counter()
         start = first_batch if epoch == first_epoch else 0
+        if hooks.on_epoch_start is not None:
+            hooks.on_epoch_start(epoch)
         batches = train.batches(config.batch_size, shuffle=True, seed=config.seed + epoch, start=start)
         for index, batch in enumerate(batches, start=start + 1):
             batch = batch.to(device)
@@ -241,9 +258,15 @@ def fit(
             loss = loss_fn(logits.float(), batch.label)
             if config.embedding_regularizer > 0:
                 loss = loss + config.embedding_regularizer / 2 * sum(w.pow(2).sum() for w in model.embedding_tables())
+            if hooks.extra_loss is not None:
+                loss = loss + hooks.extra_loss()
             optimizer.zero_grad(set_to_none=True)
+            if hooks.optimizer is not None:
+                hooks.optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
+            if hooks.optimizer is not None:
+                scaler.step(hooks.optimizer)
             scaler.update()
             total += float(loss.detach()) * batch.rows
             seen += batch.rows
@@ -271,5 +294,6 @@ def fit(
         save(epoch + 1, 0, (0.0, 0, 0.0))
         if on_epoch is not None:
             on_epoch(record)
-    model.load_state_dict(best_state)
+    if hooks.restore_best:
+        model.load_state_dict(best_state)
     return result

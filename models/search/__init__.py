@@ -1,0 +1,1 @@
+"""Search methods over the shared embedding module and trainer: OptFS (feature-value gates); OptInter, DNIS next."""

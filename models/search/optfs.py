@@ -1,0 +1,103 @@
+"""OptFS (Lyu et al., WWW 2023): learn which feature values to keep with a gate per value.
+
+Search: every sparse value's embedding (and linear weight) is multiplied by
+g_v = sigmoid(tau * m_v) / sigmoid(m0), m_v initialised to m0; the
+temperature grows geometrically from 1 to gamma over the search epochs
+(continuation), and lambda * sum_v sigmoid(tau * m_v) over the whole table
+pushes gates shut. Gates have their own Adam and no weight decay. The model's
+weights are snapshotted at the start of epoch `rewind_epoch`.
+Retrain: hard gates 1[m_v > 0] / sigmoid(m0), frozen; the model's weights
+rewound to the snapshot; a fresh optimiser; the shared trainer's early
+stopping on validation AUC.
+Counting: a value is kept when m_v > 0 (not when sigmoid(m) > 0, which is
+always true); a field is dropped when none of its values is kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+
+from common.featuremap import FIRST_VALUE_ID
+from models.base import CTRModel
+from models.data import InMemoryData
+from models.embedding import FeatureEmbedding, ValueGates
+from models.trainer import TrainConfig, TrainHooks, TrainResult, fit
+
+
+@dataclass(frozen=True)
+class OptFSConfig:
+    """OptFS settings: search epochs T, final temperature gamma, L1 weight lambda (summed over all values)."""
+
+    epochs: int = 5
+    gamma: float = 1000.0
+    l1: float = 1e-8
+    gate_lr: float | None = None  # default: the model's learning rate
+    init: float = 0.5
+    rewind_epoch: int = 2
+
+
+@dataclass
+class OptFSResult:
+    """Which values and fields survived, and both phases' training results."""
+
+    kept: dict[str, torch.Tensor]  # per field: bool mask over its ids
+    search: TrainResult
+    retrain: TrainResult
+
+    @property
+    def kept_values(self) -> int:
+        """Kept real values (ids from FIRST_VALUE_ID on)."""
+        return int(sum(mask[FIRST_VALUE_ID:].sum() for mask in self.kept.values()))
+
+    @property
+    def total_values(self) -> int:
+        return int(sum(mask[FIRST_VALUE_ID:].numel() for mask in self.kept.values()))
+
+    @property
+    def dropped_fields(self) -> list[str]:
+        return [name for name, mask in self.kept.items() if not mask.any()]
+
+
+def attach_value_gates(model: CTRModel, init: float) -> ValueGates:
+    """One ValueGates shared by every FeatureEmbedding of `model`."""
+    embeddings = [m for m in model.modules() if isinstance(m, FeatureEmbedding)]
+    if not embeddings or not embeddings[0].sparse:
+        raise ValueError("OptFS needs a model with sparse field embeddings")
+    gates = ValueGates([f.vocab_size for f in embeddings[0].sparse], init)
+    for embedding in embeddings:
+        embedding.attach_gates(gates)
+    return gates
+
+
+def optfs(model: CTRModel, train: InMemoryData, valid: InMemoryData, config: TrainConfig, settings: OptFSConfig) -> OptFSResult:
+    """Search gates on `model`, then retrain it with the hard gates; the model ends with the retrained weights."""
+    if settings.epochs < 1:
+        raise ValueError("OptFS needs at least one search epoch")
+    gates = attach_value_gates(model, settings.init)
+    rewind_epoch = min(max(1, settings.rewind_epoch), settings.epochs)
+    snapshot: dict[str, torch.Tensor] = {}
+
+    def on_epoch_start(epoch: int) -> None:
+        steps = max(1, settings.epochs - 1)
+        gates.temperature = settings.gamma ** ((epoch - 1) / steps) if settings.epochs > 1 else settings.gamma
+        if epoch == rewind_epoch:
+            snapshot.update({k: v.detach().clone() for k, v in model.state_dict().items() if not k.endswith("gates.logits")})
+
+    hooks = TrainHooks(
+        extra_loss=lambda: settings.l1 * gates.l1(),
+        on_epoch_start=on_epoch_start,
+        optimizer=torch.optim.Adam([gates.logits], lr=settings.gate_lr or config.learning_rate),
+        restore_best=False,  # the gates of the last (hardest) temperature are the searched ones
+    )
+    search_config = replace(config, max_epochs=settings.epochs, patience=settings.epochs + 1, lr_decay=1.0)
+    searched = fit(model, train, valid, search_config, hooks=hooks)
+    model.load_state_dict(snapshot, strict=False)
+    gates.hard = True
+    gates.logits.requires_grad_(False)
+    retrained = fit(model, train, valid, config)
+    kept = dict(
+        zip((f.name for f in next(m for m in model.modules() if isinstance(m, FeatureEmbedding)).sparse), gates.kept(), strict=True)
+    )
+    return OptFSResult(kept=kept, search=searched, retrain=retrained)

@@ -1,0 +1,51 @@
+import numpy as np
+import pytest
+import torch
+
+from models.embedding import EmbeddingConfig, FeatureEmbedding, ValueGates
+from models.registry import build_model
+from models.search.optfs import OptFSConfig, attach_value_gates, optfs
+from models.trainer import TrainConfig, fit
+from tests.models.test_models import FM_XOR, _split
+
+
+def test_gates_scale_each_value_embedding_on_both_backends():
+    from models.batching import make_batch
+
+    cols = {"a": np.array([3, 4, 5]), "b": np.array([3, 3, 6]), "noise": np.array([10, 11, 12])}
+    batch = make_batch(cols, np.zeros(3), FM_XOR)
+    for backend in ("torch", "torchrec"):
+        emb = FeatureEmbedding(FM_XOR, EmbeddingConfig(dim=4, backend=backend, init_std=0.5))
+        plain = emb(batch)
+        gates = ValueGates([7, 7, 53], init=0.5)
+        with torch.no_grad():
+            gates.logits[4] = -1.0  # field a, id 4: closed under hard gates
+        gates.hard = True
+        emb.attach_gates(gates)
+        gated = emb(batch)
+        scale = 1 / torch.sigmoid(torch.tensor(0.5))
+        torch.testing.assert_close(gated[0], plain[0] * scale)
+        torch.testing.assert_close(gated[1, 0], torch.zeros(4))  # the closed value
+        torch.testing.assert_close(gated[1, 1:], plain[1, 1:] * scale)
+
+
+def test_optfs_drops_noise_values_and_keeps_the_auc():
+    train, valid = _split()
+    config = TrainConfig(learning_rate=0.01, batch_size=512, max_epochs=8, precision="fp32")
+    torch.manual_seed(0)
+    baseline = fit(build_model("deepfm", FM_XOR, EmbeddingConfig(dim=4, init_std=0.1), {"hidden": [16]}), train, valid, config)
+    torch.manual_seed(0)
+    model = build_model("deepfm", FM_XOR, EmbeddingConfig(dim=4, init_std=0.1), {"hidden": [16]})
+    # lambda is large here because this table has 67 values, not millions.
+    result = optfs(model, train, valid, config, OptFSConfig(epochs=5, gamma=100.0, l1=3e-3))
+    assert result.retrain.best_valid_auc >= baseline.best_valid_auc - 0.01
+    noise_kept = result.kept["noise"][3:].float().mean()
+    assert result.kept["a"][3:].all() and result.kept["b"][3:].all()  # the interacting fields keep every value
+    assert noise_kept < 0.5, result.kept["noise"]
+    assert 0 < result.kept_values < result.total_values
+
+
+def test_gates_refuse_shared_hashed_tables():
+    model = build_model("unified", FM_XOR, EmbeddingConfig(dim=4), {"budget": 64, "layers": 1, "heads": 1, "attention_dim": 4})
+    with pytest.raises(ValueError, match="one table per field"):
+        attach_value_gates(model, 0.5)
