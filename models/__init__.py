@@ -6,3 +6,9 @@ backends, Unified Embedding's shared hashed tables), the models (LR, FM,
 DeepFM, AutoInt(+), FGCNN; `registry` builds any of them by name), `trainer`
 (the one training loop) and `distributed` (torchrec DistributedModelParallel).
 """
+
+import logging
+
+# torchrec calls torch.fx's is_fx_tracing(), whose one-time deprecation notice (meant for torchrec's authors)
+# would otherwise land on every user's stderr.
+logging.getLogger("torch.fx._symbolic_trace").setLevel(logging.ERROR)

@@ -29,6 +29,7 @@ def _data_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rows", type=int, help="rows of synthetic data when no --data is given")
     parser.add_argument("--model", help="model for the train stage: lr, fm, deepfm, autoint, autoint+, fgcnn, unified")
     parser.add_argument("--device", help="auto (CUDA when present), cpu or cuda")
+    parser.add_argument("--search", help="comma-separated search methods for the search stage: optfs")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,6 +70,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     train = {k: v for k, v in (("model", args.model), ("device", args.device)) if v is not None}
     if train:
         over["train"] = train
+    if args.search:
+        over["search"] = {"methods": [m.strip() for m in args.search.split(",") if m.strip()]}
     tracking: dict[str, Any] = {}
     if args.tracking_uri:
         tracking["uri"] = args.tracking_uri

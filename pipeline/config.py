@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from common.errors import UserError
 
-STAGE_ORDER = ("ingest", "rank", "train")
+STAGE_ORDER = ("ingest", "rank", "search", "train")
 
 
 class _Section(BaseModel):
@@ -98,6 +98,21 @@ class TrainSection(_Section):
     checkpoint_seconds: float = Field(600.0, gt=0)
 
 
+class OptFSSection(_Section):
+    epochs: int = Field(5, ge=1)  # search epochs T; the temperature grows from 1 to gamma over them
+    gamma: float = Field(1000.0, gt=1)
+    l1: float = Field(1e-8, ge=0)  # lambda on the sum of all soft gates (tiny: the sum runs over every value)
+    gate_lr: float | None = Field(None, gt=0)  # default: train.learning_rate
+    init: float = 0.5
+    rewind_epoch: int = Field(2, ge=1)
+
+
+class SearchSection(_Section):
+    methods: list[Literal["optfs"]] = Field(default_factory=list)
+    baseline: bool = True  # also train the unsearched model on the same splits: the "before" figures
+    optfs: OptFSSection = Field(default_factory=OptFSSection)
+
+
 class TrackingConfig(_Section):
     enabled: bool = True
     uri: str | None = None
@@ -113,10 +128,12 @@ class PipelineConfig(_Section):
     split: SplitConfig = Field(default_factory=SplitConfig)
     encode: EncodeConfig = Field(default_factory=EncodeConfig)
     rank: RankConfig = Field(default_factory=RankConfig)
+    search: SearchSection = Field(default_factory=SearchSection)
     train: TrainSection = Field(default_factory=TrainSection)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     out: Path = Path("runs/latest")
-    stages: list[Literal["ingest", "rank", "train"]] = Field(default_factory=lambda: list(STAGE_ORDER))
+    # search runs only when search.methods names a method
+    stages: list[Literal["ingest", "rank", "search", "train"]] = Field(default_factory=lambda: list(STAGE_ORDER))
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

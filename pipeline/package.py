@@ -30,8 +30,10 @@ WEIGHTS = "model.pt"
 ENCODER = "encoder"
 
 
-def write_package(directory: Path, model, model_name: str, params: dict, embedding, cfg: PipelineConfig, ingest_dir: Path) -> None:
-    """Write weights, spec (model, settings, reader config) and the fitted encoder into `directory`."""
+def write_package(
+    directory: Path, model, model_name: str, params: dict, embedding, cfg: PipelineConfig, ingest_dir: Path, gated: bool = False
+) -> None:
+    """Write weights, spec (model, settings, reader config, OptFS gates or not) and the fitted encoder into `directory`."""
     import torch
 
     directory.mkdir(parents=True)
@@ -47,6 +49,7 @@ def write_package(directory: Path, model, model_name: str, params: dict, embeddi
         "data": cfg.data.model_dump(mode="json", exclude={"path", "synthetic_rows", "synthetic_seed"}),
         "schema": cfg.schema_.model_dump(mode="json"),
         "batch_size": cfg.train.batch_size,
+        "value_gates": {"init": cfg.search.optfs.init} if gated else None,
     }
     catalog.write_json(directory / SPEC, spec)
 
@@ -80,6 +83,10 @@ def load_package(directory: Path):
     if embedding.get("multiplex"):
         embedding["multiplex"] = MultiplexConfig(**embedding["multiplex"])
     model = build_model(spec["model"], feature_map, EmbeddingConfig(**embedding), spec["params"])
+    if spec.get("value_gates"):  # OptFS's hard gates; their logits come with the weights
+        from models.search.optfs import attach_value_gates
+
+        attach_value_gates(model, spec["value_gates"]["init"]).hard = True
     model.load_state_dict(torch.load(directory / WEIGHTS, map_location="cpu", weights_only=True))
     model.eval()
     return model, Encoder.load(directory / ENCODER), feature_map, spec

@@ -34,8 +34,12 @@ def _first_missing(path: Path) -> Path | None:
 def plan(cfg: PipelineConfig) -> list[str]:
     """Stages to run, in pipeline order, checking that each one's inputs exist or will be made."""
     wanted = [s for s in STAGE_ORDER if s in cfg.stages]
+    if "search" in wanted and not cfg.search.methods:
+        if cfg.stages == ["search"]:
+            raise UserError("the search stage needs a method: pass --search optfs (or set search.methods)")
+        wanted.remove("search")
     has_ingest = (catalog.stage_path(cfg.out, "ingest") / catalog.FEATURE_MAP).is_file()
-    for stage in ("rank", "train"):
+    for stage in ("rank", "search", "train"):
         if stage in wanted and "ingest" not in wanted and not has_ingest:
             raise UserError(f"{cfg.out / 'ingest'}: no ingest output to {stage}; run with --stages ingest,{stage} or pass --data")
     return wanted

@@ -210,11 +210,107 @@ def load_split(ingest_dir: Path, split: str, feature_map: FeatureMap, numeric_as
     return InMemoryData(data, label, feature_map, numeric_as_value)
 
 
+OPTFS_STATE = "optfs_gates.pt"
+
+
+def _model_factory(cfg: PipelineConfig, feature_map: FeatureMap):
+    """A function that builds the configured model afresh (seeded), and its embedding config."""
+    import torch
+
+    from models.embedding import EmbeddingConfig
+    from models.registry import build_model
+
+    tc = cfg.train
+    embedding = EmbeddingConfig(dim=tc.embedding_dim, backend=tc.backend, numeric_as_value=tc.numeric_as_value)
+
+    def build():
+        torch.manual_seed(tc.seed)
+        return build_model(tc.model, feature_map, embedding, tc.params)
+
+    return build, embedding
+
+
+def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
+    """Run the configured search methods on train/valid (never test); write one JSON per method."""
+    import torch
+
+    from models.search.optfs import OptFSConfig, optfs
+    from models.trainer import TrainConfig, fit
+
+    ingest_dir = catalog.stage_path(out, "ingest")
+    feature_map = catalog.load_feature_map(ingest_dir)
+    tc = cfg.train
+    train = load_split(ingest_dir, "train", feature_map, tc.numeric_as_value)
+    valid = load_split(ingest_dir, "valid", feature_map, tc.numeric_as_value)
+    if train is None or valid is None or len(valid) == 0:
+        raise UserError(f"{ingest_dir}: search needs the train split and a non-empty valid split")
+    build, _ = _model_factory(cfg, feature_map)
+    settings = params_from(TrainConfig, tc)
+    metrics: dict[str, float] = {}
+    report: dict[str, Any] = {}
+    baseline = None
+    if cfg.search.baseline:
+        started = time.perf_counter()
+        model = build()
+        fitted = fit(model, train, valid, settings)
+        baseline = {
+            "valid_auc": fitted.best_valid_auc,
+            "valid_logloss": fitted.best_valid_logloss,
+            "embedding_rows": sum(w.shape[0] for w in model.embedding_tables()),
+            "epochs": len(fitted.history),
+            "seconds": time.perf_counter() - started,
+        }
+        catalog.write_json(workdir / "baseline.json", baseline)
+        metrics |= {f"baseline_{k}": float(v) for k, v in baseline.items()}
+    artifacts = ["baseline.json"] if baseline else []
+    if "optfs" in cfg.search.methods:
+        started = time.perf_counter()
+        model = build()
+        try:
+            result = optfs(model, train, valid, settings, params_from(OptFSConfig, cfg.search.optfs))
+        except ValueError as exc:
+            raise UserError(f"search optfs with model {tc.model!r}: {exc}") from exc
+        seconds = time.perf_counter() - started
+        per_field = {name: {"kept": int(mask[3:].sum()), "values": int(mask[3:].numel())} for name, mask in result.kept.items()}
+        summary = {
+            "model": tc.model,
+            "kept_values": result.kept_values,
+            "total_values": result.total_values,
+            "kept_fraction": result.kept_values / max(1, result.total_values),
+            "dropped_fields": result.dropped_fields,
+            "fields": per_field,
+            "valid_auc_after": result.retrain.best_valid_auc,
+            "valid_logloss_after": result.retrain.best_valid_logloss,
+            "valid_auc_before": baseline["valid_auc"] if baseline else None,
+            "search_epochs": len(result.search.history),
+            "retrain_epochs": len(result.retrain.history),
+            "seconds": seconds,
+            "seconds_over_one_training": seconds / baseline["seconds"] if baseline else None,
+            "settings": cfg.search.optfs.model_dump(),
+        }
+        torch.save({"logits": result.logits, "rewind": result.rewind, "init": cfg.search.optfs.init}, workdir / OPTFS_STATE)
+        kept_rows = [(name, int(i)) for name, mask in result.kept.items() for i in torch.nonzero(mask).flatten().tolist()]
+        pl.DataFrame(kept_rows, schema={"field": pl.String, "id": pl.Int64}, orient="row").write_parquet(
+            workdir / "optfs_kept_values.parquet"
+        )
+        catalog.write_json(workdir / "optfs.json", summary)
+        artifacts.append("optfs.json")
+        metrics |= {f"optfs_{k}": float(v) for k, v in summary.items() if isinstance(v, int | float)}
+        report["optfs"] = {k: summary[k] for k in ("kept_fraction", "dropped_fields", "valid_auc_before", "valid_auc_after")}
+    return StageOutput(
+        params={"methods": ",".join(cfg.search.methods), **cfg.search.optfs.model_dump()},
+        metrics=metrics,
+        artifacts=artifacts,
+        summary=f"search: {', '.join(cfg.search.methods)} -> {out / 'search'}",
+        report={"search": report},
+    )
+
+
 def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
     """Train the configured model with early stopping; evaluate the best epoch on valid and test."""
     # torch is imported here, not at module level, so that the data stages start without it.
-    from models.embedding import EmbeddingConfig
-    from models.registry import build_model
+    import torch
+
     from models.trainer import TrainConfig, evaluate, fit, resolve_device, resolve_precision, train_report
 
     ingest_dir = catalog.stage_path(out, "ingest")
@@ -227,8 +323,18 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         raise UserError(f"{ingest_dir}: no encoded train split; run the ingest stage first")
     if valid is None or len(valid) == 0:
         raise UserError(f"{ingest_dir}: the validation split is empty; set split.valid > 0 or give a valid file")
-    embedding = EmbeddingConfig(dim=tc.embedding_dim, backend=tc.backend, numeric_as_value=tc.numeric_as_value)
-    model = build_model(tc.model, feature_map, embedding, tc.params)
+    build, embedding = _model_factory(cfg, feature_map)
+    model = build()
+    searched = catalog.stage_path(out, "search") / OPTFS_STATE
+    optfs_applied = "optfs" in cfg.search.methods and searched.is_file()
+    if optfs_applied:  # OptFS's retrain: frozen hard gates from the search, weights rewound
+        from models.search.optfs import apply_searched_gates
+
+        state = torch.load(searched, weights_only=True)
+        try:
+            apply_searched_gates(model, state["logits"], state["rewind"], state["init"])
+        except ValueError as exc:
+            raise UserError(f"{searched}: {exc}; rerun the search stage") from exc
     settings = params_from(TrainConfig, tc)
     device = resolve_device(tc.device)
     autocast = resolve_precision(tc.precision, device)
@@ -236,7 +342,14 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
     checkpoint = out / ".checkpoints" / "train.pt"
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     fingerprint = hashlib.sha256(
-        json.dumps([tc.model_dump(mode="json", exclude={"device", "checkpoint_seconds"}), feature_map.to_json()]).encode()
+        json.dumps(
+            [
+                tc.model_dump(mode="json", exclude={"device", "checkpoint_seconds"}),
+                feature_map.to_json(),
+                optfs_applied,
+                cfg.search.model_dump(),
+            ]
+        ).encode()
     ).hexdigest()
     progress = tqdm(total=tc.max_epochs, desc=f"train: {tc.model}", unit="epoch", disable=None)
     result = fit(model, train, valid, settings, on_epoch=lambda record: progress.update(1), checkpoint=checkpoint, fingerprint=fingerprint)
@@ -246,10 +359,11 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
     report = {
         "model": tc.model,
         **train_report(model, result, test_auc, test_logloss),
+        "optfs_gates": optfs_applied,
         "precision": str(autocast).removeprefix("torch.") if autocast is not None else "float32",
         "device": str(device),
     }
-    write_package(workdir / PACKAGE, model, tc.model, tc.params, embedding, cfg, ingest_dir)
+    write_package(workdir / PACKAGE, model, tc.model, tc.params, embedding, cfg, ingest_dir, gated=optfs_applied)
     catalog.write_json(workdir / "metrics.json", report)
     catalog.write_json(workdir / "history.json", [record.__dict__ for record in result.history])
     learning_curve_plot(
@@ -287,5 +401,6 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
 STAGES: dict[str, Callable[[PipelineConfig, Path, Path], StageOutput]] = {
     "ingest": run_ingest,
     "rank": run_rank,
+    "search": run_search,
     "train": run_train,
 }

@@ -45,6 +45,8 @@ class OptFSResult:
     kept: dict[str, torch.Tensor]  # per field: bool mask over its ids
     search: TrainResult
     retrain: TrainResult
+    logits: torch.Tensor  # the searched gate logits (all fields, flat)
+    rewind: dict[str, torch.Tensor]  # the model's weights at the rewind point (without the gates)
 
     @property
     def kept_values(self) -> int:
@@ -93,11 +95,22 @@ def optfs(model: CTRModel, train: InMemoryData, valid: InMemoryData, config: Tra
     )
     search_config = replace(config, max_epochs=settings.epochs, patience=settings.epochs + 1, lr_decay=1.0)
     searched = fit(model, train, valid, search_config, hooks=hooks)
-    model.load_state_dict(snapshot, strict=False)
-    gates.hard = True
-    gates.logits.requires_grad_(False)
+    gates = apply_searched_gates(model, gates.logits.detach(), snapshot, settings.init)
     retrained = fit(model, train, valid, config)
     kept = dict(
         zip((f.name for f in next(m for m in model.modules() if isinstance(m, FeatureEmbedding)).sparse), gates.kept(), strict=True)
     )
-    return OptFSResult(kept=kept, search=searched, retrain=retrained)
+    return OptFSResult(kept=kept, search=searched, retrain=retrained, logits=gates.logits.detach().clone(), rewind=snapshot)
+
+
+def apply_searched_gates(model: CTRModel, logits: torch.Tensor, rewind: dict[str, torch.Tensor], init: float) -> ValueGates:
+    """Set `model` up for OptFS's retrain: frozen hard gates from a search and the rewound weights."""
+    gates = attach_value_gates(model, init)
+    if gates.logits.shape != logits.shape:
+        raise ValueError(f"the searched gates cover {logits.numel()} values, this model's fields {gates.logits.numel()}")
+    with torch.no_grad():
+        gates.logits.copy_(logits)
+    gates.hard = True
+    gates.logits.requires_grad_(False)
+    model.load_state_dict(rewind, strict=False)
+    return gates

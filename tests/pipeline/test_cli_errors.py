@@ -59,6 +59,23 @@ CASES = {
         lambda d: ["--config", str(_write(d / "v.yaml", "data: {synthetic_rows: 2000}\nsplit: {valid: 0.0}\nstages: [ingest, train]\n"))],
         "validation split is empty",
     ),
+    "search stage without a method": (lambda d: ["--stages", "search"], "the search stage needs a method"),
+    "unknown search method": (lambda d: ["--search", "nas"], "search.methods.0: Input should be"),
+    "zero search epochs": (
+        lambda d: ["--config", str(_write(d / "z.yaml", "search: {methods: [optfs], optfs: {epochs: 0}}\n"))],
+        "search.optfs.epochs: Input should be greater than or equal to 1",
+    ),
+    "search on a model that cannot take it": (
+        lambda d: [
+            "--config",
+            str(_write(d / "s.yaml", "data: {synthetic_rows: 3000}\nstages: [ingest, search]\n")),
+            "--search",
+            "optfs",
+            "--model",
+            "unified",
+        ],
+        "search optfs with model 'unified': feature-value gates need one table per field",
+    ),
 }
 
 
@@ -80,7 +97,9 @@ def test_bad_input_exits_2_with_one_line(tmp_path, case):
     proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120)
     # Stage summaries of stages that finished before the error ("ingest: 2,000 rows ...") may precede it.
     lines = [
-        line for line in proc.stderr.splitlines() if line.strip() and "INFO" not in line and not re.match(r"(ingest|rank|train): ", line)
+        line
+        for line in proc.stderr.splitlines()
+        if line.strip() and "INFO" not in line and not re.match(r"(ingest|rank|search|train): ", line)
     ]
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr

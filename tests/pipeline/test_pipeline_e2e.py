@@ -158,3 +158,34 @@ def test_predict_scores_raw_rows_with_the_logged_and_registered_model(tmp_path):
         done = predict(reference, raw, tmp_path / "bad.parquet")
         assert done.returncode == 2 and done.stderr.count("\n") == 1 and done.stderr.startswith("error: "), done.stderr
         assert not (tmp_path / "bad.parquet").exists()
+
+
+def test_search_stage_optfs_feeds_train_and_predict(tmp_path):
+    import subprocess
+    import sys
+
+    from sklearn.metrics import roc_auc_score
+
+    config = tmp_path / "config.yaml"
+    # A small table and few steps: lambda and the gate learning rate are raised so that gates can close.
+    config.write_text("search:\n  optfs: {epochs: 4, gamma: 100, l1: 0.001, gate_lr: 0.05}\ntrain: {max_epochs: 4, batch_size: 1024}\n")
+    out, uri = _run(tmp_path, "--config", str(config), "--rows", "20000", "--model", "fm", "--search", "optfs")
+    summary = json.loads((out / "search" / "optfs.json").read_text())
+    assert 0 < summary["kept_fraction"] < 1 and summary["valid_auc_before"] is not None
+    assert set(summary["fields"]) == {f["name"] for f in json.loads((out / "ingest" / "feature_map.json").read_text())["fields"]}
+    kept = pl.read_parquet(out / "search" / "optfs_kept_values.parquet")
+    assert kept.height > 0 and set(kept.columns) == {"field", "id"}
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["optfs_gates"] is True and report["search"]["optfs"]["kept_fraction"] == summary["kept_fraction"]
+    # The gated model scores raw rows like the train stage scored the test split.
+    raw = tmp_path / "test.parquet"
+    synthetic.generate(20_000, 7)[-100:].write_parquet(raw)
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", "predict", "--model", str(out), "--data", str(raw), "--out", str(tmp_path / "p.parquet")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    scored = pl.read_parquet(tmp_path / "p.parquet")
+    assert scored.height == 100 and 0 <= roc_auc_score(scored[synthetic.LABEL], scored["probability"]) <= 1
