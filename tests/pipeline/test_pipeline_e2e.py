@@ -169,7 +169,7 @@ def test_search_stage_optfs_feeds_train_and_predict(tmp_path):
     config = tmp_path / "config.yaml"
     # A small table and few steps: lambda and the gate learning rate are raised so that gates can close.
     config.write_text("search:\n  optfs: {epochs: 4, gamma: 100, l1: 0.001, gate_lr: 0.05}\ntrain: {max_epochs: 4, batch_size: 1024}\n")
-    out, uri = _run(tmp_path, "--config", str(config), "--rows", "20000", "--model", "fm", "--search", "optfs")
+    out, _ = _run(tmp_path, "--config", str(config), "--rows", "20000", "--model", "fm", "--search", "optfs")
     summary = json.loads((out / "search" / "optfs.json").read_text())
     assert 0 < summary["kept_fraction"] < 1 and summary["valid_auc_before"] is not None
     assert set(summary["fields"]) == {f["name"] for f in json.loads((out / "ingest" / "feature_map.json").read_text())["fields"]}
