@@ -177,6 +177,50 @@ class ValueGates(nn.Module):
         return list(torch.split(self.logits.detach() > 0, self.vocab_sizes))
 
 
+class DimensionMask(nn.Module):
+    """DNIS's soft (then hard) selection of embedding dimensions per frequency block of values.
+
+    Values of each field are ranked by frequency (the encoder numbers them most
+    frequent first) and cut into `freq_blocks` equal blocks; the d dimensions are
+    cut into `dim_blocks` blocks. During search a value's embedding is
+    multiplied by alpha[field, block(value)] expanded to width d (alpha in
+    [0, 1], initialised to 1). After pruning, `hard` holds one boolean mask row
+    per value instead (its surviving dimensions; a value's dimension is the
+    row's count).
+    """
+
+    def __init__(self, vocab_sizes: list[int], dim: int, freq_blocks: int, dim_blocks: int) -> None:
+        super().__init__()
+        if dim % dim_blocks:
+            raise ValueError(f"embedding dim {dim} is not divisible into {dim_blocks} dimension blocks")
+        self.dim, self.dim_blocks, self.freq_blocks = dim, dim_blocks, freq_blocks
+        self.vocab_sizes = list(vocab_sizes)
+        blocks = [torch.clamp((torch.arange(v) - 3).clamp(min=0) * freq_blocks // max(1, v - 3), max=freq_blocks - 1) for v in vocab_sizes]
+        field = torch.cat([torch.full((v,), i) for i, v in enumerate(vocab_sizes)])
+        self.register_buffer("row_block", field * freq_blocks + torch.cat(blocks))  # (field, frequency block) of every row
+        sizes = torch.tensor([0, *vocab_sizes], dtype=torch.int64)
+        self.register_buffer("offsets", torch.cumsum(sizes, 0)[:-1].clone())
+        self.alpha = nn.Parameter(torch.ones(len(vocab_sizes) * freq_blocks, dim_blocks))
+        self.register_buffer("hard", torch.ones(0, dim, dtype=torch.bool))
+
+    def row_multipliers(self, rows: torch.Tensor) -> torch.Tensor:
+        """[n, d] multipliers for global rows `rows` (field offset + id)."""
+        if self.hard.numel():
+            return self.hard[rows].to(self.alpha.dtype)
+        return torch.repeat_interleave(self.alpha[self.row_block[rows]], self.dim // self.dim_blocks, dim=1)
+
+    def set_hard(self, mask: torch.Tensor) -> None:
+        """Replace the soft selection by a [all rows, d] boolean mask of surviving entries."""
+        self.hard = mask.to(torch.bool)
+        self.alpha.requires_grad_(False)
+
+    def dims(self) -> list[torch.Tensor]:
+        """Per field, the dimension of every value (the number of its surviving entries); full width before pruning."""
+        if not self.hard.numel():
+            return [torch.full((v,), self.dim) for v in self.vocab_sizes]
+        return list(torch.split(self.hard.sum(dim=1), self.vocab_sizes))
+
+
 class FeatureEmbedding(nn.Module):
     """Field embeddings for every model; later search methods gate, resize or multiplex here."""
 
@@ -209,7 +253,14 @@ class FeatureEmbedding(nn.Module):
             )
         self.field_vectors = nn.Parameter(torch.empty(len(self.dense), config.dim))
         self.gates: ValueGates | None = None
+        self.dim_mask: DimensionMask | None = None
         self.reset_parameters()
+
+    def attach_dimension_mask(self, mask: DimensionMask | None) -> None:
+        """Multiply every value's embedding by its dimension selection (None removes it)."""
+        if mask is not None and (self.config.multiplex is not None or mask.dim != self.config.dim):
+            raise ValueError("a dimension mask needs one table per field of the mask's width")
+        self.dim_mask = mask
 
     def attach_gates(self, gates: ValueGates | None) -> None:
         """Multiply every sparse value's embedding by its gate (None removes the gates)."""
@@ -242,17 +293,26 @@ class FeatureEmbedding(nn.Module):
                 mine[name].copy_(weight)
             self.field_vectors.copy_(other.field_vectors)
 
-    def _gated(self, per_field: list[torch.Tensor], lengths: torch.Tensor) -> list[torch.Tensor]:
-        """Pooled embeddings with each id weighted by its gate (the same pooling as ungated; any backend)."""
-        weights = torch.split(self.gates(torch.cat(per_field), lengths), lengths.sum(dim=1).tolist())
+    def _selected(self, per_field: list[torch.Tensor], lengths: torch.Tensor) -> list[torch.Tensor]:
+        """Pooled embeddings of gated (OptFS) and/or dimension-masked (DNIS) values, the same pooling as plain; any backend."""
+        counts = lengths.sum(dim=1)
+        values = torch.cat(per_field)
+        gates = torch.split(self.gates(values, lengths), counts.tolist()) if self.gates is not None else [None] * len(per_field)
+        rows = torch.repeat_interleave(self.dim_mask.offsets, counts) + values if self.dim_mask is not None else None
+        multipliers = torch.split(self.dim_mask.row_multipliers(rows), counts.tolist()) if rows is not None else [None] * len(per_field)
         tables = self.table_weights()
         out = []
-        for name, ids, gate, field_lengths in zip(self.keys, per_field, weights, lengths, strict=True):
-            offsets = torch.zeros(field_lengths.shape[0], dtype=torch.int64, device=ids.device)
-            offsets[1:] = torch.cumsum(field_lengths, 0)[:-1]
+        for name, ids, gate, multiplier, field_lengths in zip(self.keys, per_field, gates, multipliers, lengths, strict=True):
+            vectors = nn.functional.embedding(ids, tables[name])
+            if multiplier is not None:
+                vectors = vectors * multiplier
+            if gate is not None:
+                vectors = vectors * gate.unsqueeze(1).to(vectors.dtype)
+            row_of = torch.repeat_interleave(torch.arange(field_lengths.shape[0], device=ids.device), field_lengths)
+            pooled = vectors.new_zeros(field_lengths.shape[0], vectors.shape[1]).index_add_(0, row_of, vectors)
             if self.config.pooling == "mean":
-                gate = gate / torch.repeat_interleave(field_lengths.clamp(min=1), field_lengths).to(gate.dtype)
-            out.append(nn.functional.embedding_bag(ids, tables[name], offsets, mode="sum", per_sample_weights=gate.to(tables[name].dtype)))
+                pooled = pooled / field_lengths.clamp(min=1).unsqueeze(1).to(pooled.dtype)
+            out.append(pooled)
         return out
 
     def forward(self, batch: EncodedBatch) -> torch.Tensor:
@@ -261,11 +321,11 @@ class FeatureEmbedding(nn.Module):
         if self.sparse:
             if batch.keys != self.keys:
                 raise ValueError(f"batch fields {batch.keys} do not match the embedding's {self.keys}")
-            if self.gates is not None or self.config.multiplex is not None or self.config.backend == "torch":
+            if self.gates is not None or self.dim_mask is not None or self.config.multiplex is not None or self.config.backend == "torch":
                 lengths = batch.lengths.view(len(self.keys), rows).to(torch.int64)
                 per_field = list(torch.split(batch.values, lengths.sum(dim=1).tolist()))
-            if self.gates is not None:
-                parts.extend(self._gated(per_field, lengths))
+            if self.gates is not None or self.dim_mask is not None:
+                parts.extend(self._selected(per_field, lengths))
             elif self.config.multiplex is not None:
                 parts.extend(self.bags(per_field, lengths))
             elif self.config.backend == "torchrec":

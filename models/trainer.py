@@ -61,6 +61,8 @@ class TrainHooks:
     extra_loss: Callable[[], torch.Tensor] | None = None  # added to every batch's loss
     on_epoch_start: Callable[[int], None] | None = None  # called with the epoch number before it trains
     optimizer: torch.optim.Optimizer | None = None  # steps with the model's Adam; its parameters are left out of it
+    after_step: Callable[[], None] | None = None  # called after every optimizer step (e.g. an update on validation data)
+    exclude: tuple[torch.nn.Parameter, ...] = ()  # parameters the model's Adam leaves alone (a method updates them itself)
     restore_best: bool = True  # False: keep the last epoch's weights (e.g. gates at the final temperature)
 
 
@@ -200,6 +202,7 @@ def fit(
     autocast = resolve_precision(config.precision, device)
     model.to(device)
     own = {id(p) for group in (hooks.optimizer.param_groups if hooks.optimizer else []) for p in group["params"]}
+    own |= {id(p) for p in hooks.exclude}
     optimizer = torch.optim.Adam([p for p in model.parameters() if id(p) not in own], lr=config.learning_rate)
     scaler = torch.amp.GradScaler(device.type, enabled=autocast == torch.float16)
     loss_fn = torch.nn.BCEWithLogitsLoss()
@@ -268,6 +271,8 @@ def fit(
             if hooks.optimizer is not None:
                 scaler.step(hooks.optimizer)
             scaler.update()
+            if hooks.after_step is not None:
+                hooks.after_step()
             total += float(loss.detach()) * batch.rows
             seen += batch.rows
             if checkpoint is not None and time.perf_counter() - last_save > config.checkpoint_seconds:

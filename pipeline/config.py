@@ -107,10 +107,22 @@ class OptFSSection(_Section):
     rewind_epoch: int = Field(2, ge=1)
 
 
+class DNISSection(_Section):
+    freq_blocks: int = Field(4, ge=1)  # values of each field cut into K frequency blocks
+    dim_blocks: int | None = Field(None, ge=1)  # dimension blocks B (default: one per dimension)
+    warmup_epochs: int = Field(1, ge=0)
+    search_epochs: int = Field(2, ge=1)
+    alpha_lr: float = Field(0.01, gt=0)
+    l1: float = Field(1e-5, ge=0)
+    prune_ratio: float = Field(0.5, gt=0, lt=1)  # share of embedding entries removed
+
+
 class SearchSection(_Section):
-    methods: list[Literal["optfs"]] = Field(default_factory=list)
+    # run in this order; dnis searches on top of optfs's gates when both are given
+    methods: list[Literal["optfs", "dnis"]] = Field(default_factory=list)
     baseline: bool = True  # also train the unsearched model on the same splits: the "before" figures
     optfs: OptFSSection = Field(default_factory=OptFSSection)
+    dnis: DNISSection = Field(default_factory=DNISSection)
 
 
 class TrackingConfig(_Section):

@@ -31,7 +31,15 @@ ENCODER = "encoder"
 
 
 def write_package(
-    directory: Path, model, model_name: str, params: dict, embedding, cfg: PipelineConfig, ingest_dir: Path, gated: bool = False
+    directory: Path,
+    model,
+    model_name: str,
+    params: dict,
+    embedding,
+    cfg: PipelineConfig,
+    ingest_dir: Path,
+    gated: bool = False,
+    dims: bool = False,
 ) -> None:
     """Write weights, spec (model, settings, reader config, OptFS gates or not) and the fitted encoder into `directory`."""
     import torch
@@ -50,6 +58,7 @@ def write_package(
         "schema": cfg.schema_.model_dump(mode="json"),
         "batch_size": cfg.train.batch_size,
         "value_gates": {"init": cfg.search.optfs.init} if gated else None,
+        "dimension_mask": cfg.search.dnis.model_dump() if dims else None,
     }
     catalog.write_json(directory / SPEC, spec)
 
@@ -87,6 +96,11 @@ def load_package(directory: Path):
         from models.search.optfs import attach_value_gates
 
         attach_value_gates(model, spec["value_gates"]["init"]).hard = True
+    if spec.get("dimension_mask"):  # DNIS's pruned dimensions; the boolean mask comes with the weights
+        from models.search.dnis import DNISConfig, attach_dimension_mask
+
+        mask = attach_dimension_mask(model, embedding["dim"], DNISConfig(**spec["dimension_mask"]))
+        mask.set_hard(torch.ones(mask.row_block.shape[0], embedding["dim"], dtype=torch.bool))
     model.load_state_dict(torch.load(directory / WEIGHTS, map_location="cpu", weights_only=True))
     model.eval()
     return model, Encoder.load(directory / ENCODER), feature_map, spec

@@ -211,6 +211,7 @@ def load_split(ingest_dir: Path, split: str, feature_map: FeatureMap, numeric_as
 
 
 OPTFS_STATE = "optfs_gates.pt"
+DNIS_STATE = "dnis_mask.pt"
 
 
 def _model_factory(cfg: PipelineConfig, feature_map: FeatureMap):
@@ -234,6 +235,7 @@ def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
     """Run the configured search methods on train/valid (never test); write one JSON per method."""
     import torch
 
+    from models.search.dnis import DNISConfig, dnis
     from models.search.optfs import OptFSConfig, optfs
     from models.trainer import TrainConfig, fit
 
@@ -263,9 +265,9 @@ def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         catalog.write_json(workdir / "baseline.json", baseline)
         metrics |= {f"baseline_{k}": float(v) for k, v in baseline.items()}
     artifacts = ["baseline.json"] if baseline else []
+    model = build()
     if "optfs" in cfg.search.methods:
         started = time.perf_counter()
-        model = build()
         try:
             result = optfs(model, train, valid, settings, params_from(OptFSConfig, cfg.search.optfs))
         except ValueError as exc:
@@ -297,8 +299,40 @@ def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         artifacts.append("optfs.json")
         metrics |= {f"optfs_{k}": float(v) for k, v in summary.items() if isinstance(v, int | float)}
         report["optfs"] = {k: summary[k] for k in ("kept_fraction", "dropped_fields", "valid_auc_before", "valid_auc_after")}
+    if "dnis" in cfg.search.methods:  # on the OptFS-gated, retrained model when OptFS ran first
+        started = time.perf_counter()
+        dnis_settings = params_from(DNISConfig, cfg.search.dnis)
+        try:
+            found = dnis(model, train, valid, settings, tc.embedding_dim, dnis_settings)
+        except ValueError as exc:
+            raise UserError(f"search dnis with model {tc.model!r}: {exc}") from exc
+        seconds = time.perf_counter() - started
+        dims = {
+            name: {"mean_dim": float(d[3:].float().mean()), "min_dim": int(d[3:].min()), "max_dim": int(d[3:].max())}
+            for name, d in found.dims.items()
+        }
+        summary = {
+            "model": tc.model,
+            "embedding_params_before": found.full_params,
+            "embedding_params_after": found.kept_params,
+            "params_cut": 1 - found.kept_params / found.full_params,
+            "fields": dims,
+            "valid_auc_before": baseline["valid_auc"] if baseline else None,
+            "valid_auc_after": found.retrain.best_valid_auc,
+            "valid_logloss_after": found.retrain.best_valid_logloss,
+            "retrain_epochs": len(found.retrain.history),
+            "seconds": seconds,
+            "seconds_over_one_training": seconds / baseline["seconds"] if baseline else None,
+            "settings": cfg.search.dnis.model_dump(),
+            "on_optfs_gates": "optfs" in cfg.search.methods,
+        }
+        torch.save({"mask": found.mask, "start": found.start}, workdir / DNIS_STATE)
+        catalog.write_json(workdir / "dnis.json", summary)
+        artifacts.append("dnis.json")
+        metrics |= {f"dnis_{k}": float(v) for k, v in summary.items() if isinstance(v, int | float)}
+        report["dnis"] = {k: summary[k] for k in ("params_cut", "valid_auc_before", "valid_auc_after")}
     return StageOutput(
-        params={"methods": ",".join(cfg.search.methods), **cfg.search.optfs.model_dump()},
+        params={"methods": ",".join(cfg.search.methods), "optfs": cfg.search.optfs.model_dump(), "dnis": cfg.search.dnis.model_dump()},
         metrics=metrics,
         artifacts=artifacts,
         summary=f"search: {', '.join(cfg.search.methods)} -> {out / 'search'}",
@@ -325,16 +359,27 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         raise UserError(f"{ingest_dir}: the validation split is empty; set split.valid > 0 or give a valid file")
     build, embedding = _model_factory(cfg, feature_map)
     model = build()
-    searched = catalog.stage_path(out, "search") / OPTFS_STATE
-    optfs_applied = "optfs" in cfg.search.methods and searched.is_file()
-    if optfs_applied:  # OptFS's retrain: frozen hard gates from the search, weights rewound
-        from models.search.optfs import apply_searched_gates
+    search_dir = catalog.stage_path(out, "search")
+    optfs_applied = "optfs" in cfg.search.methods and (search_dir / OPTFS_STATE).is_file()
+    dnis_applied = "dnis" in cfg.search.methods and (search_dir / DNIS_STATE).is_file()
+    hooks = None
+    try:
+        if optfs_applied:  # OptFS's retrain: frozen hard gates from the search, weights rewound
+            from models.search.optfs import apply_searched_gates
 
-        state = torch.load(searched, weights_only=True)
-        try:
+            state = torch.load(search_dir / OPTFS_STATE, weights_only=True)
             apply_searched_gates(model, state["logits"], state["rewind"], state["init"])
-        except ValueError as exc:
-            raise UserError(f"{searched}: {exc}; rerun the search stage") from exc
+        if dnis_applied:  # DNIS's retrain: the pruned dimensions, from the searched weights, kept pruned
+            from models.search.dnis import DNISConfig, apply_searched_dims
+            from models.trainer import TrainHooks
+
+            state = torch.load(search_dir / DNIS_STATE, weights_only=True)
+            keeper = apply_searched_dims(model, tc.embedding_dim, params_from(DNISConfig, cfg.search.dnis), state["mask"], state["start"])
+            hooks = TrainHooks(after_step=keeper)
+    except (ValueError, RuntimeError) as exc:
+        raise UserError(
+            f"{search_dir}: the search output does not fit this model ({str(exc).splitlines()[0]}); rerun the search stage"
+        ) from exc
     settings = params_from(TrainConfig, tc)
     device = resolve_device(tc.device)
     autocast = resolve_precision(tc.precision, device)
@@ -347,12 +392,22 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
                 tc.model_dump(mode="json", exclude={"device", "checkpoint_seconds"}),
                 feature_map.to_json(),
                 optfs_applied,
+                dnis_applied,
                 cfg.search.model_dump(),
             ]
         ).encode()
     ).hexdigest()
     progress = tqdm(total=tc.max_epochs, desc=f"train: {tc.model}", unit="epoch", disable=None)
-    result = fit(model, train, valid, settings, on_epoch=lambda record: progress.update(1), checkpoint=checkpoint, fingerprint=fingerprint)
+    result = fit(
+        model,
+        train,
+        valid,
+        settings,
+        on_epoch=lambda record: progress.update(1),
+        checkpoint=checkpoint,
+        fingerprint=fingerprint,
+        hooks=hooks,
+    )
     progress.close()
     has_test = test is not None and len(test) > 0
     test_auc, test_logloss = evaluate(model, test, tc.batch_size, device, autocast) if has_test else (None, None)
@@ -360,10 +415,11 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         "model": tc.model,
         **train_report(model, result, test_auc, test_logloss),
         "optfs_gates": optfs_applied,
+        "dnis_dims": dnis_applied,
         "precision": str(autocast).removeprefix("torch.") if autocast is not None else "float32",
         "device": str(device),
     }
-    write_package(workdir / PACKAGE, model, tc.model, tc.params, embedding, cfg, ingest_dir, gated=optfs_applied)
+    write_package(workdir / PACKAGE, model, tc.model, tc.params, embedding, cfg, ingest_dir, gated=optfs_applied, dims=dnis_applied)
     catalog.write_json(workdir / "metrics.json", report)
     catalog.write_json(workdir / "history.json", [record.__dict__ for record in result.history])
     learning_curve_plot(

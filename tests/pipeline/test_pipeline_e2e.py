@@ -160,7 +160,7 @@ def test_predict_scores_raw_rows_with_the_logged_and_registered_model(tmp_path):
         assert not (tmp_path / "bad.parquet").exists()
 
 
-def test_search_stage_optfs_feeds_train_and_predict(tmp_path):
+def test_search_stage_optfs_then_dnis_feeds_train_and_predict(tmp_path):
     import subprocess
     import sys
 
@@ -168,8 +168,11 @@ def test_search_stage_optfs_feeds_train_and_predict(tmp_path):
 
     config = tmp_path / "config.yaml"
     # A small table and few steps: lambda and the gate learning rate are raised so that gates can close.
-    config.write_text("search:\n  optfs: {epochs: 4, gamma: 100, l1: 0.001, gate_lr: 0.05}\ntrain: {max_epochs: 4, batch_size: 1024}\n")
-    out, _ = _run(tmp_path, "--config", str(config), "--rows", "20000", "--model", "fm", "--search", "optfs")
+    config.write_text(
+        "search:\n  optfs: {epochs: 4, gamma: 100, l1: 0.001, gate_lr: 0.05}\n  dnis: {search_epochs: 1, prune_ratio: 0.6}\n"
+        "train: {max_epochs: 4, batch_size: 1024}\n"
+    )
+    out, _ = _run(tmp_path, "--config", str(config), "--rows", "20000", "--model", "fm", "--search", "optfs,dnis")
     summary = json.loads((out / "search" / "optfs.json").read_text())
     assert 0 < summary["kept_fraction"] < 1 and summary["valid_auc_before"] is not None
     assert set(summary["fields"]) == {f["name"] for f in json.loads((out / "ingest" / "feature_map.json").read_text())["fields"]}
@@ -177,6 +180,10 @@ def test_search_stage_optfs_feeds_train_and_predict(tmp_path):
     assert kept.height > 0 and set(kept.columns) == {"field", "id"}
     report = json.loads((out / "metrics.json").read_text())
     assert report["optfs_gates"] is True and report["search"]["optfs"]["kept_fraction"] == summary["kept_fraction"]
+    dims = json.loads((out / "search" / "dnis.json").read_text())
+    assert dims["on_optfs_gates"] and dims["params_cut"] == pytest.approx(0.6, abs=0.01) and report["dnis_dims"] is True
+    # The train stage repeats DNIS's retrain (same start, same mask, same seed): the same best validation AUC.
+    assert report["valid_auc"] == pytest.approx(dims["valid_auc_after"], abs=1e-6)
     # The gated model scores raw rows like the train stage scored the test split.
     raw = tmp_path / "test.parquet"
     synthetic.generate(20_000, 7)[-100:].write_parquet(raw)

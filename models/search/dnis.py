@@ -1,0 +1,162 @@
+"""DNIS (Cheng et al., 2020): differentiable search of embedding dimensions per frequency block.
+
+1. Warm-up: train the model with every selection weight alpha at 1.
+2. Search: after each training step on the embeddings (train loss), one step
+   on alpha with the validation loss + l1 * sum|alpha|: each row of the
+   gradient is divided by its mean absolute value, SGD (lr 0.01), alpha
+   clipped to [0, 1].
+3. Prune: alpha is folded into the tables (e <- e * alpha), then the
+   `prune_ratio` smallest |e| entries over all values are dropped; a value's
+   dimension is its number of surviving entries.
+4. Retrain from the searched weights with the mask applied in the forward pass
+   and re-applied to the weights after every step, so pruned entries cannot
+   grow back (the reference notebook forgets this), with the shared
+   trainer's early stopping.
+The tables keep their width d with zeros in pruned entries, so attention and
+product layers that need one width work unchanged; the parameter count is
+the number of surviving entries (what a mixed-dimension store holds).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, replace
+
+import torch
+
+from models.base import CTRModel
+from models.data import InMemoryData
+from models.embedding import DimensionMask, FeatureEmbedding
+from models.trainer import TrainConfig, TrainHooks, TrainResult, fit
+
+
+@dataclass(frozen=True)
+class DNISConfig:
+    """DNIS settings: frequency blocks K, dimension blocks B (default: one per dimension), the pruning ratio."""
+
+    freq_blocks: int = 4
+    dim_blocks: int | None = None
+    warmup_epochs: int = 1
+    search_epochs: int = 2
+    alpha_lr: float = 0.01
+    l1: float = 1e-5
+    prune_ratio: float = 0.5
+
+
+@dataclass
+class DNISResult:
+    """Dimensions found and both phases' results."""
+
+    dims: dict[str, torch.Tensor]  # per field: the dimension of every value
+    mask: torch.Tensor  # [rows of all fields, d] surviving entries
+    full_params: int
+    kept_params: int
+    search: TrainResult
+    retrain: TrainResult
+    start: dict[str, torch.Tensor]  # the weights the retrain started from (alpha folded in, pruned entries zero)
+
+
+def _embeddings(model: CTRModel, dim: int) -> list[FeatureEmbedding]:
+    return [m for m in model.modules() if isinstance(m, FeatureEmbedding) and m.config.dim == dim and m.sparse]
+
+
+def attach_dimension_mask(model: CTRModel, dim: int, settings: DNISConfig) -> DimensionMask:
+    """One DimensionMask shared by the model's d-wide embeddings (a linear part's width-1 weights stay whole)."""
+    embeddings = _embeddings(model, dim)
+    if not embeddings:
+        raise ValueError(f"DNIS needs a model with sparse field embeddings of width {dim}")
+    mask = DimensionMask([f.vocab_size for f in embeddings[0].sparse], dim, settings.freq_blocks, settings.dim_blocks or dim)
+    for embedding in embeddings:
+        embedding.attach_dimension_mask(mask)
+    return mask
+
+
+def _tables(model: CTRModel, dim: int) -> list[torch.Tensor]:
+    """Per d-wide embedding, its sparse tables concatenated in field order (views on the weights are not possible; lists)."""
+    return [torch.cat(list(e.table_weights().values())) for e in _embeddings(model, dim)]
+
+
+def dnis(model: CTRModel, train: InMemoryData, valid: InMemoryData, config: TrainConfig, dim: int, settings: DNISConfig) -> DNISResult:
+    """Search, prune and retrain `model`'s embedding dimensions; the model ends with the retrained weights."""
+    if not 0 < settings.prune_ratio < 1:
+        raise ValueError(f"prune_ratio must be between 0 and 1, got {settings.prune_ratio}")
+    mask = attach_dimension_mask(model, dim, settings)
+    alpha = mask.alpha
+    fixed = replace(config, patience=10**6, lr_decay=1.0)
+    alpha.requires_grad_(False)
+    if settings.warmup_epochs:
+        fit(model, train, valid, replace(fixed, max_epochs=settings.warmup_epochs), hooks=TrainHooks(restore_best=False, exclude=(alpha,)))
+    alpha.requires_grad_(True)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    stream = itertools.chain.from_iterable(valid.batches(config.batch_size, shuffle=True, seed=config.seed + e) for e in itertools.count())
+
+    def alpha_step() -> None:
+        batch = next(stream).to(alpha.device)
+        loss = loss_fn(model(batch), batch.label) + settings.l1 * alpha.abs().sum()
+        (grad,) = torch.autograd.grad(loss, alpha)
+        with torch.no_grad():
+            grad = grad / grad.abs().mean(dim=1, keepdim=True).clamp_min(1e-12)
+            alpha.sub_(settings.alpha_lr * grad).clamp_(0.0, 1.0)
+        alpha.grad = None
+
+    searched = fit(
+        model,
+        train,
+        valid,
+        replace(fixed, max_epochs=settings.search_epochs),
+        hooks=TrainHooks(after_step=alpha_step, exclude=(alpha,), restore_best=False),
+    )
+    embeddings = _embeddings(model, dim)
+    with torch.no_grad():
+        all_rows = torch.arange(mask.row_block.shape[0], device=alpha.device)
+        multipliers = mask.row_multipliers(all_rows)
+        for embedding in embeddings:
+            tables = list(embedding.table_weights().values())
+            for table, part in zip(tables, torch.split(multipliers, mask.vocab_sizes), strict=True):
+                table.mul_(part)  # fold alpha into the weights
+        magnitude = sum(t.abs() for t in _tables(model, dim))
+        padding = torch.isin(all_rows, mask.offsets)
+        magnitude[padding] = -1.0  # padding rows are zero and never kept
+        candidates = int((~padding).sum()) * dim
+        keep = candidates - round(settings.prune_ratio * candidates)
+        threshold = torch.topk(magnitude.flatten(), keep).values.min() if keep > 0 else float("inf")
+        hard = magnitude >= threshold
+        hard[padding] = False
+    mask.set_hard(hard)
+    reapply = mask_keeper(model, dim, mask)
+    reapply()
+    start = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    retrained = fit(model, train, valid, config, hooks=TrainHooks(after_step=reapply, exclude=(alpha,)))
+    names = [f.name for f in embeddings[0].sparse]
+    return DNISResult(
+        dims=dict(zip(names, mask.dims(), strict=True)),
+        mask=hard.cpu(),
+        full_params=candidates * len(embeddings),
+        kept_params=int(hard.sum()) * len(embeddings),
+        search=searched,
+        retrain=retrained,
+        start=start,
+    )
+
+
+def mask_keeper(model: CTRModel, dim: int, mask: DimensionMask):
+    """A function that zeroes the pruned entries of the model's d-wide tables (run after every step)."""
+    embeddings = _embeddings(model, dim)
+
+    def reapply() -> None:
+        with torch.no_grad():
+            for embedding in embeddings:
+                for table, part in zip(embedding.table_weights().values(), torch.split(mask.hard, mask.vocab_sizes), strict=True):
+                    table.mul_(part)
+
+    return reapply
+
+
+def apply_searched_dims(model: CTRModel, dim: int, settings: DNISConfig, hard: torch.Tensor, start: dict[str, torch.Tensor]):
+    """Set `model` up for DNIS's retrain (the mask and the weights it started from); returns the after-step hook."""
+    mask = attach_dimension_mask(model, dim, settings)
+    if mask.row_block.shape[0] != hard.shape[0] or hard.shape[1] != dim:
+        raise ValueError(f"the searched mask is {tuple(hard.shape)}, this model's tables need ({mask.row_block.shape[0]}, {dim})")
+    mask.set_hard(hard)
+    model.load_state_dict(start)
+    return mask_keeper(model, dim, mask)
