@@ -117,12 +117,30 @@ class DNISSection(_Section):
     prune_ratio: float = Field(0.5, gt=0, lt=1)  # share of embedding entries removed
 
 
+class OptInterSection(_Section):
+    max_pairs: int = Field(20, ge=1)  # candidate pairs: the rank stage's top pairs by gain (single-valued fields)
+    min_count: int = Field(5, ge=1)  # a memorised cross needs this many train rows; rarer ones share the pair's OOV row
+    search_epochs: int = Field(2, ge=1)
+    arch_lr: float = Field(1e-3, gt=0)
+    anneal: float = Field(5e-5, ge=0)  # softmax temperature t = max(0.01, 1 - anneal * step)
+    hidden: list[int] = Field(default_factory=lambda: [400, 400, 400])
+    compare: bool = False  # also train all-memorise, all-factorise and all-naive models (validation AUC)
+
+
 class SearchSection(_Section):
-    # run in this order; dnis searches on top of optfs's gates when both are given
-    methods: list[Literal["optfs", "dnis"]] = Field(default_factory=list)
+    # run in this order; dnis searches on top of optfs's gates when both are given; optinter replaces the model
+    # (its own MLP over field embeddings and pair vectors) and runs alone
+    methods: list[Literal["optfs", "dnis", "optinter"]] = Field(default_factory=list)
     baseline: bool = True  # also train the unsearched model on the same splits: the "before" figures
     optfs: OptFSSection = Field(default_factory=OptFSSection)
     dnis: DNISSection = Field(default_factory=DNISSection)
+    optinter: OptInterSection = Field(default_factory=OptInterSection)
+
+    @model_validator(mode="after")
+    def _alone(self) -> SearchSection:
+        if "optinter" in self.methods and len(self.methods) > 1:
+            raise ValueError("optinter replaces the model, so it runs alone: search optfs/dnis in another run")
+        return self
 
 
 class TrackingConfig(_Section):

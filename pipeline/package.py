@@ -91,7 +91,13 @@ def load_package(directory: Path):
     embedding = dict(spec["embedding"])
     if embedding.get("multiplex"):
         embedding["multiplex"] = MultiplexConfig(**embedding["multiplex"])
-    model = build_model(spec["model"], feature_map, EmbeddingConfig(**embedding), spec["params"])
+    if spec["model"] == "optinter":  # the searched architecture; its memorised vocabularies come with the weights
+        from models.optinter import OptInter, OptInterConfig
+
+        params = {**spec["params"], "pairs": [tuple(p) for p in spec["params"]["pairs"]]}
+        model = OptInter(feature_map, EmbeddingConfig(**embedding), OptInterConfig(**params))
+    else:
+        model = build_model(spec["model"], feature_map, EmbeddingConfig(**embedding), spec["params"])
     if spec.get("value_gates"):  # OptFS's hard gates; their logits come with the weights
         from models.search.optfs import attach_value_gates
 

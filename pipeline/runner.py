@@ -74,7 +74,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, dict]:
                         with contextlib.suppress(OSError):  # the folder goes too once it is empty
                             path.parent.rmdir()
                     if output.package is not None:
-                        name = cfg.tracking.registered_model or f"ctr-{cfg.train.model.replace('+', '-plus')}"
+                        name = cfg.tracking.registered_model or f"ctr-{output.report.get('model', cfg.train.model).replace('+', '-plus')}"
                         version = run.log_model(output.model, final / output.package, name if cfg.tracking.register_model else None)
                         if version is not None:
                             output.report["registered_model"] = f"models:/{name}/{version}"

@@ -212,6 +212,28 @@ def load_split(ingest_dir: Path, split: str, feature_map: FeatureMap, numeric_as
 
 OPTFS_STATE = "optfs_gates.pt"
 DNIS_STATE = "dnis_mask.pt"
+OPTINTER_KEYS = "optinter_keys.npz"
+
+
+def _vocab(feature_map: FeatureMap, name: str) -> int:
+    return next(f.vocab_size for f in feature_map.fields if f.name == name)
+
+
+def candidate_pairs(out: Path, feature_map: FeatureMap, budget: int) -> list[tuple[str, str]]:
+    """OptInter's candidates: the rank stage's top pairs by gain whose fields are both single-valued."""
+    path = catalog.stage_path(out, "rank") / "pairs.csv"
+    if not path.is_file():
+        raise UserError(f"{path}: optinter takes its candidate pairs from the rank stage; run rank first (--stages ingest,rank,search)")
+    kinds = {f.name: f.kind for f in feature_map.fields}
+    ranked = pl.read_csv(path).sort("gain", descending=True)
+    pairs = [
+        (a, b)
+        for a, b in zip(ranked["feature_a"], ranked["feature_b"], strict=True)
+        if kinds.get(a) not in (None, "multi") and kinds.get(b) not in (None, "multi")
+    ]
+    if not pairs:
+        raise UserError(f"{path}: no pair of single-valued fields to search; raise rank.pair_budget")
+    return pairs[:budget]
 
 
 def _model_factory(cfg: PipelineConfig, feature_map: FeatureMap):
@@ -235,8 +257,11 @@ def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
     """Run the configured search methods on train/valid (never test); write one JSON per method."""
     import torch
 
+    from features.crosses import cross_vocabulary
+    from models.optinter import MODES
     from models.search.dnis import DNISConfig, dnis
     from models.search.optfs import OptFSConfig, optfs
+    from models.search.optinter import OptInterSearch, optinter
     from models.trainer import TrainConfig, fit
 
     ingest_dir = catalog.stage_path(out, "ingest")
@@ -299,6 +324,38 @@ def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         artifacts.append("optfs.json")
         metrics |= {f"optfs_{k}": float(v) for k, v in summary.items() if isinstance(v, int | float)}
         report["optfs"] = {k: summary[k] for k in ("kept_fraction", "dropped_fields", "valid_auc_before", "valid_auc_after")}
+    if "optinter" in cfg.search.methods:
+        started = time.perf_counter()
+        oc = cfg.search.optinter
+        pairs = candidate_pairs(out, feature_map, oc.max_pairs)
+        keys = [cross_vocabulary(train.columns[a], train.columns[b], _vocab(feature_map, b), oc.min_count) for a, b in pairs]
+        search_settings = OptInterSearch(oc.search_epochs, oc.arch_lr, oc.anneal, tuple(oc.hidden), oc.compare)
+        _, embedding = _model_factory(cfg, feature_map)
+        try:
+            found = optinter(feature_map, embedding, pairs, keys, train, valid, settings, search_settings)
+        except ValueError as exc:
+            raise UserError(f"search optinter: {exc}") from exc
+        seconds = time.perf_counter() - started
+        summary = {
+            "pairs": [
+                {"a": a, "b": b, "mode": mode, "weights": dict(zip(MODES, map(float, w), strict=True)), "memorised_values": len(k)}
+                for (a, b), mode, w, k in zip(pairs, found.modes, found.weights, keys, strict=True)
+            ],
+            "modes": {mode: found.modes.count(mode) for mode in MODES},
+            "memorised_rows": found.memorised_rows,
+            "valid_auc_before": baseline["valid_auc"] if baseline else None,
+            "valid_auc_after": found.retrain.best_valid_auc,
+            "valid_logloss_after": found.retrain.best_valid_logloss,
+            "valid_auc_all_mode": found.uniform,
+            "seconds": seconds,
+            "seconds_over_one_training": seconds / baseline["seconds"] if baseline else None,
+            "settings": oc.model_dump(),
+        }
+        np.savez(workdir / OPTINTER_KEYS, *keys)
+        catalog.write_json(workdir / "optinter.json", summary)
+        artifacts.append("optinter.json")
+        metrics |= {f"optinter_{k}": float(v) for k, v in summary.items() if isinstance(v, int | float)}
+        report["optinter"] = {k: summary[k] for k in ("modes", "memorised_rows", "valid_auc_before", "valid_auc_after")}
     if "dnis" in cfg.search.methods:  # on the OptFS-gated, retrained model when OptFS ran first
         started = time.perf_counter()
         dnis_settings = params_from(DNISConfig, cfg.search.dnis)
@@ -358,8 +415,22 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
     if valid is None or len(valid) == 0:
         raise UserError(f"{ingest_dir}: the validation split is empty; set split.valid > 0 or give a valid file")
     build, embedding = _model_factory(cfg, feature_map)
-    model = build()
     search_dir = catalog.stage_path(out, "search")
+    model_name, model_params = tc.model, tc.params
+    if "optinter" in cfg.search.methods and (search_dir / OPTINTER_KEYS).is_file():  # the searched architecture, from scratch
+        from models.search.optinter import build_optinter
+
+        chosen = json.loads((search_dir / "optinter.json").read_text())
+        with np.load(search_dir / OPTINTER_KEYS) as stored:
+            keys = [stored[f"arr_{i}"] for i in range(len(stored.files))]
+        pairs = [(p["a"], p["b"]) for p in chosen["pairs"]]
+        modes = [p["mode"] for p in chosen["pairs"]]
+        hidden = tuple(cfg.search.optinter.hidden)
+        model = build_optinter(feature_map, embedding, pairs, modes, keys, hidden, tc.seed)
+        model_name = "optinter"
+        model_params = {"pairs": pairs, "modes": modes, "cross_sizes": [len(k) for k in keys], "hidden": list(hidden)}
+    else:
+        model = build()
     optfs_applied = "optfs" in cfg.search.methods and (search_dir / OPTFS_STATE).is_file()
     dnis_applied = "dnis" in cfg.search.methods and (search_dir / DNIS_STATE).is_file()
     hooks = None
@@ -412,14 +483,14 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
     has_test = test is not None and len(test) > 0
     test_auc, test_logloss = evaluate(model, test, tc.batch_size, device, autocast) if has_test else (None, None)
     report = {
-        "model": tc.model,
+        "model": model_name,
         **train_report(model, result, test_auc, test_logloss),
         "optfs_gates": optfs_applied,
         "dnis_dims": dnis_applied,
         "precision": str(autocast).removeprefix("torch.") if autocast is not None else "float32",
         "device": str(device),
     }
-    write_package(workdir / PACKAGE, model, tc.model, tc.params, embedding, cfg, ingest_dir, gated=optfs_applied, dims=dnis_applied)
+    write_package(workdir / PACKAGE, model, model_name, model_params, embedding, cfg, ingest_dir, gated=optfs_applied, dims=dnis_applied)
     catalog.write_json(workdir / "metrics.json", report)
     catalog.write_json(workdir / "history.json", [record.__dict__ for record in result.history])
     learning_curve_plot(
@@ -445,7 +516,7 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         params={**tc.model_dump(), "device": str(device)},
         metrics={k: float(v) for k, v in report.items() if isinstance(v, int | float)},
         artifacts=["metrics.json", "history.json", "learning_curve.png"],
-        summary=f"train: {tc.model} valid AUC {result.best_valid_auc:.4f}{test_text} after {len(result.history)} epochs -> {out / 'train'}",
+        summary=f"train: {model_name} valid AUC {result.best_valid_auc:.4f}{test_text} after {len(result.history)} epochs -> {out / 'train'}",
         steps=steps,
         report=report,
         model=model,

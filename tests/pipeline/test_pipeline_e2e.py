@@ -196,3 +196,24 @@ def test_search_stage_optfs_then_dnis_feeds_train_and_predict(tmp_path):
     assert done.returncode == 0, done.stderr
     scored = pl.read_parquet(tmp_path / "p.parquet")
     assert scored.height == 100 and 0 <= roc_auc_score(scored[synthetic.LABEL], scored["probability"]) <= 1
+
+
+def test_search_stage_optinter_takes_ranked_pairs_and_feeds_train_and_predict(tmp_path):
+    import subprocess
+    import sys
+
+    config = tmp_path / "config.yaml"
+    config.write_text("search:\n  optinter: {max_pairs: 6, search_epochs: 2, arch_lr: 0.05, hidden: [32]}\ntrain: {max_epochs: 3}\n")
+    out, uri = _run(tmp_path, "--config", str(config), "--rows", "30000", "--search", "optinter")
+    found = json.loads((out / "search" / "optinter.json").read_text())
+    pairs = {frozenset((p["a"], p["b"])): p for p in found["pairs"]}
+    assert len(pairs) == 6 and frozenset(synthetic.INTERACTIONS[0]) in pairs  # the ranked candidates hold a planted pair
+    assert sum(found["modes"].values()) == 6 and found["valid_auc_after"] > 0.5
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["model"] == "optinter" and report["registered_model"] == "models:/ctr-optinter/1"
+    raw = tmp_path / "rows.parquet"
+    synthetic.generate(30_000, 7)[-200:].write_parquet(raw)
+    args = ["predict", "--model", report["registered_model"], "--data", str(raw), "--out", str(tmp_path / "p.csv"), "--tracking-uri", uri]
+    done = subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert pl.read_csv(tmp_path / "p.csv").height == 200

@@ -1,0 +1,98 @@
+"""OptInter's search: for each candidate pair, memorise, factorise or naive, learned jointly with the weights.
+
+Search: the model with every pair in "search" mode is trained jointly with its
+architecture weights alpha (their own Adam, lr 1e-3 as in the paper's code)
+while the softmax temperature anneals per step, t = max(0.01, 1 - 5e-5 * step).
+Then each pair takes its argmax mode and the model is retrained from scratch
+with those modes fixed (shared trainer, early stopping on validation AUC;
+the test split is never read here).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from common.featuremap import FeatureMap
+from models.data import InMemoryData
+from models.embedding import EmbeddingConfig
+from models.optinter import MODES, OptInter, OptInterConfig
+from models.trainer import TrainConfig, TrainHooks, TrainResult, fit
+
+
+@dataclass(frozen=True)
+class OptInterSearch:
+    """Search settings."""
+
+    search_epochs: int = 2
+    arch_lr: float = 1e-3
+    anneal: float = 5e-5  # temperature decrease per step
+    hidden: tuple[int, ...] = (400, 400, 400)
+    compare: bool = False  # also train all-memorise, all-factorise and all-naive (validation AUC of each)
+
+
+@dataclass
+class OptInterResult:
+    modes: list[str]
+    weights: np.ndarray  # final softmax(alpha / t) per pair
+    search: TrainResult
+    retrain: TrainResult
+    memorised_rows: int
+    model: OptInter
+    uniform: dict[str, float]  # all-<mode> validation AUC, when compared
+
+
+def build_optinter(
+    feature_map: FeatureMap,
+    embedding: EmbeddingConfig,
+    pairs: list[tuple[str, str]],
+    modes: list[str],
+    keys: list[np.ndarray],
+    hidden: tuple[int, ...],
+    seed: int,
+) -> OptInter:
+    """An OptInter model with these pair modes and memorised vocabularies (seeded initial weights)."""
+    torch.manual_seed(seed)
+    config = OptInterConfig(pairs=list(pairs), modes=list(modes), cross_sizes=[len(k) for k in keys], hidden=list(hidden))
+    model = OptInter(feature_map, embedding, config)
+    model.set_cross_keys([torch.from_numpy(k) for k in keys])
+    return model
+
+
+def optinter(
+    feature_map: FeatureMap,
+    embedding: EmbeddingConfig,
+    pairs: list[tuple[str, str]],
+    keys: list[np.ndarray],
+    train: InMemoryData,
+    valid: InMemoryData,
+    config: TrainConfig,
+    settings: OptInterSearch,
+) -> OptInterResult:
+    """Search a mode per pair, then retrain with the chosen modes."""
+    if not pairs:
+        raise ValueError("OptInter needs at least one candidate pair")
+    model = build_optinter(feature_map, embedding, pairs, ["search"] * len(pairs), keys, settings.hidden, config.seed)
+    step = 0
+
+    def anneal() -> None:
+        nonlocal step
+        step += 1
+        model.temperature = max(0.01, 1.0 - settings.anneal * step)
+
+    hooks = TrainHooks(optimizer=torch.optim.Adam([model.alpha], lr=settings.arch_lr), after_step=anneal, restore_best=False)
+    fixed = replace(config, max_epochs=settings.search_epochs, patience=10**6, lr_decay=1.0)
+    searched = fit(model, train, valid, fixed, hooks=hooks)
+    with torch.no_grad():
+        weights = model.mode_weights().cpu().numpy()
+    modes = [MODES[i] for i in weights.argmax(axis=1)]
+    final = build_optinter(feature_map, embedding, pairs, modes, keys, settings.hidden, config.seed)
+    retrained = fit(final, train, valid, config)
+    uniform = {}
+    if settings.compare:
+        for mode in MODES:
+            other = build_optinter(feature_map, embedding, pairs, [mode] * len(pairs), keys, settings.hidden, config.seed)
+            uniform[mode] = fit(other, train, valid, config).best_valid_auc
+    return OptInterResult(modes, weights, searched, retrained, final.memorised_rows(), final, uniform)
