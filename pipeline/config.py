@@ -127,19 +127,33 @@ class OptInterSection(_Section):
     compare: bool = False  # also train all-memorise, all-factorise and all-naive models (validation AUC)
 
 
+class OptunaSection(_Section):
+    trials: int = Field(12, ge=1)
+    models: list[Literal["lr", "fm", "deepfm", "autoint", "autoint+", "fgcnn"]] = Field(default_factory=lambda: ["fm", "deepfm", "autoint"])
+    embedding_dims: list[int] = Field(default_factory=lambda: [4, 8, 10, 16], min_length=1)
+    learning_rate: tuple[float, float] = (1e-4, 1e-2)
+    max_depth: int = Field(3, ge=1)  # DNN layers of DeepFM / AutoInt+, attention layers of AutoInt
+    max_epochs: int = Field(10, ge=1)
+    prune_after: int = Field(2, ge=1)  # median-rule pruning from this epoch on
+    auc_tolerance: float = Field(0.001, ge=0)  # the chosen trade-off: smallest Pareto trial within this of the best AUC
+    seed: int = 0
+
+
 class SearchSection(_Section):
     # run in this order; dnis searches on top of optfs's gates when both are given; optinter replaces the model
     # (its own MLP over field embeddings and pair vectors) and runs alone
-    methods: list[Literal["optfs", "dnis", "optinter"]] = Field(default_factory=list)
+    methods: list[Literal["optfs", "dnis", "optinter", "optuna"]] = Field(default_factory=list)
     baseline: bool = True  # also train the unsearched model on the same splits: the "before" figures
     optfs: OptFSSection = Field(default_factory=OptFSSection)
     dnis: DNISSection = Field(default_factory=DNISSection)
     optinter: OptInterSection = Field(default_factory=OptInterSection)
+    optuna: OptunaSection = Field(default_factory=OptunaSection)
 
     @model_validator(mode="after")
     def _alone(self) -> SearchSection:
-        if "optinter" in self.methods and len(self.methods) > 1:
-            raise ValueError("optinter replaces the model, so it runs alone: search optfs/dnis in another run")
+        for method in ("optinter", "optuna"):
+            if method in self.methods and len(self.methods) > 1:
+                raise ValueError(f"{method} chooses the model, so it runs alone: search the other methods in another run")
         return self
 
 

@@ -42,3 +42,25 @@ def learning_curve_plot(epochs: list[int], train_loss: list[float], valid_auc: l
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def pareto_plot(
+    points: list[tuple[float, float]], front: list[tuple[float, float]], chosen: tuple[float, float] | None, path: Path
+) -> None:
+    """Validation AUC against parameters for every finished trial, the Pareto front and the chosen trade-off."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    if points:
+        ax.scatter([p for p, _ in points], [a for _, a in points], color="#BBBBBB", label="trials")
+    if front:
+        ordered = sorted(front)
+        ax.plot([p for p, _ in ordered], [a for _, a in ordered], marker="o", color="#4C72B0", label="Pareto front")
+    if chosen:
+        ax.scatter([chosen[0]], [chosen[1]], s=160, facecolors="none", edgecolors="#C44E52", linewidths=2, label="chosen")
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters")
+    ax.set_ylabel("validation AUC")
+    ax.set_title("Study: validation AUC against model size")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

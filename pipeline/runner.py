@@ -69,6 +69,10 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, dict]:
                         run.log_metrics(values, step=step)
                     for artifact in output.artifacts:
                         run.log_artifact(final / artifact)
+                    for child in output.children:  # e.g. the study's trials, nested under this stage's run
+                        with tracker.run(child["name"], nested=True) as nested:
+                            nested.log_params(child["params"])
+                            nested.log_metrics(child["metrics"])
                     for path in output.cleanup:
                         path.unlink(missing_ok=True)
                         with contextlib.suppress(OSError):  # the folder goes too once it is empty

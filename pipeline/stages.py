@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,6 +52,7 @@ class StageOutput:
     model: Any = None  # a trained model to log and register, with its scoring package (a directory in the stage dir)
     package: str | None = None
     cleanup: list[Path] = field(default_factory=list)  # files outside the stage dir to remove once it is committed
+    children: list[dict[str, Any]] = field(default_factory=list)  # nested runs to log: {"name", "params", "metrics"}
 
 
 def params_from(cls: type[T], section: BaseModel) -> T:
@@ -356,6 +358,63 @@ def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         artifacts.append("optinter.json")
         metrics |= {f"optinter_{k}": float(v) for k, v in summary.items() if isinstance(v, int | float)}
         report["optinter"] = {k: summary[k] for k in ("modes", "memorised_rows", "valid_auc_before", "valid_auc_after")}
+    children: list[dict[str, Any]] = []
+    cleanup: list[Path] = []
+    if "optuna" in cfg.search.methods:
+        from models.embedding import EmbeddingConfig
+        from models.registry import build_model
+        from pipeline.plots import pareto_plot
+        from pipeline.study import StudySettings, run_study
+
+        started = time.perf_counter()
+        oc = cfg.search.optuna
+
+        def train_trial(config: dict[str, Any], on_epoch) -> tuple[float, int]:
+            embedding = EmbeddingConfig(dim=config["embedding_dim"], backend=tc.backend, numeric_as_value=tc.numeric_as_value)
+            torch.manual_seed(tc.seed)
+            trial_model = build_model(config["model"], feature_map, embedding, config["params"])
+            trial_settings = dataclasses.replace(settings, learning_rate=config["learning_rate"], max_epochs=oc.max_epochs)
+            fitted = fit(trial_model, train, valid, trial_settings, on_epoch=lambda r: on_epoch(r.epoch, r.valid_auc))
+            return fitted.best_valid_auc, sum(p.numel() for p in trial_model.parameters())
+
+        storage = out / ".study" / "study.db"
+        study_settings = StudySettings(
+            trials=oc.trials,
+            models=tuple(oc.models),
+            embedding_dims=tuple(oc.embedding_dims),
+            learning_rate=tuple(oc.learning_rate),
+            max_depth=oc.max_depth,
+            max_epochs=oc.max_epochs,
+            prune_after=oc.prune_after,
+            auc_tolerance=oc.auc_tolerance,
+            seed=oc.seed,
+        )
+        study = run_study(storage, study_settings, train_trial)
+        shutil.copy2(storage, workdir / "study.db")
+        cleanup.append(storage)
+        finished = [t for t in study["trials"] if t["state"] == "COMPLETE"]
+        front = [t for t in finished if t["number"] in study["front"]]
+        chosen = study["chosen"]
+        pareto_plot(
+            [(t["values"][1], t["values"][0]) for t in finished],
+            [(t["values"][1], t["values"][0]) for t in front],
+            (chosen["params"], chosen["valid_auc"]),
+            workdir / "pareto.png",
+        )
+        summary = {**study, "valid_auc_before": baseline["valid_auc"] if baseline else None, "seconds": time.perf_counter() - started}
+        catalog.write_json(workdir / "optuna.json", summary)
+        artifacts += ["optuna.json", "pareto.png"]
+        children = [
+            {
+                "name": f"trial {t['number']}",
+                "params": {**t["params"], "state": t["state"]},
+                "metrics": {"valid_auc": t["values"][0], "params": t["values"][1]} if t["values"] else {},
+            }
+            for t in study["trials"]
+        ]
+        metrics |= {"optuna_trials": float(len(study["trials"])), "optuna_pruned": float(study["pruned"])}
+        metrics |= {"optuna_chosen_valid_auc": float(chosen["valid_auc"]), "optuna_chosen_params": float(chosen["params"])}
+        report["optuna"] = {"chosen": chosen, "front": study["front"], "pruned": study["pruned"]}
     if "dnis" in cfg.search.methods:  # on the OptFS-gated, retrained model when OptFS ran first
         started = time.perf_counter()
         dnis_settings = params_from(DNISConfig, cfg.search.dnis)
@@ -394,6 +453,8 @@ def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         artifacts=artifacts,
         summary=f"search: {', '.join(cfg.search.methods)} -> {out / 'search'}",
         report={"search": report},
+        children=children,
+        cleanup=cleanup,
     )
 
 
@@ -406,6 +467,10 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
 
     ingest_dir = catalog.stage_path(out, "ingest")
     feature_map = catalog.load_feature_map(ingest_dir)
+    studied = catalog.stage_path(out, "search") / "optuna.json"
+    if "optuna" in cfg.search.methods and studied.is_file():  # the study's chosen trade-off replaces the train settings
+        chosen = json.loads(studied.read_text())["chosen"]["config"]
+        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update=chosen)})
     tc = cfg.train
     train = load_split(ingest_dir, "train", feature_map, tc.numeric_as_value)
     valid = load_split(ingest_dir, "valid", feature_map, tc.numeric_as_value)

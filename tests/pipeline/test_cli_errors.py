@@ -65,7 +65,7 @@ CASES = {
         lambda d: ["--config", str(_write(d / "z.yaml", "search: {methods: [optfs], optfs: {epochs: 0}}\n"))],
         "search.optfs.epochs: Input should be greater than or equal to 1",
     ),
-    "optinter with another method": (lambda d: ["--search", "optfs,optinter"], "optinter replaces the model, so it runs alone"),
+    "optinter with another method": (lambda d: ["--search", "optfs,optinter"], "optinter chooses the model, so it runs alone"),
     "search on a model that cannot take it": (
         lambda d: [
             "--config",

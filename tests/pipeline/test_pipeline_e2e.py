@@ -217,3 +217,25 @@ def test_search_stage_optinter_takes_ranked_pairs_and_feeds_train_and_predict(tm
     done = subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert pl.read_csv(tmp_path / "p.csv").height == 200
+
+
+def test_search_stage_optuna_study_feeds_train_with_nested_trial_runs(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "search:\n  baseline: false\n  optuna: {trials: 3, max_epochs: 2, models: [fm, deepfm], embedding_dims: [4, 8], max_depth: 1}\n"
+    )
+    out, uri = _run(tmp_path, "--config", str(config), "--rows", "20000", "--search", "optuna")
+    study = json.loads((out / "search" / "optuna.json").read_text())
+    assert len(study["trials"]) == 3 and study["front"] and (out / "search" / "pareto.png").stat().st_size > 10_000
+    assert (out / "search" / "study.db").is_file() and not (out / ".study").exists()
+    chosen = study["chosen"]["config"]
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["model"] == chosen["model"] and report["search"]["optuna"]["chosen"]["config"] == chosen
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("ctr-pipeline").experiment_id])
+    search_run = next(r for r in runs if r.info.run_name == "search")
+    trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == search_run.info.run_id]
+    assert sorted(r.info.run_name for r in trials) == ["trial 0", "trial 1", "trial 2"]
+    assert all("model" in r.data.params for r in trials)

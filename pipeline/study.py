@@ -1,0 +1,130 @@
+"""The Optuna study of the search stage: model type, embedding size, learning rate and depth.
+
+Two objectives, validation AUC (maximised) and parameters (minimised), with
+Optuna's default multi-objective sampler (TPE). The study lives in a sqlite
+file under OUT/.study/ while it runs, so rerunning an interrupted search
+resumes it (finished trials are kept, the rest are run); it is copied into
+OUT/search/ at the end. Optuna cannot prune multi-objective trials itself, so
+the median rule is applied here: after each epoch from `prune_after` on, a
+trial whose validation AUC is below the median of the finished trials' AUC at
+that epoch is stopped and marked pruned. The test split is never read.
+
+Choice of the trade-off handed to train: among the Pareto-optimal trials, the
+smallest one whose validation AUC is within `auc_tolerance` of the best
+validation AUC of the study.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from common.errors import UserError
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    trials: int = 12
+    models: tuple[str, ...] = ("fm", "deepfm", "autoint")
+    embedding_dims: tuple[int, ...] = (4, 8, 10, 16)
+    learning_rate: tuple[float, float] = (1e-4, 1e-2)
+    max_depth: int = 3
+    max_epochs: int = 10
+    prune_after: int = 2
+    auc_tolerance: float = 0.001
+    seed: int = 0
+
+
+def _model_params(model: str, depth: int) -> dict[str, Any]:
+    """The depth knob of each model family."""
+    if model in ("deepfm", "autoint+"):
+        return {"hidden": [400] * depth} if model == "deepfm" else {"dnn_hidden": [400] * depth}
+    if model == "autoint":
+        return {"layers": depth}
+    return {}
+
+
+def run_study(
+    storage_path: Path,
+    settings: StudySettings,
+    train_trial: Callable[[dict[str, Any], Callable[[int, float], None]], tuple[float, int]],
+) -> dict[str, Any]:
+    """Run (or resume) the study; `train_trial(config, on_epoch)` trains one configuration and returns (AUC, params).
+
+    `train_trial` calls `on_epoch(epoch, valid_auc)` after every epoch; it raises optuna.TrialPruned to stop the trial.
+    """
+    import optuna
+    from sqlalchemy.exc import SQLAlchemyError
+
+    optuna.logging.set_verbosity(logging.WARNING)
+    storage_path.parent.mkdir(parents=True, exist_ok=True)
+    url = f"sqlite:///{storage_path}"
+    try:
+        storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 5}})
+        study = optuna.create_study(
+            study_name="search",
+            storage=storage,
+            load_if_exists=True,
+            directions=["maximize", "minimize"],
+            sampler=optuna.samplers.TPESampler(seed=settings.seed),
+        )
+    except (SQLAlchemyError, ValueError, RuntimeError) as exc:
+        raise UserError(
+            f"{storage_path}: the study storage is locked or corrupt ({str(exc).splitlines()[0][:160]}); delete it or free it"
+        ) from exc
+    done = [t for t in study.trials if t.state.is_finished()]
+    for stale in (t for t in study.trials if not t.state.is_finished()):  # a trial killed mid-run: retried below
+        study.tell(stale.number, state=optuna.trial.TrialState.FAIL)
+
+    def objective(trial: optuna.Trial) -> tuple[float, int]:
+        model = trial.suggest_categorical("model", list(settings.models))
+        config = {
+            "model": model,
+            "embedding_dim": trial.suggest_categorical("embedding_dim", list(settings.embedding_dims)),
+            "learning_rate": trial.suggest_float("learning_rate", *settings.learning_rate, log=True),
+        }
+        depth = trial.suggest_int("depth", 1, settings.max_depth) if model in ("deepfm", "autoint", "autoint+") else 0
+        config["params"] = _model_params(model, depth)
+        finished = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
+
+        trial.set_user_attr("config", config)
+
+        def on_epoch(epoch: int, auc: float) -> None:
+            trial.set_user_attr(f"auc_epoch_{epoch}", auc)
+            peers = [t.user_attrs.get(f"auc_epoch_{epoch}") for t in finished]
+            peers = [p for p in peers if p is not None]
+            if epoch >= settings.prune_after and len(peers) >= 2 and auc < statistics.median(peers):
+                raise optuna.TrialPruned(f"epoch {epoch}: valid AUC {auc:.4f} below the finished trials' median")
+
+        return train_trial(config, on_epoch)
+
+    remaining = settings.trials - len(done)
+    if remaining > 0:
+        study.optimize(objective, n_trials=remaining, catch=())
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not complete:
+        raise UserError("the study finished no trial; raise search.optuna.trials")
+    front = study.best_trials
+    best_auc = max(t.values[0] for t in complete)
+    eligible = [t for t in front if t.values[0] >= best_auc - settings.auc_tolerance]
+    chosen = min(eligible, key=lambda t: (t.values[1], -t.values[0]))
+    return {
+        "trials": [
+            {"number": t.number, "state": t.state.name, "values": t.values, "params": t.params, "config": t.user_attrs.get("config")}
+            for t in study.trials
+        ],
+        "front": [t.number for t in front],
+        "chosen": {
+            "number": chosen.number,
+            "valid_auc": chosen.values[0],
+            "params": chosen.values[1],
+            "config": chosen.user_attrs["config"],
+        },
+        "rule": f"smallest Pareto-optimal trial within {settings.auc_tolerance} of the best validation AUC ({best_auc:.6f})",
+        "pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials),
+        "resumed_from": len(done),
+    }

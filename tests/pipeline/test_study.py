@@ -1,0 +1,45 @@
+"""The Optuna study's logic with a stand-in for training (fast): resume, median pruning, the chosen trade-off."""
+
+import pytest
+
+from common.errors import UserError
+from pipeline.study import StudySettings, run_study
+
+SIZES = {"fm": 1_000, "deepfm": 50_000, "autoint": 20_000}
+
+
+def _fake(calls):
+    """AUC grows with the embedding dim and the model; the learning curve rises by epoch."""
+
+    def train_trial(config, on_epoch):
+        calls.append(config)
+        final = 0.70 + 0.01 * config["embedding_dim"] / 4 + {"fm": 0.0, "deepfm": 0.05, "autoint": 0.049}[config["model"]]
+        for epoch in range(1, 5):
+            on_epoch(epoch, final - 0.02 * (4 - epoch))
+        return final, SIZES[config["model"]] * config["embedding_dim"]
+
+    return train_trial
+
+
+def test_study_resumes_prunes_and_picks_the_smallest_near_best_pareto_trial(tmp_path):
+    storage = tmp_path / "study.db"
+    calls = []
+    first = run_study(storage, StudySettings(trials=4, seed=1), _fake(calls))
+    assert len(calls) == 4 and first["resumed_from"] == 0
+    second = run_study(storage, StudySettings(trials=10, seed=1), _fake(calls))
+    assert second["resumed_from"] == 4 and len(second["trials"]) == 10 and len(calls) == 10  # only the 6 missing trials ran
+    assert second["pruned"] >= 1  # trials below the median curve stop early
+    complete = [t for t in second["trials"] if t["state"] == "COMPLETE"]
+    best = max(t["values"][0] for t in complete)
+    chosen = second["chosen"]
+    front = [t for t in complete if t["number"] in second["front"]]
+    eligible = [t for t in front if t["values"][0] >= best - 0.001]
+    assert chosen["params"] == min(t["values"][1] for t in eligible) and chosen["valid_auc"] >= best - 0.001
+    assert chosen["config"]["model"] in SIZES and "learning_rate" in chosen["config"]
+
+
+def test_corrupt_study_storage_is_a_user_error(tmp_path):
+    storage = tmp_path / "study.db"
+    storage.write_bytes(b"this is not a sqlite database" * 100)
+    with pytest.raises(UserError, match="locked or corrupt"):
+        run_study(storage, StudySettings(trials=1), _fake([]))
