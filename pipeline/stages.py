@@ -533,6 +533,7 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
             ]
         ).encode()
     ).hexdigest()
+    started = time.perf_counter()
     progress = tqdm(total=tc.max_epochs, desc=f"train: {tc.model}", unit="epoch", disable=None)
     result = fit(
         model,
@@ -552,6 +553,7 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         **train_report(model, result, test_auc, test_logloss),
         "optfs_gates": optfs_applied,
         "dnis_dims": dnis_applied,
+        "train_seconds": time.perf_counter() - started,
         "precision": str(autocast).removeprefix("torch.") if autocast is not None else "float32",
         "device": str(device),
     }

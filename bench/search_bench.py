@@ -1,0 +1,115 @@
+"""Search benchmark: each search method against the unsearched model, on Frappe_x1 and the synthetic default.
+
+For every dataset it runs the pipeline once without search (the baseline's
+test AUC and one plain training's wall time) and once per method, each into
+its own output directory, then prints, side by side: what the method kept
+(values, parameters, pair modes), validation AUC before and after, the final
+train stage's test AUC against the baseline's (the test split is read only
+there), and the search's wall time over one plain training.
+
+    python -m bench.search_bench [--datasets synthetic,frappe] [--methods optfs,dnis,optinter,optuna] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from bench.common import machine
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = {"synthetic": None, "frappe": ROOT.parent / "shared" / "data" / "frappe"}
+# Settings per dataset: Frappe's table has 5,382 values and 50 steps per epoch, so OptFS's lambda and gate learning
+# rate are raised from the official code's Criteo-scale values (1e-8 over millions of values, thousands of steps).
+BASE = {
+    "synthetic": {"data": {"synthetic_rows": 200_000}, "train": {"model": "deepfm", "embedding_regularizer": 0.0}},
+    "frappe": {
+        "data": {"format": "libsvm"},
+        "encode": {"min_count": 1},
+        "train": {
+            "model": "deepfm",
+            "embedding_regularizer": 0.05,
+            "params": {"hidden": [400, 400, 400], "dropout": 0.2, "batch_norm": True},
+        },
+    },
+}
+SEARCH = {
+    "optfs": {"optfs": {"epochs": 10, "gamma": 1000.0, "l1": 1e-6, "gate_lr": 0.01}},
+    "dnis": {"dnis": {"freq_blocks": 4, "warmup_epochs": 2, "search_epochs": 2, "prune_ratio": 0.5}},
+    "optinter": {"optinter": {"max_pairs": 20, "search_epochs": 3, "compare": True}},
+    "optuna": {"optuna": {"trials": 12, "max_epochs": 10}},
+}
+
+
+def run(dataset: str, method: str | None, out: Path, quick: bool) -> dict:
+    """One pipeline run; its metrics.json and search summary."""
+    config = json.loads(json.dumps(BASE[dataset]))
+    if quick:
+        config.setdefault("train", {})["max_epochs"] = 2
+        config["data"] = {**config.get("data", {}), **({"synthetic_rows": 20_000} if dataset == "synthetic" else {})}
+    if method:
+        config["search"] = {"methods": [method], "baseline": False, **SEARCH[method]}
+    target = out / f"{dataset}-{method or 'baseline'}"
+    config["out"] = str(target)
+    path = out / f"{dataset}-{method or 'baseline'}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-m", "pipeline", "run", "--config", str(path), "--no-tracking"]
+    if DATA[dataset] is not None:
+        command += ["--data", str(DATA[dataset])]
+    if method == "optinter":
+        command += ["--stages", "ingest,rank,search,train"]
+    started = time.perf_counter()
+    subprocess.run(command, check=True, cwd=ROOT)
+    seconds = time.perf_counter() - started
+    report = json.loads((target / "metrics.json").read_text())
+    summary = json.loads((target / "search" / f"{method}.json").read_text()) if method else {}
+    return {"report": report, "search": summary, "seconds": seconds}
+
+
+def describe(method: str, summary: dict, report: dict) -> str:
+    if method == "optfs":
+        return f"{summary['kept_values']:,}/{summary['total_values']:,} values kept ({summary['kept_fraction']:.1%}), dropped {summary['dropped_fields'] or 'none'}"
+    if method == "dnis":
+        return f"embedding params {summary['embedding_params_after']:,}/{summary['embedding_params_before']:,} (cut {summary['params_cut']:.1%})"
+    if method == "optinter":
+        uniform = ", ".join(f"all-{m} {auc:.4f}" for m, auc in summary.get("valid_auc_all_mode", {}).items())
+        return f"modes {summary['modes']}, memorised rows {summary['memorised_rows']:,}; valid AUC {uniform}"
+    chosen = summary["chosen"]
+    return f"chosen {chosen['config']['model']} d={chosen['config']['embedding_dim']} ({int(chosen['params']):,} params), pruned {summary['pruned']}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", default="synthetic,frappe")
+    parser.add_argument("--methods", default="optfs,dnis,optinter,optuna")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "search")
+    parser.add_argument("--quick", action="store_true", help="2 epochs and small data: checks the bench runs, measures nothing")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    print(f"machine: {machine()}")
+    rows = []
+    for dataset in args.datasets.split(","):
+        base = run(dataset, None, args.out, args.quick)
+        plain_seconds = base["report"]["train_seconds"]  # one plain training (the baseline run's train stage)
+        for method in args.methods.split(","):
+            result = run(dataset, method, args.out, args.quick)
+            summary, report = result["search"], result["report"]
+            delta = report["test_auc"] - base["report"]["test_auc"]
+            rows.append(
+                f"| {dataset} | {method} | {describe(method, summary, report)} | {summary.get('valid_auc_after', report['valid_auc']):.6f} | "
+                f"{report['test_auc']:.6f} | {base['report']['test_auc']:.6f} | {delta:+.6f} | {summary['seconds'] / plain_seconds:.1f}x |"
+            )
+            print(rows[-1], flush=True)
+    print("\n| dataset | method | kept | valid AUC after | test AUC | baseline test AUC | difference | search time / one training |")
+    print("|---|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
