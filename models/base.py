@@ -20,6 +20,15 @@ class CTRModel(nn.Module):
         return [w for module in self.modules() if isinstance(module, FeatureEmbedding) for w in module.table_weights().values()]
 
 
+def init_dense_layers(model: nn.Module) -> None:
+    """Xavier-normal weights and zero biases for every Linear and Conv1d layer (FuxiCTR's initialisation)."""
+    for module in model.modules():
+        if type(module) in (nn.Linear, nn.Conv1d):
+            nn.init.xavier_normal_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+
 class LinearPart(nn.Module):
     """First-order term: a bias plus one learned weight per feature value (a dimension-1 embedding)."""
 

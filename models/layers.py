@@ -32,7 +32,7 @@ def fm_interaction(embeddings: torch.Tensor) -> torch.Tensor:
 
 
 class MultiHeadSelfAttention(nn.Module):
-    """AutoInt's interacting layer: self-attention over fields, residual projection, ReLU, optional LayerNorm.
+    """AutoInt's interacting layer: self-attention over fields, residual projection, optional LayerNorm, ReLU.
 
     `scale` divides the attention scores by sqrt(head dim) (FuxiCTR's use_scale).
     """
@@ -62,5 +62,6 @@ class MultiHeadSelfAttention(nn.Module):
         out = torch.einsum("bhij,bjhd->bihd", torch.softmax(scores, dim=-1), v).reshape(rows, fields, -1)
         if self.use_residual:
             out = out + (self.residual(x) if self.residual is not None else x)
-        out = torch.relu(out)
-        return self.norm(out) if self.norm is not None else out
+        if self.norm is not None:  # LayerNorm before the ReLU, as FuxiCTR's layer
+            out = self.norm(out)
+        return torch.relu(out)

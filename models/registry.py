@@ -9,7 +9,7 @@ from typing import Any
 from common.errors import UserError
 from common.featuremap import FeatureMap
 from models.autoint import AutoInt, AutoIntConfig
-from models.base import CTRModel
+from models.base import CTRModel, init_dense_layers
 from models.deepfm import DeepFM, DeepFMConfig
 from models.embedding import EmbeddingConfig, MultiplexConfig
 from models.fgcnn import FGCNN, FGCNNConfig
@@ -81,4 +81,6 @@ def build_model(name: str, feature_map: FeatureMap, embedding: EmbeddingConfig, 
     """The model called `name`; an unknown name or setting is a UserError."""
     if name not in MODELS:
         raise UserError(f"unknown model {name!r}; use one of {', '.join(MODELS)}")
-    return MODELS[name](feature_map, embedding, dict(params or {}))
+    model = MODELS[name](feature_map, embedding, dict(params or {}))
+    init_dense_layers(model)
+    return model

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from common.featuremap import FeatureMap
+from models.base import init_dense_layers
 from models.data import InMemoryData
 from models.embedding import EmbeddingConfig
 from models.optinter import MODES, OptInter, OptInterConfig
@@ -57,6 +58,7 @@ def build_optinter(
     torch.manual_seed(seed)
     config = OptInterConfig(pairs=list(pairs), modes=list(modes), cross_sizes=[len(k) for k in keys], hidden=list(hidden))
     model = OptInter(feature_map, embedding, config)
+    init_dense_layers(model)
     model.set_cross_keys([torch.from_numpy(k) for k in keys])
     return model
 
