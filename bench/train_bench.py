@@ -126,6 +126,7 @@ def main() -> None:
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     parser.add_argument("--fp32-autoint", action="store_true", help="also train AutoInt in fp32 (the precision comparison)")
     parser.add_argument("--budgets", default="0.25,0.125", help="unified embedding budgets, as fractions of the per-field tables")
+    parser.add_argument("--layouts", default="1x1", help="unified embedding layouts to sweep, as TABLESxCHUNKS (e.g. 1x1,2x2)")
     parser.add_argument("--max-epochs", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "train")
@@ -154,8 +155,11 @@ def main() -> None:
     for name in args.models.split(","):
         if name == "unified":
             for fraction in (float(f) for f in args.budgets.split(",")):
-                budget = int(per_field * fraction)
-                jobs.append((f"unified@{fraction:g}", "unified", {"budget": budget}, SETTINGS["autoint"][1], args.precision))
+                for layout in args.layouts.split(","):
+                    tables, chunks = (int(x) for x in layout.split("x"))
+                    name = f"unified@{fraction:g}" + (f" {tables}t{chunks}c" if (tables, chunks) != (1, 1) else "")
+                    params = {"budget": int(per_field * fraction), "tables": tables, "chunks": chunks}
+                    jobs.append((name, "unified", params, SETTINGS["autoint"][1], args.precision))
         else:
             jobs.append((name, name, *SETTINGS[name], args.precision))
     if args.fp32_autoint:
