@@ -292,6 +292,20 @@ def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         catalog.write_json(workdir / "baseline.json", baseline)
         metrics |= {f"baseline_{k}": float(v) for k, v in baseline.items()}
     artifacts = ["baseline.json"] if baseline else []
+
+    def record(method: str, started: float, summary: dict[str, Any], headline: tuple[str, ...]) -> None:
+        """Add the shared before/time figures, write OUT/search/<method>.json, and collect metrics and the report."""
+        seconds = time.perf_counter() - started
+        summary |= {
+            "valid_auc_before": baseline["valid_auc"] if baseline else None,
+            "seconds": seconds,
+            "seconds_over_one_training": seconds / baseline["seconds"] if baseline else None,
+        }
+        catalog.write_json(workdir / f"{method}.json", summary)
+        artifacts.append(f"{method}.json")
+        metrics.update({f"{method}_{k}": float(v) for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)})
+        report[method] = {k: summary[k] for k in headline}
+
     model = build()
     if "optfs" in cfg.search.methods:
         started = time.perf_counter()
@@ -299,7 +313,6 @@ def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
             result = optfs(model, train, valid, settings, params_from(OptFSConfig, cfg.search.optfs))
         except ValueError as exc:
             raise UserError(f"search optfs with model {tc.model!r}: {exc}") from exc
-        seconds = time.perf_counter() - started
         per_field = {name: {"kept": int(mask[3:].sum()), "values": int(mask[3:].numel())} for name, mask in result.kept.items()}
         summary = {
             "model": tc.model,
@@ -310,22 +323,17 @@ def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
             "fields": per_field,
             "valid_auc_after": result.retrain.best_valid_auc,
             "valid_logloss_after": result.retrain.best_valid_logloss,
-            "valid_auc_before": baseline["valid_auc"] if baseline else None,
             "search_epochs": len(result.search.history),
             "retrain_epochs": len(result.retrain.history),
-            "seconds": seconds,
-            "seconds_over_one_training": seconds / baseline["seconds"] if baseline else None,
             "settings": cfg.search.optfs.model_dump(),
         }
         torch.save({"logits": result.logits, "rewind": result.rewind, "init": cfg.search.optfs.init}, workdir / OPTFS_STATE)
-        kept_rows = [(name, int(i)) for name, mask in result.kept.items() for i in torch.nonzero(mask).flatten().tolist()]
-        pl.DataFrame(kept_rows, schema={"field": pl.String, "id": pl.Int64}, orient="row").write_parquet(
-            workdir / "optfs_kept_values.parquet"
-        )
-        catalog.write_json(workdir / "optfs.json", summary)
-        artifacts.append("optfs.json")
-        metrics |= {f"optfs_{k}": float(v) for k, v in summary.items() if isinstance(v, int | float)}
-        report["optfs"] = {k: summary[k] for k in ("kept_fraction", "dropped_fields", "valid_auc_before", "valid_auc_after")}
+        kept = [
+            pl.DataFrame({"field": name, "id": torch.nonzero(mask).flatten().numpy()}, schema={"field": pl.String, "id": pl.Int64})
+            for name, mask in result.kept.items()
+        ]
+        pl.concat(kept).write_parquet(workdir / "optfs_kept_values.parquet")
+        record("optfs", started, summary, ("kept_fraction", "dropped_fields", "valid_auc_before", "valid_auc_after"))
     if "optinter" in cfg.search.methods:
         started = time.perf_counter()
         oc = cfg.search.optinter
@@ -337,7 +345,6 @@ def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
             found = optinter(feature_map, embedding, pairs, keys, train, valid, settings, search_settings)
         except ValueError as exc:
             raise UserError(f"search optinter: {exc}") from exc
-        seconds = time.perf_counter() - started
         summary = {
             "pairs": [
                 {"a": a, "b": b, "mode": mode, "weights": dict(zip(MODES, map(float, w), strict=True)), "memorised_values": len(k)}
@@ -345,19 +352,13 @@ def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
             ],
             "modes": {mode: found.modes.count(mode) for mode in MODES},
             "memorised_rows": found.memorised_rows,
-            "valid_auc_before": baseline["valid_auc"] if baseline else None,
             "valid_auc_after": found.retrain.best_valid_auc,
             "valid_logloss_after": found.retrain.best_valid_logloss,
             "valid_auc_all_mode": found.uniform,
-            "seconds": seconds,
-            "seconds_over_one_training": seconds / baseline["seconds"] if baseline else None,
             "settings": oc.model_dump(),
         }
         np.savez(workdir / OPTINTER_KEYS, *keys)
-        catalog.write_json(workdir / "optinter.json", summary)
-        artifacts.append("optinter.json")
-        metrics |= {f"optinter_{k}": float(v) for k, v in summary.items() if isinstance(v, int | float)}
-        report["optinter"] = {k: summary[k] for k in ("modes", "memorised_rows", "valid_auc_before", "valid_auc_after")}
+        record("optinter", started, summary, ("modes", "memorised_rows", "valid_auc_before", "valid_auc_after"))
     children: list[dict[str, Any]] = []
     cleanup: list[Path] = []
     if "optuna" in cfg.search.methods:
@@ -401,9 +402,7 @@ def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
             (chosen["params"], chosen["valid_auc"]),
             workdir / "pareto.png",
         )
-        summary = {**study, "valid_auc_before": baseline["valid_auc"] if baseline else None, "seconds": time.perf_counter() - started}
-        catalog.write_json(workdir / "optuna.json", summary)
-        artifacts += ["optuna.json", "pareto.png"]
+        artifacts.append("pareto.png")
         children = [
             {
                 "name": f"trial {t['number']}",
@@ -412,9 +411,8 @@ def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
             }
             for t in study["trials"]
         ]
-        metrics |= {"optuna_trials": float(len(study["trials"])), "optuna_pruned": float(study["pruned"])}
-        metrics |= {"optuna_chosen_valid_auc": float(chosen["valid_auc"]), "optuna_chosen_params": float(chosen["params"])}
-        report["optuna"] = {"chosen": chosen, "front": study["front"], "pruned": study["pruned"]}
+        summary = {**study, "trial_count": len(study["trials"]), "chosen_valid_auc": chosen["valid_auc"], "chosen_params": chosen["params"]}
+        record("optuna", started, summary, ("chosen", "front", "pruned"))
     if "dnis" in cfg.search.methods:  # on the OptFS-gated, retrained model when OptFS ran first
         started = time.perf_counter()
         dnis_settings = params_from(DNISConfig, cfg.search.dnis)
@@ -422,7 +420,6 @@ def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
             found = dnis(model, train, valid, settings, tc.embedding_dim, dnis_settings)
         except ValueError as exc:
             raise UserError(f"search dnis with model {tc.model!r}: {exc}") from exc
-        seconds = time.perf_counter() - started
         dims = {
             name: {"mean_dim": float(d[3:].float().mean()), "min_dim": int(d[3:].min()), "max_dim": int(d[3:].max())}
             for name, d in found.dims.items()
@@ -433,20 +430,14 @@ def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
             "embedding_params_after": found.kept_params,
             "params_cut": 1 - found.kept_params / found.full_params,
             "fields": dims,
-            "valid_auc_before": baseline["valid_auc"] if baseline else None,
             "valid_auc_after": found.retrain.best_valid_auc,
             "valid_logloss_after": found.retrain.best_valid_logloss,
             "retrain_epochs": len(found.retrain.history),
-            "seconds": seconds,
-            "seconds_over_one_training": seconds / baseline["seconds"] if baseline else None,
             "settings": cfg.search.dnis.model_dump(),
             "on_optfs_gates": "optfs" in cfg.search.methods,
         }
         torch.save({"mask": found.mask, "start": found.start}, workdir / DNIS_STATE)
-        catalog.write_json(workdir / "dnis.json", summary)
-        artifacts.append("dnis.json")
-        metrics |= {f"dnis_{k}": float(v) for k, v in summary.items() if isinstance(v, int | float)}
-        report["dnis"] = {k: summary[k] for k in ("params_cut", "valid_auc_before", "valid_auc_after")}
+        record("dnis", started, summary, ("params_cut", "valid_auc_before", "valid_auc_after"))
     return StageOutput(
         params={"methods": ",".join(cfg.search.methods), "optfs": cfg.search.optfs.model_dump(), "dnis": cfg.search.dnis.model_dump()},
         metrics=metrics,
