@@ -29,7 +29,7 @@ from sklearn.metrics import log_loss, roc_auc_score
 from common.errors import UserError
 from models.batching import EncodedBatch
 from models.data import InMemoryData
-from models.trainer import TrainConfig, TrainResult, fit, predict, resolve_precision
+from models.trainer import TrainConfig, TrainResult, fit, predict, resolve_device, resolve_precision
 
 
 class ShardedData(InMemoryData):
@@ -114,7 +114,7 @@ def fit_sharded(
         raise UserError("fit_sharded needs an initialised process group (launch with torchrun)")
     if config.embedding_regularizer > 0:
         raise UserError("the embedding regulariser is not applied to fused sharded tables; set embedding_regularizer 0")
-    device = torch.device(config.device if config.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(config.device)
     if device.type == "cuda":
         device = torch.device("cuda", dist.get_rank() % torch.cuda.device_count())
         torch.cuda.set_device(device)

@@ -18,7 +18,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from common.featuremap import PADDING_ID, FeatureMap
+from common.featuremap import FIRST_VALUE_ID, PADDING_ID, FeatureMap
 from models.batching import EncodedBatch, dense_fields, sparse_fields
 
 Backend = Literal["torch", "torchrec"]
@@ -27,6 +27,18 @@ Pooling = Literal["mean", "sum"]
 
 # Carter-Wegman hashing ((a·x + b) mod P) mod rows with P = 2^31 - 1: a·x stays inside int64 for ids below 2^31.
 _PRIME = 2**31 - 1
+
+
+def bag_offsets(lengths: torch.Tensor) -> torch.Tensor:
+    """EmbeddingBag offsets (each row's first position) from the number of ids per row."""
+    offsets = torch.zeros_like(lengths)
+    offsets[1:] = torch.cumsum(lengths, 0)[:-1]
+    return offsets
+
+
+def field_offsets(vocab_sizes: list[int]) -> torch.Tensor:
+    """Where each field's rows start when all fields' values are numbered in one flat range."""
+    return bag_offsets(torch.tensor(vocab_sizes, dtype=torch.int64))
 
 
 @dataclass(frozen=True)
@@ -120,7 +132,6 @@ class HashedChunks(nn.Module):
 
     def forward(self, per_field: list[torch.Tensor], lengths: torch.Tensor) -> list[torch.Tensor]:
         """Each field's [rows, dim] embedding from its ids (`per_field`) and ids per row (`lengths` [fields, rows])."""
-        rows = lengths.shape[1]
         if self.backend == "torchrec":
             from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
@@ -134,8 +145,7 @@ class HashedChunks(nn.Module):
             return [torch.cat([pooled[self.key(f, k)] for k in range(self.chunks)], dim=1) for f in range(len(per_field))]
         out = []
         for field, ids in enumerate(per_field):
-            offsets = torch.zeros(rows, dtype=torch.int64, device=ids.device)
-            offsets[1:] = torch.cumsum(lengths[field], 0)[:-1]
+            offsets = bag_offsets(lengths[field])
             out.append(
                 torch.cat([self.tables[self.assignment[field][k]](self.hashed(field, k, ids), offsets) for k in range(self.chunks)], dim=1)
             )
@@ -153,10 +163,9 @@ class ValueGates(nn.Module):
 
     def __init__(self, vocab_sizes: list[int], init: float = 0.5) -> None:
         super().__init__()
-        sizes = torch.tensor([0, *vocab_sizes], dtype=torch.int64)
-        self.register_buffer("offsets", torch.cumsum(sizes, 0)[:-1].clone())
+        self.register_buffer("offsets", field_offsets(vocab_sizes))
         self.vocab_sizes = list(vocab_sizes)
-        self.logits = nn.Parameter(torch.full((int(sizes.sum()),), float(init)))
+        self.logits = nn.Parameter(torch.full((sum(vocab_sizes),), float(init)))
         self.norm = float(torch.sigmoid(torch.tensor(init)))
         self.temperature = 1.0
         self.hard = False
@@ -195,11 +204,14 @@ class DimensionMask(nn.Module):
             raise ValueError(f"embedding dim {dim} is not divisible into {dim_blocks} dimension blocks")
         self.dim, self.dim_blocks, self.freq_blocks = dim, dim_blocks, freq_blocks
         self.vocab_sizes = list(vocab_sizes)
-        blocks = [torch.clamp((torch.arange(v) - 3).clamp(min=0) * freq_blocks // max(1, v - 3), max=freq_blocks - 1) for v in vocab_sizes]
+        # Real values (ids from FIRST_VALUE_ID on, most frequent first) in equal blocks; reserved ids join the first.
+        ranks = [(torch.arange(v) - FIRST_VALUE_ID).clamp(min=0) for v in vocab_sizes]
+        blocks = [
+            torch.clamp(r * freq_blocks // max(1, v - FIRST_VALUE_ID), max=freq_blocks - 1) for r, v in zip(ranks, vocab_sizes, strict=True)
+        ]
         field = torch.cat([torch.full((v,), i) for i, v in enumerate(vocab_sizes)])
         self.register_buffer("row_block", field * freq_blocks + torch.cat(blocks))  # (field, frequency block) of every row
-        sizes = torch.tensor([0, *vocab_sizes], dtype=torch.int64)
-        self.register_buffer("offsets", torch.cumsum(sizes, 0)[:-1].clone())
+        self.register_buffer("offsets", field_offsets(vocab_sizes))
         self.alpha = nn.Parameter(torch.ones(len(vocab_sizes) * freq_blocks, dim_blocks))
         self.register_buffer("hard", torch.ones(0, dim, dtype=torch.bool))
 
@@ -333,9 +345,7 @@ class FeatureEmbedding(nn.Module):
                 parts.extend(pooled[name] for name in self.keys)
             else:
                 for name, ids, field_lengths in zip(self.keys, per_field, lengths, strict=True):
-                    offsets = torch.zeros(rows, dtype=torch.int64, device=ids.device)
-                    offsets[1:] = torch.cumsum(field_lengths, 0)[:-1]
-                    parts.append(self.bags[name](ids, offsets))
+                    parts.append(self.bags[name](ids, bag_offsets(field_lengths)))
         out = torch.stack(parts, dim=1) if parts else batch.dense.new_zeros(rows, 0, self.config.dim)
         if self.dense:
             out = torch.cat([out, batch.dense.unsqueeze(-1) * self.field_vectors], dim=1)

@@ -95,9 +95,8 @@ class OptInter(CTRModel):
     def forward(self, batch: EncodedBatch) -> torch.Tensor:
         e = self.embedding(batch)
         rows = batch.rows
-        # Field-major ids; a pair's fields are single-valued, so each has exactly `rows` ids starting at its offset.
-        starts = torch.cumsum(batch.lengths.view(len(self.embedding.keys), rows).sum(dim=1), 0) - batch.lengths.view(-1, rows).sum(dim=1)
-        ids = [batch.values[start : start + rows] for start in starts.tolist()] if self.pairs else []
+        # Each field's ids (field-major); a pair's fields are single-valued, so theirs are one id per row.
+        ids = torch.split(batch.values, batch.lengths.view(len(self.embedding.keys), rows).sum(dim=1).tolist()) if self.pairs else []
         f = self.factors(batch) if self.factors is not None else None
         weights = self.mode_weights() if "search" in self.modes else None
         parts = [e.flatten(1)]

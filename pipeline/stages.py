@@ -23,7 +23,7 @@ from pydantic import BaseModel
 from tqdm import tqdm
 
 from common.errors import UserError
-from common.featuremap import FeatureMap
+from common.featuremap import FIRST_VALUE_ID, FeatureMap
 from features.encode import EncoderParams
 from features.ingest import IngestParams, JoinSpec, ingest, load_raw
 from features.quality import QualityParams, quality_report
@@ -273,7 +273,7 @@ def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
     valid = load_split(ingest_dir, "valid", feature_map, tc.numeric_as_value)
     if train is None or valid is None or len(valid) == 0:
         raise UserError(f"{ingest_dir}: search needs the train split and a non-empty valid split")
-    build, _ = _model_factory(cfg, feature_map)
+    build, embedding = _model_factory(cfg, feature_map)
     settings = params_from(TrainConfig, tc)
     metrics: dict[str, float] = {}
     report: dict[str, Any] = {}
@@ -313,7 +313,10 @@ def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
             result = optfs(model, train, valid, settings, params_from(OptFSConfig, cfg.search.optfs))
         except ValueError as exc:
             raise UserError(f"search optfs with model {tc.model!r}: {exc}") from exc
-        per_field = {name: {"kept": int(mask[3:].sum()), "values": int(mask[3:].numel())} for name, mask in result.kept.items()}
+        per_field = {
+            name: {"kept": int(mask[FIRST_VALUE_ID:].sum()), "values": int(mask[FIRST_VALUE_ID:].numel())}
+            for name, mask in result.kept.items()
+        }
         summary = {
             "model": tc.model,
             "kept_values": result.kept_values,
@@ -340,7 +343,6 @@ def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         pairs = candidate_pairs(out, feature_map, oc.max_pairs)
         keys = [cross_vocabulary(train.columns[a], train.columns[b], _vocab(feature_map, b), oc.min_count) for a, b in pairs]
         search_settings = OptInterSearch(oc.search_epochs, oc.arch_lr, oc.anneal, tuple(oc.hidden), oc.compare)
-        _, embedding = _model_factory(cfg, feature_map)
         try:
             found = optinter(feature_map, embedding, pairs, keys, train, valid, settings, search_settings)
         except ValueError as exc:
@@ -421,7 +423,11 @@ def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         except ValueError as exc:
             raise UserError(f"search dnis with model {tc.model!r}: {exc}") from exc
         dims = {
-            name: {"mean_dim": float(d[3:].float().mean()), "min_dim": int(d[3:].min()), "max_dim": int(d[3:].max())}
+            name: {
+                "mean_dim": float(d[FIRST_VALUE_ID:].float().mean()),
+                "min_dim": int(d[FIRST_VALUE_ID:].min()),
+                "max_dim": int(d[FIRST_VALUE_ID:].max()),
+            }
             for name, d in found.dims.items()
         }
         summary = {
