@@ -104,7 +104,9 @@ class OptFSSection(_Section):
     l1: float = Field(1e-8, ge=0)  # lambda on the sum of all soft gates (tiny: the sum runs over every value)
     gate_lr: float | None = Field(None, gt=0)  # default: train.learning_rate
     init: float = 0.5
-    rewind_epoch: int = Field(2, ge=1)
+    # weights restored for the retrain: those at the start of this search epoch (1: the initial weights). CTR models
+    # overfit after an epoch or two, so a later snapshot starts the retrain past the best epoch on such data.
+    rewind_epoch: int = Field(1, ge=1)
 
 
 class DNISSection(_Section):
@@ -115,6 +117,7 @@ class DNISSection(_Section):
     alpha_lr: float = Field(0.01, gt=0)
     l1: float = Field(1e-5, ge=0)
     prune_ratio: float = Field(0.5, gt=0, lt=1)  # share of embedding entries removed
+    rewind: bool = True  # retrain from the weights before warm-up, masked (False: fine-tune the searched weights)
 
 
 class OptInterSection(_Section):
@@ -137,12 +140,31 @@ class OptunaSection(_Section):
     prune_after: int = Field(2, ge=1)  # median-rule pruning from this epoch on
     auc_tolerance: float = Field(0.001, ge=0)  # the chosen trade-off: smallest Pareto trial within this of the best AUC
     seed: int = 0
+    # Also search these methods' own hyperparameters in every trial (the rest of their settings from search.optfs /
+    # search.dnis); the chosen trial's searches are rerun and handed to train like the methods alone.
+    methods: list[Literal["optfs", "dnis"]] = Field(default_factory=list)
+    optfs_l1: tuple[float, float] = (1e-8, 1e-4)
+    optfs_gamma: tuple[float, float] = (100.0, 10_000.0)
+    dnis_prune_ratio: tuple[float, float] = (0.3, 0.8)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> OptunaSection:
+        for name in ("learning_rate", "optfs_l1", "optfs_gamma", "dnis_prune_ratio"):
+            low, high = getattr(self, name)
+            if not 0 < low <= high:
+                raise ValueError(f"{name}: need 0 < low <= high, got [{low}, {high}]")
+        if self.optfs_gamma[0] <= 1 or self.dnis_prune_ratio[1] >= 1:
+            raise ValueError("optfs_gamma must be above 1 and dnis_prune_ratio below 1")
+        return self
 
 
 class SearchSection(_Section):
     # run in this order; dnis searches on top of optfs's gates when both are given; optinter replaces the model
     # (its own MLP over field embeddings and pair vectors) and runs alone
     methods: list[Literal["optfs", "dnis", "optinter", "optuna"]] = Field(default_factory=list)
+    # ranking budget: search and the trained model use only the rank stage's top features (ranking.csv order);
+    # OptInter's candidate pairs come from those features too. None: every feature.
+    max_features: int | None = Field(None, ge=1)
     baseline: bool = True  # also train the unsearched model on the same splits: the "before" figures
     optfs: OptFSSection = Field(default_factory=OptFSSection)
     dnis: DNISSection = Field(default_factory=DNISSection)

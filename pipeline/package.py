@@ -38,6 +38,7 @@ def write_package(
     embedding,
     cfg: PipelineConfig,
     ingest_dir: Path,
+    feature_map: FeatureMap,
     gated: bool = False,
     dims: bool = False,
 ) -> None:
@@ -57,6 +58,7 @@ def write_package(
         "data": cfg.data.model_dump(mode="json", exclude={"path", "synthetic_rows", "synthetic_seed"}),
         "schema": cfg.schema_.model_dump(mode="json"),
         "batch_size": cfg.train.batch_size,
+        "fields": [f.name for f in feature_map.fields],  # the model's fields (a ranking budget may keep fewer than encoded)
         "value_gates": {"init": cfg.search.optfs.init} if gated else None,
         "dimension_mask": cfg.search.dnis.model_dump() if dims else None,
     }
@@ -88,6 +90,9 @@ def load_package(directory: Path):
 
     spec = json.loads((directory / SPEC).read_text())
     feature_map = FeatureMap.load(directory / ENCODER / catalog.FEATURE_MAP)
+    if spec.get("fields") is not None:
+        keep = set(spec["fields"])
+        feature_map = dataclasses.replace(feature_map, fields=tuple(f for f in feature_map.fields if f.name in keep))
     embedding = dict(spec["embedding"])
     if embedding.get("multiplex"):
         embedding["multiplex"] = MultiplexConfig(**embedding["multiplex"])

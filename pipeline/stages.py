@@ -238,6 +238,21 @@ def candidate_pairs(out: Path, feature_map: FeatureMap, budget: int) -> list[tup
     return pairs[:budget]
 
 
+def top_features(out: Path, feature_map: FeatureMap, cfg: PipelineConfig) -> FeatureMap:
+    """`feature_map` restricted to the search's ranking budget: the rank stage's top `max_features` features, plus,
+    when OptInter searches, the fields of its candidate pairs (fields that matter only jointly rank low alone)."""
+    budget = cfg.search.max_features
+    if budget is None:
+        return feature_map
+    path = catalog.stage_path(out, "rank") / "ranking.csv"
+    if not path.is_file():
+        raise UserError(f"{path}: search.max_features keeps the rank stage's top features; run rank first (--stages ingest,rank,...)")
+    keep = set(pl.read_csv(path).sort("rank")["feature"].head(budget).to_list())
+    if "optinter" in cfg.search.methods:
+        keep |= {name for pair in candidate_pairs(out, feature_map, cfg.search.optinter.max_pairs) for name in pair}
+    return dataclasses.replace(feature_map, fields=tuple(f for f in feature_map.fields if f.name in keep))
+
+
 def _model_factory(cfg: PipelineConfig, feature_map: FeatureMap):
     """A function that builds the configured model afresh (seeded), and its embedding config."""
     import torch
@@ -255,19 +270,79 @@ def _model_factory(cfg: PipelineConfig, feature_map: FeatureMap):
     return build, embedding
 
 
+def _search_optfs(model, train, valid, settings, section, workdir: Path | None, on_epoch=None) -> tuple[dict[str, Any], Any]:
+    """OptFS on `model` with the config section's settings: (summary, result); with `workdir`, its state for train."""
+    import torch
+
+    from models.search.optfs import OptFSConfig, optfs
+
+    result = optfs(model, train, valid, settings, params_from(OptFSConfig, section), on_epoch=on_epoch)
+    summary = {
+        "kept_values": result.kept_values,
+        "total_values": result.total_values,
+        "kept_fraction": result.kept_values / max(1, result.total_values),
+        "dropped_fields": result.dropped_fields,
+        "fields": {
+            name: {"kept": int(mask[FIRST_VALUE_ID:].sum()), "values": int(mask[FIRST_VALUE_ID:].numel())}
+            for name, mask in result.kept.items()
+        },
+        "valid_auc_after": result.retrain.best_valid_auc,
+        "valid_logloss_after": result.retrain.best_valid_logloss,
+        "search_epochs": len(result.search.history),
+        "retrain_epochs": len(result.retrain.history),
+        "settings": section.model_dump(),
+    }
+    if workdir is not None:
+        torch.save({"logits": result.logits, "rewind": result.rewind, "init": section.init}, workdir / OPTFS_STATE)
+        kept = [
+            pl.DataFrame({"field": name, "id": torch.nonzero(mask).flatten().numpy()}, schema={"field": pl.String, "id": pl.Int64})
+            for name, mask in result.kept.items()
+        ]
+        pl.concat(kept).write_parquet(workdir / "optfs_kept_values.parquet")
+    return summary, result
+
+
+def _search_dnis(model, train, valid, settings, dim: int, section, workdir: Path | None, on_epoch=None) -> tuple[dict[str, Any], Any]:
+    """DNIS on `model` with the config section's settings: (summary, result); with `workdir`, its state for train."""
+    import torch
+
+    from models.search.dnis import DNISConfig, dnis
+
+    found = dnis(model, train, valid, settings, dim, params_from(DNISConfig, section), on_epoch=on_epoch)
+    summary = {
+        "embedding_params_before": found.full_params,
+        "embedding_params_after": found.kept_params,
+        "params_cut": 1 - found.kept_params / found.full_params,
+        "fields": {
+            name: {
+                "mean_dim": float(d[FIRST_VALUE_ID:].float().mean()),
+                "min_dim": int(d[FIRST_VALUE_ID:].min()),
+                "max_dim": int(d[FIRST_VALUE_ID:].max()),
+            }
+            for name, d in found.dims.items()
+        },
+        "valid_auc_after": found.retrain.best_valid_auc,
+        "valid_logloss_after": found.retrain.best_valid_logloss,
+        "retrain_epochs": len(found.retrain.history),
+        "settings": section.model_dump(),
+    }
+    if workdir is not None:
+        torch.save({"mask": found.mask, "start": found.start}, workdir / DNIS_STATE)
+    return summary, found
+
+
 def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
     """Run the configured search methods on train/valid (never test); write one JSON per method."""
     import torch
 
     from features.crosses import cross_vocabulary
     from models.optinter import MODES
-    from models.search.dnis import DNISConfig, dnis
-    from models.search.optfs import OptFSConfig, optfs
     from models.search.optinter import OptInterSearch, optinter
     from models.trainer import TrainConfig, fit
 
     ingest_dir = catalog.stage_path(out, "ingest")
-    feature_map = catalog.load_feature_map(ingest_dir)
+    full_map = catalog.load_feature_map(ingest_dir)
+    feature_map = top_features(out, full_map, cfg)
     tc = cfg.train
     train = load_split(ingest_dir, "train", feature_map, tc.numeric_as_value)
     valid = load_split(ingest_dir, "valid", feature_map, tc.numeric_as_value)
@@ -291,7 +366,17 @@ def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         }
         catalog.write_json(workdir / "baseline.json", baseline)
         metrics |= {f"baseline_{k}": float(v) for k, v in baseline.items()}
-    artifacts = ["baseline.json"] if baseline else []
+    kept_fields = [f.name for f in feature_map.fields]
+    catalog.write_json(
+        workdir / "fields.json",
+        {
+            "budget": cfg.search.max_features,
+            "fields": kept_fields,
+            "dropped": [f.name for f in full_map.fields if f.name not in kept_fields],
+        },
+    )
+    metrics["fields"] = float(len(kept_fields))
+    artifacts = ["fields.json", "baseline.json"] if baseline else ["fields.json"]
 
     def record(method: str, started: float, summary: dict[str, Any], headline: tuple[str, ...]) -> None:
         """Add the shared before/time figures, write OUT/search/<method>.json, and collect metrics and the report."""
@@ -310,33 +395,10 @@ def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
     if "optfs" in cfg.search.methods:
         started = time.perf_counter()
         try:
-            result = optfs(model, train, valid, settings, params_from(OptFSConfig, cfg.search.optfs))
+            summary, _ = _search_optfs(model, train, valid, settings, cfg.search.optfs, workdir)
         except ValueError as exc:
             raise UserError(f"search optfs with model {tc.model!r}: {exc}") from exc
-        per_field = {
-            name: {"kept": int(mask[FIRST_VALUE_ID:].sum()), "values": int(mask[FIRST_VALUE_ID:].numel())}
-            for name, mask in result.kept.items()
-        }
-        summary = {
-            "model": tc.model,
-            "kept_values": result.kept_values,
-            "total_values": result.total_values,
-            "kept_fraction": result.kept_values / max(1, result.total_values),
-            "dropped_fields": result.dropped_fields,
-            "fields": per_field,
-            "valid_auc_after": result.retrain.best_valid_auc,
-            "valid_logloss_after": result.retrain.best_valid_logloss,
-            "search_epochs": len(result.search.history),
-            "retrain_epochs": len(result.retrain.history),
-            "settings": cfg.search.optfs.model_dump(),
-        }
-        torch.save({"logits": result.logits, "rewind": result.rewind, "init": cfg.search.optfs.init}, workdir / OPTFS_STATE)
-        kept = [
-            pl.DataFrame({"field": name, "id": torch.nonzero(mask).flatten().numpy()}, schema={"field": pl.String, "id": pl.Int64})
-            for name, mask in result.kept.items()
-        ]
-        pl.concat(kept).write_parquet(workdir / "optfs_kept_values.parquet")
-        record("optfs", started, summary, ("kept_fraction", "dropped_fields", "valid_auc_before", "valid_auc_after"))
+        record("optfs", started, {"model": tc.model, **summary}, ("kept_fraction", "dropped_fields", "valid_auc_before", "valid_auc_after"))
     if "optinter" in cfg.search.methods:
         started = time.perf_counter()
         oc = cfg.search.optinter
@@ -372,13 +434,44 @@ def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         started = time.perf_counter()
         oc = cfg.search.optuna
 
-        def train_trial(config: dict[str, Any], on_epoch) -> tuple[float, int]:
+        def trial_search(config: dict[str, Any], on_epoch=None, target: Path | None = None):
+            """Train one configuration (with its OptFS / DNIS searches): (valid AUC, parameters after selection, summaries)."""
             embedding = EmbeddingConfig(dim=config["embedding_dim"], backend=tc.backend, numeric_as_value=tc.numeric_as_value)
             torch.manual_seed(tc.seed)
             trial_model = build_model(config["model"], feature_map, embedding, config["params"])
             trial_settings = dataclasses.replace(settings, learning_rate=config["learning_rate"], max_epochs=oc.max_epochs)
-            fitted = fit(trial_model, train, valid, trial_settings, on_epoch=lambda r: on_epoch(r.epoch, r.valid_auc))
-            return fitted.best_valid_auc, sum(p.numel() for p in trial_model.parameters())
+            total = sum(p.numel() for p in trial_model.parameters())
+            table = sum(w.numel() for w in trial_model.embedding_tables())
+
+            def per_epoch(record) -> None:
+                if on_epoch is not None:
+                    on_epoch(record.epoch, record.valid_auc)
+
+            if "optfs" not in config and "dnis" not in config:
+                return fit(trial_model, train, valid, trial_settings, on_epoch=per_epoch).best_valid_auc, total, {}
+            # Parameters after selection: dense layers, plus the embedding entries that survive (DNIS's mask over the
+            # d-wide tables), times the share of values OptFS keeps.
+            summaries, kept, auc = {}, table, 0.0
+            if "optfs" in config:
+                section = cfg.search.optfs.model_copy(update=config["optfs"])
+                last = "dnis" not in config
+                summaries["optfs"], found = _search_optfs(
+                    trial_model, train, valid, trial_settings, section, target, per_epoch if last else None
+                )
+                auc = found.retrain.best_valid_auc
+            if "dnis" in config:
+                section = cfg.search.dnis.model_copy(update=config["dnis"])
+                summaries["dnis"], found = _search_dnis(
+                    trial_model, train, valid, trial_settings, config["embedding_dim"], section, target, per_epoch
+                )
+                kept, auc = table - found.full_params + found.kept_params, found.retrain.best_valid_auc
+            if "optfs" in summaries:
+                kept *= summaries["optfs"]["kept_fraction"]
+            return auc, int(total - table + kept), summaries
+
+        def train_trial(config: dict[str, Any], on_epoch) -> tuple[float, int]:
+            auc, params, _ = trial_search(config, on_epoch)
+            return auc, params
 
         storage = out / ".study" / "study.db"
         study_settings = StudySettings(
@@ -391,8 +484,15 @@ def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
             prune_after=oc.prune_after,
             auc_tolerance=oc.auc_tolerance,
             seed=oc.seed,
+            methods=tuple(oc.methods),
+            optfs_l1=tuple(oc.optfs_l1),
+            optfs_gamma=tuple(oc.optfs_gamma),
+            dnis_prune_ratio=tuple(oc.dnis_prune_ratio),
         )
-        study = run_study(storage, study_settings, train_trial)
+        try:
+            study = run_study(storage, study_settings, train_trial)
+        except ValueError as exc:
+            raise UserError(f"search optuna with methods {', '.join(oc.methods)}: {exc}") from exc
         shutil.copy2(storage, workdir / "study.db")
         cleanup.append(storage)
         finished = [t for t in study["trials"] if t["state"] == "COMPLETE"]
@@ -414,42 +514,23 @@ def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
             for t in study["trials"]
         ]
         summary = {**study, "trial_count": len(study["trials"]), "chosen_valid_auc": chosen["valid_auc"], "chosen_params": chosen["params"]}
+        if oc.methods:  # rerun the chosen trial's searches (same seed, same result) and keep their state for train
+            _, _, summary["chosen_search"] = trial_search(chosen["config"], target=workdir)
         record("optuna", started, summary, ("chosen", "front", "pruned"))
     if "dnis" in cfg.search.methods:  # on the OptFS-gated, retrained model when OptFS ran first
         started = time.perf_counter()
-        dnis_settings = params_from(DNISConfig, cfg.search.dnis)
         try:
-            found = dnis(model, train, valid, settings, tc.embedding_dim, dnis_settings)
+            summary, _ = _search_dnis(model, train, valid, settings, tc.embedding_dim, cfg.search.dnis, workdir)
         except ValueError as exc:
             raise UserError(f"search dnis with model {tc.model!r}: {exc}") from exc
-        dims = {
-            name: {
-                "mean_dim": float(d[FIRST_VALUE_ID:].float().mean()),
-                "min_dim": int(d[FIRST_VALUE_ID:].min()),
-                "max_dim": int(d[FIRST_VALUE_ID:].max()),
-            }
-            for name, d in found.dims.items()
-        }
-        summary = {
-            "model": tc.model,
-            "embedding_params_before": found.full_params,
-            "embedding_params_after": found.kept_params,
-            "params_cut": 1 - found.kept_params / found.full_params,
-            "fields": dims,
-            "valid_auc_after": found.retrain.best_valid_auc,
-            "valid_logloss_after": found.retrain.best_valid_logloss,
-            "retrain_epochs": len(found.retrain.history),
-            "settings": cfg.search.dnis.model_dump(),
-            "on_optfs_gates": "optfs" in cfg.search.methods,
-        }
-        torch.save({"mask": found.mask, "start": found.start}, workdir / DNIS_STATE)
+        summary = {"model": tc.model, **summary, "on_optfs_gates": "optfs" in cfg.search.methods}
         record("dnis", started, summary, ("params_cut", "valid_auc_before", "valid_auc_after"))
     return StageOutput(
         params={"methods": ",".join(cfg.search.methods), "optfs": cfg.search.optfs.model_dump(), "dnis": cfg.search.dnis.model_dump()},
         metrics=metrics,
         artifacts=artifacts,
         summary=f"search: {', '.join(cfg.search.methods)} -> {out / 'search'}",
-        report={"search": report},
+        report={"search": {"fields": kept_fields, **report}},
         children=children,
         cleanup=cleanup,
     )
@@ -464,10 +545,20 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
 
     ingest_dir = catalog.stage_path(out, "ingest")
     feature_map = catalog.load_feature_map(ingest_dir)
+    if cfg.search.methods:  # the search's ranking budget holds for the trained model too
+        feature_map = top_features(out, feature_map, cfg)
     studied = catalog.stage_path(out, "search") / "optuna.json"
+    searched = set(cfg.search.methods)  # methods whose searched state train applies
     if "optuna" in cfg.search.methods and studied.is_file():  # the study's chosen trade-off replaces the train settings
         chosen = json.loads(studied.read_text())["chosen"]["config"]
-        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update=chosen)})
+        methods = {m: chosen.pop(m) for m in ("optfs", "dnis") if m in chosen}  # and its OptFS / DNIS settings
+        cfg = cfg.model_copy(
+            update={
+                "train": cfg.train.model_copy(update=chosen),
+                "search": cfg.search.model_copy(update={m: getattr(cfg.search, m).model_copy(update=v) for m, v in methods.items()}),
+            }
+        )
+        searched |= set(methods)
     tc = cfg.train
     train = load_split(ingest_dir, "train", feature_map, tc.numeric_as_value)
     valid = load_split(ingest_dir, "valid", feature_map, tc.numeric_as_value)
@@ -493,8 +584,8 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         model_params = {"pairs": pairs, "modes": modes, "cross_sizes": [len(k) for k in keys], "hidden": list(hidden)}
     else:
         model = build()
-    optfs_applied = "optfs" in cfg.search.methods and (search_dir / OPTFS_STATE).is_file()
-    dnis_applied = "dnis" in cfg.search.methods and (search_dir / DNIS_STATE).is_file()
+    optfs_applied = "optfs" in searched and (search_dir / OPTFS_STATE).is_file()
+    dnis_applied = "dnis" in searched and (search_dir / DNIS_STATE).is_file()
     hooks = None
     try:
         if optfs_applied:  # OptFS's retrain: frozen hard gates from the search, weights rewound
@@ -554,7 +645,9 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         "precision": str(autocast).removeprefix("torch.") if autocast is not None else "float32",
         "device": str(device),
     }
-    write_package(workdir / PACKAGE, model, model_name, model_params, embedding, cfg, ingest_dir, gated=optfs_applied, dims=dnis_applied)
+    write_package(
+        workdir / PACKAGE, model, model_name, model_params, embedding, cfg, ingest_dir, feature_map, gated=optfs_applied, dims=dnis_applied
+    )
     catalog.write_json(workdir / "metrics.json", report)
     catalog.write_json(workdir / "history.json", [record.__dict__ for record in result.history])
     learning_curve_plot(

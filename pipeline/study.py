@@ -1,4 +1,9 @@
-"""The Optuna study of the search stage: model type, embedding size, learning rate and depth.
+"""The Optuna study of the search stage: model type, embedding size, learning rate, depth, and the methods' own knobs.
+
+With `methods` naming optfs and/or dnis, each trial also samples OptFS's
+lambda (L1 weight) and gamma (final gate temperature) and/or DNIS's pruning
+ratio, runs those searches on the trial's model, and reports the retrained
+model's validation AUC and its parameters after selection.
 
 Two objectives, validation AUC (maximised) and parameters (minimised), with
 Optuna's default multi-objective sampler (TPE). The study lives in a sqlite
@@ -37,6 +42,10 @@ class StudySettings:
     prune_after: int = 2
     auc_tolerance: float = 0.001
     seed: int = 0
+    methods: tuple[str, ...] = ()  # optfs, dnis: search their hyperparameters in every trial
+    optfs_l1: tuple[float, float] = (1e-8, 1e-4)  # lambda, log-uniform
+    optfs_gamma: tuple[float, float] = (100.0, 10_000.0)  # gamma (final temperature), log-uniform
+    dnis_prune_ratio: tuple[float, float] = (0.3, 0.8)
 
 
 def _model_params(model: str, depth: int) -> dict[str, Any]:
@@ -89,6 +98,13 @@ def run_study(
         }
         depth = trial.suggest_int("depth", 1, settings.max_depth) if model in ("deepfm", "autoint", "autoint+") else 0
         config["params"] = _model_params(model, depth)
+        if "optfs" in settings.methods:
+            config["optfs"] = {
+                "l1": trial.suggest_float("optfs_l1", *settings.optfs_l1, log=True),
+                "gamma": trial.suggest_float("optfs_gamma", *settings.optfs_gamma, log=True),
+            }
+        if "dnis" in settings.methods:
+            config["dnis"] = {"prune_ratio": trial.suggest_float("dnis_prune_ratio", *settings.dnis_prune_ratio)}
         finished = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
 
         trial.set_user_attr("config", config)

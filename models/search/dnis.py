@@ -8,10 +8,14 @@
 3. Prune: alpha is folded into the tables (e <- e * alpha), then the
    `prune_ratio` smallest |e| entries over all values are dropped; a value's
    dimension is its number of surviving entries.
-4. Retrain from the searched weights with the mask applied in the forward pass
-   and re-applied to the weights after every step, so pruned entries cannot
-   grow back (the reference notebook forgets this), with the shared
-   trainer's early stopping.
+4. Retrain with the mask applied in the forward pass and re-applied to the
+   weights after every step, so pruned entries cannot grow back (the
+   reference notebook forgets this), with the shared trainer's early
+   stopping. By default (`rewind`) the retrain starts from the weights the
+   warm-up started from, masked, as OptFS rewinds: CTR models overfit after
+   an epoch or two, and fine-tuning the searched weights (warm-up + search
+   epochs already spent) starts past the best epoch. `rewind=False`
+   fine-tunes the searched weights (alpha folded in) instead.
 The tables keep their width d with zeros in pruned entries, so attention and
 product layers that need one width work unchanged; the parameter count is
 the number of surviving entries (what a mixed-dimension store holds).
@@ -20,6 +24,7 @@ the number of surviving entries (what a mixed-dimension store holds).
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
@@ -27,7 +32,7 @@ import torch
 from models.base import CTRModel
 from models.data import InMemoryData
 from models.embedding import DimensionMask, FeatureEmbedding
-from models.trainer import TrainConfig, TrainHooks, TrainResult, fit
+from models.trainer import EpochRecord, TrainConfig, TrainHooks, TrainResult, fit
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,7 @@ class DNISConfig:
     alpha_lr: float = 0.01
     l1: float = 1e-5
     prune_ratio: float = 0.5
+    rewind: bool = True  # retrain from the pre-warm-up weights (masked); False: from the searched weights
 
 
 @dataclass
@@ -76,12 +82,23 @@ def _tables(model: CTRModel, dim: int) -> list[torch.Tensor]:
     return [torch.cat(list(e.table_weights().values())) for e in _embeddings(model, dim)]
 
 
-def dnis(model: CTRModel, train: InMemoryData, valid: InMemoryData, config: TrainConfig, dim: int, settings: DNISConfig) -> DNISResult:
-    """Search, prune and retrain `model`'s embedding dimensions; the model ends with the retrained weights."""
+def dnis(
+    model: CTRModel,
+    train: InMemoryData,
+    valid: InMemoryData,
+    config: TrainConfig,
+    dim: int,
+    settings: DNISConfig,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+) -> DNISResult:
+    """Search, prune and retrain `model`'s embedding dimensions; the model ends with the retrained weights.
+
+    `on_epoch` is called after every retrain epoch (a study prunes there)."""
     if not 0 < settings.prune_ratio < 1:
         raise ValueError(f"prune_ratio must be between 0 and 1, got {settings.prune_ratio}")
     mask = attach_dimension_mask(model, dim, settings)
     alpha = mask.alpha
+    initial = {k: v.detach().clone() for k, v in model.state_dict().items() if not k.endswith((".alpha", ".hard"))}
     fixed = replace(config, patience=10**6, lr_decay=1.0)
     alpha.requires_grad_(False)
     if settings.warmup_epochs:
@@ -123,10 +140,12 @@ def dnis(model: CTRModel, train: InMemoryData, valid: InMemoryData, config: Trai
         hard = magnitude >= threshold
         hard[padding] = False
     mask.set_hard(hard)
+    if settings.rewind:
+        model.load_state_dict(initial, strict=False)
     reapply = mask_keeper(model, dim, mask)
     reapply()
     start = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    retrained = fit(model, train, valid, config, hooks=TrainHooks(after_step=reapply, exclude=(alpha,)))
+    retrained = fit(model, train, valid, config, on_epoch=on_epoch, hooks=TrainHooks(after_step=reapply, exclude=(alpha,)))
     names = [f.name for f in embeddings[0].sparse]
     return DNISResult(
         dims=dict(zip(names, mask.dims(), strict=True)),

@@ -15,6 +15,7 @@ always true); a field is dropped when none of its values is kept.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
@@ -23,7 +24,7 @@ from common.featuremap import FIRST_VALUE_ID
 from models.base import CTRModel
 from models.data import InMemoryData
 from models.embedding import FeatureEmbedding, ValueGates
-from models.trainer import TrainConfig, TrainHooks, TrainResult, fit
+from models.trainer import EpochRecord, TrainConfig, TrainHooks, TrainResult, fit
 
 
 @dataclass(frozen=True)
@@ -73,8 +74,17 @@ def attach_value_gates(model: CTRModel, init: float) -> ValueGates:
     return gates
 
 
-def optfs(model: CTRModel, train: InMemoryData, valid: InMemoryData, config: TrainConfig, settings: OptFSConfig) -> OptFSResult:
-    """Search gates on `model`, then retrain it with the hard gates; the model ends with the retrained weights."""
+def optfs(
+    model: CTRModel,
+    train: InMemoryData,
+    valid: InMemoryData,
+    config: TrainConfig,
+    settings: OptFSConfig,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+) -> OptFSResult:
+    """Search gates on `model`, then retrain it with the hard gates; the model ends with the retrained weights.
+
+    `on_epoch` is called after every retrain epoch (a study prunes there)."""
     if settings.epochs < 1:
         raise ValueError("OptFS needs at least one search epoch")
     gates = attach_value_gates(model, settings.init)
@@ -96,7 +106,7 @@ def optfs(model: CTRModel, train: InMemoryData, valid: InMemoryData, config: Tra
     search_config = replace(config, max_epochs=settings.epochs, patience=settings.epochs + 1, lr_decay=1.0)
     searched = fit(model, train, valid, search_config, hooks=hooks)
     gates = apply_searched_gates(model, gates.logits.detach(), snapshot, settings.init)
-    retrained = fit(model, train, valid, config)
+    retrained = fit(model, train, valid, config, on_epoch=on_epoch)
     kept = dict(
         zip((f.name for f in next(m for m in model.modules() if isinstance(m, FeatureEmbedding)).sparse), gates.kept(), strict=True)
     )

@@ -13,12 +13,18 @@ def _model():
     return build_model("deepfm", FM_XOR, EmbeddingConfig(dim=8, init_std=0.1), {"hidden": [16]})
 
 
-def test_dnis_halves_embedding_parameters_keeps_auc_and_favours_informative_fields():
+@pytest.mark.parametrize("rewind", [True, False], ids=["rewind", "fine-tune"])
+def test_dnis_halves_embedding_parameters_keeps_auc_and_favours_informative_fields(rewind):
     train, valid = _split()
     config = TrainConfig(learning_rate=0.01, batch_size=512, max_epochs=8, precision="fp32")
     baseline = fit(_model(), train, valid, config)
     model = _model()
-    result = dnis(model, train, valid, config, 8, DNISConfig(freq_blocks=2, warmup_epochs=1, search_epochs=2, prune_ratio=0.5))
+    initial = model.embedding.table_weights()["a"].detach().clone()
+    settings = DNISConfig(freq_blocks=2, warmup_epochs=1, search_epochs=2, prune_ratio=0.5, rewind=rewind)
+    result = dnis(model, train, valid, config, 8, settings)
+    # The retrain starts from the initial weights (masked) when rewinding, from the searched ones otherwise.
+    start = result.start["embedding.bags.a.weight"]  # field a's rows come first in the mask
+    assert torch.equal(start, initial * result.mask[: initial.shape[0]]) == rewind
     assert result.kept_params == pytest.approx(result.full_params / 2, abs=8)
     assert result.retrain.best_valid_auc >= baseline.best_valid_auc - 0.01, (result.retrain.best_valid_auc, baseline.best_valid_auc)
     mean_dim = {name: dims[3:].float().mean().item() for name, dims in result.dims.items()}

@@ -65,6 +65,14 @@ CASES = {
         lambda d: ["--config", str(_write(d / "z.yaml", "search: {methods: [optfs], optfs: {epochs: 0}}\n"))],
         "search.optfs.epochs: Input should be greater than or equal to 1",
     ),
+    "zero feature budget": (
+        lambda d: ["--config", str(_write(d / "b.yaml", "search: {methods: [optfs], max_features: 0}\n"))],
+        "search.max_features: Input should be greater than or equal to 1",
+    ),
+    "study range upside down": (
+        lambda d: ["--config", str(_write(d / "r.yaml", "search: {methods: [optuna], optuna: {optfs_l1: [0.01, 0.001]}}\n"))],
+        "optfs_l1: need 0 < low <= high, got [0.01, 0.001]",
+    ),
     "optinter with another method": (lambda d: ["--search", "optfs,optinter"], "optinter chooses the model, so it runs alone"),
     "search on a model that cannot take it": (
         lambda d: [

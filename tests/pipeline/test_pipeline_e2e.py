@@ -203,11 +203,19 @@ def test_search_stage_optinter_takes_ranked_pairs_and_feeds_train_and_predict(tm
     import sys
 
     config = tmp_path / "config.yaml"
-    config.write_text("search:\n  optinter: {max_pairs: 6, search_epochs: 2, arch_lr: 0.05, hidden: [32]}\ntrain: {max_epochs: 3}\n")
+    # A ranking budget of 4 features: the top 4 by MI plus the candidate pairs' fields are kept, the rest dropped.
+    config.write_text(
+        "search:\n  max_features: 4\n  optinter: {max_pairs: 6, search_epochs: 2, arch_lr: 0.05, hidden: [32]}\ntrain: {max_epochs: 3}\n"
+    )
     out, uri = _run(tmp_path, "--config", str(config), "--rows", "30000", "--search", "optinter")
     found = json.loads((out / "search" / "optinter.json").read_text())
     pairs = {frozenset((p["a"], p["b"])): p for p in found["pairs"]}
     assert len(pairs) == 6 and frozenset(synthetic.INTERACTIONS[0]) in pairs  # the ranked candidates hold a planted pair
+    fields = json.loads((out / "search" / "fields.json").read_text())
+    top4 = pl.read_csv(out / "rank" / "ranking.csv")["feature"].head(4).to_list()
+    assert set(fields["fields"]) == set(top4) | {name for pair in pairs for name in pair} and fields["dropped"]
+    spec = json.loads((out / "train" / "package" / "model.json").read_text())
+    assert spec["fields"] == fields["fields"]  # the trained model takes only the budget's fields
     assert sum(found["modes"].values()) == 6 and found["valid_auc_after"] > 0.5
     report = json.loads((out / "metrics.json").read_text())
     assert report["model"] == "optinter" and report["registered_model"] == "models:/ctr-optinter/1"
@@ -239,3 +247,27 @@ def test_search_stage_optuna_study_feeds_train_with_nested_trial_runs(tmp_path):
     trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == search_run.info.run_id]
     assert sorted(r.info.run_name for r in trials) == ["trial 0", "trial 1", "trial 2"]
     assert all("model" in r.data.params for r in trials)
+
+
+def test_optuna_searches_optfs_and_dnis_settings_and_train_reproduces_the_chosen_trial(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "search:\n  baseline: false\n  optfs: {epochs: 2, gate_lr: 0.05}\n  dnis: {warmup_epochs: 1, search_epochs: 1}\n"
+        "  optuna: {trials: 2, max_epochs: 2, models: [fm, deepfm], embedding_dims: [8], max_depth: 1, methods: [optfs, dnis],\n"
+        "           optfs_l1: [1.0e-4, 1.0e-3], dnis_prune_ratio: [0.4, 0.7]}\ntrain: {batch_size: 2048}\n"
+    )
+    out, _ = _run(tmp_path, "--config", str(config), "--rows", "20000", "--search", "optuna", "--no-tracking")
+    study = json.loads((out / "search" / "optuna.json").read_text())
+    for trial in study["trials"]:
+        assert 1e-4 <= trial["params"]["optfs_l1"] <= 1e-3 and 0.4 <= trial["params"]["dnis_prune_ratio"] <= 0.7
+    chosen = study["chosen"]
+    cut = study["chosen_search"]["dnis"]["params_cut"]
+    assert cut == pytest.approx(chosen["config"]["dnis"]["prune_ratio"], abs=0.01)
+    assert (out / "search" / "optfs_gates.pt").is_file() and (out / "search" / "dnis_mask.pt").is_file()
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["optfs_gates"] and report["dnis_dims"] and report["model"] == chosen["config"]["model"]
+    # Train repeats the chosen trial's DNIS retrain from the same start and mask, with train.max_epochs instead of the
+    # study's: its first epochs match the trial's, and its best is no worse.
+    history = json.loads((out / "train" / "history.json").read_text())
+    assert max(r["valid_auc"] for r in history[:2]) == pytest.approx(chosen["valid_auc"], abs=1e-6)
+    assert report["valid_auc"] >= chosen["valid_auc"] - 1e-6
