@@ -6,7 +6,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 OUT ?= runs/synthetic
 
-.PHONY: setup run test lint ui bench clean
+AIRFLOW_VENV := .venv-airflow
+AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
+
+.PHONY: setup airflow run test lint ui dashboard bench clean
 
 setup: $(STAMP)
 
@@ -18,11 +21,19 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
+# Airflow gets its own venv: it conflicts with mlflow's fastapi pin. Its tasks call $(PY).
+airflow: $(AIRFLOW_STAMP)
+
+$(AIRFLOW_STAMP):
+	test -x $(AIRFLOW_VENV)/bin/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/pip install -q apache-airflow==3.3.2
+	touch $(AIRFLOW_STAMP)
+
 run: setup
 	$(PY) -m pipeline run --out $(OUT)
 	@echo "Results in $(OUT)/ (ingest/, rank/, train/, metrics.json). Open the MLflow UI with: make ui  (then http://127.0.0.1:5000)"
 
-test: setup
+test: setup airflow
 	$(PY) -m pytest -q
 
 lint: setup

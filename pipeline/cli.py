@@ -39,9 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the pipeline's stages")
     _data_flags(run)
     run.add_argument("--stages", help=f"comma-separated subset of {','.join(STAGE_ORDER)}")
+    run.add_argument("--force", action="store_true", help="rerun every stage, even those whose inputs, settings and code are unchanged")
     for stage in STAGE_ORDER:
-        one = sub.add_parser(stage, help=f"run the {stage} stage (and ingest first when --data is given)")
+        one = sub.add_parser(
+            stage, help=f"run the {stage} stage (and the stages before it when --data is given; unchanged ones are reused)"
+        )
         _data_flags(one)
+        one.add_argument("--force", action="store_true", help="rerun even when inputs, settings and code are unchanged")
     pred = sub.add_parser("predict", help="score a raw file with a trained model")
     pred.add_argument("--model", required=True, help="a run's output directory, runs:/<run id> or models:/<name>/<version>")
     pred.add_argument("--data", type=Path, required=True, help="raw file to score, in the training data's format")
@@ -121,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         from pipeline.runner import run_pipeline
 
         cfg = load_config(args.config, _overrides(args))
-        run_pipeline(cfg)
+        run_pipeline(cfg, force=args.force)
         print(f"outputs: {cfg.out.resolve()}", file=sys.stderr)
         return 0
     except UserError as exc:

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from common.errors import UserError
 
-STAGE_ORDER = ("ingest", "rank", "search", "train")
+STAGE_ORDER = ("ingest", "rank", "search", "train", "report")
 
 
 class _Section(BaseModel):
@@ -183,6 +183,8 @@ class TrackingConfig(_Section):
     enabled: bool = True
     uri: str | None = None
     experiment: str = "ctr-pipeline"
+    # An unusable tracking store is an error (within seconds); with fallback the run logs to ./mlflow.db and says so.
+    fallback: bool = False
     # The trained model is logged to the train run and registered under this name ("ctr-<model>" when unset).
     register_model: bool = True
     registered_model: str | None = None
@@ -199,7 +201,7 @@ class PipelineConfig(_Section):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     out: Path = Path("runs/latest")
     # search runs only when search.methods names a method
-    stages: list[Literal["ingest", "rank", "search", "train"]] = Field(default_factory=lambda: list(STAGE_ORDER))
+    stages: list[Literal["ingest", "rank", "search", "train", "report"]] = Field(default_factory=lambda: list(STAGE_ORDER))
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

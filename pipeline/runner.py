@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 
 from common.errors import UserError
-from pipeline import catalog
+from pipeline import cache, catalog
 from pipeline.config import STAGE_ORDER, PipelineConfig
 from pipeline.stages import STAGES
 from pipeline.tracking import Tracker
@@ -45,22 +45,63 @@ def plan(cfg: PipelineConfig) -> list[str]:
     return wanted
 
 
-def run_pipeline(cfg: PipelineConfig) -> dict[str, dict]:
-    """Run the configured stages; on a user error remove the output directory if this run created it."""
+def run_pipeline(cfg: PipelineConfig, force: bool = False) -> dict[str, dict]:
+    """Run the configured stages; on a user error remove the output directory if this run created it.
+
+    A stage whose fingerprint (inputs, settings, code) matches its committed output is reused, not rerun, unless
+    `force`. OUT/run.json records what each stage did. One run at a time writes OUT (a lock)."""
     stages = plan(cfg)
     created = _first_missing(cfg.out)
-    tracker = Tracker(cfg.tracking.enabled, cfg.tracking.uri, cfg.tracking.experiment)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    try:
+        with cache.out_lock(cfg.out):
+            cache.remove_stale_staging(cfg.out)
+            return _run_locked(cfg, stages, force)
+    except (UserError, *INPUT_ERRORS) as exc:
+        if created is not None and not isinstance(exc, cache.LockHeld):
+            shutil.rmtree(created, ignore_errors=True)
+        if isinstance(exc, UserError):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"could not read the input {cfg.data.path or ''}: {first}") from exc
+
+
+def _run_locked(cfg: PipelineConfig, stages: list[str], force: bool) -> dict[str, dict]:
+    tracker = Tracker(cfg.tracking.enabled, cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.fallback)
     results: dict[str, dict] = {}
     metrics_file = cfg.out / "metrics.json"
     report: dict = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    journal = cache.RunJournal(cfg.out, stages)
     try:
         with tracker.run(f"pipeline {','.join(stages)}") as parent:
             parent.log_params({"stages": ",".join(stages), "out": str(cfg.out), "data": cfg.data.model_dump(mode="json")})
             for name in stages:
                 started = time.perf_counter()
+                began = cache.now()
+                fingerprint = cache.stage_fingerprint(cfg, name)
+                reused = None if force else cache.reusable(cfg.out, name, fingerprint)
+                if reused is not None:  # nothing changed: keep the committed output, log what it recorded
+                    with tracker.run(name, nested=True) as run:
+                        run.log_params({**reused["params"], "reused": True, "fingerprint": fingerprint})
+                        run.log_metrics(reused["metrics"])
+                    parent.log_metrics({f"{name}.{k}": v for k, v in reused["metrics"].items()})
+                    report = {**report, **reused["report"]}
+                    catalog.write_json(metrics_file, report)
+                    journal.record(name, "reused", began, time.perf_counter() - started, fingerprint)
+                    results[name] = {"metrics": reused["metrics"], "dir": str(catalog.stage_path(cfg.out, name)), "reused": True}
+                    print(f"{name}: reused {catalog.stage_path(cfg.out, name)} (inputs, settings and code unchanged)", file=sys.stderr)
+                    continue
                 with tracker.run(name, nested=True) as run:
-                    with catalog.staging(cfg.out, name) as workdir:
-                        output = STAGES[name](cfg, workdir, cfg.out)
+                    try:
+                        with catalog.staging(cfg.out, name) as workdir:
+                            output = STAGES[name](cfg, workdir, cfg.out)
+                            # written inside the staging directory, so it is committed with the outputs it describes
+                            cache.write_stage_record(workdir, name, fingerprint, output)
+                    except OSError as exc:  # disk full, read-only or failing disk: the staging directory is gone
+                        where = f" ({exc.filename})" if exc.filename else ""
+                        raise UserError(
+                            f"{name}: write error: {exc.strerror or exc}{where}; committed outputs are intact, rerun once fixed"
+                        ) from exc
                     final = catalog.stage_path(cfg.out, name)
                     metrics = {**output.metrics, "wall_seconds": time.perf_counter() - started}
                     run.log_params(output.params)
@@ -78,24 +119,24 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, dict]:
                         with contextlib.suppress(OSError):  # the folder goes too once it is empty
                             path.parent.rmdir()
                     if output.package is not None:
-                        name = cfg.tracking.registered_model or f"ctr-{output.report.get('model', cfg.train.model).replace('+', '-plus')}"
-                        version = run.log_model(output.model, final / output.package, name if cfg.tracking.register_model else None)
+                        registered = (
+                            cfg.tracking.registered_model or f"ctr-{output.report.get('model', cfg.train.model).replace('+', '-plus')}"
+                        )
+                        version = run.log_model(output.model, final / output.package, registered if cfg.tracking.register_model else None)
                         if version is not None:
-                            output.report["registered_model"] = f"models:/{name}/{version}"
+                            output.report["registered_model"] = f"models:/{registered}/{version}"
                             output.report["run_id"] = run.run_id
                 parent.log_metrics({f"{name}.{k}": v for k, v in metrics.items()})
                 if output.report:
                     report = {**report, **output.report}
                     catalog.write_json(cfg.out / "metrics.json", report)
-                results[name] = {"metrics": metrics, "dir": str(final)}
+                results[name] = {"metrics": metrics, "dir": str(final), "reused": False}
+                journal.record(name, "ran", began, time.perf_counter() - started, fingerprint)
                 print(output.summary, file=sys.stderr)
-    except (UserError, *INPUT_ERRORS) as exc:
-        if created is not None:
-            shutil.rmtree(created, ignore_errors=True)
-        if isinstance(exc, UserError):
-            raise
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"could not read the input {cfg.data.path or ''}: {first}") from exc
+    except BaseException:
+        journal.finish("failed")
+        raise
+    journal.finish("succeeded")
     if tracker.enabled:
         print(f"tracking: {tracker.uri} (experiment {cfg.tracking.experiment!r}); browse with: make ui", file=sys.stderr)
     return results

@@ -682,9 +682,18 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
     )
 
 
+def run_report(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
+    """Render the HTML run report from the committed outputs of the other stages."""
+    from pipeline.report import REPORT, render_report
+
+    (workdir / REPORT).write_text(render_report(out))
+    return StageOutput(artifacts=[REPORT], summary=f"report: {out / 'report' / REPORT}")
+
+
 STAGES: dict[str, Callable[[PipelineConfig, Path, Path], StageOutput]] = {
     "ingest": run_ingest,
     "rank": run_rank,
     "search": run_search,
     "train": run_train,
+    "report": run_report,
 }

@@ -8,10 +8,13 @@ working directory (open it with `make ui`).
 from __future__ import annotations
 
 import os
+import socket
+import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from common.errors import UserError
 
@@ -83,26 +86,36 @@ class RunHandle:
 class Tracker:
     """Opens MLflow runs; `enabled=False` makes every call a no-op."""
 
-    def __init__(self, enabled: bool, uri: str | None, experiment: str) -> None:
+    def __init__(self, enabled: bool, uri: str | None, experiment: str, fallback: bool = False) -> None:
         self.enabled = enabled
         self.uri = resolve_uri(uri) if enabled else None
         self.experiment = experiment
+        self.fallback = fallback
         self._mlflow: Any | None = None
 
     def _client(self) -> Any:
         if self._mlflow is None:
             # A tracking server that is down should fail fast, not retry for minutes.
-            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
             import mlflow
 
-            mlflow.set_tracking_uri(self.uri)
             try:
+                _reachable(self.uri)
+                mlflow.set_tracking_uri(self.uri)
                 mlflow.set_experiment(self.experiment)
             except Exception as exc:  # mlflow raises many types for an unreachable or broken store
-                raise UserError(
-                    f"tracking store {self.uri} is not usable ({str(exc).splitlines()[0][:200]}); check --tracking-uri or pass --no-tracking"
-                ) from exc
+                reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+                local = f"sqlite:///{Path.cwd() / DEFAULT_STORE}"
+                if not self.fallback or self.uri == local:
+                    raise UserError(
+                        f"tracking store {self.uri} is not usable ({reason}); check --tracking-uri, pass --no-tracking, "
+                        "or set tracking.fallback to log to the local store"
+                    ) from exc
+                print(f"tracking: {self.uri} is not usable ({reason}); logging to the local store {local} instead", file=sys.stderr)
+                self.uri = local
+                mlflow.set_tracking_uri(self.uri)
+                mlflow.set_experiment(self.experiment)
             self._mlflow = mlflow
         return self._mlflow
 
@@ -115,6 +128,19 @@ class Tracker:
         mlflow = self._client()
         with mlflow.start_run(run_name=name, nested=nested) as active:
             yield RunHandle(mlflow, active.info.run_id)
+
+
+def _reachable(uri: str, timeout: float = 3.0) -> None:
+    """For an http(s) tracking URI, open a TCP connection first: a host that drops packets fails in `timeout` seconds
+    instead of the HTTP client's retries."""
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("http", "https"):
+        return
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        socket.create_connection((parsed.hostname, port), timeout=timeout).close()
+    except OSError as exc:
+        raise ConnectionError(f"cannot connect to {parsed.hostname}:{port}: {exc.strerror or exc}") from exc
 
 
 def download_package(reference: str, uri: str | None) -> Path:

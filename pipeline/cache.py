@@ -1,0 +1,205 @@
+"""Stage cache, run journal and the output directory's lock.
+
+A stage's fingerprint is a hash of what its output depends on: the config
+sections it reads, the fingerprints of the committed upstream outputs it
+reads (so a rerun upstream invalidates it), the input files' names, sizes and
+modification times (ingest), and the code version (a hash of the pipeline's
+source). The stage writes `stage.json` (fingerprint, params, metrics, report)
+inside its staging directory, so the record is committed atomically with the
+outputs it describes; a later run whose fingerprint matches reuses the output.
+
+`OUT/run.json` is the journal of the latest run: per stage ran / reused,
+start, end, wall time and fingerprint, and the run's status.
+
+`out_lock` holds an exclusive flock on `OUT/.lock` for the whole run: a second
+run into the same directory fails at once with a clear error (the kernel
+releases the lock when a run dies, even by kill -9). Runs into different
+directories do not interact (every write is a temporary file or directory
+renamed into place).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import functools
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from common.errors import UserError
+from pipeline import catalog
+from pipeline.config import PipelineConfig
+
+RECORD = "stage.json"
+JOURNAL = "run.json"
+LOCK = ".lock"
+CODE_PACKAGES = ("common", "features", "models", "pipeline")
+# Config sections each stage reads, and the stages whose committed outputs it reads.
+SECTIONS = {
+    "ingest": ("data", "schema_", "split", "encode"),
+    "rank": ("rank",),
+    "search": ("search", "train"),
+    "train": ("search", "train"),
+    "report": ("tracking",),
+}
+UPSTREAM = {
+    "ingest": (),
+    "rank": ("ingest",),
+    "search": ("ingest", "rank"),
+    "train": ("ingest", "rank", "search"),
+    "report": ("ingest", "rank", "search", "train"),
+}
+# Settings that change how often a stage checkpoints, not what it writes.
+VOLATILE = {"train": {"checkpoint_seconds"}}
+
+
+class LockHeld(UserError):
+    """Another run holds the output directory."""
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+@functools.cache
+def code_version() -> str:
+    """A hash of the pipeline's Python source (every module a stage can run)."""
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for package in CODE_PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            digest.update(path.relative_to(root).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _files(path: Path) -> list[Path]:
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.is_file())
+    return [path] if path.exists() else []
+
+
+def input_identity(cfg: PipelineConfig) -> list[tuple[str, int, int]]:
+    """(path, size, mtime in ns) of every input file the ingest stage reads (none for the synthetic data)."""
+    paths = [cfg.data.path, *(join.path for join in cfg.data.joins)] if cfg.data.path is not None else []
+    identity = []
+    for path in paths:
+        for file in _files(Path(path)):
+            stat = file.stat()
+            identity.append((str(file.resolve()), stat.st_size, stat.st_mtime_ns))
+    return identity
+
+
+def recorded(out: Path, stage: str) -> dict[str, Any] | None:
+    """The committed stage's record, or None when there is no (readable) record."""
+    path = catalog.stage_path(out, stage) / RECORD
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def stage_fingerprint(cfg: PipelineConfig, stage: str) -> str:
+    """The fingerprint of `stage`'s output for this config, given the committed upstream outputs."""
+    dump = cfg.model_dump(mode="json")
+    sections = {name: dump[name] for name in SECTIONS[stage]}
+    for section, names in VOLATILE.items():
+        for name in names:
+            sections.get(section, {}).pop(name, None)
+    upstream = {name: (recorded(cfg.out, name) or {}).get("fingerprint") for name in UPSTREAM[stage]}
+    payload = {"stage": stage, "code": code_version(), "sections": sections, "upstream": upstream}
+    if stage == "ingest":
+        payload["inputs"] = input_identity(cfg)
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def reusable(out: Path, stage: str, fingerprint: str) -> dict[str, Any] | None:
+    """The committed record of `stage` when its fingerprint matches (the output can be reused), else None."""
+    record = recorded(out, stage)
+    return record if record is not None and record.get("fingerprint") == fingerprint else None
+
+
+def write_stage_record(workdir: Path, stage: str, fingerprint: str, output: Any) -> None:
+    """Write the stage's record into its staging directory (committed with the outputs)."""
+    catalog.write_json(
+        workdir / RECORD,
+        {
+            "stage": stage,
+            "fingerprint": fingerprint,
+            "code_version": code_version(),
+            "finished": now(),
+            "params": json.loads(json.dumps(output.params, default=str)),
+            "metrics": output.metrics,
+            "report": output.report,
+        },
+    )
+
+
+class RunJournal:
+    """OUT/run.json, rewritten atomically after every stage."""
+
+    def __init__(self, out: Path, stages: list[str]) -> None:
+        self.path = out / JOURNAL
+        self.payload: dict[str, Any] = {
+            "status": "running",
+            "started": now(),
+            "finished": None,
+            "pid": os.getpid(),
+            "code_version": code_version(),
+            "planned": stages,
+            "stages": {},
+        }
+        catalog.write_json(self.path, self.payload)
+
+    def record(self, stage: str, action: str, start: str, seconds: float, fingerprint: str) -> None:
+        self.payload["stages"][stage] = {
+            "action": action,
+            "start": start,
+            "end": now(),
+            "wall_seconds": seconds,
+            "fingerprint": fingerprint,
+        }
+        catalog.write_json(self.path, self.payload)
+
+    def finish(self, status: str) -> None:
+        self.payload |= {"status": status, "finished": now()}
+        with contextlib.suppress(OSError):  # a failed write here must not hide the error that ended the run
+            catalog.write_json(self.path, self.payload)
+
+
+@contextlib.contextmanager
+def out_lock(out: Path) -> Iterator[None]:
+    """Hold OUT's lock for the block; another holder is an error at once."""
+    with open(out / LOCK, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            raise LockHeld(
+                f"{out}: another pipeline run (pid {holder}) is writing this output directory; wait for it or use another --out"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def remove_stale_staging(out: Path) -> None:
+    """Remove staging directories and temporary files left by a run that died (only called under the lock)."""
+    for path in out.glob(".*.tmp-*"):
+        shutil.rmtree(path, ignore_errors=True)
+    for path in out.glob(".*.old-*"):
+        shutil.rmtree(path, ignore_errors=True)
+    for path in out.glob(".*.tmp"):
+        path.unlink(missing_ok=True)

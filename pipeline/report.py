@@ -1,0 +1,183 @@
+"""The run report: one self-contained HTML page from the committed stage outputs (no recomputation).
+
+Sections: the data (splits, label), top features with their quality flags,
+top pairs, the search's decisions (per method: what it kept and the
+validation AUC before and after; the study's trials), a model comparison
+table (the unsearched baseline, each searched model, the final trained
+model), and the plots (ranking, learning curve, Pareto front) embedded as
+PNG data URIs. Rendered with Jinja2 (autoescaped).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import polars as pl
+
+from pipeline import catalog
+
+REPORT = "report.html"
+PLOTS = (("rank", "ranking.png", "Feature ranking"), ("train", "learning_curve.png", "Learning curve"), ("search", "pareto.png", "Study"))
+
+TEMPLATE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>CTR pipeline report: {{ out }}</title>
+<style>
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 70em; color: #222 }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em } td, th { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left }
+th { background: #f3f3f3 } td.num { text-align: right; font-variant-numeric: tabular-nums } .flag { color: #b00 }
+img { max-width: 100%; border: 1px solid #ddd }
+</style></head><body>
+<h1>CTR pipeline report</h1>
+<p>Output <code>{{ out }}</code>{% if run %}; run {{ run.status }}, started {{ run.started }}, code {{ run.code_version }}{% endif %}.</p>
+{% if run %}<table><tr><th>stage</th><th>action</th><th>wall s</th><th>fingerprint</th></tr>
+{% for name, s in run.stages.items() %}<tr><td>{{ name }}</td><td>{{ s.action }}</td><td class="num">{{ "%.1f"|format(s.wall_seconds) }}</td><td><code>{{ s.fingerprint }}</code></td></tr>{% endfor %}
+</table>{% endif %}
+{% if splits %}<h2>Data</h2><table><tr><th>split</th><th>rows</th><th>positive rate</th></tr>
+{% for name, s in splits.items() %}<tr><td>{{ name }}</td><td class="num">{{ "{:,}".format(s.rows|int) }}</td><td class="num">{{ "%.4f"|format(s.positive_rate) }}</td></tr>{% endfor %}
+</table>{% endif %}
+{% if features %}<h2>Top features</h2><table><tr><th>rank</th><th>feature</th><th>kind</th><th>cardinality</th><th>score</th><th>adjusted MI</th><th>quality flags</th></tr>
+{% for f in features %}<tr><td class="num">{{ f.rank }}</td><td>{{ f.feature }}</td><td>{{ f.kind }}</td><td class="num">{{ "{:,}".format(f.cardinality) }}</td>
+<td class="num">{{ "%.4g"|format(f.score) }}</td><td class="num">{{ "%.4g"|format(f.adjusted_mi) }}</td><td class="flag">{{ flags.get(f.feature, [])|join(", ") }}</td></tr>{% endfor %}
+</table>
+<p>Quality flags: {% for flag, names in flag_lists.items() %}{{ flag }} {{ names|length }}{% if names %} ({{ names|join(", ") }}){% endif %}{% if not loop.last %}; {% endif %}{% endfor %}.</p>{% endif %}
+{% if pairs %}<h2>Top pairs</h2><table><tr>{% for c in pairs[0].keys() %}<th>{{ c }}</th>{% endfor %}</tr>
+{% for p in pairs %}<tr>{% for v in p.values() %}<td>{{ v if v is string or v is none else "%.4g"|format(v) }}</td>{% endfor %}</tr>{% endfor %}</table>{% endif %}
+{% if search %}<h2>Search decisions</h2>
+{% if search.fields %}<p>Ranking budget: {{ search.fields.fields|length }} fields kept{% if search.fields.dropped %}, dropped {{ search.fields.dropped|join(", ") }}{% endif %}.</p>{% endif %}
+<ul>{% for line in decisions %}<li>{{ line }}</li>{% endfor %}</ul>
+{% if trials %}<h3>Study trials</h3><table><tr><th>trial</th><th>state</th><th>model</th><th>dim</th><th>lr</th><th>valid AUC</th><th>params</th><th>Pareto</th></tr>
+{% for t in trials %}<tr><td class="num">{{ t.number }}</td><td>{{ t.state }}</td><td>{{ t.model }}</td><td class="num">{{ t.dim }}</td><td class="num">{{ "%.2g"|format(t.lr) }}</td>
+<td class="num">{{ "%.6f"|format(t.auc) if t.auc is not none else "" }}</td><td class="num">{{ "{:,}".format(t.params|int) if t.params is not none else "" }}</td><td>{{ "chosen" if t.chosen else ("yes" if t.front else "") }}</td></tr>{% endfor %}
+</table>{% endif %}{% endif %}
+{% if models %}<h2>Model comparison</h2><table><tr><th>model</th><th>valid AUC</th><th>test AUC</th><th>parameters</th><th>note</th></tr>
+{% for m in models %}<tr><td>{{ m.name }}</td><td class="num">{{ "%.6f"|format(m.valid_auc) if m.valid_auc is not none else "" }}</td>
+<td class="num">{{ "%.6f"|format(m.test_auc) if m.test_auc is not none else "" }}</td><td class="num">{{ "{:,}".format(m.params|int) if m.params is not none else "" }}</td><td>{{ m.note }}</td></tr>{% endfor %}
+</table><p>The test split is read once, by the train stage; every search decision used the validation split.</p>{% endif %}
+{% for title, uri in plots %}<h2>{{ title }}</h2><img alt="{{ title }}" src="{{ uri }}">{% endfor %}
+</body></html>
+"""
+
+
+def _json(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _decisions(search: dict[str, Any]) -> list[str]:
+    lines = []
+    if optfs := search.get("optfs"):
+        lines.append(
+            f"OptFS kept {optfs['kept_values']:,} of {optfs['total_values']:,} values ({optfs['kept_fraction']:.1%}); "
+            f"dropped fields: {', '.join(optfs['dropped_fields']) or 'none'}; valid AUC {_auc(optfs.get('valid_auc_before'))} -> {_auc(optfs['valid_auc_after'])}"
+        )
+    if dnis := search.get("dnis"):
+        lines.append(
+            f"DNIS kept {dnis['embedding_params_after']:,} of {dnis['embedding_params_before']:,} embedding entries (cut {dnis['params_cut']:.1%}); "
+            f"valid AUC {_auc(dnis.get('valid_auc_before'))} -> {_auc(dnis['valid_auc_after'])}"
+        )
+    if optinter := search.get("optinter"):
+        modes = ", ".join(f"{p['a']}×{p['b']}: {p['mode']}" for p in optinter["pairs"])
+        lines.append(f"OptInter pair modes {optinter['modes']} ({modes}); memorised rows {optinter['memorised_rows']:,}")
+        if optinter.get("valid_auc_all_mode"):
+            uniform = ", ".join(f"all-{m} {_auc(a)}" for m, a in optinter["valid_auc_all_mode"].items())
+            lines.append(f"OptInter searched valid AUC {_auc(optinter['valid_auc_after'])} against {uniform}")
+    if optuna := search.get("optuna"):
+        chosen = optuna["chosen"]
+        lines.append(
+            f"Optuna chose trial {chosen['number']} ({chosen['config']['model']}, d={chosen['config']['embedding_dim']}, "
+            f"{int(chosen['params']):,} params, valid AUC {_auc(chosen['valid_auc'])}): {optuna['rule']}; {optuna['pruned']} trials pruned"
+        )
+    return lines
+
+
+def _auc(value: float | None) -> str:
+    return f"{value:.6f}" if value is not None else "n/a"
+
+
+def _models(search: dict[str, Any], baseline: dict[str, Any] | None, train: dict[str, Any] | None) -> list[dict[str, Any]]:
+    rows = []
+    if baseline:
+        rows.append(
+            {"name": "baseline (unsearched)", "valid_auc": baseline["valid_auc"], "test_auc": None, "params": None, "note": "search stage"}
+        )
+    for method in ("optfs", "dnis", "optinter"):
+        if found := search.get(method):
+            params = found.get("embedding_params_after") or found.get("memorised_rows")
+            rows.append(
+                {
+                    "name": f"{method} retrain",
+                    "valid_auc": found["valid_auc_after"],
+                    "test_auc": None,
+                    "params": params,
+                    "note": "search stage",
+                }
+            )
+    if train:
+        note = ", ".join(k for k in ("optfs_gates", "dnis_dims") if train.get(k)) or "final"
+        rows.append(
+            {
+                "name": f"{train['model']} (trained)",
+                "valid_auc": train["valid_auc"],
+                "test_auc": train.get("test_auc"),
+                "params": train.get("params"),
+                "note": note,
+            }
+        )
+    return rows
+
+
+def render_report(out: Path) -> str:
+    """The report's HTML for the committed outputs under `out`."""
+    feature_map = _json(catalog.stage_path(out, "ingest") / catalog.FEATURE_MAP) or {}
+    rank_dir, search_dir, train_dir = (catalog.stage_path(out, s) for s in ("rank", "search", "train"))
+    quality = _json(rank_dir / "quality.json") or {}
+    flag_lists = quality.get("flags", {})
+    flags: dict[str, list[str]] = {}
+    for flag, names in flag_lists.items():
+        for name in names:
+            flags.setdefault(name if isinstance(name, str) else name.get("feature", str(name)), []).append(flag)
+    features = pl.read_csv(rank_dir / "ranking.csv").head(30).to_dicts() if (rank_dir / "ranking.csv").is_file() else []
+    pairs = pl.read_csv(rank_dir / "pairs.csv").head(10).to_dicts() if (rank_dir / "pairs.csv").is_file() else []
+    search = {m: _json(search_dir / f"{m}.json") for m in ("optfs", "dnis", "optinter", "optuna", "fields")}
+    search = {k: v for k, v in search.items() if v is not None}
+    trials = []
+    if optuna := search.get("optuna"):
+        for t in optuna["trials"]:
+            config = t.get("config") or {}
+            values = t.get("values") or [None, None]
+            trials.append(
+                {
+                    "number": t["number"],
+                    "state": t["state"],
+                    "model": config.get("model", t["params"].get("model")),
+                    "dim": config.get("embedding_dim", ""),
+                    "lr": config.get("learning_rate", 0.0),
+                    "auc": values[0],
+                    "params": values[1],
+                    "front": t["number"] in optuna["front"],
+                    "chosen": t["number"] == optuna["chosen"]["number"],
+                }
+            )
+    plots = []
+    for stage, name, title in PLOTS:
+        path = catalog.stage_path(out, stage) / name
+        if path.is_file():
+            plots.append((title, "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()))
+    environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    return environment.from_string(TEMPLATE).render(
+        out=str(out),
+        run=_json(out / "run.json"),
+        splits=feature_map.get("splits", {}),
+        features=features,
+        flags=flags,
+        flag_lists=flag_lists,
+        pairs=pairs,
+        search=search,
+        decisions=_decisions(search),
+        trials=trials,
+        models=_models(search, _json(search_dir / "baseline.json"), _json(train_dir / "metrics.json")),
+        plots=plots,
+    )

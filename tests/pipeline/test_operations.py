@@ -1,0 +1,174 @@
+"""Operations: stage cache and run journal, the output lock, kill -9 and resume, concurrent runs, faults."""
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import polars as pl
+import pytest
+
+from pipeline import cache
+from pipeline.cli import main
+from tests.conftest import ROOT
+
+CONFIG = "train: {max_epochs: 3, batch_size: 512}\n"
+
+
+def _config(tmp_path, text=CONFIG):
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def _journal(out):
+    return json.loads((out / "run.json").read_text())
+
+
+def _command(out, config, *extra):
+    return [sys.executable, "-m", "pipeline", "run", "--out", str(out), "--config", str(config), "--no-tracking", "--rows", "20000", *extra]
+
+
+def test_rerun_reuses_unchanged_stages_and_reruns_what_a_change_invalidates(tmp_path, capsys):
+    out = tmp_path / "out"
+    config = _config(tmp_path)
+    args = ["run", "--out", str(out), "--config", str(config), "--no-tracking", "--rows", "5000"]
+    assert main(args) == 0
+    first = _journal(out)
+    assert first["status"] == "succeeded" and {s["action"] for s in first["stages"].values()} == {"ran"}
+    assert set(first["stages"]) == {"ingest", "rank", "train", "report"}
+    for stage in first["stages"].values():
+        assert stage["start"] <= stage["end"] and stage["wall_seconds"] >= 0 and len(stage["fingerprint"]) == 20
+    metrics = (out / "metrics.json").read_text()
+    capsys.readouterr()
+    assert main(args) == 0
+    second = _journal(out)
+    assert {s["action"] for s in second["stages"].values()} == {"reused"}
+    assert "rank: reused" in capsys.readouterr().err
+    assert [second["stages"][s]["fingerprint"] for s in second["stages"]] == [first["stages"][s]["fingerprint"] for s in first["stages"]]
+    assert (out / "metrics.json").read_text() == metrics
+    # A rank setting changes rank and everything after it; ingest is reused.
+    config.write_text(CONFIG + "rank: {score: plain}\n")
+    assert main(args) == 0
+    third = _journal(out)
+    assert {k: v["action"] for k, v in third["stages"].items()} == {"ingest": "reused", "rank": "ran", "train": "ran", "report": "ran"}
+    # --force reruns everything.
+    assert main([*args, "--force"]) == 0
+    assert {s["action"] for s in _journal(out)["stages"].values()} == {"ran"}
+
+
+def test_fingerprint_follows_input_files_and_code(tmp_path, monkeypatch):
+    from pipeline.config import load_config
+
+    data = tmp_path / "data.csv"
+    data.write_text("label,a\n1,x\n0,y\n")
+    cfg = load_config(None, {"data": {"path": str(data)}, "out": str(tmp_path / "out")})
+    before = cache.stage_fingerprint(cfg, "ingest")
+    assert cache.stage_fingerprint(cfg, "ingest") == before
+    data.write_text("label,a\n1,x\n0,z\n1,w\n")  # new content (size and mtime)
+    changed = cache.stage_fingerprint(cfg, "ingest")
+    assert changed != before
+    monkeypatch.setattr(cache, "code_version", lambda: "another version")
+    assert cache.stage_fingerprint(cfg, "ingest") != changed
+
+
+def test_a_second_run_into_a_locked_output_directory_fails_at_once_and_touches_nothing(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("theirs")
+    with cache.out_lock(out):
+        started = time.perf_counter()
+        code = main(["run", "--out", str(out), "--no-tracking", "--rows", "2000", "--stages", "ingest"])
+        assert time.perf_counter() - started < 10
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and f"(pid {os.getpid()}) is writing this output directory" in err
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "keep.txt"]
+
+
+@pytest.mark.slow
+def test_kill_9_during_training_then_rerun_resumes_to_the_uninterrupted_metrics(tmp_path):
+    config = _config(tmp_path, "train: {max_epochs: 3, batch_size: 256, checkpoint_seconds: 0.5, precision: fp32}\n")
+    reference = tmp_path / "reference"
+    subprocess.run(_command(reference, config), check=True, cwd=ROOT, capture_output=True)
+    out = tmp_path / "killed"
+    victim = subprocess.Popen(_command(out, config), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = out / ".checkpoints" / "train.pt"
+    deadline = time.monotonic() + 300
+    while not checkpoint.is_file() and victim.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # a mid-epoch checkpoint or two later
+    assert victim.poll() is None, "training finished before it could be killed"
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert not (out / "train").exists() and checkpoint.is_file()
+    assert any(out.glob(".train.tmp-*"))  # the dead run's staging directory
+    done = subprocess.run(_command(out, config), cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "train: resuming from" in done.stderr
+    journal = _journal(out)
+    assert journal["stages"]["ingest"]["action"] == "reused" and journal["stages"]["train"]["action"] == "ran"
+    assert not any(out.glob(".*.tmp-*")) and not checkpoint.exists()
+    got, want = (json.loads((d / "metrics.json").read_text()) for d in (out, reference))
+    for key in ("valid_auc", "valid_logloss", "test_auc", "test_logloss", "epochs", "best_epoch"):
+        assert got[key] == want[key], key
+
+
+@pytest.mark.slow
+def test_concurrent_runs_same_seed_give_identical_outputs_and_a_shared_directory_is_locked(tmp_path):
+    config = _config(tmp_path)
+    outs = [tmp_path / "a", tmp_path / "b"]
+    runs = [subprocess.Popen(_command(out, config), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for out in outs]
+    time.sleep(3)
+    third = subprocess.run(_command(outs[0], config), cwd=ROOT, capture_output=True, text=True)  # same directory as the first
+    results = [(r.wait(), r.stderr.read()) for r in runs]
+    assert [code for code, _ in results] == [0, 0], results
+    assert third.returncode == 2 and "is writing this output directory" in third.stderr
+    # The same seed twice: identical ranking (every score) and identical CPU metrics.
+    first, second = (pl.read_csv(out / "rank" / "ranking.csv") for out in outs)
+    assert first.equals(second)
+    metrics = [json.loads((out / "metrics.json").read_text()) for out in outs]
+    for key in ("valid_auc", "valid_logloss", "test_auc", "test_logloss", "params"):
+        assert metrics[0][key] == metrics[1][key], key
+
+
+def test_a_write_error_mid_stage_leaves_the_committed_output_and_no_partial_files(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    config = _config(tmp_path)
+    args = ["run", "--out", str(out), "--config", str(config), "--no-tracking", "--rows", "5000", "--stages", "ingest,rank"]
+    assert main(args) == 0
+    before = {p.name: p.read_bytes() for p in (out / "rank").iterdir()}
+    config.write_text(CONFIG + "rank: {score: plain}\n")  # rank must rerun
+    real = pl.DataFrame.write_csv
+
+    def disk_full(self, file=None, *a, **k):
+        if file is not None and str(file).endswith("pairs.csv"):  # after ranking.csv was written
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, file, *a, **k)
+
+    monkeypatch.setattr(pl.DataFrame, "write_csv", disk_full)
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and err.splitlines()[-1].startswith("error: rank: write error: No space left on device")
+    assert {p.name: p.read_bytes() for p in (out / "rank").iterdir()} == before  # the old committed output, whole
+    assert not list(out.glob(".*tmp*"))
+    assert _journal(out)["status"] == "failed"
+
+
+def test_unreachable_tracking_server_fails_fast_or_falls_back_to_the_local_store(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+    args = ["run", "--out", str(out), "--rows", "2000", "--stages", "ingest", "--tracking-uri", "http://10.255.255.1:5000"]
+    started = time.perf_counter()
+    assert main(args) == 2
+    assert time.perf_counter() - started < 10
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "tracking store http://10.255.255.1:5000 is not usable" in err
+    assert not out.exists()
+    _config(tmp_path, "tracking: {fallback: true}\n")
+    assert main([*args, "--config", str(tmp_path / "config.yaml")]) == 0
+    assert "logging to the local store" in capsys.readouterr().err
+    assert (tmp_path / "mlflow.db").is_file() and (out / "ingest" / "feature_map.json").is_file()
