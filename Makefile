@@ -34,13 +34,22 @@ run: setup
 	@echo "Results in $(OUT)/ (ingest/, rank/, train/, metrics.json). Open the MLflow UI with: make ui  (then http://127.0.0.1:5000)"
 
 test: setup airflow
+	@test -x /usr/bin/chromium || apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 \
+		|| echo "note: no /usr/bin/chromium (apt-get install chromium chromium-driver): the MLflow UI test will be skipped"
 	$(PY) -m pytest -q
 
 lint: setup
 	$(VENV)/bin/ruff check .
 
+UI_STORE ?= $(CURDIR)/mlflow.db
+UI_PORT ?= 5000
 ui: setup
-	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(UI_STORE) --host 127.0.0.1 --port $(UI_PORT) --workers 1
+
+# The Optuna dashboard on a run's study (STUDY=runs/x/search/study.db, or runs/x/.study/study.db while it runs).
+STUDY ?= runs/latest/search/study.db
+dashboard: setup
+	$(PY) -m pipeline dashboard --storage $(STUDY) --port 8080
 
 bench: setup
 	$(PY) -m bench.rank_bench

@@ -22,6 +22,7 @@ from pathlib import Path
 import yaml
 
 from bench.common import machine
+from features import synthetic
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = {"synthetic": None, "frappe": ROOT.parent / "shared" / "data" / "frappe"}
@@ -79,7 +80,13 @@ def describe(method: str, summary: dict, report: dict) -> str:
         return f"embedding params {summary['embedding_params_after']:,}/{summary['embedding_params_before']:,} (cut {summary['params_cut']:.1%})"
     if method == "optinter":
         uniform = ", ".join(f"all-{m} {auc:.4f}" for m, auc in summary.get("valid_auc_all_mode", {}).items())
-        return f"modes {summary['modes']}, memorised rows {summary['memorised_rows']:,}; valid AUC {uniform}"
+        planted = {frozenset(p) for p in synthetic.INTERACTIONS}
+        found = [f"{p['a']}×{p['b']}: {p['mode']}" for p in summary["pairs"] if frozenset((p["a"], p["b"])) in planted]
+        others = [p["mode"] for p in summary["pairs"] if frozenset((p["a"], p["b"])) not in planted]
+        shown = (
+            f"planted {', '.join(found) or 'not among candidates'}; others naive {others.count('naive')}/{len(others)}; " if found else ""
+        )
+        return f"modes {summary['modes']}, {shown}memorised rows {summary['memorised_rows']:,}; valid AUC {uniform}"
     chosen = summary["chosen"]
     return f"chosen {chosen['config']['model']} d={chosen['config']['embedding_dim']} ({int(chosen['params']):,} params), pruned {summary['pruned']}"
 
@@ -90,8 +97,13 @@ def main() -> None:
     parser.add_argument("--methods", default="optfs,dnis,optinter,optuna")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "search")
     parser.add_argument("--quick", action="store_true", help="2 epochs and small data: checks the bench runs, measures nothing")
+    parser.add_argument("--set", action="append", default=[], help="override a search setting, e.g. optinter.arch_split=valid")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    for item in args.set:
+        key, value = item.split("=", 1)
+        method, name = key.split(".", 1)
+        SEARCH[method][method][name] = yaml.safe_load(value)
     print(f"machine: {machine()}")
     rows = []
     for dataset in args.datasets.split(","):

@@ -53,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--out", type=Path, required=True, help="predictions file (.parquet, or .csv)")
     pred.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     pred.add_argument("--tracking-uri", help="MLflow tracking URI for runs:/ and models:/ references")
+    dash = sub.add_parser("dashboard", help="serve the Optuna dashboard on a run's study")
+    dash.add_argument("--storage", type=Path, required=True, help="a run's output directory or its study.db")
+    dash.add_argument("--host", default="127.0.0.1")
+    dash.add_argument("--port", type=int, default=8080)
     gen = sub.add_parser("generate", help="write the synthetic dataset as parquet shards")
     gen.add_argument("--rows", type=int, required=True)
     gen.add_argument("--seed", type=int, default=7)
@@ -122,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
             return _generate(args)
         if args.command == "predict":
             return _predict(args)
+        if args.command == "dashboard":
+            from pipeline.study import serve_dashboard
+
+            return serve_dashboard(args.storage, args.host, args.port)
         from pipeline.runner import run_pipeline
 
         cfg = load_config(args.config, _overrides(args))

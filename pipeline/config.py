@@ -128,6 +128,9 @@ class OptInterSection(_Section):
     anneal: float = Field(5e-5, ge=0)  # softmax temperature t = max(0.01, 1 - anneal * step)
     hidden: list[int] = Field(default_factory=lambda: [400, 400, 400])
     compare: bool = False  # also train all-memorise, all-factorise and all-naive models (validation AUC)
+    # alpha's data: "train" jointly with the weights (the paper), "valid" one step on a validation batch after each
+    # training step (first-order bi-level); joint training favours memorise (most capacity) for every pair
+    arch_split: Literal["train", "valid"] = "train"
 
 
 class OptunaSection(_Section):

@@ -404,7 +404,7 @@ def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         oc = cfg.search.optinter
         pairs = candidate_pairs(out, feature_map, oc.max_pairs)
         keys = [cross_vocabulary(train.columns[a], train.columns[b], _vocab(feature_map, b), oc.min_count) for a, b in pairs]
-        search_settings = OptInterSearch(oc.search_epochs, oc.arch_lr, oc.anneal, tuple(oc.hidden), oc.compare)
+        search_settings = OptInterSearch(oc.search_epochs, oc.arch_lr, oc.anneal, tuple(oc.hidden), oc.compare, oc.arch_split)
         try:
             found = optinter(feature_map, embedding, pairs, keys, train, valid, settings, search_settings)
         except ValueError as exc:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import statistics
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,7 +82,7 @@ def run_study(
             directions=["maximize", "minimize"],
             sampler=optuna.samplers.TPESampler(seed=settings.seed),
         )
-    except (SQLAlchemyError, ValueError, RuntimeError) as exc:
+    except (SQLAlchemyError, optuna.exceptions.OptunaError, ValueError, RuntimeError) as exc:
         raise UserError(
             f"{storage_path}: the study storage is locked or corrupt ({str(exc).splitlines()[0][:160]}); delete it or free it"
         ) from exc
@@ -144,3 +145,30 @@ def run_study(
         "pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials),
         "resumed_from": len(done),
     }
+
+
+def study_storage(path: Path) -> Path:
+    """The study database behind `path`: a study.db file, or a run's output directory (finished or running study)."""
+    for candidate in (path, path / "search" / "study.db", path / ".study" / "study.db"):
+        if candidate.is_file():
+            return candidate
+    raise UserError(f"{path}: no Optuna study found (looked for search/study.db and .study/study.db); run the search stage with optuna")
+
+
+def serve_dashboard(path: Path, host: str, port: int) -> int:
+    """Serve optuna-dashboard on the study's sqlite storage until interrupted."""
+    import optuna
+    from optuna_dashboard import run_server
+    from sqlalchemy.exc import SQLAlchemyError
+
+    database = study_storage(path)
+    try:
+        storage = optuna.storages.RDBStorage(f"sqlite:///{database.resolve()}", skip_table_creation=True)
+        studies = optuna.get_all_study_summaries(storage)
+    except (SQLAlchemyError, optuna.exceptions.OptunaError, ValueError, RuntimeError) as exc:
+        reason = str(exc.__cause__ or exc).splitlines()[0][:160]  # optuna wraps the database's own error
+        raise UserError(f"{database}: not a readable Optuna study ({reason})") from exc
+    names = ", ".join(s.study_name for s in studies) or "none"
+    print(f"dashboard: studies {names} from {database} on http://{host}:{port} (Ctrl-C to stop)", file=sys.stderr)
+    run_server(storage, host=host, port=port)
+    return 0

@@ -3,6 +3,11 @@
 Search: the model with every pair in "search" mode is trained jointly with its
 architecture weights alpha (their own Adam, lr 1e-3 as in the paper's code)
 while the softmax temperature anneals per step, t = max(0.01, 1 - 5e-5 * step).
+With `arch_split="valid"` the architecture weights are instead updated on
+validation batches, one Adam step after every training step (first-order
+bi-level search, as DARTS and DNIS do): on the joint training loss the
+memorise tables, the mode with the most capacity, fit the training rows
+best and win for nearly every pair, noise pairs included.
 Then each pair takes its argmax mode and the model is retrained from scratch
 with those modes fixed (shared trainer, early stopping on validation AUC;
 the test split is never read here).
@@ -10,6 +15,7 @@ the test split is never read here).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -32,6 +38,7 @@ class OptInterSearch:
     anneal: float = 5e-5  # temperature decrease per step
     hidden: tuple[int, ...] = (400, 400, 400)
     compare: bool = False  # also train all-memorise, all-factorise and all-naive (validation AUC of each)
+    arch_split: str = "train"  # "train": alpha joint with the weights (the paper); "valid": alpha on validation batches
 
 
 @dataclass
@@ -84,7 +91,24 @@ def optinter(
         step += 1
         model.temperature = max(0.01, 1.0 - settings.anneal * step)
 
-    hooks = TrainHooks(optimizer=torch.optim.Adam([model.alpha], lr=settings.arch_lr), after_step=anneal, restore_best=False)
+    arch_optimizer = torch.optim.Adam([model.alpha], lr=settings.arch_lr)
+    if settings.arch_split == "valid":
+        loss_fn = torch.nn.BCEWithLogitsLoss()
+        stream = itertools.chain.from_iterable(valid.batches(config.batch_size, shuffle=True, seed=config.seed + e) for e in itertools.count())
+
+        def valid_step() -> None:
+            anneal()
+            batch = next(stream).to(model.alpha.device)
+            (grad,) = torch.autograd.grad(loss_fn(model(batch), batch.label), model.alpha)
+            model.alpha.grad = grad
+            arch_optimizer.step()
+            model.alpha.grad = None
+
+        hooks = TrainHooks(after_step=valid_step, exclude=(model.alpha,), restore_best=False)
+    elif settings.arch_split == "train":
+        hooks = TrainHooks(optimizer=arch_optimizer, after_step=anneal, restore_best=False)
+    else:
+        raise ValueError(f"arch_split must be 'train' or 'valid', got {settings.arch_split!r}")
     fixed = replace(config, max_epochs=settings.search_epochs, patience=10**6, lr_decay=1.0)
     searched = fit(model, train, valid, fixed, hooks=hooks)
     with torch.no_grad():

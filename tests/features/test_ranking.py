@@ -4,7 +4,7 @@ import pytest
 from common.errors import UserError
 from common.featuremap import FeatureMap, FieldSpec
 from features import synthetic
-from features.ranking import ContingencyCounter, RankParams, choose_pairs, mrmr_order, pair_stats, rank_features
+from features.ranking import ContingencyCounter, RankParams, choose_pairs, field_stats, mrmr_order, pair_stats, rank_features
 
 PLANTED = {"inf_c2", "inf_c5", "inf_c10", "inf_zipf20k", "num_signal"}
 
@@ -56,6 +56,13 @@ def test_counts_merged_across_shards_equal_one_pass(synthetic_encoded):
         merged.merge(shard)
     for name in sizes:
         np.testing.assert_array_equal(whole.tables[name], merged.tables[name])
+    # ...so the ranking scored from the merged counts is the one-pass ranking (every statistic, same order).
+    kinds = {s.rank_column: s.kind for s in fm.fields}
+    for score in ("standardized", "expected", "chi2"):
+        one_pass, sharded = field_stats(whole, kinds, score), field_stats(merged, kinds, score)
+        assert [s.feature for s in sorted(one_pass, key=lambda s: -s.score)] == [s.feature for s in sorted(sharded, key=lambda s: -s.score)]
+        for a, b in zip(one_pass, sharded, strict=True):
+            assert (a.mi, a.expected_mi, a.null_sd, a.chi2_p, a.score) == (b.mi, b.expected_mi, b.null_sd, b.chi2_p, b.score)
 
 
 def test_redundant_copy_is_demoted_by_3mr():

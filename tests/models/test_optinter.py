@@ -45,7 +45,8 @@ def test_cross_vocabulary_and_lookup_with_per_pair_oov():
     assert model.memorised_rows() == 2
 
 
-def test_search_memorises_or_factorises_the_interacting_pair_and_beats_uniform_modes():
+@pytest.mark.parametrize("arch_split", ["train", "valid"])
+def test_search_memorises_or_factorises_the_interacting_pair_and_beats_uniform_modes(arch_split):
     cols, y = _data(16_000, 0)
     cut = 12_800
     train = InMemoryData({k: v[:cut] for k, v in cols.items()}, y[:cut], FM, False)
@@ -53,7 +54,7 @@ def test_search_memorises_or_factorises_the_interacting_pair_and_beats_uniform_m
     pairs = [("a", "b"), ("c", "d"), ("a", "c")]
     keys = [cross_vocabulary(cols[p][:cut], cols[q][:cut], FM.fields[list(FIELDS).index(q)].vocab_size, 5) for p, q in pairs]
     config = TrainConfig(learning_rate=0.01, batch_size=512, max_epochs=6, precision="fp32")
-    settings = OptInterSearch(search_epochs=3, arch_lr=0.05, hidden=(16,), compare=True)
+    settings = OptInterSearch(search_epochs=3, arch_lr=0.05, hidden=(16,), compare=True, arch_split=arch_split)
     result = optinter(FM, EmbeddingConfig(dim=4, init_std=0.1), pairs, keys, train, valid, config, settings)
     assert result.modes[0] in ("memorise", "factorise"), result.weights
     assert result.modes[1] == "naive" or result.weights[1].max() < 0.5, result.weights

@@ -12,12 +12,12 @@ def test_defaults_and_overrides(tmp_path):
     cfg_file.write_text("rank:\n  score: permutation\nsplit:\n  seed: 5\n")
     cfg = load_config(cfg_file, {"rank": {"pair_budget": 3}, "out": str(tmp_path / "o")})
     assert cfg.rank.score == "permutation" and cfg.rank.pair_budget == 3 and cfg.split.seed == 5
-    assert cfg.out == tmp_path / "o" and cfg.stages == ["ingest", "rank", "search", "train"]
+    assert cfg.out == tmp_path / "o" and cfg.stages == ["ingest", "rank", "search", "train", "report"]
     # The search stage runs only when a method is named.
     from pipeline.runner import plan
 
-    assert plan(cfg) == ["ingest", "rank", "train"]
-    assert plan(load_config(None, {"search": {"methods": ["dnis"]}})) == ["ingest", "rank", "search", "train"]
+    assert plan(cfg) == ["ingest", "rank", "train", "report"]
+    assert plan(load_config(None, {"search": {"methods": ["dnis"]}})) == ["ingest", "rank", "search", "train", "report"]
 
 
 @pytest.mark.parametrize(
