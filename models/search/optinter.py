@@ -94,7 +94,9 @@ def optinter(
     arch_optimizer = torch.optim.Adam([model.alpha], lr=settings.arch_lr)
     if settings.arch_split == "valid":
         loss_fn = torch.nn.BCEWithLogitsLoss()
-        stream = itertools.chain.from_iterable(valid.batches(config.batch_size, shuffle=True, seed=config.seed + e) for e in itertools.count())
+        stream = itertools.chain.from_iterable(
+            valid.batches(config.batch_size, shuffle=True, seed=config.seed + e) for e in itertools.count()
+        )
 
         def valid_step() -> None:
             anneal()
