@@ -10,6 +10,34 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 
 
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, proc, log: Path, seconds: float = 120) -> None:
+    """Wait until `url` answers 200; fail the test when the server process exits or time runs out."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            if proc.poll() is not None:
+                pytest.fail(f"server exited: {log.read_text()[-2000:]}")
+            time.sleep(0.5)
+    proc.kill()
+    pytest.fail(f"{url} did not answer within {seconds} s")
+
+
 def shared(name: str) -> Path:
     """A dataset folder under ../shared/data, skipping the test where it is absent."""
     path = SHARED / name

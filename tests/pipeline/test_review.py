@@ -6,38 +6,15 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from pipeline.cli import main
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_port, wait_http
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_http(url: str, proc: subprocess.Popen, log: Path, seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            if proc.poll() is not None:
-                pytest.fail(f"server exited: {log.read_text()[-2000:]}")
-            time.sleep(0.5)
-    pytest.fail(f"{url} did not answer within {seconds} s")
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -64,7 +41,7 @@ def test_mlflow_ui_shows_the_pipeline_run_a_nested_stage_run_a_metric_and_the_ra
         ["run", "--stages", "ingest,rank", "--rows", "3000", "--out", str(tmp_path / "out"), "--tracking-uri", f"sqlite:///{store}"]
     )
     assert code == 0
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "ui.log"
     ui = subprocess.Popen(
         ["make", "-s", "ui", f"UI_STORE={store}", f"UI_PORT={port}"],
@@ -81,7 +58,7 @@ def test_mlflow_ui_shows_the_pipeline_run_a_nested_stage_run_a_metric_and_the_ra
         options.add_argument(arg)
     driver = None
     try:
-        _wait_http(f"{base}/health", ui, log)
+        wait_http(f"{base}/health", ui, log)
         driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
         wait = WebDriverWait(driver, 60)
 
@@ -140,7 +117,7 @@ def test_optuna_dashboard_serves_the_run_study_and_rejects_a_bad_storage(tmp_pat
         study_name="search", storage=f"sqlite:///{run / 'search' / 'study.db'}", directions=["maximize", "minimize"]
     )
     study.optimize(lambda t: (t.suggest_float("x", 0, 1), 1.0), n_trials=2)
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "dash.log"
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipeline", "dashboard", "--storage", str(run), "--port", str(port)],
@@ -150,7 +127,7 @@ def test_optuna_dashboard_serves_the_run_study_and_rejects_a_bad_storage(tmp_pat
         start_new_session=True,
     )
     try:
-        _wait_http(f"http://127.0.0.1:{port}/api/studies", proc, log, 60)
+        wait_http(f"http://127.0.0.1:{port}/api/studies", proc, log, 60)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5) as resp:
             studies = json.loads(resp.read())["study_summaries"]
         assert [s["study_name"] for s in studies] == ["search"]
