@@ -46,7 +46,7 @@ SECTIONS = {
     "rank": ("rank",),
     "search": ("search", "train"),
     "train": ("search", "train"),
-    "report": ("tracking",),
+    "report": ("tracking",),  # a new tracking store reruns it, so that the store gets the report artifact
 }
 UPSTREAM = {
     "ingest": (),
