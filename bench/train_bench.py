@@ -126,7 +126,11 @@ def main() -> None:
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     parser.add_argument("--fp32-autoint", action="store_true", help="also train AutoInt in fp32 (the precision comparison)")
     parser.add_argument("--budgets", default="0.25,0.125", help="unified embedding budgets, as fractions of the per-field tables")
-    parser.add_argument("--layouts", default="1x1", help="unified embedding layouts to sweep, as TABLESxCHUNKS (e.g. 1x1,2x2)")
+    parser.add_argument(
+        "--layouts",
+        default="1x1",
+        help="unified embedding layouts to sweep, as TABLESxCHUNKS, f at the end for field vectors (e.g. 1x1,2x2,1x10f)",
+    )
     parser.add_argument("--max-epochs", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "train")
@@ -156,9 +160,11 @@ def main() -> None:
         if name == "unified":
             for fraction in (float(f) for f in args.budgets.split(",")):
                 for layout in args.layouts.split(","):
-                    tables, chunks = (int(x) for x in layout.split("x"))
+                    field_vectors = layout.endswith("f")
+                    tables, chunks = (int(x) for x in layout.removesuffix("f").split("x"))
                     name = f"unified@{fraction:g}" + (f" {tables}t{chunks}c" if (tables, chunks) != (1, 1) else "")
-                    params = {"budget": int(per_field * fraction), "tables": tables, "chunks": chunks}
+                    name += " +field vectors" if field_vectors else ""
+                    params = {"budget": int(per_field * fraction), "tables": tables, "chunks": chunks, "field_vectors": field_vectors}
                     jobs.append((name, "unified", params, SETTINGS["autoint"][1], args.precision))
         else:
             jobs.append((name, name, *SETTINGS[name], args.precision))

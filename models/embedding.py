@@ -50,12 +50,20 @@ class MultiplexConfig:
     (t·chunks + k) mod `tables` (round-robin), so collisions happen across
     features. `budget` is the total number of embedding parameters:
     rows per table = budget / (tables · dim / chunks).
+
+    `field_vectors` adds a learned vector per feature to its embedding (fields ·
+    dim parameters, taken out of the budget), as a transformer adds position
+    embeddings. Attention models share their Q/K/V projections across fields,
+    so with one table per field a field's identity lives in its table's
+    vectors; once features share hashed rows, a row no longer says which
+    feature it came from, and the field vector puts that back.
     """
 
     budget: int
     tables: int = 1
     chunks: int = 1
     seed: int = 0
+    field_vectors: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,7 +95,8 @@ class HashedChunks(nn.Module):
         if config.tables > fields * config.chunks:
             raise ValueError(f"{config.tables} tables for {fields * config.chunks} (feature, chunk) lookups would leave tables unused")
         self.chunk_dim = dim // config.chunks
-        self.rows = config.budget // (config.tables * self.chunk_dim)
+        extra = fields * dim if config.field_vectors else 0
+        self.rows = (config.budget - extra) // (config.tables * self.chunk_dim)
         if self.rows < 1:
             raise ValueError(f"budget {config.budget} is too small for {config.tables} tables of width {self.chunk_dim}")
         self.names = names
@@ -114,16 +123,21 @@ class HashedChunks(nn.Module):
             self.collection = EmbeddingBagCollection(tables=tables, device=torch.device("cpu"))
         else:
             self.tables = nn.ModuleList(nn.EmbeddingBag(self.rows, self.chunk_dim, mode=pooling) for _ in range(config.tables))
+        self.field_vectors = nn.Parameter(torch.zeros(fields, dim)) if config.field_vectors else None
 
     def key(self, field: int, chunk: int) -> str:
         """The torchrec feature name of one (feature, chunk) lookup."""
         return f"{self.names[field]}@{chunk}"
 
     def weights(self) -> dict[str, torch.Tensor]:
-        """The shared tables' weights, by table name."""
+        """The shared tables' weights, by table name, and the field vectors (`field_vectors`) when there are any."""
         if self.backend == "torchrec":
-            return {name: bag.weight for name, bag in self.collection.embedding_bags.items()}
-        return {f"shared_{i}": table.weight for i, table in enumerate(self.tables)}
+            out = {name: bag.weight for name, bag in self.collection.embedding_bags.items()}
+        else:
+            out = {f"shared_{i}": table.weight for i, table in enumerate(self.tables)}
+        if self.field_vectors is not None:
+            out["field_vectors"] = self.field_vectors
+        return out
 
     def hashed(self, field: int, chunk: int, ids: torch.Tensor) -> torch.Tensor:
         """Rows of feature `field`'s ids in its chunk `chunk` table: ((a·id + b) mod P) mod rows."""
@@ -142,13 +156,15 @@ class HashedChunks(nn.Module):
                     values.append(self.hashed(field, chunk, ids))
                     kjt_lengths.append(lengths[field])
             pooled = self.collection(KeyedJaggedTensor(keys=keys, values=torch.cat(values), lengths=torch.cat(kjt_lengths))).to_dict()
-            return [torch.cat([pooled[self.key(f, k)] for k in range(self.chunks)], dim=1) for f in range(len(per_field))]
-        out = []
-        for field, ids in enumerate(per_field):
-            offsets = bag_offsets(lengths[field])
-            out.append(
-                torch.cat([self.tables[self.assignment[field][k]](self.hashed(field, k, ids), offsets) for k in range(self.chunks)], dim=1)
-            )
+            out = [torch.cat([pooled[self.key(f, k)] for k in range(self.chunks)], dim=1) for f in range(len(per_field))]
+        else:
+            out = []
+            for field, ids in enumerate(per_field):
+                offsets = bag_offsets(lengths[field])
+                chunks = [self.tables[self.assignment[field][k]](self.hashed(field, k, ids), offsets) for k in range(self.chunks)]
+                out.append(torch.cat(chunks, dim=1))
+        if self.field_vectors is not None:
+            out = [vectors + self.field_vectors[field] for field, vectors in enumerate(out)]
         return out
 
 

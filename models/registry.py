@@ -39,7 +39,7 @@ def _plain(cls: type) -> Callable[[FeatureMap, EmbeddingConfig, dict], CTRModel]
 
 
 def _unified(feature_map: FeatureMap, embedding: EmbeddingConfig, params: dict) -> CTRModel:
-    """AutoInt over Unified Embedding: `budget` (default a quarter of per-field tables), `tables`, `chunks`."""
+    """AutoInt over Unified Embedding: `budget` (default a quarter of per-field tables), `tables`, `chunks`, `field_vectors`."""
     params = dict(params)
     per_field = sum(f.vocab_size for f in feature_map.fields) * embedding.dim
     multiplex = MultiplexConfig(
@@ -47,6 +47,7 @@ def _unified(feature_map: FeatureMap, embedding: EmbeddingConfig, params: dict) 
         tables=int(params.pop("tables", 1)),
         chunks=int(params.pop("chunks", 1)),
         seed=int(params.pop("hash_seed", 0)),
+        field_vectors=bool(params.pop("field_vectors", False)),
     )
     try:
         shared = replace(embedding, multiplex=multiplex)

@@ -95,6 +95,40 @@ def test_multiplexed_tables_budget_hashing_and_round_robin():
         FeatureEmbedding(FM, EmbeddingConfig(dim=9, multiplex=MultiplexConfig(budget=1000, chunks=2)))
 
 
+@pytest.mark.parametrize("backend", ["torch", "torchrec"])
+def test_field_vectors_come_out_of_the_budget_and_tell_fields_apart(backend):
+    from models.embedding import MultiplexConfig
+
+    fields, dim = 3, 8  # FM's three sparse-embedded fields
+    multiplex = MultiplexConfig(budget=fields * dim + 2 * 50 * 4, tables=2, chunks=2, field_vectors=True)
+    emb = FeatureEmbedding(FM, EmbeddingConfig(dim=dim, backend=backend, multiplex=multiplex, init_std=0.1))
+    weights = emb.table_weights()
+    # the field vectors are part of the budget (and of the regulariser's target), so the shared tables shrink
+    assert weights["field_vectors"].shape == (fields, dim)
+    assert all(w.shape == (50, 4) for name, w in weights.items() if name != "field_vectors")
+    assert sum(w.numel() for w in weights.values()) == multiplex.budget
+    # Make every (feature, chunk) hash land on the same row: without field vectors every field's embedding is the
+    # same vector; with them each field's is that vector plus its own field vector.
+    emb.bags.salts[..., 0] = 1
+    emb.bags.salts[..., 1] = 0
+    cols, y = _columns(16)
+    for column in ("user", "price"):
+        cols[column] = np.full(16, 7, dtype=np.int32)
+    cols["price__num"] = np.ones(16, dtype=np.float32)
+    cols["tags"] = (np.full(16, 7, dtype=np.int32), np.arange(17))
+    batch = make_batch(cols, y, FM)
+    with torch.no_grad():
+        vectors = weights["field_vectors"].clone()
+        weights["field_vectors"].zero_()
+        same = emb(batch)
+        weights["field_vectors"].copy_(vectors)
+        out = emb(batch)
+    torch.testing.assert_close(same[:, 0], same[:, 1])
+    torch.testing.assert_close(same[:, 0], same[:, 2])
+    for field in range(fields):
+        torch.testing.assert_close(out[:, field], same[:, field] + vectors[field])
+
+
 def test_multiplexed_tables_are_the_same_on_torchrec_and_torch():
     from models.embedding import MultiplexConfig
 
