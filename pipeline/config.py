@@ -117,7 +117,9 @@ class DNISSection(_Section):
     alpha_lr: float = Field(0.01, gt=0)
     l1: float = Field(1e-5, ge=0)
     prune_ratio: float = Field(0.5, gt=0, lt=1)  # share of embedding entries removed
-    rewind: bool = True  # retrain from the weights before warm-up, masked (False: fine-tune the searched weights)
+    # the retrain starts from the weights before warm-up, masked (true), or fine-tunes the searched weights (false);
+    # auto: rewind only when the validation AUC peaked before the search ended
+    rewind: bool | Literal["auto"] = "auto"
 
 
 class OptInterSection(_Section):

@@ -324,6 +324,7 @@ def _search_dnis(model, train, valid, settings, dim: int, section, workdir: Path
         "valid_auc_after": found.retrain.best_valid_auc,
         "valid_logloss_after": found.retrain.best_valid_logloss,
         "retrain_epochs": len(found.retrain.history),
+        "rewound": found.rewound,
         "settings": section.model_dump(),
     }
     if workdir is not None:

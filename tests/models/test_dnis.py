@@ -3,8 +3,8 @@ import torch
 
 from models.embedding import EmbeddingConfig
 from models.registry import build_model
-from models.search.dnis import DNISConfig, dnis
-from models.trainer import TrainConfig, fit
+from models.search.dnis import DNISConfig, dnis, past_best
+from models.trainer import EpochRecord, TrainConfig, fit
 from tests.models.test_models import FM_XOR, _split
 
 
@@ -13,7 +13,7 @@ def _model():
     return build_model("deepfm", FM_XOR, EmbeddingConfig(dim=8, init_std=0.1), {"hidden": [16]})
 
 
-@pytest.mark.parametrize("rewind", [True, False], ids=["rewind", "fine-tune"])
+@pytest.mark.parametrize("rewind", [True, False, "auto"], ids=["rewind", "fine-tune", "auto"])
 def test_dnis_halves_embedding_parameters_keeps_auc_and_favours_informative_fields(rewind):
     train, valid = _split()
     config = TrainConfig(learning_rate=0.01, batch_size=512, max_epochs=8, precision="fp32")
@@ -24,7 +24,9 @@ def test_dnis_halves_embedding_parameters_keeps_auc_and_favours_informative_fiel
     result = dnis(model, train, valid, config, 8, settings)
     # The retrain starts from the initial weights (masked) when rewinding, from the searched ones otherwise.
     start = result.start["embedding.bags.a.weight"]  # field a's rows come first in the mask
-    assert torch.equal(start, initial * result.mask[: initial.shape[0]]) == rewind
+    assert torch.equal(start, initial * result.mask[: initial.shape[0]]) == result.rewound
+    if rewind != "auto":
+        assert result.rewound == rewind
     assert result.kept_params == pytest.approx(result.full_params / 2, abs=8)
     assert result.retrain.best_valid_auc >= baseline.best_valid_auc - 0.01, (result.retrain.best_valid_auc, baseline.best_valid_auc)
     mean_dim = {name: dims[3:].float().mean().item() for name, dims in result.dims.items()}
@@ -34,10 +36,22 @@ def test_dnis_halves_embedding_parameters_keeps_auc_and_favours_informative_fiel
     assert torch.count_nonzero(weights[~result.mask]) == 0
 
 
+def test_auto_rewind_counts_epochs_since_the_best_like_early_stopping():
+    def history(*aucs):
+        return [EpochRecord(i + 1, 0.5, auc, 0.5, 1e-3, 1.0, 1.0) for i, auc in enumerate(aucs)]
+
+    assert not past_best([], 2)
+    assert not past_best(history(0.70, 0.75, 0.80, 0.79), 2)  # a one-epoch dip in a run still improving
+    assert past_best(history(0.71, 0.70, 0.69, 0.68), 2)  # best at epoch 1 of 4: the synthetic DeepFM
+    assert past_best(history(0.70, 0.75, 0.80, 0.79), 1)
+
+
 def test_dnis_rejects_a_bad_ratio_and_shared_tables():
     train, valid = _split(1000)
     with pytest.raises(ValueError, match="prune_ratio"):
         dnis(_model(), train, valid, TrainConfig(max_epochs=1), 8, DNISConfig(prune_ratio=1.0))
+    with pytest.raises(ValueError, match="rewind"):
+        dnis(_model(), train, valid, TrainConfig(max_epochs=1), 8, DNISConfig(rewind="sometimes"))
     unified = build_model("unified", FM_XOR, EmbeddingConfig(dim=8), {"budget": 64, "layers": 1, "heads": 1, "attention_dim": 8})
     with pytest.raises(ValueError, match="one table per field"):
         dnis(unified, train, valid, TrainConfig(max_epochs=1), 8, DNISConfig())
