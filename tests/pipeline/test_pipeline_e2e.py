@@ -182,6 +182,7 @@ def test_search_stage_optfs_then_dnis_feeds_train_and_predict(tmp_path):
     assert report["optfs_gates"] is True and report["search"]["optfs"]["kept_fraction"] == summary["kept_fraction"]
     dims = json.loads((out / "search" / "dnis.json").read_text())
     assert dims["on_optfs_gates"] and dims["params_cut"] == pytest.approx(0.6, abs=0.01) and report["dnis_dims"] is True
+    assert dims["settings"]["rewind"] == "auto" and isinstance(dims["rewound"], bool)
     # The train stage repeats DNIS's retrain (same start, same mask, same seed): the same best validation AUC.
     assert report["valid_auc"] == pytest.approx(dims["valid_auc_after"], abs=1e-6)
     # The gated model scores raw rows like the train stage scored the test split.
