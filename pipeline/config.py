@@ -118,7 +118,7 @@ class DNISSection(_Section):
     l1: float = Field(1e-5, ge=0)
     prune_ratio: float = Field(0.5, gt=0, lt=1)  # share of embedding entries removed
     # the retrain starts from the weights before warm-up, masked (true), or fine-tunes the searched weights (false);
-    # auto: rewind only when the validation AUC peaked before the search ended
+    # auto: rewind only when warm-up + search ended `patience` or more epochs after their best validation epoch
     rewind: bool | Literal["auto"] = "auto"
 
 

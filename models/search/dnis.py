@@ -51,7 +51,7 @@ class DNISConfig:
     l1: float = 1e-5
     prune_ratio: float = 0.5
     # True: retrain from the pre-warm-up weights (masked); False: from the searched weights; "auto": rewind only when
-    # the validation AUC peaked before the search ended
+    # the best validation epoch of warm-up + search lies `patience` or more epochs before their end
     rewind: bool | str = "auto"
 
 
