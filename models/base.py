@@ -16,8 +16,12 @@ class CTRModel(nn.Module):
     """A model maps an EncodedBatch to one logit per row (each subclass defines `forward`)."""
 
     def embedding_tables(self) -> list[torch.Tensor]:
-        """Every embedding table (the embedding regulariser's target)."""
+        """Every embedding table (what the embedding parameter count counts)."""
         return [w for module in self.modules() if isinstance(module, FeatureEmbedding) for w in module.table_weights().values()]
+
+    def regularized_tables(self) -> list[torch.Tensor]:
+        """The tables the embedding regulariser pulls toward zero (by default every embedding table)."""
+        return self.embedding_tables()
 
 
 def init_dense_layers(model: nn.Module) -> None:

@@ -260,7 +260,7 @@ def fit(
                 logits = model(batch)
             loss = loss_fn(logits.float(), batch.label)
             if config.embedding_regularizer > 0:
-                loss = loss + config.embedding_regularizer / 2 * sum(w.pow(2).sum() for w in model.embedding_tables())
+                loss = loss + config.embedding_regularizer / 2 * sum(w.pow(2).sum() for w in model.regularized_tables())
             if hooks.extra_loss is not None:
                 loss = loss + hooks.extra_loss()
             optimizer.zero_grad(set_to_none=True)
