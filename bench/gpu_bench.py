@@ -78,7 +78,7 @@ def measure(model_name: str, precision: str, device: torch.device, args: argpars
     def step(batch) -> float:
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             logits = model(batch)
-        loss = loss_fn(logits.float(), batch.label) + 0.025 * sum(w.pow(2).sum() for w in model.embedding_tables())
+        loss = loss_fn(logits.float(), batch.label) + 0.025 * sum(w.pow(2).sum() for w in model.regularized_tables())
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)

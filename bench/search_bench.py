@@ -41,10 +41,10 @@ BASE = {
     },
 }
 SEARCH = {
-    "optfs": {"optfs": {"epochs": 10, "gamma": 1000.0, "l1": 1e-6, "gate_lr": 0.01}},
-    "dnis": {"dnis": {"freq_blocks": 4, "warmup_epochs": 2, "search_epochs": 2, "prune_ratio": 0.5}},
-    "optinter": {"optinter": {"max_pairs": 20, "search_epochs": 3, "compare": True}},
-    "optuna": {"optuna": {"trials": 12, "max_epochs": 10}},
+    "optfs": {"epochs": 10, "gamma": 1000.0, "l1": 1e-6, "gate_lr": 0.01},
+    "dnis": {"freq_blocks": 4, "warmup_epochs": 2, "search_epochs": 2, "prune_ratio": 0.5},
+    "optinter": {"max_pairs": 20, "search_epochs": 3, "compare": True},
+    "optuna": {"trials": 12, "max_epochs": 10},
 }
 # Per-dataset changes to SEARCH: on the synthetic data (197,073 values, 49 steps per epoch) lambda 1e-6 closes 82 % of
 # the values, useful long-tail ones included (test AUC -0.007); 1e-7 keeps 56 % at -0.0007.
@@ -61,7 +61,7 @@ def run(dataset: str, method: str | None, out: Path, quick: bool) -> dict:
         config.setdefault("train", {})["max_epochs"] = 2
         config["data"] = {**config.get("data", {}), **({"synthetic_rows": 20_000} if dataset == "synthetic" else {})}
     if method:
-        settings = {**SEARCH[method][method], **SEARCH_BY_DATASET.get(dataset, {}).get(method, {}), **OVERRIDES.get(method, {})}
+        settings = {**SEARCH[method], **SEARCH_BY_DATASET.get(dataset, {}).get(method, {}), **OVERRIDES.get(method, {})}
         config["search"] = {"methods": [method], "baseline": False, method: settings}
     target = out / f"{dataset}-{method or 'baseline'}"
     config["out"] = str(target)
