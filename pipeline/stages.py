@@ -405,7 +405,16 @@ def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         oc = cfg.search.optinter
         pairs = candidate_pairs(out, feature_map, oc.max_pairs)
         keys = [cross_vocabulary(train.columns[a], train.columns[b], _vocab(feature_map, b), oc.min_count) for a, b in pairs]
-        search_settings = OptInterSearch(oc.search_epochs, oc.arch_lr, oc.anneal, tuple(oc.hidden), oc.compare, oc.arch_split)
+        search_settings = OptInterSearch(
+            search_epochs=oc.search_epochs,
+            arch_lr=oc.arch_lr,
+            anneal=oc.anneal,
+            hidden=tuple(oc.hidden),
+            dropout=oc.dropout,
+            batch_norm=oc.batch_norm,
+            compare=oc.compare,
+            arch_split=oc.arch_split,
+        )
         try:
             found = optinter(feature_map, embedding, pairs, keys, train, valid, settings, search_settings)
         except ValueError as exc:
@@ -579,10 +588,11 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
             keys = [stored[f"arr_{i}"] for i in range(len(stored.files))]
         pairs = [(p["a"], p["b"]) for p in chosen["pairs"]]
         modes = [p["mode"] for p in chosen["pairs"]]
-        hidden = tuple(cfg.search.optinter.hidden)
-        model = build_optinter(feature_map, embedding, pairs, modes, keys, hidden, tc.seed)
+        oc = cfg.search.optinter
+        mlp = {"hidden": list(oc.hidden), "dropout": oc.dropout, "batch_norm": oc.batch_norm}
+        model = build_optinter(feature_map, embedding, pairs, modes, keys, mlp, tc.seed)
         model_name = "optinter"
-        model_params = {"pairs": pairs, "modes": modes, "cross_sizes": [len(k) for k in keys], "hidden": list(hidden)}
+        model_params = {"pairs": pairs, "modes": modes, "cross_sizes": [len(k) for k in keys], **mlp}
     else:
         model = build()
     optfs_applied = "optfs" in searched and (search_dir / OPTFS_STATE).is_file()

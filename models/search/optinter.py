@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,11 +35,17 @@ class OptInterSearch:
     """Search settings."""
 
     search_epochs: int = 2
-    arch_lr: float = 1e-3
-    anneal: float = 5e-5  # temperature decrease per step
+    arch_lr: float = 0.05
+    anneal: float = 0.005  # temperature decrease per step
     hidden: tuple[int, ...] = (400, 400, 400)
+    dropout: float = 0.0  # the MLP's (searched and retrained models alike)
+    batch_norm: bool = False
     compare: bool = False  # also train all-memorise, all-factorise and all-naive (validation AUC of each)
-    arch_split: str = "train"  # "train": alpha joint with the weights (the paper); "valid": alpha on validation batches
+    arch_split: str = "valid"  # "valid": alpha on validation batches; "train": alpha joint with the weights (the paper)
+
+    def mlp(self) -> dict[str, Any]:
+        """The MLP's settings, as OptInterConfig takes them."""
+        return {"hidden": list(self.hidden), "dropout": self.dropout, "batch_norm": self.batch_norm}
 
 
 @dataclass
@@ -58,12 +65,15 @@ def build_optinter(
     pairs: list[tuple[str, str]],
     modes: list[str],
     keys: list[np.ndarray],
-    hidden: tuple[int, ...],
+    mlp: dict[str, Any],
     seed: int,
 ) -> OptInter:
-    """An OptInter model with these pair modes and memorised vocabularies (seeded initial weights)."""
+    """An OptInter model with these pair modes and memorised vocabularies (seeded initial weights).
+
+    mlp: OptInterConfig's MLP settings (hidden, dropout, batch_norm).
+    """
     torch.manual_seed(seed)
-    config = OptInterConfig(pairs=list(pairs), modes=list(modes), cross_sizes=[len(k) for k in keys], hidden=list(hidden))
+    config = OptInterConfig(pairs=list(pairs), modes=list(modes), cross_sizes=[len(k) for k in keys], **mlp)
     model = OptInter(feature_map, embedding, config)
     init_dense_layers(model)
     model.set_cross_keys([torch.from_numpy(k) for k in keys])
@@ -83,7 +93,7 @@ def optinter(
     """Search a mode per pair, then retrain with the chosen modes."""
     if not pairs:
         raise ValueError("OptInter needs at least one candidate pair")
-    model = build_optinter(feature_map, embedding, pairs, ["search"] * len(pairs), keys, settings.hidden, config.seed)
+    model = build_optinter(feature_map, embedding, pairs, ["search"] * len(pairs), keys, settings.mlp(), config.seed)
     step = 0
 
     def anneal() -> None:
@@ -101,7 +111,11 @@ def optinter(
         def valid_step() -> None:
             anneal()
             batch = next(stream).to(model.alpha.device)
-            (grad,) = torch.autograd.grad(loss_fn(model(batch), batch.label), model.alpha)
+            model.eval()  # as the model is scored: no dropout, and validation rows do not move batch-norm statistics
+            try:
+                (grad,) = torch.autograd.grad(loss_fn(model(batch), batch.label), model.alpha)
+            finally:
+                model.train()
             model.alpha.grad = grad
             arch_optimizer.step()
             model.alpha.grad = None
@@ -116,11 +130,11 @@ def optinter(
     with torch.no_grad():
         weights = model.mode_weights().cpu().numpy()
     modes = [MODES[i] for i in weights.argmax(axis=1)]
-    final = build_optinter(feature_map, embedding, pairs, modes, keys, settings.hidden, config.seed)
+    final = build_optinter(feature_map, embedding, pairs, modes, keys, settings.mlp(), config.seed)
     retrained = fit(final, train, valid, config)
     uniform = {}
     if settings.compare:
         for mode in MODES:
-            other = build_optinter(feature_map, embedding, pairs, [mode] * len(pairs), keys, settings.hidden, config.seed)
+            other = build_optinter(feature_map, embedding, pairs, [mode] * len(pairs), keys, settings.mlp(), config.seed)
             uniform[mode] = fit(other, train, valid, config).best_valid_auc
     return OptInterResult(modes, weights, searched, retrained, final.memorised_rows(), final, uniform)

@@ -74,6 +74,6 @@ def test_search_memorises_or_factorises_the_interacting_pair_and_beats_uniform_m
 
 def test_bad_pairs_are_rejected():
     with pytest.raises(ValueError, match="not a sparse field"):
-        build_optinter(FM, EmbeddingConfig(dim=4), [("a", "zz")], ["naive"], [np.zeros(0, dtype=np.int64)], (4,), 0)
+        build_optinter(FM, EmbeddingConfig(dim=4), [("a", "zz")], ["naive"], [np.zeros(0, dtype=np.int64)], {"hidden": [4]}, 0)
     with pytest.raises(ValueError, match="unknown pair mode"):
-        build_optinter(FM, EmbeddingConfig(dim=4), [("a", "b")], ["cache"], [np.zeros(0, dtype=np.int64)], (4,), 0)
+        build_optinter(FM, EmbeddingConfig(dim=4), [("a", "b")], ["cache"], [np.zeros(0, dtype=np.int64)], {"hidden": [4]}, 0)

@@ -206,7 +206,7 @@ def test_search_stage_optinter_takes_ranked_pairs_and_feeds_train_and_predict(tm
     config = tmp_path / "config.yaml"
     # A ranking budget of 4 features: the top 4 by MI plus the candidate pairs' fields are kept, the rest dropped.
     config.write_text(
-        "search:\n  max_features: 4\n  optinter: {max_pairs: 6, search_epochs: 2, arch_lr: 0.05, hidden: [32]}\ntrain: {max_epochs: 3}\n"
+        "search:\n  max_features: 4\n  optinter: {max_pairs: 6, search_epochs: 2, hidden: [32], batch_norm: true, dropout: 0.1}\ntrain: {max_epochs: 3}\n"
     )
     out, uri = _run(tmp_path, "--config", str(config), "--rows", "30000", "--search", "optinter")
     found = json.loads((out / "search" / "optinter.json").read_text())
@@ -217,6 +217,7 @@ def test_search_stage_optinter_takes_ranked_pairs_and_feeds_train_and_predict(tm
     assert set(fields["fields"]) == set(top4) | {name for pair in pairs for name in pair} and fields["dropped"]
     spec = json.loads((out / "train" / "package" / "model.json").read_text())
     assert spec["fields"] == fields["fields"]  # the trained model takes only the budget's fields
+    assert spec["params"]["batch_norm"] is True and spec["params"]["dropout"] == 0.1  # the MLP as searched
     assert sum(found["modes"].values()) == 6 and found["valid_auc_after"] > 0.5
     report = json.loads((out / "metrics.json").read_text())
     assert report["model"] == "optinter" and report["registered_model"] == "models:/ctr-optinter/1"
