@@ -9,8 +9,9 @@ with the published BARS test AUC and, for AutoInt, FuxiCTR's figures from
 not in its pip package, so that ratio is across runs: the bench measures the
 host's fp32 and bf16 matrix-multiply rates in the same run to show its state).
 
-Unified embedding runs as AutoInt over shared hashed tables at a sweep of
-parameter budgets (fractions of the per-field tables' size).
+Unified embedding runs as AutoInt (or --unified-base) over shared hashed
+tables at a sweep of parameter budgets (fractions of the per-field tables'
+size), with that model's BARS settings.
 
 Results go to OUT/results.json after each model (rerunning skips models that
 are done; --fresh starts over) and a markdown table is printed at the end.
@@ -131,6 +132,9 @@ def main() -> None:
         default="1x1",
         help="unified embedding layouts to sweep, as TABLESxCHUNKS, f at the end for field vectors (e.g. 1x1,2x2,1x10f)",
     )
+    parser.add_argument(
+        "--unified-base", default="autoint", choices=["autoint", "autoint+", "deepfm", "fm"], help="model over the shared tables"
+    )
     parser.add_argument("--max-epochs", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "train")
@@ -162,10 +166,13 @@ def main() -> None:
                 for layout in args.layouts.split(","):
                     field_vectors = layout.endswith("f")
                     tables, chunks = (int(x) for x in layout.removesuffix("f").split("x"))
+                    base = args.unified_base
                     name = f"unified@{fraction:g}" + (f" {tables}t{chunks}c" if (tables, chunks) != (1, 1) else "")
                     name += " +field vectors" if field_vectors else ""
-                    params = {"budget": int(per_field * fraction), "tables": tables, "chunks": chunks, "field_vectors": field_vectors}
-                    jobs.append((name, "unified", params, SETTINGS["autoint"][1], args.precision))
+                    name += f" ({base})" if base != "autoint" else ""
+                    base_params, regularizer = SETTINGS[base]
+                    multiplex = {"budget": int(per_field * fraction), "tables": tables, "chunks": chunks, "field_vectors": field_vectors}
+                    jobs.append((name, "unified", {"base": base, **base_params, **multiplex}, regularizer, args.precision))
         else:
             jobs.append((name, name, *SETTINGS[name], args.precision))
     if args.fp32_autoint:
@@ -200,9 +207,15 @@ def main() -> None:
     full = results.get("autoint")
     for r in results.values():
         if r["name"].startswith("unified") and full:
+            base = results.get(r["params_setting"].get("base", "autoint"))  # the same model with per-field tables
+            own = (
+                f"; {r['embedding_params'] / base['embedding_params']:.3f} of {base['name']}'s, test AUC {r['test_auc'] - base['test_auc']:+.6f} against it"
+                if base and base is not full
+                else ""
+            )
             print(
                 f"{r['name']}: {r['embedding_params'] / full['embedding_params']:.3f} of AutoInt's embedding parameters, "
-                f"test AUC {r['test_auc'] - full['test_auc']:+.6f} against it"
+                f"test AUC {r['test_auc'] - full['test_auc']:+.6f} against it{own}"
             )
 
 

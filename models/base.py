@@ -34,11 +34,18 @@ def init_dense_layers(model: nn.Module) -> None:
 
 
 class LinearPart(nn.Module):
-    """First-order term: a bias plus one learned weight per feature value (a dimension-1 embedding)."""
+    """First-order term: a bias plus one learned weight per feature value (a dimension-1 embedding).
+
+    Under Unified Embedding the weights are multiplexed too: one shared 1-wide table of budget / dim rows, so the
+    first-order weights take the same fraction of their per-field size as the embeddings do.
+    """
 
     def __init__(self, feature_map: FeatureMap, embedding: EmbeddingConfig) -> None:
         super().__init__()
-        self.weights = FeatureEmbedding(feature_map, replace(embedding, dim=1))
+        multiplex = embedding.multiplex
+        if multiplex is not None:
+            multiplex = replace(multiplex, budget=max(1, multiplex.budget // embedding.dim), tables=1, chunks=1, field_vectors=False)
+        self.weights = FeatureEmbedding(feature_map, replace(embedding, dim=1, multiplex=multiplex))
         self.bias = nn.Parameter(torch.zeros(1))
 
     def forward(self, batch: EncodedBatch) -> torch.Tensor:

@@ -38,9 +38,18 @@ def _plain(cls: type) -> Callable[[FeatureMap, EmbeddingConfig, dict], CTRModel]
     return build
 
 
+# Models that take Unified Embedding's shared tables in place of their one embedding module (FGCNN has two, LR
+# one-wide weights: a budget would not mean the same there).
+UNIFIED_BASES = ("autoint", "autoint+", "deepfm", "fm")
+
+
 def _unified(feature_map: FeatureMap, embedding: EmbeddingConfig, params: dict) -> CTRModel:
-    """AutoInt over Unified Embedding: `budget` (default a quarter of per-field tables), `tables`, `chunks`, `field_vectors`."""
+    """A model over Unified Embedding: `base` (default autoint), `budget` (default a quarter of per-field tables),
+    `tables`, `chunks`, `field_vectors`; the rest are the base model's settings."""
     params = dict(params)
+    base = params.pop("base", "autoint")
+    if base not in UNIFIED_BASES:
+        raise UserError(f"unified embedding: base model {base!r} cannot take shared tables; use one of {', '.join(UNIFIED_BASES)}")
     per_field = sum(f.vocab_size for f in feature_map.fields) * embedding.dim
     multiplex = MultiplexConfig(
         budget=int(params.pop("budget", per_field // 4)),
@@ -51,7 +60,7 @@ def _unified(feature_map: FeatureMap, embedding: EmbeddingConfig, params: dict) 
     )
     try:
         shared = replace(embedding, multiplex=multiplex)
-        return _with_config(AutoInt, AutoIntConfig)(feature_map, shared, params)
+        return MODELS[base](feature_map, shared, params)
     except ValueError as exc:
         raise UserError(f"unified embedding: {exc}") from exc
 

@@ -7,6 +7,7 @@ import torch
 from common.errors import UserError
 from common.featuremap import FeatureMap, FieldSpec
 from models.data import InMemoryData, _take_list
+from models.deepfm import DeepFM
 from models.embedding import EmbeddingConfig
 from models.fgcnn import FeatureGenerator, FGCNNConfig, inner_products
 from models.layers import MultiHeadSelfAttention
@@ -87,6 +88,8 @@ def test_registry_errors():
     assert set(MODELS) == {"lr", "fm", "deepfm", "autoint", "autoint+", "fgcnn", "unified"}
     with pytest.raises(UserError, match="unified embedding: budget"):
         build_model("unified", FM_XOR, EmbeddingConfig(dim=4), {"budget": 2})
+    with pytest.raises(UserError, match="base model 'fgcnn' cannot take shared tables"):
+        build_model("unified", FM_XOR, EmbeddingConfig(dim=4), {"base": "fgcnn"})
 
 
 def test_empty_validation_and_missing_gpu_are_user_errors():
@@ -110,6 +113,13 @@ def test_unified_embedding_learns_with_shared_tables():
     # 67 ids over three fields share 2 tables of 16 rows x 2 columns: a quarter-size budget.
     _, result, _ = _train("unified", {"budget": 64, "tables": 2, "chunks": 2, "layers": 1, "heads": 1, "attention_dim": 8})
     assert result.best_valid_auc > 0.7
+
+
+def test_unified_embedding_under_deepfm_uses_only_the_budget():
+    model, result, _ = _train("unified", {"base": "deepfm", "budget": 64, "tables": 2, "chunks": 2, "hidden": [16]})
+    assert isinstance(model, DeepFM) and result.best_valid_auc > 0.7
+    assert sum(w.numel() for w in model.embedding.table_weights().values()) == 64  # 2 tables x 16 rows x 2 columns (d 4)
+    assert sum(w.numel() for w in model.embedding_tables()) == 64 + 64 // 4  # the first-order weights: budget / dim
 
 
 def test_training_config_names_every_registered_model():
