@@ -78,13 +78,14 @@ class OptInter(CTRModel):
         )
 
     def regularized_tables(self) -> list[torch.Tensor]:
-        """The field embeddings only: the pair candidates' tables (cross products, factors) are not regularised.
+        """The field embeddings and the cross-product tables: every table looked up by a (cross) feature's id.
 
-        Neither candidate's table is, so the search weighs them on equal terms. An L2 on the factor table, whose
-        product f_a * f_b is second order, held it at zero under the BARS regulariser (0.05): factorise then equals
-        naive and alpha cannot tell them apart (tied to 3 decimals in every pair, on Frappe and on synthetic data).
+        The factor table is not regularised: its product f_a * f_b is second order, and an L2 on it held it at zero
+        under the BARS regulariser (0.05), so factorise equalled naive and alpha could not tell them apart (tied to 3
+        decimals in every pair, on Frappe and on synthetic data). A cross table is a first-order embedding of the
+        cross feature; left unregularised, Frappe's item crosses (thousands of rows each) overfit within 3 epochs.
         """
-        return list(self.embedding.table_weights().values())
+        return [*self.embedding.table_weights().values(), *(table.weight for table in self.tables.values())]
 
     def set_cross_keys(self, keys: list[torch.Tensor]) -> None:
         """Load each memorised pair's sorted key vocabulary."""
