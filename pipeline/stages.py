@@ -498,6 +498,7 @@ def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
             optfs_l1=tuple(oc.optfs_l1),
             optfs_gamma=tuple(oc.optfs_gamma),
             dnis_prune_ratio=tuple(oc.dnis_prune_ratio),
+            base_params={tc.model: dict(tc.params)},
         )
         try:
             study = run_study(storage, study_settings, train_trial)

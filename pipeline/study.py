@@ -25,7 +25,7 @@ import logging
 import statistics
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,9 @@ class StudySettings:
     optfs_l1: tuple[float, float] = (1e-8, 1e-4)  # lambda, log-uniform
     optfs_gamma: tuple[float, float] = (100.0, 10_000.0)  # gamma (final temperature), log-uniform
     dnis_prune_ratio: tuple[float, float] = (0.3, 0.8)
+    # per model: the settings its trials start from before the depth knob (the train section's params for its
+    # model), so that a DeepFM trial keeps the configured batch norm and dropout
+    base_params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _model_params(model: str, depth: int) -> dict[str, Any]:
@@ -98,7 +101,7 @@ def run_study(
             "learning_rate": trial.suggest_float("learning_rate", *settings.learning_rate, log=True),
         }
         depth = trial.suggest_int("depth", 1, settings.max_depth) if model in ("deepfm", "autoint", "autoint+") else 0
-        config["params"] = _model_params(model, depth)
+        config["params"] = {**settings.base_params.get(model, {}), **_model_params(model, depth)}
         if "optfs" in settings.methods:
             config["optfs"] = {
                 "l1": trial.suggest_float("optfs_l1", *settings.optfs_l1, log=True),

@@ -38,6 +38,15 @@ def test_study_resumes_prunes_and_picks_the_smallest_near_best_pareto_trial(tmp_
     assert chosen["config"]["model"] in SIZES and "learning_rate" in chosen["config"]
 
 
+def test_trials_of_the_train_model_start_from_its_settings(tmp_path):
+    calls = []
+    base = {"deepfm": {"hidden": [8], "dropout": 0.2, "batch_norm": True}}
+    run_study(tmp_path / "study.db", StudySettings(trials=6, seed=3, models=("deepfm", "fm"), base_params=base), _fake(calls))
+    deepfm = [c["params"] for c in calls if c["model"] == "deepfm"]
+    assert deepfm and all(p["dropout"] == 0.2 and p["batch_norm"] and p["hidden"] == [400] * len(p["hidden"]) for p in deepfm)
+    assert all(c["params"] == {} for c in calls if c["model"] == "fm")  # no settings for other models
+
+
 def test_corrupt_study_storage_is_a_user_error(tmp_path):
     storage = tmp_path / "study.db"
     storage.write_bytes(b"this is not a sqlite database" * 100)
