@@ -43,7 +43,7 @@ BASE = {
 SEARCH = {
     "optfs": {"epochs": 10, "gamma": 1000.0, "l1": 1e-6, "gate_lr": 0.01},
     "dnis": {"freq_blocks": 4, "warmup_epochs": 2, "search_epochs": 2, "prune_ratio": 0.5},
-    "optinter": {"max_pairs": 20, "search_epochs": 3, "compare": True},
+    "optinter": {"max_pairs": 20, "compare": True},  # the defaults: 10 search epochs, arch lr 0.01, anneal 0.001
     "optuna": {"trials": 12, "max_epochs": 10},
 }
 # Per-dataset changes to SEARCH: on the synthetic data (197,073 values, 49 steps per epoch) lambda 1e-6 closes 82 % of
@@ -52,12 +52,7 @@ SEARCH = {
 # entry magnitudes it prunes by are far from trained (test AUC -0.0047 at a 50 % cut, against -0.00001 after 8).
 SEARCH_BY_DATASET = {
     "synthetic": {"optfs": {"l1": 1e-7}},
-    # OptInter on Frappe: the DeepFM's MLP, and a slower alpha over more epochs (bench/RESULTS.md run 5d): at the
-    # defaults alpha settles in the first epoch, before memorised item crosses start to overfit
-    "frappe": {
-        "dnis": {"warmup_epochs": 8},
-        "optinter": {"dropout": 0.2, "batch_norm": True, "search_epochs": 10, "arch_lr": 0.01, "anneal": 0.001},
-    },
+    "frappe": {"dnis": {"warmup_epochs": 8}, "optinter": {"dropout": 0.2, "batch_norm": True}},  # the DeepFM's MLP
 }
 # Train settings for one method's run: the synthetic OptInter run (search, retrain and the uniform comparisons)
 # with the regulariser on the field embeddings; without it every pair's memorised noise crosses overfit alike.

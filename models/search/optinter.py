@@ -34,9 +34,9 @@ from models.trainer import TrainConfig, TrainHooks, TrainResult, fit
 class OptInterSearch:
     """Search settings."""
 
-    search_epochs: int = 2
-    arch_lr: float = 0.05
-    anneal: float = 0.005  # temperature decrease per step
+    search_epochs: int = 10
+    arch_lr: float = 0.01
+    anneal: float = 0.001  # temperature decrease per step
     hidden: tuple[int, ...] = (400, 400, 400)
     dropout: float = 0.0  # the MLP's (searched and retrained models alike)
     batch_norm: bool = False
