@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import polars as pl
@@ -32,9 +32,12 @@ from features.schema import SchemaOptions
 from features.sources import SourceOptions
 from features.split import SplitParams
 from pipeline import catalog
-from pipeline.config import PipelineConfig
+from pipeline.config import OptInterSection, PipelineConfig
 from pipeline.package import PACKAGE, write_package
 from pipeline.plots import learning_curve_plot, ranking_bar_plot
+
+if TYPE_CHECKING:
+    from models.search.optinter import OptInterSearch
 
 T = TypeVar("T")
 
@@ -332,13 +335,29 @@ def _search_dnis(model, train, valid, settings, dim: int, section, workdir: Path
     return summary, found
 
 
+def _optinter_settings(section: OptInterSection) -> OptInterSearch:
+    """The search.optinter section as OptInterSearch (the search and the train stage's rebuild read the same)."""
+    from models.search.optinter import OptInterSearch
+
+    return OptInterSearch(
+        search_epochs=section.search_epochs,
+        arch_lr=section.arch_lr,
+        anneal=section.anneal,
+        hidden=tuple(section.hidden),
+        dropout=section.dropout,
+        batch_norm=section.batch_norm,
+        compare=section.compare,
+        arch_split=section.arch_split,
+    )
+
+
 def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
     """Run the configured search methods on train/valid (never test); write one JSON per method."""
     import torch
 
     from features.crosses import cross_vocabulary
     from models.optinter import MODES
-    from models.search.optinter import OptInterSearch, optinter
+    from models.search.optinter import optinter
     from models.trainer import TrainConfig, fit
 
     ingest_dir = catalog.stage_path(out, "ingest")
@@ -405,18 +424,8 @@ def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         oc = cfg.search.optinter
         pairs = candidate_pairs(out, feature_map, oc.max_pairs)
         keys = [cross_vocabulary(train.columns[a], train.columns[b], _vocab(feature_map, b), oc.min_count) for a, b in pairs]
-        search_settings = OptInterSearch(
-            search_epochs=oc.search_epochs,
-            arch_lr=oc.arch_lr,
-            anneal=oc.anneal,
-            hidden=tuple(oc.hidden),
-            dropout=oc.dropout,
-            batch_norm=oc.batch_norm,
-            compare=oc.compare,
-            arch_split=oc.arch_split,
-        )
         try:
-            found = optinter(feature_map, embedding, pairs, keys, train, valid, settings, search_settings)
+            found = optinter(feature_map, embedding, pairs, keys, train, valid, settings, _optinter_settings(oc))
         except ValueError as exc:
             raise UserError(f"search optinter: {exc}") from exc
         summary = {
@@ -589,8 +598,7 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
             keys = [stored[f"arr_{i}"] for i in range(len(stored.files))]
         pairs = [(p["a"], p["b"]) for p in chosen["pairs"]]
         modes = [p["mode"] for p in chosen["pairs"]]
-        oc = cfg.search.optinter
-        mlp = {"hidden": list(oc.hidden), "dropout": oc.dropout, "batch_norm": oc.batch_norm}
+        mlp = _optinter_settings(cfg.search.optinter).mlp()  # the searched network's MLP
         model = build_optinter(feature_map, embedding, pairs, modes, keys, mlp, tc.seed)
         model_name = "optinter"
         model_params = {"pairs": pairs, "modes": modes, "cross_sizes": [len(k) for k in keys], **mlp}
