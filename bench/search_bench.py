@@ -55,7 +55,8 @@ SEARCH_BY_DATASET = {
     "frappe": {"dnis": {"warmup_epochs": 8}, "optinter": {"dropout": 0.2, "batch_norm": True}},  # the DeepFM's MLP
 }
 # Train settings for one method's run: the synthetic OptInter run (search, retrain and the uniform comparisons)
-# with the regulariser on the field embeddings; without it every pair's memorised noise crosses overfit alike.
+# with the embedding regulariser (field embeddings and cross tables); without it every pair's memorised noise crosses
+# overfit alike.
 TRAIN_BY_RUN = {("synthetic", "optinter"): {"embedding_regularizer": 0.05}}
 OVERRIDES: dict[str, dict] = {}  # --set method.key=value, over both
 
