@@ -35,7 +35,7 @@ from models.embedding import EmbeddingConfig
 from models.registry import build_model
 from models.trainer import TrainConfig, evaluate, fit, resolve_device, resolve_precision, train_report
 from pipeline import catalog
-from pipeline.stages import load_split
+from pipeline.stages import load_split, ranked_chunk_counts
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "frappe"
@@ -64,13 +64,16 @@ def matmul_gflops(dtype: torch.dtype) -> float:
     return 2 * 40960 * 128 * 384 * 10 / (time.perf_counter() - start) / 1e9
 
 
-def ingest(out: Path) -> Path:
-    """Encoded Frappe splits under out/frappe (made once with the pipeline's own ingest stage)."""
+def ingest(out: Path, rank: bool = False) -> Path:
+    """Encoded Frappe splits under out/frappe (made once with the pipeline's own ingest stage), and with `rank` the
+    rank stage's output beside them."""
     target = out / "frappe"
+    config = ROOT / "configs" / "frappe.yaml"
+    command = [sys.executable, "-m", "pipeline", "run", "--config", str(config), "--data", str(DATA), "--out", str(target), "--no-tracking"]
     if not (target / "ingest" / catalog.FEATURE_MAP).is_file():
-        config = ROOT / "configs" / "frappe.yaml"
-        command = [sys.executable, "-m", "pipeline", "run", "--config", str(config), "--data", str(DATA)]
-        subprocess.run([*command, "--stages", "ingest", "--out", str(target), "--no-tracking"], check=True, cwd=ROOT)
+        subprocess.run([*command, "--stages", "ingest"], check=True, cwd=ROOT)
+    if rank and not (target / "rank" / "ranking.csv").is_file():
+        subprocess.run([*command, "--stages", "rank"], check=True, cwd=ROOT)
     return target / "ingest"
 
 
@@ -135,6 +138,12 @@ def main() -> None:
     parser.add_argument(
         "--unified-base", default="autoint", choices=["autoint", "autoint+", "deepfm", "fm"], help="model over the shared tables"
     )
+    parser.add_argument(
+        "--chunk-counts",
+        default="uniform",
+        choices=["uniform", "cardinality", "rank"],
+        help="unified embedding chunks per feature: CHUNKS each, or 1..CHUNKS by vocabulary size or by the rank stage's order",
+    )
     parser.add_argument("--max-epochs", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "train")
@@ -147,7 +156,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     results_file = args.out / "results.json"
     results = {} if args.fresh or not results_file.is_file() else json.loads(results_file.read_text())
-    ingest_dir = ingest(args.out)
+    ingest_dir = ingest(args.out, rank=args.chunk_counts == "rank")
     feature_map = catalog.load_feature_map(ingest_dir)
     data = (feature_map, *(load_split(ingest_dir, split, feature_map, False) for split in ("train", "valid", "test")))
     per_field = sum(f.vocab_size for f in feature_map.fields) * 10
@@ -172,6 +181,11 @@ def main() -> None:
                     name += f" ({base})" if base != "autoint" else ""
                     base_params, regularizer = SETTINGS[base]
                     multiplex = {"budget": int(per_field * fraction), "tables": tables, "chunks": chunks, "field_vectors": field_vectors}
+                    if args.chunk_counts != "uniform" and chunks > 1:
+                        name += f" chunks by {args.chunk_counts}"
+                        multiplex["chunk_counts"] = (
+                            ranked_chunk_counts(ingest_dir.parent, feature_map, chunks) if args.chunk_counts == "rank" else "cardinality"
+                        )
                     jobs.append((name, "unified", {"base": base, **base_params, **multiplex}, regularizer, args.precision))
         else:
             jobs.append((name, name, *SETTINGS[name], args.precision))

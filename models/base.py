@@ -44,7 +44,9 @@ class LinearPart(nn.Module):
         super().__init__()
         multiplex = embedding.multiplex
         if multiplex is not None:
-            multiplex = replace(multiplex, budget=max(1, multiplex.budget // embedding.dim), tables=1, chunks=1, field_vectors=False)
+            multiplex = replace(
+                multiplex, budget=max(1, multiplex.budget // embedding.dim), tables=1, chunks=1, field_vectors=False, feature_chunks=None
+            )
         self.weights = FeatureEmbedding(feature_map, replace(embedding, dim=1, multiplex=multiplex))
         self.bias = nn.Parameter(torch.zeros(1))
 

@@ -12,6 +12,8 @@ Both compute the same function; `copy_weights_from` moves tables between them.
 
 from __future__ import annotations
 
+import itertools
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -45,11 +47,18 @@ def field_offsets(vocab_sizes: list[int]) -> torch.Tensor:
 class MultiplexConfig:
     """Unified Embedding (feature multiplexing): shared tables instead of one table per field.
 
-    Feature t looks up `chunks` rows, each with its own salted hash, of width
-    dim / chunks, and concatenates them; chunk k of feature t lives in table
-    (t·chunks + k) mod `tables` (round-robin), so collisions happen across
-    features. `budget` is the total number of embedding parameters:
+    Feature t looks up c_t rows, each with its own salted hash, of width
+    dim / chunks, and concatenates them; the (feature, chunk) lookups, taken in
+    feature then chunk order, go to the tables round-robin, so collisions happen
+    across features. `budget` is the total number of embedding parameters:
     rows per table = budget / (tables · dim / chunks).
+
+    c_t is `chunks` for every feature unless `feature_chunks` gives one count
+    per sparse field (1..chunks; the paper's "more chunks for important or
+    high-cardinality features"). A feature with c_t < chunks fills the first
+    c_t · dim / chunks entries of its width-`dim` embedding and leaves the rest
+    zero, as DNIS's masked dimensions do: FM products and attention read
+    equal-width vectors, and the zero entries carry nothing.
 
     `field_vectors` adds a learned vector per feature to its embedding (fields ·
     dim parameters, taken out of the budget), as a transformer adds position
@@ -64,6 +73,21 @@ class MultiplexConfig:
     chunks: int = 1
     seed: int = 0
     field_vectors: bool = False
+    feature_chunks: tuple[int, ...] | None = None  # c_t per sparse field, in the feature map's order
+
+
+def chunks_by_cardinality(vocab_sizes: dict[str, int], max_chunks: int) -> dict[str, int]:
+    """c_t = ceil(chunks · ln(vocab_t) / ln(largest vocab)), at least 1: the largest vocabulary gets every chunk."""
+    top = math.log(max(max(vocab_sizes.values(), default=2), 2))
+    return {name: min(max_chunks, max(1, math.ceil(max_chunks * math.log(max(v, 1)) / top))) for name, v in vocab_sizes.items()}
+
+
+def chunks_by_rank(ranks: dict[str, int], max_chunks: int) -> dict[str, int]:
+    """c_t = 1 + round((chunks − 1) · (n − rank_t) / (n − 1)) over n ranked features: rank 1 gets every chunk, the
+    last one chunk, linearly in rank order in between (the rank stage's corrected MI already weighs cardinality)."""
+    n = len(ranks)
+    share = {name: (n - rank) / (n - 1) if n > 1 else 1.0 for name, rank in ranks.items()}  # 1 at rank 1, 0 at rank n
+    return {name: 1 + math.floor((max_chunks - 1) * s + 0.5) for name, s in share.items()}
 
 
 @dataclass(frozen=True)
@@ -92,21 +116,27 @@ class HashedChunks(nn.Module):
         if dim % config.chunks:
             raise ValueError(f"embedding dim {dim} is not divisible into {config.chunks} chunks")
         fields = len(names)
-        if config.tables > fields * config.chunks:
-            raise ValueError(f"{config.tables} tables for {fields * config.chunks} (feature, chunk) lookups would leave tables unused")
+        counts = [config.chunks] * fields if config.feature_chunks is None else [int(c) for c in config.feature_chunks]
+        if len(counts) != fields or not all(1 <= c <= config.chunks for c in counts):
+            raise ValueError(f"feature_chunks needs one count in 1..{config.chunks} for each of the {fields} sparse fields, got {counts}")
+        lookups = sum(counts)
+        if config.tables > lookups:
+            raise ValueError(f"{config.tables} tables for {lookups} (feature, chunk) lookups would leave tables unused")
         self.chunk_dim = dim // config.chunks
         extra = fields * dim if config.field_vectors else 0
         self.rows = (config.budget - extra) // (config.tables * self.chunk_dim)
         if self.rows < 1:
             raise ValueError(f"budget {config.budget} is too small for {config.tables} tables of width {self.chunk_dim}")
         self.names = names
-        self.chunks = config.chunks
+        self.dim = dim
+        self.counts = counts  # c_t per field
         self.backend = backend
         generator = torch.Generator().manual_seed(config.seed)
         a = torch.randint(1, _PRIME, (fields, config.chunks), generator=generator, dtype=torch.int64)
         b = torch.randint(0, _PRIME, (fields, config.chunks), generator=generator, dtype=torch.int64)
         self.register_buffer("salts", torch.stack([a, b], dim=-1))
-        self.assignment = [[(t * config.chunks + k) % config.tables for k in range(config.chunks)] for t in range(fields)]
+        starts = itertools.accumulate(counts[:-1], initial=0)  # each field's first lookup's position
+        self.assignment = [[int(start + k) % config.tables for k in range(c)] for start, c in zip(starts, counts, strict=True)]
         if backend == "torchrec":
             from torchrec import EmbeddingBagCollection, EmbeddingBagConfig, PoolingType
 
@@ -115,7 +145,7 @@ class HashedChunks(nn.Module):
                     name=f"shared_{i}",
                     embedding_dim=self.chunk_dim,
                     num_embeddings=self.rows,
-                    feature_names=[self.key(t, k) for t in range(fields) for k in range(config.chunks) if self.assignment[t][k] == i],
+                    feature_names=[self.key(t, k) for t in range(fields) for k in range(counts[t]) if self.assignment[t][k] == i],
                     pooling=PoolingType.MEAN if pooling == "mean" else PoolingType.SUM,
                 )
                 for i in range(config.tables)
@@ -151,18 +181,19 @@ class HashedChunks(nn.Module):
 
             keys, values, kjt_lengths = [], [], []
             for field, ids in enumerate(per_field):
-                for chunk in range(self.chunks):
+                for chunk in range(self.counts[field]):
                     keys.append(self.key(field, chunk))
                     values.append(self.hashed(field, chunk, ids))
                     kjt_lengths.append(lengths[field])
             pooled = self.collection(KeyedJaggedTensor(keys=keys, values=torch.cat(values), lengths=torch.cat(kjt_lengths))).to_dict()
-            out = [torch.cat([pooled[self.key(f, k)] for k in range(self.chunks)], dim=1) for f in range(len(per_field))]
+            out = [torch.cat([pooled[self.key(f, k)] for k in range(self.counts[f])], dim=1) for f in range(len(per_field))]
         else:
             out = []
             for field, ids in enumerate(per_field):
                 offsets = bag_offsets(lengths[field])
-                chunks = [self.tables[self.assignment[field][k]](self.hashed(field, k, ids), offsets) for k in range(self.chunks)]
+                chunks = [self.tables[self.assignment[field][k]](self.hashed(field, k, ids), offsets) for k in range(self.counts[field])]
                 out.append(torch.cat(chunks, dim=1))
+        out = [nn.functional.pad(vectors, (0, self.dim - vectors.shape[1])) for vectors in out]  # fewer chunks: zero tail
         if self.field_vectors is not None:
             out = [vectors + self.field_vectors[field] for field, vectors in enumerate(out)]
         return out

@@ -22,7 +22,7 @@ from common.errors import UserError
 from pipeline import catalog
 from pipeline.cli import EXIT_USER_ERROR
 from pipeline.config import load_config
-from pipeline.stages import load_split, params_from
+from pipeline.stages import load_split, params_from, with_ranked_chunks
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -48,8 +48,9 @@ def run(argv: list[str] | None = None) -> int:
         raise UserError(f"{ingest_dir}: no ingest output; run `python -m pipeline run --stages ingest --out {cfg.out}` first")
     dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     try:
-        tc = cfg.train
         feature_map = catalog.load_feature_map(ingest_dir)
+        cfg = with_ranked_chunks(cfg, cfg.out, feature_map)
+        tc = cfg.train
         train, valid, test = (load_split(ingest_dir, s, feature_map, tc.numeric_as_value) for s in ("train", "valid", "test"))
         if train is None or valid is None or len(valid) == 0:
             raise UserError(f"{ingest_dir}: train and a non-empty valid split are needed")

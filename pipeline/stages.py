@@ -256,6 +256,34 @@ def top_features(out: Path, feature_map: FeatureMap, cfg: PipelineConfig) -> Fea
     return dataclasses.replace(feature_map, fields=tuple(f for f in feature_map.fields if f.name in keep))
 
 
+def with_ranked_chunks(cfg: PipelineConfig, out: Path, feature_map: FeatureMap) -> PipelineConfig:
+    """`cfg` with Unified Embedding's `chunk_counts: rank` replaced by a {field: count} mapping from the rank stage's
+    ranking (rank 1 gets `chunks`, the last field one; models.embedding.chunks_by_rank), so that the trained model's
+    package holds the counts it was built with."""
+    params = cfg.train.params
+    if cfg.train.model != "unified" or params.get("chunk_counts") != "rank":
+        return cfg
+    counts = ranked_chunk_counts(out, feature_map, int(params.get("chunks", 1)))
+    return cfg.model_copy(update={"train": cfg.train.model_copy(update={"params": {**params, "chunk_counts": counts}})})
+
+
+def ranked_chunk_counts(out: Path, feature_map: FeatureMap, chunks: int) -> dict[str, int]:
+    """Unified Embedding's chunk count per field of `feature_map` from the rank stage's order among those fields."""
+    from models.embedding import chunks_by_rank
+
+    path = catalog.stage_path(out, "rank") / "ranking.csv"
+    if not path.is_file():
+        raise UserError(f"{path}: chunk_counts 'rank' takes Unified Embedding's chunk counts from the rank stage; run rank first")
+    ranking = pl.read_csv(path)
+    ranks = dict(zip(ranking["feature"], ranking["rank"], strict=True))
+    names = [f.name for f in feature_map.fields]
+    missing = [name for name in names if name not in ranks]
+    if missing:
+        raise UserError(f"{path}: no rank for field(s) {', '.join(missing)}; rerun the rank stage")
+    order = sorted(names, key=ranks.__getitem__)
+    return chunks_by_rank({name: i + 1 for i, name in enumerate(order)}, chunks)
+
+
 def _model_factory(cfg: PipelineConfig, feature_map: FeatureMap):
     """A function that builds the configured model afresh (seeded), and its embedding config."""
     import torch
@@ -348,6 +376,7 @@ def _optinter_settings(section: OptInterSection) -> OptInterSearch:
         batch_norm=section.batch_norm,
         compare=section.compare,
         arch_split=section.arch_split,
+        warmup_epochs=section.warmup_epochs,
     )
 
 
@@ -363,6 +392,7 @@ def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
     ingest_dir = catalog.stage_path(out, "ingest")
     full_map = catalog.load_feature_map(ingest_dir)
     feature_map = top_features(out, full_map, cfg)
+    cfg = with_ranked_chunks(cfg, out, feature_map)
     tc = cfg.train
     train = load_split(ingest_dir, "train", feature_map, tc.numeric_as_value)
     valid = load_split(ingest_dir, "valid", feature_map, tc.numeric_as_value)
@@ -435,6 +465,7 @@ def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
             ],
             "modes": {mode: found.modes.count(mode) for mode in MODES},
             "memorised_rows": found.memorised_rows,
+            "arch_steps": found.arch_steps,
             "valid_auc_after": found.retrain.best_valid_auc,
             "valid_logloss_after": found.retrain.best_valid_logloss,
             "valid_auc_all_mode": found.uniform,
@@ -579,6 +610,7 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
             }
         )
         searched |= set(methods)
+    cfg = with_ranked_chunks(cfg, out, feature_map)
     tc = cfg.train
     train = load_split(ingest_dir, "train", feature_map, tc.numeric_as_value)
     valid = load_split(ingest_dir, "valid", feature_map, tc.numeric_as_value)

@@ -8,6 +8,9 @@ validation batches, one Adam step after every training step (first-order
 bi-level search, as DARTS and DNIS do): on the joint training loss the
 memorise tables, the mode with the most capacity, fit the training rows
 best and win for nearly every pair, noise pairs included.
+With `warmup_epochs` the weights first train with alpha held uniform, so that
+alpha's first steps already see how the memorised tables generalise (DNIS's
+warm start does the same).
 Then each pair takes its argmax mode and the model is retrained from scratch
 with those modes fixed (shared trainer, early stopping on validation AUC;
 the test split is never read here).
@@ -42,6 +45,7 @@ class OptInterSearch:
     batch_norm: bool = False
     compare: bool = False  # also train all-memorise, all-factorise and all-naive (validation AUC of each)
     arch_split: str = "valid"  # "valid": alpha on validation batches; "train": alpha joint with the weights (the paper)
+    warmup_epochs: int = 0  # the first search epochs train the weights with alpha held uniform (and t at 1)
 
     def mlp(self) -> dict[str, Any]:
         """The MLP's settings, as OptInterConfig takes them."""
@@ -57,6 +61,7 @@ class OptInterResult:
     memorised_rows: int
     model: OptInter
     uniform: dict[str, float]  # all-<mode> validation AUC, when compared
+    arch_steps: int  # steps alpha took (the warm-up's none)
 
 
 def build_optinter(
@@ -94,10 +99,18 @@ def optinter(
     if not pairs:
         raise ValueError("OptInter needs at least one candidate pair")
     model = build_optinter(feature_map, embedding, pairs, ["search"] * len(pairs), keys, settings.mlp(), config.seed)
+    if not 0 <= settings.warmup_epochs < settings.search_epochs:
+        raise ValueError(f"warmup_epochs must be below search_epochs ({settings.search_epochs}), got {settings.warmup_epochs}")
     step = 0
+
+    def start_epoch(epoch: int) -> None:
+        """Alpha takes no steps (and the temperature stays 1) until the warm-up is over."""
+        model.alpha.requires_grad_(epoch > settings.warmup_epochs)
 
     def anneal() -> None:
         nonlocal step
+        if not model.alpha.requires_grad:
+            return
         step += 1
         model.temperature = max(0.01, 1.0 - settings.anneal * step)
 
@@ -109,6 +122,8 @@ def optinter(
         )
 
         def valid_step() -> None:
+            if not model.alpha.requires_grad:
+                return
             anneal()
             batch = next(stream).to(model.alpha.device)
             model.eval()  # as the model is scored: no dropout, and validation rows do not move batch-norm statistics
@@ -120,9 +135,9 @@ def optinter(
             arch_optimizer.step()
             model.alpha.grad = None
 
-        hooks = TrainHooks(after_step=valid_step, exclude=(model.alpha,), restore_best=False)
-    elif settings.arch_split == "train":
-        hooks = TrainHooks(optimizer=arch_optimizer, after_step=anneal, restore_best=False)
+        hooks = TrainHooks(after_step=valid_step, on_epoch_start=start_epoch, exclude=(model.alpha,), restore_best=False)
+    elif settings.arch_split == "train":  # a frozen alpha has no gradient, so its Adam skips it
+        hooks = TrainHooks(optimizer=arch_optimizer, after_step=anneal, on_epoch_start=start_epoch, restore_best=False)
     else:
         raise ValueError(f"arch_split must be 'train' or 'valid', got {settings.arch_split!r}")
     fixed = replace(config, max_epochs=settings.search_epochs, patience=10**6, lr_decay=1.0)
@@ -137,4 +152,4 @@ def optinter(
         for mode in MODES:
             other = build_optinter(feature_map, embedding, pairs, [mode] * len(pairs), keys, settings.mlp(), config.seed)
             uniform[mode] = fit(other, train, valid, config).best_valid_auc
-    return OptInterResult(modes, weights, searched, retrained, final.memorised_rows(), final, uniform)
+    return OptInterResult(modes, weights, searched, retrained, final.memorised_rows(), final, uniform, step)

@@ -143,3 +143,34 @@ def test_multiplexed_tables_are_the_same_on_torchrec_and_torch():
     # One table serves several (feature, chunk) keys, named so that chunk 10 never sorts before chunk 2.
     config = rec.bags.collection.embedding_bag_configs()[0]
     assert config.feature_names == ["user@0", "price@0", "tags@0"] and rec.bags.key(0, 10) == "user@10"
+
+
+@pytest.mark.parametrize("backend", ["torch", "torchrec"])
+def test_per_feature_chunk_counts_fill_the_front_and_keep_the_budget(backend):
+    from models.embedding import MultiplexConfig
+
+    multiplex = MultiplexConfig(budget=2 * 60 * 2, tables=2, chunks=4, feature_chunks=(4, 1, 2), seed=5)
+    emb = FeatureEmbedding(FM, EmbeddingConfig(dim=8, backend=backend, multiplex=multiplex, init_std=0.1))
+    assert sum(w.numel() for w in emb.table_weights().values()) == multiplex.budget  # counts do not change the tables
+    # the 7 (feature, chunk) lookups, in feature then chunk order, go round-robin over the 2 tables
+    assert emb.bags.assignment == [[0, 1, 0, 1], [0], [1, 0]]
+    cols, y = _columns(40)
+    out = emb(make_batch(cols, y, FM))
+    assert out.shape == (40, 3, 8)
+    # user: all 4 chunks; price: 1 chunk (2 entries) then zeros; tags: 2 chunks (4 entries) then zeros
+    assert (out[:, 0] != 0).all()
+    assert (out[:, 1, :2] != 0).all() and (out[:, 1, 2:] == 0).all()
+    assert (out[:, 2, :4] != 0).all() and (out[:, 2, 4:] == 0).all()
+    for bad in ((4, 0, 2), (5, 1, 1), (4, 1)):
+        with pytest.raises(ValueError, match="feature_chunks"):
+            FeatureEmbedding(FM, EmbeddingConfig(dim=8, multiplex=MultiplexConfig(budget=1000, chunks=4, feature_chunks=bad)))
+
+
+def test_chunk_count_rules():
+    from models.embedding import chunks_by_cardinality, chunks_by_rank
+
+    # rank 1 gets every chunk and the last rank one, linearly in between
+    assert chunks_by_rank({"a": 1, "b": 2, "c": 3, "d": 4, "e": 5}, 4) == {"a": 4, "b": 3, "c": 3, "d": 2, "e": 1}
+    assert chunks_by_rank({"a": 1, "b": 2}, 1) == {"a": 1, "b": 1} and chunks_by_rank({"a": 1}, 3) == {"a": 3}
+    # the largest vocabulary gets every chunk; a 2-value field one
+    assert chunks_by_cardinality({"item": 4096, "user": 64, "flag": 2}, 4) == {"item": 4, "user": 2, "flag": 1}

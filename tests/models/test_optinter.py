@@ -71,6 +71,23 @@ def test_search_memorises_or_factorises_the_interacting_pair_and_beats_uniform_m
     assert set(result.uniform) == {"memorise", "factorise", "naive"}
 
 
+@pytest.mark.parametrize("arch_split", ["train", "valid"])
+def test_alpha_waits_for_the_warm_up(arch_split):
+    cols, y = _data(4_096, 1)
+    train = InMemoryData({k: v[:3_072] for k, v in cols.items()}, y[:3_072], FM, False)
+    valid = InMemoryData({k: v[3_072:] for k, v in cols.items()}, y[3_072:], FM, False)
+    pairs = [("a", "b")]
+    keys = [cross_vocabulary(cols["a"][:3_072], cols["b"][:3_072], FM.fields[1].vocab_size, 1)]
+    config = TrainConfig(batch_size=512, max_epochs=1, precision="fp32")
+    steps = {}
+    for warmup in (0, 2):
+        settings = OptInterSearch(search_epochs=3, warmup_epochs=warmup, hidden=(8,), arch_split=arch_split)
+        steps[warmup] = optinter(FM, EmbeddingConfig(dim=4), pairs, keys, train, valid, config, settings).arch_steps
+    assert steps == {0: 3 * 6, 2: 6}  # 6 batches an epoch; alpha steps only after the 2 warm-up epochs
+    with pytest.raises(ValueError, match="warmup_epochs must be below search_epochs"):
+        optinter(FM, EmbeddingConfig(dim=4), pairs, keys, train, valid, config, OptInterSearch(search_epochs=2, warmup_epochs=2))
+
+
 def test_bad_pairs_are_rejected():
     with pytest.raises(ValueError, match="not a sparse field"):
         build_optinter(FM, EmbeddingConfig(dim=4), [("a", "zz")], ["naive"], [np.zeros(0, dtype=np.int64)], {"hidden": [4]}, 0)

@@ -73,6 +73,13 @@ CASES = {
         lambda d: ["--config", str(_write(d / "r.yaml", "search: {methods: [optuna], optuna: {optfs_l1: [0.01, 0.001]}}\n"))],
         "optfs_l1: need 0 < low <= high, got [0.01, 0.001]",
     ),
+    "optinter warm-up as long as its search": (
+        lambda d: [
+            "--config",
+            str(_write(d / "w.yaml", "search: {methods: [optinter], optinter: {search_epochs: 3, warmup_epochs: 3}}\n")),
+        ],
+        "warmup_epochs (3) must be below search_epochs (3)",
+    ),
     "optinter with another method": (lambda d: ["--search", "optfs,optinter"], "optinter chooses the model, so it runs alone"),
     "search on a model that cannot take it": (
         lambda d: [
@@ -84,6 +91,30 @@ CASES = {
             "unified",
         ],
         "search optfs with model 'unified': feature-value gates need one table per field",
+    ),
+    "chunk counts by rank without the rank stage": (
+        lambda d: [
+            "--config",
+            str(
+                _write(
+                    d / "u.yaml",
+                    "data: {synthetic_rows: 3000}\nstages: [ingest, train]\ntrain: {model: unified, params: {chunks: 2, chunk_counts: rank}}\n",
+                )
+            ),
+        ],
+        "chunk_counts 'rank' takes Unified Embedding's chunk counts from the rank stage; run rank first",
+    ),
+    "unknown chunk count rule": (
+        lambda d: [
+            "--config",
+            str(
+                _write(
+                    d / "c.yaml",
+                    "data: {synthetic_rows: 3000}\nstages: [ingest, train]\ntrain: {model: unified, params: {chunks: 2, chunk_counts: sizes}}\n",
+                )
+            ),
+        ],
+        "unified embedding: chunk_counts must be uniform, cardinality, rank or a {field: count} mapping, got 'sizes'",
     ),
 }
 

@@ -113,6 +113,26 @@ def test_train_stage_end_to_end(tmp_path):
     assert {a.path for a in client.list_artifacts(train_run.info.run_id)} >= {"learning_curve.png", "metrics.json"}
 
 
+def test_unified_embedding_takes_chunk_counts_from_the_ranking(tmp_path):
+    from pipeline.package import load_package
+
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "train:\n  model: unified\n  max_epochs: 2\n  params: {base: deepfm, tables: 2, chunks: 5, chunk_counts: rank, hidden: [16]}\n"
+    )
+    out = tmp_path / "out"
+    assert main(["run", "--config", str(config), "--rows", "20000", "--out", str(out), "--no-tracking"]) == 0
+    order = pl.read_csv(out / "rank" / "ranking.csv").sort("rank")["feature"].to_list()
+    counts = json.loads((out / "train" / "package" / "model.json").read_text())["params"]["chunk_counts"]
+    # the package holds the counts it was built with: 5 chunks for the top feature, 1 for the last, by rank between
+    assert counts[order[0]] == 5 and counts[order[-1]] == 1
+    assert [counts[name] for name in order] == sorted(counts.values(), reverse=True)
+    model, *_ = load_package(out / "train" / "package")
+    names = model.embedding.keys
+    assert model.embedding.bags.counts == [counts[name] for name in names]
+    assert json.loads((out / "metrics.json").read_text())["test_auc"] > 0.55
+
+
 def test_predict_scores_raw_rows_with_the_logged_and_registered_model(tmp_path):
     import subprocess
     import sys
