@@ -45,7 +45,13 @@ class OptInterSearch:
     batch_norm: bool = False
     compare: bool = False  # also train all-memorise, all-factorise and all-naive (validation AUC of each)
     arch_split: str = "valid"  # "valid": alpha on validation batches; "train": alpha joint with the weights (the paper)
-    warmup_epochs: int = 0  # the first search epochs train the weights with alpha held uniform (and t at 1)
+    # the first search epochs train the weights with alpha held uniform (and t at 1); None: 3 in 10 (rounded down)
+    warmup_epochs: int | None = None
+
+    @property
+    def warmup(self) -> int:
+        """Warm-up epochs: `warmup_epochs`, or 3 in 10 of the search epochs."""
+        return self.search_epochs * 3 // 10 if self.warmup_epochs is None else self.warmup_epochs
 
     def mlp(self) -> dict[str, Any]:
         """The MLP's settings, as OptInterConfig takes them."""
@@ -99,13 +105,13 @@ def optinter(
     if not pairs:
         raise ValueError("OptInter needs at least one candidate pair")
     model = build_optinter(feature_map, embedding, pairs, ["search"] * len(pairs), keys, settings.mlp(), config.seed)
-    if not 0 <= settings.warmup_epochs < settings.search_epochs:
-        raise ValueError(f"warmup_epochs must be below search_epochs ({settings.search_epochs}), got {settings.warmup_epochs}")
+    if not 0 <= settings.warmup < settings.search_epochs:
+        raise ValueError(f"warmup_epochs must be below search_epochs ({settings.search_epochs}), got {settings.warmup}")
     step = 0
 
     def start_epoch(epoch: int) -> None:
         """Alpha takes no steps (and the temperature stays 1) until the warm-up is over."""
-        model.alpha.requires_grad_(epoch > settings.warmup_epochs)
+        model.alpha.requires_grad_(epoch > settings.warmup)
 
     def anneal() -> None:
         nonlocal step
