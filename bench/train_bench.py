@@ -144,6 +144,9 @@ def main() -> None:
         choices=["uniform", "cardinality", "rank"],
         help="unified embedding chunks per feature: CHUNKS each, or 1..CHUNKS by vocabulary size or by the rank stage's order",
     )
+    parser.add_argument(
+        "--unified-regularizer", type=float, help="embedding regulariser of the unified runs (default: the base model's BARS setting)"
+    )
     parser.add_argument("--max-epochs", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "train")
@@ -180,6 +183,9 @@ def main() -> None:
                     name += " +field vectors" if field_vectors else ""
                     name += f" ({base})" if base != "autoint" else ""
                     base_params, regularizer = SETTINGS[base]
+                    if args.unified_regularizer is not None:
+                        regularizer = args.unified_regularizer
+                        name += f" reg {regularizer:g}"
                     multiplex = {"budget": int(per_field * fraction), "tables": tables, "chunks": chunks, "field_vectors": field_vectors}
                     if args.chunk_counts != "uniform" and chunks > 1:
                         name += f" chunks by {args.chunk_counts}"

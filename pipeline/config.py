@@ -139,14 +139,13 @@ class OptInterSection(_Section):
     # on the validation split like every other search), "train" jointly with the weights on training batches (the
     # paper), where the training loss favours memorise (most capacity) for nearly every pair (bench/RESULTS.md)
     arch_split: Literal["train", "valid"] = "valid"
-    # epochs (of search_epochs) that train the weights with alpha held uniform before alpha moves: alpha's first steps
-    # then already see memorised crosses that overfit (Frappe: item x context crosses go naive; bench/RESULTS.md);
-    # null: 3 in 10 of the search epochs, rounded down
-    warmup_epochs: int | None = Field(None, ge=0)
+    # epochs (of search_epochs) that train the weights with alpha held uniform before alpha moves; on Frappe 3 of 10
+    # helped one seed and hurt two (factorised item crosses), so none by default (bench/RESULTS.md)
+    warmup_epochs: int = Field(0, ge=0)
 
     @model_validator(mode="after")
     def _warmup_within_search(self) -> OptInterSection:
-        if self.warmup_epochs is not None and self.warmup_epochs >= self.search_epochs:
+        if self.warmup_epochs >= self.search_epochs:
             raise ValueError(f"warmup_epochs ({self.warmup_epochs}) must be below search_epochs ({self.search_epochs})")
         return self
 

@@ -8,9 +8,9 @@ validation batches, one Adam step after every training step (first-order
 bi-level search, as DARTS and DNIS do): on the joint training loss the
 memorise tables, the mode with the most capacity, fit the training rows
 best and win for nearly every pair, noise pairs included.
-With `warmup_epochs` the weights first train with alpha held uniform, so that
-alpha's first steps already see how the memorised tables generalise (DNIS's
-warm start does the same).
+With `warmup_epochs` the weights first train with alpha held uniform (a
+warm start, as DNIS's); on Frappe it did not help on average (bench/RESULTS.md),
+so the default is none.
 Then each pair takes its argmax mode and the model is retrained from scratch
 with those modes fixed (shared trainer, early stopping on validation AUC;
 the test split is never read here).
@@ -45,13 +45,7 @@ class OptInterSearch:
     batch_norm: bool = False
     compare: bool = False  # also train all-memorise, all-factorise and all-naive (validation AUC of each)
     arch_split: str = "valid"  # "valid": alpha on validation batches; "train": alpha joint with the weights (the paper)
-    # the first search epochs train the weights with alpha held uniform (and t at 1); None: 3 in 10 (rounded down)
-    warmup_epochs: int | None = None
-
-    @property
-    def warmup(self) -> int:
-        """Warm-up epochs: `warmup_epochs`, or 3 in 10 of the search epochs."""
-        return self.search_epochs * 3 // 10 if self.warmup_epochs is None else self.warmup_epochs
+    warmup_epochs: int = 0  # the first search epochs train the weights with alpha held uniform (and t at 1)
 
     def mlp(self) -> dict[str, Any]:
         """The MLP's settings, as OptInterConfig takes them."""
@@ -105,13 +99,13 @@ def optinter(
     if not pairs:
         raise ValueError("OptInter needs at least one candidate pair")
     model = build_optinter(feature_map, embedding, pairs, ["search"] * len(pairs), keys, settings.mlp(), config.seed)
-    if not 0 <= settings.warmup < settings.search_epochs:
-        raise ValueError(f"warmup_epochs must be below search_epochs ({settings.search_epochs}), got {settings.warmup}")
+    if not 0 <= settings.warmup_epochs < settings.search_epochs:
+        raise ValueError(f"warmup_epochs must be below search_epochs ({settings.search_epochs}), got {settings.warmup_epochs}")
     step = 0
 
     def start_epoch(epoch: int) -> None:
         """Alpha takes no steps (and the temperature stays 1) until the warm-up is over."""
-        model.alpha.requires_grad_(epoch > settings.warmup)
+        model.alpha.requires_grad_(epoch > settings.warmup_epochs)
 
     def anneal() -> None:
         nonlocal step

@@ -80,11 +80,11 @@ def test_alpha_waits_for_the_warm_up(arch_split):
     keys = [cross_vocabulary(cols["a"][:3_072], cols["b"][:3_072], FM.fields[1].vocab_size, 1)]
     config = TrainConfig(batch_size=512, max_epochs=1, precision="fp32")
     steps = {}
-    for epochs, warmup in ((3, 0), (3, 2), (10, None)):
+    for epochs, warmup in ((3, 0), (3, 2), (10, 3)):
         settings = OptInterSearch(search_epochs=epochs, warmup_epochs=warmup, hidden=(8,), arch_split=arch_split)
         steps[epochs, warmup] = optinter(FM, EmbeddingConfig(dim=4), pairs, keys, train, valid, config, settings).arch_steps
-    # 6 batches an epoch; alpha steps only after the warm-up epochs (by default 3 in 10)
-    assert steps == {(3, 0): 3 * 6, (3, 2): 6, (10, None): 7 * 6}
+    # 6 batches an epoch; alpha steps only after the warm-up epochs
+    assert steps == {(3, 0): 3 * 6, (3, 2): 6, (10, 3): 7 * 6}
     with pytest.raises(ValueError, match="warmup_epochs must be below search_epochs"):
         optinter(FM, EmbeddingConfig(dim=4), pairs, keys, train, valid, config, OptInterSearch(search_epochs=2, warmup_epochs=2))
 
