@@ -130,6 +130,7 @@ class HashedChunks(nn.Module):
         self.names = names
         self.dim = dim
         self.counts = counts  # c_t per field
+        self.padded = min(counts) < config.chunks
         self.backend = backend
         generator = torch.Generator().manual_seed(config.seed)
         a = torch.randint(1, _PRIME, (fields, config.chunks), generator=generator, dtype=torch.int64)
@@ -193,7 +194,8 @@ class HashedChunks(nn.Module):
                 offsets = bag_offsets(lengths[field])
                 chunks = [self.tables[self.assignment[field][k]](self.hashed(field, k, ids), offsets) for k in range(self.counts[field])]
                 out.append(torch.cat(chunks, dim=1))
-        out = [nn.functional.pad(vectors, (0, self.dim - vectors.shape[1])) for vectors in out]  # fewer chunks: zero tail
+        if self.padded:  # a feature with fewer chunks: zero tail
+            out = [nn.functional.pad(vectors, (0, self.dim - vectors.shape[1])) for vectors in out]
         if self.field_vectors is not None:
             out = [vectors + self.field_vectors[field] for field, vectors in enumerate(out)]
         return out
