@@ -367,17 +367,7 @@ def _optinter_settings(section: OptInterSection) -> OptInterSearch:
     """The search.optinter section as OptInterSearch (the search and the train stage's rebuild read the same)."""
     from models.search.optinter import OptInterSearch
 
-    return OptInterSearch(
-        search_epochs=section.search_epochs,
-        arch_lr=section.arch_lr,
-        anneal=section.anneal,
-        hidden=tuple(section.hidden),
-        dropout=section.dropout,
-        batch_norm=section.batch_norm,
-        compare=section.compare,
-        arch_split=section.arch_split,
-        warmup_epochs=section.warmup_epochs,
-    )
+    return dataclasses.replace(params_from(OptInterSearch, section), hidden=tuple(section.hidden))
 
 
 def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
