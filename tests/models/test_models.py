@@ -6,6 +6,7 @@ import torch
 
 from common.errors import UserError
 from common.featuremap import FeatureMap, FieldSpec
+from models import layers
 from models.data import InMemoryData, _take_list
 from models.deepfm import DeepFM
 from models.embedding import EmbeddingConfig
@@ -191,15 +192,23 @@ def test_interrupted_training_resumes_to_the_same_result(tmp_path, interrupt_aft
     assert len(fresh.history) == 1
 
 
-def test_attention_matches_the_reference_formula():
+@pytest.mark.parametrize("block", [True, False], ids=["all heads in one masked product", "per-head einsums"])
+def test_attention_matches_the_reference_formula_forward_and_backward(block, monkeypatch):
+    monkeypatch.setattr(layers, "BLOCK_ATTENTION_MAX", 64 if block else 0)
     torch.manual_seed(0)
-    x = torch.randn(5, 7, 12)
-    for scale in (False, True):
-        layer = MultiHeadSelfAttention(12, 16, heads=4, residual=True, scale=scale)
+    for scale, in_dim, layer_norm in ((False, 12, False), (True, 12, False), (False, 16, True)):
+        layer = MultiHeadSelfAttention(in_dim, 16, heads=4, residual=True, layer_norm=layer_norm, scale=scale)
+        x = torch.randn(5, 7, in_dim, requires_grad=True)
         q, k, v = layer.qkv(x).view(5, 7, 3, 4, 4).permute(2, 0, 3, 1, 4)
         weights = torch.softmax(q @ k.transpose(-1, -2) / (2.0 if scale else 1.0), dim=-1)
-        expected = torch.relu((weights @ v).transpose(1, 2).reshape(5, 7, 16) + layer.residual(x))
-        assert torch.allclose(layer(x), expected, atol=1e-5)
+        out = (weights @ v).transpose(1, 2).reshape(5, 7, 16) + (layer.residual(x) if layer.residual is not None else x)
+        expected = torch.relu(layer.norm(out) if layer_norm else out)
+        probe = torch.randn_like(expected)
+        grads = torch.autograd.grad((expected * probe).sum(), [x, layer.qkv.weight])
+        got = layer(x)
+        assert torch.allclose(got, expected, atol=1e-5)
+        for a, b in zip(torch.autograd.grad((got * probe).sum(), [x, layer.qkv.weight]), grads, strict=True):
+            assert torch.allclose(a, b, atol=1e-4)
 
 
 def test_fgcnn_generates_the_expected_feature_maps_and_inner_products():
