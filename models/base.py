@@ -23,6 +23,10 @@ class CTRModel(nn.Module):
         """The tables the embedding regulariser pulls toward zero (by default every embedding table)."""
         return self.embedding_tables()
 
+    def penalty(self) -> torch.Tensor | float:
+        """A model's own extra loss term, added to every training step (none by default)."""
+        return 0.0
+
 
 def init_dense_layers(model: nn.Module) -> None:
     """Xavier-normal weights and zero biases for every Linear and Conv1d layer (FuxiCTR's initialisation)."""

@@ -38,6 +38,7 @@ class OptInterConfig:
     hidden: list[int] = field(default_factory=lambda: [400, 400, 400])
     dropout: float = 0.0
     batch_norm: bool = False
+    factor_regularizer: float = 0.0  # L2 on the factor table, apart from the embedding regulariser
 
 
 class OptInter(CTRModel):
@@ -70,6 +71,7 @@ class OptInter(CTRModel):
                 table = nn.Embedding(size + 1, width)
                 nn.init.normal_(table.weight, 0.0, embedding.init_std)
                 self.tables[str(p)] = table
+        self.factor_regularizer = config.factor_regularizer
         self.alpha = nn.Parameter(torch.zeros(len(self.pairs), len(MODES)))
         self.temperature = 1.0
         active = sum(mode != "naive" for mode in self.modes)
@@ -84,8 +86,15 @@ class OptInter(CTRModel):
         under the BARS regulariser (0.05), so factorise equalled naive and alpha could not tell them apart (tied to 3
         decimals in every pair, on Frappe and on synthetic data). A cross table is a first-order embedding of the
         cross feature; left unregularised, Frappe's item crosses (thousands of rows each) overfit within 3 epochs.
+        `factor_regularizer` puts a separate, lighter L2 on the factor table (see `penalty`).
         """
         return [*self.embedding.table_weights().values(), *(table.weight for table in self.tables.values())]
+
+    def penalty(self) -> torch.Tensor | float:
+        """factor_regularizer / 2 · ||factor table||² (the embedding regulariser's form, with its own weight)."""
+        if self.factors is None or self.factor_regularizer <= 0:
+            return 0.0
+        return self.factor_regularizer / 2 * sum(w.pow(2).sum() for w in self.factors.table_weights().values())
 
     def set_cross_keys(self, keys: list[torch.Tensor]) -> None:
         """Load each memorised pair's sorted key vocabulary."""

@@ -261,6 +261,8 @@ def fit(
             loss = loss_fn(logits.float(), batch.label)
             if config.embedding_regularizer > 0:
                 loss = loss + config.embedding_regularizer / 2 * sum(w.pow(2).sum() for w in model.regularized_tables())
+            if isinstance(model, CTRModel):  # a sharded (DistributedModelParallel) model has no penalty of its own
+                loss = loss + model.penalty()
             if hooks.extra_loss is not None:
                 loss = loss + hooks.extra_loss()
             optimizer.zero_grad(set_to_none=True)

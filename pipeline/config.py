@@ -142,6 +142,9 @@ class OptInterSection(_Section):
     # epochs (of search_epochs) that train the weights with alpha held uniform before alpha moves; on Frappe 3 of 10
     # helped one seed and hurt two (factorised item crosses), so none by default (bench/RESULTS.md)
     warmup_epochs: int = Field(0, ge=0)
+    # L2 on the factor table, apart from train.embedding_regularizer (which leaves it out: at BARS's 0.05 it held
+    # every product at zero, so factorise could not be told from naive)
+    factor_regularizer: float = Field(0.0, ge=0)
 
     @model_validator(mode="after")
     def _warmup_within_search(self) -> OptInterSection:

@@ -46,10 +46,16 @@ class OptInterSearch:
     compare: bool = False  # also train all-memorise, all-factorise and all-naive (validation AUC of each)
     arch_split: str = "valid"  # "valid": alpha on validation batches; "train": alpha joint with the weights (the paper)
     warmup_epochs: int = 0  # the first search epochs train the weights with alpha held uniform (and t at 1)
+    factor_regularizer: float = 0.0  # L2 on the factor table (searched and retrained models alike)
 
     def mlp(self) -> dict[str, Any]:
-        """The MLP's settings, as OptInterConfig takes them."""
-        return {"hidden": list(self.hidden), "dropout": self.dropout, "batch_norm": self.batch_norm}
+        """The network's settings (MLP and factor regulariser), as OptInterConfig takes them."""
+        return {
+            "hidden": list(self.hidden),
+            "dropout": self.dropout,
+            "batch_norm": self.batch_norm,
+            "factor_regularizer": self.factor_regularizer,
+        }
 
 
 @dataclass

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,7 @@ from models.data import InMemoryData
 from models.embedding import EmbeddingConfig
 from models.optinter import OptInter, OptInterConfig
 from models.search.optinter import OptInterSearch, build_optinter, optinter
-from models.trainer import TrainConfig
+from models.trainer import TrainConfig, fit
 
 FIELDS = {"a": 4, "b": 4, "c": 5, "d": 5}
 FM = FeatureMap(label="y", fields=tuple(FieldSpec(name=n, kind="categorical", column=n, vocab_size=v + 3) for n, v in FIELDS.items()))
@@ -52,6 +54,25 @@ def test_regulariser_pulls_field_embeddings_and_cross_tables_not_the_factor_tabl
     assert not regularized & {id(w) for w in model.factors.table_weights().values()}
     # the parameter count still counts every embedding table, the factors' included
     assert len(model.embedding_tables()) == 2 * len(FIELDS)
+
+
+def test_factor_regulariser_is_its_own_l2_on_the_factor_table_and_the_trainer_applies_it():
+    config = OptInterConfig(pairs=[("a", "b")], modes=["factorise"], cross_sizes=[0], hidden=[4])
+    assert OptInter(FM, EmbeddingConfig(dim=4), config).penalty() == 0.0  # off by default
+    model = OptInter(FM, EmbeddingConfig(dim=4, init_std=0.1), replace(config, factor_regularizer=0.5))
+    factors = list(model.factors.table_weights().values())
+    assert torch.allclose(model.penalty(), 0.25 * sum(w.pow(2).sum() for w in factors))
+    cols, y = _data(1_024, 2)
+    data = InMemoryData(cols, y, FM, False)
+    before = sum(w.detach().norm() for w in factors)
+    fit(model, data, data, TrainConfig(learning_rate=0.01, batch_size=256, max_epochs=2, precision="fp32"))
+    # with the gradient of a 0.5 L2 the factor table shrinks; unregularised, it grows from its small initialisation
+    unregularised = OptInter(FM, EmbeddingConfig(dim=4, init_std=0.1), config)
+    start = sum(w.detach().norm() for w in unregularised.factors.table_weights().values())
+    fit(unregularised, data, data, TrainConfig(learning_rate=0.01, batch_size=256, max_epochs=2, precision="fp32"))
+    assert sum(w.detach().norm() for w in factors) < before
+    assert sum(w.detach().norm() for w in unregularised.factors.table_weights().values()) > start
+    assert OptInterSearch(factor_regularizer=0.5).mlp()["factor_regularizer"] == 0.5  # search and retrain build with it
 
 
 @pytest.mark.parametrize("arch_split", ["train", "valid"])
