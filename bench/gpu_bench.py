@@ -11,6 +11,7 @@ AutoInt settings) after `--warmup` steps, with batches already on the device
 
     python bench/gpu_bench.py --device cuda --out $OUT/gpu_bench.json
     python bench/gpu_bench.py --device cpu --steps 3 --warmup 1     # the CPU rehearsal
+    python bench/gpu_bench.py --device cpu --attention-ab 6 --steps 3  # AutoInt's two attention paths, interleaved
 """
 
 from __future__ import annotations
@@ -116,6 +117,50 @@ def measure(model_name: str, precision: str, device: torch.device, args: argpars
     }
 
 
+def attention_ab(device: torch.device, args: argparse.Namespace) -> dict:
+    """AutoInt training samples/s with all heads in one masked product against per-head einsums, interleaved in one
+    process (rounds of `--steps` steps each way on the same model), so host noise hits both alike."""
+    from models import layers
+
+    feature_map = frappe_map()
+    torch.manual_seed(2021)
+    model = build_model("autoint", feature_map, EmbeddingConfig(dim=10, backend="torch")).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    data = [b.to(device) for b in batches(feature_map, 4, args.batch, seed=0)]
+
+    def step(batch) -> None:
+        loss = loss_fn(model(batch), batch.label) + 0.025 * sum(w.pow(2).sum() for w in model.regularized_tables())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    rates: dict[str, list[float]] = {"block": [], "per_head": []}
+    default = layers.BLOCK_ATTENTION_MAX
+    try:
+        for _ in range(args.attention_ab):
+            for name, limit in (("block", default), ("per_head", 0)):
+                layers.BLOCK_ATTENTION_MAX = limit
+                step(data[0])  # warm-up after the switch
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                started = time.perf_counter()
+                for i in range(args.steps):
+                    step(data[i % len(data)])
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                rates[name].append(args.steps * args.batch / (time.perf_counter() - started))
+    finally:
+        layers.BLOCK_ATTENTION_MAX = default
+    medians = {name: float(np.median(r)) for name, r in rates.items()}
+    print(
+        f"AutoInt fp32, {args.attention_ab} interleaved rounds of {args.steps} steps: block attention "
+        f"{medians['block']:,.0f} samples/s, per-head einsums {medians['per_head']:,.0f} (median); "
+        f"{medians['block'] / medians['per_head']:.2f}x"
+    )
+    return {"rounds": rates, "median": medians}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
@@ -125,12 +170,21 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--attention-ab", type=int, metavar="ROUNDS", help="only compare AutoInt's two attention paths, interleaved, and exit"
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         sys.exit("error: --device cuda but no CUDA GPU is visible")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     print(f"device: {name}; torch {torch.__version__}; python {platform.python_version()}; batch {args.batch}, {args.steps} timed steps")
+    if args.attention_ab:
+        ab = attention_ab(device, args)
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps({"device": name, "torch": torch.__version__, "attention_ab": ab}, indent=2))
+        return
     rows = []
     for model_name in args.models.split(","):
         for precision in args.precisions.split(","):
