@@ -124,7 +124,9 @@ class DNISSection(_Section):
 
 class OptInterSection(_Section):
     max_pairs: int = Field(20, ge=1)  # candidate pairs: the rank stage's top pairs by gain (single-valued fields)
-    min_count: int = Field(5, ge=1)  # a memorised cross needs this many train rows; rarer ones share the pair's OOV row
+    # a memorised cross needs this many train rows; rarer ones share the pair's OOV row. 20, not 5: on Frappe rare
+    # item crosses overfit, and 20 lifted the searched model by 0.0014-0.0021 over three seeds (bench/RESULTS.md)
+    min_count: int = Field(20, ge=1)
     # alpha must still be undecided when memorised crosses start to overfit (a few epochs in): a slow alpha over 10
     # epochs chose best on Frappe and on the synthetic data (bench/RESULTS.md). The paper's 1e-3 and 5e-5 are tuned
     # for ~20,000 Criteo steps.
