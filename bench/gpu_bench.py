@@ -63,12 +63,23 @@ def batches(feature_map: FeatureMap, count: int, size: int, seed: int):
     return out
 
 
+def train_step(model, optimizer, scaler, batch, dtype: torch.dtype | None = None) -> None:
+    """One Adam step on the BCE loss plus BARS AutoInt's embedding regulariser (0.05 / 2), under autocast to `dtype`."""
+    with torch.autocast(batch.label.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        logits = model(batch)
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), batch.label)
+    loss = loss + 0.025 * sum(w.pow(2).sum() for w in model.regularized_tables())
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+
+
 def measure(model_name: str, precision: str, device: torch.device, args: argparse.Namespace) -> dict:
     feature_map = frappe_map()
     torch.manual_seed(2021)
     model = build_model(model_name, feature_map, EmbeddingConfig(dim=10, backend="torch")).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    loss_fn = torch.nn.BCEWithLogitsLoss()
     dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     host = batches(feature_map, 8, args.batch, seed=0)
@@ -76,15 +87,8 @@ def measure(model_name: str, precision: str, device: torch.device, args: argpars
         host = [type(b)(b.keys, b.values.pin_memory(), b.lengths.pin_memory(), b.dense.pin_memory(), b.label.pin_memory()) for b in host]
     resident = [b.to(device) for b in host]
 
-    def step(batch) -> float:
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            logits = model(batch)
-        loss = loss_fn(logits.float(), batch.label) + 0.025 * sum(w.pow(2).sum() for w in model.regularized_tables())
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        return loss
+    def step(batch) -> None:
+        train_step(model, optimizer, scaler, batch, dtype)
 
     def timed(source, copy: bool) -> float:
         for i in range(args.warmup):
@@ -126,14 +130,11 @@ def attention_ab(device: torch.device, args: argparse.Namespace) -> dict:
     torch.manual_seed(2021)
     model = build_model("autoint", feature_map, EmbeddingConfig(dim=10, backend="torch")).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    loss_fn = torch.nn.BCEWithLogitsLoss()
+    scaler = torch.amp.GradScaler(device.type, enabled=False)
     data = [b.to(device) for b in batches(feature_map, 4, args.batch, seed=0)]
 
     def step(batch) -> None:
-        loss = loss_fn(model(batch), batch.label) + 0.025 * sum(w.pow(2).sum() for w in model.regularized_tables())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        train_step(model, optimizer, scaler, batch)
 
     rates: dict[str, list[float]] = {"block": [], "per_head": []}
     default = layers.BLOCK_ATTENTION_MAX

@@ -69,7 +69,7 @@ class MultiHeadSelfAttention(nn.Module):
             out = out + (self.residual(x) if self.residual is not None else x)
         if self.norm is not None:  # LayerNorm before the ReLU, as FuxiCTR's layer
             out = self.norm(out)
-        return torch.relu_(out) if out._base is None else torch.relu(out)
+        return torch.relu(out)
 
     def _block_attention(self, x: torch.Tensor) -> torch.Tensor:
         """All heads in one batched product, for few fields: no head-major copies.
