@@ -104,9 +104,9 @@ def optinter(
     """Search a mode per pair, then retrain with the chosen modes."""
     if not pairs:
         raise ValueError("OptInter needs at least one candidate pair")
-    model = build_optinter(feature_map, embedding, pairs, ["search"] * len(pairs), keys, settings.mlp(), config.seed)
     if not 0 <= settings.warmup_epochs < settings.search_epochs:
         raise ValueError(f"warmup_epochs must be below search_epochs ({settings.search_epochs}), got {settings.warmup_epochs}")
+    model = build_optinter(feature_map, embedding, pairs, ["search"] * len(pairs), keys, settings.mlp(), config.seed)
     step = 0
 
     def start_epoch(epoch: int) -> None:
