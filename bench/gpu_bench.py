@@ -11,7 +11,7 @@ AutoInt settings) after `--warmup` steps, with batches already on the device
 
     python bench/gpu_bench.py --device cuda --out $OUT/gpu_bench.json
     python bench/gpu_bench.py --device cpu --steps 3 --warmup 1     # the CPU rehearsal
-    python bench/gpu_bench.py --device cpu --attention-ab 6 --steps 3  # AutoInt's two attention paths, interleaved
+    python bench/gpu_bench.py --device cpu --attention-ab 6 --steps 3  # AutoInt's attention paths, interleaved
 """
 
 from __future__ import annotations
@@ -121,9 +121,16 @@ def measure(model_name: str, precision: str, device: torch.device, args: argpars
     }
 
 
+ATTENTION_PATHS = {  # name: (layers.BLOCK_ATTENTION_MAX, layers.FUSED_ATTENTION)
+    "fused": (None, True),  # the block path with its hand-written backward (the default outside autocast)
+    "block": (None, False),  # the block path through autograd
+    "per_head": (0, False),  # per-head einsums
+}
+
+
 def attention_ab(device: torch.device, args: argparse.Namespace) -> dict:
-    """AutoInt training samples/s with all heads in one masked product against per-head einsums, interleaved in one
-    process (rounds of `--steps` steps each way on the same model), so host noise hits both alike."""
+    """AutoInt fp32 training samples/s on each attention path (`ATTENTION_PATHS`), interleaved in one process
+    (rounds of `--steps` steps each way on the same model), so host noise hits them alike."""
     from models import layers
 
     feature_map = frappe_map()
@@ -136,12 +143,13 @@ def attention_ab(device: torch.device, args: argparse.Namespace) -> dict:
     def step(batch) -> None:
         train_step(model, optimizer, scaler, batch)
 
-    rates: dict[str, list[float]] = {"block": [], "per_head": []}
-    default = layers.BLOCK_ATTENTION_MAX
+    rates: dict[str, list[float]] = {name: [] for name in ATTENTION_PATHS}
+    defaults = layers.BLOCK_ATTENTION_MAX, layers.FUSED_ATTENTION
     try:
         for _ in range(args.attention_ab):
-            for name, limit in (("block", default), ("per_head", 0)):
-                layers.BLOCK_ATTENTION_MAX = limit
+            for name, (limit, fused) in ATTENTION_PATHS.items():
+                layers.BLOCK_ATTENTION_MAX = defaults[0] if limit is None else limit
+                layers.FUSED_ATTENTION = fused
                 step(data[0])  # warm-up after the switch
                 if device.type == "cuda":
                     torch.cuda.synchronize()
@@ -152,12 +160,12 @@ def attention_ab(device: torch.device, args: argparse.Namespace) -> dict:
                     torch.cuda.synchronize()
                 rates[name].append(args.steps * args.batch / (time.perf_counter() - started))
     finally:
-        layers.BLOCK_ATTENTION_MAX = default
+        layers.BLOCK_ATTENTION_MAX, layers.FUSED_ATTENTION = defaults
     medians = {name: float(np.median(r)) for name, r in rates.items()}
+    base = medians["per_head"]
     print(
-        f"AutoInt fp32, {args.attention_ab} interleaved rounds of {args.steps} steps: block attention "
-        f"{medians['block']:,.0f} samples/s, per-head einsums {medians['per_head']:,.0f} (median); "
-        f"{medians['block'] / medians['per_head']:.2f}x"
+        f"AutoInt fp32, {args.attention_ab} interleaved rounds of {args.steps} steps (median samples/s): "
+        + ", ".join(f"{name} {rate:,.0f} ({rate / base:.2f}x per_head)" for name, rate in medians.items())
     )
     return {"rounds": rates, "median": medians}
 
@@ -171,9 +179,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--out", type=Path)
-    parser.add_argument(
-        "--attention-ab", type=int, metavar="ROUNDS", help="only compare AutoInt's two attention paths, interleaved, and exit"
-    )
+    parser.add_argument("--attention-ab", type=int, metavar="ROUNDS", help="only compare AutoInt's attention paths, interleaved, and exit")
     args = parser.parse_args()
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():

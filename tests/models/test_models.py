@@ -192,11 +192,17 @@ def test_interrupted_training_resumes_to_the_same_result(tmp_path, interrupt_aft
     assert len(fresh.history) == 1
 
 
-@pytest.mark.parametrize("block", [True, False], ids=["all heads in one masked product", "per-head einsums"])
-def test_attention_matches_the_reference_formula_forward_and_backward(block, monkeypatch):
+@pytest.mark.parametrize(
+    "block, fused",
+    [(True, True), (True, False), (False, False)],
+    ids=["one masked product, hand-written backward", "one masked product, autograd", "per-head einsums"],
+)
+def test_attention_matches_the_reference_formula_forward_and_backward(block, fused, monkeypatch):
     monkeypatch.setattr(layers, "BLOCK_ATTENTION_MAX", 64 if block else 0)
+    monkeypatch.setattr(layers, "FUSED_ATTENTION", fused)
     torch.manual_seed(0)
-    for scale, in_dim, layer_norm in ((False, 12, False), (True, 12, False), (False, 16, True)):
+    # A projected residual, the identity one (folded into the fused function), and LayerNorm.
+    for scale, in_dim, layer_norm in ((False, 12, False), (True, 12, False), (False, 16, False), (True, 16, False), (False, 16, True)):
         layer = MultiHeadSelfAttention(in_dim, 16, heads=4, residual=True, layer_norm=layer_norm, scale=scale)
         x = torch.randn(5, 7, in_dim, requires_grad=True)
         q, k, v = layer.qkv(x).view(5, 7, 3, 4, 4).permute(2, 0, 3, 1, 4)
@@ -209,6 +215,30 @@ def test_attention_matches_the_reference_formula_forward_and_backward(block, mon
         assert torch.allclose(got, expected, atol=1e-5)
         for a, b in zip(torch.autograd.grad((got * probe).sum(), [x, layer.qkv.weight]), grads, strict=True):
             assert torch.allclose(a, b, atol=1e-4)
+
+
+@pytest.mark.parametrize("scale", [False, True])
+@pytest.mark.parametrize("fold", [False, True], ids=["attention alone", "with residual and ReLU"])
+def test_fused_attention_backward_passes_gradcheck(scale, fold):
+    torch.manual_seed(0)
+    x = torch.randn(3, 5, 8, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(3 * 8, 8, dtype=torch.float64, requires_grad=True)
+    mask = layers._head_mask(5, 2, x.device, x.dtype)
+    assert torch.autograd.gradcheck(lambda a, w: layers._FusedBlockAttention.apply(a, w, mask, 2, scale, fold), (x, weight))
+
+
+def test_attention_uses_the_fused_function_only_outside_autocast(monkeypatch):
+    calls = []
+    original = layers._FusedBlockAttention.apply
+    monkeypatch.setattr(layers._FusedBlockAttention, "apply", lambda *a: calls.append(1) or original(*a))
+    layer = MultiHeadSelfAttention(16, 16, heads=4)
+    x = torch.randn(4, 5, 16)
+    plain = layer(x)
+    assert calls == [1]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = layer(x)
+    assert calls == [1]  # autocast takes the autograd path, which casts per op
+    assert torch.allclose(plain, mixed.float(), atol=0.1)
 
 
 def test_fgcnn_generates_the_expected_feature_maps_and_inner_products():
