@@ -10,6 +10,7 @@ from torch import nn
 from common.featuremap import FeatureMap
 from models.batching import EncodedBatch
 from models.embedding import EmbeddingConfig, FeatureEmbedding
+from models.layers import MultiHeadSelfAttention
 
 
 class CTRModel(nn.Module):
@@ -29,12 +30,21 @@ class CTRModel(nn.Module):
 
 
 def init_dense_layers(model: nn.Module) -> None:
-    """Xavier-normal weights and zero biases for every Linear and Conv1d layer (FuxiCTR's initialisation)."""
+    """Xavier-normal weights and zero biases for every Linear and Conv1d layer (FuxiCTR's initialisation).
+
+    Attention's Q, K and V projections live in one Linear of three times the width; each third is initialised as
+    the separate layer it is in FuxiCTR (Xavier over in + width, not in + 3 * width: sqrt(2) larger).
+    """
     for module in model.modules():
         if type(module) in (nn.Linear, nn.Conv1d):
             nn.init.xavier_normal_(module.weight)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, MultiHeadSelfAttention):
+                for block in module.qkv.weight.chunk(3):
+                    nn.init.xavier_normal_(block)
 
 
 class LinearPart(nn.Module):

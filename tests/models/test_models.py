@@ -241,6 +241,16 @@ def test_attention_uses_the_fused_function_only_outside_autocast(monkeypatch):
     assert torch.allclose(plain, mixed.float(), atol=0.1)
 
 
+def test_attention_projections_start_as_fuxictrs_separate_xavier_layers():
+    torch.manual_seed(0)
+    model = build_model("autoint", FM_XOR, EmbeddingConfig(dim=16), {"layers": 2, "heads": 2, "attention_dim": 64})
+    first, second = (layer.qkv.weight for layer in model.attention)
+    # FuxiCTR's W_q, W_k and W_v are separate Linear(in, 64) layers: Xavier std sqrt(2 / (in + 64)) for each.
+    for weight, in_dim in ((first, 16), (second, 64)):  # one Linear(in, 192) would give sqrt(2 / (in + 192))
+        for block in weight.chunk(3):
+            assert float(block.std()) == pytest.approx((2 / (in_dim + 64)) ** 0.5, rel=0.1)
+
+
 def test_fgcnn_generates_the_expected_feature_maps_and_inner_products():
     config = FGCNNConfig()  # channels 14-20, kernel 7, pool 2, 3 recombined maps
     generator = FeatureGenerator(10, 6, config)
