@@ -248,7 +248,7 @@ def test_attention_projections_start_as_fuxictrs_separate_xavier_layers():
     # FuxiCTR's W_q, W_k and W_v are separate Linear(in, 64) layers: Xavier std sqrt(2 / (in + 64)) for each.
     for weight, in_dim in ((first, 16), (second, 64)):  # one Linear(in, 192) would give sqrt(2 / (in + 192))
         for block in weight.chunk(3):
-            assert float(block.std()) == pytest.approx((2 / (in_dim + 64)) ** 0.5, rel=0.1)
+            assert float(block.detach().std()) == pytest.approx((2 / (in_dim + 64)) ** 0.5, rel=0.1)
 
 
 def test_fgcnn_generates_the_expected_feature_maps_and_inner_products():
