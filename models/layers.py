@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 
@@ -61,12 +60,11 @@ class MultiHeadSelfAttention(nn.Module):
             if FUSED_ATTENTION and not torch.is_autocast_enabled(x.device.type) and x.dtype == self.qkv.weight.dtype:
                 # Identity residual and no LayerNorm: the residual add and the ReLU run inside the fused function too.
                 fold = self.use_residual and self.residual is None and self.norm is None
-                mask = _head_mask(fields, self.heads, x.device, x.dtype)
-                out = _FusedBlockAttention.apply(x, self.qkv.weight, mask, self.heads, self.scale, fold)
+                out = _FusedBlockAttention.apply(x, self.qkv.weight, self.heads, self.scale, fold)
                 if fold:
                     return out
             else:
-                out = self._block_attention(x)
+                out = _block_forward(x, self.qkv.weight, self.heads, self.scale)[-1]
         else:
             q, k, v = self.qkv(x).view(rows, fields, 3, self.heads, -1).unbind(2)  # each [rows, fields, heads, d_h]
             scores = torch.einsum("bihd,bjhd->bhij", q, k)
@@ -79,25 +77,28 @@ class MultiHeadSelfAttention(nn.Module):
             out = self.norm(out)
         return torch.relu(out)
 
-    def _block_attention(self, x: torch.Tensor) -> torch.Tensor:
-        """All heads in one batched product, for few fields: no head-major copies.
 
-        Q, K and V come from three products (views of the one qkv weight), each [rows, fields, heads * d_h], which
-        is already [rows, fields * heads, d_h]: one bmm scores every (field, head) against every (field, head), a
-        fixed -inf mask keeps each head's own block, and the softmax over the row is the per-head softmax. Heads x
-        the score work (small for a handful of fields), and no permute, einsum copy or unbind concatenation in the
-        backward pass: measured 1.5x faster per layer, forward + backward, at 4096 rows x 10 fields x 4 heads x 128.
-        """
-        rows, fields, _ = x.shape
-        width = self.qkv.out_features // 3
-        q, k, v = (F.linear(x, w).view(rows, fields * self.heads, -1) for w in self.qkv.weight.split(width))
-        scores = torch.bmm(q, k.transpose(1, 2))
-        if self.scale:
-            scores = scores * q.shape[-1] ** -0.5
-        # In place on the product's own output (its backward reads only q and k); baddbmm's copy of the expanded mask
-        # into its output was 10x slower than this broadcast add.
-        scores = scores.add_(_head_mask(fields, self.heads, x.device, scores.dtype))
-        return torch.bmm(torch.softmax(scores, dim=-1), v).view(rows, fields, width)
+def _block_forward(x: torch.Tensor, weight: torch.Tensor, heads: int, scale: bool) -> tuple[torch.Tensor, ...]:
+    """All heads in one batched product, for few fields: no head-major copies. Returns q, k, v (each [rows,
+    fields * heads, d_h]), the probabilities and the output [rows, fields, heads * d_h]; differentiable by autograd
+    (the path under autocast), and the forward of `_FusedBlockAttention`.
+
+    Q, K and V come from three products (views of the one qkv weight), each [rows, fields, heads * d_h], which is
+    already [rows, fields * heads, d_h]: one bmm scores every (field, head) against every (field, head), a fixed -inf
+    mask keeps each head's own block, and the softmax over the row is the per-head softmax. Heads x the score work
+    (small for a handful of fields), and no permute, einsum copy or unbind concatenation in the backward pass:
+    measured 1.5x faster per layer, forward + backward, at 4096 rows x 10 fields x 4 heads x 128.
+    """
+    rows, fields, in_dim = x.shape
+    flat = x.reshape(rows * fields, in_dim)
+    q, k, v = (torch.mm(flat, w.t()).view(rows, fields * heads, -1) for w in weight.chunk(3))
+    scores = torch.bmm(q, k.transpose(1, 2))
+    # In place on the product's own output (its backward reads only q and k); baddbmm's copy of the expanded mask
+    # into its output was 10x slower than this broadcast add.
+    if scale:
+        scores.mul_(q.shape[-1] ** -0.5)
+    probs = torch.softmax(scores.add_(_head_mask(fields, heads, x.device, scores.dtype)), dim=-1)
+    return q, k, v, probs, torch.bmm(probs, v).view(rows, fields, -1)
 
 
 BLOCK_ATTENTION_MAX = 64  # fields x heads up to which attention runs as one masked product (scores cost heads x more)
@@ -116,16 +117,8 @@ class _FusedBlockAttention(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, weight, mask, heads: int, scale: bool, fold: bool):
-        rows, fields, in_dim = x.shape
-        flat = x.reshape(rows * fields, in_dim)
-        q, k, v = (torch.mm(flat, w.t()).view(rows, fields * heads, -1) for w in weight.chunk(3))
-        scores = torch.bmm(q, k.transpose(1, 2))
-        if scale:
-            scores.mul_(q.shape[-1] ** -0.5)
-        probs = torch.softmax(scores.add_(mask), dim=-1)
-        del scores
-        out = torch.bmm(probs, v).view(rows, fields, -1)
+    def forward(ctx, x, weight, heads: int, scale: bool, fold: bool):
+        q, k, v, probs, out = _block_forward(x, weight, heads, scale)
         if fold:
             out.add_(x).relu_()
         ctx.save_for_backward(x, weight, q, k, v, probs, out if fold else None)
@@ -162,7 +155,7 @@ class _FusedBlockAttention(torch.autograd.Function):
             flat = x.reshape(rows * fields, in_dim)
             for g, part in zip(grads, grad_weight.chunk(3), strict=True):
                 torch.mm(g.t(), flat, out=part)
-        return grad_x, grad_weight, None, None, None, None
+        return grad_x, grad_weight, None, None, None
 
 
 @functools.lru_cache(maxsize=32)
