@@ -57,7 +57,7 @@ class MultiHeadSelfAttention(nn.Module):
         rows, fields, _ = x.shape
         # softmax(QK^T [/ sqrt(d_h)]) V per head; unscaled is the paper's and FuxiCTR's default.
         if fields * self.heads <= BLOCK_ATTENTION_MAX:
-            if FUSED_ATTENTION and not torch.is_autocast_enabled(x.device.type) and x.dtype == self.qkv.weight.dtype:
+            if FUSED_ATTENTION and not torch.is_autocast_enabled(x.device.type):
                 # Identity residual and no LayerNorm: the residual add and the ReLU run inside the fused function too.
                 fold = self.use_residual and self.residual is None and self.norm is None
                 out = _FusedBlockAttention.apply(x, self.qkv.weight, self.heads, self.scale, fold)
