@@ -124,8 +124,7 @@ class Encoder:
         )
 
     def _label_checks(self) -> list[pl.Expr]:
-        raw = pl.col(self.schema.label).cast(pl.Float64, strict=False)
-        bad = raw.is_null() if self.schema.label_threshold is not None else raw.is_null() | ~raw.is_in([-1.0, 0.0, 1.0])
+        bad = self.schema.label_bad_expr()
         return [
             pl.len().alias("__rows"),
             self.schema.label_expr().cast(pl.Int64).sum().alias("__positives"),
@@ -134,13 +133,21 @@ class Encoder:
 
     def _raise_on_bad_labels(self, row: dict, origin: str) -> None:
         if row["__label_bad"]:
+            if self.schema.negative is not None:
+                allowed = ", ".join(repr(v) for v in (*self.schema.positive, *self.schema.negative))
+                raise UserError(
+                    f"{origin}: label column {self.schema.label!r} has {row['__label_bad']} missing values or values other than "
+                    f"{allowed}; drop those rows or set data.positive"
+                )
+            if self.schema.positive is not None:
+                raise UserError(f"{origin}: label column {self.schema.label!r} has {row['__label_bad']} missing values; drop or fill those rows")
             if self.schema.label_threshold is not None:
                 raise UserError(
                     f"{origin}: label column {self.schema.label!r} has {row['__label_bad']} missing or non-numeric values; drop or fill those rows"
                 )
             raise UserError(
                 f"{origin}: label column {self.schema.label!r} is not binary (0/1 or -1/1); "
-                "pick another --label or set data.label_threshold to binarise it"
+                "pick another --label, or set data.label_threshold or data.positive to binarise it"
             )
 
     def check_labels(self, frame: pl.LazyFrame, origin: str) -> None:

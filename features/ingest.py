@@ -43,6 +43,11 @@ class RawInput:
     origin: str
     format: str
 
+    @property
+    def notes(self) -> list[str]:
+        """What the readers decided on their own, one line each, without repeats."""
+        return list(dict.fromkeys(note for src in self.frames.values() for note in src.notes))
+
 
 @dataclass
 class IngestResult:
@@ -52,10 +57,14 @@ class IngestResult:
     schema: Schema
     splits: dict[str, pl.LazyFrame]
     origin: str
+    notes: list[str] = field(default_factory=list)
 
 
-def load_raw(path: Path | None, params: IngestParams, synthetic_rows: int, synthetic_seed: int) -> RawInput:
-    """Open the input: the synthetic default when `path` is None, split files, or one file/directory."""
+def load_raw(path: Path | None, params: IngestParams, synthetic_rows: int, synthetic_seed: int, scratch: Path | None = None) -> RawInput:
+    """Open the input: the synthetic default when `path` is None, split files, or one file/directory.
+
+    Compressed text is staged as parquet under `scratch` (see `open_source`), which must outlive the frames.
+    """
     if path is None:
         frame = synthetic.generate(synthetic_rows, synthetic_seed).lazy()
         return RawInput(
@@ -70,15 +79,15 @@ def load_raw(path: Path | None, params: IngestParams, synthetic_rows: int, synth
     if given is not None:
         fmt = opts.format or detect_format(given["train"][0])
         opts = SourceOptions(**{**opts.__dict__, "format": fmt})
-        return RawInput({name: open_source(paths, opts) for name, paths in given.items()}, str(path), fmt)
+        return RawInput({name: open_source(paths, opts, scratch) for name, paths in given.items()}, str(path), fmt)
     fmt = opts.format or detect_format(path)
     opts = SourceOptions(**{**opts.__dict__, "format": fmt})
-    return RawInput({"all": open_source([path], opts)}, str(path), fmt)
+    return RawInput({"all": open_source([path], opts, scratch)}, str(path), fmt)
 
 
-def _join(frame: pl.LazyFrame, spec: JoinSpec, multi_separator: str) -> pl.LazyFrame:
+def _join(frame: pl.LazyFrame, spec: JoinSpec, multi_separator: str, scratch: Path | None = None) -> pl.LazyFrame:
     fmt = spec.format or detect_format(spec.path)
-    side = open_source([spec.path], SourceOptions(format=fmt, multi_separator=multi_separator)).frame
+    side = open_source([spec.path], SourceOptions(format=fmt, multi_separator=multi_separator), scratch).frame
     left, right = frame.collect_schema(), side.collect_schema()
     for name, schema in ((str(spec.path), right), ("the data", left)):
         if spec.key not in schema:
@@ -87,7 +96,7 @@ def _join(frame: pl.LazyFrame, spec: JoinSpec, multi_separator: str) -> pl.LazyF
     return frame.join(side, on=spec.key, how="left", maintain_order="left")
 
 
-def ingest(raw: RawInput, params: IngestParams) -> IngestResult:
+def ingest(raw: RawInput, params: IngestParams, scratch: Path | None = None) -> IngestResult:
     """Join side tables, infer the schema, split, fit the encoder on train and encode every split."""
     frames = {name: src.frame for name, src in raw.frames.items()}
     if "train" in frames:
@@ -99,7 +108,7 @@ def ingest(raw: RawInput, params: IngestParams) -> IngestResult:
                     f"{raw.origin}: the {name} split lacks column(s) {', '.join(missing)} that train has; give every split the same columns"
                 )
     for spec in params.joins:
-        frames = {name: _join(frame, spec, params.schema.multi_separator) for name, frame in frames.items()}
+        frames = {name: _join(frame, spec, params.schema.multi_separator, scratch) for name, frame in frames.items()}
     first = next(iter(raw.frames.values()))
     schema_source = RawSource(frames.get("train", frames.get("all")), first.label, first.known_kinds)
     schema = infer_schema(schema_source, params.schema, raw.origin)
@@ -113,15 +122,17 @@ def ingest(raw: RawInput, params: IngestParams) -> IngestResult:
         if name != "train":
             encoder.check_labels(frame, f"{raw.origin} ({name} split)")
     encoded = {name: encoder.transform(frame) for name, frame in splits.items()}
-    return IngestResult(encoder=encoder, schema=schema, splits=encoded, origin=raw.origin)
+    mapping = schema.label_mapping()
+    notes = raw.notes + ([f"{raw.origin}: {mapping}"] if mapping else [])
+    return IngestResult(encoder=encoder, schema=schema, splits=encoded, origin=raw.origin, notes=notes)
 
 
-def read_for_scoring(path: Path, params: IngestParams) -> pl.LazyFrame:
+def read_for_scoring(path: Path, params: IngestParams, scratch: Path | None = None) -> pl.LazyFrame:
     """New raw rows read as training read them (same format options and joins), not split."""
     if not path.exists():
         raise UserError(f"{path}: file not found; check the --data path")
     opts = replace(params.source, format=params.source.format or detect_format(path))
-    frame = open_source([path], opts).frame
+    frame = open_source([path], opts, scratch).frame
     for spec in params.joins:
-        frame = _join(frame, spec, params.schema.multi_separator)
+        frame = _join(frame, spec, params.schema.multi_separator, scratch)
     return frame

@@ -17,6 +17,13 @@ SAMPLE_ROWS = 50_000
 LOW_CARDINALITY = 32
 # A string column is multi-valued when at least this share of its values contain the separator.
 MULTI_SHARE = 0.01
+# Label spellings read as binary without data.positive: (positive, negative), compared case-insensitively.
+LABEL_PAIRS = (("1", "0"), ("true", "false"), ("yes", "no"), ("y", "n"), ("t", "f"), ("positive", "negative"), ("pos", "neg"))
+# X / no_X (click / no_click, clicked / not_clicked): X is the positive.
+_NEGATED = re.compile(r"(?i)^(not|non|no)[_\- ]?(?P<rest>.+)$")
+# The pipeline's own derived columns: a raw column must not look like one.
+RESERVED_PREFIX = "__"
+RESERVED_SUFFIXES = ("__num", "__set")
 # user_id, ID, item_key, but in camelCase only userId/itemKey (so `paid`, `valid`, `hockey` are not ids).
 _ID_NAME = re.compile(r"(?i:(^|_)(id|key|hash)$)|[a-z](Id|ID|Key)$")
 
@@ -27,6 +34,7 @@ class SchemaOptions:
 
     label: str | None = None
     label_threshold: float | None = None
+    positive: tuple[str, ...] | None = None
     categorical: tuple[str, ...] = ()
     numeric: tuple[str, ...] = ()
     multi: tuple[str, ...] = ()
@@ -37,19 +45,91 @@ class SchemaOptions:
 
 @dataclass(frozen=True)
 class Schema:
-    """The label (and how to binarise it) plus an ordered kind per feature column."""
+    """The label (and how to binarise it) plus an ordered kind per feature column.
+
+    A numeric label is 1 where it equals 1 (or is at least `label_threshold`). A text or
+    boolean label is 1 where its text is one of `positive`; `negative`, when set, lists the
+    only other values allowed (an auto-detected pair), else every other value is 0.
+    """
 
     label: str
     kinds: dict[str, FieldKind] = field(default_factory=dict)
     label_threshold: float | None = None
     multi_separator: str = "|"
+    positive: tuple[str, ...] | None = None
+    negative: tuple[str, ...] | None = None
+
+    def _label_text(self) -> pl.Expr:
+        return pl.col(self.label).cast(pl.String)
 
     def label_expr(self) -> pl.Expr:
-        """The label as Int8 0/1 (thresholded when a threshold is set)."""
+        """The label as Int8 0/1 (thresholded when a threshold is set, matched when positive values are set)."""
+        if self.positive is not None:
+            return self._label_text().is_in(list(self.positive)).cast(pl.Int8).alias(self.label)
         value = pl.col(self.label).cast(pl.Float64, strict=False)
         if self.label_threshold is not None:
             return (value >= self.label_threshold).cast(pl.Int8).alias(self.label)
         return (value == 1).cast(pl.Int8).alias(self.label)
+
+    def label_bad_expr(self) -> pl.Expr:
+        """True on rows whose label is missing or not one of the binary values."""
+        if self.positive is not None:
+            text = self._label_text()
+            if self.negative is None:
+                return text.is_null()
+            return text.is_null() | ~text.is_in([*self.positive, *self.negative])
+        raw = pl.col(self.label).cast(pl.Float64, strict=False)
+        return raw.is_null() if self.label_threshold is not None else raw.is_null() | ~raw.is_in([-1.0, 0.0, 1.0])
+
+    def label_mapping(self) -> str | None:
+        """How a text label is read, in words (None for a numeric label)."""
+        if self.positive is None:
+            return None
+        ones = ", ".join(repr(v) for v in self.positive)
+        zeros = ", ".join(repr(v) for v in self.negative) if self.negative is not None else "any other value"
+        return f"label {self.label!r}: {ones} -> 1, {zeros} -> 0"
+
+
+def _binary_pair(values: list[str]) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    """(positive, negative) spellings when the distinct label texts are a known binary pair, else None."""
+    lowered: dict[str, list[str]] = {}
+    for v in values:
+        lowered.setdefault(v.strip().lower(), []).append(v)
+    keys = set(lowered)
+    if len(keys) != 2:
+        return None
+    for yes, no in LABEL_PAIRS:
+        if keys == {yes, no}:
+            return tuple(lowered[yes]), tuple(lowered[no])
+    a, b = sorted(keys)
+    for yes, no in ((a, b), (b, a)):
+        negated = _NEGATED.match(no)
+        if negated and negated["rest"] == yes:
+            return tuple(lowered[yes]), tuple(lowered[no])
+    return None
+
+
+def _text_label(source: RawSource, label: str, opts: SchemaOptions, origin: str) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None]:
+    """The (positive, negative) values for a text or boolean label; (None, None) for a numeric one."""
+    dtype = source.frame.collect_schema()[label]
+    if opts.positive is not None:
+        if opts.label_threshold is not None:
+            raise UserError(f"{origin}: set either data.positive or data.label_threshold, not both")
+        return tuple(str(v).lower() if dtype == pl.Boolean else str(v) for v in opts.positive), None
+    if dtype == pl.Boolean:
+        return ("true",), ("false",)
+    if dtype not in (pl.String, pl.Categorical) or opts.label_threshold is not None:
+        return None, None
+    values = source.frame.select(pl.col(label).cast(pl.String).drop_nulls().unique().head(4)).collect(engine="streaming")
+    found = sorted(values.to_series().to_list())
+    pair = _binary_pair(found)
+    if pair is None:
+        shown = ", ".join(repr(v) for v in found[:3]) + (", ..." if len(found) > 3 else "")
+        raise UserError(
+            f"{origin}: label column {label!r} holds text ({shown}) that is not a known binary pair; "
+            "set data.positive to the value(s) that mean a click"
+        )
+    return pair
 
 
 def _infer_kind(name: str, series: pl.Series, separator: str) -> FieldKind:
@@ -84,6 +164,12 @@ def infer_schema(source: RawSource, opts: SchemaOptions, origin: str) -> Schema:
         missing = [n for n in names if n not in columns]
         if missing:
             raise UserError(f"{origin}: schema.{key} names unknown column(s) {', '.join(missing)}")
+    reserved = [c for c in columns.names() if c.startswith(RESERVED_PREFIX) or c.endswith(RESERVED_SUFFIXES)]
+    if reserved:
+        raise UserError(
+            f"{origin}: column name(s) {', '.join(map(repr, reserved))} clash with the pipeline's derived columns "
+            f"(names starting {RESERVED_PREFIX!r} or ending {' or '.join(map(repr, RESERVED_SUFFIXES))}); rename them"
+        )
     if opts.time_column and opts.time_column not in columns:
         raise UserError(f"{origin}: time column {opts.time_column!r} not found; columns are {', '.join(columns.names())}")
     overrides: dict[str, FieldKind] = {n: "categorical" for n in opts.categorical}
@@ -98,4 +184,12 @@ def infer_schema(source: RawSource, opts: SchemaOptions, origin: str) -> Schema:
         kinds[name] = overrides.get(name) or source.known_kinds.get(name) or _infer_kind(name, sample[name], opts.multi_separator)
     if not kinds:
         raise UserError(f"{origin}: no feature columns left besides the label; check schema.drop")
-    return Schema(label=label, kinds=kinds, label_threshold=opts.label_threshold, multi_separator=opts.multi_separator)
+    positive, negative = _text_label(source, label, opts, origin)
+    return Schema(
+        label=label,
+        kinds=kinds,
+        label_threshold=opts.label_threshold,
+        multi_separator=opts.multi_separator,
+        positive=positive,
+        negative=negative,
+    )

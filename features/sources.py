@@ -4,10 +4,19 @@ One reader per format, chosen from a registry by name. Text readers first make
 one streaming pass that checks every row has the expected number of columns,
 so a ragged row is reported with its line number instead of being read as
 nulls or failing deep inside a later stage.
+
+Compressed text (`.gz`, `.bz2`, `.zst`, told by magic bytes) is read in one
+streaming pass: each line-aligned chunk is checked, parsed with the plain
+reader's polars options and written as a parquet shard in a scratch directory;
+the returned frame scans those shards (see `features.textio`).
 """
 
 from __future__ import annotations
 
+import atexit
+import csv
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +25,7 @@ import polars as pl
 
 from common.errors import UserError
 from common.featuremap import FieldKind
+from features.textio import CODEC_SUFFIXES, codec_of, data_stem, data_suffix, first_line, natural_key, text_chunks
 
 CRITEO_LABEL = "label"
 CRITEO_NUMERIC = [f"I{i}" for i in range(1, 14)]
@@ -55,47 +65,118 @@ class RawSource:
     frame: pl.LazyFrame
     label: str | None
     known_kinds: dict[str, FieldKind] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what the reader decided on its own (a sniffed separator), one line each
 
 
-Reader = Callable[[list[Path], SourceOptions], RawSource]
+Reader = Callable[[list[Path], SourceOptions, Path | None], RawSource]
+# Separators a header is sniffed for when the default one leaves it a single column.
+SNIFF_SEPARATORS = (";", "|", "\t", ",")
+INFER_ROWS = 10_000
 
 
-def _text_lines(paths: list[Path]) -> pl.LazyFrame:
+def _lines_of(source: Path | bytes, path: Path, first_line_no: int = 1) -> pl.LazyFrame | pl.DataFrame:
+    """Each line as one string column `__line`, numbered from `first_line_no`, with the file's name."""
+    options = {"has_header": False, "separator": "\x1f", "quote_char": None, "new_columns": [_LINE], "schema": {_LINE: pl.String}}
+    if isinstance(source, bytes):
+        frame: pl.LazyFrame | pl.DataFrame = pl.read_csv(source, **options)
+    else:
+        frame = pl.scan_csv(source, **options)
+    return frame.with_row_index("line_no", offset=first_line_no).with_columns(pl.lit(str(path)).alias("file"))
+
+
+class _Scratch:
+    """Where compressed inputs are staged as parquet: the caller's directory, else a temporary one removed at exit."""
+
+    def __init__(self, root: Path | None) -> None:
+        self.root = root
+
+    def new(self, path: Path) -> Path:
+        if self.root is None:
+            self.root = Path(tempfile.mkdtemp(prefix="ctr-staged-"))
+            atexit.register(shutil.rmtree, self.root, True)
+        self.root.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f"{data_stem(path)}-", dir=self.root))
+
+
+def _staged_lines(path: Path, codec: str, scratch: _Scratch) -> pl.LazyFrame:
+    """A compressed text file's lines (as `_lines_of` gives them), decompressed once into parquet shards."""
+    target, shards, line_no = scratch.new(path), [], 1
+    for i, chunk in enumerate(text_chunks(path, codec, quoted=False)):
+        lines = _lines_of(chunk, path, line_no)
+        line_no += lines.height
+        shards.append(target / f"{i:05d}.parquet")
+        lines.write_parquet(shards[-1])
+    if not shards:
+        raise UserError(f"{path}: file is empty once decompressed; point --data at a file with rows")
+    return pl.scan_parquet(shards)
+
+
+def _text_lines(paths: list[Path], scratch: _Scratch) -> pl.LazyFrame:
     """Each line of the files as one string column, with a 1-based line number per file."""
-    frames = [
-        pl.scan_csv(
-            p,
-            has_header=False,
-            separator="\x1f",
-            quote_char=None,
-            new_columns=[_LINE],
-            schema={_LINE: pl.String},
-        )
-        .with_row_index("line_no", offset=1)
-        .with_columns(pl.lit(str(p)).alias("file"))
-        for p in paths
-    ]
+    frames = []
+    for p in paths:
+        codec = codec_of(p)
+        frames.append(_lines_of(p, p) if codec is None else _staged_lines(p, codec, scratch))
     return pl.concat(frames)
 
 
-def _check_column_counts(paths: list[Path], separator: str, expected: int, quoted: bool, header: bool) -> None:
-    """Raise UserError naming the first line whose column count is not `expected`."""
+def _first_bad_count(lines: pl.LazyFrame, separator: str, expected: int, quoted: bool, header: bool) -> dict | None:
+    """The first line (file, line_no, n) whose column count is not `expected`, or None."""
     line = pl.col(_LINE).fill_null("")
     if quoted:
-        # A quoted field spanning lines makes physical lines meaningless: leave those files to
-        # polars, which still rejects rows with too many fields.
-        odd = _text_lines(paths).filter(pl.col(_LINE).fill_null("").str.count_matches('"', literal=True) % 2 == 1).head(1)
-        if odd.collect(engine="streaming").height:
-            return
+        # A quoted field spanning lines makes physical lines meaningless: leave those to polars,
+        # which still rejects rows with too many fields.
+        if lines.filter(line.str.count_matches('"', literal=True) % 2 == 1).head(1).collect(engine="streaming").height:
+            return None
         # Separators inside double-quoted fields do not split columns.
         line = line.str.replace_all(r'"[^"]*"', "")
-    counts = _text_lines(paths).with_columns((line.str.count_matches(separator, literal=True) + 1).alias("n"))
+    counts = lines.with_columns((line.str.count_matches(separator, literal=True) + 1).alias("n"))
     if header:
         counts = counts.filter(pl.col("line_no") > 1)
     bad = counts.filter(pl.col("n") != expected).head(1).collect(engine="streaming")
-    if bad.height:
-        row = bad.row(0, named=True)
-        raise UserError(f"{row['file']}: line {row['line_no']} has {row['n']} columns, expected {expected}; fix or remove that line")
+    return bad.row(0, named=True) if bad.height else None
+
+
+def _raise_bad_count(bad: dict | None, expected: int) -> None:
+    if bad is not None:
+        raise UserError(f"{bad['file']}: line {bad['line_no']} has {bad['n']} columns, expected {expected}; fix or remove that line")
+
+
+def _check_column_counts(paths: list[Path], separator: str, expected: int, quoted: bool, header: bool) -> None:
+    """Raise UserError naming the first line of the plain files whose column count is not `expected`."""
+    if paths:
+        lines = pl.concat([_lines_of(p, p) for p in paths])
+        _raise_bad_count(_first_bad_count(lines, separator, expected, quoted, header), expected)
+
+
+def _stage_delimited(
+    path: Path, codec: str, scratch: _Scratch, separator: str, expected: int, header: bool, options: dict
+) -> pl.LazyFrame:
+    """A compressed delimited file parsed chunk by chunk with the plain reader's polars `options`, as parquet shards.
+
+    With a header, the first chunk is read with polars' schema inference over its first rows, as
+    `scan_csv` does on the plain file; every later chunk is read with that schema.
+    """
+    quoted = options.get("quote_char", '"') is not None
+    target, shards, line_no = scratch.new(path), [], 1
+    schema = options.get("schema")
+    for i, chunk in enumerate(text_chunks(path, codec, quoted)):
+        lines = _lines_of(chunk, path, line_no)
+        _raise_bad_count(_first_bad_count(lines.lazy(), separator, expected, quoted, header and i == 0), expected)
+        first, line_no = line_no, line_no + lines.height
+        try:
+            if header and i == 0:
+                frame = pl.read_csv(chunk, **options)
+                schema = frame.schema
+            else:
+                frame = pl.read_csv(chunk, **{**options, "has_header": False, "schema": schema})
+        except pl.exceptions.PolarsError as exc:
+            raise UserError(f"{path}: lines {first}-{line_no - 1} do not parse ({str(exc).splitlines()[0]})") from exc
+        shards.append(target / f"{i:05d}.parquet")
+        frame.write_parquet(shards[-1])
+    if not shards:
+        raise UserError(f"{path}: file is empty once decompressed; point --data at a file with rows")
+    return pl.scan_parquet(shards)
 
 
 def _check_files(paths: list[Path]) -> None:
@@ -111,29 +192,82 @@ def _require_rows(frame: pl.LazyFrame, paths: list[Path], what: str = "no data r
         raise UserError(f"{paths[0]}: {what}; the file needs at least one data row")
 
 
-def read_criteo(paths: list[Path], opts: SourceOptions) -> RawSource:
+def _delimited(
+    paths: list[Path], scratch: _Scratch, separator: str, expected: int, header: bool, options: dict, how: str = "vertical"
+) -> pl.LazyFrame:
+    """The files as one frame: plain ones scanned by polars (after one column-count pass), compressed ones staged."""
+    codecs = [codec_of(p) for p in paths]
+    quoted = options.get("quote_char", '"') is not None
+    _check_column_counts([p for p, c in zip(paths, codecs, strict=True) if c is None], separator, expected, quoted, header)
+    frames = [
+        pl.scan_csv(p, **options) if c is None else _stage_delimited(p, c, scratch, separator, expected, header, options)
+        for p, c in zip(paths, codecs, strict=True)
+    ]
+    return pl.concat(frames, how=how)
+
+
+def read_criteo(paths: list[Path], opts: SourceOptions, scratch: Path | None = None) -> RawSource:
     """Criteo TSV without header: label, I1-I13 integers, C1-C26 hashed strings; empty = missing."""
     columns = [CRITEO_LABEL, *CRITEO_NUMERIC, *CRITEO_CATEGORICAL]
-    _check_column_counts(paths, "\t", len(columns), quoted=False, header=False)
     schema = {CRITEO_LABEL: pl.Int64} | {c: pl.Int64 for c in CRITEO_NUMERIC} | {c: pl.String for c in CRITEO_CATEGORICAL}
-    frame = pl.concat(
-        [pl.scan_csv(p, has_header=False, separator="\t", quote_char=None, new_columns=columns, schema=schema) for p in paths]
-    )
+    options = {"has_header": False, "separator": "\t", "quote_char": None, "new_columns": columns, "schema": schema}
+    frame = _delimited(paths, _Scratch(scratch), "\t", len(columns), header=False, options=options)
     kinds: dict[str, FieldKind] = {c: "numeric" for c in CRITEO_NUMERIC} | {c: "categorical" for c in CRITEO_CATEGORICAL}
     return RawSource(frame, opts.label or CRITEO_LABEL, kinds)
 
 
-def read_csv(paths: list[Path], opts: SourceOptions) -> RawSource:
+def _header_names(path: Path, separator: str) -> list[str]:
+    return next(csv.reader([first_line(path)], delimiter=separator), [])
+
+
+def _csv_separator(paths: list[Path], opts: SourceOptions, notes: list[str]) -> str:
+    """The separator: the configured one, else `\\t` for .tsv and `,` otherwise, sniffed when that leaves one column."""
+    default = "\t" if data_suffix(paths[0]) == ".tsv" else ","
+    separator = opts.separator or default
+    header = first_line(paths[0])
+    if len(_header_names(paths[0], separator)) > 1:
+        return separator
+    likely = max((s for s in SNIFF_SEPARATORS if s != separator), key=header.count)
+    if header.count(likely) == 0:
+        return separator
+    shown = repr(likely)
+    if opts.separator is not None:
+        raise UserError(
+            f"{paths[0]}: the header is one column with separator {separator!r} but holds {shown}; "
+            f"the file looks {shown}-separated: pass --separator {shown} (data.separator)"
+        )
+    notes.append(f"{paths[0]}: read as {shown}-separated (the header has no {default!r}); set --separator to override")
+    return likely
+
+
+def _check_header(path: Path, names: list[str]) -> None:
+    """Repeated or empty column names are errors (polars would rename or keep them silently)."""
+    empty = [str(i + 1) for i, n in enumerate(names) if not n.strip()]
+    if empty:
+        raise UserError(f"{path}: header has an empty column name at position(s) {', '.join(empty)}; name every column")
+    seen: dict[str, list[int]] = {}
+    for i, n in enumerate(names):
+        seen.setdefault(n, []).append(i + 1)
+    repeated = {n: at for n, at in seen.items() if len(at) > 1}
+    if repeated:
+        shown = "; ".join(f"{n!r} at positions {', '.join(map(str, at))}" for n, at in repeated.items())
+        raise UserError(f"{path}: header repeats column name(s) {shown}; give each column a unique name")
+
+
+def read_csv(paths: list[Path], opts: SourceOptions, scratch: Path | None = None) -> RawSource:
     """CSV or TSV with a header row; column types inferred by polars, overridable by the schema."""
-    separator = opts.separator or ("\t" if paths[0].suffix == ".tsv" else ",")
-    header = pl.scan_csv(paths[0], separator=separator, n_rows=0).collect_schema().names()
-    _check_column_counts(paths, separator, len(header), quoted=True, header=True)
-    frame = pl.concat([pl.scan_csv(p, separator=separator, infer_schema_length=10_000) for p in paths], how="vertical_relaxed")
+    notes: list[str] = []
+    separator = _csv_separator(paths, opts, notes)
+    names = _header_names(paths[0], separator)
+    for p in paths:
+        _check_header(p, _header_names(p, separator))
+    options = {"separator": separator, "infer_schema_length": INFER_ROWS}
+    frame = _delimited(paths, _Scratch(scratch), separator, len(names), header=True, options=options, how="vertical_relaxed")
     _require_rows(frame, paths, "has a header but no data rows")
-    return RawSource(frame, opts.label, {})
+    return RawSource(frame, opts.label, {}, notes)
 
 
-def read_libsvm(paths: list[Path], opts: SourceOptions) -> RawSource:
+def read_libsvm(paths: list[Path], opts: SourceOptions, scratch: Path | None = None) -> RawSource:
     """libsvm/libfm `label idx:val ...`; labels -1/1 or 0/1 (mapped to 0/1).
 
     With `libsvm_field_ranges` each index goes to the field whose [start, end)
@@ -142,7 +276,7 @@ def read_libsvm(paths: list[Path], opts: SourceOptions) -> RawSource:
     one-hot layout of Frappe and Criteo_x1). Values other than 1 are ignored:
     indices are categorical tokens.
     """
-    tokens = _text_lines(paths).with_columns(pl.col(_LINE).str.extract_all(r"\S+").alias("tok"))
+    tokens = _text_lines(paths, _Scratch(scratch)).with_columns(pl.col(_LINE).str.extract_all(r"\S+").alias("tok"))
     label = pl.col("tok").list.first().cast(pl.Float64, strict=False)
     pairs = pl.col("tok").list.slice(1)
     index = pairs.list.eval(pl.element().str.split(":").list.first().cast(pl.Int64, strict=False))
@@ -180,7 +314,7 @@ def read_libsvm(paths: list[Path], opts: SourceOptions) -> RawSource:
     return RawSource(frame, opts.label or LIBSVM_LABEL, kinds)
 
 
-def read_parquet(paths: list[Path], opts: SourceOptions) -> RawSource:
+def read_parquet(paths: list[Path], opts: SourceOptions, scratch: Path | None = None) -> RawSource:
     """Parquet: a file, several files, or a directory of `*.parquet` shards."""
     files: list[Path] = []
     for p in paths:
@@ -208,23 +342,49 @@ READERS: dict[str, Reader] = {
 }
 
 
+def _is_data_file(p: Path) -> bool:
+    """A file a directory input reads: a known format suffix, `.txt`, or compressed (`day_0.gz`, `clicks.csv.gz`)."""
+    if not p.is_file() or p.name.startswith("."):
+        return False
+    suffix = data_suffix(p)
+    bare_compressed = suffix == "" and p.suffix.lower() in CODEC_SUFFIXES
+    return suffix in _EXTENSIONS or suffix == ".txt" or bare_compressed
+
+
+def data_files(path: Path) -> list[Path]:
+    """The files a directory input stands for, in natural order (`day_2` before `day_10`); a file stands for itself."""
+    if not path.is_dir():
+        return [path]
+    return sorted((p for p in path.iterdir() if _is_data_file(p)), key=natural_key)
+
+
+def _sniff(line: str) -> str | None:
+    if line.count("\t") == 39:
+        return "criteo"
+    if ":" in line.split(" ", 2)[-1]:
+        return "libsvm"
+    return None
+
+
 def detect_format(path: Path) -> str:
-    """Guess the format from the extension, or from the first line of a .txt file."""
+    """Guess the format from the extension (under any .gz/.bz2/.zst), or from the first line of a .txt or bare compressed file."""
     probe = path
     if path.is_dir():
-        candidates = [p for p in sorted(path.iterdir()) if p.suffix in _EXTENSIONS or p.suffix == ".txt"]
+        candidates = data_files(path)
         if not candidates:
             raise UserError(f"{path}: no data files found in this directory; pass --format and a file")
         probe = candidates[0]
-    if probe.suffix in _EXTENSIONS:
-        return _EXTENSIONS[probe.suffix]
-    if probe.suffix == ".txt" and probe.is_file():
-        with probe.open() as handle:
-            first = handle.readline()
-        if first.count("\t") == 39:
-            return "criteo"
-        if ":" in first.split(" ", 2)[-1]:
-            return "libsvm"
+    suffix = data_suffix(probe)
+    if suffix in _EXTENSIONS:
+        return _EXTENSIONS[suffix]
+    compressed = probe.is_file() and codec_of(probe) is not None
+    if suffix == ".txt" or (compressed and suffix == ""):
+        line = first_line(probe)
+        sniffed = _sniff(line)
+        if sniffed:
+            return sniffed
+        if compressed and any(s in line for s in SNIFF_SEPARATORS):
+            return "csv"  # a bare `train.gz` with a header row (Avazu's layout)
     raise UserError(f"{probe}: cannot tell the format from its name; pass --format {{{','.join(READERS)}}}")
 
 
@@ -234,7 +394,7 @@ def split_files(path: Path) -> dict[str, list[Path]] | None:
         return None
     found: dict[str, list[Path]] = {}
     for name in SPLIT_NAMES:
-        matches = sorted(p for p in path.iterdir() if p.is_file() and p.stem in SPLIT_STEMS[name] and p.suffix != ".zip")
+        matches = sorted(p for p in path.iterdir() if p.is_file() and data_stem(p) in SPLIT_STEMS[name] and p.suffix != ".zip")
         if matches:
             found[name] = matches
     if "train" not in found:
@@ -242,9 +402,19 @@ def split_files(path: Path) -> dict[str, list[Path]] | None:
     return found
 
 
-def open_source(paths: list[Path], opts: SourceOptions) -> RawSource:
-    """Read `paths` with the reader for `opts.format`, checking existence, emptiness and row shape."""
+def open_source(paths: list[Path], opts: SourceOptions, scratch: Path | None = None) -> RawSource:
+    """Read `paths` with the reader for `opts.format`, checking existence, emptiness and row shape.
+
+    A directory stands for its data files (parquet: its shards). Compressed text is staged as
+    parquet under `scratch` (a temporary directory when None), which must outlive the frame.
+    """
     if opts.format not in READERS:
         raise UserError(f"unknown format {opts.format!r}; use one of {', '.join(sorted(READERS))}")
     _check_files(paths)
-    return READERS[opts.format](paths, opts)
+    if opts.format != "parquet":
+        expanded = [f for p in paths for f in data_files(p)]
+        if not expanded:
+            raise UserError(f"{paths[0]}: no data files found in this directory")
+        paths = expanded
+        _check_files(paths)
+    return READERS[opts.format](paths, opts, scratch)

@@ -23,6 +23,8 @@ def _data_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, help="input file or directory (default: built-in synthetic data)")
     parser.add_argument("--format", help="criteo, csv, libsvm or parquet (default: from the file name)")
     parser.add_argument("--label", help="label column")
+    parser.add_argument("--positive", help="label value that means a click, for a text label (data.positive)")
+    parser.add_argument("--separator", help="CSV column separator, one character or 'tab' (default: from the header)")
     parser.add_argument("--out", type=Path, help="output directory (default runs/latest)")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else sqlite ./mlflow.db)")
     parser.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
@@ -66,7 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     data: dict[str, Any] = {}
-    for key in ("data", "format", "label"):
+    if getattr(args, "positive", None) is not None:
+        data["positive"] = [args.positive]
+    for key in ("data", "format", "label", "separator"):
         value = getattr(args, key, None)
         if value is not None:
             data["path" if key == "data" else key] = str(value) if key == "data" else value

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from common.errors import UserError
 
@@ -28,12 +28,29 @@ class DataConfig(_Section):
     format: Literal["criteo", "csv", "libsvm", "parquet"] | None = None
     label: str | None = None
     label_threshold: float | None = None
+    # Label value(s) read as a click when the label is text (yes/no, true/false, X/no_X are read without it).
+    positive: list[str] | None = Field(None, min_length=1)
     separator: str | None = Field(None, min_length=1, max_length=1)
     multi_separator: str = Field("|", min_length=1)
     joins: list[JoinConfig] = Field(default_factory=list)
     libsvm_field_ranges: list[tuple[int, int]] | None = None
     synthetic_rows: int = Field(200_000, ge=1)
     synthetic_seed: int = 7
+
+    @field_validator("positive", mode="before")
+    @classmethod
+    def _positive_values(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        values = value if isinstance(value, list) else [value]
+        if any(isinstance(v, bool) for v in values):
+            raise ValueError("quote the value ('yes', 'true'): YAML reads a bare yes/no/true/false as a boolean")
+        return [str(v) for v in values]
+
+    @field_validator("separator", mode="before")
+    @classmethod
+    def _named_separator(cls, value: Any) -> Any:
+        return {"\\t": "\t", "tab": "\t", "TAB": "\t"}.get(value, value) if isinstance(value, str) else value
 
 
 class SchemaConfig(_Section):

@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -78,6 +79,7 @@ def ingest_params(cfg: PipelineConfig) -> IngestParams:
         schema=SchemaOptions(
             label=data.label,
             label_threshold=data.label_threshold,
+            positive=tuple(data.positive) if data.positive else None,
             categorical=tuple(cfg.schema_.categorical),
             numeric=tuple(cfg.schema_.numeric),
             multi=tuple(cfg.schema_.multi),
@@ -102,17 +104,25 @@ def run_ingest(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
     """Read, split and encode the input; write encoded parquet, the encoder and the feature map."""
     started = time.perf_counter()
     params = ingest_params(cfg)
-    raw = load_raw(cfg.data.path, params, cfg.data.synthetic_rows, cfg.data.synthetic_seed)
-    result = ingest(raw, params)
-    splits: dict[str, dict[str, float]] = {}
-    for name, frame in tqdm(result.splits.items(), desc="ingest: encode splits", unit="split", disable=None):
-        path = catalog.split_file(workdir, name)
-        frame.sink_parquet(path, row_group_size=1 << 18)
-        labels = (
-            pl.scan_parquet(path).select(pl.len().alias("rows"), pl.col(result.schema.label).cast(pl.Int64).sum().alias("pos")).collect()
-        )
-        rows, pos = labels.row(0)
-        splits[name] = {"rows": int(rows), "positive_rate": float(pos / rows) if rows else 0.0}
+    scratch = workdir / ".staged"  # compressed text decompressed once, as parquet; removed before the stage commits
+    try:
+        raw = load_raw(cfg.data.path, params, cfg.data.synthetic_rows, cfg.data.synthetic_seed, scratch)
+        result = ingest(raw, params, scratch)
+        for note in result.notes:
+            print(f"ingest: {note}", file=sys.stderr)
+        splits: dict[str, dict[str, float]] = {}
+        for name, frame in tqdm(result.splits.items(), desc="ingest: encode splits", unit="split", disable=None):
+            path = catalog.split_file(workdir, name)
+            frame.sink_parquet(path, row_group_size=1 << 18)
+            labels = (
+                pl.scan_parquet(path)
+                .select(pl.len().alias("rows"), pl.col(result.schema.label).cast(pl.Int64).sum().alias("pos"))
+                .collect()
+            )
+            rows, pos = labels.row(0)
+            splits[name] = {"rows": int(rows), "positive_rate": float(pos / rows) if rows else 0.0}
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     result.encoder.save(workdir)
     feature_map = result.encoder.feature_map(splits, {"origin": result.origin})
     (workdir / catalog.FEATURE_MAP).write_text(feature_map.to_json())
@@ -130,7 +140,13 @@ def run_ingest(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         "rows_per_s": total / seconds if seconds > 0 else 0.0,
     }
     return StageOutput(
-        params={"origin": result.origin, "label": result.schema.label, **cfg.encode.model_dump(), "split": cfg.split.model_dump()},
+        params={
+            "origin": result.origin,
+            "label": result.schema.label,
+            **({"label_mapping": result.schema.label_mapping()} if result.schema.positive is not None else {}),
+            **cfg.encode.model_dump(),
+            "split": cfg.split.model_dump(),
+        },
         metrics=metrics,
         artifacts=[catalog.FEATURE_MAP, "encoder.json"],
         summary=f"ingest: {total:,} rows, {len(kinds)} fields -> {out / 'ingest'}",

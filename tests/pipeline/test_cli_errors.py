@@ -1,5 +1,6 @@
 """Each bad input: one line on stderr naming the problem, exit code 2, no traceback, no output directory."""
 
+import gzip
 import re
 import subprocess
 import sys
@@ -14,6 +15,11 @@ CRITEO_ROW = "\t".join(["1"] + ["5"] * 13 + ["ab"] * 26)
 
 def _write(path: Path, text: str) -> Path:
     path.write_text(text)
+    return path
+
+
+def _write_bytes(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
     return path
 
 
@@ -43,6 +49,26 @@ CASES = {
         "label column 'click' not found",
     ),
     "label not binary": (lambda d: ["--data", str(_write(d / "n.csv", "label,a\n" + "3,1\n0,2\n1,3\n" * 20))], "is not binary"),
+    "repeated header name": (
+        lambda d: ["--data", str(_write(d / "dup.csv", "label,a,b,a\n" + "1,2,3,4\n0,1,2,3\n" * 10))],
+        "header repeats column name(s) 'a' at positions 2, 4",
+    ),
+    "separator given but another one used": (
+        lambda d: ["--data", str(_write(d / "semi.csv", "label;a;b\n" + "1;2;3\n0;1;2\n" * 10)), "--separator", ","],
+        "looks ';'-separated: pass --separator ';'",
+    ),
+    "text label that is no known pair": (
+        lambda d: ["--data", str(_write(d / "txt.csv", "label,a\n" + "good,1\nbad,2\n" * 10))],
+        "holds text ('bad', 'good') that is not a known binary pair; set data.positive",
+    ),
+    "positive as a bare YAML boolean": (
+        lambda d: ["--config", str(_write(d / "p.yaml", "data: {positive: yes}\n"))],
+        "data.positive: Value error, quote the value",
+    ),
+    "truncated gzip": (
+        lambda d: ["--data", str(_write_bytes(d / "cut.csv.gz", gzip.compress(("label,a\n" + "".join(f"{i % 2},{i}\n" for i in range(5000))).encode())[:300]))],
+        "cut.csv.gz: not valid gzip data",
+    ),
     "all-null feature": (lambda d: ["--data", str(_write(d / "z.csv", "label,a,b\n" + "1,,x\n0,,y\n" * 20))], "column 'a' has no values"),
     "unknown format": (
         lambda d: ["--data", str(_write(d / "u.csv", "label,a\n1,2\n")), "--format", "xlsx"],

@@ -1,5 +1,6 @@
 """The pipeline end to end, in process: synthetic default and each real dataset, with MLflow on sqlite."""
 
+import gzip
 import json
 
 import polars as pl
@@ -68,6 +69,36 @@ def test_criteo_sample(tmp_path):
     assert all(f["bucketing"] == "log" for f in fm["fields"] if f["kind"] == "numeric")
     assert fm["splits"]["valid"]["rows"] == 409 and fm["splits"]["test"]["rows"] == 391
     assert quality["features"]["I1"]["coverage"] < 1.0
+    # The same split files gzipped give the same ranking and the same encoded splits.
+    packed = tmp_path / "packed"
+    packed.mkdir()
+    for src in shared("criteo_sample").glob("*.txt"):
+        (packed / f"{src.name}.gz").write_bytes(gzip.compress(src.read_bytes()))
+    again = tmp_path / "again"
+    again.mkdir()
+    out_gz, _ = _run(again, "--config", str(ROOT / "configs" / "criteo.yaml"), "--data", str(packed), "--stages", "ingest,rank")
+    assert (out_gz / "rank" / "ranking.csv").read_bytes() == (out / "rank" / "ranking.csv").read_bytes()
+    for split in ("train", "valid", "test"):
+        assert pl.read_parquet(out_gz / "ingest" / f"{split}.parquet").equals(pl.read_parquet(out / "ingest" / f"{split}.parquet"))
+    assert not (out_gz / "ingest" / ".staged").exists()
+
+
+def test_gzipped_csv_with_a_text_label_trains_and_predicts(tmp_path):
+    said = pl.when(pl.col(synthetic.LABEL) == 1).then(pl.lit("yes")).otherwise(pl.lit("no"))
+    frame = synthetic.generate(6000, 3).with_columns(said.alias(synthetic.LABEL))
+    raw = tmp_path / "clicks.csv.gz"
+    raw.write_bytes(gzip.compress(frame.write_csv().encode()))
+    config = tmp_path / "c.yaml"
+    config.write_text("train: {max_epochs: 1}\n")
+    out = tmp_path / "out"
+    args = ["run", "--data", str(raw), "--config", str(config), "--stages", "ingest,train", "--out", str(out), "--no-tracking"]
+    assert main(args) == 0
+    encoder = json.loads((out / "ingest" / "encoder.json").read_text())
+    assert encoder["schema"]["positive"] == ["yes"] and encoder["schema"]["negative"] == ["no"]
+    target = tmp_path / "p.parquet"
+    assert main(["predict", "--model", str(out), "--data", str(raw), "--out", str(target)]) == 0
+    scored = pl.read_parquet(target)
+    assert scored.height == 6000 and scored[synthetic.LABEL].to_list() == (frame[synthetic.LABEL] == "yes").cast(pl.Int8).to_list()
 
 
 def test_frappe(tmp_path):

@@ -1,0 +1,132 @@
+"""Compressed text inputs: the codec of a file, its text in line-aligned chunks, its first line.
+
+Polars scans plain text lazily but reads a compressed file whole into memory. Here a
+`.gz`, `.bz2` or `.zst` file is decompressed by pyarrow's streaming codecs and cut into
+chunks of about `CHUNK_BYTES` that end at a line end outside double quotes, so each
+chunk parses on its own with the options the plain reader uses (`features.sources`
+parses each chunk with polars and writes it as one parquet shard). Memory stays bounded
+by the chunk size, whatever the file's size.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+
+from common.errors import UserError
+
+# File-name suffixes of the codecs read directly (pyarrow's codec names).
+CODEC_SUFFIXES = {".gz": "gzip", ".gzip": "gzip", ".bz2": "bz2", ".zst": "zstd", ".zstd": "zstd"}
+CHUNK_BYTES = 16 << 20
+_READ_BYTES = 8 << 20
+
+
+def _magic_codec(head: bytes) -> str | None:
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip"
+    if head.startswith(b"\x28\xb5\x2f\xfd"):
+        return "zstd"
+    if head.startswith(b"BZh") and head[3:4].isdigit() and head[3:4] != b"0":
+        return "bz2"
+    return None
+
+
+def codec_of(path: Path) -> str | None:
+    """The file's compression codec from its magic bytes (None for plain text); a codec suffix on plain data is an error."""
+    if not path.is_file():
+        return None
+    with path.open("rb") as handle:
+        codec = _magic_codec(handle.read(4))
+    named = CODEC_SUFFIXES.get(path.suffix.lower())
+    if codec is None and named is not None:
+        raise UserError(f"{path}: named {path.suffix} but is not {named} data; rename it or recompress it")
+    return codec
+
+
+def data_suffix(path: Path) -> str:
+    """The suffix that names the format, under any codec suffix: `clicks.csv.gz` -> `.csv`, `day_0.gz` -> ``."""
+    name = Path(path.name)
+    if name.suffix.lower() in CODEC_SUFFIXES:
+        name = Path(name.stem)
+    return name.suffix.lower()
+
+
+def data_stem(path: Path) -> str:
+    """The file's name without codec and format suffixes: `train.csv.gz` -> `train`."""
+    name = Path(path.name)
+    if name.suffix.lower() in CODEC_SUFFIXES:
+        name = Path(name.stem)
+    return name.stem
+
+
+def natural_key(path: Path) -> list[int | str]:
+    """Sort key that puts `day_2` before `day_10`."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+
+
+def _open(path: Path, codec: str) -> pa.NativeFile:
+    try:
+        return pa.input_stream(str(path), compression=codec)
+    except (OSError, pa.ArrowException) as exc:
+        raise UserError(f"{path}: cannot open as {codec} ({str(exc).splitlines()[0]})") from exc
+
+
+def _read(stream: pa.NativeFile, path: Path, codec: str, size: int) -> bytes:
+    try:
+        return stream.read(size)
+    except (OSError, pa.ArrowException) as exc:
+        raise UserError(f"{path}: not valid {codec} data ({str(exc).splitlines()[0]}); the file may be truncated") from exc
+
+
+def _line_cut(buf: bytes, quoted: bool) -> int:
+    """Index of the last newline in `buf` that ends a whole record (outside double quotes), or -1."""
+    cut = buf.rfind(b"\n")
+    if not quoted or cut < 0:
+        return cut
+    quotes = buf.count(b'"', 0, cut)
+    while cut >= 0 and quotes % 2:
+        previous = buf.rfind(b"\n", 0, cut)
+        quotes -= buf.count(b'"', max(previous, 0), cut)
+        cut = previous
+    return cut
+
+
+def text_chunks(path: Path, codec: str, quoted: bool, chunk_bytes: int | None = None) -> Iterator[bytes]:
+    """The decompressed text of `path` in chunks of whole lines (whole quoted records when `quoted`)."""
+    chunk_bytes = chunk_bytes or CHUNK_BYTES
+    rest = b""
+    with _open(path, codec) as stream:
+        while True:
+            block = _read(stream, path, codec, chunk_bytes)
+            if not block:
+                break
+            buf = rest + block if rest else block
+            cut = _line_cut(buf, quoted)
+            if cut < 0:
+                rest = buf
+                continue
+            yield buf[: cut + 1]
+            rest = buf[cut + 1 :]
+    if rest:
+        yield rest
+
+
+def first_line(path: Path) -> str:
+    """The file's first line of text, decompressed when it is compressed."""
+    codec = codec_of(path)
+    if codec is None:
+        with path.open("rb") as handle:
+            raw = handle.readline()
+    else:
+        with _open(path, codec) as stream:
+            raw = b""
+            while b"\n" not in raw:
+                block = _read(stream, path, codec, _READ_BYTES)
+                if not block:
+                    break
+                raw += block
+            raw = raw.split(b"\n", 1)[0]
+    return raw.decode("utf-8", errors="replace").rstrip("\r\n")

@@ -1,0 +1,184 @@
+"""Inputs as users have them: compressed text, string labels, header quirks, other separators."""
+
+import bz2
+import gzip
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pytest
+
+from common.errors import UserError
+from features import textio
+from features.encode import Encoder, EncoderParams
+from features.ingest import IngestParams, ingest, load_raw
+from features.schema import SchemaOptions, infer_schema
+from features.sources import SourceOptions, data_files, detect_format, open_source, split_files
+from tests.conftest import shared
+
+
+def _compress(src: Path, dst: Path, codec: str) -> Path:
+    data = src.read_bytes()
+    if codec == "gzip":
+        dst.write_bytes(gzip.compress(data))
+    elif codec == "bz2":
+        dst.write_bytes(bz2.compress(data))
+    else:
+        with pa.output_stream(str(dst), compression=codec) as out:
+            out.write(data)
+    return dst
+
+
+def _csv(tmp_path: Path, rows: int = 3000) -> Path:
+    lines = ["y,a,b,c"]
+    for i in range(rows):
+        note = f'"line {i}\nwith a newline, and a comma"' if i % 97 == 0 else f"t{i % 13}"
+        lines.append(f"{i % 2},{i % 7},{note},{i * 0.5}")
+    path = tmp_path / "d.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Chunks of 4 KiB, so that a small file crosses many chunk boundaries (and quoted newlines land on some)."""
+    monkeypatch.setattr(textio, "CHUNK_BYTES", 4096)
+
+
+@pytest.mark.parametrize(("codec", "suffix"), [("gzip", ".gz"), ("bz2", ".bz2"), ("zstd", ".zst")])
+def test_compressed_csv_reads_as_the_plain_file(tmp_path, small_chunks, codec, suffix):
+    plain = _csv(tmp_path)
+    packed = _compress(plain, tmp_path / f"d.csv{suffix}", codec)
+    want = open_source([plain], SourceOptions(format="csv")).frame.collect()
+    got = open_source([packed], SourceOptions(format="csv"), tmp_path / "scratch")
+    assert len(list((tmp_path / "scratch").rglob("*.parquet"))) > 10  # staged in many chunks
+    assert got.frame.collect().equals(want) and want.height == 3000 and want["b"].str.contains("\n").sum() == 31
+
+
+def test_magic_bytes_win_over_the_name_and_a_false_suffix_is_an_error(tmp_path):
+    plain = _csv(tmp_path, 50)
+    hidden = _compress(plain, tmp_path / "hidden.csv", "gzip")  # gzip data without .gz
+    assert open_source([hidden], SourceOptions(format="csv")).frame.collect().equals(pl.read_csv(plain))
+    fake = tmp_path / "fake.csv.gz"
+    shutil.copy(plain, fake)
+    with pytest.raises(UserError, match=r"fake.csv.gz: named .gz but is not gzip data"):
+        open_source([fake], SourceOptions(format="csv"))
+    truncated = tmp_path / "cut.csv.gz"
+    truncated.write_bytes(gzip.compress(plain.read_bytes())[:200])
+    with pytest.raises(UserError, match=r"cut\.csv\.gz: not valid gzip data"):
+        open_source([truncated], SourceOptions(format="csv")).frame.collect()
+
+
+def test_compressed_ragged_line_is_named_across_chunks(tmp_path, small_chunks):
+    plain = tmp_path / "r.csv"
+    plain.write_text("y,a,b\n" + "1,2,3\n" * 5000 + "0,1\n")
+    packed = _compress(plain, tmp_path / "r.csv.gz", "gzip")
+    with pytest.raises(UserError, match=r"r.csv.gz: line 5002 has 2 columns, expected 3"):
+        open_source([packed], SourceOptions(format="csv"))
+
+
+def test_directory_of_criteo_day_files_is_one_input_in_day_order(tmp_path):
+    rows = (shared("criteo_sample") / "train.txt").read_text().splitlines(keepends=True)
+    days = tmp_path / "criteo"
+    days.mkdir()
+    for day, start in ((0, 0), (2, 100), (10, 200)):  # natural order: day_2 before day_10
+        (days / f"day_{day}.gz").write_bytes(gzip.compress("".join(rows[start : start + 100]).encode()))
+    assert detect_format(days) == "criteo" and [p.name for p in data_files(days)] == ["day_0.gz", "day_2.gz", "day_10.gz"]
+    frame = open_source([days], SourceOptions(format="criteo")).frame.collect()
+    plain = tmp_path / "plain.txt"
+    plain.write_text("".join(rows[:300]))
+    assert frame.equals(open_source([plain], SourceOptions(format="criteo")).frame.collect())
+
+
+def test_compressed_libsvm_and_split_directory(tmp_path):
+    src = shared("frappe") / "test.libsvm"
+    folder = tmp_path / "frappe"
+    folder.mkdir()
+    head = "".join(src.read_text().splitlines(keepends=True)[:2000])
+    for name in ("train", "valid", "test"):
+        (folder / f"{name}.libsvm.gz").write_bytes(gzip.compress(head.encode()))
+    found = split_files(folder)
+    assert found is not None and found["valid"][0].name == "valid.libsvm.gz" and detect_format(found["train"][0]) == "libsvm"
+    plain = tmp_path / "p.libsvm"
+    plain.write_text(head)
+    got = open_source(found["train"], SourceOptions(format="libsvm")).frame.collect()
+    assert got.equals(open_source([plain], SourceOptions(format="libsvm")).frame.collect()) and got.height == 2000
+
+
+def test_bare_gz_with_a_header_is_csv(tmp_path):
+    packed = tmp_path / "train.gz"  # Avazu's layout
+    packed.write_bytes(gzip.compress(b"id,click,site\n1,0,a\n2,1,b\n"))
+    assert detect_format(packed) == "csv"
+
+
+def _ingest_csv(tmp_path: Path, text: str, **schema) -> tuple:
+    path = tmp_path / "l.csv"
+    path.write_text(text)
+    params = IngestParams(source=SourceOptions(format="csv"), schema=SchemaOptions(**schema))
+    result = ingest(load_raw(path, params, 0, 0), params)
+    return result, result.splits["train"].collect()
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ("yes", "no"),
+        ("True", "False"),  # polars reads these as booleans
+        ("Y", "n"),
+        ("click", "no_click"),
+        ("clicked", "not clicked"),
+        ("1", "0"),
+    ],
+)
+def test_common_text_label_pairs_map_without_settings(tmp_path, values):
+    rows = "".join(f"{values[0] if i % 3 == 0 else values[1]},{i % 5}\n" for i in range(300))
+    result, train = _ingest_csv(tmp_path, "y,a\n" + rows)
+    assert train["y"].dtype == pl.Int8 and sum(s.collect()["y"].sum() for s in result.splits.values()) == 100
+    assert values[0] == "1" or any(f"{values[0].lower()!r} -> 1" in note.lower() for note in result.notes)
+
+
+def test_explicit_positive_and_text_that_is_no_known_pair(tmp_path):
+    text = "y,a\n" + "".join(f"{('sure', 'maybe', 'never')[i % 3]},{i % 5}\n" for i in range(300))
+    with pytest.raises(UserError, match=r"holds text \('maybe', 'never', 'sure'\) that is not a known binary pair; set data.positive"):
+        _ingest_csv(tmp_path, text)
+    result, _train = _ingest_csv(tmp_path, text, positive=("sure", "maybe"))
+    assert result.schema.positive == ("sure", "maybe") and result.schema.negative is None
+    assert sum(s.collect()["y"].sum() for s in result.splits.values()) == 200
+
+
+def test_a_value_outside_the_detected_pair_in_another_split_is_an_error(tmp_path):
+    schema = infer_schema(
+        open_source([_write(tmp_path / "t.csv", "y,a\nyes,1\nno,2\n")], SourceOptions(format="csv")), SchemaOptions(), "t"
+    )
+    encoder = Encoder(schema, EncoderParams()).fit(pl.LazyFrame({"y": ["yes", "no"] * 10, "a": [1, 2] * 10}))
+    with pytest.raises(UserError, match=r"values other than 'yes', 'no'"):
+        encoder.check_labels(pl.LazyFrame({"y": ["yes", "maybe"], "a": [1, 2]}), "test split")
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        ("y,a,b,a", r"header repeats column name\(s\) 'a' at positions 2, 4"),
+        ("y,a,,b", r"empty column name at position\(s\) 3"),
+        ("y,a,__u,b", r"'__u' clash with the pipeline's derived columns"),
+        ("y,a,b__num,b", r"'b__num' clash with the pipeline's derived columns"),
+    ],
+)
+def test_header_quirks_are_errors(tmp_path, header, message):
+    with pytest.raises(UserError, match=message):
+        _ingest_csv(tmp_path, header + "\n" + "1,2,3,4\n0,1,2,3\n" * 5)
+
+
+def test_separator_is_sniffed_from_a_one_column_header_and_said(tmp_path):
+    result, _train = _ingest_csv(tmp_path, "click;a;b\n" + "1;x;2\n0;y;3\n" * 10, label="click")
+    assert list(result.schema.kinds) == ["a", "b"]
+    assert any("read as ';'-separated" in note for note in result.notes)
+    path = _write(tmp_path / "p.csv", "click|a|b\n1|x|2\n")
+    with pytest.raises(UserError, match=r"looks '\|'-separated: pass --separator '\|'"):
+        open_source([path], SourceOptions(format="csv", separator=","))
