@@ -36,10 +36,11 @@ run: setup
 test: setup airflow
 	@test -x /usr/bin/chromium || apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 \
 		|| echo "note: no /usr/bin/chromium (apt-get install chromium chromium-driver): the MLflow UI test will be skipped"
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --durations=15
 
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 UI_STORE ?= $(CURDIR)/mlflow.db
 UI_PORT ?= 5000

@@ -22,7 +22,8 @@ from common.errors import UserError
 from pipeline import catalog
 from pipeline.cli import EXIT_USER_ERROR
 from pipeline.config import load_config
-from pipeline.stages import load_split, params_from, with_ranked_chunks
+from pipeline.params import params_from
+from pipeline.stages import load_split, with_ranked_chunks
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -125,7 +125,7 @@ def score(directory: Path, data: Path, fmt: str | None, device_name: str = "auto
     from models.batching import dense_fields, sparse_fields
     from models.data import InMemoryData
     from models.trainer import predict, resolve_device, resolve_precision
-    from pipeline.stages import ingest_params
+    from pipeline.params import ingest_params
 
     started = time.perf_counter()
     model, encoder, feature_map, spec = load_package(directory)

@@ -16,31 +16,26 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
-from pydantic import BaseModel
 from tqdm import tqdm
 
 from common.errors import UserError
 from common.featuremap import FIRST_VALUE_ID, FeatureMap
-from features.encode import EncoderParams
-from features.ingest import IngestParams, JoinSpec, ingest, load_raw
+from features.ingest import ingest, load_raw
 from features.quality import QualityParams, quality_report
 from features.ranking import ContingencyCounter, RankParams, rank_features
-from features.schema import SchemaOptions
-from features.sources import SourceOptions
-from features.split import SplitParams
 from pipeline import catalog
 from pipeline.config import OptInterSection, PipelineConfig
 from pipeline.package import PACKAGE, write_package
+from pipeline.params import ingest_params, params_from
 from pipeline.plots import learning_curve_plot, ranking_bar_plot
 
 if TYPE_CHECKING:
     from models.search.optinter import OptInterSearch
 
-T = TypeVar("T")
 
 
 @dataclass
@@ -57,47 +52,6 @@ class StageOutput:
     package: str | None = None
     cleanup: list[Path] = field(default_factory=list)  # files outside the stage dir to remove once it is committed
     children: list[dict[str, Any]] = field(default_factory=list)  # nested runs to log: {"name", "params", "metrics"}
-
-
-def params_from(cls: type[T], section: BaseModel) -> T:
-    """The computation's parameter dataclass `cls`, filled from the config section's fields of the same names."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in section.model_dump().items() if k in names})
-
-
-def ingest_params(cfg: PipelineConfig) -> IngestParams:
-    """Translate the config into the ingest computation's parameters."""
-    data = cfg.data
-    return IngestParams(
-        source=SourceOptions(
-            format=data.format or "",
-            label=data.label,
-            separator=data.separator,
-            multi_separator=data.multi_separator,
-            libsvm_field_ranges=tuple(tuple(r) for r in data.libsvm_field_ranges) if data.libsvm_field_ranges else None,
-        ),
-        schema=SchemaOptions(
-            label=data.label,
-            label_threshold=data.label_threshold,
-            positive=tuple(data.positive) if data.positive else None,
-            categorical=tuple(cfg.schema_.categorical),
-            numeric=tuple(cfg.schema_.numeric),
-            multi=tuple(cfg.schema_.multi),
-            drop=tuple(cfg.schema_.drop),
-            time_column=cfg.split.time_column,
-            multi_separator=data.multi_separator,
-        ),
-        split=SplitParams(
-            method=cfg.split.method, valid=cfg.split.valid, test=cfg.split.test, time_column=cfg.split.time_column, seed=cfg.split.seed
-        ),
-        encoder=EncoderParams(
-            min_count=cfg.encode.min_count,
-            numeric_bucketing=cfg.encode.numeric_bucketing or "auto",
-            numeric_bins=cfg.encode.numeric_bins,
-            quantile_sample_rows=cfg.encode.quantile_sample_rows,
-        ),
-        joins=tuple(JoinSpec(path=j.path, key=j.key, format=j.format) for j in data.joins),
-    )
 
 
 def run_ingest(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
