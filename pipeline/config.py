@@ -14,28 +14,45 @@ STAGE_ORDER = ("ingest", "rank", "search", "train", "report")
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class JoinConfig(_Section):
+    """A side table left-joined onto the rows by a key column (e.g. MovieLens movies.csv on movieId)."""
+
     path: Path
+    """The side table's file."""
     key: str
+    """The key column, present in both."""
     format: Literal["csv", "parquet", "criteo", "libsvm"] | None = None
+    """Its format; null: from the file name."""
 
 
 class DataConfig(_Section):
+    """What to read and how: the input, its format and its label."""
+
     path: Path | None = None
+    """File or directory (split files train/valid/test, or data files such as Criteo's day_*.gz); null: the built-in synthetic data."""
     format: Literal["criteo", "csv", "libsvm", "parquet"] | None = None
+    """Null: from the file name (under any .gz/.bz2/.zst), or a .txt's or bare compressed file's first line."""
     label: str | None = None
+    """The label column; null: the first of label, click, clicked, is_click, target, y."""
     label_threshold: float | None = None
-    # Label value(s) read as a click when the label is text (yes/no, true/false, X/no_X are read without it).
+    """Label = column >= threshold (e.g. rating >= 4)."""
     positive: list[str] | None = Field(None, min_length=1)
+    """Text label value(s) that mean a click (every other value is 0); yes/no, true/false, 1/0, X/no_X are read without it. Quote it in YAML."""
     separator: str | None = Field(None, min_length=1, max_length=1)
+    """CSV separator (tab: `tab`); null: `,`, or tab for .tsv, or the one a one-column header holds (said on stderr)."""
     multi_separator: str = Field("|", min_length=1)
+    """Separator inside multi-valued string fields."""
     joins: list[JoinConfig] = Field(default_factory=list)
+    """Side tables left-joined before the schema is inferred: [{path, key, format}]."""
     libsvm_field_ranges: list[tuple[int, int]] | None = None
+    """[start, end) index ranges, one per field, for variable-length libsvm rows."""
     synthetic_rows: int = Field(200_000, ge=1)
+    """Rows of the built-in synthetic data."""
     synthetic_seed: int = 7
+    """Seed of the built-in synthetic data."""
 
     @field_validator("positive", mode="before")
     @classmethod
@@ -54,116 +71,188 @@ class DataConfig(_Section):
 
 
 class SchemaConfig(_Section):
+    """Overrides of the inferred column kinds."""
+
     categorical: list[str] = Field(default_factory=list)
+    """Columns to treat as categorical."""
     numeric: list[str] = Field(default_factory=list)
+    """Columns to treat as numeric."""
     multi: list[str] = Field(default_factory=list)
+    """Columns to treat as multi-valued."""
     drop: list[str] = Field(default_factory=list)
+    """Columns left out."""
 
 
 class SplitConfig(_Section):
+    """How rows are split when the input is not given as split files."""
+
     method: Literal["random", "time"] = "random"
+    """Random (seeded) or by `time_column`."""
     valid: float = Field(0.1, ge=0, lt=1)
+    """Share of rows for validation."""
     test: float = Field(0.1, ge=0, lt=1)
+    """Share of rows for test."""
     time_column: str | None = None
+    """Required for `method: time`; never a feature."""
     seed: int = 2021
+    """Seed of the random split."""
 
 
 class EncodeConfig(_Section):
+    """Vocabularies and numeric buckets, fit on train only."""
+
     min_count: int = Field(1, ge=1)
+    """Values seen fewer times in train go to the field's OOV id."""
     numeric_bucketing: Literal["quantile", "log"] | None = None
+    """Null: log for Criteo, quantile otherwise."""
     numeric_bins: int = Field(16, ge=2)
+    """Quantile bins per numeric field."""
     quantile_sample_rows: int = Field(1_000_000, ge=1000)
+    """Rows sampled to fit the quantile edges."""
 
 
 class QualityConfig(_Section):
+    """Thresholds of the data-quality flags."""
+
     rare_count: int = Field(10, ge=1)
+    """A value seen fewer times is rare."""
     near_unique_ratio: float = Field(0.5, gt=0, le=1)
+    """Distinct / rows above this flags an id-like column."""
     leakage_ratio: float = Field(0.9, gt=0, le=1)
+    """MI over label entropy above this flags label leakage."""
     psi_bins: int = Field(20, ge=1)
+    """Bins of the population stability index."""
     drift_psi: float = Field(0.25, gt=0)
+    """PSI against valid/test above this flags drift."""
 
 
 class RankConfig(_Section):
+    """Feature and pair ranking (docs/methods/ranking.md)."""
+
     score: Literal["plain", "shifted", "expected", "standardized", "permutation", "chi2"] = "standardized"
+    """Plain MI, OutRank's shifted baseline, I − E[I], (I − E[I]) / sd[I], a permutation z-score or a G-test."""
     permutations: int = Field(5, ge=2)
+    """Label permutations of the permutation score."""
     pair_budget: int = Field(1000, ge=0)
+    """Most pairs evaluated (among the top-ranked features)."""
     pair_rows: int = Field(1_000_000, ge=1)
+    """Rows sampled to cross pairs."""
     pair_max_values: int = Field(1024, ge=1)
+    """Each side of a pair capped to its most frequent values."""
     redundancy_weight: float = Field(1.0, ge=0)
+    """3MR's weight on redundancy."""
     combined_weight: float = Field(1.0, ge=0)
+    """3MR's weight on positive pair gain."""
     seed: int = 0
+    """Seed of permutations and samples."""
     batch_rows: int = Field(1 << 18, ge=1)
+    """Rows per counting batch."""
     plot_top: int = Field(30, ge=1)
+    """Features in ranking.png."""
     quality: QualityConfig = Field(default_factory=QualityConfig)
+    """Data-quality flags."""
 
 
 class TrainSection(_Section):
+    """The trained model and the trainer (docs/training.md)."""
+
     model: Literal["lr", "fm", "deepfm", "autoint", "autoint+", "fgcnn", "unified"] = "deepfm"
+    """The model; `unified` is a base model over Unified Embedding's shared tables (docs/methods/unified.md)."""
     params: dict[str, Any] = Field(default_factory=dict)
+    """The model's own settings, e.g. {layers: 6, heads: 4, attention_dim: 128}; unified's in docs/methods/unified.md."""
     embedding_dim: int = Field(10, ge=1)
+    """Embedding width."""
     backend: Literal["torch", "torchrec"] = "torchrec"
+    """torchrec (EmbeddingBagCollection + KeyedJaggedTensor) or plain torch nn.EmbeddingBag."""
     numeric_as_value: bool = False
+    """Numeric fields as value × field vector instead of bucket ids."""
     learning_rate: float = Field(1e-3, gt=0)
+    """Adam's learning rate."""
     batch_size: int = Field(4096, ge=1)
+    """Rows per training step."""
     max_epochs: int = Field(100, ge=1)
+    """Most epochs."""
     patience: int = Field(2, ge=1)
+    """Epochs without a better valid AUC in a row before stopping."""
+    lr_decay: float = Field(0.1, gt=0, le=1)
+    """The learning rate is multiplied by this after each epoch without a better valid AUC."""
     embedding_regularizer: float = Field(0.0, ge=0)
+    """L2 on the embeddings looked up."""
     seed: int = 2021
+    """Seed of weights and batch order."""
     device: str = "auto"
-    # auto: bf16 autocast on CUDA and on CPUs with AMX, fp32 elsewhere; fp16 (with loss scaling) on CUDA only.
+    """auto (CUDA when present), cpu or cuda; cuda without one is an error."""
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """auto: bf16 autocast on CUDA and on CPUs with AMX, fp32 elsewhere; fp16 (with loss scaling) on CUDA only."""
     checkpoint_seconds: float = Field(600.0, gt=0)
+    """Resume checkpoint interval inside an epoch."""
 
 
 class OptFSSection(_Section):
-    epochs: int = Field(5, ge=1)  # search epochs T; the temperature grows from 1 to gamma over them
+    """OptFS: a gate per feature value (docs/methods/optfs.md)."""
+
+    epochs: int = Field(5, ge=1)
+    """Search epochs T; the temperature grows from 1 to gamma over them."""
     gamma: float = Field(1000.0, gt=1)
-    l1: float = Field(1e-8, ge=0)  # lambda on the sum of all soft gates (tiny: the sum runs over every value)
-    gate_lr: float | None = Field(None, gt=0)  # default: train.learning_rate
+    """Final temperature."""
+    l1: float = Field(1e-8, ge=0)
+    """λ on the sum of all soft gates (tiny: the sum runs over every value)."""
+    gate_lr: float | None = Field(None, gt=0)
+    """The gates' Adam learning rate; null: train.learning_rate."""
     init: float = 0.5
-    # weights restored for the retrain: those at the start of this search epoch (1: the initial weights). CTR models
-    # overfit after an epoch or two, so a later snapshot starts the retrain past the best epoch on such data.
+    """Initial gate logit."""
     rewind_epoch: int = Field(1, ge=1)
+    """The retrain starts from the weights at the start of this search epoch (1: the initial weights)."""
 
 
 class DNISSection(_Section):
-    freq_blocks: int = Field(4, ge=1)  # values of each field cut into K frequency blocks
-    dim_blocks: int | None = Field(None, ge=1)  # dimension blocks B (default: one per dimension)
+    """DNIS: an embedding dimension per value and frequency block (docs/methods/dnis.md)."""
+
+    freq_blocks: int = Field(4, ge=1)
+    """Values of each field cut into this many frequency blocks."""
+    dim_blocks: int | None = Field(None, ge=1)
+    """Dimension blocks; null: one per dimension."""
     warmup_epochs: int = Field(1, ge=0)
+    """Epochs of plain training before the search."""
     search_epochs: int = Field(2, ge=1)
+    """Epochs of the search."""
     alpha_lr: float = Field(0.01, gt=0)
+    """α's learning rate."""
     l1: float = Field(1e-5, ge=0)
-    prune_ratio: float = Field(0.5, gt=0, lt=1)  # share of embedding entries removed
-    # the retrain starts from the weights before warm-up, masked (true), or fine-tunes the searched weights (false);
-    # auto: rewind only when warm-up + search ended `patience` or more epochs after their best validation epoch
+    """L1 on α."""
+    prune_ratio: float = Field(0.5, gt=0, lt=1)
+    """Share of embedding entries removed."""
     rewind: bool | Literal["auto"] = "auto"
+    """Retrain from the weights before warm-up (true) or fine-tune the searched ones (false); auto: rewind only past the best epoch."""
 
 
 class OptInterSection(_Section):
-    max_pairs: int = Field(20, ge=1)  # candidate pairs: the rank stage's top pairs by gain (single-valued fields)
-    # a memorised cross needs this many train rows; rarer ones share the pair's OOV row. 20, not 5: on Frappe rare
-    # item crosses overfit, and 20 lifted the searched model by 0.0014-0.0021 over three seeds (bench/RESULTS.md)
+    """OptInter: memorise, factorise or drop each ranked pair (docs/methods/optinter.md)."""
+
+    max_pairs: int = Field(20, ge=1)
+    """Candidate pairs: the rank stage's top pairs by gain (single-valued fields)."""
     min_count: int = Field(20, ge=1)
-    # alpha must still be undecided when memorised crosses start to overfit (a few epochs in): a slow alpha over 10
-    # epochs chose best on Frappe and on the synthetic data (bench/RESULTS.md). The paper's 1e-3 and 5e-5 are tuned
-    # for ~20,000 Criteo steps.
+    """A memorised cross needs this many train rows; rarer ones share the pair's OOV row."""
     search_epochs: int = Field(10, ge=1)
+    """Epochs of the architecture search."""
     arch_lr: float = Field(0.01, gt=0)
-    anneal: float = Field(0.001, ge=0)  # softmax temperature t = max(0.01, 1 - anneal * step)
+    """α's learning rate."""
+    anneal: float = Field(0.001, ge=0)
+    """Softmax temperature t = max(0.01, 1 − anneal · step)."""
     hidden: list[int] = Field(default_factory=lambda: [400, 400, 400])
-    dropout: float = Field(0.0, ge=0, lt=1)  # the MLP's, in the search and in the retrained model
+    """The MLP's hidden widths."""
+    dropout: float = Field(0.0, ge=0, lt=1)
+    """The MLP's dropout, in the search and the retrained model."""
     batch_norm: bool = False
-    compare: bool = False  # also train all-memorise, all-factorise and all-naive models (validation AUC)
-    # alpha's data: "valid" one step on a validation batch after each training step (first-order bi-level; selection
-    # on the validation split like every other search), "train" jointly with the weights on training batches (the
-    # paper), where the training loss favours memorise (most capacity) for nearly every pair (bench/RESULTS.md)
+    """Batch norm in the MLP."""
+    compare: bool = False
+    """Also train all-memorise, all-factorise and all-naive models (validation AUC)."""
     arch_split: Literal["train", "valid"] = "valid"
-    # epochs (of search_epochs) that train the weights with alpha held uniform before alpha moves; on Frappe 3 of 10
-    # helped one seed and hurt two (factorised item crosses), so none by default (bench/RESULTS.md)
+    """α's data: a step on a validation batch after each training step (valid), or jointly on training batches (train, the paper's)."""
     warmup_epochs: int = Field(0, ge=0)
-    # L2 on the factor table, apart from train.embedding_regularizer (which leaves it out: at BARS's 0.05 it held
-    # every product at zero, so factorise could not be told from naive)
+    """Epochs (of search_epochs) with α held uniform before it moves."""
     factor_regularizer: float = Field(0.0, ge=0)
+    """A separate L2 on the factor table."""
 
     @model_validator(mode="after")
     def _warmup_within_search(self) -> OptInterSection:
@@ -173,21 +262,34 @@ class OptInterSection(_Section):
 
 
 class OptunaSection(_Section):
+    """An Optuna study over models and settings: AUC up, parameters down (docs/methods/optuna.md)."""
+
     trials: int = Field(12, ge=1)
+    """Trials of the study."""
     models: list[Literal["lr", "fm", "deepfm", "autoint", "autoint+", "fgcnn"]] = Field(default_factory=lambda: ["fm", "deepfm", "autoint"])
+    """Models the study samples."""
     embedding_dims: list[int] = Field(default_factory=lambda: [4, 8, 10, 16], min_length=1)
+    """Embedding widths the study samples."""
     learning_rate: tuple[float, float] = (1e-4, 1e-2)
-    max_depth: int = Field(3, ge=1)  # DNN layers of DeepFM / AutoInt+, attention layers of AutoInt
+    """Learning-rate range (log)."""
+    max_depth: int = Field(3, ge=1)
+    """Most DNN layers of DeepFM / AutoInt+, attention layers of AutoInt."""
     max_epochs: int = Field(10, ge=1)
-    prune_after: int = Field(2, ge=1)  # median-rule pruning from this epoch on
-    auc_tolerance: float = Field(0.001, ge=0)  # the chosen trade-off: smallest Pareto trial within this of the best AUC
+    """Most epochs per trial."""
+    prune_after: int = Field(2, ge=1)
+    """Median-rule pruning from this epoch on."""
+    auc_tolerance: float = Field(0.001, ge=0)
+    """The chosen trade-off: the smallest Pareto trial within this of the best AUC."""
     seed: int = 0
-    # Also search these methods' own hyperparameters in every trial (the rest of their settings from search.optfs /
-    # search.dnis); the chosen trial's searches are rerun and handed to train like the methods alone.
+    """The sampler's seed."""
     methods: list[Literal["optfs", "dnis"]] = Field(default_factory=list)
+    """Also search these methods' own settings in every trial; the chosen trial's searches go to train."""
     optfs_l1: tuple[float, float] = (1e-8, 1e-4)
+    """OptFS λ range (log)."""
     optfs_gamma: tuple[float, float] = (100.0, 10_000.0)
+    """OptFS γ range (log)."""
     dnis_prune_ratio: tuple[float, float] = (0.3, 0.8)
+    """DNIS prune-ratio range."""
 
     @model_validator(mode="after")
     def _ranges(self) -> OptunaSection:
@@ -201,17 +303,22 @@ class OptunaSection(_Section):
 
 
 class SearchSection(_Section):
-    # run in this order; dnis searches on top of optfs's gates when both are given; optinter replaces the model
-    # (its own MLP over field embeddings and pair vectors) and runs alone
+    """The search stage: methods that decide features, sizes, interactions or the model before train."""
+
     methods: list[Literal["optfs", "dnis", "optinter", "optuna"]] = Field(default_factory=list)
-    # ranking budget: search and the trained model use only the rank stage's top features (ranking.csv order);
-    # OptInter's candidate pairs come from those features too. None: every feature.
+    """Run in this order; dnis searches on optfs's gates when both are given; optinter and optuna run alone."""
     max_features: int | None = Field(None, ge=1)
-    baseline: bool = True  # also train the unsearched model on the same splits: the "before" figures
+    """Ranking budget: search and train use only the rank stage's top N features (plus OptInter's pair fields); null: all."""
+    baseline: bool = True
+    """Also train the unsearched model on the same splits: the "before" figures."""
     optfs: OptFSSection = Field(default_factory=OptFSSection)
+    """OptFS settings."""
     dnis: DNISSection = Field(default_factory=DNISSection)
+    """DNIS settings."""
     optinter: OptInterSection = Field(default_factory=OptInterSection)
+    """OptInter settings."""
     optuna: OptunaSection = Field(default_factory=OptunaSection)
+    """Optuna settings."""
 
     @model_validator(mode="after")
     def _alone(self) -> SearchSection:
@@ -222,30 +329,47 @@ class SearchSection(_Section):
 
 
 class TrackingConfig(_Section):
+    """MLflow tracking and the model registry (docs/operations.md)."""
+
     enabled: bool = True
+    """Log to MLflow."""
     uri: str | None = None
+    """Tracking URI; null: MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db."""
     experiment: str = "ctr-pipeline"
-    # An unusable tracking store is an error (within seconds); with fallback the run logs to ./mlflow.db and says so.
+    """Experiment name."""
     fallback: bool = False
-    # The trained model is logged to the train run and registered under this name ("ctr-<model>" when unset).
+    """An unusable store is an error (within seconds); true: log to ./mlflow.db instead and say so."""
     register_model: bool = True
+    """Register the trained model."""
     registered_model: str | None = None
+    """Its registered name; null: ctr-<model> (autoint+ -> ctr-autoint-plus)."""
 
 
 class PipelineConfig(_Section):
-    data: DataConfig = Field(default_factory=DataConfig)
-    schema_: SchemaConfig = Field(default_factory=SchemaConfig, alias="schema")
-    split: SplitConfig = Field(default_factory=SplitConfig)
-    encode: EncodeConfig = Field(default_factory=EncodeConfig)
-    rank: RankConfig = Field(default_factory=RankConfig)
-    search: SearchSection = Field(default_factory=SearchSection)
-    train: TrainSection = Field(default_factory=TrainSection)
-    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
-    out: Path = Path("runs/latest")
-    # search runs only when search.methods names a method
-    stages: list[Literal["ingest", "rank", "search", "train", "report"]] = Field(default_factory=lambda: list(STAGE_ORDER))
+    """The whole config: one YAML file (`--config`), CLI flags override it."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    data: DataConfig = Field(default_factory=DataConfig)
+    """The input."""
+    schema_: SchemaConfig = Field(default_factory=SchemaConfig, alias="schema")
+    """Column kind overrides."""
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    """Splitting."""
+    encode: EncodeConfig = Field(default_factory=EncodeConfig)
+    """Encoding."""
+    rank: RankConfig = Field(default_factory=RankConfig)
+    """Ranking."""
+    search: SearchSection = Field(default_factory=SearchSection)
+    """Search methods."""
+    train: TrainSection = Field(default_factory=TrainSection)
+    """Training."""
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    """MLflow."""
+    out: Path = Path("runs/latest")
+    """Output directory."""
+    stages: list[Literal["ingest", "rank", "search", "train", "report"]] = Field(default_factory=lambda: list(STAGE_ORDER))
+    """Stages to run, in order; search runs only when search.methods names a method."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, use_attribute_docstrings=True)
 
     @model_validator(mode="after")
     def _check(self) -> PipelineConfig:

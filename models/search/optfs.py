@@ -36,7 +36,7 @@ class OptFSConfig:
     l1: float = 1e-8
     gate_lr: float | None = None  # default: the model's learning rate
     init: float = 0.5
-    rewind_epoch: int = 2
+    rewind_epoch: int = 1
 
 
 @dataclass
