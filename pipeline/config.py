@@ -385,7 +385,7 @@ def _describe(error: ValidationError, origin: str) -> str:
     where = ".".join(str(p) for p in first["loc"]).replace("schema_", "schema") or "(top level)"
     message = first["msg"]
     if first["type"] == "extra_forbidden":
-        message = "unknown key; check the spelling against README's config reference"
+        message = "unknown key; check the spelling against docs/config.md"
     got = first.get("input")
     shown = "" if first["type"] == "extra_forbidden" or isinstance(got, dict) else f" (got {got!r})"
     return f"{origin}: {where}: {message}{shown}"

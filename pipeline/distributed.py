@@ -42,7 +42,7 @@ def run(argv: list[str] | None = None) -> int:
     parser.add_argument("--sparse-optimizer", default="auto", help="adam (CUDA), exact_row_wise_adagrad, exact_sgd, ...")
     args = parser.parse_args(argv)
     if "RANK" not in os.environ:
-        raise UserError("launch with torchrun (it sets RANK, WORLD_SIZE, MASTER_ADDR); see README 'Distributed training'")
+        raise UserError("launch with torchrun (it sets RANK, WORLD_SIZE, MASTER_ADDR); see docs/training.md")
     cfg = load_config(args.config, {"out": str(args.out), **({"train": {"model": args.model}} if args.model else {})})
     ingest_dir = catalog.stage_path(cfg.out, "ingest")
     if not (ingest_dir / catalog.FEATURE_MAP).is_file():
