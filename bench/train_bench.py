@@ -35,7 +35,7 @@ from models.embedding import EmbeddingConfig
 from models.registry import build_model
 from models.trainer import TrainConfig, evaluate, fit, resolve_device, resolve_precision, train_report
 from pipeline import catalog
-from pipeline.stages import load_split, ranked_chunk_counts
+from pipeline.upstream import load_split, ranked_chunk_counts
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "frappe"

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from common.errors import UserError
+from methods import METHODS
+from methods.dnis import DNISSettings
+from methods.optfs import OptFSSettings
+from methods.optinter import OptInterSettings
 
 STAGE_ORDER = ("ingest", "rank", "search", "train", "report")
 
@@ -188,79 +193,6 @@ class TrainSection(_Section):
     """Resume checkpoint interval inside an epoch."""
 
 
-class OptFSSection(_Section):
-    """OptFS: a gate per feature value (docs/methods/optfs.md)."""
-
-    epochs: int = Field(5, ge=1)
-    """Search epochs T; the temperature grows from 1 to gamma over them."""
-    gamma: float = Field(1000.0, gt=1)
-    """Final temperature."""
-    l1: float = Field(1e-8, ge=0)
-    """λ on the sum of all soft gates (tiny: the sum runs over every value)."""
-    gate_lr: float | None = Field(None, gt=0)
-    """The gates' Adam learning rate; null: train.learning_rate."""
-    init: float = 0.5
-    """Initial gate logit."""
-    rewind_epoch: int = Field(1, ge=1)
-    """The retrain starts from the weights at the start of this search epoch (1: the initial weights)."""
-
-
-class DNISSection(_Section):
-    """DNIS: an embedding dimension per value and frequency block (docs/methods/dnis.md)."""
-
-    freq_blocks: int = Field(4, ge=1)
-    """Values of each field cut into this many frequency blocks."""
-    dim_blocks: int | None = Field(None, ge=1)
-    """Dimension blocks; null: one per dimension."""
-    warmup_epochs: int = Field(1, ge=0)
-    """Epochs of plain training before the search."""
-    search_epochs: int = Field(2, ge=1)
-    """Epochs of the search."""
-    alpha_lr: float = Field(0.01, gt=0)
-    """α's learning rate."""
-    l1: float = Field(1e-5, ge=0)
-    """L1 on α."""
-    prune_ratio: float = Field(0.5, gt=0, lt=1)
-    """Share of embedding entries removed."""
-    rewind: bool | Literal["auto"] = "auto"
-    """Retrain from the weights before warm-up (true) or fine-tune the searched ones (false); auto: rewind only past the best epoch."""
-
-
-class OptInterSection(_Section):
-    """OptInter: memorise, factorise or drop each ranked pair (docs/methods/optinter.md)."""
-
-    max_pairs: int = Field(20, ge=1)
-    """Candidate pairs: the rank stage's top pairs by gain (single-valued fields)."""
-    min_count: int = Field(20, ge=1)
-    """A memorised cross needs this many train rows; rarer ones share the pair's OOV row."""
-    search_epochs: int = Field(10, ge=1)
-    """Epochs of the architecture search."""
-    arch_lr: float = Field(0.01, gt=0)
-    """α's learning rate."""
-    anneal: float = Field(0.001, ge=0)
-    """Softmax temperature t = max(0.01, 1 − anneal · step)."""
-    hidden: list[int] = Field(default_factory=lambda: [400, 400, 400])
-    """The MLP's hidden widths."""
-    dropout: float = Field(0.0, ge=0, lt=1)
-    """The MLP's dropout, in the search and the retrained model."""
-    batch_norm: bool = False
-    """Batch norm in the MLP."""
-    compare: bool = False
-    """Also train all-memorise, all-factorise and all-naive models (validation AUC)."""
-    arch_split: Literal["train", "valid"] = "valid"
-    """α's data: a step on a validation batch after each training step (valid), or jointly on training batches (train, the paper's)."""
-    warmup_epochs: int = Field(0, ge=0)
-    """Epochs (of search_epochs) with α held uniform before it moves."""
-    factor_regularizer: float = Field(0.0, ge=0)
-    """A separate L2 on the factor table."""
-
-    @model_validator(mode="after")
-    def _warmup_within_search(self) -> OptInterSection:
-        if self.warmup_epochs >= self.search_epochs:
-            raise ValueError(f"warmup_epochs ({self.warmup_epochs}) must be below search_epochs ({self.search_epochs})")
-        return self
-
-
 class OptunaSection(_Section):
     """An Optuna study over models and settings: AUC up, parameters down (docs/methods/optuna.md)."""
 
@@ -302,27 +234,40 @@ class OptunaSection(_Section):
         return self
 
 
+def _registered_method(name: str) -> str:
+    """A search method's name: a registered method (methods/__init__.py) or the study, optuna."""
+    known = [*METHODS, "optuna"]
+    if name not in known:
+        raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": ", ".join(map(repr, known))})
+    return name
+
+
+def method_settings(cfg: PipelineConfig, name: str) -> BaseModel:
+    """The settings of search method `name`: its section under `search`, or its defaults when it has no section."""
+    return getattr(cfg.search, name, None) or METHODS[name].settings()
+
+
 class SearchSection(_Section):
     """The search stage: methods that decide features, sizes, interactions or the model before train."""
 
-    methods: list[Literal["optfs", "dnis", "optinter", "optuna"]] = Field(default_factory=list)
-    """Run in this order; dnis searches on optfs's gates when both are given; optinter and optuna run alone."""
+    methods: list[Annotated[str, AfterValidator(_registered_method)]] = Field(default_factory=list)
+    """Any of optfs, dnis, optinter (methods/, in that order: dnis searches on optfs's gates when both are given) or optuna; optinter and optuna run alone."""
     max_features: int | None = Field(None, ge=1)
     """Ranking budget: search and train use only the rank stage's top N features (plus OptInter's pair fields); null: all."""
     baseline: bool = True
     """Also train the unsearched model on the same splits: the "before" figures."""
-    optfs: OptFSSection = Field(default_factory=OptFSSection)
-    """OptFS settings."""
-    dnis: DNISSection = Field(default_factory=DNISSection)
-    """DNIS settings."""
-    optinter: OptInterSection = Field(default_factory=OptInterSection)
-    """OptInter settings."""
+    optfs: OptFSSettings = Field(default_factory=OptFSSettings)
+    """OptFS settings (methods/optfs.py)."""
+    dnis: DNISSettings = Field(default_factory=DNISSettings)
+    """DNIS settings (methods/dnis.py)."""
+    optinter: OptInterSettings = Field(default_factory=OptInterSettings)
+    """OptInter settings (methods/optinter.py)."""
     optuna: OptunaSection = Field(default_factory=OptunaSection)
     """Optuna settings."""
 
     @model_validator(mode="after")
     def _alone(self) -> SearchSection:
-        for method in ("optinter", "optuna"):
+        for method in [name for name, m in METHODS.items() if m.replaces_model] + ["optuna"]:
             if method in self.methods and len(self.methods) > 1:
                 raise ValueError(f"{method} chooses the model, so it runs alone: search the other methods in another run")
         return self

@@ -20,10 +20,11 @@ from pathlib import Path
 
 from common.errors import UserError
 from pipeline import catalog
+from pipeline.assemble import assemble, model_spec, searched_states
 from pipeline.cli import EXIT_USER_ERROR
 from pipeline.config import load_config
 from pipeline.params import params_from
-from pipeline.stages import load_split, with_ranked_chunks
+from pipeline.upstream import load_split, top_features, with_ranked_chunks
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -31,8 +32,6 @@ def run(argv: list[str] | None = None) -> int:
     import torch.distributed as dist
 
     from models.distributed import ShardingConfig, fit_sharded, gathered_evaluator
-    from models.embedding import EmbeddingConfig
-    from models.registry import build_model
     from models.trainer import TrainConfig, resolve_precision
 
     parser = argparse.ArgumentParser(prog="torchrun ... -m pipeline.distributed", description=__doc__.splitlines()[0])
@@ -50,14 +49,23 @@ def run(argv: list[str] | None = None) -> int:
     dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     try:
         feature_map = catalog.load_feature_map(ingest_dir)
+        if cfg.search.methods:  # the search's ranking budget holds for the trained model too
+            feature_map = top_features(cfg.out, feature_map, cfg)
         cfg = with_ranked_chunks(cfg, cfg.out, feature_map)
         tc = cfg.train
         train, valid, test = (load_split(ingest_dir, s, feature_map, tc.numeric_as_value) for s in ("train", "valid", "test"))
         if train is None or valid is None or len(valid) == 0:
             raise UserError(f"{ingest_dir}: train and a non-empty valid split are needed")
-        torch.manual_seed(tc.seed)  # identical initial weights on every process
-        embedding = EmbeddingConfig(dim=tc.embedding_dim, backend="torchrec", numeric_as_value=tc.numeric_as_value)
-        model = build_model(tc.model, feature_map, embedding, tc.params)
+        # The same assembly as the train stage (seeded: identical initial weights on every process), torchrec tables.
+        spec = model_spec(cfg.model_copy(update={"train": tc.model_copy(update={"backend": "torchrec"})}))
+        searched = searched_states(cfg, catalog.stage_path(cfg.out, "search"), set(cfg.search.methods))
+        unshardable = [method.name for method, _, _ in searched if not method.shardable]
+        if unshardable:
+            raise UserError(
+                f"the search output ({', '.join(unshardable)}) changes the embeddings in ways sharded tables cannot take; "
+                "train it with `python -m pipeline train`, or run distributed training without search.methods"
+            )
+        model = assemble(feature_map, spec, searched).model
         config = params_from(TrainConfig, tc)
         started = time.perf_counter()
         sharded, result = fit_sharded(model, train, valid, config, ShardingConfig(sparse_optimizer=args.sparse_optimizer))

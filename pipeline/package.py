@@ -33,16 +33,14 @@ ENCODER = "encoder"
 def write_package(
     directory: Path,
     model,
-    model_name: str,
-    params: dict,
-    embedding,
+    applied,
+    spec,
     cfg: PipelineConfig,
     ingest_dir: Path,
     feature_map: FeatureMap,
-    gated: bool = False,
-    dims: bool = False,
+    methods: dict[str, dict],
 ) -> None:
-    """Write weights, spec (model, settings, reader config, OptFS gates or not) and the fitted encoder into `directory`."""
+    """Write weights, spec (model, settings, reader config, each applied search method's entry) and the fitted encoder."""
     import torch
 
     directory.mkdir(parents=True)
@@ -51,18 +49,30 @@ def write_package(
     shutil.copytree(ingest_dir / "vocab", encoder_dir / "vocab")
     for name in ("encoder.json", catalog.FEATURE_MAP):
         shutil.copy2(ingest_dir / name, encoder_dir / name)
-    spec = {
-        "model": model_name,
-        "params": params,
-        "embedding": dataclasses.asdict(embedding),
+    package_spec = {
+        "model": applied.name,
+        "params": applied.params,
+        "embedding": dataclasses.asdict(spec.embedding),
+        "seed": spec.seed,
         "data": cfg.data.model_dump(mode="json", exclude={"path", "synthetic_rows", "synthetic_seed"}),
         "schema": cfg.schema_.model_dump(mode="json"),
         "batch_size": cfg.train.batch_size,
         "fields": [f.name for f in feature_map.fields],  # the model's fields (a ranking budget may keep fewer than encoded)
-        "value_gates": {"init": cfg.search.optfs.init} if gated else None,
-        "dimension_mask": cfg.search.dnis.model_dump() if dims else None,
+        "methods": methods,  # what each applied search method needs to rebuild the model's structure
     }
-    catalog.write_json(directory / SPEC, spec)
+    catalog.write_json(directory / SPEC, package_spec)
+
+
+def _packaged_methods(spec: dict) -> dict[str, dict]:
+    """The package's method entries; packages written before methods had entries kept them under their own keys."""
+    if "methods" in spec:
+        return spec["methods"]
+    legacy = {"optinter": spec["params"]} if spec["model"] == "optinter" else {}
+    if spec.get("value_gates"):
+        legacy["optfs"] = spec["value_gates"]
+    if spec.get("dimension_mask"):
+        legacy["dnis"] = spec["dimension_mask"]
+    return legacy
 
 
 def find_package(reference: str, tracking_uri: str | None) -> Path:
@@ -85,8 +95,9 @@ def load_package(directory: Path):
     import torch
 
     from features.encode import Encoder
+    from methods.base import ModelSpec
     from models.embedding import EmbeddingConfig, MultiplexConfig
-    from models.registry import build_model
+    from pipeline.assemble import assemble
 
     spec = json.loads((directory / SPEC).read_text())
     feature_map = FeatureMap.load(directory / ENCODER / catalog.FEATURE_MAP)
@@ -96,23 +107,13 @@ def load_package(directory: Path):
     embedding = dict(spec["embedding"])
     if embedding.get("multiplex"):
         embedding["multiplex"] = MultiplexConfig(**embedding["multiplex"])
-    if spec["model"] == "optinter":  # the searched architecture; its memorised vocabularies come with the weights
-        from models.optinter import OptInter, OptInterConfig
-
-        params = {**spec["params"], "pairs": [tuple(p) for p in spec["params"]["pairs"]]}
-        model = OptInter(feature_map, EmbeddingConfig(**embedding), OptInterConfig(**params))
-    else:
-        model = build_model(spec["model"], feature_map, EmbeddingConfig(**embedding), spec["params"])
-    if spec.get("value_gates"):  # OptFS's hard gates; their logits come with the weights
-        from models.search.optfs import attach_value_gates
-
-        attach_value_gates(model, spec["value_gates"]["init"]).hard = True
-    if spec.get("dimension_mask"):  # DNIS's pruned dimensions; the boolean mask comes with the weights
-        from models.search.dnis import DNISConfig, attach_dimension_mask
-
-        mask = attach_dimension_mask(model, embedding["dim"], DNISConfig(**spec["dimension_mask"]))
-        mask.set_hard(torch.ones(mask.row_block.shape[0], embedding["dim"], dtype=torch.bool))
-    model.load_state_dict(torch.load(directory / WEIGHTS, map_location="cpu", weights_only=True))
+    model_spec = ModelSpec(spec["model"], spec["params"], EmbeddingConfig(**embedding), spec.get("seed", 0))
+    model = assemble(feature_map, model_spec, packaged=_packaged_methods(spec)).model
+    try:
+        model.load_state_dict(torch.load(directory / WEIGHTS, map_location="cpu", weights_only=True))
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise UserError(f"{directory}: the package's weights do not fit the model it describes ({first}); retrain it") from exc
     model.eval()
     return model, Encoder.load(directory / ENCODER), feature_map, spec
 

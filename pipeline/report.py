@@ -18,6 +18,7 @@ from typing import Any
 import jinja2
 import polars as pl
 
+from methods import METHODS
 from pipeline import catalog
 
 REPORT = "report.html"
@@ -67,23 +68,7 @@ def _json(path: Path) -> Any:
 
 
 def _decisions(search: dict[str, Any]) -> list[str]:
-    lines = []
-    if optfs := search.get("optfs"):
-        lines.append(
-            f"OptFS kept {optfs['kept_values']:,} of {optfs['total_values']:,} values ({optfs['kept_fraction']:.1%}); "
-            f"dropped fields: {', '.join(optfs['dropped_fields']) or 'none'}; valid AUC {_auc(optfs.get('valid_auc_before'))} -> {_auc(optfs['valid_auc_after'])}"
-        )
-    if dnis := search.get("dnis"):
-        lines.append(
-            f"DNIS kept {dnis['embedding_params_after']:,} of {dnis['embedding_params_before']:,} embedding entries (cut {dnis['params_cut']:.1%}); "
-            f"valid AUC {_auc(dnis.get('valid_auc_before'))} -> {_auc(dnis['valid_auc_after'])}"
-        )
-    if optinter := search.get("optinter"):
-        modes = ", ".join(f"{p['a']}×{p['b']}: {p['mode']}" for p in optinter["pairs"])
-        lines.append(f"OptInter pair modes {optinter['modes']} ({modes}); memorised rows {optinter['memorised_rows']:,}")
-        if optinter.get("valid_auc_all_mode"):
-            uniform = ", ".join(f"all-{m} {_auc(a)}" for m, a in optinter["valid_auc_all_mode"].items())
-            lines.append(f"OptInter searched valid AUC {_auc(optinter['valid_auc_after'])} against {uniform}")
+    lines = [line for name, method in METHODS.items() if (found := search.get(name)) for line in method.report_lines(found)]
     if optuna := search.get("optuna"):
         chosen = optuna["chosen"]
         lines.append(
@@ -103,20 +88,11 @@ def _models(search: dict[str, Any], baseline: dict[str, Any] | None, train: dict
         rows.append(
             {"name": "baseline (unsearched)", "valid_auc": baseline["valid_auc"], "test_auc": None, "params": None, "note": "search stage"}
         )
-    for method in ("optfs", "dnis", "optinter"):
-        if found := search.get(method):
-            params = found.get("embedding_params_after") or found.get("memorised_rows")
-            rows.append(
-                {
-                    "name": f"{method} retrain",
-                    "valid_auc": found["valid_auc_after"],
-                    "test_auc": None,
-                    "params": params,
-                    "note": "search stage",
-                }
-            )
+    for name, method in METHODS.items():
+        if found := search.get(name):
+            rows.append({**method.model_row(found), "test_auc": None, "note": "search stage"})
     if train:
-        note = ", ".join(k for k in ("optfs_gates", "dnis_dims") if train.get(k)) or "final"
+        note = ", ".join(m.applied_flag for m in METHODS.values() if m.applied_flag and train.get(m.applied_flag)) or "final"
         rows.append(
             {
                 "name": f"{train['model']} (trained)",
@@ -141,7 +117,7 @@ def render_report(out: Path) -> str:
             flags.setdefault(name if isinstance(name, str) else name.get("feature", str(name)), []).append(flag)
     features = pl.read_csv(rank_dir / "ranking.csv").head(30).to_dicts() if (rank_dir / "ranking.csv").is_file() else []
     pairs = pl.read_csv(rank_dir / "pairs.csv").head(10).to_dicts() if (rank_dir / "pairs.csv").is_file() else []
-    search = {m: _json(search_dir / f"{m}.json") for m in ("optfs", "dnis", "optinter", "optuna", "fields")}
+    search = {m: _json(search_dir / f"{m}.json") for m in (*METHODS, "optuna", "fields")}
     search = {k: v for k, v in search.items() if v is not None}
     trials = []
     if optuna := search.get("optuna"):

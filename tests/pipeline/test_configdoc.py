@@ -33,11 +33,14 @@ def _as_list(value):
 
 
 def test_computation_dataclasses_take_the_config_defaults():
-    """Until each method owns its settings, the parameter dataclasses mirror config sections: their defaults must agree."""
+    """The procedures' parameter dataclasses in models/ mirror the settings sections: their defaults must agree."""
     import dataclasses
 
     from features.quality import QualityParams
     from features.ranking import RankParams
+    from methods.dnis import DNISSettings
+    from methods.optfs import OptFSSettings
+    from methods.optinter import OptInterSettings
     from models.search.dnis import DNISConfig
     from models.search.optfs import OptFSConfig
     from models.search.optinter import OptInterSearch
@@ -45,9 +48,9 @@ def test_computation_dataclasses_take_the_config_defaults():
     from pipeline import config
 
     pairs = [
-        (config.OptFSSection, OptFSConfig),
-        (config.DNISSection, DNISConfig),
-        (config.OptInterSection, OptInterSearch),
+        (OptFSSettings, OptFSConfig),
+        (DNISSettings, DNISConfig),
+        (OptInterSettings, OptInterSearch),
         (config.TrainSection, TrainConfig),
         (config.RankConfig, RankParams),
         (config.QualityConfig, QualityParams),

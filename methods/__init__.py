@@ -1,0 +1,12 @@
+"""Search methods, one module each; this registry is the one place that lists them (in the order a run applies them)."""
+
+from methods.base import Method
+from methods.dnis import DNIS
+from methods.optfs import OptFS
+from methods.optinter import OptInterMethod
+
+METHODS: dict[str, Method] = {
+    "optfs": OptFS(),
+    "dnis": DNIS(),  # after OptFS: in one run DNIS searches on OptFS's gated, retrained model
+    "optinter": OptInterMethod(),
+}

@@ -1,0 +1,131 @@
+"""What a search method is: its settings, its search, its saved state, and how it shapes a model.
+
+A method is one module (methods/optfs.py, methods/dnis.py, methods/optinter.py) holding a
+`Settings` class (validated from YAML under `search.<name>`, the only copy of its defaults)
+and a `Method` subclass; `methods/__init__.py` registers it. The search stage calls
+`search` and `save`, the train stage `load` and `apply` (through `pipeline.assemble`), the
+package keeps `package_entry` and predict `restore`s from it, the report shows `report_lines`
+and `model_row`. Nothing in pipeline/ names a method outside that registry and the config.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from common.featuremap import FeatureMap
+
+if TYPE_CHECKING:  # torch is imported where it is used, so that the config (and the data stages) load without it
+    from models.base import CTRModel
+    from models.data import InMemoryData
+    from models.embedding import EmbeddingConfig
+    from models.trainer import EpochRecord, TrainConfig, TrainHooks
+
+
+class Settings(BaseModel):
+    """A method's settings section: unknown keys are errors, a field's docstring is its documentation."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to build the configured model afresh: name, its settings, embeddings and the seed of its initial weights."""
+
+    name: str
+    params: dict[str, Any]
+    embedding: EmbeddingConfig
+    seed: int
+
+
+@dataclass
+class SearchRun:
+    """What the search stage hands a method: data, the trainer's settings, the model spec, the rank stage's pairs."""
+
+    feature_map: FeatureMap
+    train: InMemoryData
+    valid: InMemoryData
+    trainer: TrainConfig
+    spec: ModelSpec
+    model: CTRModel  # the model the earlier methods of this run searched on (OptFS's gated model for DNIS)
+    ranked_pairs: Callable[[int], list[tuple[str, str]]]  # the rank stage's top pairs of single-valued fields
+    on_epoch: Callable[[EpochRecord], None] | None = None  # after each retrain epoch (a study prunes there)
+    earlier: tuple[str, ...] = ()  # methods already applied to `model` in this run
+
+
+@dataclass
+class Found:
+    """A search's result: the summary written to OUT/search/<method>.json, and the state train applies."""
+
+    summary: dict[str, Any]
+    state: Any
+
+
+@dataclass
+class Applied:
+    """A model set up by a method for training: the model (the same one, or a replacement) and its training hooks."""
+
+    model: CTRModel
+    hooks: TrainHooks | None = None
+    name: str | None = None  # a replacement model's name and settings, for the package
+    params: dict[str, Any] | None = None
+
+
+class Method:
+    """A search method; subclasses set the class attributes and override what they do."""
+
+    name: ClassVar[str]
+    settings: ClassVar[type[Settings]]
+    headline: ClassVar[tuple[str, ...]] = ()  # summary keys shown in OUT/metrics.json's search section
+    applied_flag: ClassVar[str | None] = None  # train metrics key set true when the state was applied
+    replaces_model: ClassVar[bool] = False  # builds its own model (so it runs alone): `apply` and `restore` return it
+
+    def pair_budget(self, settings: Settings) -> int | None:
+        """How many of the rank stage's top pairs the method takes (their fields stay within a ranking budget)."""
+        return None
+
+    def search(self, run: SearchRun, settings: Settings) -> Found:
+        raise NotImplementedError
+
+    def save(self, state: Any, directory: Path) -> list[str]:
+        """Write the state into `directory`; the file names written."""
+        raise NotImplementedError
+
+    def load(self, directory: Path) -> Any | None:
+        """The state saved in `directory`, or None when this method's search left none there."""
+        raise NotImplementedError
+
+    def apply(self, model: CTRModel, state: Any, settings: Settings, spec: ModelSpec, feature_map: FeatureMap) -> Applied:
+        """Set a freshly built model up for training with the searched state."""
+        raise NotImplementedError
+
+    def package_entry(self, settings: Settings, state: Any) -> dict[str, Any]:
+        """What the scoring package records so that `restore` can rebuild the model's structure (weights come after)."""
+        return settings.model_dump(mode="json")
+
+    def restore(self, model: CTRModel | None, entry: dict[str, Any], spec: ModelSpec, feature_map: FeatureMap) -> CTRModel:
+        """The packaged model's structure: `model` (None when this method replaces it) set up as trained."""
+        raise NotImplementedError
+
+    def report_lines(self, summary: dict[str, Any]) -> list[str]:
+        """What the run report says the search decided."""
+        return []
+
+    def model_row(self, summary: dict[str, Any]) -> dict[str, Any]:
+        """The searched model's row in the report's model comparison."""
+        return {"name": f"{self.name} retrain", "valid_auc": summary.get("valid_auc_after"), "params": None}
+
+
+def load_tensors(path: Path) -> dict[str, Any] | None:
+    """A state saved with torch.save, or None when the file is absent."""
+    import torch
+
+    return torch.load(path, weights_only=True) if path.is_file() else None
+
+
+def auc_text(value: float | None) -> str:
+    return f"{value:.6f}" if value is not None else "n/a"

@@ -1,0 +1,94 @@
+"""The one place a model is assembled: the configured model, then every search method's state applied.
+
+Train applies the states the search stage saved (`searched_states`); predict restores a
+package's entries; distributed training takes the same searched states. Methods come
+from the registry in `methods/`; nothing here names one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from common.featuremap import FeatureMap
+from methods import METHODS
+from methods.base import Applied, Method, ModelSpec, Settings
+from pipeline.config import PipelineConfig, method_settings
+
+if TYPE_CHECKING:
+    from models.base import CTRModel
+
+Searched = list[tuple[Method, Settings, Any]]
+
+
+def model_spec(cfg: PipelineConfig) -> ModelSpec:
+    """The configured model: name, settings, embeddings and seed."""
+    from models.embedding import EmbeddingConfig
+
+    tc = cfg.train
+    embedding = EmbeddingConfig(dim=tc.embedding_dim, backend=tc.backend, numeric_as_value=tc.numeric_as_value)
+    return ModelSpec(tc.model, dict(tc.params), embedding, tc.seed)
+
+
+def build(spec: ModelSpec, feature_map: FeatureMap) -> CTRModel:
+    """The model of `spec` with fresh, seeded weights."""
+    import torch
+
+    from models.registry import build_model
+
+    torch.manual_seed(spec.seed)
+    return build_model(spec.name, feature_map, spec.embedding, spec.params)
+
+
+def searched_states(cfg: PipelineConfig, search_dir: Path, names: set[str]) -> Searched:
+    """(method, settings, state) for each of `names` whose search left a state in `search_dir`, in registry order."""
+    found: Searched = []
+    for name, method in METHODS.items():
+        if name in names and (state := method.load(search_dir)) is not None:
+            found.append((method, method_settings(cfg, name), state))
+    return found
+
+
+def _merged_hooks(applied: list[Applied]):
+    from models.trainer import TrainHooks
+
+    hooks = [a.hooks for a in applied if a.hooks is not None]
+    if len(hooks) <= 1:
+        return hooks[0] if hooks else None
+    steps = [h.after_step for h in hooks if h.after_step is not None]
+    if len(steps) != len(hooks) or any(h.extra_loss or h.on_epoch_start or h.optimizer or h.exclude for h in hooks):
+        raise ValueError("two searched states both change training beyond an after-step hook")
+
+    def after_step() -> None:
+        for step in steps:
+            step()
+
+    return TrainHooks(after_step=after_step)
+
+
+def assemble(
+    feature_map: FeatureMap, spec: ModelSpec, searched: Searched = (), packaged: dict[str, dict[str, Any]] | None = None
+) -> Applied:
+    """The model with every method applied: `searched` states for training (seeded weights, the methods' hooks), or a
+    package's `packaged` entries for scoring (structure only: the package's weights are loaded after)."""
+    if packaged is not None:
+        methods = [(METHODS[name], entry) for name, entry in packaged.items()]
+        model = None if any(m.replaces_model for m, _ in methods) else build(spec, feature_map)
+        for method, entry in methods:
+            model = method.restore(model, entry, spec, feature_map)
+        return Applied(model, name=spec.name, params=spec.params)
+    model = None if any(m.replaces_model for m, _, _ in searched) else build(spec, feature_map)
+    steps: list[Applied] = []
+    name, params = spec.name, spec.params
+    for method, settings, state in searched:
+        step = method.apply(model, state, settings, spec, feature_map)
+        steps.append(step)
+        model = step.model
+        if step.name is not None:
+            name, params = step.name, step.params
+    return Applied(model, _merged_hooks(steps), name, params)
+
+
+def package_entries(searched: Searched) -> dict[str, dict[str, Any]]:
+    """What a scoring package records of each applied method."""
+    return {method.name: method.package_entry(settings, state) for method, settings, state in searched}

@@ -1,0 +1,70 @@
+"""Ingest: read, split and encode the input; the encoded splits, the fitted encoder and the feature map."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+from tqdm import tqdm
+
+from features.ingest import ingest, load_raw
+from pipeline import catalog
+from pipeline.config import PipelineConfig
+from pipeline.params import ingest_params
+from pipeline.stages.output import StageOutput
+
+
+def run_ingest(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
+    """Read, split and encode the input; write encoded parquet, the encoder and the feature map."""
+    started = time.perf_counter()
+    params = ingest_params(cfg)
+    scratch = workdir / ".staged"  # compressed text decompressed once, as parquet; removed before the stage commits
+    try:
+        raw = load_raw(cfg.data.path, params, cfg.data.synthetic_rows, cfg.data.synthetic_seed, scratch)
+        result = ingest(raw, params, scratch)
+        for note in result.notes:
+            print(f"ingest: {note}", file=sys.stderr)
+        splits: dict[str, dict[str, float]] = {}
+        for name, frame in tqdm(result.splits.items(), desc="ingest: encode splits", unit="split", disable=None):
+            path = catalog.split_file(workdir, name)
+            frame.sink_parquet(path, row_group_size=1 << 18)
+            labels = (
+                pl.scan_parquet(path)
+                .select(pl.len().alias("rows"), pl.col(result.schema.label).cast(pl.Int64).sum().alias("pos"))
+                .collect()
+            )
+            rows, pos = labels.row(0)
+            splits[name] = {"rows": int(rows), "positive_rate": float(pos / rows) if rows else 0.0}
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    result.encoder.save(workdir)
+    feature_map = result.encoder.feature_map(splits, {"origin": result.origin})
+    (workdir / catalog.FEATURE_MAP).write_text(feature_map.to_json())
+    seconds = time.perf_counter() - started
+    total = sum(s["rows"] for s in splits.values())
+    kinds = [spec.kind for spec in feature_map.fields]
+    metrics = {f"{name}_rows": s["rows"] for name, s in splits.items()}
+    metrics |= {f"{name}_positive_rate": s["positive_rate"] for name, s in splits.items()}
+    metrics |= {
+        "fields": len(kinds),
+        "categorical_fields": kinds.count("categorical"),
+        "numeric_fields": kinds.count("numeric"),
+        "multi_fields": kinds.count("multi"),
+        "seconds": seconds,
+        "rows_per_s": total / seconds if seconds > 0 else 0.0,
+    }
+    return StageOutput(
+        params={
+            "origin": result.origin,
+            "label": result.schema.label,
+            **({"label_mapping": result.schema.label_mapping()} if result.schema.positive is not None else {}),
+            **cfg.encode.model_dump(),
+            "split": cfg.split.model_dump(),
+        },
+        metrics=metrics,
+        artifacts=[catalog.FEATURE_MAP, "encoder.json"],
+        summary=f"ingest: {total:,} rows, {len(kinds)} fields -> {out / 'ingest'}",
+    )

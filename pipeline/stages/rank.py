@@ -1,0 +1,82 @@
+"""Rank: corrected MI per feature and pair, redundancy, 3MR order and data quality over the encoded splits."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from common.errors import UserError
+from common.featuremap import FeatureMap
+from features.quality import QualityParams, quality_report
+from features.ranking import ContingencyCounter, RankParams, rank_features
+from pipeline import catalog
+from pipeline.config import PipelineConfig
+from pipeline.params import params_from
+from pipeline.plots import ranking_bar_plot
+from pipeline.stages.output import StageOutput
+
+
+def _rank_batches(path: Path, feature_map: FeatureMap, batch_rows: int, desc: str):
+    columns = [spec.rank_column for spec in feature_map.fields]
+    total = -(-catalog.parquet_rows(path) // batch_rows)
+    for batch in tqdm(
+        catalog.iter_batches(path, [*columns, feature_map.label], batch_rows), total=total, desc=desc, unit="batch", disable=None
+    ):
+        label = batch.pop(feature_map.label).astype(np.int8, copy=False)
+        yield batch, label
+
+
+def run_rank(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
+    """Rank features, pairs and 3MR order; write ranking.csv, pairs.csv, quality.json and ranking.png."""
+    ingest_dir = catalog.stage_path(out, "ingest")
+    feature_map = catalog.load_feature_map(ingest_dir)
+    train = catalog.split_file(ingest_dir, "train")
+    if not train.is_file():
+        raise UserError(f"{train}: encoded train split not found; run the ingest stage first")
+    rc = cfg.rank
+    params = params_from(RankParams, rc)
+    started = time.perf_counter()
+    result = rank_features(_rank_batches(train, feature_map, rc.batch_rows, "rank: count train"), feature_map, params)
+    seconds = time.perf_counter() - started
+    cardinalities = {spec.rank_column: spec.rank_cardinality for spec in feature_map.fields}
+    eval_counts = {}
+    for split in ("valid", "test"):
+        path = catalog.split_file(ingest_dir, split)
+        if path.is_file() and catalog.parquet_rows(path):
+            counter = ContingencyCounter(cardinalities)
+            for batch, label in _rank_batches(path, feature_map, rc.batch_rows, f"rank: count {split}"):
+                counter.update(batch, label)
+            eval_counts[split] = {col: table.sum(axis=1) for col, table in counter.tables.items()}
+    by_name = dict(zip(result.ranking["feature"], result.ranking["adjusted_mi"], strict=True))
+    adjusted = {spec.rank_column: by_name[spec.name] for spec in feature_map.fields}
+    quality = quality_report(
+        feature_map, result.counter.tables, adjusted, result.label_entropy, eval_counts, params_from(QualityParams, rc.quality)
+    )
+    quality = {
+        "rows": {name: s["rows"] for name, s in feature_map.splits.items()},
+        "label": {"name": feature_map.label, "positive_rate": result.positive_rate, "entropy": result.label_entropy},
+        **quality,
+    }
+    result.ranking.write_csv(workdir / "ranking.csv")
+    result.pairs.write_csv(workdir / "pairs.csv")
+    catalog.write_json(workdir / "quality.json", quality)
+    ranking_bar_plot(result.ranking, workdir / "ranking.png", rc.plot_top, rc.score)
+    cells = result.counter.rows * len(feature_map.fields)
+    flagged = sum(len(v) for v in quality["flags"].values())
+    top = result.ranking["feature"].head(5).to_list()
+    return StageOutput(
+        params={**rc.model_dump(exclude={"quality"}), "quality": rc.quality.model_dump()},
+        metrics={
+            "seconds": seconds,
+            "cells": cells,
+            "cells_per_s": cells / seconds if seconds > 0 else 0.0,
+            "pairs": result.pairs.height,
+            "flags": flagged,
+            "top_score": float(result.ranking["score"][0]),
+        },
+        artifacts=["ranking.csv", "pairs.csv", "quality.json", "ranking.png"],
+        summary=f"rank: top features {', '.join(top)} -> {out / 'rank'}",
+    )

@@ -1,0 +1,16 @@
+"""Report: one self-contained HTML page over the committed outputs of the other stages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.config import PipelineConfig
+from pipeline.stages.output import StageOutput
+
+
+def run_report(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
+    """Render the HTML run report from the committed outputs of the other stages."""
+    from pipeline.report import REPORT, render_report
+
+    (workdir / REPORT).write_text(render_report(out))
+    return StageOutput(artifacts=[REPORT], summary=f"report: {out / 'report' / REPORT}")

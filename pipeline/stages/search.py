@@ -1,0 +1,107 @@
+"""Search: the configured search methods on train and valid (never test); one JSON per method, and the state train applies."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from common.errors import UserError
+from methods import METHODS
+from methods.base import SearchRun
+from pipeline import catalog
+from pipeline.assemble import build, model_spec
+from pipeline.config import PipelineConfig, method_settings
+from pipeline.params import params_from
+from pipeline.stages.output import StageOutput
+from pipeline.upstream import candidate_pairs, load_split, top_features, with_ranked_chunks
+
+
+def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
+    """Run the configured search methods on train/valid (never test); write one JSON per method."""
+    from models.trainer import TrainConfig, fit
+
+    ingest_dir = catalog.stage_path(out, "ingest")
+    full_map = catalog.load_feature_map(ingest_dir)
+    feature_map = top_features(out, full_map, cfg)
+    cfg = with_ranked_chunks(cfg, out, feature_map)
+    tc = cfg.train
+    train = load_split(ingest_dir, "train", feature_map, tc.numeric_as_value)
+    valid = load_split(ingest_dir, "valid", feature_map, tc.numeric_as_value)
+    if train is None or valid is None or len(valid) == 0:
+        raise UserError(f"{ingest_dir}: search needs the train split and a non-empty valid split")
+    spec = model_spec(cfg)
+    settings = params_from(TrainConfig, tc)
+    metrics: dict[str, float] = {}
+    report: dict[str, Any] = {}
+    baseline = None
+    if cfg.search.baseline:
+        started = time.perf_counter()
+        model = build(spec, feature_map)
+        fitted = fit(model, train, valid, settings)
+        baseline = {
+            "valid_auc": fitted.best_valid_auc,
+            "valid_logloss": fitted.best_valid_logloss,
+            "embedding_rows": sum(w.shape[0] for w in model.embedding_tables()),
+            "epochs": len(fitted.history),
+            "seconds": time.perf_counter() - started,
+        }
+        catalog.write_json(workdir / "baseline.json", baseline)
+        metrics |= {f"baseline_{k}": float(v) for k, v in baseline.items()}
+    kept_fields = [f.name for f in feature_map.fields]
+    catalog.write_json(
+        workdir / "fields.json",
+        {
+            "budget": cfg.search.max_features,
+            "fields": kept_fields,
+            "dropped": [f.name for f in full_map.fields if f.name not in kept_fields],
+        },
+    )
+    metrics["fields"] = float(len(kept_fields))
+    artifacts = ["fields.json", "baseline.json"] if baseline else ["fields.json"]
+
+    def record(method: str, started: float, summary: dict[str, Any], headline: tuple[str, ...]) -> None:
+        """Add the shared before/time figures, write OUT/search/<method>.json, and collect metrics and the report."""
+        seconds = time.perf_counter() - started
+        summary |= {
+            "valid_auc_before": baseline["valid_auc"] if baseline else None,
+            "seconds": seconds,
+            "seconds_over_one_training": seconds / baseline["seconds"] if baseline else None,
+        }
+        catalog.write_json(workdir / f"{method}.json", summary)
+        artifacts.append(f"{method}.json")
+        metrics.update({f"{method}_{k}": float(v) for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)})
+        report[method] = {k: summary[k] for k in headline}
+
+    # The registered methods in registry order, each on the model the earlier ones of this run searched.
+    run = SearchRun(feature_map, train, valid, settings, spec, build(spec, feature_map), lambda n: candidate_pairs(out, feature_map, n))
+    for name, method in METHODS.items():
+        if name not in cfg.search.methods:
+            continue
+        started = time.perf_counter()
+        try:
+            found = method.search(run, method_settings(cfg, name))
+        except ValueError as exc:
+            raise UserError(f"search {name} with model {tc.model!r}: {exc}") from exc
+        method.save(found.state, workdir)
+        record(name, started, found.summary, method.headline)
+        run.earlier += (name,)
+    children: list[dict[str, Any]] = []
+    cleanup: list[Path] = []
+    if "optuna" in cfg.search.methods:
+        from pipeline.stages.study import run_optuna
+
+        started = time.perf_counter()
+        summary, children, storage = run_optuna(cfg, out, workdir, feature_map, train, valid, settings)
+        artifacts.append("pareto.png")
+        cleanup.append(storage)
+        record("optuna", started, summary, ("chosen", "front", "pruned"))
+    return StageOutput(
+        params={"methods": ",".join(cfg.search.methods), **{name: method_settings(cfg, name).model_dump() for name in METHODS}},
+        metrics=metrics,
+        artifacts=artifacts,
+        summary=f"search: {', '.join(cfg.search.methods)} -> {out / 'search'}",
+        report={"search": {"fields": kept_fields, **report}},
+        children=children,
+        cleanup=cleanup,
+    )

@@ -1,0 +1,136 @@
+"""Train: the configured model (with every searched method's state applied), early-stopped on valid, test read once."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from common.errors import UserError
+from methods import METHODS
+from pipeline import catalog
+from pipeline.assemble import assemble, model_spec, package_entries, searched_states
+from pipeline.config import PipelineConfig, method_settings
+from pipeline.package import PACKAGE, write_package
+from pipeline.params import params_from
+from pipeline.plots import learning_curve_plot
+from pipeline.stages.output import StageOutput
+from pipeline.upstream import load_split, top_features, with_ranked_chunks
+
+
+def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
+    """Train the configured model with early stopping; evaluate the best epoch on valid and test."""
+    # torch is imported here, not at module level, so that the data stages start without it.
+    from models.trainer import TrainConfig, evaluate, fit, resolve_device, resolve_precision, train_report
+
+    ingest_dir = catalog.stage_path(out, "ingest")
+    feature_map = catalog.load_feature_map(ingest_dir)
+    if cfg.search.methods:  # the search's ranking budget holds for the trained model too
+        feature_map = top_features(out, feature_map, cfg)
+    studied = catalog.stage_path(out, "search") / "optuna.json"
+    searched_names = set(cfg.search.methods)  # methods whose searched state train applies
+    if "optuna" in cfg.search.methods and studied.is_file():  # the study's chosen trade-off replaces the train settings
+        chosen = json.loads(studied.read_text())["chosen"]["config"]
+        methods = {m: chosen.pop(m) for m in METHODS if m in chosen}  # and its methods' settings
+        cfg = cfg.model_copy(
+            update={
+                "train": cfg.train.model_copy(update=chosen),
+                "search": cfg.search.model_copy(update={m: method_settings(cfg, m).model_copy(update=v) for m, v in methods.items()}),
+            }
+        )
+        searched_names |= set(methods)
+    cfg = with_ranked_chunks(cfg, out, feature_map)
+    tc = cfg.train
+    train = load_split(ingest_dir, "train", feature_map, tc.numeric_as_value)
+    valid = load_split(ingest_dir, "valid", feature_map, tc.numeric_as_value)
+    test = load_split(ingest_dir, "test", feature_map, tc.numeric_as_value)
+    if train is None or len(train) == 0:
+        raise UserError(f"{ingest_dir}: no encoded train split; run the ingest stage first")
+    if valid is None or len(valid) == 0:
+        raise UserError(f"{ingest_dir}: the validation split is empty; set split.valid > 0 or give a valid file")
+    search_dir = catalog.stage_path(out, "search")
+    spec = model_spec(cfg)
+    searched = searched_states(cfg, search_dir, searched_names)
+    try:
+        applied = assemble(feature_map, spec, searched)
+    except (ValueError, RuntimeError) as exc:
+        raise UserError(
+            f"{search_dir}: the search output does not fit this model ({str(exc).splitlines()[0]}); rerun the search stage"
+        ) from exc
+    model, hooks, model_name = applied.model, applied.hooks, applied.name
+    applied_names = [method.name for method, _, _ in searched]
+    settings = params_from(TrainConfig, tc)
+    device = resolve_device(tc.device)
+    autocast = resolve_precision(tc.precision, device)
+    # A run killed mid-training resumes from here when rerun with the same settings and data.
+    checkpoint = out / ".checkpoints" / "train.pt"
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    fingerprint = hashlib.sha256(
+        json.dumps(
+            [
+                tc.model_dump(mode="json", exclude={"device", "checkpoint_seconds"}),
+                feature_map.to_json(),
+                applied_names,
+                cfg.search.model_dump(),
+            ]
+        ).encode()
+    ).hexdigest()
+    started = time.perf_counter()
+    progress = tqdm(total=tc.max_epochs, desc=f"train: {tc.model}", unit="epoch", disable=None)
+    result = fit(
+        model,
+        train,
+        valid,
+        settings,
+        on_epoch=lambda record: progress.update(1),
+        checkpoint=checkpoint,
+        fingerprint=fingerprint,
+        hooks=hooks,
+    )
+    progress.close()
+    has_test = test is not None and len(test) > 0
+    test_auc, test_logloss = evaluate(model, test, tc.batch_size, device, autocast) if has_test else (None, None)
+    report = {
+        "model": model_name,
+        **train_report(model, result, test_auc, test_logloss),
+        **{m.applied_flag: m.name in applied_names for m in METHODS.values() if m.applied_flag},
+        "train_seconds": time.perf_counter() - started,
+        "precision": str(autocast).removeprefix("torch.") if autocast is not None else "float32",
+        "device": str(device),
+    }
+    write_package(workdir / PACKAGE, model, applied, spec, cfg, ingest_dir, feature_map, package_entries(searched))
+    catalog.write_json(workdir / "metrics.json", report)
+    catalog.write_json(workdir / "history.json", [record.__dict__ for record in result.history])
+    learning_curve_plot(
+        [r.epoch for r in result.history],
+        [r.train_loss for r in result.history],
+        [r.valid_auc for r in result.history],
+        workdir / "learning_curve.png",
+        f"{tc.model}: best valid AUC {result.best_valid_auc:.4f} at epoch {result.best_epoch}",
+    )
+    # Per-epoch series live under "epoch/" so that they do not mix with the best-epoch summary metrics.
+    steps = [
+        {
+            "epoch/train_loss": r.train_loss,
+            "epoch/valid_auc": r.valid_auc,
+            "epoch/valid_logloss": r.valid_logloss,
+            "epoch/learning_rate": r.learning_rate,
+            "epoch/train_samples_per_s": r.train_samples_per_s,
+        }
+        for r in result.history
+    ]
+    test_text = f", test AUC {test_auc:.4f}" if test_auc is not None else ""
+    return StageOutput(
+        params={**tc.model_dump(), "device": str(device)},
+        metrics={k: float(v) for k, v in report.items() if isinstance(v, int | float)},
+        artifacts=["metrics.json", "history.json", "learning_curve.png"],
+        summary=f"train: {model_name} valid AUC {result.best_valid_auc:.4f}{test_text} after {len(result.history)} epochs -> {out / 'train'}",
+        steps=steps,
+        report=report,
+        model=model,
+        package=PACKAGE,
+        cleanup=[checkpoint],
+    )

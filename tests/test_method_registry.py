@@ -1,0 +1,35 @@
+"""Adding a method is a module and one registry line: a toy method goes through search, train, package, predict and report."""
+
+import json
+
+import polars as pl
+
+from methods import METHODS
+from pipeline.cli import main
+from tests.methods_toy import Toy
+
+
+def test_a_toy_method_runs_through_every_stage_and_predict(tmp_path, monkeypatch):
+    monkeypatch.setitem(METHODS, "toy", Toy())  # the one registry line
+    config = tmp_path / "c.yaml"
+    config.write_text("data: {synthetic_rows: 8000}\ntrain: {max_epochs: 1, backend: torch}\n")
+    out = tmp_path / "out"
+    args = ["run", "--config", str(config), "--search", "toy", "--stages", "ingest,search,train,report", "--out", str(out)]
+    assert main([*args, "--no-tracking"]) == 0
+    summary = json.loads((out / "search" / "toy.json").read_text())
+    assert summary["scale"] == 0.5 and (out / "search" / "toy.state.json").is_file()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["toy_scaled"] is True and metrics["search"]["toy"]["scale"] == 0.5
+    spec = json.loads((out / "train" / "package" / "model.json").read_text())
+    assert spec["methods"] == {"toy": {"scale": 0.5}}
+    assert "Toy scaled the logits by 0.5" in (out / "report" / "report.html").read_text()
+    raw = tmp_path / "raw.parquet"
+    from features import synthetic
+
+    synthetic.generate(500, 11).write_parquet(raw)
+    target = tmp_path / "p.parquet"
+    assert main(["predict", "--model", str(out), "--data", str(raw), "--out", str(target)]) == 0
+    assert pl.read_parquet(target).height == 500
+    # Without the method's restore, the packaged weights (its buffer) do not load: predict really went through it.
+    monkeypatch.setattr(Toy, "restore", lambda self, model, entry, spec, feature_map: model)
+    assert main(["predict", "--model", str(out), "--data", str(raw), "--out", str(tmp_path / "q.parquet")]) != 0
