@@ -83,6 +83,7 @@ class Method:
     headline: ClassVar[tuple[str, ...]] = ()  # summary keys shown in OUT/metrics.json's search section
     applied_flag: ClassVar[str | None] = None  # train metrics key set true when the state was applied
     replaces_model: ClassVar[bool] = False  # builds its own model (so it runs alone): `apply` and `restore` return it
+    shardable: ClassVar[bool] = False  # whether distributed training (sharded torchrec tables) can take the state
 
     def pair_budget(self, settings: Settings) -> int | None:
         """How many of the rank stage's top pairs the method takes (their fields stay within a ranking budget)."""

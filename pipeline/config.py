@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
 from common.errors import UserError
@@ -14,151 +14,22 @@ from methods import METHODS
 from methods.dnis import DNISSettings
 from methods.optfs import OptFSSettings
 from methods.optinter import OptInterSettings
+from pipeline.sections import (
+    DataConfig,
+    EncodeConfig,
+    JoinConfig,
+    QualityConfig,
+    RankConfig,
+    SchemaConfig,
+    Section,
+    SplitConfig,
+)
 
 STAGE_ORDER = ("ingest", "rank", "search", "train", "report")
+__all__ = ["DataConfig", "EncodeConfig", "JoinConfig", "PipelineConfig", "QualityConfig", "RankConfig", "SchemaConfig", "SplitConfig"]
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
-
-
-class JoinConfig(_Section):
-    """A side table left-joined onto the rows by a key column (e.g. MovieLens movies.csv on movieId)."""
-
-    path: Path
-    """The side table's file."""
-    key: str
-    """The key column, present in both."""
-    format: Literal["csv", "parquet", "criteo", "libsvm"] | None = None
-    """Its format; null: from the file name."""
-
-
-class DataConfig(_Section):
-    """What to read and how: the input, its format and its label."""
-
-    path: Path | None = None
-    """File or directory (split files train/valid/test, or data files such as Criteo's day_*.gz); null: the built-in synthetic data."""
-    format: Literal["criteo", "csv", "libsvm", "parquet"] | None = None
-    """Null: from the file name (under any .gz/.bz2/.zst), or a .txt's or bare compressed file's first line."""
-    label: str | None = None
-    """The label column; null: the first of label, click, clicked, is_click, target, y."""
-    label_threshold: float | None = None
-    """Label = column >= threshold (e.g. rating >= 4)."""
-    positive: list[str] | None = Field(None, min_length=1)
-    """Text label value(s) that mean a click (every other value is 0); yes/no, true/false, 1/0, X/no_X are read without it. Quote it in YAML."""
-    separator: str | None = Field(None, min_length=1, max_length=1)
-    """CSV separator (tab: `tab`); null: `,`, or tab for .tsv, or the one a one-column header holds (said on stderr)."""
-    multi_separator: str = Field("|", min_length=1)
-    """Separator inside multi-valued string fields."""
-    joins: list[JoinConfig] = Field(default_factory=list)
-    """Side tables left-joined before the schema is inferred: [{path, key, format}]."""
-    libsvm_field_ranges: list[tuple[int, int]] | None = None
-    """[start, end) index ranges, one per field, for variable-length libsvm rows."""
-    synthetic_rows: int = Field(200_000, ge=1)
-    """Rows of the built-in synthetic data."""
-    synthetic_seed: int = 7
-    """Seed of the built-in synthetic data."""
-
-    @field_validator("positive", mode="before")
-    @classmethod
-    def _positive_values(cls, value: Any) -> Any:
-        if value is None:
-            return None
-        values = value if isinstance(value, list) else [value]
-        if any(isinstance(v, bool) for v in values):
-            raise ValueError("quote the value ('yes', 'true'): YAML reads a bare yes/no/true/false as a boolean")
-        return [str(v) for v in values]
-
-    @field_validator("separator", mode="before")
-    @classmethod
-    def _named_separator(cls, value: Any) -> Any:
-        return {"\\t": "\t", "tab": "\t", "TAB": "\t"}.get(value, value) if isinstance(value, str) else value
-
-
-class SchemaConfig(_Section):
-    """Overrides of the inferred column kinds."""
-
-    categorical: list[str] = Field(default_factory=list)
-    """Columns to treat as categorical."""
-    numeric: list[str] = Field(default_factory=list)
-    """Columns to treat as numeric."""
-    multi: list[str] = Field(default_factory=list)
-    """Columns to treat as multi-valued."""
-    drop: list[str] = Field(default_factory=list)
-    """Columns left out."""
-
-
-class SplitConfig(_Section):
-    """How rows are split when the input is not given as split files."""
-
-    method: Literal["random", "time"] = "random"
-    """Random (seeded) or by `time_column`."""
-    valid: float = Field(0.1, ge=0, lt=1)
-    """Share of rows for validation."""
-    test: float = Field(0.1, ge=0, lt=1)
-    """Share of rows for test."""
-    time_column: str | None = None
-    """Required for `method: time`; never a feature."""
-    seed: int = 2021
-    """Seed of the random split."""
-
-
-class EncodeConfig(_Section):
-    """Vocabularies and numeric buckets, fit on train only."""
-
-    min_count: int = Field(1, ge=1)
-    """Values seen fewer times in train go to the field's OOV id."""
-    numeric_bucketing: Literal["quantile", "log"] | None = None
-    """Null: log for Criteo, quantile otherwise."""
-    numeric_bins: int = Field(16, ge=2)
-    """Quantile bins per numeric field."""
-    quantile_sample_rows: int = Field(1_000_000, ge=1000)
-    """Rows sampled to fit the quantile edges."""
-
-
-class QualityConfig(_Section):
-    """Thresholds of the data-quality flags."""
-
-    rare_count: int = Field(10, ge=1)
-    """A value seen fewer times is rare."""
-    near_unique_ratio: float = Field(0.5, gt=0, le=1)
-    """Distinct / rows above this flags an id-like column."""
-    leakage_ratio: float = Field(0.9, gt=0, le=1)
-    """MI over label entropy above this flags label leakage."""
-    psi_bins: int = Field(20, ge=1)
-    """Bins of the population stability index."""
-    drift_psi: float = Field(0.25, gt=0)
-    """PSI against valid/test above this flags drift."""
-
-
-class RankConfig(_Section):
-    """Feature and pair ranking (docs/methods/ranking.md)."""
-
-    score: Literal["plain", "shifted", "expected", "standardized", "permutation", "chi2"] = "standardized"
-    """Plain MI, OutRank's shifted baseline, I − E[I], (I − E[I]) / sd[I], a permutation z-score or a G-test."""
-    permutations: int = Field(5, ge=2)
-    """Label permutations of the permutation score."""
-    pair_budget: int = Field(1000, ge=0)
-    """Most pairs evaluated (among the top-ranked features)."""
-    pair_rows: int = Field(1_000_000, ge=1)
-    """Rows sampled to cross pairs."""
-    pair_max_values: int = Field(1024, ge=1)
-    """Each side of a pair capped to its most frequent values."""
-    redundancy_weight: float = Field(1.0, ge=0)
-    """3MR's weight on redundancy."""
-    combined_weight: float = Field(1.0, ge=0)
-    """3MR's weight on positive pair gain."""
-    seed: int = 0
-    """Seed of permutations and samples."""
-    batch_rows: int = Field(1 << 18, ge=1)
-    """Rows per counting batch."""
-    plot_top: int = Field(30, ge=1)
-    """Features in ranking.png."""
-    quality: QualityConfig = Field(default_factory=QualityConfig)
-    """Data-quality flags."""
-
-
-class TrainSection(_Section):
+class TrainSection(Section):
     """The trained model and the trainer (docs/training.md)."""
 
     model: Literal["lr", "fm", "deepfm", "autoint", "autoint+", "fgcnn", "unified"] = "deepfm"
@@ -193,7 +64,7 @@ class TrainSection(_Section):
     """Resume checkpoint interval inside an epoch."""
 
 
-class OptunaSection(_Section):
+class OptunaSection(Section):
     """An Optuna study over models and settings: AUC up, parameters down (docs/methods/optuna.md)."""
 
     trials: int = Field(12, ge=1)
@@ -247,7 +118,7 @@ def method_settings(cfg: PipelineConfig, name: str) -> BaseModel:
     return getattr(cfg.search, name, None) or METHODS[name].settings()
 
 
-class SearchSection(_Section):
+class SearchSection(Section):
     """The search stage: methods that decide features, sizes, interactions or the model before train."""
 
     methods: list[Annotated[str, AfterValidator(_registered_method)]] = Field(default_factory=list)
@@ -273,7 +144,7 @@ class SearchSection(_Section):
         return self
 
 
-class TrackingConfig(_Section):
+class TrackingConfig(Section):
     """MLflow tracking and the model registry (docs/operations.md)."""
 
     enabled: bool = True
@@ -290,7 +161,7 @@ class TrackingConfig(_Section):
     """Its registered name; null: ctr-<model> (autoint+ -> ctr-autoint-plus)."""
 
 
-class PipelineConfig(_Section):
+class PipelineConfig(Section):
     """The whole config: one YAML file (`--config`), CLI flags override it."""
 
     data: DataConfig = Field(default_factory=DataConfig)

@@ -46,6 +46,14 @@ def run(argv: list[str] | None = None) -> int:
     ingest_dir = catalog.stage_path(cfg.out, "ingest")
     if not (ingest_dir / catalog.FEATURE_MAP).is_file():
         raise UserError(f"{ingest_dir}: no ingest output; run `python -m pipeline run --stages ingest --out {cfg.out}` first")
+    # Every searched state the train stage would apply, checked before any process group starts.
+    searched = searched_states(cfg, catalog.stage_path(cfg.out, "search"), set(cfg.search.methods))
+    unshardable = [method.name for method, _, _ in searched if not method.shardable]
+    if unshardable:
+        raise UserError(
+            f"the search output ({', '.join(unshardable)}) changes the embeddings in ways sharded tables cannot take; "
+            "train it with `python -m pipeline train`, or run distributed training without search.methods"
+        )
     dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     try:
         feature_map = catalog.load_feature_map(ingest_dir)
@@ -58,13 +66,6 @@ def run(argv: list[str] | None = None) -> int:
             raise UserError(f"{ingest_dir}: train and a non-empty valid split are needed")
         # The same assembly as the train stage (seeded: identical initial weights on every process), torchrec tables.
         spec = model_spec(cfg.model_copy(update={"train": tc.model_copy(update={"backend": "torchrec"})}))
-        searched = searched_states(cfg, catalog.stage_path(cfg.out, "search"), set(cfg.search.methods))
-        unshardable = [method.name for method, _, _ in searched if not method.shardable]
-        if unshardable:
-            raise UserError(
-                f"the search output ({', '.join(unshardable)}) changes the embeddings in ways sharded tables cannot take; "
-                "train it with `python -m pipeline train`, or run distributed training without search.methods"
-            )
         model = assemble(feature_map, spec, searched).model
         config = params_from(TrainConfig, tc)
         started = time.perf_counter()

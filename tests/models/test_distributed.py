@@ -72,3 +72,24 @@ def test_torchrun_entry_point_trains_on_the_ingest_output(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads((out / "train_distributed" / "metrics.json").read_text())
     assert report["world_size"] == 2 and report["epochs"] == 2 and 0 < report["valid_auc"] <= 1 and report["test_auc"] is not None
+
+
+def test_distributed_training_refuses_a_searched_state_it_cannot_shard(tmp_path, monkeypatch):
+    """Distributed training assembles the model like the train stage: OptFS's searched gates cannot be sharded, so it says so."""
+    from common.errors import UserError
+    from pipeline.cli import main
+    from pipeline.distributed import run
+
+    out = tmp_path / "out"
+    assert main(["run", "--rows", "3000", "--stages", "ingest", "--out", str(out), "--no-tracking"]) == 0
+    (out / "search").mkdir()
+    torch.save({"logits": torch.zeros(1), "rewind": {}, "init": 0.5}, out / "search" / "optfs_gates.pt")
+    config = tmp_path / "c.yaml"
+    config.write_text("search: {methods: [optfs]}\n")
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(UserError, match=r"search output \(optfs\) changes the embeddings"):
+        run(["--out", str(out), "--config", str(config)])
+    config.write_text("search: {methods: []}\n")  # without the method the state is not applied, and is not an obstacle
+    monkeypatch.delenv("RANK")
+    with pytest.raises(UserError, match="launch with torchrun"):
+        run(["--out", str(out), "--config", str(config)])
