@@ -62,6 +62,10 @@ class TrainSection(Section):
     """auto: bf16 autocast on CUDA and on CPUs with AMX, fp32 elsewhere; fp16 (with loss scaling) on CUDA only."""
     checkpoint_seconds: float = Field(600.0, gt=0)
     """Resume checkpoint interval inside an epoch."""
+    baselines: list[Literal["lightgbm"]] = Field(default_factory=lambda: ["lightgbm"])
+    """Models fitted beside the deep one on the same splits and shown with it (LightGBM's defaults, early-stopped on valid AUC); [] for none."""
+    baseline_max_rows: int = Field(2_000_000, ge=1000)
+    """A baseline trains on a random sample of at most this many train rows."""
 
 
 class OptunaSection(Section):

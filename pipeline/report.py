@@ -91,6 +91,9 @@ def _models(search: dict[str, Any], baseline: dict[str, Any] | None, train: dict
     for name, method in METHODS.items():
         if found := search.get(name):
             rows.append({**method.model_row(found), "test_auc": None, "note": "search stage"})
+    for name, found in (train or {}).get("baselines", {}).items():
+        row = {"name": f"{name} (baseline)", "valid_auc": found["valid_auc"], "test_auc": found.get("test_auc"), "params": None}
+        rows.append({**row, "note": f"{found['rounds']} rounds, default parameters"})
     if train:
         note = ", ".join(m.applied_flag for m in METHODS.values() if m.applied_flag and train.get(m.applied_flag)) or "final"
         rows.append(

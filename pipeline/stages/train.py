@@ -17,6 +17,7 @@ from pipeline.config import PipelineConfig, method_settings
 from pipeline.package import PACKAGE, write_package
 from pipeline.params import params_from
 from pipeline.plots import learning_curve_plot
+from pipeline.stages.baselines import fit_baselines
 from pipeline.stages.output import StageOutput
 from pipeline.upstream import load_split, top_features, with_ranked_chunks
 
@@ -101,6 +102,10 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         "precision": str(autocast).removeprefix("torch.") if autocast is not None else "float32",
         "device": str(device),
     }
+    baselines, children = fit_baselines(cfg, ingest_dir, feature_map)
+    if baselines:
+        report["baselines"] = baselines
+        catalog.write_json(workdir / "baselines.json", baselines)
     write_package(workdir / PACKAGE, model, applied, spec, cfg, ingest_dir, feature_map, package_entries(searched))
     catalog.write_json(workdir / "metrics.json", report)
     catalog.write_json(workdir / "history.json", [record.__dict__ for record in result.history])
@@ -123,14 +128,16 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         for r in result.history
     ]
     test_text = f", test AUC {test_auc:.4f}" if test_auc is not None else ""
+    test_text += "".join(f"; {name} valid AUC {b['valid_auc']:.4f}" for name, b in baselines.items())
     return StageOutput(
         params={**tc.model_dump(), "device": str(device)},
         metrics={k: float(v) for k, v in report.items() if isinstance(v, int | float)},
-        artifacts=["metrics.json", "history.json", "learning_curve.png"],
+        artifacts=["metrics.json", "history.json", "learning_curve.png", *(["baselines.json"] if baselines else [])],
         summary=f"train: {model_name} valid AUC {result.best_valid_auc:.4f}{test_text} after {len(result.history)} epochs -> {out / 'train'}",
         steps=steps,
         report=report,
         model=model,
         package=PACKAGE,
         cleanup=[checkpoint],
+        children=children,
     )

@@ -141,7 +141,14 @@ def test_train_stage_end_to_end(tmp_path):
     history = client.get_metric_history(train_run.info.run_id, "epoch/valid_auc")
     assert [m.step for m in history] == list(range(1, report["epochs"] + 1))
     assert max(m.value for m in history) == report["valid_auc"] == train_run.data.metrics["valid_auc"]
-    assert {a.path for a in client.list_artifacts(train_run.info.run_id)} >= {"learning_curve.png", "metrics.json"}
+    assert {a.path for a in client.list_artifacts(train_run.info.run_id)} >= {"learning_curve.png", "metrics.json", "baselines.json"}
+    # LightGBM on the same splits, beside the deep model: in metrics.json, as a nested run, and in the report.
+    lightgbm = report["baselines"]["lightgbm"]
+    assert lightgbm["valid_auc"] > 0.6 and lightgbm["test_auc"] > 0.6 and lightgbm["rounds"] >= 1
+    nested = [r for r in client.search_runs([train_run.info.experiment_id]) if r.info.run_name == "baseline lightgbm"]
+    assert len(nested) == 1 and nested[0].data.tags["mlflow.parentRunId"] == train_run.info.run_id
+    assert nested[0].data.metrics["valid_auc"] == lightgbm["valid_auc"]
+    assert "lightgbm (baseline)" in (out / "report" / "report.html").read_text()
 
 
 def test_unified_embedding_takes_chunk_counts_from_the_ranking(tmp_path):
