@@ -20,10 +20,12 @@ MULTI_SHARE = 0.01
 # Label spellings read as binary without data.positive: (positive, negative), compared case-insensitively.
 LABEL_PAIRS = (("1", "0"), ("true", "false"), ("yes", "no"), ("y", "n"), ("t", "f"), ("positive", "negative"), ("pos", "neg"))
 # X / no_X (click / no_click, clicked / not_clicked): X is the positive.
-_NEGATED = re.compile(r"(?i)^(not|non|no)[_\- ]?(?P<rest>.+)$")
+_NEGATED = re.compile(r"(?i)^(not|non|no)(?P<sep>[_\- ]?)(?P<rest>.+)$")
 # The pipeline's own derived columns: a raw column must not look like one.
 RESERVED_PREFIX = "__"
 RESERVED_SUFFIXES = ("__num", "__set")
+# The index column pandas writes into parquet files: never a feature.
+PANDAS_INDEX = "__index_level_0__"
 # user_id, ID, item_key, but in camelCase only userId/itemKey (so `paid`, `valid`, `hockey` are not ids).
 _ID_NAME = re.compile(r"(?i:(^|_)(id|key|hash)$)|[a-z](Id|ID|Key)$")
 
@@ -48,8 +50,9 @@ class Schema:
     """The label (and how to binarise it) plus an ordered kind per feature column.
 
     A numeric label is 1 where it equals 1 (or is at least `label_threshold`). A text or
-    boolean label is 1 where its text is one of `positive`; `negative`, when set, lists the
-    only other values allowed (an auto-detected pair), else every other value is 0.
+    boolean label is 1 where its text, trimmed and lower-cased, is one of `positive` (stored
+    so); `negative`, when set, lists the only other values allowed (an auto-detected pair),
+    else every other value is 0.
     """
 
     label: str
@@ -60,7 +63,7 @@ class Schema:
     negative: tuple[str, ...] | None = None
 
     def _label_text(self) -> pl.Expr:
-        return pl.col(self.label).cast(pl.String)
+        return pl.col(self.label).cast(pl.String).str.strip_chars().str.to_lowercase()
 
     def label_expr(self) -> pl.Expr:
         """The label as Int8 0/1 (thresholded when a threshold is set, matched when positive values are set)."""
@@ -87,25 +90,22 @@ class Schema:
             return None
         ones = ", ".join(repr(v) for v in self.positive)
         zeros = ", ".join(repr(v) for v in self.negative) if self.negative is not None else "any other value"
-        return f"label {self.label!r}: {ones} -> 1, {zeros} -> 0"
+        return f"label {self.label!r} (any case): {ones} -> 1, {zeros} -> 0"
 
 
 def _binary_pair(values: list[str]) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
     """(positive, negative) spellings when the distinct label texts are a known binary pair, else None."""
-    lowered: dict[str, list[str]] = {}
-    for v in values:
-        lowered.setdefault(v.strip().lower(), []).append(v)
-    keys = set(lowered)
+    keys = {v.strip().lower() for v in values}
     if len(keys) != 2:
         return None
     for yes, no in LABEL_PAIRS:
         if keys == {yes, no}:
-            return tuple(lowered[yes]), tuple(lowered[no])
+            return (yes,), (no,)
     a, b = sorted(keys)
     for yes, no in ((a, b), (b, a)):
         negated = _NEGATED.match(no)
-        if negated and negated["rest"] == yes:
-            return tuple(lowered[yes]), tuple(lowered[no])
+        if negated and negated["rest"] == yes and (negated["sep"] or len(yes) >= 4):  # no_ok, noclick; not "note" / "te"
+            return (yes,), (no,)
     return None
 
 
@@ -115,7 +115,13 @@ def _text_label(source: RawSource, label: str, opts: SchemaOptions, origin: str)
     if opts.positive is not None:
         if opts.label_threshold is not None:
             raise UserError(f"{origin}: set either data.positive or data.label_threshold, not both")
-        return tuple(str(v).lower() if dtype == pl.Boolean else str(v) for v in opts.positive), None
+        if dtype.is_numeric():  # compared with the label's own text: 1 -> "1" in an integer column, "1.0" in a float one
+            try:
+                numbers = [float(v) for v in opts.positive]
+            except ValueError:
+                raise UserError(f"{origin}: label column {label!r} is numeric; data.positive {list(opts.positive)} matches none of its values") from None
+            return tuple(str(n) if dtype.is_float() else str(int(n)) for n in numbers), None
+        return tuple(str(v).strip().lower() for v in opts.positive), None
     if dtype == pl.Boolean:
         return ("true",), ("false",)
     if dtype not in (pl.String, pl.Categorical) or opts.label_threshold is not None:
@@ -164,7 +170,8 @@ def infer_schema(source: RawSource, opts: SchemaOptions, origin: str) -> Schema:
         missing = [n for n in names if n not in columns]
         if missing:
             raise UserError(f"{origin}: schema.{key} names unknown column(s) {', '.join(missing)}")
-    reserved = [c for c in columns.names() if c.startswith(RESERVED_PREFIX) or c.endswith(RESERVED_SUFFIXES)]
+    kept = [c for c in columns.names() if c not in (*opts.drop, PANDAS_INDEX)]
+    reserved = [c for c in kept if c.startswith(RESERVED_PREFIX) or c.endswith(RESERVED_SUFFIXES)]
     if reserved:
         raise UserError(
             f"{origin}: column name(s) {', '.join(map(repr, reserved))} clash with the pipeline's derived columns "
@@ -175,7 +182,7 @@ def infer_schema(source: RawSource, opts: SchemaOptions, origin: str) -> Schema:
     overrides: dict[str, FieldKind] = {n: "categorical" for n in opts.categorical}
     overrides |= {n: "numeric" for n in opts.numeric}
     overrides |= {n: "multi" for n in opts.multi}
-    excluded = {label, opts.time_column, *opts.drop}
+    excluded = {label, opts.time_column, PANDAS_INDEX, *opts.drop}
     sample = source.frame.head(SAMPLE_ROWS).collect()
     kinds: dict[str, FieldKind] = {}
     for name in columns.names():

@@ -203,6 +203,8 @@ def _delimited(
         pl.scan_csv(p, **options) if c is None else _stage_delimited(p, c, scratch, separator, expected, header, options)
         for p, c in zip(paths, codecs, strict=True)
     ]
+    if len(frames) > 1 and header:  # a header-only part (Spark writes them) would widen every column to String
+        frames = [f for f in frames if f.head(1).collect().height] or frames[:1]
     return pl.concat(frames, how=how)
 
 
@@ -342,22 +344,6 @@ READERS: dict[str, Reader] = {
 }
 
 
-def _is_data_file(p: Path) -> bool:
-    """A file a directory input reads: a known format suffix, `.txt`, or compressed (`day_0.gz`, `clicks.csv.gz`)."""
-    if not p.is_file() or p.name.startswith("."):
-        return False
-    suffix = data_suffix(p)
-    bare_compressed = suffix == "" and p.suffix.lower() in CODEC_SUFFIXES
-    return suffix in _EXTENSIONS or suffix == ".txt" or bare_compressed
-
-
-def data_files(path: Path) -> list[Path]:
-    """The files a directory input stands for, in natural order (`day_2` before `day_10`); a file stands for itself."""
-    if not path.is_dir():
-        return [path]
-    return sorted((p for p in path.iterdir() if _is_data_file(p)), key=natural_key)
-
-
 def _sniff(line: str) -> str | None:
     if line.count("\t") == 39:
         return "criteo"
@@ -366,26 +352,50 @@ def _sniff(line: str) -> str | None:
     return None
 
 
-def detect_format(path: Path) -> str:
-    """Guess the format from the extension (under any .gz/.bz2/.zst), or from the first line of a .txt or bare compressed file."""
-    probe = path
-    if path.is_dir():
-        candidates = data_files(path)
-        if not candidates:
-            raise UserError(f"{path}: no data files found in this directory; pass --format and a file")
-        probe = candidates[0]
-    suffix = data_suffix(probe)
+def _format_of(p: Path) -> str | None:
+    """A file's format: from its suffix (under any codec's), else, for a `.txt` or a bare compressed file
+    (`day_0.gz`, Avazu's `train.gz`), from its first line; None when neither tells (a README, a note)."""
+    if not p.is_file() or p.name.startswith("."):
+        return None
+    suffix = data_suffix(p)
     if suffix in _EXTENSIONS:
         return _EXTENSIONS[suffix]
-    compressed = probe.is_file() and codec_of(probe) is not None
-    if suffix == ".txt" or (compressed and suffix == ""):
-        line = first_line(probe)
-        sniffed = _sniff(line)
-        if sniffed:
-            return sniffed
-        if compressed and any(s in line for s in SNIFF_SEPARATORS):
-            return "csv"  # a bare `train.gz` with a header row (Avazu's layout)
-    raise UserError(f"{probe}: cannot tell the format from its name; pass --format {{{','.join(READERS)}}}")
+    compressed = suffix == "" and p.suffix.lower() in CODEC_SUFFIXES
+    if suffix != ".txt" and not compressed:
+        return None
+    line = first_line(p)
+    sniffed = _sniff(line)
+    if sniffed is None and compressed and any(sep in line for sep in SNIFF_SEPARATORS):
+        return "csv"  # a bare compressed file with a header row
+    return sniffed
+
+
+def data_files(path: Path, fmt: str | None = None) -> list[Path]:
+    """The files of format `fmt` (any known format when None) a directory input stands for, in natural order
+    (`day_2` before `day_10`); other files (a README, another format) are left out. A file stands for itself."""
+    if not path.is_dir():
+        return [path]
+    found = [(p, _format_of(p)) for p in path.iterdir()]
+    return sorted((p for p, f in found if f is not None and (fmt is None or f == fmt)), key=natural_key)
+
+
+def detect_format(path: Path) -> str:
+    """Guess the format from the extension (under any .gz/.bz2/.zst), or from the first line of a .txt or bare compressed file.
+
+    For a directory: the format of its data files, which must all be of one format."""
+    probe = path
+    if path.is_dir():
+        formats = {p: _format_of(p) for p in data_files(path)}
+        kinds = sorted(set(formats.values()))
+        if not kinds:
+            raise UserError(f"{path}: no data files found in this directory; pass --format and a file")
+        if len(kinds) > 1:
+            raise UserError(f"{path}: holds data files of several formats ({', '.join(kinds)}); pass --format to choose one")
+        return kinds[0]
+    found = _format_of(probe) if probe.is_file() else _EXTENSIONS.get(data_suffix(probe))
+    if found is None:
+        raise UserError(f"{probe}: cannot tell the format from its name; pass --format {{{','.join(READERS)}}}")
+    return found
 
 
 def split_files(path: Path) -> dict[str, list[Path]] | None:
@@ -395,6 +405,8 @@ def split_files(path: Path) -> dict[str, list[Path]] | None:
     found: dict[str, list[Path]] = {}
     for name in SPLIT_NAMES:
         matches = sorted(p for p in path.iterdir() if p.is_file() and data_stem(p) in SPLIT_STEMS[name] and p.suffix != ".zip")
+        if len(matches) > 1:  # e.g. train.csv beside its gzip -k copy train.csv.gz: reading both would double the rows
+            raise UserError(f"{path}: several {name} files ({', '.join(p.name for p in matches)}); keep one per split")
         if matches:
             found[name] = matches
     if "train" not in found:
@@ -412,7 +424,7 @@ def open_source(paths: list[Path], opts: SourceOptions, scratch: Path | None = N
         raise UserError(f"unknown format {opts.format!r}; use one of {', '.join(sorted(READERS))}")
     _check_files(paths)
     if opts.format != "parquet":
-        expanded = [f for p in paths for f in data_files(p)]
+        expanded = [f for p in paths for f in data_files(p, opts.format)]
         if not expanded:
             raise UserError(f"{paths[0]}: no data files found in this directory")
         paths = expanded

@@ -81,35 +81,51 @@ def _read(stream: pa.NativeFile, path: Path, codec: str, size: int) -> bytes:
         raise UserError(f"{path}: not valid {codec} data ({str(exc).splitlines()[0]}); the file may be truncated") from exc
 
 
-def _line_cut(buf: bytes, quoted: bool) -> int:
-    """Index of the last newline in `buf` that ends a whole record (outside double quotes), or -1."""
+def _line_cut(buf: bytes, quoted: bool, quotes: int) -> int:
+    """Index of the last newline in `buf` that ends a whole record (outside double quotes), or -1.
+
+    `quotes` is the number of double quotes in `buf` (kept by the caller, so a long quoted
+    record is not recounted on every block); the scan back from the end is linear in `buf`.
+    """
     cut = buf.rfind(b"\n")
     if not quoted or cut < 0:
         return cut
-    quotes = buf.count(b'"', 0, cut)
-    while cut >= 0 and quotes % 2:
+    before = quotes - buf.count(b'"', cut)
+    while cut >= 0 and before % 2:
         previous = buf.rfind(b"\n", 0, cut)
-        quotes -= buf.count(b'"', max(previous, 0), cut)
+        before -= buf.count(b'"', max(previous, 0), cut)
         cut = previous
     return cut
 
 
 def text_chunks(path: Path, codec: str, quoted: bool, chunk_bytes: int | None = None) -> Iterator[bytes]:
-    """The decompressed text of `path` in chunks of whole lines (whole quoted records when `quoted`)."""
+    """The decompressed text of `path` in chunks of whole lines (whole quoted records when `quoted`).
+
+    A quoted record longer than a few chunks is taken for an unbalanced double quote: a
+    UserError, not an ever-growing buffer.
+    """
     chunk_bytes = chunk_bytes or CHUNK_BYTES
-    rest = b""
+    rest, rest_quotes, lines_before = b"", 0, 0
     with _open(path, codec) as stream:
         while True:
             block = _read(stream, path, codec, chunk_bytes)
             if not block:
                 break
             buf = rest + block if rest else block
-            cut = _line_cut(buf, quoted)
+            quotes = rest_quotes + (block.count(b'"') if quoted else 0)
+            cut = _line_cut(buf, quoted, quotes)
             if cut < 0:
-                rest = buf
+                if len(buf) > 4 * chunk_bytes:
+                    raise UserError(
+                        f"{path}: from line {lines_before + 1} on, {len(buf) >> 20} MiB of text hold no record end outside "
+                        "double quotes; an unbalanced double quote? Fix the quoting of that line"
+                    )
+                rest, rest_quotes = buf, quotes
                 continue
             yield buf[: cut + 1]
+            lines_before += buf.count(b"\n", 0, cut + 1)
             rest = buf[cut + 1 :]
+            rest_quotes = rest.count(b'"') if quoted else 0
     if rest:
         yield rest
 

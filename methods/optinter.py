@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 KEYS = "optinter_keys.npz"
 CHOSEN = "optinter_modes.json"
+SUMMARY = "optinter.json"  # the search stage's summary of this method (OUT/search/<method>.json)
 
 
 class OptInterSettings(Settings):
@@ -105,9 +106,15 @@ class OptInterMethod(Method):
         return [KEYS, CHOSEN]
 
     def load(self, directory: Path) -> dict[str, Any] | None:
-        if not (directory / KEYS).is_file() or not (directory / CHOSEN).is_file():
+        if not (directory / KEYS).is_file():
             return None
-        chosen = json.loads((directory / CHOSEN).read_text())
+        if (directory / CHOSEN).is_file():
+            chosen = json.loads((directory / CHOSEN).read_text())
+        elif (directory / SUMMARY).is_file():  # a search output written before the method kept its own state file
+            found = json.loads((directory / SUMMARY).read_text())["pairs"]
+            chosen = {"pairs": [(p["a"], p["b"]) for p in found], "modes": [p["mode"] for p in found]}
+        else:
+            return None
         with np.load(directory / KEYS) as stored:
             keys = [stored[f"arr_{i}"] for i in range(len(stored.files))]
         return {"pairs": [tuple(p) for p in chosen["pairs"]], "modes": chosen["modes"], "keys": keys}

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from common.errors import UserError
 from common.featuremap import FeatureMap
 from methods import METHODS
 from methods.base import Applied, Method, ModelSpec, Settings
@@ -30,13 +31,14 @@ def model_spec(cfg: PipelineConfig) -> ModelSpec:
     return ModelSpec(tc.model, dict(tc.params), embedding, tc.seed)
 
 
-def build(spec: ModelSpec, feature_map: FeatureMap) -> CTRModel:
-    """The model of `spec` with fresh, seeded weights."""
+def build(spec: ModelSpec, feature_map: FeatureMap, seeded: bool = True) -> CTRModel:
+    """The model of `spec` with fresh weights, seeded from `spec.seed` unless `seeded` is false (weights loaded after)."""
     import torch
 
     from models.registry import build_model
 
-    torch.manual_seed(spec.seed)
+    if seeded:
+        torch.manual_seed(spec.seed)
     return build_model(spec.name, feature_map, spec.embedding, spec.params)
 
 
@@ -72,8 +74,11 @@ def assemble(
     """The model with every method applied: `searched` states for training (seeded weights, the methods' hooks), or a
     package's `packaged` entries for scoring (structure only: the package's weights are loaded after)."""
     if packaged is not None:
+        unknown = sorted(set(packaged) - set(METHODS))
+        if unknown:
+            raise UserError(f"the model package applies search method(s) {', '.join(unknown)} that this version does not have")
         methods = [(METHODS[name], entry) for name, entry in packaged.items()]
-        model = None if any(m.replaces_model for m, _ in methods) else build(spec, feature_map)
+        model = None if any(m.replaces_model for m, _ in methods) else build(spec, feature_map, seeded=False)
         for method, entry in methods:
             model = method.restore(model, entry, spec, feature_map)
         return Applied(model, name=spec.name, params=spec.params)

@@ -137,6 +137,8 @@ def score(directory: Path, data: Path, fmt: str | None, device_name: str = "auto
         raise UserError(f"{directory / SPEC}: unreadable model spec ({str(exc).splitlines()[0]})") from exc
     raw = read_for_scoring(data, ingest_params(cfg))
     try:
+        if feature_map.label in raw.collect_schema():  # labels read as training read them, or a one-line error
+            encoder.check_labels(raw, str(data))
         encoded = encoder.transform(raw, require_label=False).collect(engine="streaming")
     except pl.exceptions.ColumnNotFoundError as exc:
         first = str(exc).strip().splitlines()[0]

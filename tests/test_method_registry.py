@@ -33,3 +33,28 @@ def test_a_toy_method_runs_through_every_stage_and_predict(tmp_path, monkeypatch
     # Without the method's restore, the packaged weights (its buffer) do not load: predict really went through it.
     monkeypatch.setattr(Toy, "restore", lambda self, model, entry, spec, feature_map: model)
     assert main(["predict", "--model", str(out), "--data", str(raw), "--out", str(tmp_path / "q.parquet")]) != 0
+
+
+def test_a_package_naming_an_unknown_method_is_a_one_line_error():
+    import pytest
+
+    from common.errors import UserError
+    from methods.base import ModelSpec
+    from models.embedding import EmbeddingConfig
+    from pipeline.assemble import assemble
+    from tests.models.test_models import FM_XOR
+
+    with pytest.raises(UserError, match="search method\\(s\\) hashing that this version does not have"):
+        assemble(FM_XOR, ModelSpec("fm", {}, EmbeddingConfig(dim=4), 0), packaged={"hashing": {}})
+
+
+def test_optinter_reads_a_search_output_written_before_it_kept_its_own_state(tmp_path):
+    import numpy as np
+
+    from methods.optinter import KEYS, SUMMARY, OptInterMethod
+
+    np.savez(tmp_path / KEYS, np.array([1, 2]), np.array([3]))
+    summary = {"pairs": [{"a": "x", "b": "y", "mode": "memorise"}, {"a": "x", "b": "z", "mode": "naive"}]}
+    (tmp_path / SUMMARY).write_text(json.dumps(summary))
+    state = OptInterMethod().load(tmp_path)
+    assert state["pairs"] == [("x", "y"), ("x", "z")] and state["modes"] == ["memorise", "naive"] and len(state["keys"]) == 2

@@ -182,3 +182,61 @@ def test_separator_is_sniffed_from_a_one_column_header_and_said(tmp_path):
     path = _write(tmp_path / "p.csv", "click|a|b\n1|x|2\n")
     with pytest.raises(UserError, match=r"looks '\|'-separated: pass --separator '\|'"):
         open_source([path], SourceOptions(format="csv", separator=","))
+
+
+def test_a_directory_reads_only_its_data_files_of_one_format(tmp_path):
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    (folder / "README.txt").write_text("Click logs, one file a day.\n")
+    for day in (1, 2):
+        (folder / f"clicks_{day}.csv").write_text("y,a\n" + f"{day % 2},x\n1,y\n")
+    assert detect_format(folder) == "csv"
+    assert open_source([folder], SourceOptions(format="csv")).frame.collect().height == 4
+    (folder / "more.parquet").write_bytes(b"")
+    with pytest.raises(UserError, match=r"several formats \(csv, parquet\)"):
+        detect_format(folder)
+
+
+def test_a_split_given_twice_is_an_error(tmp_path):
+    for name in ("train.csv", "test.csv"):
+        (tmp_path / name).write_text("y,a\n1,2\n")
+    (tmp_path / "train.csv.gz").write_bytes(gzip.compress(b"y,a\n1,2\n"))
+    with pytest.raises(UserError, match=r"several train files \(train.csv, train.csv.gz\)"):
+        split_files(tmp_path)
+
+
+def test_a_header_only_part_keeps_the_other_parts_types(tmp_path):
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    (folder / "part-0.csv").write_text("y,a,b\n")
+    (folder / "part-1.csv").write_text("y,a,b\n1,2,0.5\n0,3,1.5\n")
+    frame = open_source([folder], SourceOptions(format="csv")).frame.collect()
+    assert frame.schema["a"] == pl.Int64 and frame.schema["b"] == pl.Float64 and frame.height == 2
+
+
+def test_an_unbalanced_quote_in_a_compressed_file_is_an_error_not_a_growing_buffer(tmp_path, small_chunks):
+    rows = "".join(f"{i % 2},{i}\n" for i in range(20_000))
+    packed = tmp_path / "q.csv.gz"
+    packed.write_bytes(gzip.compress(("y,a\n1,\"5 inch\n" + rows).encode()))
+    with pytest.raises(UserError, match=r"q\.csv\.gz: from line 2 on, .* no record end outside double quotes"):
+        open_source([packed], SourceOptions(format="csv"))
+
+
+def test_text_labels_match_in_any_case_and_numeric_labels_by_value(tmp_path):
+    schema = infer_schema(open_source([_write(tmp_path / "t.csv", "y,a\nyes,1\nno,2\n")], SourceOptions(format="csv")), SchemaOptions(), "t")
+    frame = pl.LazyFrame({"y": ["Yes", " NO", "yes"], "a": [1, 2, 3]})
+    assert frame.select(schema.label_expr()).collect()["y"].to_list() == [1, 0, 1]
+    encoder = Encoder(schema, EncoderParams()).fit(pl.LazyFrame({"y": ["yes", "no"] * 10, "a": [1, 2] * 10}))
+    encoder.check_labels(frame, "test split")  # other spellings of the same pair are no error
+    floats = _write(tmp_path / "f.csv", "y,a\n" + "1.0,1\n0.0,2\n" * 10)
+    schema = infer_schema(open_source([floats], SourceOptions(format="csv")), SchemaOptions(positive=("1",)), "f")
+    assert pl.read_csv(floats).lazy().select(schema.label_expr()).collect()["y"].sum() == 10
+    with pytest.raises(UserError, match=r"is numeric; data\.positive"):
+        infer_schema(open_source([floats], SourceOptions(format="csv")), SchemaOptions(positive=("yes",)), "f")
+
+
+def test_the_pandas_index_column_is_ignored_and_dropped_columns_are_not_checked(tmp_path):
+    path = tmp_path / "p.parquet"
+    pl.DataFrame({"label": [0, 1] * 5, "a": list(range(10)), "__index_level_0__": list(range(10)), "__u": [1] * 10}).write_parquet(path)
+    schema = infer_schema(open_source([path], SourceOptions(format="parquet")), SchemaOptions(drop=("__u",)), "p")
+    assert list(schema.kinds) == ["a"]
