@@ -108,9 +108,17 @@ class Method:
         """What the scoring package records so that `restore` can rebuild the model's structure (weights come after)."""
         return settings.model_dump(mode="json")
 
+    def legacy_entry(self, spec: dict[str, Any]) -> dict[str, Any] | None:
+        """This method's entry in a package spec written before packages kept a `methods` section, or None."""
+        return None
+
     def restore(self, model: CTRModel | None, entry: dict[str, Any], spec: ModelSpec, feature_map: FeatureMap) -> CTRModel:
         """The packaged model's structure: `model` (None when this method replaces it) set up as trained."""
         raise NotImplementedError
+
+    def study_space(self, trial: Any, ranges: dict[str, tuple[float, float]]) -> dict[str, Any]:
+        """The settings an Optuna trial samples for this method (suggestions on `trial`, within the config's `ranges`)."""
+        raise ValueError(f"the study cannot search {self.name}'s settings")
 
     def report_lines(self, summary: dict[str, Any]) -> list[str]:
         """What the run report says the search decided."""

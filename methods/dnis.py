@@ -88,6 +88,9 @@ class DNIS(Method):
         keeper = apply_searched_dims(model, spec.embedding.dim, config, state["mask"], state["start"])
         return Applied(model, TrainHooks(after_step=keeper))
 
+    def legacy_entry(self, spec: dict[str, Any]) -> dict[str, Any] | None:
+        return spec.get("dimension_mask") or None
+
     def restore(self, model: CTRModel | None, entry: dict[str, Any], spec: ModelSpec, feature_map: FeatureMap) -> CTRModel:
         import torch
 
@@ -97,6 +100,9 @@ class DNIS(Method):
         mask = attach_dimension_mask(model, dim, DNISConfig(**entry))
         mask.set_hard(torch.ones(mask.row_block.shape[0], dim, dtype=torch.bool))  # the boolean mask comes with the weights
         return model
+
+    def study_space(self, trial: Any, ranges: dict[str, tuple[float, float]]) -> dict[str, Any]:
+        return {"prune_ratio": trial.suggest_float("dnis_prune_ratio", *ranges["dnis_prune_ratio"])}
 
     def report_lines(self, summary: dict[str, Any]) -> list[str]:
         return [

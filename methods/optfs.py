@@ -88,11 +88,20 @@ class OptFS(Method):
     def package_entry(self, settings: OptFSSettings, state: dict[str, Any]) -> dict[str, Any]:
         return {"init": settings.init}
 
+    def legacy_entry(self, spec: dict[str, Any]) -> dict[str, Any] | None:
+        return spec.get("value_gates") or None
+
     def restore(self, model: CTRModel | None, entry: dict[str, Any], spec: ModelSpec, feature_map: FeatureMap) -> CTRModel:
         from models.search.optfs import attach_value_gates
 
         attach_value_gates(model, entry["init"]).hard = True  # the logits come with the weights
         return model
+
+    def study_space(self, trial: Any, ranges: dict[str, tuple[float, float]]) -> dict[str, Any]:
+        return {
+            "l1": trial.suggest_float("optfs_l1", *ranges["optfs_l1"], log=True),
+            "gamma": trial.suggest_float("optfs_gamma", *ranges["optfs_gamma"], log=True),
+        }
 
     def report_lines(self, summary: dict[str, Any]) -> list[str]:
         return [

@@ -133,6 +133,9 @@ class OptInterMethod(Method):
     def package_entry(self, settings: OptInterSettings, state: dict[str, Any]) -> dict[str, Any]:
         return self._params(state, settings)
 
+    def legacy_entry(self, spec: dict[str, Any]) -> dict[str, Any] | None:
+        return spec["params"] if spec.get("model") == "optinter" else None
+
     def restore(self, model: CTRModel | None, entry: dict[str, Any], spec: ModelSpec, feature_map: FeatureMap) -> CTRModel:
         from models.optinter import OptInter, OptInterConfig
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import UserError
+from methods import METHODS
 from pipeline.config import STAGE_ORDER, load_config
 
 EXIT_USER_ERROR = 2
@@ -31,7 +32,7 @@ def _data_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rows", type=int, help="rows of synthetic data when no --data is given")
     parser.add_argument("--model", help="model for the train stage: lr, fm, deepfm, autoint, autoint+, fgcnn, unified")
     parser.add_argument("--device", help="auto (CUDA when present), cpu or cuda")
-    parser.add_argument("--search", help="comma-separated search methods for the search stage: optfs")
+    parser.add_argument("--search", help=f"comma-separated search methods for the search stage: {', '.join([*METHODS, 'optuna'])}")
 
 
 def build_parser() -> argparse.ArgumentParser:

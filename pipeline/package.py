@@ -21,6 +21,7 @@ import polars as pl
 
 from common.errors import UserError
 from common.featuremap import OOV_ID, FeatureMap
+from methods import METHODS
 from pipeline import catalog
 from pipeline.config import PipelineConfig
 
@@ -67,12 +68,7 @@ def _packaged_methods(spec: dict) -> dict[str, dict]:
     """The package's method entries; packages written before methods had entries kept them under their own keys."""
     if "methods" in spec:
         return spec["methods"]
-    legacy = {"optinter": spec["params"]} if spec["model"] == "optinter" else {}
-    if spec.get("value_gates"):
-        legacy["optfs"] = spec["value_gates"]
-    if spec.get("dimension_mask"):
-        legacy["dnis"] = spec["dimension_mask"]
-    return legacy
+    return {name: entry for name, method in METHODS.items() if (entry := method.legacy_entry(spec)) is not None}
 
 
 def find_package(reference: str, tracking_uri: str | None) -> Path:

@@ -36,7 +36,7 @@ def plan(cfg: PipelineConfig) -> list[str]:
     wanted = [s for s in STAGE_ORDER if s in cfg.stages]
     if "search" in wanted and not cfg.search.methods:
         if cfg.stages == ["search"]:
-            raise UserError("the search stage needs a method: pass --search optfs (or set search.methods)")
+            raise UserError("the search stage needs a method: pass --search METHOD (or set search.methods)")
         wanted.remove("search")
     has_ingest = (catalog.stage_path(cfg.out, "ingest") / catalog.FEATURE_MAP).is_file()
     for stage in ("rank", "search", "train"):

@@ -1,8 +1,8 @@
 """The Optuna study of the search stage: model type, embedding size, learning rate, depth, and the methods' own knobs.
 
-With `methods` naming optfs and/or dnis, each trial also samples OptFS's
-lambda (L1 weight) and gamma (final gate temperature) and/or DNIS's pruning
-ratio, runs those searches on the trial's model, and reports the retrained
+With `methods` naming search methods, each trial also samples those methods'
+own settings (each method's `study_space`, within the `ranges` of the
+config's `search.optuna` section), runs those searches on the trial's model, and reports the retrained
 model's validation AUC and its parameters after selection.
 
 Two objectives, validation AUC (maximised) and parameters (minimised), with
@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import UserError
+from methods import METHODS
 
 
 @dataclass(frozen=True)
@@ -43,10 +44,8 @@ class StudySettings:
     prune_after: int = 2
     auc_tolerance: float = 0.001
     seed: int = 0
-    methods: tuple[str, ...] = ()  # optfs, dnis: search their hyperparameters in every trial
-    optfs_l1: tuple[float, float] = (1e-8, 1e-4)  # lambda, log-uniform
-    optfs_gamma: tuple[float, float] = (100.0, 10_000.0)  # gamma (final temperature), log-uniform
-    dnis_prune_ratio: tuple[float, float] = (0.3, 0.8)
+    methods: tuple[str, ...] = ()  # registered search methods whose own settings every trial samples
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)  # their ranges, by the config's key
     # per model: the settings its trials start from before the depth knob (the train section's params for its
     # model), so that a DeepFM trial keeps the configured batch norm and dropout
     base_params: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -102,13 +101,9 @@ def run_study(
         }
         depth = trial.suggest_int("depth", 1, settings.max_depth) if model in ("deepfm", "autoint", "autoint+") else 0
         config["params"] = {**settings.base_params.get(model, {}), **_model_params(model, depth)}
-        if "optfs" in settings.methods:
-            config["optfs"] = {
-                "l1": trial.suggest_float("optfs_l1", *settings.optfs_l1, log=True),
-                "gamma": trial.suggest_float("optfs_gamma", *settings.optfs_gamma, log=True),
-            }
-        if "dnis" in settings.methods:
-            config["dnis"] = {"prune_ratio": trial.suggest_float("dnis_prune_ratio", *settings.dnis_prune_ratio)}
+        for name, method in METHODS.items():  # in registry order, whatever order the config lists them in
+            if name in settings.methods:
+                config[name] = method.study_space(trial, settings.ranges)
         finished = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
 
         trial.set_user_attr("config", config)

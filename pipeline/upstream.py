@@ -30,7 +30,7 @@ def load_split(ingest_dir: Path, split: str, feature_map: FeatureMap, numeric_as
 
 
 def candidate_pairs(out: Path, feature_map: FeatureMap, budget: int) -> list[tuple[str, str]]:
-    """OptInter's candidates: the rank stage's top pairs by gain whose fields are both single-valued."""
+    """Candidate pairs for a method that searches pairs: the rank stage's top pairs by gain, both fields single-valued."""
     path = catalog.stage_path(out, "rank") / "pairs.csv"
     if not path.is_file():
         raise UserError(f"{path}: the search takes its candidate pairs from the rank stage; run rank first (--stages ingest,rank,search)")
@@ -48,7 +48,7 @@ def candidate_pairs(out: Path, feature_map: FeatureMap, budget: int) -> list[tup
 
 def top_features(out: Path, feature_map: FeatureMap, cfg: PipelineConfig) -> FeatureMap:
     """`feature_map` restricted to the search's ranking budget: the rank stage's top `max_features` features, plus,
-    when a method searches over pairs (OptInter), the fields of its candidate pairs (fields that matter only jointly
+    when a method searches over pairs (its `pair_budget`), the fields of its candidate pairs (fields that matter only jointly
     rank low alone)."""
     budget = cfg.search.max_features
     if budget is None:

@@ -58,3 +58,13 @@ def test_optinter_reads_a_search_output_written_before_it_kept_its_own_state(tmp
     (tmp_path / SUMMARY).write_text(json.dumps(summary))
     state = OptInterMethod().load(tmp_path)
     assert state["pairs"] == [("x", "y"), ("x", "z")] and state["modes"] == ["memorise", "naive"] and len(state["keys"]) == 2
+
+
+def test_packages_written_before_the_methods_section_map_to_method_entries():
+    from pipeline.package import _packaged_methods
+
+    old = {"model": "deepfm", "params": {}, "value_gates": {"init": 0.5}, "dimension_mask": {"freq_blocks": 4}}
+    assert _packaged_methods(old) == {"optfs": {"init": 0.5}, "dnis": {"freq_blocks": 4}}
+    interactions = {"model": "optinter", "params": {"pairs": [["a", "b"]], "modes": ["memorise"]}}
+    assert _packaged_methods(interactions) == {"optinter": interactions["params"]}
+    assert _packaged_methods({"model": "fm", "params": {}, "methods": {}}) == {}

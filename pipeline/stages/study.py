@@ -75,9 +75,8 @@ def run_optuna(cfg: PipelineConfig, out: Path, workdir: Path, feature_map: Featu
         auc_tolerance=oc.auc_tolerance,
         seed=oc.seed,
         methods=tuple(oc.methods),
-        optfs_l1=tuple(oc.optfs_l1),
-        optfs_gamma=tuple(oc.optfs_gamma),
-        dnis_prune_ratio=tuple(oc.dnis_prune_ratio),
+        # each method's ranges: the section's keys that start with its name (e.g. search.optuna.<method>_l1)
+        ranges={k: tuple(v) for k, v in oc.model_dump().items() if k.split("_")[0] in METHODS},
         base_params={tc.model: dict(tc.params)},
     )
     try:
