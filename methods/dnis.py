@@ -44,10 +44,10 @@ class DNIS(Method):
     applied_flag = "dnis_dims"
 
     def search(self, run: SearchRun, settings: DNISSettings) -> Found:
-        from models.search.dnis import DNISConfig, dnis
+        from models.search.dnis import dnis
 
         dim = run.spec.embedding.dim
-        found = dnis(run.model, run.train, run.valid, run.trainer, dim, DNISConfig(**settings.model_dump()), on_epoch=run.on_epoch)
+        found = dnis(run.model, run.train, run.valid, run.trainer, dim, settings, on_epoch=run.on_epoch)
         summary = {
             "model": run.spec.name,
             "embedding_params_before": found.full_params,
@@ -80,12 +80,11 @@ class DNIS(Method):
         return load_tensors(directory / STATE)
 
     def apply(self, model: CTRModel, state: dict[str, Any], settings: DNISSettings, spec: ModelSpec, feature_map: FeatureMap) -> Applied:
-        from models.search.dnis import DNISConfig, apply_searched_dims
+        from models.search.dnis import apply_searched_dims
         from models.trainer import TrainHooks
 
         # DNIS's retrain: the pruned dimensions, from the searched weights (or the rewound ones), kept pruned after every step.
-        config = DNISConfig(**settings.model_dump())
-        keeper = apply_searched_dims(model, spec.embedding.dim, config, state["mask"], state["start"])
+        keeper = apply_searched_dims(model, spec.embedding.dim, settings, state["mask"], state["start"])
         return Applied(model, TrainHooks(after_step=keeper))
 
     def legacy_entry(self, spec: dict[str, Any]) -> dict[str, Any] | None:
@@ -94,10 +93,10 @@ class DNIS(Method):
     def restore(self, model: CTRModel | None, entry: dict[str, Any], spec: ModelSpec, feature_map: FeatureMap) -> CTRModel:
         import torch
 
-        from models.search.dnis import DNISConfig, attach_dimension_mask
+        from models.search.dnis import attach_dimension_mask
 
         dim = spec.embedding.dim
-        mask = attach_dimension_mask(model, dim, DNISConfig(**entry))
+        mask = attach_dimension_mask(model, dim, DNISSettings(**entry))
         mask.set_hard(torch.ones(mask.row_block.shape[0], dim, dtype=torch.bool))  # the boolean mask comes with the weights
         return model
 

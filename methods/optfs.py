@@ -41,9 +41,9 @@ class OptFS(Method):
     applied_flag = "optfs_gates"
 
     def search(self, run: SearchRun, settings: OptFSSettings) -> Found:
-        from models.search.optfs import OptFSConfig, optfs
+        from models.search.optfs import optfs
 
-        result = optfs(run.model, run.train, run.valid, run.trainer, OptFSConfig(**settings.model_dump()), on_epoch=run.on_epoch)
+        result = optfs(run.model, run.train, run.valid, run.trainer, settings, on_epoch=run.on_epoch)
         summary = {
             "model": run.spec.name,
             "kept_values": result.kept_values,

@@ -14,7 +14,6 @@ from methods.base import Applied, Found, Method, ModelSpec, SearchRun, Settings,
 
 if TYPE_CHECKING:
     from models.base import CTRModel
-    from models.search.optinter import OptInterSearch
 
 KEYS = "optinter_keys.npz"
 CHOSEN = "optinter_modes.json"
@@ -55,12 +54,9 @@ class OptInterSettings(Settings):
             raise ValueError(f"warmup_epochs ({self.warmup_epochs}) must be below search_epochs ({self.search_epochs})")
         return self
 
-    def search_settings(self) -> OptInterSearch:
-        """The procedure's settings (the search and the retrained model's MLP read the same)."""
-        from models.search.optinter import OptInterSearch
-
-        names = OptInterSearch.__dataclass_fields__
-        return OptInterSearch(**{**{k: v for k, v in self.model_dump().items() if k in names}, "hidden": tuple(self.hidden)})
+    def mlp(self) -> dict[str, Any]:
+        """The network's settings (MLP and factor regulariser), as OptInterConfig takes them: the search's and the retrain's."""
+        return {"hidden": list(self.hidden), "dropout": self.dropout, "batch_norm": self.batch_norm, "factor_regularizer": self.factor_regularizer}
 
 
 def _vocab(feature_map: FeatureMap, name: str) -> int:
@@ -84,7 +80,7 @@ class OptInterMethod(Method):
         pairs = run.ranked_pairs(settings.max_pairs)
         train, feature_map = run.train, run.feature_map
         keys = [cross_vocabulary(train.columns[a], train.columns[b], _vocab(feature_map, b), settings.min_count) for a, b in pairs]
-        found = optinter(feature_map, run.spec.embedding, pairs, keys, train, run.valid, run.trainer, settings.search_settings())
+        found = optinter(feature_map, run.spec.embedding, pairs, keys, train, run.valid, run.trainer, settings)
         summary = {
             "pairs": [
                 {"a": a, "b": b, "mode": mode, "weights": dict(zip(MODES, map(float, w), strict=True)), "memorised_values": len(k)}
@@ -120,13 +116,13 @@ class OptInterMethod(Method):
         return {"pairs": [tuple(p) for p in chosen["pairs"]], "modes": chosen["modes"], "keys": keys}
 
     def _params(self, state: dict[str, Any], settings: OptInterSettings) -> dict[str, Any]:
-        return {"pairs": state["pairs"], "modes": state["modes"], "cross_sizes": [len(k) for k in state["keys"]], **settings.search_settings().mlp()}
+        return {"pairs": state["pairs"], "modes": state["modes"], "cross_sizes": [len(k) for k in state["keys"]], **settings.mlp()}
 
     def apply(self, model: CTRModel | None, state: dict[str, Any], settings: OptInterSettings, spec: ModelSpec, feature_map: FeatureMap) -> Applied:
         from models.search.optinter import build_optinter
 
         # The searched architecture, trained from scratch with the searched network's MLP.
-        mlp = settings.search_settings().mlp()
+        mlp = settings.mlp()
         built = build_optinter(feature_map, spec.embedding, state["pairs"], state["modes"], state["keys"], mlp, spec.seed)
         return Applied(built, name="optinter", params=self._params(state, settings))
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 import torch
 
@@ -39,20 +40,19 @@ from models.embedding import DimensionMask, FeatureEmbedding
 from models.trainer import EpochRecord, TrainConfig, TrainHooks, TrainResult, fit
 
 
-@dataclass(frozen=True)
-class DNISConfig:
-    """DNIS settings: frequency blocks K, dimension blocks B (default: one per dimension), the pruning ratio."""
+class DNISParams(Protocol):
+    """What the procedure reads of its settings (`methods.dnis.DNISSettings`, where the defaults live)."""
 
-    freq_blocks: int = 4
-    dim_blocks: int | None = None
-    warmup_epochs: int = 1
-    search_epochs: int = 2
-    alpha_lr: float = 0.01
-    l1: float = 1e-5
-    prune_ratio: float = 0.5
+    freq_blocks: int  # frequency blocks K per field
+    dim_blocks: int | None  # dimension blocks B; None: one per dimension
+    warmup_epochs: int
+    search_epochs: int
+    alpha_lr: float
+    l1: float
+    prune_ratio: float
     # True: retrain from the pre-warm-up weights (masked); False: from the searched weights; "auto": rewind only when
     # the best validation epoch of warm-up + search lies `patience` or more epochs before their end
-    rewind: bool | str = "auto"
+    rewind: bool | str
 
 
 @dataclass
@@ -73,7 +73,7 @@ def _embeddings(model: CTRModel, dim: int) -> list[FeatureEmbedding]:
     return [m for m in model.modules() if isinstance(m, FeatureEmbedding) and m.config.dim == dim and m.sparse]
 
 
-def attach_dimension_mask(model: CTRModel, dim: int, settings: DNISConfig) -> DimensionMask:
+def attach_dimension_mask(model: CTRModel, dim: int, settings: DNISParams) -> DimensionMask:
     """One DimensionMask shared by the model's d-wide embeddings (a linear part's width-1 weights stay whole)."""
     embeddings = _embeddings(model, dim)
     if not embeddings:
@@ -95,7 +95,7 @@ def dnis(
     valid: InMemoryData,
     config: TrainConfig,
     dim: int,
-    settings: DNISConfig,
+    settings: DNISParams,
     on_epoch: Callable[[EpochRecord], None] | None = None,
 ) -> DNISResult:
     """Search, prune and retrain `model`'s embedding dimensions; the model ends with the retrained weights.
@@ -195,7 +195,7 @@ def mask_keeper(model: CTRModel, dim: int, mask: DimensionMask):
     return reapply
 
 
-def apply_searched_dims(model: CTRModel, dim: int, settings: DNISConfig, hard: torch.Tensor, start: dict[str, torch.Tensor]):
+def apply_searched_dims(model: CTRModel, dim: int, settings: DNISParams, hard: torch.Tensor, start: dict[str, torch.Tensor]):
     """Set `model` up for DNIS's retrain (the mask and the weights it started from); returns the after-step hook."""
     mask = attach_dimension_mask(model, dim, settings)
     if mask.row_block.shape[0] != hard.shape[0] or hard.shape[1] != dim:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 import torch
 
@@ -27,16 +28,15 @@ from models.embedding import FeatureEmbedding, ValueGates
 from models.trainer import EpochRecord, TrainConfig, TrainHooks, TrainResult, fit
 
 
-@dataclass(frozen=True)
-class OptFSConfig:
-    """OptFS settings: search epochs T, final temperature gamma, L1 weight lambda (summed over all values)."""
+class OptFSParams(Protocol):
+    """What the procedure reads of its settings (`methods.optfs.OptFSSettings`, where the defaults live)."""
 
-    epochs: int = 5
-    gamma: float = 1000.0
-    l1: float = 1e-8
-    gate_lr: float | None = None  # default: the model's learning rate
-    init: float = 0.5
-    rewind_epoch: int = 1
+    epochs: int  # search epochs T
+    gamma: float  # final temperature
+    l1: float  # lambda, on the sum of all soft gates
+    gate_lr: float | None  # None: the model's learning rate
+    init: float  # initial gate logit
+    rewind_epoch: int  # the retrain starts from the weights at the start of this search epoch
 
 
 @dataclass
@@ -79,7 +79,7 @@ def optfs(
     train: InMemoryData,
     valid: InMemoryData,
     config: TrainConfig,
-    settings: OptFSConfig,
+    settings: OptFSParams,
     on_epoch: Callable[[EpochRecord], None] | None = None,
 ) -> OptFSResult:
     """Search gates on `model`, then retrain it with the hard gates; the model ends with the retrained weights.

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -33,29 +33,19 @@ from models.optinter import MODES, OptInter, OptInterConfig
 from models.trainer import TrainConfig, TrainHooks, TrainResult, fit
 
 
-@dataclass(frozen=True)
-class OptInterSearch:
-    """Search settings."""
+class OptInterParams(Protocol):
+    """What the procedure reads of its settings (`methods.optinter.OptInterSettings`, where the defaults live)."""
 
-    search_epochs: int = 10
-    arch_lr: float = 0.01
-    anneal: float = 0.001  # temperature decrease per step
-    hidden: tuple[int, ...] = (400, 400, 400)
-    dropout: float = 0.0  # the MLP's (searched and retrained models alike)
-    batch_norm: bool = False
-    compare: bool = False  # also train all-memorise, all-factorise and all-naive (validation AUC of each)
-    arch_split: str = "valid"  # "valid": alpha on validation batches; "train": alpha joint with the weights (the paper)
-    warmup_epochs: int = 0  # the first search epochs train the weights with alpha held uniform (and t at 1)
-    factor_regularizer: float = 0.0  # L2 on the factor table (searched and retrained models alike)
+    search_epochs: int
+    arch_lr: float
+    anneal: float  # temperature decrease per step
+    compare: bool  # also train all-memorise, all-factorise and all-naive (validation AUC of each)
+    arch_split: str  # "valid": alpha on validation batches; "train": alpha joint with the weights (the paper)
+    warmup_epochs: int  # the first search epochs train the weights with alpha held uniform (and t at 1)
 
     def mlp(self) -> dict[str, Any]:
         """The network's settings (MLP and factor regulariser), as OptInterConfig takes them."""
-        return {
-            "hidden": list(self.hidden),
-            "dropout": self.dropout,
-            "batch_norm": self.batch_norm,
-            "factor_regularizer": self.factor_regularizer,
-        }
+        ...
 
 
 @dataclass
@@ -99,7 +89,7 @@ def optinter(
     train: InMemoryData,
     valid: InMemoryData,
     config: TrainConfig,
-    settings: OptInterSearch,
+    settings: OptInterParams,
 ) -> OptInterResult:
     """Search a mode per pair, then retrain with the chosen modes."""
     if not pairs:

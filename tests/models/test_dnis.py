@@ -1,9 +1,10 @@
 import pytest
 import torch
 
+from methods.dnis import DNISSettings
 from models.embedding import EmbeddingConfig
 from models.registry import build_model
-from models.search.dnis import DNISConfig, dnis, past_best
+from models.search.dnis import dnis, past_best
 from models.trainer import EpochRecord, TrainConfig, fit
 from tests.models.test_models import FM_XOR, _split
 
@@ -20,7 +21,7 @@ def test_dnis_halves_embedding_parameters_keeps_auc_and_favours_informative_fiel
     baseline = fit(_model(), train, valid, config)
     model = _model()
     initial = model.embedding.table_weights()["a"].detach().clone()
-    settings = DNISConfig(freq_blocks=2, warmup_epochs=1, search_epochs=2, prune_ratio=0.5, rewind=rewind)
+    settings = DNISSettings(freq_blocks=2, warmup_epochs=1, search_epochs=2, prune_ratio=0.5, rewind=rewind)
     result = dnis(model, train, valid, config, 8, settings)
     # The retrain starts from the initial weights (masked) when rewinding, from the searched ones otherwise.
     start = result.start["embedding.bags.a.weight"]  # field a's rows come first in the mask
@@ -49,9 +50,9 @@ def test_auto_rewind_counts_epochs_since_the_best_like_early_stopping():
 def test_dnis_rejects_a_bad_ratio_and_shared_tables():
     train, valid = _split(1000)
     with pytest.raises(ValueError, match="prune_ratio"):
-        dnis(_model(), train, valid, TrainConfig(max_epochs=1), 8, DNISConfig(prune_ratio=1.0))
+        dnis(_model(), train, valid, TrainConfig(max_epochs=1), 8, DNISSettings.model_construct(prune_ratio=1.0))  # past the settings' own check
     with pytest.raises(ValueError, match="rewind"):
-        dnis(_model(), train, valid, TrainConfig(max_epochs=1), 8, DNISConfig(rewind="sometimes"))
+        dnis(_model(), train, valid, TrainConfig(max_epochs=1), 8, DNISSettings.model_construct(rewind="sometimes"))
     unified = build_model("unified", FM_XOR, EmbeddingConfig(dim=8), {"budget": 64, "layers": 1, "heads": 1, "attention_dim": 8})
     with pytest.raises(ValueError, match="one table per field"):
-        dnis(unified, train, valid, TrainConfig(max_epochs=1), 8, DNISConfig())
+        dnis(unified, train, valid, TrainConfig(max_epochs=1), 8, DNISSettings())

@@ -2,9 +2,10 @@ import numpy as np
 import pytest
 import torch
 
+from methods.optfs import OptFSSettings
 from models.embedding import EmbeddingConfig, FeatureEmbedding, ValueGates
 from models.registry import build_model
-from models.search.optfs import OptFSConfig, attach_value_gates, optfs
+from models.search.optfs import attach_value_gates, optfs
 from models.trainer import TrainConfig, fit
 from tests.models.test_models import FM_XOR, _split
 
@@ -37,7 +38,7 @@ def test_optfs_drops_noise_values_and_keeps_the_auc():
     torch.manual_seed(0)
     model = build_model("deepfm", FM_XOR, EmbeddingConfig(dim=4, init_std=0.1), {"hidden": [16]})
     # lambda is large here because this table has 67 values, not millions.
-    result = optfs(model, train, valid, config, OptFSConfig(epochs=5, gamma=100.0, l1=3e-3))
+    result = optfs(model, train, valid, config, OptFSSettings(epochs=5, gamma=100.0, l1=3e-3))
     assert result.retrain.best_valid_auc >= baseline.best_valid_auc - 0.01
     noise_kept = result.kept["noise"][3:].float().mean()
     assert result.kept["a"][3:].all() and result.kept["b"][3:].all()  # the interacting fields keep every value

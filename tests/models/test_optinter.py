@@ -6,11 +6,12 @@ import torch
 
 from common.featuremap import FeatureMap, FieldSpec
 from features.crosses import cross_vocabulary
+from methods.optinter import OptInterSettings
 from models.batching import make_batch
 from models.data import InMemoryData
 from models.embedding import EmbeddingConfig
 from models.optinter import OptInter, OptInterConfig
-from models.search.optinter import OptInterSearch, build_optinter, optinter
+from models.search.optinter import build_optinter, optinter
 from models.trainer import TrainConfig, fit
 
 FIELDS = {"a": 4, "b": 4, "c": 5, "d": 5}
@@ -72,7 +73,7 @@ def test_factor_regulariser_is_its_own_l2_on_the_factor_table_and_the_trainer_ap
     fit(unregularised, data, data, TrainConfig(learning_rate=0.01, batch_size=256, max_epochs=2, precision="fp32"))
     assert sum(w.detach().norm() for w in factors) < before
     assert sum(w.detach().norm() for w in unregularised.factors.table_weights().values()) > start
-    assert OptInterSearch(factor_regularizer=0.5).mlp()["factor_regularizer"] == 0.5  # search and retrain build with it
+    assert OptInterSettings(factor_regularizer=0.5).mlp()["factor_regularizer"] == 0.5  # search and retrain build with it
 
 
 @pytest.mark.parametrize("arch_split", ["train", "valid"])
@@ -84,7 +85,7 @@ def test_search_memorises_or_factorises_the_interacting_pair_and_beats_uniform_m
     pairs = [("a", "b"), ("c", "d"), ("a", "c")]
     keys = [cross_vocabulary(cols[p][:cut], cols[q][:cut], FM.fields[list(FIELDS).index(q)].vocab_size, 5) for p, q in pairs]
     config = TrainConfig(learning_rate=0.01, batch_size=512, max_epochs=6, precision="fp32")
-    settings = OptInterSearch(search_epochs=3, arch_lr=0.05, hidden=(16,), compare=True, arch_split=arch_split)
+    settings = OptInterSettings(search_epochs=3, arch_lr=0.05, hidden=[16], compare=True, arch_split=arch_split)
     result = optinter(FM, EmbeddingConfig(dim=4, init_std=0.1), pairs, keys, train, valid, config, settings)
     assert result.modes[0] in ("memorise", "factorise"), result.weights
     assert result.modes[1] == "naive" or result.weights[1].max() < 0.5, result.weights
@@ -102,12 +103,12 @@ def test_alpha_waits_for_the_warm_up(arch_split):
     config = TrainConfig(batch_size=512, max_epochs=1, precision="fp32")
     steps = {}
     for epochs, warmup in ((3, 0), (3, 2), (10, 3)):
-        settings = OptInterSearch(search_epochs=epochs, warmup_epochs=warmup, hidden=(8,), arch_split=arch_split)
+        settings = OptInterSettings(search_epochs=epochs, warmup_epochs=warmup, hidden=[8], arch_split=arch_split)
         steps[epochs, warmup] = optinter(FM, EmbeddingConfig(dim=4), pairs, keys, train, valid, config, settings).arch_steps
     # 6 batches an epoch; alpha steps only after the warm-up epochs
     assert steps == {(3, 0): 3 * 6, (3, 2): 6, (10, 3): 7 * 6}
     with pytest.raises(ValueError, match="warmup_epochs must be below search_epochs"):
-        optinter(FM, EmbeddingConfig(dim=4), pairs, keys, train, valid, config, OptInterSearch(search_epochs=2, warmup_epochs=2))
+        optinter(FM, EmbeddingConfig(dim=4), pairs, keys, train, valid, config, OptInterSettings.model_construct(search_epochs=2, warmup_epochs=2))
 
 
 def test_bad_pairs_are_rejected():
