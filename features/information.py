@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.special import gammaln
-from scipy.stats import chi2
 
 # Hypergeometric terms further than this many standard deviations from the mean are dropped
 # (their total probability is far below float precision).
@@ -128,5 +127,7 @@ def expected_mutual_information(value_counts: np.ndarray, class_counts: np.ndarr
 
 def chi2_pvalue(mi: float, rows: float, value_levels: int, class_levels: int) -> float:
     """P-value of the G-test: 2·N·I is chi-square with (values-1)(classes-1) df under independence."""
+    from scipy.stats import chi2  # scipy.stats takes half a second to import: only the rank stage needs it
+
     df = max((value_levels - 1) * (class_levels - 1), 1)
     return float(chi2.sf(2.0 * rows * mi, df))

@@ -135,9 +135,9 @@ def main(argv: list[str] | None = None) -> int:
             from pipeline.study import serve_dashboard
 
             return serve_dashboard(args.storage, args.host, args.port)
+        cfg = load_config(args.config, _overrides(args))  # before the runner's imports: a config error answers at once
         from pipeline.runner import run_pipeline
 
-        cfg = load_config(args.config, _overrides(args))
         run_pipeline(cfg, force=args.force)
         print(f"outputs: {cfg.out.resolve()}", file=sys.stderr)
         return 0

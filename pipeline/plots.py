@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import matplotlib
+if TYPE_CHECKING:
+    import polars as pl
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-import polars as pl
+def _pyplot():
+    """matplotlib's pyplot on the headless backend, imported on first use (it takes a third of a second)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
 
 KIND_COLOURS = {"categorical": "#4C72B0", "numeric": "#DD8452", "multi": "#55A868"}
 
 
 def ranking_bar_plot(ranking: pl.DataFrame, path: Path, top: int, score_name: str) -> None:
     """Horizontal bars of the top features by score, coloured by kind."""
+    plt = _pyplot()
     head = ranking.head(top)
     fig, ax = plt.subplots(figsize=(8, 0.32 * head.height + 1.4))
     colours = [KIND_COLOURS.get(kind, "grey") for kind in head["kind"]]
@@ -31,6 +40,7 @@ def ranking_bar_plot(ranking: pl.DataFrame, path: Path, top: int, score_name: st
 
 def learning_curve_plot(epochs: list[int], train_loss: list[float], valid_auc: list[float], path: Path, title: str) -> None:
     """Train loss and validation AUC per epoch on twin axes."""
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(epochs, train_loss, marker="o", color="#4C72B0", label="train loss")
     ax.set_xlabel("epoch")
@@ -48,6 +58,7 @@ def pareto_plot(
     points: list[tuple[float, float]], front: list[tuple[float, float]], chosen: tuple[float, float] | None, path: Path
 ) -> None:
     """Validation AUC against parameters for every finished trial, the Pareto front and the chosen trade-off."""
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     if points:
         ax.scatter([p for p, _ in points], [a for _, a in points], color="#BBBBBB", label="trials")
