@@ -160,7 +160,7 @@ def _stage_delimited(
     quoted = options.get("quote_char", '"') is not None
     target, shards, line_no = scratch.new(path), [], 1
     schema = options.get("schema")
-    for i, chunk in enumerate(text_chunks(path, codec, quoted)):
+    for i, chunk in enumerate(text_chunks(path, codec, quoted, first_lines=INFER_ROWS + 1 if header else 0)):
         lines = _lines_of(chunk, path, line_no)
         _raise_bad_count(_first_bad_count(lines.lazy(), separator, expected, quoted, header and i == 0), expected)
         first, line_no = line_no, line_no + lines.height
@@ -429,4 +429,8 @@ def open_source(paths: list[Path], opts: SourceOptions, scratch: Path | None = N
             raise UserError(f"{paths[0]}: no data files found in this directory")
         paths = expanded
         _check_files(paths)
-    return READERS[opts.format](paths, opts, scratch)
+    try:
+        return READERS[opts.format](paths, opts, scratch)
+    except pl.exceptions.PolarsError as exc:  # e.g. text that is not UTF-8
+        first = str(exc).strip().splitlines()[0]
+        raise UserError(f"{paths[0]}: cannot be read as {opts.format} ({first}); is it UTF-8 text in that format?") from exc

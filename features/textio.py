@@ -98,11 +98,12 @@ def _line_cut(buf: bytes, quoted: bool, quotes: int) -> int:
     return cut
 
 
-def text_chunks(path: Path, codec: str, quoted: bool, chunk_bytes: int | None = None) -> Iterator[bytes]:
+def text_chunks(path: Path, codec: str, quoted: bool, chunk_bytes: int | None = None, first_lines: int = 0) -> Iterator[bytes]:
     """The decompressed text of `path` in chunks of whole lines (whole quoted records when `quoted`).
 
-    A quoted record longer than a few chunks is taken for an unbalanced double quote: a
-    UserError, not an ever-growing buffer.
+    The first chunk holds at least `first_lines` lines when the file has them (a schema is
+    inferred from it). A quoted record longer than a few chunks is taken for an unbalanced
+    double quote: a UserError, not an ever-growing buffer.
     """
     chunk_bytes = chunk_bytes or CHUNK_BYTES
     rest, rest_quotes, lines_before = b"", 0, 0
@@ -113,6 +114,9 @@ def text_chunks(path: Path, codec: str, quoted: bool, chunk_bytes: int | None = 
                 break
             buf = rest + block if rest else block
             quotes = rest_quotes + (block.count(b'"') if quoted else 0)
+            if lines_before == 0 and first_lines and buf.count(b"\n") <= first_lines and len(buf) < 16 * chunk_bytes:
+                rest, rest_quotes = buf, quotes  # too few lines yet for the first chunk: read on
+                continue
             cut = _line_cut(buf, quoted, quotes)
             if cut < 0:
                 if len(buf) > 4 * chunk_bytes:

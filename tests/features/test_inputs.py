@@ -30,7 +30,7 @@ def _compress(src: Path, dst: Path, codec: str) -> Path:
     return dst
 
 
-def _csv(tmp_path: Path, rows: int = 3000) -> Path:
+def _csv(tmp_path: Path, rows: int = 15_000) -> Path:
     lines = ["y,a,b,c"]
     for i in range(rows):
         note = f'"line {i}\nwith a newline, and a comma"' if i % 97 == 0 else f"t{i % 13}"
@@ -53,7 +53,8 @@ def test_compressed_csv_reads_as_the_plain_file(tmp_path, small_chunks, codec, s
     want = open_source([plain], SourceOptions(format="csv")).frame.collect()
     got = open_source([packed], SourceOptions(format="csv"), tmp_path / "scratch")
     assert len(list((tmp_path / "scratch").rglob("*.parquet"))) > 10  # staged in many chunks
-    assert got.frame.collect().equals(want) and want.height == 3000 and want["b"].str.contains("\n").sum() == 31
+    # The first chunk holds the 10,000 rows the schema is inferred from; the rest cross many 4 KiB boundaries.
+    assert got.frame.collect().equals(want) and want.height == 15_000 and want["b"].str.contains("\n").sum() == 155
 
 
 def test_magic_bytes_win_over_the_name_and_a_false_suffix_is_an_error(tmp_path):
@@ -72,9 +73,9 @@ def test_magic_bytes_win_over_the_name_and_a_false_suffix_is_an_error(tmp_path):
 
 def test_compressed_ragged_line_is_named_across_chunks(tmp_path, small_chunks):
     plain = tmp_path / "r.csv"
-    plain.write_text("y,a,b\n" + "1,2,3\n" * 5000 + "0,1\n")
+    plain.write_text("y,a,b\n" + "1,2,3\n" * 20_000 + "0,1\n")
     packed = _compress(plain, tmp_path / "r.csv.gz", "gzip")
-    with pytest.raises(UserError, match=r"r.csv.gz: line 5002 has 2 columns, expected 3"):
+    with pytest.raises(UserError, match=r"r.csv.gz: line 20002 has 2 columns, expected 3"):
         open_source([packed], SourceOptions(format="csv"))
 
 
@@ -240,3 +241,20 @@ def test_the_pandas_index_column_is_ignored_and_dropped_columns_are_not_checked(
     pl.DataFrame({"label": [0, 1] * 5, "a": list(range(10)), "__index_level_0__": list(range(10)), "__u": [1] * 10}).write_parquet(path)
     schema = infer_schema(open_source([path], SourceOptions(format="parquet")), SchemaOptions(drop=("__u",)), "p")
     assert list(schema.kinds) == ["a"]
+
+
+def test_compressed_csv_infers_types_from_the_same_first_rows_as_the_plain_reader(tmp_path, small_chunks):
+    # Column b is integral for 5,000 rows, then fractional: the plain reader sees both in its first 10,000 rows.
+    plain = tmp_path / "w.csv"
+    plain.write_text("y,b\n" + "".join(f"{i % 2},{i if i < 5000 else i + 0.5}\n" for i in range(12_000)))
+    packed = _compress(plain, tmp_path / "w.csv.gz", "gzip")
+    want = open_source([plain], SourceOptions(format="csv")).frame.collect()
+    got = open_source([packed], SourceOptions(format="csv")).frame.collect()
+    assert want.schema["b"] == pl.Float64 and got.equals(want)
+
+
+def test_text_that_is_not_utf8_is_a_one_line_error(tmp_path):
+    path = tmp_path / "u16.csv"
+    path.write_bytes("y,a\n1,2\n0,3\n".encode("utf-16"))
+    with pytest.raises(UserError, match=r"u16\.csv: (cannot be read as csv|.*)"):
+        open_source([path], SourceOptions(format="csv")).frame.collect()
