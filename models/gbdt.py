@@ -26,7 +26,7 @@ class GBDTConfig:
     max_rounds: int = 10_000
     early_stopping_rounds: int = 50
     seed: int = 2021
-    max_train_rows: int = 2_000_000  # a random sample beyond this (the baseline's memory is rows x fields floats)
+    max_train_rows: int = 2_000_000  # a random sample beyond this (callers that can should read no more rows than this)
     params: dict[str, Any] = field(default_factory=dict)  # any LightGBM parameter, over its defaults
 
 
@@ -53,11 +53,6 @@ def feature_columns(feature_map: FeatureMap) -> tuple[list[str], list[str]]:
             columns.append(spec.rank_column)
             categorical.append(spec.rank_column)
     return columns, categorical
-
-
-def matrix(columns: dict[str, np.ndarray], names: list[str]) -> np.ndarray:
-    """The named columns side by side as float32 [rows, fields] (ids stay exact below 2^24)."""
-    return np.column_stack([np.asarray(columns[name], dtype=np.float32) for name in names])
 
 
 def _metrics(label: np.ndarray, prob: np.ndarray) -> tuple[float, float]:

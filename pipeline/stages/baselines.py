@@ -6,20 +6,26 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 
 from common.featuremap import FeatureMap
 from pipeline import catalog
 from pipeline.config import PipelineConfig
 
 
-def _split(ingest_dir: Path, name: str, columns: list[str], label: str):
+def _split(ingest_dir: Path, name: str, columns: list[str], label: str, max_rows: int | None = None):
+    """(features [rows, fields] float32, labels) of one encoded split; an evenly spaced sample of at most `max_rows`
+    rows is read (not the whole split and then a sample), so the baseline's memory stays bounded on large inputs."""
     path = catalog.split_file(ingest_dir, name)
-    if not path.is_file() or not catalog.parquet_rows(path):
+    rows = catalog.parquet_rows(path) if path.is_file() else 0
+    if not rows:
         return None
-    from models.gbdt import matrix
-
-    data = catalog.read_columns(path, [*columns, label])
-    return matrix(data, columns), np.asarray(data[label], dtype=np.int8)
+    frame = pl.scan_parquet(path).select([*columns, label])
+    if max_rows is not None and rows > max_rows:
+        frame = frame.gather_every(-(-rows // max_rows))
+    data = frame.collect()
+    features = np.column_stack([data[c].cast(pl.Float32).to_numpy() for c in columns])
+    return features, data[label].cast(pl.Int8).to_numpy()
 
 
 def fit_baselines(cfg: PipelineConfig, ingest_dir: Path, feature_map: FeatureMap) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
@@ -30,7 +36,8 @@ def fit_baselines(cfg: PipelineConfig, ingest_dir: Path, feature_map: FeatureMap
     if not tc.baselines:
         return {}, []
     columns, categorical = feature_columns(feature_map)
-    train, valid, test = (_split(ingest_dir, s, columns, feature_map.label) for s in ("train", "valid", "test"))
+    train = _split(ingest_dir, "train", columns, feature_map.label, tc.baseline_max_rows)
+    valid, test = (_split(ingest_dir, s, columns, feature_map.label) for s in ("valid", "test"))
     found: dict[str, dict[str, Any]] = {}
     for name in tc.baselines:  # one kind so far: lightgbm
         result = fit_lightgbm(train, valid, columns, categorical, GBDTConfig(seed=tc.seed, max_train_rows=tc.baseline_max_rows))

@@ -1,0 +1,19 @@
+"""The train stage's LightGBM baseline reads at most its row cap of the train split, on the same splits as the model."""
+
+from pipeline import catalog
+from pipeline.cli import main
+from pipeline.config import load_config
+from pipeline.stages.baselines import fit_baselines
+
+
+def test_the_baseline_reads_a_bounded_sample_of_train_and_scores_valid_and_test(tmp_path):
+    out = tmp_path / "out"
+    assert main(["run", "--rows", "20000", "--stages", "ingest", "--out", str(out), "--no-tracking"]) == 0
+    cfg = load_config(None, {"out": str(out), "train": {"baseline_max_rows": 3000}})
+    ingest_dir = catalog.stage_path(out, "ingest")
+    found, children = fit_baselines(cfg, ingest_dir, catalog.load_feature_map(ingest_dir))
+    lightgbm = found["lightgbm"]
+    assert 1500 < lightgbm["train_rows"] <= 3000 and lightgbm["valid_auc"] > 0.6 and lightgbm["test_auc"] > 0.6
+    assert children[0]["name"] == "baseline lightgbm" and children[0]["metrics"]["train_rows"] == lightgbm["train_rows"]
+    off = load_config(None, {"out": str(out), "train": {"baselines": []}})
+    assert fit_baselines(off, ingest_dir, catalog.load_feature_map(ingest_dir)) == ({}, [])
