@@ -433,4 +433,5 @@ def open_source(paths: list[Path], opts: SourceOptions, scratch: Path | None = N
         return READERS[opts.format](paths, opts, scratch)
     except pl.exceptions.PolarsError as exc:  # e.g. text that is not UTF-8
         first = str(exc).strip().splitlines()[0]
-        raise UserError(f"{paths[0]}: cannot be read as {opts.format} ({first}); is it UTF-8 text in that format?") from exc
+        hint = "" if opts.format == "parquet" else "; is it UTF-8 text in that format?"
+        raise UserError(f"{paths[0]}: cannot be read as {opts.format} ({first}){hint}") from exc

@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 
 from common.errors import UserError
@@ -21,6 +22,7 @@ from common.errors import UserError
 # File-name suffixes of the codecs read directly (pyarrow's codec names).
 CODEC_SUFFIXES = {".gz": "gzip", ".gzip": "gzip", ".bz2": "bz2", ".zst": "zstd", ".zstd": "zstd"}
 CHUNK_BYTES = 16 << 20
+FIRST_CHUNK_MAX = 256 << 20  # the first chunk grows to hold the rows a schema is inferred from, up to this
 _READ_BYTES = 8 << 20
 
 
@@ -98,12 +100,22 @@ def _line_cut(buf: bytes, quoted: bool, quotes: int) -> int:
     return cut
 
 
+def _records(buf: bytes, quoted: bool) -> int:
+    """How many records end in `buf`: its newlines, only those outside double quotes when `quoted`."""
+    if not quoted:
+        return buf.count(b"\n")
+    data = np.frombuffer(buf, dtype=np.uint8)
+    inside = np.cumsum(data == ord('"')) % 2  # odd: inside a quoted field
+    return int(np.count_nonzero(inside[data == ord("\n")] == 0))
+
+
 def text_chunks(path: Path, codec: str, quoted: bool, chunk_bytes: int | None = None, first_lines: int = 0) -> Iterator[bytes]:
     """The decompressed text of `path` in chunks of whole lines (whole quoted records when `quoted`).
 
-    The first chunk holds at least `first_lines` lines when the file has them (a schema is
-    inferred from it). A quoted record longer than a few chunks is taken for an unbalanced
-    double quote: a UserError, not an ever-growing buffer.
+    The first chunk holds at least `first_lines` records when the file has them (a schema is
+    inferred from it), up to FIRST_CHUNK_MAX bytes. More than four chunks of text after the
+    last record end is taken for an unbalanced double quote: a UserError naming the line,
+    not an ever-growing buffer.
     """
     chunk_bytes = chunk_bytes or CHUNK_BYTES
     rest, rest_quotes, lines_before = b"", 0, 0
@@ -114,16 +126,17 @@ def text_chunks(path: Path, codec: str, quoted: bool, chunk_bytes: int | None = 
                 break
             buf = rest + block if rest else block
             quotes = rest_quotes + (block.count(b'"') if quoted else 0)
-            if lines_before == 0 and first_lines and buf.count(b"\n") <= first_lines and len(buf) < 16 * chunk_bytes:
-                rest, rest_quotes = buf, quotes  # too few lines yet for the first chunk: read on
-                continue
             cut = _line_cut(buf, quoted, quotes)
+            if len(buf) - (cut + 1) > 4 * chunk_bytes:
+                line = lines_before + buf.count(b"\n", 0, cut + 1) + 1
+                raise UserError(
+                    f"{path}: from line {line} on, {(len(buf) - cut - 1) >> 20} MiB of text hold no record end outside "
+                    "double quotes; an unbalanced double quote? Fix the quoting of that line"
+                )
+            if lines_before == 0 and first_lines and len(buf) < FIRST_CHUNK_MAX and _records(buf, quoted) <= first_lines:
+                rest, rest_quotes = buf, quotes  # too few records yet for the first chunk: read on
+                continue
             if cut < 0:
-                if len(buf) > 4 * chunk_bytes:
-                    raise UserError(
-                        f"{path}: from line {lines_before + 1} on, {len(buf) >> 20} MiB of text hold no record end outside "
-                        "double quotes; an unbalanced double quote? Fix the quoting of that line"
-                    )
                 rest, rest_quotes = buf, quotes
                 continue
             yield buf[: cut + 1]

@@ -129,6 +129,13 @@ class Method:
         return {"name": f"{self.name} retrain", "valid_auc": summary.get("valid_auc_after"), "params": None}
 
 
+def study_range(ranges: dict[str, tuple[float, float]], key: str) -> tuple[float, float]:
+    """The (low, high) range `key` of the study's section, or a ValueError naming the missing key."""
+    if key not in ranges:
+        raise ValueError(f"search.optuna has no {key} range for this method's settings")
+    return ranges[key]
+
+
 def load_tensors(path: Path) -> dict[str, Any] | None:
     """A state saved with torch.save, or None when the file is absent."""
     import torch

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from common.featuremap import FIRST_VALUE_ID, FeatureMap
-from methods.base import Applied, Found, Method, ModelSpec, SearchRun, Settings, auc_text, load_tensors
+from methods.base import Applied, Found, Method, ModelSpec, SearchRun, Settings, auc_text, load_tensors, study_range
 
 if TYPE_CHECKING:
     from models.base import CTRModel
@@ -101,7 +101,7 @@ class DNIS(Method):
         return model
 
     def study_space(self, trial: Any, ranges: dict[str, tuple[float, float]]) -> dict[str, Any]:
-        return {"prune_ratio": trial.suggest_float("dnis_prune_ratio", *ranges["dnis_prune_ratio"])}
+        return {"prune_ratio": trial.suggest_float("dnis_prune_ratio", *study_range(ranges, "dnis_prune_ratio"))}
 
     def report_lines(self, summary: dict[str, Any]) -> list[str]:
         return [

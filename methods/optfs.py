@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from common.featuremap import FIRST_VALUE_ID, FeatureMap
-from methods.base import Applied, Found, Method, ModelSpec, SearchRun, Settings, auc_text, load_tensors
+from methods.base import Applied, Found, Method, ModelSpec, SearchRun, Settings, auc_text, load_tensors, study_range
 
 if TYPE_CHECKING:
     from models.base import CTRModel
@@ -99,8 +99,8 @@ class OptFS(Method):
 
     def study_space(self, trial: Any, ranges: dict[str, tuple[float, float]]) -> dict[str, Any]:
         return {
-            "l1": trial.suggest_float("optfs_l1", *ranges["optfs_l1"], log=True),
-            "gamma": trial.suggest_float("optfs_gamma", *ranges["optfs_gamma"], log=True),
+            "l1": trial.suggest_float("optfs_l1", *study_range(ranges, "optfs_l1"), log=True),
+            "gamma": trial.suggest_float("optfs_gamma", *study_range(ranges, "optfs_gamma"), log=True),
         }
 
     def report_lines(self, summary: dict[str, Any]) -> list[str]:

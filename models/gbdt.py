@@ -21,12 +21,11 @@ from common.featuremap import FeatureMap
 
 @dataclass(frozen=True)
 class GBDTConfig:
-    """What the baseline changes from LightGBM's defaults: early stopping, the round cap, the seed, a row cap."""
+    """What the baseline changes from LightGBM's defaults: early stopping, the round cap, the seed."""
 
     max_rounds: int = 10_000
     early_stopping_rounds: int = 50
     seed: int = 2021
-    max_train_rows: int = 2_000_000  # a random sample beyond this (callers that can should read no more rows than this)
     params: dict[str, Any] = field(default_factory=dict)  # any LightGBM parameter, over its defaults
 
 
@@ -55,7 +54,8 @@ def feature_columns(feature_map: FeatureMap) -> tuple[list[str], list[str]]:
     return columns, categorical
 
 
-def _metrics(label: np.ndarray, prob: np.ndarray) -> tuple[float, float]:
+def metrics_of(label: np.ndarray, prob: np.ndarray) -> tuple[float, float]:
+    """AUC and logloss of click probabilities `prob` against `label`."""
     return float(roc_auc_score(label, prob)), float(log_loss(label, np.clip(prob, 1e-7, 1 - 1e-7), labels=[0, 1]))
 
 
@@ -67,9 +67,6 @@ def fit_lightgbm(
 
     started = time.perf_counter()
     x, y = train
-    if len(y) > config.max_train_rows:
-        keep = np.sort(np.random.default_rng(config.seed).choice(len(y), config.max_train_rows, replace=False))
-        x, y = x[keep], y[keep]
     params = {"objective": "binary", "metric": ["auc", "binary_logloss"], "first_metric_only": True, "verbosity": -1}
     params |= {"seed": config.seed, "deterministic": True, "force_row_wise": True, **config.params}
     data = lgb.Dataset(x, label=y, feature_name=names, categorical_feature=categorical, free_raw_data=True)
@@ -82,7 +79,7 @@ def fit_lightgbm(
         valid_names=["valid"],
         callbacks=[lgb.early_stopping(config.early_stopping_rounds, first_metric_only=True, verbose=False)],
     )
-    auc, logloss = _metrics(valid[1], predict_lightgbm(booster, valid[0]))
+    auc, logloss = metrics_of(valid[1], predict_lightgbm(booster, valid[0]))
     return GBDTResult(booster, auc, logloss, int(booster.best_iteration), len(y), time.perf_counter() - started, params)
 
 
@@ -93,4 +90,4 @@ def predict_lightgbm(booster: Any, x: np.ndarray) -> np.ndarray:
 
 def evaluate_lightgbm(booster: Any, split: tuple[np.ndarray, np.ndarray]) -> tuple[float, float]:
     """AUC and logloss of the booster on (features, label)."""
-    return _metrics(split[1], predict_lightgbm(booster, split[0]))
+    return metrics_of(split[1], predict_lightgbm(booster, split[0]))

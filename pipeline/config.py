@@ -65,7 +65,7 @@ class TrainSection(Section):
     baselines: list[Literal["lightgbm"]] = Field(default_factory=lambda: ["lightgbm"])
     """Models fitted beside the deep one on the same splits and shown with it (LightGBM's defaults, early-stopped on valid AUC); [] for none."""
     baseline_max_rows: int = Field(2_000_000, ge=1000)
-    """A baseline trains on an evenly spaced sample of at most this many train rows (read as such: memory stays bounded)."""
+    """A baseline trains and early-stops on evenly spaced samples of at most this many train and valid rows (test is scored whole)."""
 
 
 class OptunaSection(Section):

@@ -8,40 +8,61 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from common.errors import UserError
 from common.featuremap import FeatureMap
 from pipeline import catalog
 from pipeline.config import PipelineConfig
 
+FLOAT32_EXACT = 2**24  # ids up to this stay exact as float32; larger id spaces are read as float64
 
-def _split(ingest_dir: Path, name: str, columns: list[str], label: str, max_rows: int | None = None):
-    """(features [rows, fields] float32, labels) of one encoded split; an evenly spaced sample of at most `max_rows`
-    rows is read (not the whole split and then a sample), so the baseline's memory stays bounded on large inputs."""
-    path = catalog.split_file(ingest_dir, name)
+
+def _rows(path: Path, columns: list[str], label: str, max_rows: int | None) -> pl.LazyFrame | None:
+    """The split's feature and label columns: all rows, or exactly `max_rows` evenly spaced ones (read as such)."""
     rows = catalog.parquet_rows(path) if path.is_file() else 0
     if not rows:
         return None
+    missing = [c for c in (*columns, label) if c not in pl.scan_parquet(path).collect_schema()]
+    if missing:
+        raise UserError(f"{path}: column(s) {', '.join(missing)} missing; the feature map does not match the data, rerun ingest")
     frame = pl.scan_parquet(path).select([*columns, label])
-    if max_rows is not None and rows > max_rows:
-        frame = frame.gather_every(-(-rows // max_rows))
-    data = frame.collect()
-    features = np.column_stack([data[c].cast(pl.Float32).to_numpy() for c in columns])
-    return features, data[label].cast(pl.Int8).to_numpy()
+    if max_rows is not None and rows > max_rows:  # row i is kept when floor((i+1)·m/n) > floor(i·m/n): m rows, evenly spaced
+        i = pl.col("__i").cast(pl.Int64)
+        frame = frame.with_row_index("__i").filter((i + 1) * max_rows // rows > i * max_rows // rows).drop("__i")
+    return frame
+
+
+def _arrays(data: pl.DataFrame, columns: list[str], label: str, dtype: type) -> tuple[np.ndarray, np.ndarray]:
+    return np.column_stack([data[c].cast(pl.Float64).to_numpy().astype(dtype) for c in columns]), data[label].cast(pl.Int8).to_numpy()
 
 
 def fit_baselines(cfg: PipelineConfig, ingest_dir: Path, feature_map: FeatureMap) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
-    """Each configured baseline's figures (valid and test AUC / logloss, rounds, seconds) and one nested run each."""
-    from models.gbdt import GBDTConfig, evaluate_lightgbm, feature_columns, fit_lightgbm
+    """Each configured baseline's figures (valid and test AUC / logloss, rounds, seconds) and one nested run each.
+
+    Train and valid (early stopping) are evenly spaced samples of at most `train.baseline_max_rows` rows each;
+    test is scored whole, in slices of that many rows, so memory stays bounded on large inputs."""
+    from models.gbdt import GBDTConfig, feature_columns, fit_lightgbm, metrics_of, predict_lightgbm
 
     tc = cfg.train
     if not tc.baselines:
         return {}, []
     columns, categorical = feature_columns(feature_map)
-    train = _split(ingest_dir, "train", columns, feature_map.label, tc.baseline_max_rows)
-    valid, test = (_split(ingest_dir, s, columns, feature_map.label) for s in ("valid", "test"))
+    dtype = np.float64 if max((f.rank_cardinality for f in feature_map.fields), default=0) > FLOAT32_EXACT else np.float32
+    cap, label = tc.baseline_max_rows, feature_map.label
+    train, valid = (
+        _arrays(_rows(catalog.split_file(ingest_dir, s), columns, label, cap).collect(), columns, label, dtype) for s in ("train", "valid")
+    )
+    test = _rows(catalog.split_file(ingest_dir, "test"), columns, label, None)
     found: dict[str, dict[str, Any]] = {}
     for name in tc.baselines:  # one kind so far: lightgbm
-        result = fit_lightgbm(train, valid, columns, categorical, GBDTConfig(seed=tc.seed, max_train_rows=tc.baseline_max_rows))
-        test_auc, test_logloss = evaluate_lightgbm(result.booster, test) if test is not None else (None, None)
+        result = fit_lightgbm(train, valid, columns, categorical, GBDTConfig(seed=tc.seed))
+        test_auc = test_logloss = None
+        if test is not None:
+            parts = [
+                _arrays(test.slice(offset, cap).collect(), columns, label, dtype)
+                for offset in range(0, catalog.parquet_rows(catalog.split_file(ingest_dir, "test")), cap)
+            ]
+            probs = np.concatenate([predict_lightgbm(result.booster, x) for x, _ in parts])
+            test_auc, test_logloss = metrics_of(np.concatenate([y for _, y in parts]), probs)
         found[name] = {
             "kind": "gbdt",
             "valid_auc": result.valid_auc,
@@ -50,6 +71,7 @@ def fit_baselines(cfg: PipelineConfig, ingest_dir: Path, feature_map: FeatureMap
             "test_logloss": test_logloss,
             "rounds": result.best_iteration,
             "train_rows": result.train_rows,
+            "valid_rows": len(valid[1]),
             "seconds": result.seconds,
             "params": {k: v for k, v in result.params.items() if not isinstance(v, list)},
         }

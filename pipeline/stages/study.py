@@ -76,7 +76,7 @@ def run_optuna(cfg: PipelineConfig, out: Path, workdir: Path, feature_map: Featu
         seed=oc.seed,
         methods=tuple(oc.methods),
         # each method's ranges: the section's keys that start with its name (e.g. search.optuna.<method>_l1)
-        ranges={k: tuple(v) for k, v in oc.model_dump().items() if k.split("_")[0] in METHODS},
+        ranges={k: tuple(v) for k, v in oc.model_dump().items() if any(k.startswith(f"{m}_") for m in METHODS)},
         base_params={tc.model: dict(tc.params)},
     )
     try:

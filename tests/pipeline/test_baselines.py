@@ -1,5 +1,7 @@
 """The train stage's LightGBM baseline reads at most its row cap of the train split, on the same splits as the model."""
 
+import itertools
+
 from pipeline import catalog
 from pipeline.cli import main
 from pipeline.config import load_config
@@ -13,7 +15,19 @@ def test_the_baseline_reads_a_bounded_sample_of_train_and_scores_valid_and_test(
     ingest_dir = catalog.stage_path(out, "ingest")
     found, children = fit_baselines(cfg, ingest_dir, catalog.load_feature_map(ingest_dir))
     lightgbm = found["lightgbm"]
-    assert 1500 < lightgbm["train_rows"] <= 3000 and lightgbm["valid_auc"] > 0.6 and lightgbm["test_auc"] > 0.6
+    assert lightgbm["train_rows"] == 3000 and lightgbm["valid_auc"] > 0.6 and lightgbm["test_auc"] > 0.6
     assert children[0]["name"] == "baseline lightgbm" and children[0]["metrics"]["train_rows"] == lightgbm["train_rows"]
     off = load_config(None, {"out": str(out), "train": {"baselines": []}})
     assert fit_baselines(off, ingest_dir, catalog.load_feature_map(ingest_dir)) == ({}, [])
+
+
+def test_evenly_spaced_rows_are_exactly_the_cap(tmp_path):
+    import polars as pl
+
+    from pipeline.stages.baselines import _rows
+
+    path = tmp_path / "s.parquet"
+    pl.DataFrame({"a": list(range(10_001)), "y": [0, 1] * 5000 + [0]}).write_parquet(path)
+    kept = _rows(path, ["a"], "y", 5000).collect()["a"].to_list()
+    assert len(kept) == 5000 and kept[0] <= 2 and kept[-1] == 10_000 and all(1 <= b - a <= 3 for a, b in itertools.pairwise(kept))
+    assert _rows(path, ["a"], "y", 20_000).collect().height == 10_001
