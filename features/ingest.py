@@ -9,9 +9,10 @@ import polars as pl
 
 from common.errors import UserError
 from features import synthetic
+from features.discovery import detect_format, split_files
 from features.encode import Encoder, EncoderParams
 from features.schema import Schema, SchemaOptions, infer_schema
-from features.sources import RawSource, SourceOptions, detect_format, open_source, split_files
+from features.sources import RawSource, SourceOptions, open_source
 from features.split import SplitParams, complete_splits, split_frame
 
 

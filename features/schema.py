@@ -109,9 +109,10 @@ def _binary_pair(values: list[str]) -> tuple[tuple[str, ...], tuple[str, ...]] |
     return None
 
 
-def _text_label(source: RawSource, label: str, opts: SchemaOptions, origin: str) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None]:
+def _text_label(
+    source: RawSource, label: str, dtype: pl.DataType, opts: SchemaOptions, origin: str
+) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None]:
     """The (positive, negative) values for a text or boolean label; (None, None) for a numeric one."""
-    dtype = source.frame.collect_schema()[label]
     if opts.positive is not None:
         if opts.label_threshold is not None:
             raise UserError(f"{origin}: set either data.positive or data.label_threshold, not both")
@@ -191,7 +192,7 @@ def infer_schema(source: RawSource, opts: SchemaOptions, origin: str) -> Schema:
         kinds[name] = overrides.get(name) or source.known_kinds.get(name) or _infer_kind(name, sample[name], opts.multi_separator)
     if not kinds:
         raise UserError(f"{origin}: no feature columns left besides the label; check schema.drop")
-    positive, negative = _text_label(source, label, opts, origin)
+    positive, negative = _text_label(source, label, columns[label], opts, origin)
     return Schema(
         label=label,
         kinds=kinds,

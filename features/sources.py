@@ -17,7 +17,7 @@ import atexit
 import csv
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,26 +25,15 @@ import polars as pl
 
 from common.errors import UserError
 from common.featuremap import FieldKind
-from features.textio import CODEC_SUFFIXES, codec_of, data_stem, data_suffix, first_line, natural_key, text_chunks
+from features.discovery import SNIFF_SEPARATORS, data_files
+from features.textio import codec_of, data_stem, data_suffix, first_line, text_chunks
 
 CRITEO_LABEL = "label"
 CRITEO_NUMERIC = [f"I{i}" for i in range(1, 14)]
 CRITEO_CATEGORICAL = [f"C{i}" for i in range(1, 27)]
 LIBSVM_LABEL = "label"
-SPLIT_NAMES = ("train", "valid", "test")
-# File stems accepted for each split in a --data directory.
-SPLIT_STEMS = {"train": ("train",), "valid": ("valid", "val", "validation", "dev"), "test": ("test",)}
 
 _LINE = "__line"
-_EXTENSIONS = {
-    ".parquet": "parquet",
-    ".pq": "parquet",
-    ".csv": "csv",
-    ".tsv": "csv",
-    ".libsvm": "libsvm",
-    ".svm": "libsvm",
-    ".libfm": "libsvm",
-}
 
 
 @dataclass(frozen=True)
@@ -69,8 +58,6 @@ class RawSource:
 
 
 Reader = Callable[[list[Path], SourceOptions, Path | None], RawSource]
-# Separators a header is sniffed for when the default one leaves it a single column.
-SNIFF_SEPARATORS = (";", "|", "\t", ",")
 INFER_ROWS = 10_000
 
 
@@ -97,18 +84,24 @@ class _Scratch:
         self.root.mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(prefix=f"{data_stem(path)}-", dir=self.root))
 
+    def stage(self, path: Path, frames: Iterator[pl.DataFrame]) -> pl.LazyFrame:
+        """`frames` (a compressed file's chunks, parsed) written as parquet shards, scanned as one frame."""
+        target, shards = self.new(path), []
+        for i, frame in enumerate(frames):
+            shards.append(target / f"{i:05d}.parquet")
+            frame.write_parquet(shards[-1])
+        if not shards:
+            raise UserError(f"{path}: file is empty once decompressed; point --data at a file with rows")
+        return pl.scan_parquet(shards)
 
-def _staged_lines(path: Path, codec: str, scratch: _Scratch) -> pl.LazyFrame:
-    """A compressed text file's lines (as `_lines_of` gives them), decompressed once into parquet shards."""
-    target, shards, line_no = scratch.new(path), [], 1
-    for i, chunk in enumerate(text_chunks(path, codec, quoted=False)):
+
+def _line_chunks(path: Path, codec: str) -> Iterator[pl.DataFrame]:
+    """A compressed text file's lines, chunk by chunk, as `_lines_of` gives them (line numbers run on)."""
+    line_no = 1
+    for chunk in text_chunks(path, codec, quoted=False):
         lines = _lines_of(chunk, path, line_no)
         line_no += lines.height
-        shards.append(target / f"{i:05d}.parquet")
-        lines.write_parquet(shards[-1])
-    if not shards:
-        raise UserError(f"{path}: file is empty once decompressed; point --data at a file with rows")
-    return pl.scan_parquet(shards)
+        yield lines
 
 
 def _text_lines(paths: list[Path], scratch: _Scratch) -> pl.LazyFrame:
@@ -116,7 +109,7 @@ def _text_lines(paths: list[Path], scratch: _Scratch) -> pl.LazyFrame:
     frames = []
     for p in paths:
         codec = codec_of(p)
-        frames.append(_lines_of(p, p) if codec is None else _staged_lines(p, codec, scratch))
+        frames.append(_lines_of(p, p) if codec is None else scratch.stage(p, _line_chunks(p, codec)))
     return pl.concat(frames)
 
 
@@ -149,17 +142,14 @@ def _check_column_counts(paths: list[Path], separator: str, expected: int, quote
         _raise_bad_count(_first_bad_count(lines, separator, expected, quoted, header), expected)
 
 
-def _stage_delimited(
-    path: Path, codec: str, scratch: _Scratch, separator: str, expected: int, header: bool, options: dict
-) -> pl.LazyFrame:
-    """A compressed delimited file parsed chunk by chunk with the plain reader's polars `options`, as parquet shards.
+def _delimited_chunks(path: Path, codec: str, separator: str, expected: int, header: bool, options: dict) -> Iterator[pl.DataFrame]:
+    """A compressed delimited file parsed chunk by chunk with the plain reader's polars `options`.
 
     With a header, the first chunk is read with polars' schema inference over its first rows, as
     `scan_csv` does on the plain file; every later chunk is read with that schema.
     """
     quoted = options.get("quote_char", '"') is not None
-    target, shards, line_no = scratch.new(path), [], 1
-    schema = options.get("schema")
+    line_no, schema = 1, options.get("schema")
     for i, chunk in enumerate(text_chunks(path, codec, quoted, first_lines=INFER_ROWS + 1 if header else 0)):
         lines = _lines_of(chunk, path, line_no)
         _raise_bad_count(_first_bad_count(lines.lazy(), separator, expected, quoted, header and i == 0), expected)
@@ -172,11 +162,7 @@ def _stage_delimited(
                 frame = pl.read_csv(chunk, **{**options, "has_header": False, "schema": schema})
         except pl.exceptions.PolarsError as exc:
             raise UserError(f"{path}: lines {first}-{line_no - 1} do not parse ({str(exc).splitlines()[0]})") from exc
-        shards.append(target / f"{i:05d}.parquet")
-        frame.write_parquet(shards[-1])
-    if not shards:
-        raise UserError(f"{path}: file is empty once decompressed; point --data at a file with rows")
-    return pl.scan_parquet(shards)
+        yield frame
 
 
 def _check_files(paths: list[Path]) -> None:
@@ -200,7 +186,7 @@ def _delimited(
     quoted = options.get("quote_char", '"') is not None
     _check_column_counts([p for p, c in zip(paths, codecs, strict=True) if c is None], separator, expected, quoted, header)
     frames = [
-        pl.scan_csv(p, **options) if c is None else _stage_delimited(p, c, scratch, separator, expected, header, options)
+        pl.scan_csv(p, **options) if c is None else scratch.stage(p, _delimited_chunks(p, c, separator, expected, header, options))
         for p, c in zip(paths, codecs, strict=True)
     ]
     if len(frames) > 1 and header:  # a header-only part (Spark writes them) would widen every column to String
@@ -218,16 +204,15 @@ def read_criteo(paths: list[Path], opts: SourceOptions, scratch: Path | None = N
     return RawSource(frame, opts.label or CRITEO_LABEL, kinds)
 
 
-def _header_names(path: Path, separator: str) -> list[str]:
-    return next(csv.reader([first_line(path)], delimiter=separator), [])
+def _names(header: str, separator: str) -> list[str]:
+    return next(csv.reader([header], delimiter=separator), [])
 
 
-def _csv_separator(paths: list[Path], opts: SourceOptions, notes: list[str]) -> str:
-    """The separator: the configured one, else `\\t` for .tsv and `,` otherwise, sniffed when that leaves one column."""
-    default = "\t" if data_suffix(paths[0]) == ".tsv" else ","
+def _csv_separator(path: Path, header: str, opts: SourceOptions, notes: list[str]) -> str:
+    """The separator: the configured one, else `\t` for .tsv and `,` otherwise, sniffed when that leaves one column."""
+    default = "\t" if data_suffix(path) == ".tsv" else ","
     separator = opts.separator or default
-    header = first_line(paths[0])
-    if len(_header_names(paths[0], separator)) > 1:
+    if len(_names(header, separator)) > 1:
         return separator
     likely = max((s for s in SNIFF_SEPARATORS if s != separator), key=header.count)
     if header.count(likely) == 0:
@@ -235,10 +220,10 @@ def _csv_separator(paths: list[Path], opts: SourceOptions, notes: list[str]) -> 
     shown = repr(likely)
     if opts.separator is not None:
         raise UserError(
-            f"{paths[0]}: the header is one column with separator {separator!r} but holds {shown}; "
+            f"{path}: the header is one column with separator {separator!r} but holds {shown}; "
             f"the file looks {shown}-separated: pass --separator {shown} (data.separator)"
         )
-    notes.append(f"{paths[0]}: read as {shown}-separated (the header has no {default!r}); set --separator to override")
+    notes.append(f"{path}: read as {shown}-separated (the header has no {default!r}); set --separator to override")
     return likely
 
 
@@ -259,10 +244,11 @@ def _check_header(path: Path, names: list[str]) -> None:
 def read_csv(paths: list[Path], opts: SourceOptions, scratch: Path | None = None) -> RawSource:
     """CSV or TSV with a header row; column types inferred by polars, overridable by the schema."""
     notes: list[str] = []
-    separator = _csv_separator(paths, opts, notes)
-    names = _header_names(paths[0], separator)
-    for p in paths:
-        _check_header(p, _header_names(p, separator))
+    headers = {p: first_line(p) for p in paths}  # one read each (a decompressing one for a compressed file)
+    separator = _csv_separator(paths[0], headers[paths[0]], opts, notes)
+    names = _names(headers[paths[0]], separator)
+    for p, header in headers.items():
+        _check_header(p, _names(header, separator))
     options = {"separator": separator, "infer_schema_length": INFER_ROWS}
     frame = _delimited(paths, _Scratch(scratch), separator, len(names), header=True, options=options, how="vertical_relaxed")
     _require_rows(frame, paths, "has a header but no data rows")
@@ -344,83 +330,13 @@ READERS: dict[str, Reader] = {
 }
 
 
-def _sniff(line: str) -> str | None:
-    if line.count("\t") == 39:
-        return "criteo"
-    if ":" in line.split(" ", 2)[-1]:
-        return "libsvm"
-    return None
-
-
-def _format_of(p: Path) -> str | None:
-    """A file's format: from its suffix (under any codec's), else, for a `.txt` or a bare compressed file
-    (`day_0.gz`, Avazu's `train.gz`), from its first line; None when neither tells (a README, a note)."""
-    if not p.is_file() or p.name.startswith("."):
-        return None
-    suffix = data_suffix(p)
-    if suffix in _EXTENSIONS:
-        return _EXTENSIONS[suffix]
-    compressed = suffix == "" and p.suffix.lower() in CODEC_SUFFIXES
-    if suffix != ".txt" and not compressed:
-        return None
-    line = first_line(p)
-    sniffed = _sniff(line)
-    if sniffed is None and compressed and any(sep in line for sep in SNIFF_SEPARATORS):
-        return "csv"  # a bare compressed file with a header row
-    return sniffed
-
-
-def data_files(path: Path, fmt: str | None = None) -> list[Path]:
-    """The files of format `fmt` (any known format when None) a directory input stands for, in natural order
-    (`day_2` before `day_10`); other files (a README, another format) are left out. A file stands for itself."""
-    if not path.is_dir():
-        return [path]
-    found = [(p, _format_of(p)) for p in path.iterdir()]
-    return sorted((p for p, f in found if f is not None and (fmt is None or f == fmt)), key=natural_key)
-
-
-def detect_format(path: Path) -> str:
-    """Guess the format from the extension (under any .gz/.bz2/.zst), or from the first line of a .txt or bare compressed file.
-
-    For a directory: the format of its data files, which must all be of one format."""
-    probe = path
-    if path.is_dir():
-        formats = {p: _format_of(p) for p in data_files(path)}
-        kinds = sorted(set(formats.values()))
-        if not kinds:
-            raise UserError(f"{path}: no data files found in this directory; pass --format and a file")
-        if len(kinds) > 1:
-            raise UserError(f"{path}: holds data files of several formats ({', '.join(kinds)}); pass --format to choose one")
-        return kinds[0]
-    found = _format_of(probe) if probe.is_file() else _EXTENSIONS.get(data_suffix(probe))
-    if found is None:
-        raise UserError(f"{probe}: cannot tell the format from its name; pass --format {{{','.join(READERS)}}}")
-    return found
-
-
-def split_files(path: Path) -> dict[str, list[Path]] | None:
-    """For a directory holding train.*, valid.* (or val/dev) and test.* files, those files by split; else None."""
-    if not path.is_dir():
-        return None
-    found: dict[str, list[Path]] = {}
-    for name in SPLIT_NAMES:
-        matches = sorted(p for p in path.iterdir() if p.is_file() and data_stem(p) in SPLIT_STEMS[name] and p.suffix != ".zip")
-        if len(matches) > 1:  # e.g. train.csv beside its gzip -k copy train.csv.gz: reading both would double the rows
-            raise UserError(f"{path}: several {name} files ({', '.join(p.name for p in matches)}); keep one per split")
-        if matches:
-            found[name] = matches
-    if "train" not in found:
-        return None
-    return found
-
-
 def open_source(paths: list[Path], opts: SourceOptions, scratch: Path | None = None) -> RawSource:
     """Read `paths` with the reader for `opts.format`, checking existence, emptiness and row shape.
 
     A directory stands for its data files (parquet: its shards). Compressed text is staged as
     parquet under `scratch` (a temporary directory when None), which must outlive the frame.
     """
-    if opts.format not in READERS:
+    if opts.format not in READERS:  # FORMATS (features.discovery) lists the same names
         raise UserError(f"unknown format {opts.format!r}; use one of {', '.join(sorted(READERS))}")
     _check_files(paths)
     if opts.format != "parquet":

@@ -10,6 +10,7 @@ and `model_row`. Nothing in pipeline/ names a method outside that registry and t
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,8 +76,8 @@ class Applied:
     params: dict[str, Any] | None = None
 
 
-class Method:
-    """A search method; subclasses set the class attributes and override what they do."""
+class Method(ABC):
+    """A search method; subclasses set the class attributes and implement the abstract methods."""
 
     name: ClassVar[str]
     settings: ClassVar[type[Settings]]
@@ -89,20 +90,21 @@ class Method:
         """How many of the rank stage's top pairs the method takes (their fields stay within a ranking budget)."""
         return None
 
+    @abstractmethod
     def search(self, run: SearchRun, settings: Settings) -> Found:
-        raise NotImplementedError
+        """Search on `run.model` with train and valid (never test): the summary and the state train applies."""
 
+    @abstractmethod
     def save(self, state: Any, directory: Path) -> list[str]:
         """Write the state into `directory`; the file names written."""
-        raise NotImplementedError
 
+    @abstractmethod
     def load(self, directory: Path) -> Any | None:
         """The state saved in `directory`, or None when this method's search left none there."""
-        raise NotImplementedError
 
+    @abstractmethod
     def apply(self, model: CTRModel, state: Any, settings: Settings, spec: ModelSpec, feature_map: FeatureMap) -> Applied:
         """Set a freshly built model up for training with the searched state."""
-        raise NotImplementedError
 
     def package_entry(self, settings: Settings, state: Any) -> dict[str, Any]:
         """What the scoring package records so that `restore` can rebuild the model's structure (weights come after)."""
@@ -112,9 +114,9 @@ class Method:
         """This method's entry in a package spec written before packages kept a `methods` section, or None."""
         return None
 
+    @abstractmethod
     def restore(self, model: CTRModel | None, entry: dict[str, Any], spec: ModelSpec, feature_map: FeatureMap) -> CTRModel:
         """The packaged model's structure: `model` (None when this method replaces it) set up as trained."""
-        raise NotImplementedError
 
     def study_space(self, trial: Any, ranges: dict[str, tuple[float, float]]) -> dict[str, Any]:
         """The settings an Optuna trial samples for this method (suggestions on `trial`, within the config's `ranges`)."""

@@ -86,8 +86,3 @@ def fit_lightgbm(
 def predict_lightgbm(booster: Any, x: np.ndarray) -> np.ndarray:
     """Click probabilities at the best iteration."""
     return booster.predict(x, num_iteration=booster.best_iteration)
-
-
-def evaluate_lightgbm(booster: Any, split: tuple[np.ndarray, np.ndarray]) -> tuple[float, float]:
-    """AUC and logloss of the booster on (features, label)."""
-    return metrics_of(split[1], predict_lightgbm(booster, split[0]))

@@ -51,21 +51,12 @@ def searched_states(cfg: PipelineConfig, search_dir: Path, names: set[str]) -> S
     return found
 
 
-def _merged_hooks(applied: list[Applied]):
-    from models.trainer import TrainHooks
-
+def _hooks(applied: list[Applied]):
+    """The one method's training hooks (two methods that both change training are not combined)."""
     hooks = [a.hooks for a in applied if a.hooks is not None]
-    if len(hooks) <= 1:
-        return hooks[0] if hooks else None
-    steps = [h.after_step for h in hooks if h.after_step is not None]
-    if len(steps) != len(hooks) or any(h.extra_loss or h.on_epoch_start or h.optimizer or h.exclude for h in hooks):
-        raise ValueError("two searched states both change training beyond an after-step hook")
-
-    def after_step() -> None:
-        for step in steps:
-            step()
-
-    return TrainHooks(after_step=after_step)
+    if len(hooks) > 1:
+        raise ValueError("two searched states both change how the model trains")
+    return hooks[0] if hooks else None
 
 
 def assemble(
@@ -91,7 +82,7 @@ def assemble(
         model = step.model
         if step.name is not None:
             name, params = step.name, step.params
-    return Applied(model, _merged_hooks(steps), name, params)
+    return Applied(model, _hooks(steps), name, params)
 
 
 def package_entries(searched: Searched) -> dict[str, dict[str, Any]]:

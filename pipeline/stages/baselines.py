@@ -16,11 +16,12 @@ from pipeline.config import PipelineConfig
 FLOAT32_EXACT = 2**24  # ids up to this stay exact as float32; larger id spaces are read as float64
 
 
-def _rows(path: Path, columns: list[str], label: str, max_rows: int | None) -> pl.LazyFrame | None:
-    """The split's feature and label columns: all rows, or exactly `max_rows` evenly spaced ones (read as such)."""
+def _rows(path: Path, columns: list[str], label: str, max_rows: int | None) -> tuple[pl.LazyFrame | None, int]:
+    """The split's feature and label columns, all rows or exactly `max_rows` evenly spaced ones (read as such), and
+    the split's row count."""
     rows = catalog.parquet_rows(path) if path.is_file() else 0
     if not rows:
-        return None
+        return None, 0
     missing = [c for c in (*columns, label) if c not in pl.scan_parquet(path).collect_schema()]
     if missing:
         raise UserError(f"{path}: column(s) {', '.join(missing)} missing; the feature map does not match the data, rerun ingest")
@@ -28,7 +29,7 @@ def _rows(path: Path, columns: list[str], label: str, max_rows: int | None) -> p
     if max_rows is not None and rows > max_rows:  # row i is kept when floor((i+1)·m/n) > floor(i·m/n): m rows, evenly spaced
         i = pl.col("__i").cast(pl.Int64)
         frame = frame.with_row_index("__i").filter((i + 1) * max_rows // rows > i * max_rows // rows).drop("__i")
-    return frame
+    return frame, rows
 
 
 def _arrays(data: pl.DataFrame, columns: list[str], label: str, dtype: type) -> tuple[np.ndarray, np.ndarray]:
@@ -49,18 +50,16 @@ def fit_baselines(cfg: PipelineConfig, ingest_dir: Path, feature_map: FeatureMap
     dtype = np.float64 if max((f.rank_cardinality for f in feature_map.fields), default=0) > FLOAT32_EXACT else np.float32
     cap, label = tc.baseline_max_rows, feature_map.label
     train, valid = (
-        _arrays(_rows(catalog.split_file(ingest_dir, s), columns, label, cap).collect(), columns, label, dtype) for s in ("train", "valid")
+        _arrays(_rows(catalog.split_file(ingest_dir, s), columns, label, cap)[0].collect(), columns, label, dtype)
+        for s in ("train", "valid")
     )
-    test = _rows(catalog.split_file(ingest_dir, "test"), columns, label, None)
+    test, test_rows = _rows(catalog.split_file(ingest_dir, "test"), columns, label, None)
     found: dict[str, dict[str, Any]] = {}
     for name in tc.baselines:  # one kind so far: lightgbm
         result = fit_lightgbm(train, valid, columns, categorical, GBDTConfig(seed=tc.seed))
         test_auc = test_logloss = None
         if test is not None:
-            parts = [
-                _arrays(test.slice(offset, cap).collect(), columns, label, dtype)
-                for offset in range(0, catalog.parquet_rows(catalog.split_file(ingest_dir, "test")), cap)
-            ]
+            parts = [_arrays(test.slice(offset, cap).collect(), columns, label, dtype) for offset in range(0, test_rows, cap)]
             probs = np.concatenate([predict_lightgbm(result.booster, x) for x, _ in parts])
             test_auc, test_logloss = metrics_of(np.concatenate([y for _, y in parts]), probs)
         found[name] = {

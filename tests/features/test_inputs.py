@@ -11,10 +11,11 @@ import pytest
 
 from common.errors import UserError
 from features import textio
+from features.discovery import data_files, detect_format, split_files
 from features.encode import Encoder, EncoderParams
 from features.ingest import IngestParams, ingest, load_raw
 from features.schema import SchemaOptions, infer_schema
-from features.sources import SourceOptions, data_files, detect_format, open_source, split_files
+from features.sources import SourceOptions, open_source
 from tests.conftest import shared
 
 

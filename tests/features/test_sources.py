@@ -4,7 +4,8 @@ import polars as pl
 import pytest
 
 from common.errors import UserError
-from features.sources import CRITEO_CATEGORICAL, CRITEO_NUMERIC, SourceOptions, detect_format, open_source, split_files
+from features.discovery import FORMATS, detect_format, split_files
+from features.sources import CRITEO_CATEGORICAL, CRITEO_NUMERIC, READERS, SourceOptions, open_source
 from tests.conftest import shared
 
 
@@ -89,3 +90,7 @@ def test_detect_format_and_split_files(tmp_path):
     unknown.write_text("x")
     with pytest.raises(UserError, match="pass --format"):
         detect_format(unknown)
+
+
+def test_discovery_knows_every_reader():
+    assert set(FORMATS) == set(READERS)

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from models.gbdt import GBDTConfig, evaluate_lightgbm, fit_lightgbm
+from models.gbdt import GBDTConfig, fit_lightgbm, metrics_of, predict_lightgbm
 
 
 def _data(rows: int, seed: int):
@@ -23,7 +23,7 @@ def test_lightgbm_learns_the_planted_signal_and_is_deterministic():
     oracle = roc_auc_score(test[1], test_logit)  # the true click probability's AUC: the best any model can do
     config = GBDTConfig(seed=3)
     first = fit_lightgbm(train, valid, names, categorical, config)
-    auc, _ = evaluate_lightgbm(first.booster, test)
+    auc, _ = metrics_of(test[1], predict_lightgbm(first.booster, test[0]))
     assert auc > oracle - 0.01 and 1 <= first.best_iteration < config.max_rounds
     again = fit_lightgbm(train, valid, names, categorical, config)
     assert again.valid_auc == first.valid_auc and again.best_iteration == first.best_iteration
