@@ -31,11 +31,14 @@ from pathlib import Path
 import torch
 
 from bench.common import machine, peak_rss_gib
+from methods.base import ModelSpec
+from methods.unified import UnifiedSettings, layout_for
 from models.embedding import EmbeddingConfig
 from models.registry import build_model
 from models.trainer import TrainConfig, evaluate, fit, resolve_device, resolve_precision, train_report
+from models.unified import unified_model
 from pipeline import catalog
-from pipeline.upstream import load_split, ranked_chunk_counts
+from pipeline.upstream import feature_ranks, load_split
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "frappe"
@@ -70,18 +73,29 @@ def ingest(out: Path, rank: bool = False) -> Path:
     target = out / "frappe"
     config = ROOT / "configs" / "frappe.yaml"
     command = [sys.executable, "-m", "pipeline", "run", "--config", str(config), "--data", str(DATA), "--out", str(target), "--no-tracking"]
-    if not (target / "ingest" / catalog.FEATURE_MAP).is_file():
+    if not catalog.FEATURE_MAP.at(target).is_file():
         subprocess.run([*command, "--stages", "ingest"], check=True, cwd=ROOT)
-    if rank and not (target / "rank" / "ranking.csv").is_file():
+    if rank and not catalog.RANKING.at(target).is_file():
         subprocess.run([*command, "--stages", "rank"], check=True, cwd=ROOT)
     return target / "ingest"
 
 
-def run_one(name: str, model_name: str, params: dict, regularizer: float, precision: str, data, max_epochs: int) -> dict:
+def build(model_name: str, params: dict, feature_map, ranks=None):
+    """The model; "unified" is params["base"] over Unified Embedding's layout from the method's settings in `params`."""
+    embedding = EmbeddingConfig(dim=10, backend="torch")
+    if model_name != "unified":
+        return build_model(model_name, feature_map, embedding, params)
+    own = {k: v for k, v in params.items() if k != "base" and k not in UnifiedSettings.model_fields}
+    settings = UnifiedSettings(**{k: v for k, v in params.items() if k in UnifiedSettings.model_fields})
+    layout = layout_for(settings, feature_map, ModelSpec(params["base"], own, embedding, 2021), ranks)
+    return unified_model(params["base"], feature_map, embedding, layout, own)
+
+
+def run_one(name: str, model_name: str, params: dict, regularizer: float, precision: str, data, max_epochs: int, ranks=None) -> dict:
     """Train one model with BARS settings; its figures as a dict."""
     feature_map, train, valid, test = data
     torch.manual_seed(2021)
-    model = build_model(model_name, feature_map, EmbeddingConfig(dim=10, backend="torch"), params)
+    model = build(model_name, params, feature_map, ranks)
     config = TrainConfig(embedding_regularizer=regularizer, precision=precision, max_epochs=max_epochs)
     started = time.perf_counter()
     result = fit(
@@ -189,9 +203,7 @@ def main() -> None:
                     multiplex = {"budget": int(per_field * fraction), "tables": tables, "chunks": chunks, "field_vectors": field_vectors}
                     if args.chunk_counts != "uniform" and chunks > 1:
                         name += f" chunks by {args.chunk_counts}"
-                        multiplex["chunk_counts"] = (
-                            ranked_chunk_counts(ingest_dir.parent, feature_map, chunks) if args.chunk_counts == "rank" else "cardinality"
-                        )
+                        multiplex["chunk_counts"] = args.chunk_counts
                     jobs.append((name, "unified", {"base": base, **base_params, **multiplex}, regularizer, args.precision))
         else:
             jobs.append((name, name, *SETTINGS[name], args.precision))
@@ -202,7 +214,8 @@ def main() -> None:
             print(f"{name}: done before (test AUC {results[name]['test_auc']:.6f}); skipped")
             continue
         print(f"{name}: training", flush=True)
-        results[name] = {**run_one(name, model_name, params, regularizer, precision, data, args.max_epochs), "host": host}
+        ranks = (lambda: feature_ranks(ingest_dir.parent)) if params.get("chunk_counts") == "rank" else None
+        results[name] = {**run_one(name, model_name, params, regularizer, precision, data, args.max_epochs, ranks), "host": host}
         catalog.write_json(results_file, results)
 
     print(f"\nmachine: {machine()}; peak RSS {peak_rss_gib():.1f} GiB")

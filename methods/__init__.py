@@ -4,9 +4,11 @@ from methods.base import Method
 from methods.dnis import DNIS
 from methods.optfs import OptFS
 from methods.optinter import OptInterMethod
+from methods.unified import Unified
 
 METHODS: dict[str, Method] = {
     "optfs": OptFS(),
     "dnis": DNIS(),  # after OptFS: in one run DNIS searches on OptFS's gated, retrained model
     "optinter": OptInterMethod(),
+    "unified": Unified(),
 }

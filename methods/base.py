@@ -1,6 +1,6 @@
 """What a search method is: its settings, its search, its saved state, and how it shapes a model.
 
-A method is one module (methods/optfs.py, methods/dnis.py, methods/optinter.py) holding a
+A method is one module (methods/optfs.py, dnis.py, optinter.py, unified.py) holding a
 `Settings` class (validated from YAML under `search.<name>`, the only copy of its defaults)
 and a `Method` subclass; `methods/__init__.py` registers it. The search stage calls
 `search` and `save`, the train stage `load` and `apply` (through `pipeline.assemble`), the
@@ -56,6 +56,7 @@ class SearchRun:
     ranked_pairs: Callable[[int], list[tuple[str, str]]]  # the rank stage's top pairs of single-valued fields
     on_epoch: Callable[[EpochRecord], None] | None = None  # after each retrain epoch (a study prunes there)
     earlier: tuple[str, ...] = ()  # methods already applied to `model` in this run
+    ranks: Callable[[], dict[str, int]] | None = None  # the rank stage's rank per feature (1 = most informative)
 
 
 @dataclass
@@ -126,8 +127,8 @@ class Method(ABC):
         """What the run report says the search decided."""
         return []
 
-    def model_row(self, summary: dict[str, Any]) -> dict[str, Any]:
-        """The searched model's row in the report's model comparison."""
+    def model_row(self, summary: dict[str, Any]) -> dict[str, Any] | None:
+        """The searched model's row in the report's model comparison (None: the search trains no model)."""
         return {"name": f"{self.name} retrain", "valid_auc": summary.get("valid_auc_after"), "params": None}
 
 

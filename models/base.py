@@ -50,18 +50,15 @@ def init_dense_layers(model: nn.Module) -> None:
 class LinearPart(nn.Module):
     """First-order term: a bias plus one learned weight per feature value (a dimension-1 embedding).
 
-    Under Unified Embedding the weights are multiplexed too: one shared 1-wide table of budget / dim rows, so the
-    first-order weights take the same fraction of their per-field size as the embeddings do.
+    Over shared tables (`EmbeddingConfig.shared`, e.g. Unified Embedding's) the weights are shared too, in the
+    layout's `first_order` form (for Unified Embedding one 1-wide table of budget / dim rows, so the first-order
+    weights take the same fraction of their per-field size as the embeddings do).
     """
 
     def __init__(self, feature_map: FeatureMap, embedding: EmbeddingConfig) -> None:
         super().__init__()
-        multiplex = embedding.multiplex
-        if multiplex is not None:
-            multiplex = replace(
-                multiplex, budget=max(1, multiplex.budget // embedding.dim), tables=1, chunks=1, field_vectors=False, feature_chunks=None
-            )
-        self.weights = FeatureEmbedding(feature_map, replace(embedding, dim=1, multiplex=multiplex))
+        shared = embedding.shared.first_order(embedding.dim) if embedding.shared is not None else None
+        self.weights = FeatureEmbedding(feature_map, replace(embedding, dim=1, shared=shared))
         self.bias = nn.Parameter(torch.zeros(1))
 
     def forward(self, batch: EncodedBatch) -> torch.Tensor:

@@ -37,24 +37,9 @@ from pipeline import catalog
 from pipeline.config import PipelineConfig
 
 RECORD = "stage.json"
-JOURNAL = "run.json"
+JOURNAL = catalog.RUN_JOURNAL
 LOCK = ".lock"
-CODE_PACKAGES = ("common", "features", "models", "pipeline")
-# Config sections each stage reads, and the stages whose committed outputs it reads.
-SECTIONS = {
-    "ingest": ("data", "schema_", "split", "encode"),
-    "rank": ("rank",),
-    "search": ("search", "train"),
-    "train": ("search", "train"),
-    "report": ("tracking",),  # a new tracking store reruns it, so that the store gets the report artifact
-}
-UPSTREAM = {
-    "ingest": (),
-    "rank": ("ingest",),
-    "search": ("ingest", "rank"),
-    "train": ("ingest", "rank", "search"),
-    "report": ("ingest", "rank", "search", "train"),
-}
+CODE_PACKAGES = ("common", "features", "methods", "models", "pipeline")
 # Settings that change how often a stage checkpoints, not what it writes.
 VOLATILE = {"train": {"checkpoint_seconds"}}
 
@@ -108,11 +93,12 @@ def recorded(out: Path, stage: str) -> dict[str, Any] | None:
 def stage_fingerprint(cfg: PipelineConfig, stage: str) -> str:
     """The fingerprint of `stage`'s output for this config, given the committed upstream outputs."""
     dump = cfg.model_dump(mode="json")
-    sections = {name: dump[name] for name in SECTIONS[stage]}
+    declared = catalog.DECLARED[stage]
+    sections = {name: dump[name] for name in declared.sections}
     for section, names in VOLATILE.items():
         for name in names:
             sections.get(section, {}).pop(name, None)
-    upstream = {name: (recorded(cfg.out, name) or {}).get("fingerprint") for name in UPSTREAM[stage]}
+    upstream = {name: (recorded(cfg.out, name) or {}).get("fingerprint") for name in declared.reads}
     payload = {"stage": stage, "code": code_version(), "sections": sections, "upstream": upstream}
     if stage == "ingest":
         payload["inputs"] = input_identity(cfg)

@@ -1,4 +1,10 @@
-"""The catalog: where stage outputs live on disk, atomic writes, and batch readers."""
+"""The catalog: every stage's declared inputs and outputs, where they live on disk, atomic writes, batch readers.
+
+`STAGES` declares, per stage in pipeline order, the config sections its output depends on,
+the stages whose committed outputs it reads, and the files it writes (each an `Output`, the
+one place its name is spelled). The runner plans from it and the cache fingerprints from it;
+stages and readers locate files through these names.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +15,75 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from common.errors import UserError
 from common.featuremap import FeatureMap
 
-FEATURE_MAP = "feature_map.json"
+
+@dataclass(frozen=True)
+class Output:
+    """A file (or directory) `name` in stage `stage`'s committed output directory."""
+
+    stage: str
+    name: str
+
+    def at(self, out: Path) -> Path:
+        return stage_path(out, self.stage) / self.name
+
+
+FEATURE_MAP = Output("ingest", "feature_map.json")
+ENCODER = Output("ingest", "encoder.json")
+VOCABULARIES = Output("ingest", "vocab")
+SPLITS = {split: Output("ingest", f"{split}.parquet") for split in ("train", "valid", "test")}
+RANKING = Output("rank", "ranking.csv")
+PAIRS = Output("rank", "pairs.csv")
+QUALITY = Output("rank", "quality.json")
+RANKING_PLOT = Output("rank", "ranking.png")
+FIELDS = Output("search", "fields.json")
+SEARCH_BASELINE = Output("search", "baseline.json")
+STUDY = Output("search", "optuna.json")
+STUDY_DB = Output("search", "study.db")
+PARETO = Output("search", "pareto.png")
+TRAIN_METRICS = Output("train", "metrics.json")
+HISTORY = Output("train", "history.json")
+LEARNING_CURVE = Output("train", "learning_curve.png")
+BASELINES = Output("train", "baselines.json")
+PACKAGE = Output("train", "package")
+REPORT = Output("report", "report.html")
+METRICS = "metrics.json"  # OUT/metrics.json: every stage's report merged
+RUN_JOURNAL = "run.json"  # OUT/run.json: what the latest run did
+
+
+def method_summary(name: str) -> Output:
+    """The search stage's summary of method `name` (its state files are the method's own: methods/)."""
+    return Output("search", f"{name}.json")
+
+
+@dataclass(frozen=True)
+class StageDecl:
+    """What a stage reads (config sections, earlier stages' outputs) and what it writes."""
+
+    name: str
+    sections: tuple[str, ...]  # config sections its output depends on
+    reads: tuple[str, ...]  # stages whose committed outputs it may read (their fingerprints are part of its own)
+    writes: tuple[Output, ...]  # besides the method files the search stage writes
+
+
+STAGES: tuple[StageDecl, ...] = (
+    StageDecl("ingest", ("data", "schema_", "split", "encode"), (), (FEATURE_MAP, ENCODER, VOCABULARIES, *SPLITS.values())),
+    StageDecl("rank", ("rank",), ("ingest",), (RANKING, PAIRS, QUALITY, RANKING_PLOT)),
+    StageDecl("search", ("search", "train"), ("ingest", "rank"), (FIELDS, SEARCH_BASELINE, STUDY, STUDY_DB, PARETO)),
+    StageDecl("train", ("search", "train"), ("ingest", "rank", "search"), (TRAIN_METRICS, HISTORY, LEARNING_CURVE, BASELINES, PACKAGE)),
+    # a new tracking store reruns the report, so that the store gets the report artifact
+    StageDecl("report", ("tracking",), ("ingest", "rank", "search", "train"), (REPORT,)),
+)
+DECLARED = {stage.name: stage for stage in STAGES}
+STAGE_ORDER = tuple(stage.name for stage in STAGES)
 
 
 def stage_path(out: Path, stage: str) -> Path:
@@ -69,21 +133,26 @@ def _json_default(value: Any) -> Any:
 
 def load_feature_map(ingest_dir: Path) -> FeatureMap:
     """The feature map written by the ingest stage."""
-    return FeatureMap.load(ingest_dir / FEATURE_MAP)
+    return FeatureMap.load(ingest_dir / FEATURE_MAP.name)
 
 
 def split_file(ingest_dir: Path, split: str) -> Path:
     """The encoded parquet file of one split."""
-    return ingest_dir / f"{split}.parquet"
+    return ingest_dir / SPLITS[split].name
 
 
 def parquet_rows(path: Path) -> int:
     """Row count from the parquet footer (no data read)."""
+    import pyarrow.parquet as pq
+
     return pq.ParquetFile(path).metadata.num_rows
 
 
 def read_columns(path: Path, columns: list[str]) -> dict[str, np.ndarray | tuple[np.ndarray, np.ndarray]]:
     """Whole columns of a parquet file as numpy; list columns as (flat values, row offsets)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     names = pq.ParquetFile(path).schema_arrow.names
     missing = [c for c in columns if c not in names]
     if missing:
@@ -101,6 +170,8 @@ def read_columns(path: Path, columns: list[str]) -> dict[str, np.ndarray | tuple
 
 def iter_batches(path: Path, columns: list[str], batch_rows: int) -> Iterator[dict[str, np.ndarray]]:
     """Stream `columns` of a parquet file as numpy arrays, `batch_rows` rows at a time."""
+    import pyarrow.parquet as pq
+
     handle = pq.ParquetFile(path)
     missing = [c for c in columns if c not in handle.schema_arrow.names]
     if missing:

@@ -30,7 +30,7 @@ def _data_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else sqlite ./mlflow.db)")
     parser.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
     parser.add_argument("--rows", type=int, help="rows of synthetic data when no --data is given")
-    parser.add_argument("--model", help="model for the train stage: lr, fm, deepfm, autoint, autoint+, fgcnn, unified")
+    parser.add_argument("--model", help="model for the train stage: lr, fm, deepfm, autoint, autoint+, fgcnn")
     parser.add_argument("--device", help="auto (CUDA when present), cpu or cuda")
     parser.add_argument("--search", help=f"comma-separated search methods for the search stage: {', '.join([*METHODS, 'optuna'])}")
 

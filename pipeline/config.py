@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
 from common.errors import UserError
@@ -14,6 +14,8 @@ from methods import METHODS
 from methods.dnis import DNISSettings
 from methods.optfs import OptFSSettings
 from methods.optinter import OptInterSettings
+from methods.unified import UnifiedSettings
+from pipeline.catalog import STAGE_ORDER
 from pipeline.sections import (
     DataConfig,
     EncodeConfig,
@@ -25,17 +27,34 @@ from pipeline.sections import (
     SplitConfig,
 )
 
-STAGE_ORDER = ("ingest", "rank", "search", "train", "report")
-__all__ = ["DataConfig", "EncodeConfig", "JoinConfig", "PipelineConfig", "QualityConfig", "RankConfig", "SchemaConfig", "SplitConfig"]
+__all__ = [
+    "STAGE_ORDER",
+    "DataConfig",
+    "EncodeConfig",
+    "JoinConfig",
+    "PipelineConfig",
+    "QualityConfig",
+    "RankConfig",
+    "SchemaConfig",
+    "SplitConfig",
+]
+
+
+def _not_unified(value: Any) -> Any:
+    if value == "unified":
+        raise PydanticCustomError(
+            "moved", "Unified Embedding is the method unified now: search.methods [unified], its settings under search.unified"
+        )
+    return value
 
 
 class TrainSection(Section):
     """The trained model and the trainer (docs/training.md)."""
 
-    model: Literal["lr", "fm", "deepfm", "autoint", "autoint+", "fgcnn", "unified"] = "deepfm"
-    """The model; `unified` is a base model over Unified Embedding's shared tables (docs/methods/unified.md)."""
+    model: Annotated[Literal["lr", "fm", "deepfm", "autoint", "autoint+", "fgcnn"], BeforeValidator(_not_unified)] = "deepfm"
+    """The model (over Unified Embedding's shared tables with search.methods [unified]: fm, deepfm, autoint or autoint+)."""
     params: dict[str, Any] = Field(default_factory=dict)
-    """The model's own settings, e.g. {layers: 6, heads: 4, attention_dim: 128}; unified's in docs/methods/unified.md."""
+    """The model's own settings, e.g. {layers: 6, heads: 4, attention_dim: 128}."""
     embedding_dim: int = Field(10, ge=1)
     """Embedding width."""
     backend: Literal["torch", "torchrec"] = "torchrec"
@@ -126,7 +145,7 @@ class SearchSection(Section):
     """The search stage: methods that decide features, sizes, interactions or the model before train."""
 
     methods: list[Annotated[str, AfterValidator(_registered_method)]] = Field(default_factory=list)
-    """Any of optfs, dnis, optinter (methods/, in that order: dnis searches on optfs's gates when both are given) or optuna; optinter and optuna run alone."""
+    """Any of optfs, dnis, optinter, unified (methods/, in that order: dnis searches on optfs's gates when both are given) or optuna; optinter, unified and optuna run alone."""
     max_features: int | None = Field(None, ge=1)
     """Ranking budget: search and train use only the rank stage's top N features (plus OptInter's pair fields); null: all."""
     baseline: bool = True
@@ -137,6 +156,8 @@ class SearchSection(Section):
     """DNIS settings (methods/dnis.py)."""
     optinter: OptInterSettings = Field(default_factory=OptInterSettings)
     """OptInter settings (methods/optinter.py)."""
+    unified: UnifiedSettings = Field(default_factory=UnifiedSettings)
+    """Unified Embedding settings (methods/unified.py)."""
     optuna: OptunaSection = Field(default_factory=OptunaSection)
     """Optuna settings."""
 

@@ -24,7 +24,7 @@ from pipeline.assemble import assemble, model_spec, searched_states
 from pipeline.cli import EXIT_USER_ERROR
 from pipeline.config import load_config
 from pipeline.params import params_from
-from pipeline.upstream import load_split, top_features, with_ranked_chunks
+from pipeline.upstream import load_split, top_features
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -44,7 +44,7 @@ def run(argv: list[str] | None = None) -> int:
         raise UserError("launch with torchrun (it sets RANK, WORLD_SIZE, MASTER_ADDR); see docs/training.md")
     cfg = load_config(args.config, {"out": str(args.out), **({"train": {"model": args.model}} if args.model else {})})
     ingest_dir = catalog.stage_path(cfg.out, "ingest")
-    if not (ingest_dir / catalog.FEATURE_MAP).is_file():
+    if not catalog.FEATURE_MAP.at(cfg.out).is_file():
         raise UserError(f"{ingest_dir}: no ingest output; run `python -m pipeline run --stages ingest --out {cfg.out}` first")
     # Every searched state the train stage would apply, checked before any process group starts.
     searched = searched_states(cfg, catalog.stage_path(cfg.out, "search"), set(cfg.search.methods))
@@ -59,7 +59,6 @@ def run(argv: list[str] | None = None) -> int:
         feature_map = catalog.load_feature_map(ingest_dir)
         if cfg.search.methods:  # the search's ranking budget holds for the trained model too
             feature_map = top_features(cfg.out, feature_map, cfg)
-        cfg = with_ranked_chunks(cfg, cfg.out, feature_map)
         tc = cfg.train
         train, valid, test = (load_split(ingest_dir, s, feature_map, tc.numeric_as_value) for s in ("train", "valid", "test"))
         if train is None or valid is None or len(valid) == 0:

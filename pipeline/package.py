@@ -25,7 +25,7 @@ from methods import METHODS
 from pipeline import catalog
 from pipeline.config import PipelineConfig
 
-PACKAGE = "package"
+PACKAGE = catalog.PACKAGE.name
 SPEC = "model.json"
 WEIGHTS = "model.pt"
 ENCODER = "encoder"
@@ -47,8 +47,8 @@ def write_package(
     directory.mkdir(parents=True)
     torch.save(model.state_dict(), directory / WEIGHTS)
     encoder_dir = directory / ENCODER
-    shutil.copytree(ingest_dir / "vocab", encoder_dir / "vocab")
-    for name in ("encoder.json", catalog.FEATURE_MAP):
+    shutil.copytree(ingest_dir / catalog.VOCABULARIES.name, encoder_dir / catalog.VOCABULARIES.name)
+    for name in (catalog.ENCODER.name, catalog.FEATURE_MAP.name):
         shutil.copy2(ingest_dir / name, encoder_dir / name)
     package_spec = {
         "model": applied.name,
@@ -65,10 +65,12 @@ def write_package(
 
 
 def _packaged_methods(spec: dict) -> dict[str, dict]:
-    """The package's method entries; packages written before methods had entries kept them under their own keys."""
-    if "methods" in spec:
-        return spec["methods"]
-    return {name: entry for name, method in METHODS.items() if (entry := method.legacy_entry(spec)) is not None}
+    """The package's method entries; older packages kept a method's under its own keys (each method's `legacy_entry`)."""
+    entries = dict(spec.get("methods", {}))
+    for name, method in METHODS.items():
+        if name not in entries and (entry := method.legacy_entry(spec)) is not None:
+            entries[name] = entry
+    return entries
 
 
 def find_package(reference: str, tracking_uri: str | None) -> Path:
@@ -92,17 +94,15 @@ def load_package(directory: Path):
 
     from features.encode import Encoder
     from methods.base import ModelSpec
-    from models.embedding import EmbeddingConfig, MultiplexConfig
+    from models.embedding import EmbeddingConfig
     from pipeline.assemble import assemble
 
     spec = json.loads((directory / SPEC).read_text())
-    feature_map = FeatureMap.load(directory / ENCODER / catalog.FEATURE_MAP)
+    feature_map = FeatureMap.load(directory / ENCODER / catalog.FEATURE_MAP.name)
     if spec.get("fields") is not None:
         keep = set(spec["fields"])
         feature_map = dataclasses.replace(feature_map, fields=tuple(f for f in feature_map.fields if f.name in keep))
-    embedding = dict(spec["embedding"])
-    if embedding.get("multiplex"):
-        embedding["multiplex"] = MultiplexConfig(**embedding["multiplex"])
+    embedding = {k: v for k, v in spec["embedding"].items() if k not in ("shared", "multiplex")}  # shared tables: a method's entry
     model_spec = ModelSpec(spec["model"], spec["params"], EmbeddingConfig(**embedding), spec.get("seed", 0))
     model = assemble(feature_map, model_spec, packaged=_packaged_methods(spec)).model
     try:

@@ -21,8 +21,7 @@ import polars as pl
 from methods import METHODS
 from pipeline import catalog
 
-REPORT = "report.html"
-PLOTS = (("rank", "ranking.png", "Feature ranking"), ("train", "learning_curve.png", "Learning curve"), ("search", "pareto.png", "Study"))
+PLOTS = ((catalog.RANKING_PLOT, "Feature ranking"), (catalog.LEARNING_CURVE, "Learning curve"), (catalog.PARETO, "Study"))
 
 TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>CTR pipeline report: {{ out }}</title>
@@ -89,8 +88,8 @@ def _models(search: dict[str, Any], baseline: dict[str, Any] | None, train: dict
             {"name": "baseline (unsearched)", "valid_auc": baseline["valid_auc"], "test_auc": None, "params": None, "note": "search stage"}
         )
     for name, method in METHODS.items():
-        if found := search.get(name):
-            rows.append({**method.model_row(found), "test_auc": None, "note": "search stage"})
+        if (found := search.get(name)) and (row := method.model_row(found)) is not None:
+            rows.append({**row, "test_auc": None, "note": "search stage"})
     for name, found in (train or {}).get("baselines", {}).items():
         row = {"name": f"{name} (baseline)", "valid_auc": found["valid_auc"], "test_auc": found.get("test_auc"), "params": None}
         rows.append({**row, "note": f"{found['rounds']} rounds, default parameters"})
@@ -110,17 +109,17 @@ def _models(search: dict[str, Any], baseline: dict[str, Any] | None, train: dict
 
 def render_report(out: Path) -> str:
     """The report's HTML for the committed outputs under `out`."""
-    feature_map = _json(catalog.stage_path(out, "ingest") / catalog.FEATURE_MAP) or {}
-    rank_dir, search_dir, train_dir = (catalog.stage_path(out, s) for s in ("rank", "search", "train"))
-    quality = _json(rank_dir / "quality.json") or {}
+    feature_map = _json(catalog.FEATURE_MAP.at(out)) or {}
+    quality = _json(catalog.QUALITY.at(out)) or {}
     flag_lists = quality.get("flags", {})
     flags: dict[str, list[str]] = {}
     for flag, names in flag_lists.items():
         for name in names:
             flags.setdefault(name if isinstance(name, str) else name.get("feature", str(name)), []).append(flag)
-    features = pl.read_csv(rank_dir / "ranking.csv").head(30).to_dicts() if (rank_dir / "ranking.csv").is_file() else []
-    pairs = pl.read_csv(rank_dir / "pairs.csv").head(10).to_dicts() if (rank_dir / "pairs.csv").is_file() else []
-    search = {m: _json(search_dir / f"{m}.json") for m in (*METHODS, "optuna", "fields")}
+    ranking, pairs = catalog.RANKING.at(out), catalog.PAIRS.at(out)
+    features = pl.read_csv(ranking).head(30).to_dicts() if ranking.is_file() else []
+    pairs = pl.read_csv(pairs).head(10).to_dicts() if pairs.is_file() else []
+    search = {m: _json(catalog.method_summary(m).at(out)) for m in (*METHODS, "optuna")} | {"fields": _json(catalog.FIELDS.at(out))}
     search = {k: v for k, v in search.items() if v is not None}
     trials = []
     if optuna := search.get("optuna"):
@@ -141,14 +140,14 @@ def render_report(out: Path) -> str:
                 }
             )
     plots = []
-    for stage, name, title in PLOTS:
-        path = catalog.stage_path(out, stage) / name
+    for output, title in PLOTS:
+        path = output.at(out)
         if path.is_file():
             plots.append((title, "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()))
     environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     return environment.from_string(TEMPLATE).render(
         out=str(out),
-        run=_json(out / "run.json"),
+        run=_json(out / catalog.RUN_JOURNAL),
         splits=feature_map.get("splits", {}),
         features=features,
         flags=flags,
@@ -157,6 +156,6 @@ def render_report(out: Path) -> str:
         search=search,
         decisions=_decisions(search),
         trials=trials,
-        models=_models(search, _json(search_dir / "baseline.json"), _json(train_dir / "metrics.json")),
+        models=_models(search, _json(catalog.SEARCH_BASELINE.at(out)), _json(catalog.TRAIN_METRICS.at(out))),
         plots=plots,
     )

@@ -38,7 +38,7 @@ def plan(cfg: PipelineConfig) -> list[str]:
         if cfg.stages == ["search"]:
             raise UserError("the search stage needs a method: pass --search METHOD (or set search.methods)")
         wanted.remove("search")
-    has_ingest = (catalog.stage_path(cfg.out, "ingest") / catalog.FEATURE_MAP).is_file()
+    has_ingest = catalog.FEATURE_MAP.at(cfg.out).is_file()
     for stage in ("rank", "search", "train"):
         if stage in wanted and "ingest" not in wanted and not has_ingest:
             raise UserError(f"{cfg.out / 'ingest'}: no ingest output to {stage}; run with --stages ingest,{stage} or pass --data")
@@ -69,7 +69,7 @@ def run_pipeline(cfg: PipelineConfig, force: bool = False) -> dict[str, dict]:
 def _run_locked(cfg: PipelineConfig, stages: list[str], force: bool) -> dict[str, dict]:
     tracker = Tracker(cfg.tracking.enabled, cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.fallback)
     results: dict[str, dict] = {}
-    metrics_file = cfg.out / "metrics.json"
+    metrics_file = cfg.out / catalog.METRICS
     report: dict = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
     journal = cache.RunJournal(cfg.out, stages)
     try:
@@ -129,7 +129,7 @@ def _run_locked(cfg: PipelineConfig, stages: list[str], force: bool) -> dict[str
                 parent.log_metrics({f"{name}.{k}": v for k, v in metrics.items()})
                 if output.report:
                     report = {**report, **output.report}
-                    catalog.write_json(cfg.out / "metrics.json", report)
+                    catalog.write_json(metrics_file, report)
                 results[name] = {"metrics": metrics, "dir": str(final), "reused": False}
                 journal.record(name, "ran", began, time.perf_counter() - started, fingerprint)
                 print(output.summary, file=sys.stderr)

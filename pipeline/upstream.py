@@ -31,7 +31,7 @@ def load_split(ingest_dir: Path, split: str, feature_map: FeatureMap, numeric_as
 
 def candidate_pairs(out: Path, feature_map: FeatureMap, budget: int) -> list[tuple[str, str]]:
     """Candidate pairs for a method that searches pairs: the rank stage's top pairs by gain, both fields single-valued."""
-    path = catalog.stage_path(out, "rank") / "pairs.csv"
+    path = catalog.PAIRS.at(out)
     if not path.is_file():
         raise UserError(f"{path}: the search takes its candidate pairs from the rank stage; run rank first (--stages ingest,rank,search)")
     kinds = {f.name: f.kind for f in feature_map.fields}
@@ -53,7 +53,7 @@ def top_features(out: Path, feature_map: FeatureMap, cfg: PipelineConfig) -> Fea
     budget = cfg.search.max_features
     if budget is None:
         return feature_map
-    path = catalog.stage_path(out, "rank") / "ranking.csv"
+    path = catalog.RANKING.at(out)
     if not path.is_file():
         raise UserError(f"{path}: search.max_features keeps the rank stage's top features; run rank first (--stages ingest,rank,...)")
     keep = set(pl.read_csv(path).sort("rank")["feature"].head(budget).to_list())
@@ -64,29 +64,10 @@ def top_features(out: Path, feature_map: FeatureMap, cfg: PipelineConfig) -> Fea
     return dataclasses.replace(feature_map, fields=tuple(f for f in feature_map.fields if f.name in keep))
 
 
-def with_ranked_chunks(cfg: PipelineConfig, out: Path, feature_map: FeatureMap) -> PipelineConfig:
-    """`cfg` with Unified Embedding's `chunk_counts: rank` replaced by a {field: count} mapping from the rank stage's
-    ranking (rank 1 gets `chunks`, the last field one; models.embedding.chunks_by_rank), so that the trained model's
-    package holds the counts it was built with."""
-    params = cfg.train.params
-    if cfg.train.model != "unified" or params.get("chunk_counts") != "rank":
-        return cfg
-    counts = ranked_chunk_counts(out, feature_map, int(params.get("chunks", 1)))
-    return cfg.model_copy(update={"train": cfg.train.model_copy(update={"params": {**params, "chunk_counts": counts}})})
-
-
-def ranked_chunk_counts(out: Path, feature_map: FeatureMap, chunks: int) -> dict[str, int]:
-    """Unified Embedding's chunk count per field of `feature_map` from the rank stage's order among those fields."""
-    from models.embedding import chunks_by_rank
-
-    path = catalog.stage_path(out, "rank") / "ranking.csv"
+def feature_ranks(out: Path) -> dict[str, int]:
+    """The rank stage's rank of every feature (1: most informative)."""
+    path = catalog.RANKING.at(out)
     if not path.is_file():
-        raise UserError(f"{path}: chunk_counts 'rank' takes Unified Embedding's chunk counts from the rank stage; run rank first")
+        raise UserError(f"{path}: a search setting takes the rank stage's order; run rank first (--stages ingest,rank,...)")
     ranking = pl.read_csv(path)
-    ranks = dict(zip(ranking["feature"], ranking["rank"], strict=True))
-    names = [f.name for f in feature_map.fields]
-    missing = [name for name in names if name not in ranks]
-    if missing:
-        raise UserError(f"{path}: no rank for field(s) {', '.join(missing)}; rerun the rank stage")
-    order = sorted(names, key=ranks.__getitem__)
-    return chunks_by_rank({name: i + 1 for i, name in enumerate(order)}, chunks)
+    return dict(zip(ranking["feature"], ranking["rank"], strict=True))

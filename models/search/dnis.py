@@ -33,11 +33,65 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 import torch
+from torch import nn
 
+from common.featuremap import FIRST_VALUE_ID
 from models.base import CTRModel
 from models.data import InMemoryData
-from models.embedding import DimensionMask, FeatureEmbedding
+from models.embedding import FeatureEmbedding, field_offsets
 from models.trainer import EpochRecord, TrainConfig, TrainHooks, TrainResult, fit
+
+
+class DimensionMask(nn.Module):
+    """DNIS's soft (then hard) selection of embedding dimensions per frequency block of values.
+
+    Values of each field are ranked by frequency (the encoder numbers them most
+    frequent first) and cut into `freq_blocks` equal blocks; the d dimensions are
+    cut into `dim_blocks` blocks. During search a value's embedding is
+    multiplied by alpha[field, block(value)] expanded to width d (alpha in
+    [0, 1], initialised to 1). After pruning, `hard` holds one boolean mask row
+    per value instead (its surviving dimensions; a value's dimension is the
+    row's count).
+    """
+
+    def __init__(self, vocab_sizes: list[int], dim: int, freq_blocks: int, dim_blocks: int) -> None:
+        super().__init__()
+        if dim % dim_blocks:
+            raise ValueError(f"embedding dim {dim} is not divisible into {dim_blocks} dimension blocks")
+        self.dim, self.dim_blocks, self.freq_blocks = dim, dim_blocks, freq_blocks
+        self.width = dim  # a multiplier per value and dimension (FeatureEmbedding.attach)
+        self.vocab_sizes = list(vocab_sizes)
+        # Real values (ids from FIRST_VALUE_ID on, most frequent first) in equal blocks; reserved ids join the first.
+        ranks = [(torch.arange(v) - FIRST_VALUE_ID).clamp(min=0) for v in vocab_sizes]
+        blocks = [
+            torch.clamp(r * freq_blocks // max(1, v - FIRST_VALUE_ID), max=freq_blocks - 1) for r, v in zip(ranks, vocab_sizes, strict=True)
+        ]
+        field = torch.cat([torch.full((v,), i) for i, v in enumerate(vocab_sizes)])
+        self.register_buffer("row_block", field * freq_blocks + torch.cat(blocks))  # (field, frequency block) of every row
+        self.register_buffer("offsets", field_offsets(vocab_sizes))
+        self.alpha = nn.Parameter(torch.ones(len(vocab_sizes) * freq_blocks, dim_blocks))
+        self.register_buffer("hard", torch.ones(0, dim, dtype=torch.bool))
+
+    def forward(self, values: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """[ids, d] multipliers of every id in `values` (field-major, `lengths` [fields, rows] ids per row)."""
+        return self.row_multipliers(torch.repeat_interleave(self.offsets, lengths.sum(dim=1)) + values)
+
+    def row_multipliers(self, rows: torch.Tensor) -> torch.Tensor:
+        """[n, d] multipliers for global rows `rows` (field offset + id)."""
+        if self.hard.numel():
+            return self.hard[rows].to(self.alpha.dtype)
+        return torch.repeat_interleave(self.alpha[self.row_block[rows]], self.dim // self.dim_blocks, dim=1)
+
+    def set_hard(self, mask: torch.Tensor) -> None:
+        """Replace the soft selection by a [all rows, d] boolean mask of surviving entries."""
+        self.hard = mask.to(torch.bool)
+        self.alpha.requires_grad_(False)
+
+    def dims(self) -> list[torch.Tensor]:
+        """Per field, the dimension of every value (the number of its surviving entries); full width before pruning."""
+        if not self.hard.numel():
+            return [torch.full((v,), self.dim) for v in self.vocab_sizes]
+        return list(torch.split(self.hard.sum(dim=1), self.vocab_sizes))
 
 
 class DNISParams(Protocol):
@@ -80,7 +134,7 @@ def attach_dimension_mask(model: CTRModel, dim: int, settings: DNISParams) -> Di
         raise ValueError(f"DNIS needs a model with sparse field embeddings of width {dim}")
     mask = DimensionMask([f.vocab_size for f in embeddings[0].sparse], dim, settings.freq_blocks, settings.dim_blocks or dim)
     for embedding in embeddings:
-        embedding.attach_dimension_mask(mask)
+        embedding.attach("dim_mask", mask)
     return mask
 
 

@@ -20,12 +20,48 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 import torch
+from torch import nn
 
 from common.featuremap import FIRST_VALUE_ID
 from models.base import CTRModel
 from models.data import InMemoryData
-from models.embedding import FeatureEmbedding, ValueGates
+from models.embedding import FeatureEmbedding, field_offsets
 from models.trainer import EpochRecord, TrainConfig, TrainHooks, TrainResult, fit
+
+
+class ValueGates(nn.Module):
+    """OptFS's gate per feature value (Lyu et al., 2023): g_v = sigmoid(tau * m_v) / sigmoid(m0), or hard 1[m_v > 0] / sigmoid(m0).
+
+    One logit per value of every sparse field (padding, OOV and missing ids
+    included), stored as one flat vector with per-field offsets. Shared by
+    every FeatureEmbedding of a model, so a value's embedding and its linear
+    weight are gated alike (and every interaction by g_i * g_j).
+    """
+
+    def __init__(self, vocab_sizes: list[int], init: float = 0.5) -> None:
+        super().__init__()
+        self.register_buffer("offsets", field_offsets(vocab_sizes))
+        self.vocab_sizes = list(vocab_sizes)
+        self.logits = nn.Parameter(torch.full((sum(vocab_sizes),), float(init)))
+        self.norm = float(torch.sigmoid(torch.tensor(init)))
+        self.temperature = 1.0
+        self.hard = False
+        self.width = 1  # one multiplier per value (FeatureEmbedding.attach)
+
+    def forward(self, values: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The gate of every id in `values` (field-major, `lengths` [fields, rows] ids per row), as [ids, 1]."""
+        logits = self.logits[torch.repeat_interleave(self.offsets, lengths.sum(dim=1)) + values]
+        if self.hard:
+            return ((logits > 0).to(logits.dtype) / self.norm).unsqueeze(1)
+        return (torch.sigmoid(self.temperature * logits) / self.norm).unsqueeze(1)
+
+    def l1(self) -> torch.Tensor:
+        """Sum of the soft gates over the whole table (OptFS's sparsity term)."""
+        return torch.sigmoid(self.temperature * self.logits).sum()
+
+    def kept(self) -> list[torch.Tensor]:
+        """Per field, a boolean mask of the values whose gate is open (m > 0)."""
+        return list(torch.split(self.logits.detach() > 0, self.vocab_sizes))
 
 
 class OptFSParams(Protocol):
@@ -70,7 +106,7 @@ def attach_value_gates(model: CTRModel, init: float) -> ValueGates:
         raise ValueError("OptFS needs a model with sparse field embeddings")
     gates = ValueGates([f.vocab_size for f in embeddings[0].sparse], init)
     for embedding in embeddings:
-        embedding.attach_gates(gates)
+        embedding.attach("gates", gates)
     return gates
 
 

@@ -42,7 +42,7 @@ def run_ingest(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         shutil.rmtree(scratch, ignore_errors=True)
     result.encoder.save(workdir)
     feature_map = result.encoder.feature_map(splits, {"origin": result.origin})
-    (workdir / catalog.FEATURE_MAP).write_text(feature_map.to_json())
+    (workdir / catalog.FEATURE_MAP.name).write_text(feature_map.to_json())
     seconds = time.perf_counter() - started
     total = sum(s["rows"] for s in splits.values())
     kinds = [spec.kind for spec in feature_map.fields]
@@ -65,6 +65,6 @@ def run_ingest(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
             "split": cfg.split.model_dump(),
         },
         metrics=metrics,
-        artifacts=[catalog.FEATURE_MAP, "encoder.json"],
+        artifacts=[catalog.FEATURE_MAP.name, catalog.ENCODER.name],
         summary=f"ingest: {total:,} rows, {len(kinds)} fields -> {out / 'ingest'}",
     )

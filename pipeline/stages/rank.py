@@ -60,9 +60,9 @@ def run_rank(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         "label": {"name": feature_map.label, "positive_rate": result.positive_rate, "entropy": result.label_entropy},
         **quality,
     }
-    result.ranking.write_csv(workdir / "ranking.csv")
-    result.pairs.write_csv(workdir / "pairs.csv")
-    catalog.write_json(workdir / "quality.json", quality)
+    result.ranking.write_csv(workdir / catalog.RANKING.name)
+    result.pairs.write_csv(workdir / catalog.PAIRS.name)
+    catalog.write_json(workdir / catalog.QUALITY.name, quality)
     ranking_bar_plot(result.ranking, workdir / "ranking.png", rc.plot_top, rc.score)
     cells = result.counter.rows * len(feature_map.fields)
     flagged = sum(len(v) for v in quality["flags"].values())
@@ -77,6 +77,6 @@ def run_rank(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
             "flags": flagged,
             "top_score": float(result.ranking["score"][0]),
         },
-        artifacts=["ranking.csv", "pairs.csv", "quality.json", "ranking.png"],
+        artifacts=[o.name for o in catalog.DECLARED["rank"].writes],
         summary=f"rank: top features {', '.join(top)} -> {out / 'rank'}",
     )

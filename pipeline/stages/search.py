@@ -14,7 +14,7 @@ from pipeline.assemble import build, model_spec
 from pipeline.config import PipelineConfig, method_settings
 from pipeline.params import params_from
 from pipeline.stages.output import StageOutput
-from pipeline.upstream import candidate_pairs, load_split, top_features, with_ranked_chunks
+from pipeline.upstream import candidate_pairs, feature_ranks, load_split, top_features
 
 
 def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
@@ -24,7 +24,6 @@ def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
     ingest_dir = catalog.stage_path(out, "ingest")
     full_map = catalog.load_feature_map(ingest_dir)
     feature_map = top_features(out, full_map, cfg)
-    cfg = with_ranked_chunks(cfg, out, feature_map)
     tc = cfg.train
     train = load_split(ingest_dir, "train", feature_map, tc.numeric_as_value)
     valid = load_split(ingest_dir, "valid", feature_map, tc.numeric_as_value)
@@ -46,11 +45,11 @@ def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
             "epochs": len(fitted.history),
             "seconds": time.perf_counter() - started,
         }
-        catalog.write_json(workdir / "baseline.json", baseline)
+        catalog.write_json(workdir / catalog.SEARCH_BASELINE.name, baseline)
         metrics |= {f"baseline_{k}": float(v) for k, v in baseline.items()}
     kept_fields = [f.name for f in feature_map.fields]
     catalog.write_json(
-        workdir / "fields.json",
+        workdir / catalog.FIELDS.name,
         {
             "budget": cfg.search.max_features,
             "fields": kept_fields,
@@ -58,7 +57,7 @@ def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         },
     )
     metrics["fields"] = float(len(kept_fields))
-    artifacts = ["fields.json", "baseline.json"] if baseline else ["fields.json"]
+    artifacts = [catalog.FIELDS.name, *([catalog.SEARCH_BASELINE.name] if baseline else [])]
 
     def record(method: str, started: float, summary: dict[str, Any], headline: tuple[str, ...]) -> None:
         """Add the shared before/time figures, write OUT/search/<method>.json, and collect metrics and the report."""
@@ -68,13 +67,22 @@ def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
             "seconds": seconds,
             "seconds_over_one_training": seconds / baseline["seconds"] if baseline else None,
         }
-        catalog.write_json(workdir / f"{method}.json", summary)
-        artifacts.append(f"{method}.json")
+        catalog.write_json(workdir / catalog.method_summary(method).name, summary)
+        artifacts.append(catalog.method_summary(method).name)
         metrics.update({f"{method}_{k}": float(v) for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)})
         report[method] = {k: summary[k] for k in headline}
 
     # The registered methods in registry order, each on the model the earlier ones of this run searched.
-    run = SearchRun(feature_map, train, valid, settings, spec, build(spec, feature_map), lambda n: candidate_pairs(out, feature_map, n))
+    run = SearchRun(
+        feature_map,
+        train,
+        valid,
+        settings,
+        spec,
+        build(spec, feature_map),
+        lambda n: candidate_pairs(out, feature_map, n),
+        ranks=lambda: feature_ranks(out),
+    )
     for name, method in METHODS.items():
         if name not in cfg.search.methods:
             continue
@@ -93,7 +101,7 @@ def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
 
         started = time.perf_counter()
         summary, children, storage = run_optuna(cfg, out, workdir, feature_map, train, valid, settings)
-        artifacts.append("pareto.png")
+        artifacts.append(catalog.PARETO.name)
         cleanup.append(storage)
         record("optuna", started, summary, ("chosen", "front", "pruned"))
     return StageOutput(

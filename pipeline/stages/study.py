@@ -11,6 +11,7 @@ from common.errors import UserError
 from common.featuremap import FeatureMap
 from methods import METHODS
 from methods.base import ModelSpec, SearchRun
+from pipeline import catalog
 from pipeline.assemble import build
 from pipeline.config import PipelineConfig, method_settings
 from pipeline.plots import pareto_plot
@@ -83,7 +84,7 @@ def run_optuna(cfg: PipelineConfig, out: Path, workdir: Path, feature_map: Featu
         study = run_study(storage, study_settings, train_trial)
     except ValueError as exc:
         raise UserError(f"search optuna with methods {', '.join(oc.methods)}: {exc}") from exc
-    shutil.copy2(storage, workdir / "study.db")
+    shutil.copy2(storage, workdir / catalog.STUDY_DB.name)
     finished = [t for t in study["trials"] if t["state"] == "COMPLETE"]
     front = [t for t in finished if t["number"] in study["front"]]
     chosen = study["chosen"]
@@ -91,7 +92,7 @@ def run_optuna(cfg: PipelineConfig, out: Path, workdir: Path, feature_map: Featu
         [(t["values"][1], t["values"][0]) for t in finished],
         [(t["values"][1], t["values"][0]) for t in front],
         (chosen["params"], chosen["valid_auc"]),
-        workdir / "pareto.png",
+        workdir / catalog.PARETO.name,
     )
     children = [
         {

@@ -19,7 +19,7 @@ from pipeline.params import params_from
 from pipeline.plots import learning_curve_plot
 from pipeline.stages.baselines import fit_baselines
 from pipeline.stages.output import StageOutput
-from pipeline.upstream import load_split, top_features, with_ranked_chunks
+from pipeline.upstream import load_split, top_features
 
 
 def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
@@ -31,7 +31,7 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
     feature_map = catalog.load_feature_map(ingest_dir)
     if cfg.search.methods:  # the search's ranking budget holds for the trained model too
         feature_map = top_features(out, feature_map, cfg)
-    studied = catalog.stage_path(out, "search") / "optuna.json"
+    studied = catalog.STUDY.at(out)
     searched_names = set(cfg.search.methods)  # methods whose searched state train applies
     if "optuna" in cfg.search.methods and studied.is_file():  # the study's chosen trade-off replaces the train settings
         chosen = json.loads(studied.read_text())["chosen"]["config"]
@@ -43,7 +43,6 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
             }
         )
         searched_names |= set(methods)
-    cfg = with_ranked_chunks(cfg, out, feature_map)
     tc = cfg.train
     train = load_split(ingest_dir, "train", feature_map, tc.numeric_as_value)
     valid = load_split(ingest_dir, "valid", feature_map, tc.numeric_as_value)
@@ -105,15 +104,15 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
     baselines, children = fit_baselines(cfg, ingest_dir, feature_map)
     if baselines:
         report["baselines"] = baselines
-        catalog.write_json(workdir / "baselines.json", baselines)
+        catalog.write_json(workdir / catalog.BASELINES.name, baselines)
     write_package(workdir / PACKAGE, model, applied, spec, cfg, ingest_dir, feature_map, package_entries(searched))
-    catalog.write_json(workdir / "metrics.json", report)
-    catalog.write_json(workdir / "history.json", [record.__dict__ for record in result.history])
+    catalog.write_json(workdir / catalog.TRAIN_METRICS.name, report)
+    catalog.write_json(workdir / catalog.HISTORY.name, [record.__dict__ for record in result.history])
     learning_curve_plot(
         [r.epoch for r in result.history],
         [r.train_loss for r in result.history],
         [r.valid_auc for r in result.history],
-        workdir / "learning_curve.png",
+        workdir / catalog.LEARNING_CURVE.name,
         f"{tc.model}: best valid AUC {result.best_valid_auc:.4f} at epoch {result.best_epoch}",
     )
     # Per-epoch series live under "epoch/" so that they do not mix with the best-epoch summary metrics.
@@ -132,7 +131,9 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
     return StageOutput(
         params={**tc.model_dump(), "device": str(device)},
         metrics={k: float(v) for k, v in report.items() if isinstance(v, int | float)},
-        artifacts=["metrics.json", "history.json", "learning_curve.png", *(["baselines.json"] if baselines else [])],
+        artifacts=[
+            o.name for o in (catalog.TRAIN_METRICS, catalog.HISTORY, catalog.LEARNING_CURVE, *([catalog.BASELINES] if baselines else []))
+        ],
         summary=f"train: {model_name} valid AUC {result.best_valid_auc:.4f}{test_text} after {len(result.history)} epochs -> {out / 'train'}",
         steps=steps,
         report=report,

@@ -6,6 +6,7 @@ from models.embedding import EmbeddingConfig
 from models.registry import build_model
 from models.search.dnis import dnis, past_best
 from models.trainer import EpochRecord, TrainConfig, fit
+from models.unified import SharedLayout, unified_model
 from tests.models.test_models import FM_XOR, _split
 
 
@@ -50,9 +51,13 @@ def test_auto_rewind_counts_epochs_since_the_best_like_early_stopping():
 def test_dnis_rejects_a_bad_ratio_and_shared_tables():
     train, valid = _split(1000)
     with pytest.raises(ValueError, match="prune_ratio"):
-        dnis(_model(), train, valid, TrainConfig(max_epochs=1), 8, DNISSettings.model_construct(prune_ratio=1.0))  # past the settings' own check
+        dnis(
+            _model(), train, valid, TrainConfig(max_epochs=1), 8, DNISSettings.model_construct(prune_ratio=1.0)
+        )  # past the settings' own check
     with pytest.raises(ValueError, match="rewind"):
         dnis(_model(), train, valid, TrainConfig(max_epochs=1), 8, DNISSettings.model_construct(rewind="sometimes"))
-    unified = build_model("unified", FM_XOR, EmbeddingConfig(dim=8), {"budget": 64, "layers": 1, "heads": 1, "attention_dim": 8})
+    unified = unified_model(
+        "autoint", FM_XOR, EmbeddingConfig(dim=8), SharedLayout(budget=64), {"layers": 1, "heads": 1, "attention_dim": 8}
+    )
     with pytest.raises(ValueError, match="one table per field"):
         dnis(unified, train, valid, TrainConfig(max_epochs=1), 8, DNISSettings())

@@ -75,9 +75,9 @@ def test_mismatched_batch_is_rejected():
 
 
 def test_multiplexed_tables_budget_hashing_and_round_robin():
-    from models.embedding import MultiplexConfig
+    from models.unified import SharedLayout
 
-    cfg = EmbeddingConfig(dim=8, multiplex=MultiplexConfig(budget=3 * 100 * 4, tables=3, chunks=2), init_std=0.1)
+    cfg = EmbeddingConfig(dim=8, shared=SharedLayout(budget=3 * 100 * 4, tables=3, chunks=2), init_std=0.1)
     emb = FeatureEmbedding(FM, cfg)
     tables = emb.table_weights()
     assert len(tables) == 3 and all(w.shape == (100, 4) for w in tables.values())
@@ -92,16 +92,16 @@ def test_multiplexed_tables_budget_hashing_and_round_robin():
     a1, b1 = emb.bags.salts[1, 1]
     assert not torch.equal(((ids * a0 + b0) % (2**31 - 1)) % 100, ((ids * a1 + b1) % (2**31 - 1)) % 100)
     with pytest.raises(ValueError, match="divisible"):
-        FeatureEmbedding(FM, EmbeddingConfig(dim=9, multiplex=MultiplexConfig(budget=1000, chunks=2)))
+        FeatureEmbedding(FM, EmbeddingConfig(dim=9, shared=SharedLayout(budget=1000, chunks=2)))
 
 
 @pytest.mark.parametrize("backend", ["torch", "torchrec"])
 def test_field_vectors_come_out_of_the_budget_and_tell_fields_apart(backend):
-    from models.embedding import MultiplexConfig
+    from models.unified import SharedLayout
 
     fields, dim = 3, 8  # FM's three sparse-embedded fields
-    multiplex = MultiplexConfig(budget=fields * dim + 2 * 50 * 4, tables=2, chunks=2, field_vectors=True)
-    emb = FeatureEmbedding(FM, EmbeddingConfig(dim=dim, backend=backend, multiplex=multiplex, init_std=0.1))
+    multiplex = SharedLayout(budget=fields * dim + 2 * 50 * 4, tables=2, chunks=2, field_vectors=True)
+    emb = FeatureEmbedding(FM, EmbeddingConfig(dim=dim, backend=backend, shared=multiplex, init_std=0.1))
     weights = emb.table_weights()
     # the field vectors are part of the budget (and of the regulariser's target), so the shared tables shrink
     assert weights["field_vectors"].shape == (fields, dim)
@@ -130,11 +130,11 @@ def test_field_vectors_come_out_of_the_budget_and_tell_fields_apart(backend):
 
 
 def test_multiplexed_tables_are_the_same_on_torchrec_and_torch():
-    from models.embedding import MultiplexConfig
+    from models.unified import SharedLayout
 
-    multiplex = MultiplexConfig(budget=2 * 50 * 4, tables=2, chunks=2, seed=3)
-    plain = FeatureEmbedding(FM, EmbeddingConfig(dim=8, backend="torch", multiplex=multiplex, init_std=0.1))
-    rec = FeatureEmbedding(FM, EmbeddingConfig(dim=8, backend="torchrec", multiplex=multiplex, init_std=0.1))
+    multiplex = SharedLayout(budget=2 * 50 * 4, tables=2, chunks=2, seed=3)
+    plain = FeatureEmbedding(FM, EmbeddingConfig(dim=8, backend="torch", shared=multiplex, init_std=0.1))
+    rec = FeatureEmbedding(FM, EmbeddingConfig(dim=8, backend="torchrec", shared=multiplex, init_std=0.1))
     assert set(rec.table_weights()) == {"shared_0", "shared_1"}
     rec.copy_weights_from(plain)
     cols, y = _columns(64)
@@ -147,10 +147,10 @@ def test_multiplexed_tables_are_the_same_on_torchrec_and_torch():
 
 @pytest.mark.parametrize("backend", ["torch", "torchrec"])
 def test_per_feature_chunk_counts_fill_the_front_and_keep_the_budget(backend):
-    from models.embedding import MultiplexConfig
+    from models.unified import SharedLayout
 
-    multiplex = MultiplexConfig(budget=2 * 60 * 2, tables=2, chunks=4, feature_chunks=(4, 1, 2), seed=5)
-    emb = FeatureEmbedding(FM, EmbeddingConfig(dim=8, backend=backend, multiplex=multiplex, init_std=0.1))
+    multiplex = SharedLayout(budget=2 * 60 * 2, tables=2, chunks=4, feature_chunks=(4, 1, 2), seed=5)
+    emb = FeatureEmbedding(FM, EmbeddingConfig(dim=8, backend=backend, shared=multiplex, init_std=0.1))
     assert sum(w.numel() for w in emb.table_weights().values()) == multiplex.budget  # counts do not change the tables
     # the 7 (feature, chunk) lookups, in feature then chunk order, go round-robin over the 2 tables
     assert emb.bags.assignment == [[0, 1, 0, 1], [0], [1, 0]]
@@ -163,11 +163,11 @@ def test_per_feature_chunk_counts_fill_the_front_and_keep_the_budget(backend):
     assert (out[:, 2, :4] != 0).all() and (out[:, 2, 4:] == 0).all()
     for bad in ((4, 0, 2), (5, 1, 1), (4, 1)):
         with pytest.raises(ValueError, match="feature_chunks"):
-            FeatureEmbedding(FM, EmbeddingConfig(dim=8, multiplex=MultiplexConfig(budget=1000, chunks=4, feature_chunks=bad)))
+            FeatureEmbedding(FM, EmbeddingConfig(dim=8, shared=SharedLayout(budget=1000, chunks=4, feature_chunks=bad)))
 
 
 def test_chunk_count_rules():
-    from models.embedding import chunks_by_cardinality, chunks_by_rank
+    from models.unified import chunks_by_cardinality, chunks_by_rank
 
     # rank 1 gets every chunk and the last rank one, linearly in between
     assert chunks_by_rank({"a": 1, "b": 2, "c": 3, "d": 4, "e": 5}, 4) == {"a": 4, "b": 3, "c": 3, "d": 2, "e": 1}

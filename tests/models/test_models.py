@@ -14,6 +14,7 @@ from models.fgcnn import FeatureGenerator, FGCNNConfig, inner_products
 from models.layers import MultiHeadSelfAttention
 from models.registry import MODELS, build_model
 from models.trainer import TrainConfig, evaluate, fit, resolve_device, resolve_precision
+from models.unified import SharedLayout, unified_model
 
 
 def _xor_data(rows: int, seed: int):
@@ -40,10 +41,11 @@ def _split(rows=12_000):
     )
 
 
-def _train(name, params=None, epochs=8):
+def _train(name, params=None, epochs=8, shared=None):
     torch.manual_seed(0)
     train, valid = _split()
-    model = build_model(name, FM_XOR, EmbeddingConfig(dim=4, init_std=0.1), params)
+    embedding = EmbeddingConfig(dim=4, init_std=0.1)
+    model = build_model(name, FM_XOR, embedding, params) if shared is None else unified_model(name, FM_XOR, embedding, shared, params)
     result = fit(model, train, valid, TrainConfig(learning_rate=0.01, batch_size=512, max_epochs=epochs, patience=2))
     return model, result, valid
 
@@ -86,11 +88,11 @@ def test_registry_errors():
         build_model("xgboost", FM_XOR, EmbeddingConfig())
     with pytest.raises(UserError, match="unknown setting"):
         build_model("autoint", FM_XOR, EmbeddingConfig(), {"depth": 3})
-    assert set(MODELS) == {"lr", "fm", "deepfm", "autoint", "autoint+", "fgcnn", "unified"}
-    with pytest.raises(UserError, match="unified embedding: budget"):
-        build_model("unified", FM_XOR, EmbeddingConfig(dim=4), {"budget": 2})
-    with pytest.raises(UserError, match="base model 'fgcnn' cannot take shared tables"):
-        build_model("unified", FM_XOR, EmbeddingConfig(dim=4), {"base": "fgcnn"})
+    assert set(MODELS) == {"lr", "fm", "deepfm", "autoint", "autoint+", "fgcnn"}
+    with pytest.raises(ValueError, match="budget 2 is too small"):
+        unified_model("autoint", FM_XOR, EmbeddingConfig(dim=4), SharedLayout(budget=2), {})
+    with pytest.raises(ValueError, match="model 'fgcnn' cannot take shared tables"):
+        unified_model("fgcnn", FM_XOR, EmbeddingConfig(dim=4), SharedLayout(budget=64), {})
 
 
 def test_empty_validation_and_missing_gpu_are_user_errors():
@@ -112,12 +114,12 @@ def test_take_list_gathers_rows_of_a_list_column():
 
 def test_unified_embedding_learns_with_shared_tables():
     # 67 ids over three fields share 2 tables of 16 rows x 2 columns: a quarter-size budget.
-    _, result, _ = _train("unified", {"budget": 64, "tables": 2, "chunks": 2, "layers": 1, "heads": 1, "attention_dim": 8})
+    _, result, _ = _train("autoint", {"layers": 1, "heads": 1, "attention_dim": 8}, shared=SharedLayout(budget=64, tables=2, chunks=2))
     assert result.best_valid_auc > 0.7
 
 
 def test_unified_embedding_under_deepfm_uses_only_the_budget():
-    model, result, _ = _train("unified", {"base": "deepfm", "budget": 64, "tables": 2, "chunks": 2, "hidden": [16]})
+    model, result, _ = _train("deepfm", {"hidden": [16]}, shared=SharedLayout(budget=64, tables=2, chunks=2))
     assert isinstance(model, DeepFM) and result.best_valid_auc > 0.7
     assert sum(w.numel() for w in model.embedding.table_weights().values()) == 64  # 2 tables x 16 rows x 2 columns (d 4)
     assert sum(w.numel() for w in model.embedding_tables()) == 64 + 64 // 4  # the first-order weights: budget / dim

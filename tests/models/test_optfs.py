@@ -3,10 +3,11 @@ import pytest
 import torch
 
 from methods.optfs import OptFSSettings
-from models.embedding import EmbeddingConfig, FeatureEmbedding, ValueGates
+from models.embedding import EmbeddingConfig, FeatureEmbedding
 from models.registry import build_model
-from models.search.optfs import attach_value_gates, optfs
+from models.search.optfs import ValueGates, attach_value_gates, optfs
 from models.trainer import TrainConfig, fit
+from models.unified import SharedLayout, unified_model
 from tests.models.test_models import FM_XOR, _split
 
 
@@ -22,7 +23,7 @@ def test_gates_scale_each_value_embedding_on_both_backends():
         with torch.no_grad():
             gates.logits[4] = -1.0  # field a, id 4: closed under hard gates
         gates.hard = True
-        emb.attach_gates(gates)
+        emb.attach("gates", gates)
         gated = emb(batch)
         scale = 1 / torch.sigmoid(torch.tensor(0.5))
         torch.testing.assert_close(gated[0], plain[0] * scale)
@@ -47,6 +48,6 @@ def test_optfs_drops_noise_values_and_keeps_the_auc():
 
 
 def test_gates_refuse_shared_hashed_tables():
-    model = build_model("unified", FM_XOR, EmbeddingConfig(dim=4), {"budget": 64, "layers": 1, "heads": 1, "attention_dim": 4})
+    model = unified_model("autoint", FM_XOR, EmbeddingConfig(dim=4), SharedLayout(budget=64), {"layers": 1, "heads": 1, "attention_dim": 4})
     with pytest.raises(ValueError, match="one table per field"):
         attach_value_gates(model, 0.5)

@@ -66,7 +66,12 @@ CASES = {
         "data.positive: Value error, quote the value",
     ),
     "truncated gzip": (
-        lambda d: ["--data", str(_write_bytes(d / "cut.csv.gz", gzip.compress(("label,a\n" + "".join(f"{i % 2},{i}\n" for i in range(5000))).encode())[:300]))],
+        lambda d: [
+            "--data",
+            str(
+                _write_bytes(d / "cut.csv.gz", gzip.compress(("label,a\n" + "".join(f"{i % 2},{i}\n" for i in range(5000))).encode())[:300])
+            ),
+        ],
         "cut.csv.gz: not valid gzip data",
     ),
     "all-null feature": (lambda d: ["--data", str(_write(d / "z.csv", "label,a,b\n" + "1,,x\n0,,y\n" * 20))], "column 'a' has no values"),
@@ -107,16 +112,18 @@ CASES = {
         "warmup_epochs (3) must be below search_epochs (3)",
     ),
     "optinter with another method": (lambda d: ["--search", "optfs,optinter"], "optinter chooses the model, so it runs alone"),
-    "search on a model that cannot take it": (
+    "unified with another method": (lambda d: ["--search", "optfs,unified"], "unified chooses the model, so it runs alone"),
+    "the old unified model": (lambda d: ["--model", "unified"], "Unified Embedding is the method unified now: search.methods [unified]"),
+    "unified over a model that cannot take shared tables": (
         lambda d: [
             "--config",
             str(_write(d / "s.yaml", "data: {synthetic_rows: 3000}\nstages: [ingest, search]\n")),
             "--search",
-            "optfs",
-            "--model",
             "unified",
+            "--model",
+            "fgcnn",
         ],
-        "search optfs with model 'unified': feature-value gates need one table per field",
+        "search unified with model 'fgcnn': model 'fgcnn' cannot take shared tables",
     ),
     "chunk counts by rank without the rank stage": (
         lambda d: [
@@ -124,23 +131,15 @@ CASES = {
             str(
                 _write(
                     d / "u.yaml",
-                    "data: {synthetic_rows: 3000}\nstages: [ingest, train]\ntrain: {model: unified, params: {chunks: 2, chunk_counts: rank}}\n",
+                    "data: {synthetic_rows: 3000}\nstages: [ingest, search]\nsearch: {methods: [unified], unified: {chunks: 2, chunk_counts: rank}}\n",
                 )
             ),
         ],
-        "chunk_counts 'rank' takes Unified Embedding's chunk counts from the rank stage; run rank first",
+        "a search setting takes the rank stage's order; run rank first",
     ),
     "unknown chunk count rule": (
-        lambda d: [
-            "--config",
-            str(
-                _write(
-                    d / "c.yaml",
-                    "data: {synthetic_rows: 3000}\nstages: [ingest, train]\ntrain: {model: unified, params: {chunks: 2, chunk_counts: sizes}}\n",
-                )
-            ),
-        ],
-        "unified embedding: chunk_counts must be uniform, cardinality, rank or a {field: count} mapping, got 'sizes'",
+        lambda d: ["--config", str(_write(d / "c.yaml", "search: {methods: [unified], unified: {chunks: 2, chunk_counts: sizes}}\n"))],
+        "search.unified.chunk_counts",
     ),
 }
 

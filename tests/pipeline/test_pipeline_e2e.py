@@ -35,6 +35,20 @@ def _check_outputs(out):
     return fm, ranking, quality
 
 
+def _check_declared(out):
+    """Every file a stage wrote is declared in the catalog; a search method's own files carry its name."""
+    from methods import METHODS
+    from pipeline import catalog
+
+    for stage in catalog.STAGES:
+        if not (out / stage.name).is_dir():
+            continue
+        declared = {o.name for o in stage.writes} | {"stage.json"}
+        for path in (out / stage.name).iterdir():
+            by_method = stage.name == "search" and any(path.name.startswith(name) for name in (*METHODS, "optuna"))
+            assert path.name in declared or by_method, f"{stage.name}/{path.name} is not declared in pipeline/catalog.py"
+
+
 def test_synthetic_default_end_to_end_with_tracking(tmp_path):
     from mlflow.tracking import MlflowClient
 
@@ -151,26 +165,6 @@ def test_train_stage_end_to_end(tmp_path):
     assert "lightgbm (baseline)" in (out / "report" / "report.html").read_text()
 
 
-def test_unified_embedding_takes_chunk_counts_from_the_ranking(tmp_path):
-    from pipeline.package import load_package
-
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        "train:\n  model: unified\n  max_epochs: 2\n  params: {base: deepfm, tables: 2, chunks: 5, chunk_counts: rank, hidden: [16]}\n"
-    )
-    out = tmp_path / "out"
-    assert main(["run", "--config", str(config), "--rows", "20000", "--out", str(out), "--no-tracking"]) == 0
-    order = pl.read_csv(out / "rank" / "ranking.csv").sort("rank")["feature"].to_list()
-    counts = json.loads((out / "train" / "package" / "model.json").read_text())["params"]["chunk_counts"]
-    # the package holds the counts it was built with: 5 chunks for the top feature, 1 for the last, by rank between
-    assert counts[order[0]] == 5 and counts[order[-1]] == 1
-    assert [counts[name] for name in order] == sorted(counts.values(), reverse=True)
-    model, *_ = load_package(out / "train" / "package")
-    names = model.embedding.keys
-    assert model.embedding.bags.counts == [counts[name] for name in names]
-    assert json.loads((out / "metrics.json").read_text())["test_auc"] > 0.55
-
-
 def test_predict_scores_raw_rows_with_the_logged_and_registered_model(tmp_path):
     import subprocess
     import sys
@@ -231,6 +225,7 @@ def test_search_stage_optfs_then_dnis_feeds_train_and_predict(tmp_path):
         "train: {max_epochs: 4, batch_size: 1024}\n"
     )
     out, _ = _run(tmp_path, "--config", str(config), "--rows", "20000", "--model", "fm", "--search", "optfs,dnis")
+    _check_declared(out)
     summary = json.loads((out / "search" / "optfs.json").read_text())
     assert 0 < summary["kept_fraction"] < 1 and summary["valid_auc_before"] is not None
     assert set(summary["fields"]) == {f["name"] for f in json.loads((out / "ingest" / "feature_map.json").read_text())["fields"]}
@@ -267,6 +262,7 @@ def test_search_stage_optinter_takes_ranked_pairs_and_feeds_train_and_predict(tm
         "search:\n  max_features: 4\n  optinter: {max_pairs: 6, search_epochs: 2, hidden: [32], batch_norm: true, dropout: 0.1}\ntrain: {max_epochs: 3}\n"
     )
     out, uri = _run(tmp_path, "--config", str(config), "--rows", "30000", "--search", "optinter")
+    _check_declared(out)
     found = json.loads((out / "search" / "optinter.json").read_text())
     pairs = {frozenset((p["a"], p["b"])): p for p in found["pairs"]}
     assert len(pairs) == 6 and frozenset(synthetic.INTERACTIONS[0]) in pairs  # the ranked candidates hold a planted pair
@@ -287,6 +283,38 @@ def test_search_stage_optinter_takes_ranked_pairs_and_feeds_train_and_predict(tm
     assert pl.read_csv(tmp_path / "p.csv").height == 200
 
 
+def test_unified_embedding_method_lays_out_by_rank_and_feeds_train_and_predict(tmp_path):
+    import numpy as np
+
+    from pipeline.package import find_package, load_package, score
+
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "search:\n  baseline: false\n  unified: {tables: 2, chunks: 5, chunk_counts: rank}\ntrain: {max_epochs: 2, params: {hidden: [16]}}\n"
+    )
+    out, _ = _run(tmp_path, "--config", str(config), "--rows", "20000", "--search", "unified")
+    _check_declared(out)
+    layout = json.loads((out / "search" / "unified.json").read_text())
+    order = pl.read_csv(out / "rank" / "ranking.csv").sort("rank")["feature"].to_list()
+    counts = layout["chunk_counts"]
+    # 5 chunks for the top feature, 1 for the last, by rank between; the budget is a quarter of one table per field
+    assert counts[order[0]] == 5 and counts[order[-1]] == 1
+    assert [counts[name] for name in order] == sorted(counts.values(), reverse=True)
+    assert layout["budget_fraction"] == pytest.approx(0.25, abs=0.001) and layout["model"] == "deepfm"
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["unified_embedding"] is True and report["model"] == "deepfm" and report["test_auc"] > 0.55
+    # The package holds the layout it was built with, and predict rebuilds the same shared tables.
+    spec = json.loads((out / "train" / "package" / "model.json").read_text())
+    assert spec["model"] == "deepfm" and spec["methods"]["unified"]["layout"]["tables"] == 2
+    model, *_ = load_package(out / "train" / "package")
+    assert model.embedding.bags.counts == [counts[name] for name in model.embedding.keys]
+    raw = tmp_path / "rows.parquet"
+    synthetic.generate(20_000, 7)[-300:].write_parquet(raw)
+    scored, _ = score(find_package(str(out), None), raw, None, "cpu")
+    again, _ = score(find_package(str(out), None), raw, None, "cpu")
+    assert scored.height == 300 and np.array_equal(scored["probability"].to_numpy(), again["probability"].to_numpy())
+
+
 def test_search_stage_optuna_study_feeds_train_with_nested_trial_runs(tmp_path):
     from mlflow.tracking import MlflowClient
 
@@ -295,6 +323,7 @@ def test_search_stage_optuna_study_feeds_train_with_nested_trial_runs(tmp_path):
         "search:\n  baseline: false\n  optuna: {trials: 3, max_epochs: 2, models: [fm, deepfm], embedding_dims: [4, 8], max_depth: 1}\n"
     )
     out, uri = _run(tmp_path, "--config", str(config), "--rows", "20000", "--search", "optuna")
+    _check_declared(out)
     study = json.loads((out / "search" / "optuna.json").read_text())
     assert len(study["trials"]) == 3 and study["front"] and (out / "search" / "pareto.png").stat().st_size > 10_000
     assert (out / "search" / "study.db").is_file() and not (out / ".study").exists()

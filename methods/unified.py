@@ -1,0 +1,151 @@
+"""Unified Embedding (Coleman et al., 2023): features multiplexed over a few shared hashed tables at a parameter budget.
+
+It has no search of its own: the search stage fixes the layout (budget, tables, chunk counts, taken
+from the rank stage's order when `chunk_counts: rank`), and train builds the configured model over it
+(docs/methods/unified.md). The torch side is models/unified.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field
+
+from common.featuremap import FeatureMap
+from methods.base import Applied, Found, Method, ModelSpec, SearchRun, Settings
+
+if TYPE_CHECKING:
+    from models.base import CTRModel
+    from models.unified import SharedLayout
+
+STATE = "unified_layout.json"
+
+
+class UnifiedSettings(Settings):
+    """Unified Embedding: shared hashed tables at a parameter budget (docs/methods/unified.md)."""
+
+    budget: int | None = Field(None, ge=1)
+    """Embedding parameters in all (first-order weights get budget / embedding_dim more); null: a quarter of one table per field's."""
+    tables: int = Field(1, ge=1)
+    """Shared tables; the (feature, chunk) lookups go to them round-robin."""
+    chunks: int = Field(1, ge=1)
+    """The most chunks per feature, each embedding_dim / chunks wide, each with its own salted hash."""
+    chunk_counts: Literal["uniform", "cardinality", "rank"] | dict[str, int] = "uniform"
+    """Chunks per feature: uniform (every feature `chunks`), cardinality (by log vocabulary), rank (by the rank stage's order) or {field: count}."""
+    field_vectors: bool = False
+    """A learned vector per feature added to its embedding (out of the budget), so a shared row's feature stays known."""
+    hash_seed: int = 0
+    """Seed of the hash salts."""
+
+
+def layout_for(
+    settings: UnifiedSettings, feature_map: FeatureMap, spec: ModelSpec, ranks: Callable[[], dict[str, int]] | None = None
+) -> SharedLayout:
+    """The shared-table layout `settings` give over `feature_map`; `ranks` (the rank stage's rank per feature) for `chunk_counts: rank`."""
+    from models.unified import SharedLayout, chunks_by_rank, feature_chunks, per_field_parameters
+
+    rule: Any = settings.chunk_counts
+    if rule == "rank":
+        if ranks is None:
+            raise ValueError("chunk_counts 'rank' needs the rank stage's ranking")
+        ranked = ranks()
+        missing = [f.name for f in feature_map.fields if f.name not in ranked]
+        if missing:
+            raise ValueError(f"the ranking has no rank for field(s) {', '.join(missing)}; rerun the rank stage")
+        order = sorted((f.name for f in feature_map.fields), key=ranked.__getitem__)
+        rule = chunks_by_rank({name: i + 1 for i, name in enumerate(order)}, settings.chunks)
+    return SharedLayout(
+        budget=settings.budget or per_field_parameters(feature_map, spec.embedding.dim) // 4,
+        tables=settings.tables,
+        chunks=settings.chunks,
+        seed=settings.hash_seed,
+        field_vectors=settings.field_vectors,
+        feature_chunks=feature_chunks(rule, feature_map, spec.embedding, settings.chunks),
+    )
+
+
+def _layout(state: dict[str, Any]) -> SharedLayout:
+    from models.unified import SharedLayout
+
+    chunks = state.get("feature_chunks")
+    return SharedLayout(**{**state, "feature_chunks": tuple(chunks) if chunks is not None else None})
+
+
+class Unified(Method):
+    name = "unified"
+    settings = UnifiedSettings
+    headline = ("budget", "budget_fraction", "rows_per_table")
+    applied_flag = "unified_embedding"
+    replaces_model = True  # the configured model is rebuilt over the shared tables
+
+    def search(self, run: SearchRun, settings: UnifiedSettings) -> Found:
+        from models.unified import per_field_parameters, unified_model
+
+        layout = layout_for(settings, run.feature_map, run.spec, run.ranks)
+        model = unified_model(run.spec.name, run.feature_map, run.spec.embedding, layout, run.spec.params)  # the layout fits
+        per_field = per_field_parameters(run.feature_map, run.spec.embedding.dim)
+        counts = model.embedding.bags.counts
+        summary = {
+            "model": run.spec.name,
+            "budget": layout.budget,
+            "per_field_parameters": per_field,
+            "budget_fraction": layout.budget / per_field,
+            "tables": layout.tables,
+            "rows_per_table": model.embedding.bags.rows,
+            "chunks": layout.chunks,
+            "chunk_counts": dict(zip(model.embedding.keys, counts, strict=True)),
+            "field_vectors": layout.field_vectors,
+            "settings": settings.model_dump(),
+        }
+        return Found(summary, dataclasses.asdict(layout))
+
+    def save(self, state: dict[str, Any], directory: Path) -> list[str]:
+        (directory / STATE).write_text(json.dumps(state))
+        return [STATE]
+
+    def load(self, directory: Path) -> dict[str, Any] | None:
+        return json.loads((directory / STATE).read_text()) if (directory / STATE).is_file() else None
+
+    def apply(
+        self, model: CTRModel | None, state: dict[str, Any], settings: UnifiedSettings, spec: ModelSpec, feature_map: FeatureMap
+    ) -> Applied:
+        import torch
+
+        from models.unified import unified_model
+
+        torch.manual_seed(spec.seed)  # as a model built without the method is seeded
+        return Applied(unified_model(spec.name, feature_map, spec.embedding, _layout(state), spec.params))
+
+    def package_entry(self, settings: UnifiedSettings, state: dict[str, Any]) -> dict[str, Any]:
+        return {"layout": state}
+
+    def legacy_entry(self, spec: dict[str, Any]) -> dict[str, Any] | None:
+        """Packages written when Unified Embedding was the model `unified`: its layout sat in the embedding settings."""
+        if spec.get("model") != "unified":
+            return None
+        base = {
+            k: v
+            for k, v in spec["params"].items()
+            if k not in {"base", "budget", "tables", "chunks", "chunk_counts", "field_vectors", "hash_seed"}
+        }
+        return {"layout": spec["embedding"]["multiplex"], "model": spec["params"].get("base", "autoint"), "params": base}
+
+    def restore(self, model: CTRModel | None, entry: dict[str, Any], spec: ModelSpec, feature_map: FeatureMap) -> CTRModel:
+        from models.unified import unified_model
+
+        return unified_model(
+            entry.get("model", spec.name), feature_map, spec.embedding, _layout(entry["layout"]), entry.get("params", spec.params)
+        )
+
+    def report_lines(self, summary: dict[str, Any]) -> list[str]:
+        return [
+            f"Unified Embedding: {summary['model']} over {summary['tables']} shared table(s) of {summary['rows_per_table']:,} rows, "
+            f"{summary['budget']:,} embedding parameters ({summary['budget_fraction']:.1%} of one table per field)"
+        ]
+
+    def model_row(self, summary: dict[str, Any]) -> dict[str, Any] | None:
+        return None  # the layout is not trained in the search stage: the train stage's row is the model
