@@ -2,7 +2,7 @@
 
 Made for the device tool (a lent GPU host with torch but without torchrec,
 fbgemm, polars or scikit-learn): it needs only torch, numpy and this
-project's models/ and common/ packages, uses the plain-torch embedding
+project's models/ and featuremap/ packages, uses the plain-torch embedding
 backend, and builds random batches with Frappe_x1's 10 fields and
 vocabulary sizes (throughput does not depend on the values). For each model
 and precision it times `--steps` training steps (Adam, batch 4096, BARS
@@ -28,7 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common.featuremap import FIRST_VALUE_ID, FeatureMap, FieldSpec
+from featuremap import FIRST_VALUE_ID, FeatureMap, FieldSpec
 from models.batching import make_batch
 from models.embedding import EmbeddingConfig
 from models.registry import build_model

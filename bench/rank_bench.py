@@ -26,7 +26,7 @@ import numpy as np
 import polars as pl
 
 from bench.common import machine, timed
-from common.featuremap import FIRST_VALUE_ID, FeatureMap, FieldSpec
+from featuremap import FIRST_VALUE_ID, FeatureMap, FieldSpec
 from features.information import mutual_information
 from features.ranking import RankParams, rank_features
 from pipeline import catalog

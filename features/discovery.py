@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from common.errors import UserError
+from featuremap.errors import InputError
 from features.textio import CODEC_SUFFIXES, data_stem, data_suffix, first_line, natural_key
 
 FORMATS = ("criteo", "csv", "libsvm", "parquet")
@@ -78,13 +78,13 @@ def detect_format(path: Path) -> str:
     if path.is_dir():
         kinds = sorted(set(_formats(path).values()))
         if not kinds:
-            raise UserError(f"{path}: no data files found in this directory; pass --format and a file")
+            raise InputError(f"{path}: no data files found in this directory; set data.format and give a file")
         if len(kinds) > 1:
-            raise UserError(f"{path}: holds data files of several formats ({', '.join(kinds)}); pass --format to choose one")
+            raise InputError(f"{path}: holds data files of several formats ({', '.join(kinds)}); set data.format to choose one")
         return kinds[0]
     found = _format_of(probe) if probe.is_file() else EXTENSIONS.get(data_suffix(probe))
     if found is None:
-        raise UserError(f"{probe}: cannot tell the format from its name; pass --format {{{','.join(FORMATS)}}}")
+        raise InputError(f"{probe}: cannot tell the format from its name; set data.format to one of {', '.join(FORMATS)}")
     return found
 
 
@@ -96,7 +96,7 @@ def split_files(path: Path) -> dict[str, list[Path]] | None:
     for name in SPLIT_NAMES:
         matches = sorted(p for p in path.iterdir() if p.is_file() and data_stem(p) in SPLIT_STEMS[name] and p.suffix != ".zip")
         if len(matches) > 1:  # e.g. train.csv beside its gzip -k copy train.csv.gz: reading both would double the rows
-            raise UserError(f"{path}: several {name} files ({', '.join(p.name for p in matches)}); keep one per split")
+            raise InputError(f"{path}: several {name} files ({', '.join(p.name for p in matches)}); keep one per split")
         if matches:
             found[name] = matches
     if "train" not in found:

@@ -18,8 +18,8 @@ from urllib.parse import quote, unquote
 import numpy as np
 import polars as pl
 
-from common.errors import UserError
-from common.featuremap import FIRST_VALUE_ID, MISSING_ID, OOV_ID, FeatureMap, FieldSpec
+from featuremap import FIRST_VALUE_ID, MISSING_ID, OOV_ID, FeatureMap, FieldSpec
+from featuremap.errors import InputError
 from features.schema import Schema
 
 NumericBucketing = Literal["auto", "quantile", "log"]
@@ -135,23 +135,23 @@ class Encoder:
         if row["__label_bad"]:
             if self.schema.negative is not None:
                 allowed = ", ".join(repr(v) for v in (*self.schema.positive, *self.schema.negative))
-                raise UserError(
+                raise InputError(
                     f"{origin}: label column {self.schema.label!r} has {row['__label_bad']} missing values or values other than "
                     f"{allowed}; drop those rows or set data.positive"
                 )
             if self.schema.positive is not None:
-                raise UserError(f"{origin}: label column {self.schema.label!r} has {row['__label_bad']} missing values; drop or fill those rows")
+                raise InputError(f"{origin}: label column {self.schema.label!r} has {row['__label_bad']} missing values; drop or fill those rows")
             if self.schema.label_threshold is not None:
-                raise UserError(
+                raise InputError(
                     f"{origin}: label column {self.schema.label!r} has {row['__label_bad']} missing or non-numeric values; drop or fill those rows"
                 )
-            raise UserError(
+            raise InputError(
                 f"{origin}: label column {self.schema.label!r} is not binary (0/1 or -1/1); "
-                "pick another --label, or set data.label_threshold or data.positive to binarise it"
+                "pick another label column (data.label), or set data.label_threshold or data.positive to binarise it"
             )
 
     def check_labels(self, frame: pl.LazyFrame, origin: str) -> None:
-        """Raise UserError if a (valid or test) split's labels are missing or not binary."""
+        """Raise InputError if a (valid or test) split's labels are missing or not binary."""
         self._raise_on_bad_labels(frame.select(self._label_checks()).collect(engine="streaming").row(0, named=True), origin)
 
     @staticmethod
@@ -175,14 +175,14 @@ class Encoder:
         row = train.select(exprs).collect(engine="streaming").row(0, named=True)
         self.train_rows = int(row["__rows"])
         if self.train_rows == 0:
-            raise UserError(f"{origin}: no rows; check the input and the split fractions")
+            raise InputError(f"{origin}: no rows; check the input and the split fractions")
         self._raise_on_bad_labels(row, origin)
         if row["__positives"] in (0, self.train_rows):
-            raise UserError(f"{origin}: label column {self.schema.label!r} has a single class; a CTR label needs both")
+            raise InputError(f"{origin}: label column {self.schema.label!r} has a single class; a CTR label needs both")
         for name, kind in self.schema.kinds.items():
             present = row[f"{name}.present"]
             if present == 0:
-                raise UserError(f"{origin}: column {name!r} has no values (all missing); drop it with schema.drop")
+                raise InputError(f"{origin}: column {name!r} has no values (all missing); drop it with schema.drop")
             stats = {"coverage": present / self.train_rows}
             if kind == "numeric":
                 stats |= {k: float(row[f"{name}.{k}"] or 0.0) for k in ("mean", "std", "min", "max")}
@@ -304,7 +304,7 @@ class Encoder:
         """Read an encoder written by `save`."""
         path = directory / "encoder.json"
         if not path.is_file():
-            raise UserError(f"{path}: fitted encoder not found; run the ingest stage first")
+            raise InputError(f"{path}: fitted encoder not found; run the ingest stage first")
         state = json.loads(path.read_text())
         encoder = cls(Schema(**state["schema"]), EncoderParams(**state["params"]))
         encoder.edges = state["edges"]

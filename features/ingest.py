@@ -7,7 +7,7 @@ from pathlib import Path
 
 import polars as pl
 
-from common.errors import UserError
+from featuremap.errors import InputError
 from features import synthetic
 from features.discovery import detect_format, split_files
 from features.encode import Encoder, EncoderParams
@@ -74,7 +74,7 @@ def load_raw(path: Path | None, params: IngestParams, synthetic_rows: int, synth
             "synthetic",
         )
     if not path.exists():
-        raise UserError(f"{path}: file not found; check the --data path")
+        raise InputError(f"{path}: file not found; check data.path")
     opts = params.source
     given = split_files(path)
     if given is not None:
@@ -92,7 +92,7 @@ def _join(frame: pl.LazyFrame, spec: JoinSpec, multi_separator: str, scratch: Pa
     left, right = frame.collect_schema(), side.collect_schema()
     for name, schema in ((str(spec.path), right), ("the data", left)):
         if spec.key not in schema:
-            raise UserError(f"{name}: join key {spec.key!r} not found; columns are {', '.join(schema.names())}")
+            raise InputError(f"{name}: join key {spec.key!r} not found; columns are {', '.join(schema.names())}")
     side = side.unique(subset=[spec.key], keep="first", maintain_order=True).with_columns(pl.col(spec.key).cast(left[spec.key]))
     return frame.join(side, on=spec.key, how="left", maintain_order="left")
 
@@ -105,7 +105,7 @@ def ingest(raw: RawInput, params: IngestParams, scratch: Path | None = None) -> 
         for name, frame in frames.items():
             missing = [c for c in expected if c not in frame.collect_schema()]
             if missing:
-                raise UserError(
+                raise InputError(
                     f"{raw.origin}: the {name} split lacks column(s) {', '.join(missing)} that train has; give every split the same columns"
                 )
     for spec in params.joins:
@@ -131,7 +131,7 @@ def ingest(raw: RawInput, params: IngestParams, scratch: Path | None = None) -> 
 def read_for_scoring(path: Path, params: IngestParams, scratch: Path | None = None) -> pl.LazyFrame:
     """New raw rows read as training read them (same format options and joins), not split."""
     if not path.exists():
-        raise UserError(f"{path}: file not found; check the --data path")
+        raise InputError(f"{path}: file not found; check data.path")
     opts = replace(params.source, format=params.source.format or detect_format(path))
     frame = open_source([path], opts, scratch).frame
     for spec in params.joins:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from common.featuremap import FIRST_VALUE_ID, MISSING_ID, OOV_ID, FeatureMap
+from featuremap import FIRST_VALUE_ID, MISSING_ID, OOV_ID, FeatureMap
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,8 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
-from common.errors import UserError
-from common.featuremap import FIRST_VALUE_ID, FeatureMap
+from featuremap import FIRST_VALUE_ID, FeatureMap
+from featuremap.errors import InputError
 from features.information import (
     chi2_pvalue,
     entropy,
@@ -90,7 +90,7 @@ class ContingencyCounter:
         size = self.cardinalities[name]
         total = np.bincount(codes, minlength=size)
         if total.size > size:
-            raise UserError(
+            raise InputError(
                 f"field {name!r} has id {total.size - 1} beyond its vocabulary ({size}); the feature map does not match the data"
             )
         pos = np.bincount(codes[positives], minlength=size)
@@ -354,7 +354,7 @@ def rank_features(batches: Iterable[tuple[Batch, np.ndarray]], feature_map: Feat
     sample (every k-th row, at most `params.pair_rows`) for the pair statistics.
     """
     if params.score not in SCORES:
-        raise UserError(f"rank.score {params.score!r} is unknown; use one of {', '.join(SCORES)}")
+        raise InputError(f"rank.score {params.score!r} is unknown; use one of {', '.join(SCORES)}")
     columns = {spec.rank_column: spec for spec in feature_map.fields}
     counter = ContingencyCounter(
         {col: spec.rank_cardinality for col, spec in columns.items()},
@@ -377,7 +377,7 @@ def rank_features(batches: Iterable[tuple[Batch, np.ndarray]], feature_map: Feat
             sample_labels.append(np.array(label[take]))
         seen += label.size
     if counter.rows == 0:
-        raise UserError("train split has no rows to rank")
+        raise InputError("train split has no rows to rank")
     kinds = {col: spec.kind for col, spec in columns.items()}
     stats = field_stats(counter, kinds, params.score)
     stats.sort(key=lambda s: (-s.score, s.feature))

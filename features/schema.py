@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from common.errors import UserError
-from common.featuremap import FieldKind
+from featuremap import FieldKind
+from featuremap.errors import InputError
 from features.sources import RawSource
 
 LABEL_NAMES = ("label", "click", "clicked", "is_click", "target", "y")
@@ -115,12 +115,12 @@ def _text_label(
     """The (positive, negative) values for a text or boolean label; (None, None) for a numeric one."""
     if opts.positive is not None:
         if opts.label_threshold is not None:
-            raise UserError(f"{origin}: set either data.positive or data.label_threshold, not both")
+            raise InputError(f"{origin}: set either data.positive or data.label_threshold, not both")
         if dtype.is_numeric():  # compared with the label's own text: 1 -> "1" in an integer column, "1.0" in a float one
             try:
                 numbers = [float(v) for v in opts.positive]
             except ValueError:
-                raise UserError(f"{origin}: label column {label!r} is numeric; data.positive {list(opts.positive)} matches none of its values") from None
+                raise InputError(f"{origin}: label column {label!r} is numeric; data.positive {list(opts.positive)} matches none of its values") from None
             return tuple(str(n) if dtype.is_float() else str(int(n)) for n in numbers), None
         return tuple(str(v).strip().lower() for v in opts.positive), None
     if dtype == pl.Boolean:
@@ -132,7 +132,7 @@ def _text_label(
     pair = _binary_pair(found)
     if pair is None:
         shown = ", ".join(repr(v) for v in found[:3]) + (", ..." if len(found) > 3 else "")
-        raise UserError(
+        raise InputError(
             f"{origin}: label column {label!r} holds text ({shown}) that is not a known binary pair; "
             "set data.positive to the value(s) that mean a click"
         )
@@ -164,22 +164,22 @@ def infer_schema(source: RawSource, opts: SchemaOptions, origin: str) -> Schema:
     columns = source.frame.collect_schema()
     label = opts.label or source.label or next((c for c in LABEL_NAMES if c in columns), None)
     if label is None:
-        raise UserError(f"{origin}: no label column found (looked for {', '.join(LABEL_NAMES)}); pass --label COLUMN")
+        raise InputError(f"{origin}: no label column found (looked for {', '.join(LABEL_NAMES)}); set data.label to the label column")
     if label not in columns:
-        raise UserError(f"{origin}: label column {label!r} not found; columns are {', '.join(columns.names())}")
+        raise InputError(f"{origin}: label column {label!r} not found; columns are {', '.join(columns.names())}")
     for key, names in (("categorical", opts.categorical), ("numeric", opts.numeric), ("multi", opts.multi), ("drop", opts.drop)):
         missing = [n for n in names if n not in columns]
         if missing:
-            raise UserError(f"{origin}: schema.{key} names unknown column(s) {', '.join(missing)}")
+            raise InputError(f"{origin}: schema.{key} names unknown column(s) {', '.join(missing)}")
     kept = [c for c in columns.names() if c not in (*opts.drop, PANDAS_INDEX)]
     reserved = [c for c in kept if c.startswith(RESERVED_PREFIX) or c.endswith(RESERVED_SUFFIXES)]
     if reserved:
-        raise UserError(
+        raise InputError(
             f"{origin}: column name(s) {', '.join(map(repr, reserved))} clash with the pipeline's derived columns "
             f"(names starting {RESERVED_PREFIX!r} or ending {' or '.join(map(repr, RESERVED_SUFFIXES))}); rename them"
         )
     if opts.time_column and opts.time_column not in columns:
-        raise UserError(f"{origin}: time column {opts.time_column!r} not found; columns are {', '.join(columns.names())}")
+        raise InputError(f"{origin}: time column {opts.time_column!r} not found; columns are {', '.join(columns.names())}")
     overrides: dict[str, FieldKind] = {n: "categorical" for n in opts.categorical}
     overrides |= {n: "numeric" for n in opts.numeric}
     overrides |= {n: "multi" for n in opts.multi}
@@ -191,7 +191,7 @@ def infer_schema(source: RawSource, opts: SchemaOptions, origin: str) -> Schema:
             continue
         kinds[name] = overrides.get(name) or source.known_kinds.get(name) or _infer_kind(name, sample[name], opts.multi_separator)
     if not kinds:
-        raise UserError(f"{origin}: no feature columns left besides the label; check schema.drop")
+        raise InputError(f"{origin}: no feature columns left besides the label; check schema.drop")
     positive, negative = _text_label(source, label, columns[label], opts, origin)
     return Schema(
         label=label,

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import polars as pl
 
-from common.errors import UserError
-from common.featuremap import FieldKind
+from featuremap import FieldKind
+from featuremap.errors import InputError
 from features.discovery import SNIFF_SEPARATORS, data_files
 from features.textio import codec_of, data_stem, data_suffix, first_line, text_chunks
 
@@ -91,7 +91,7 @@ class _Scratch:
             shards.append(target / f"{i:05d}.parquet")
             frame.write_parquet(shards[-1])
         if not shards:
-            raise UserError(f"{path}: file is empty once decompressed; point --data at a file with rows")
+            raise InputError(f"{path}: file is empty once decompressed; give data.path a file with rows")
         return pl.scan_parquet(shards)
 
 
@@ -132,11 +132,11 @@ def _first_bad_count(lines: pl.LazyFrame, separator: str, expected: int, quoted:
 
 def _raise_bad_count(bad: dict | None, expected: int) -> None:
     if bad is not None:
-        raise UserError(f"{bad['file']}: line {bad['line_no']} has {bad['n']} columns, expected {expected}; fix or remove that line")
+        raise InputError(f"{bad['file']}: line {bad['line_no']} has {bad['n']} columns, expected {expected}; fix or remove that line")
 
 
 def _check_column_counts(paths: list[Path], separator: str, expected: int, quoted: bool, header: bool) -> None:
-    """Raise UserError naming the first line of the plain files whose column count is not `expected`."""
+    """Raise InputError naming the first line of the plain files whose column count is not `expected`."""
     if paths:
         lines = pl.concat([_lines_of(p, p) for p in paths])
         _raise_bad_count(_first_bad_count(lines, separator, expected, quoted, header), expected)
@@ -161,21 +161,21 @@ def _delimited_chunks(path: Path, codec: str, separator: str, expected: int, hea
             else:
                 frame = pl.read_csv(chunk, **{**options, "has_header": False, "schema": schema})
         except pl.exceptions.PolarsError as exc:
-            raise UserError(f"{path}: lines {first}-{line_no - 1} do not parse ({str(exc).splitlines()[0]})") from exc
+            raise InputError(f"{path}: lines {first}-{line_no - 1} do not parse ({str(exc).splitlines()[0]})") from exc
         yield frame
 
 
 def _check_files(paths: list[Path]) -> None:
     for p in paths:
         if not p.exists():
-            raise UserError(f"{p}: file not found; check the --data path")
+            raise InputError(f"{p}: file not found; check data.path")
         if p.is_file() and p.stat().st_size == 0:
-            raise UserError(f"{p}: file is empty; point --data at a file with rows")
+            raise InputError(f"{p}: file is empty; give data.path a file with rows")
 
 
 def _require_rows(frame: pl.LazyFrame, paths: list[Path], what: str = "no data rows") -> None:
     if frame.head(1).collect().height == 0:
-        raise UserError(f"{paths[0]}: {what}; the file needs at least one data row")
+        raise InputError(f"{paths[0]}: {what}; the file needs at least one data row")
 
 
 def _delimited(
@@ -219,11 +219,11 @@ def _csv_separator(path: Path, header: str, opts: SourceOptions, notes: list[str
         return separator
     shown = repr(likely)
     if opts.separator is not None:
-        raise UserError(
+        raise InputError(
             f"{path}: the header is one column with separator {separator!r} but holds {shown}; "
-            f"the file looks {shown}-separated: pass --separator {shown} (data.separator)"
+            f"the file looks {shown}-separated: set data.separator to {shown}"
         )
-    notes.append(f"{path}: read as {shown}-separated (the header has no {default!r}); set --separator to override")
+    notes.append(f"{path}: read as {shown}-separated (the header has no {default!r}); set data.separator to override")
     return likely
 
 
@@ -231,14 +231,14 @@ def _check_header(path: Path, names: list[str]) -> None:
     """Repeated or empty column names are errors (polars would rename or keep them silently)."""
     empty = [str(i + 1) for i, n in enumerate(names) if not n.strip()]
     if empty:
-        raise UserError(f"{path}: header has an empty column name at position(s) {', '.join(empty)}; name every column")
+        raise InputError(f"{path}: header has an empty column name at position(s) {', '.join(empty)}; name every column")
     seen: dict[str, list[int]] = {}
     for i, n in enumerate(names):
         seen.setdefault(n, []).append(i + 1)
     repeated = {n: at for n, at in seen.items() if len(at) > 1}
     if repeated:
         shown = "; ".join(f"{n!r} at positions {', '.join(map(str, at))}" for n, at in repeated.items())
-        raise UserError(f"{path}: header repeats column name(s) {shown}; give each column a unique name")
+        raise InputError(f"{path}: header repeats column name(s) {shown}; give each column a unique name")
 
 
 def read_csv(paths: list[Path], opts: SourceOptions, scratch: Path | None = None) -> RawSource:
@@ -272,11 +272,11 @@ def read_libsvm(paths: list[Path], opts: SourceOptions, scratch: Path | None = N
     bad_label = parsed.filter(pl.col(LIBSVM_LABEL).is_null()).head(1).collect(engine="streaming")
     if bad_label.height:
         row = bad_label.row(0, named=True)
-        raise UserError(f"{row['file']}: line {row['line_no']} does not start with a numeric label")
+        raise InputError(f"{row['file']}: line {row['line_no']} does not start with a numeric label")
     bad_index = parsed.filter(pl.col("idx").list.eval(pl.element().is_null()).list.any()).head(1).collect(engine="streaming")
     if bad_index.height:
         row = bad_index.row(0, named=True)
-        raise UserError(f"{row['file']}: line {row['line_no']} has a token that is not idx:val")
+        raise InputError(f"{row['file']}: line {row['line_no']} has a token that is not idx:val")
     y = pl.when(pl.col(LIBSVM_LABEL) < 0).then(0.0).otherwise(pl.col(LIBSVM_LABEL)).alias(LIBSVM_LABEL)
     kinds: dict[str, FieldKind] = {}
     if opts.libsvm_field_ranges:
@@ -289,11 +289,11 @@ def read_libsvm(paths: list[Path], opts: SourceOptions, scratch: Path | None = N
     else:
         width = parsed.select(pl.col("idx").list.len().first()).collect().item()
         if width is None:
-            raise UserError(f"{paths[0]}: no data rows")
+            raise InputError(f"{paths[0]}: no data rows")
         ragged = parsed.filter(pl.col("idx").list.len() != width).head(1).collect(engine="streaming")
         if ragged.height:
             row = ragged.row(0, named=True)
-            raise UserError(
+            raise InputError(
                 f"{row['file']}: line {row['line_no']} has {len(row['idx'])} indices, expected {width} like line 1; "
                 "give libsvm_field_ranges in the config for variable-length rows"
             )
@@ -309,7 +309,7 @@ def read_parquet(paths: list[Path], opts: SourceOptions, scratch: Path | None = 
         if p.is_dir():
             shards = sorted(f for f in p.iterdir() if f.suffix in (".parquet", ".pq") and f.is_file())
             if not shards:
-                raise UserError(f"{p}: directory holds no .parquet or .pq files")
+                raise InputError(f"{p}: directory holds no .parquet or .pq files")
             files.extend(shards)
         else:
             files.append(p)
@@ -317,7 +317,7 @@ def read_parquet(paths: list[Path], opts: SourceOptions, scratch: Path | None = 
         frame = pl.scan_parquet(files)
         frame.collect_schema()
     except (pl.exceptions.ComputeError, OSError) as exc:
-        raise UserError(f"{files[0]}: not a readable parquet file ({str(exc).splitlines()[0]})") from exc
+        raise InputError(f"{files[0]}: not a readable parquet file ({str(exc).splitlines()[0]})") from exc
     _require_rows(frame, files)
     return RawSource(frame, opts.label, {})
 
@@ -337,12 +337,12 @@ def open_source(paths: list[Path], opts: SourceOptions, scratch: Path | None = N
     parquet under `scratch` (a temporary directory when None), which must outlive the frame.
     """
     if opts.format not in READERS:  # FORMATS (features.discovery) lists the same names
-        raise UserError(f"unknown format {opts.format!r}; use one of {', '.join(sorted(READERS))}")
+        raise InputError(f"unknown format {opts.format!r}; use one of {', '.join(sorted(READERS))}")
     _check_files(paths)
     if opts.format != "parquet":
         expanded = [f for p in paths for f in data_files(p, opts.format)]
         if not expanded:
-            raise UserError(f"{paths[0]}: no data files found in this directory")
+            raise InputError(f"{paths[0]}: no data files found in this directory")
         paths = expanded
         _check_files(paths)
     try:
@@ -350,4 +350,4 @@ def open_source(paths: list[Path], opts: SourceOptions, scratch: Path | None = N
     except pl.exceptions.PolarsError as exc:  # e.g. text that is not UTF-8
         first = str(exc).strip().splitlines()[0]
         hint = "" if opts.format == "parquet" else "; is it UTF-8 text in that format?"
-        raise UserError(f"{paths[0]}: cannot be read as {opts.format} ({first}){hint}") from exc
+        raise InputError(f"{paths[0]}: cannot be read as {opts.format} ({first}){hint}") from exc

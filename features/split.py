@@ -7,7 +7,7 @@ from typing import Literal
 
 import polars as pl
 
-from common.errors import UserError
+from featuremap.errors import InputError
 
 SplitMethod = Literal["random", "time"]
 _BUCKETS = 1_000_000
@@ -44,7 +44,7 @@ def time_split(frame: pl.LazyFrame, params: SplitParams) -> dict[str, pl.LazyFra
     """
     col = params.time_column
     if col is None:
-        raise UserError("split.method is 'time' but split.time_column is not set; name the timestamp column")
+        raise InputError("split.method is 'time' but split.time_column is not set; name the timestamp column")
     cuts = frame.select(
         pl.col(col).quantile(1.0 - params.valid - params.test, "lower").alias("a"),
         pl.col(col).quantile(1.0 - params.test, "lower").alias("b"),
@@ -68,7 +68,7 @@ SPLITTERS = {"random": random_split, "time": time_split}
 def split_frame(frame: pl.LazyFrame, params: SplitParams) -> dict[str, pl.LazyFrame]:
     """Split one frame into train/valid/test with the configured method."""
     if not 0 <= params.valid < 1 or not 0 <= params.test < 1 or params.valid + params.test >= 1:
-        raise UserError(f"split fractions valid={params.valid}, test={params.test} must be >= 0 and sum below 1")
+        raise InputError(f"split fractions valid={params.valid}, test={params.test} must be >= 0 and sum below 1")
     return SPLITTERS[params.method](frame, params)
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from common.featuremap import FieldKind
+from featuremap import FieldKind
 
 CHUNK_ROWS = 1 << 20
 LABEL = "label"

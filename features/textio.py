@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from common.errors import UserError
+from featuremap.errors import InputError
 
 # File-name suffixes of the codecs read directly (pyarrow's codec names).
 CODEC_SUFFIXES = {".gz": "gzip", ".gzip": "gzip", ".bz2": "bz2", ".zst": "zstd", ".zstd": "zstd"}
@@ -44,7 +44,7 @@ def codec_of(path: Path) -> str | None:
         codec = _magic_codec(handle.read(4))
     named = CODEC_SUFFIXES.get(path.suffix.lower())
     if codec is None and named is not None:
-        raise UserError(f"{path}: named {path.suffix} but is not {named} data; rename it or recompress it")
+        raise InputError(f"{path}: named {path.suffix} but is not {named} data; rename it or recompress it")
     return codec
 
 
@@ -73,14 +73,14 @@ def _open(path: Path, codec: str) -> pa.NativeFile:
     try:
         return pa.input_stream(str(path), compression=codec)
     except (OSError, pa.ArrowException) as exc:
-        raise UserError(f"{path}: cannot open as {codec} ({str(exc).splitlines()[0]})") from exc
+        raise InputError(f"{path}: cannot open as {codec} ({str(exc).splitlines()[0]})") from exc
 
 
 def _read(stream: pa.NativeFile, path: Path, codec: str, size: int) -> bytes:
     try:
         return stream.read(size)
     except (OSError, pa.ArrowException) as exc:
-        raise UserError(f"{path}: not valid {codec} data ({str(exc).splitlines()[0]}); the file may be truncated") from exc
+        raise InputError(f"{path}: not valid {codec} data ({str(exc).splitlines()[0]}); the file may be truncated") from exc
 
 
 def _line_cut(buf: bytes, quoted: bool, quotes: int) -> int:
@@ -114,7 +114,7 @@ def text_chunks(path: Path, codec: str, quoted: bool, chunk_bytes: int | None = 
 
     The first chunk holds at least `first_lines` records when the file has them (a schema is
     inferred from it), up to FIRST_CHUNK_MAX bytes. More than four chunks of text after the
-    last record end is taken for an unbalanced double quote: a UserError naming the line,
+    last record end is taken for an unbalanced double quote: a InputError naming the line,
     not an ever-growing buffer.
     """
     chunk_bytes = chunk_bytes or CHUNK_BYTES
@@ -129,7 +129,7 @@ def text_chunks(path: Path, codec: str, quoted: bool, chunk_bytes: int | None = 
             cut = _line_cut(buf, quoted, quotes)
             if len(buf) - (cut + 1) > 4 * chunk_bytes:
                 line = lines_before + buf.count(b"\n", 0, cut + 1) + 1
-                raise UserError(
+                raise InputError(
                     f"{path}: from line {line} on, {(len(buf) - cut - 1) >> 20} MiB of text hold no record end outside "
                     "double quotes; an unbalanced double quote? Fix the quoting of that line"
                 )

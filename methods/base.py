@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from common.featuremap import FeatureMap
+from featuremap import FeatureMap
 
 if TYPE_CHECKING:  # torch is imported where it is used, so that the config (and the data stages) load without it
     from models.base import CTRModel

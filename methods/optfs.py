@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from common.featuremap import FIRST_VALUE_ID, FeatureMap
+from featuremap import FIRST_VALUE_ID, FeatureMap
 from methods.base import Applied, Found, Method, ModelSpec, SearchRun, Settings, auc_text, load_tensors, study_range
 
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from common.featuremap import FeatureMap
+from featuremap import FeatureMap
 from methods.base import Applied, Found, Method, ModelSpec, SearchRun, Settings, auc_text
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from common.featuremap import FeatureMap
+from featuremap import FeatureMap
 from methods.base import Applied, Found, Method, ModelSpec, SearchRun, Settings
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from common.featuremap import FeatureMap
+from featuremap import FeatureMap
 from models.base import CTRModel
 from models.batching import EncodedBatch
 from models.embedding import EmbeddingConfig, FeatureEmbedding

@@ -7,7 +7,7 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from common.featuremap import FeatureMap
+from featuremap import FeatureMap
 from models.batching import EncodedBatch
 from models.embedding import EmbeddingConfig, FeatureEmbedding
 from models.layers import MultiHeadSelfAttention

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from common.featuremap import FeatureMap, FieldSpec
+from featuremap import FeatureMap, FieldSpec
 
 # A multi-valued column: flat ids and offsets (len rows + 1), as in a pyarrow ListArray.
 ListColumn = tuple[np.ndarray, np.ndarray]

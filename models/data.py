@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
-from common.featuremap import FeatureMap
+from featuremap import FeatureMap
 from models.batching import EncodedBatch, ListColumn, make_batch
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from common.featuremap import FeatureMap
+from featuremap import FeatureMap
 from models.base import CTRModel, LinearPart
 from models.batching import EncodedBatch
 from models.embedding import EmbeddingConfig, FeatureEmbedding

@@ -26,7 +26,7 @@ import torch
 import torch.distributed as dist
 from sklearn.metrics import log_loss, roc_auc_score
 
-from common.errors import UserError
+from featuremap.errors import InputError
 from models.batching import EncodedBatch
 from models.data import InMemoryData
 from models.trainer import TrainConfig, TrainResult, fit, predict, resolve_device, resolve_precision
@@ -71,7 +71,7 @@ def shard_model(model: torch.nn.Module, device: torch.device, learning_rate: flo
         name = "adam" if device.type == "cuda" else "exact_row_wise_adagrad"
     optimizer = EmbOptimType(name)
     if device.type == "cpu" and optimizer == EmbOptimType.ADAM:
-        raise UserError("FBGEMM's fused Adam runs on CUDA only; on CPU use sparse_optimizer exact_row_wise_adagrad")
+        raise InputError("FBGEMM's fused Adam runs on CUDA only; on CPU use sparse_optimizer exact_row_wise_adagrad")
     lr = config.sparse_learning_rate or (learning_rate if optimizer == EmbOptimType.ADAM else 0.05)
     constraints = {}
     for module in model.modules():
@@ -111,9 +111,9 @@ def fit_sharded(
 ) -> tuple[torch.nn.Module, TrainResult]:
     """Shard `model` over the initialised process group and train it with the shared trainer."""
     if not dist.is_initialized():
-        raise UserError("fit_sharded needs an initialised process group (launch with torchrun)")
+        raise InputError("fit_sharded needs an initialised process group (launch with torchrun)")
     if config.embedding_regularizer > 0:
-        raise UserError("the embedding regulariser is not applied to fused sharded tables; set embedding_regularizer 0")
+        raise InputError("the embedding regulariser is not applied to fused sharded tables; set embedding_regularizer 0")
     device = resolve_device(config.device)
     if device.type == "cuda":
         device = torch.device("cuda", dist.get_rank() % torch.cuda.device_count())

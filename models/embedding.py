@@ -20,7 +20,7 @@ from typing import Any, Literal, Protocol
 import torch
 from torch import nn
 
-from common.featuremap import PADDING_ID, FeatureMap
+from featuremap import PADDING_ID, FeatureMap
 from models.batching import EncodedBatch, dense_fields, sparse_fields
 
 Backend = Literal["torch", "torchrec"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from common.featuremap import FeatureMap
+from featuremap import FeatureMap
 from models.base import CTRModel, LinearPart
 from models.batching import EncodedBatch
 from models.embedding import EmbeddingConfig, FeatureEmbedding

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import log_loss, roc_auc_score
 
-from common.featuremap import FeatureMap
+from featuremap import FeatureMap
 
 
 @dataclass(frozen=True)

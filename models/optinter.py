@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import nn
 
-from common.featuremap import FeatureMap
+from featuremap import FeatureMap
 from models.base import CTRModel
 from models.batching import EncodedBatch
 from models.embedding import EmbeddingConfig, FeatureEmbedding

@@ -6,8 +6,8 @@ from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
 
-from common.errors import UserError
-from common.featuremap import FeatureMap
+from featuremap import FeatureMap
+from featuremap.errors import InputError
 from models.autoint import AutoInt, AutoIntConfig
 from models.base import CTRModel, init_dense_layers
 from models.deepfm import DeepFM, DeepFMConfig
@@ -23,7 +23,7 @@ def _with_config(cls: type, config_cls: type, **fixed: Any) -> Callable[[Feature
     def build(feature_map: FeatureMap, embedding: EmbeddingConfig, params: dict) -> CTRModel:
         unknown = sorted(set(params) - names)
         if unknown:
-            raise UserError(f"unknown setting(s) {', '.join(unknown)} for this model; known: {', '.join(sorted(names))}")
+            raise InputError(f"unknown setting(s) {', '.join(unknown)} for this model; known: {', '.join(sorted(names))}")
         return cls(feature_map, embedding, config_cls(**{**fixed, **params}))
 
     return build
@@ -32,7 +32,7 @@ def _with_config(cls: type, config_cls: type, **fixed: Any) -> Callable[[Feature
 def _plain(cls: type) -> Callable[[FeatureMap, EmbeddingConfig, dict], CTRModel]:
     def build(feature_map: FeatureMap, embedding: EmbeddingConfig, params: dict) -> CTRModel:
         if params:
-            raise UserError(f"model takes no settings, got {', '.join(sorted(params))}")
+            raise InputError(f"model takes no settings, got {', '.join(sorted(params))}")
         return cls(feature_map, embedding)
 
     return build
@@ -60,9 +60,9 @@ MODELS: dict[str, Callable[[FeatureMap, EmbeddingConfig, dict], CTRModel]] = {
 
 
 def build_model(name: str, feature_map: FeatureMap, embedding: EmbeddingConfig, params: dict | None = None) -> CTRModel:
-    """The model called `name`; an unknown name or setting is a UserError."""
+    """The model called `name`; an unknown name or setting is a InputError."""
     if name not in MODELS:
-        raise UserError(f"unknown model {name!r}; use one of {', '.join(MODELS)}")
+        raise InputError(f"unknown model {name!r}; use one of {', '.join(MODELS)}")
     model = MODELS[name](feature_map, embedding, dict(params or {}))
     init_dense_layers(model)
     return model

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from sklearn.metrics import log_loss, roc_auc_score
 
-from common.errors import UserError
+from featuremap.errors import InputError
 from models.base import CTRModel
 from models.batching import EncodedBatch
 from models.data import InMemoryData
@@ -108,18 +108,18 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
             return torch.float16
         return torch.bfloat16
     if name == "fp16":
-        raise UserError("precision 'fp16' needs a CUDA GPU; use 'bf16' or 'fp32' on CPU")
+        raise InputError("precision 'fp16' needs a CUDA GPU; use 'bf16' or 'fp32' on CPU")
     if name == "bf16":
         return torch.bfloat16
     return torch.bfloat16 if device.type == "cpu" and torch.cpu._is_amx_tile_supported() else None
 
 
 def resolve_device(name: str) -> torch.device:
-    """'auto' -> CUDA when present, else CPU; asking for CUDA without one is a UserError."""
+    """'auto' -> CUDA when present, else CPU; asking for CUDA without one is a InputError."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device {name!r} asked for, but no CUDA GPU is available here; use --device cpu or auto")
+        raise InputError(f"device {name!r} asked for, but no CUDA GPU is available here; set the device to cpu or auto")
     return torch.device(name)
 
 
@@ -144,7 +144,7 @@ def evaluate(
 ) -> tuple[float, float]:
     """AUC and log loss of `model` on `data`."""
     if len(data) == 0:
-        raise UserError("the evaluation split is empty; give the valid/test split some rows")
+        raise InputError("the evaluation split is empty; give the valid/test split some rows")
     probs, labels = predict(model, data.batches(batch_size), device, autocast)
     return float(roc_auc_score(labels, probs)), float(log_loss(labels, np.clip(probs, 1e-7, 1 - 1e-7), labels=[0, 1]))
 
@@ -196,7 +196,7 @@ def fit(
     """
     hooks = hooks or TrainHooks()
     if len(valid) == 0:
-        raise UserError("the validation split is empty; early stopping needs validation rows (set split.valid > 0)")
+        raise InputError("the validation split is empty; early stopping needs validation rows (set split.valid > 0)")
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
     autocast = resolve_precision(config.precision, device)

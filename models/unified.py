@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from common.featuremap import FeatureMap
+from featuremap import FeatureMap
 from models.base import CTRModel
 from models.batching import EncodedBatch, sparse_fields
 from models.embedding import Backend, EmbeddingConfig, Pooling, bag_offsets, split_fields

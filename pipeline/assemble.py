@@ -10,11 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from common.errors import UserError
-from common.featuremap import FeatureMap
+from featuremap import FeatureMap
 from methods import METHODS
 from methods.base import Applied, Method, ModelSpec, Settings
 from pipeline.config import PipelineConfig, method_settings
+from pipeline.errors import UserError
 
 if TYPE_CHECKING:
     from models.base import CTRModel

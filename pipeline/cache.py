@@ -32,14 +32,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from common.errors import UserError
 from pipeline import catalog
 from pipeline.config import PipelineConfig
+from pipeline.errors import UserError
 
 RECORD = "stage.json"
 JOURNAL = catalog.RUN_JOURNAL
 LOCK = ".lock"
-CODE_PACKAGES = ("common", "features", "methods", "models", "pipeline")
+CODE_PACKAGES = ("featuremap", "features", "methods", "models", "pipeline")
 # Settings that change how often a stage checkpoints, not what it writes.
 VOLATILE = {"train": {"checkpoint_seconds"}}
 

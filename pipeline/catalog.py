@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from common.errors import UserError
-from common.featuremap import FeatureMap
+from featuremap import FeatureMap
+from pipeline.errors import UserError
 
 
 @dataclass(frozen=True)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
-from common.errors import UserError
+from featuremap.errors import InputError
 from methods import METHODS
 from pipeline.config import STAGE_ORDER, load_config
+from pipeline.errors import UserError
 
 EXIT_USER_ERROR = 2
 
@@ -123,6 +125,23 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+# Config keys the lower layers name in their errors, and the flags that set them here.
+FLAGS = {
+    "data.path": "--data",
+    "data.format": "--format",
+    "data.separator": "--separator",
+    "data.label": "--label",
+    "data.positive": "--positive",
+}
+
+
+def with_flags(message: str) -> str:
+    """`message` with the flag beside each config key it names (once each), for a user at the command line."""
+    for key, flag in FLAGS.items():
+        message = re.sub(rf"\b{re.escape(key)}\b(?! \()", f"{key} ({flag})", message, count=1)
+    return message
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     try:
@@ -141,6 +160,6 @@ def main(argv: list[str] | None = None) -> int:
         run_pipeline(cfg, force=args.force)
         print(f"outputs: {cfg.out.resolve()}", file=sys.stderr)
         return 0
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except InputError as exc:  # ours (UserError) and the lower layers' own
+        print(f"error: {exc if isinstance(exc, UserError) else with_flags(str(exc))}", file=sys.stderr)
         return EXIT_USER_ERROR

@@ -9,13 +9,13 @@ import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
-from common.errors import UserError
 from methods import METHODS
 from methods.dnis import DNISSettings
 from methods.optfs import OptFSSettings
 from methods.optinter import OptInterSettings
 from methods.unified import UnifiedSettings
 from pipeline.catalog import STAGE_ORDER
+from pipeline.errors import UserError
 from pipeline.sections import (
     DataConfig,
     EncodeConfig,

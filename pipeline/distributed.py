@@ -18,11 +18,12 @@ import sys
 import time
 from pathlib import Path
 
-from common.errors import UserError
+from featuremap.errors import InputError
 from pipeline import catalog
 from pipeline.assemble import assemble, model_spec, searched_states
 from pipeline.cli import EXIT_USER_ERROR
 from pipeline.config import load_config
+from pipeline.errors import UserError
 from pipeline.params import params_from
 from pipeline.upstream import load_split, top_features
 
@@ -100,7 +101,7 @@ def run(argv: list[str] | None = None) -> int:
 def main() -> int:
     try:
         return run()
-    except UserError as exc:
+    except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
 

@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from common.errors import UserError
-from common.featuremap import OOV_ID, FeatureMap
+from featuremap import OOV_ID, FeatureMap
 from methods import METHODS
 from pipeline import catalog
 from pipeline.config import PipelineConfig
+from pipeline.errors import UserError
 
 PACKAGE = catalog.PACKAGE.name
 SPEC = "model.json"

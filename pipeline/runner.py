@@ -11,9 +11,10 @@ from pathlib import Path
 
 import polars as pl
 
-from common.errors import UserError
+from featuremap.errors import InputError
 from pipeline import cache, catalog
 from pipeline.config import STAGE_ORDER, PipelineConfig
+from pipeline.errors import UserError
 from pipeline.stages import STAGES
 from pipeline.tracking import Tracker
 
@@ -57,10 +58,10 @@ def run_pipeline(cfg: PipelineConfig, force: bool = False) -> dict[str, dict]:
         with cache.out_lock(cfg.out):
             cache.remove_stale_staging(cfg.out)
             return _run_locked(cfg, stages, force)
-    except (UserError, *INPUT_ERRORS) as exc:
+    except (InputError, *INPUT_ERRORS) as exc:
         if created is not None and not isinstance(exc, cache.LockHeld):
             shutil.rmtree(created, ignore_errors=True)
-        if isinstance(exc, UserError):
+        if isinstance(exc, InputError):
             raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"could not read the input {cfg.data.path or ''}: {first}") from exc

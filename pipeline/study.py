@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common.errors import UserError
 from methods import METHODS
+from pipeline.errors import UserError
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from common.errors import UserError
+from pipeline.errors import UserError
 
 DEFAULT_STORE = "mlflow.db"
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import polars as pl
 
-from common.errors import UserError
-from common.featuremap import FeatureMap
+from featuremap import FeatureMap
 from methods import METHODS
 from pipeline import catalog
 from pipeline.config import PipelineConfig, method_settings
+from pipeline.errors import UserError
 
 
 def load_split(ingest_dir: Path, split: str, feature_map: FeatureMap, numeric_as_value: bool):

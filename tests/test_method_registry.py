@@ -38,13 +38,13 @@ def test_a_toy_method_runs_through_every_stage_and_predict(tmp_path, monkeypatch
 def test_a_package_naming_an_unknown_method_is_a_one_line_error():
     import pytest
 
-    from common.errors import UserError
+    from featuremap.errors import InputError
     from methods.base import ModelSpec
     from models.embedding import EmbeddingConfig
     from pipeline.assemble import assemble
     from tests.models.test_models import FM_XOR
 
-    with pytest.raises(UserError, match="search method\\(s\\) hashing that this version does not have"):
+    with pytest.raises(InputError, match="search method\\(s\\) hashing that this version does not have"):
         assemble(FM_XOR, ModelSpec("fm", {}, EmbeddingConfig(dim=4), 0), packaged={"hashing": {}})
 
 

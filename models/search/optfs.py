@@ -22,7 +22,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from common.featuremap import FIRST_VALUE_ID
+from featuremap import FIRST_VALUE_ID
 from models.base import CTRModel
 from models.data import InMemoryData
 from models.embedding import FeatureEmbedding, field_offsets

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from common.featuremap import FeatureMap
+from featuremap import FeatureMap
 from models.base import init_dense_layers
 from models.data import InMemoryData
 from models.embedding import EmbeddingConfig

@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from common.errors import UserError
-from common.featuremap import FeatureMap
+from featuremap import FeatureMap
 from pipeline import catalog
 from pipeline.config import PipelineConfig
+from pipeline.errors import UserError
 
 FLOAT32_EXACT = 2**24  # ids up to this stay exact as float32; larger id spaces are read as float64
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from common.errors import UserError
-from common.featuremap import FeatureMap
+from featuremap import FeatureMap
 from features.quality import QualityParams, quality_report
 from features.ranking import ContingencyCounter, RankParams, rank_features
 from pipeline import catalog
 from pipeline.config import PipelineConfig
+from pipeline.errors import UserError
 from pipeline.params import params_from
 from pipeline.plots import ranking_bar_plot
 from pipeline.stages.output import StageOutput

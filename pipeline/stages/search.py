@@ -6,12 +6,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common.errors import UserError
 from methods import METHODS
 from methods.base import SearchRun
 from pipeline import catalog
 from pipeline.assemble import build, model_spec
 from pipeline.config import PipelineConfig, method_settings
+from pipeline.errors import UserError
 from pipeline.params import params_from
 from pipeline.stages.output import StageOutput
 from pipeline.upstream import candidate_pairs, feature_ranks, load_split, top_features

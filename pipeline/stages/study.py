@@ -7,13 +7,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from common.errors import UserError
-from common.featuremap import FeatureMap
+from featuremap import FeatureMap
 from methods import METHODS
 from methods.base import ModelSpec, SearchRun
 from pipeline import catalog
 from pipeline.assemble import build
 from pipeline.config import PipelineConfig, method_settings
+from pipeline.errors import UserError
 from pipeline.plots import pareto_plot
 from pipeline.study import StudySettings, run_study
 from pipeline.upstream import candidate_pairs

@@ -9,11 +9,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from common.errors import UserError
 from methods import METHODS
 from pipeline import catalog
 from pipeline.assemble import assemble, model_spec, package_entries, searched_states
 from pipeline.config import PipelineConfig, method_settings
+from pipeline.errors import UserError
 from pipeline.package import PACKAGE, write_package
 from pipeline.params import params_from
 from pipeline.plots import learning_curve_plot

@@ -6,8 +6,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from common.errors import UserError
-from common.featuremap import MISSING_ID
+from featuremap import MISSING_ID
+from featuremap.errors import InputError
 from features.encode import Encoder, EncoderParams
 from features.ingest import IngestParams, RawInput, ingest, load_raw
 from features.ranking import RankParams, rank_features
@@ -28,7 +28,7 @@ def test_nan_is_missing_not_a_value():
 
 def test_missing_thresholded_label_is_an_error():
     frame = pl.LazyFrame({"r": [4.0, None, 2.0, 5.0], "c": [1, 2, 1, 2]})
-    with pytest.raises(UserError, match="missing or non-numeric"):
+    with pytest.raises(InputError, match="missing or non-numeric"):
         Encoder(Schema(label="r", kinds={"c": "categorical"}, label_threshold=4), EncoderParams()).fit(frame)
 
 
@@ -40,12 +40,12 @@ def _split_dir(tmp_path, test_rows: str, test_header: str = "label,a"):
 
 
 def test_labels_of_every_split_are_checked(tmp_path):
-    with pytest.raises(UserError, match=r"\(test split\).*not binary"):
+    with pytest.raises(InputError, match=r"\(test split\).*not binary"):
         _split_dir(tmp_path, "0,x\n5,y\n")
 
 
 def test_split_files_must_share_columns(tmp_path):
-    with pytest.raises(UserError, match="test split lacks column"):
+    with pytest.raises(InputError, match="test split lacks column"):
         _split_dir(tmp_path, "1\n0\n", test_header="label")
 
 
@@ -95,7 +95,7 @@ def test_directory_of_pq_shards(tmp_path):
 
 
 def test_cardinality_counts_real_values_only():
-    from common.featuremap import FeatureMap, FieldSpec
+    from featuremap import FeatureMap, FieldSpec
 
     codes = np.array([2, 3, 4, 5, 3, 1] * 100)  # missing, three values, OOV
     y = np.array([0, 1] * 300, dtype=np.int8)

@@ -1,8 +1,8 @@
 import polars as pl
 import pytest
 
-from common.errors import UserError
-from common.featuremap import FIRST_VALUE_ID, MISSING_ID, OOV_ID
+from featuremap import FIRST_VALUE_ID, MISSING_ID, OOV_ID
+from featuremap.errors import InputError
 from features.encode import Encoder, EncoderParams
 from features.schema import Schema
 
@@ -78,5 +78,5 @@ def test_labels_minus_one_one_and_threshold():
     ],
 )
 def test_bad_labels_and_empty_columns(frame, message):
-    with pytest.raises(UserError, match=message):
+    with pytest.raises(InputError, match=message):
         Encoder(_schema(c="categorical"), EncoderParams()).fit(pl.LazyFrame(frame, schema_overrides={"c": pl.Int64}))

@@ -9,7 +9,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from common.errors import UserError
+from featuremap.errors import InputError
 from features import textio
 from features.discovery import data_files, detect_format, split_files
 from features.encode import Encoder, EncoderParams
@@ -64,11 +64,11 @@ def test_magic_bytes_win_over_the_name_and_a_false_suffix_is_an_error(tmp_path):
     assert open_source([hidden], SourceOptions(format="csv")).frame.collect().equals(pl.read_csv(plain))
     fake = tmp_path / "fake.csv.gz"
     shutil.copy(plain, fake)
-    with pytest.raises(UserError, match=r"fake.csv.gz: named .gz but is not gzip data"):
+    with pytest.raises(InputError, match=r"fake.csv.gz: named .gz but is not gzip data"):
         open_source([fake], SourceOptions(format="csv"))
     truncated = tmp_path / "cut.csv.gz"
     truncated.write_bytes(gzip.compress(plain.read_bytes())[:200])
-    with pytest.raises(UserError, match=r"cut\.csv\.gz: not valid gzip data"):
+    with pytest.raises(InputError, match=r"cut\.csv\.gz: not valid gzip data"):
         open_source([truncated], SourceOptions(format="csv")).frame.collect()
 
 
@@ -76,7 +76,7 @@ def test_compressed_ragged_line_is_named_across_chunks(tmp_path, small_chunks):
     plain = tmp_path / "r.csv"
     plain.write_text("y,a,b\n" + "1,2,3\n" * 20_000 + "0,1\n")
     packed = _compress(plain, tmp_path / "r.csv.gz", "gzip")
-    with pytest.raises(UserError, match=r"r.csv.gz: line 20002 has 2 columns, expected 3"):
+    with pytest.raises(InputError, match=r"r.csv.gz: line 20002 has 2 columns, expected 3"):
         open_source([packed], SourceOptions(format="csv"))
 
 
@@ -142,7 +142,7 @@ def test_common_text_label_pairs_map_without_settings(tmp_path, values):
 
 def test_explicit_positive_and_text_that_is_no_known_pair(tmp_path):
     text = "y,a\n" + "".join(f"{('sure', 'maybe', 'never')[i % 3]},{i % 5}\n" for i in range(300))
-    with pytest.raises(UserError, match=r"holds text \('maybe', 'never', 'sure'\) that is not a known binary pair; set data.positive"):
+    with pytest.raises(InputError, match=r"holds text \('maybe', 'never', 'sure'\) that is not a known binary pair; set data.positive"):
         _ingest_csv(tmp_path, text)
     result, _train = _ingest_csv(tmp_path, text, positive=("sure", "maybe"))
     assert result.schema.positive == ("sure", "maybe") and result.schema.negative is None
@@ -154,7 +154,7 @@ def test_a_value_outside_the_detected_pair_in_another_split_is_an_error(tmp_path
         open_source([_write(tmp_path / "t.csv", "y,a\nyes,1\nno,2\n")], SourceOptions(format="csv")), SchemaOptions(), "t"
     )
     encoder = Encoder(schema, EncoderParams()).fit(pl.LazyFrame({"y": ["yes", "no"] * 10, "a": [1, 2] * 10}))
-    with pytest.raises(UserError, match=r"values other than 'yes', 'no'"):
+    with pytest.raises(InputError, match=r"values other than 'yes', 'no'"):
         encoder.check_labels(pl.LazyFrame({"y": ["yes", "maybe"], "a": [1, 2]}), "test split")
 
 
@@ -173,7 +173,7 @@ def _write(path: Path, text: str) -> Path:
     ],
 )
 def test_header_quirks_are_errors(tmp_path, header, message):
-    with pytest.raises(UserError, match=message):
+    with pytest.raises(InputError, match=message):
         _ingest_csv(tmp_path, header + "\n" + "1,2,3,4\n0,1,2,3\n" * 5)
 
 
@@ -182,7 +182,7 @@ def test_separator_is_sniffed_from_a_one_column_header_and_said(tmp_path):
     assert list(result.schema.kinds) == ["a", "b"]
     assert any("read as ';'-separated" in note for note in result.notes)
     path = _write(tmp_path / "p.csv", "click|a|b\n1|x|2\n")
-    with pytest.raises(UserError, match=r"looks '\|'-separated: pass --separator '\|'"):
+    with pytest.raises(InputError, match=r"looks '\|'-separated: set data.separator to '\|'"):
         open_source([path], SourceOptions(format="csv", separator=","))
 
 
@@ -195,7 +195,7 @@ def test_a_directory_reads_only_its_data_files_of_one_format(tmp_path):
     assert detect_format(folder) == "csv"
     assert open_source([folder], SourceOptions(format="csv")).frame.collect().height == 4
     (folder / "more.parquet").write_bytes(b"")
-    with pytest.raises(UserError, match=r"several formats \(csv, parquet\)"):
+    with pytest.raises(InputError, match=r"several formats \(csv, parquet\)"):
         detect_format(folder)
 
 
@@ -203,7 +203,7 @@ def test_a_split_given_twice_is_an_error(tmp_path):
     for name in ("train.csv", "test.csv"):
         (tmp_path / name).write_text("y,a\n1,2\n")
     (tmp_path / "train.csv.gz").write_bytes(gzip.compress(b"y,a\n1,2\n"))
-    with pytest.raises(UserError, match=r"several train files \(train.csv, train.csv.gz\)"):
+    with pytest.raises(InputError, match=r"several train files \(train.csv, train.csv.gz\)"):
         split_files(tmp_path)
 
 
@@ -220,7 +220,7 @@ def test_an_unbalanced_quote_in_a_compressed_file_is_an_error_not_a_growing_buff
     rows = "".join(f"{i % 2},{i}\n" for i in range(20_000))
     packed = tmp_path / "q.csv.gz"
     packed.write_bytes(gzip.compress(("y,a\n1,\"5 inch\n" + rows).encode()))
-    with pytest.raises(UserError, match=r"q\.csv\.gz: from line 2 on, .* no record end outside double quotes"):
+    with pytest.raises(InputError, match=r"q\.csv\.gz: from line 2 on, .* no record end outside double quotes"):
         open_source([packed], SourceOptions(format="csv"))
 
 
@@ -233,7 +233,7 @@ def test_text_labels_match_in_any_case_and_numeric_labels_by_value(tmp_path):
     floats = _write(tmp_path / "f.csv", "y,a\n" + "1.0,1\n0.0,2\n" * 10)
     schema = infer_schema(open_source([floats], SourceOptions(format="csv")), SchemaOptions(positive=("1",)), "f")
     assert pl.read_csv(floats).lazy().select(schema.label_expr()).collect()["y"].sum() == 10
-    with pytest.raises(UserError, match=r"is numeric; data\.positive"):
+    with pytest.raises(InputError, match=r"is numeric; data\.positive"):
         infer_schema(open_source([floats], SourceOptions(format="csv")), SchemaOptions(positive=("yes",)), "f")
 
 
@@ -268,5 +268,5 @@ def test_the_first_chunk_counts_records_not_lines_when_fields_hold_newlines(tmp_
 def test_text_that_is_not_utf8_is_a_one_line_error(tmp_path):
     path = tmp_path / "u16.csv"
     path.write_bytes("y,a\n1,2\n0,3\n".encode("utf-16"))
-    with pytest.raises(UserError, match=r"u16\.csv: cannot be read as csv \(invalid utf-8 sequence\); is it UTF-8 text"):
+    with pytest.raises(InputError, match=r"u16\.csv: cannot be read as csv \(invalid utf-8 sequence\); is it UTF-8 text"):
         open_source([path], SourceOptions(format="csv")).frame.collect()

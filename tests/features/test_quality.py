@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from common.featuremap import FeatureMap, FieldSpec
+from featuremap import FeatureMap, FieldSpec
 from features.quality import QualityParams, population_stability_index, quality_report
 from features.ranking import ContingencyCounter, RankParams, rank_features
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from common.errors import UserError
-from common.featuremap import FeatureMap, FieldSpec
+from featuremap import FeatureMap, FieldSpec
+from featuremap.errors import InputError
 from features import synthetic
 from features.ranking import ContingencyCounter, RankParams, choose_pairs, field_stats, mrmr_order, pair_stats, rank_features
 
@@ -98,7 +98,7 @@ def test_pair_budget_and_choice():
 
 def test_id_beyond_vocabulary_is_a_user_error():
     counter = ContingencyCounter({"f": 4})
-    with pytest.raises(UserError, match="does not match"):
+    with pytest.raises(InputError, match="does not match"):
         counter.update({"f": np.array([1, 9])}, np.array([0, 1], dtype=np.int8))
 
 

@@ -3,7 +3,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from common.errors import UserError
+from featuremap.errors import InputError
 from features.discovery import FORMATS, detect_format, split_files
 from features.sources import CRITEO_CATEGORICAL, CRITEO_NUMERIC, READERS, SourceOptions, open_source
 from tests.conftest import shared
@@ -39,14 +39,14 @@ def test_libsvm_field_ranges_and_minus_one_labels(tmp_path):
 def test_ragged_libsvm_without_ranges_names_the_line(tmp_path):
     path = tmp_path / "d.libsvm"
     path.write_text("0 1:1 2:1\n1 3:1\n")
-    with pytest.raises(UserError, match="line 2 has 1 indices"):
+    with pytest.raises(InputError, match="line 2 has 1 indices"):
         open_source([path], SourceOptions(format="libsvm"))
 
 
 def test_csv_ragged_row_names_the_line(tmp_path):
     path = tmp_path / "d.csv"
     path.write_text('y,a,b\n1,"x, with comma",2\n0,3\n')
-    with pytest.raises(UserError, match=r"line 3 has 2 columns, expected 3"):
+    with pytest.raises(InputError, match=r"line 3 has 2 columns, expected 3"):
         open_source([path], SourceOptions(format="csv"))
 
 
@@ -54,7 +54,7 @@ def test_criteo_row_with_too_many_columns(tmp_path):
     good = "\t".join(["1"] + ["5"] * 13 + ["ab"] * 26)
     path = tmp_path / "train.txt"
     path.write_text(good + "\n" + good + "\tEXTRA\n")
-    with pytest.raises(UserError, match="line 2 has 41 columns, expected 40"):
+    with pytest.raises(InputError, match="line 2 has 41 columns, expected 40"):
         open_source([path], SourceOptions(format="criteo"))
 
 
@@ -62,14 +62,14 @@ def test_criteo_row_with_too_many_columns(tmp_path):
 def test_empty_and_header_only(tmp_path, content, message):
     path = tmp_path / "d.csv"
     path.write_text(content)
-    with pytest.raises(UserError, match=message):
+    with pytest.raises(InputError, match=message):
         open_source([path], SourceOptions(format="csv"))
 
 
 def test_missing_file_and_unknown_format(tmp_path):
-    with pytest.raises(UserError, match="file not found"):
+    with pytest.raises(InputError, match="file not found"):
         open_source([tmp_path / "nope.csv"], SourceOptions(format="csv"))
-    with pytest.raises(UserError, match="unknown format"):
+    with pytest.raises(InputError, match="unknown format"):
         open_source([tmp_path], SourceOptions(format="xlsx"))
 
 
@@ -88,7 +88,7 @@ def test_detect_format_and_split_files(tmp_path):
     assert split_files(tmp_path) is None
     unknown = tmp_path / "data.bin"
     unknown.write_text("x")
-    with pytest.raises(UserError, match="pass --format"):
+    with pytest.raises(InputError, match=r"set data\.format"):
         detect_format(unknown)
 
 

@@ -1,7 +1,7 @@
 import polars as pl
 import pytest
 
-from common.errors import UserError
+from featuremap.errors import InputError
 from features import synthetic
 from features.schema import SchemaOptions, infer_schema
 from features.sources import RawSource
@@ -24,7 +24,7 @@ def test_time_split_orders_by_time():
     frame = pl.LazyFrame({"t": list(range(1000))[::-1]})
     parts = {k: v.collect()["t"] for k, v in split_frame(frame, SplitParams(method="time", time_column="t")).items()}
     assert parts["train"].max() < parts["valid"].min() <= parts["valid"].max() < parts["test"].min()
-    with pytest.raises(UserError, match="time_column"):
+    with pytest.raises(InputError, match="time_column"):
         split_frame(frame, SplitParams(method="time"))
 
 
@@ -53,9 +53,9 @@ def test_schema_inference_rules():
     assert schema.kinds == {"userId": "categorical", "price": "numeric", "age": "categorical", "tags": "multi", "city": "categorical"}
     forced = infer_schema(RawSource(frame, None), SchemaOptions(label="click", numeric=("age",)), "t")
     assert forced.kinds["age"] == "numeric" and forced.kinds["views"] == "numeric"
-    with pytest.raises(UserError, match="label column 'nope' not found"):
+    with pytest.raises(InputError, match="label column 'nope' not found"):
         infer_schema(RawSource(frame, None), SchemaOptions(label="nope"), "t")
-    with pytest.raises(UserError, match="unknown column"):
+    with pytest.raises(InputError, match="unknown column"):
         infer_schema(RawSource(frame, None), SchemaOptions(drop=("zzz",)), "t")
 
 

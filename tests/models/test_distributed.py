@@ -76,7 +76,7 @@ def test_torchrun_entry_point_trains_on_the_ingest_output(tmp_path):
 
 def test_distributed_training_refuses_a_searched_state_it_cannot_shard(tmp_path, monkeypatch):
     """Distributed training assembles the model like the train stage: OptFS's searched gates cannot be sharded, so it says so."""
-    from common.errors import UserError
+    from featuremap.errors import InputError
     from pipeline.cli import main
     from pipeline.distributed import run
 
@@ -87,9 +87,9 @@ def test_distributed_training_refuses_a_searched_state_it_cannot_shard(tmp_path,
     config = tmp_path / "c.yaml"
     config.write_text("search: {methods: [optfs]}\n")
     monkeypatch.setenv("RANK", "0")
-    with pytest.raises(UserError, match=r"search output \(optfs\) changes the embeddings"):
+    with pytest.raises(InputError, match=r"search output \(optfs\) changes the embeddings"):
         run(["--out", str(out), "--config", str(config)])
     config.write_text("search: {methods: []}\n")  # without the method the state is not applied, and is not an obstacle
     monkeypatch.delenv("RANK")
-    with pytest.raises(UserError, match="launch with torchrun"):
+    with pytest.raises(InputError, match="launch with torchrun"):
         run(["--out", str(out), "--config", str(config)])

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from common.featuremap import FeatureMap, FieldSpec
+from featuremap import FeatureMap, FieldSpec
 from models.batching import make_batch
 from models.embedding import EmbeddingConfig, FeatureEmbedding
 

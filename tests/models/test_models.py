@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from common.errors import UserError
-from common.featuremap import FeatureMap, FieldSpec
+from featuremap import FeatureMap, FieldSpec
+from featuremap.errors import InputError
 from models import layers
 from models.data import InMemoryData, _take_list
 from models.deepfm import DeepFM
@@ -84,9 +84,9 @@ def test_best_epoch_weights_are_restored_and_lr_decays():
 
 
 def test_registry_errors():
-    with pytest.raises(UserError, match="unknown model"):
+    with pytest.raises(InputError, match="unknown model"):
         build_model("xgboost", FM_XOR, EmbeddingConfig())
-    with pytest.raises(UserError, match="unknown setting"):
+    with pytest.raises(InputError, match="unknown setting"):
         build_model("autoint", FM_XOR, EmbeddingConfig(), {"depth": 3})
     assert set(MODELS) == {"lr", "fm", "deepfm", "autoint", "autoint+", "fgcnn"}
     with pytest.raises(ValueError, match="budget 2 is too small"):
@@ -98,10 +98,10 @@ def test_registry_errors():
 def test_empty_validation_and_missing_gpu_are_user_errors():
     train, _ = _split(1000)
     empty = InMemoryData({k: v[:0] for k, v in train.columns.items()}, train.label[:0], FM_XOR, False)
-    with pytest.raises(UserError, match="validation split is empty"):
+    with pytest.raises(InputError, match="validation split is empty"):
         fit(build_model("lr", FM_XOR, EmbeddingConfig()), train, empty, TrainConfig(max_epochs=1))
     if not torch.cuda.is_available():
-        with pytest.raises(UserError, match="no CUDA GPU"):
+        with pytest.raises(InputError, match="no CUDA GPU"):
             resolve_device("cuda")
 
 
@@ -138,7 +138,7 @@ def test_precision_choice():
     assert resolve_precision("fp32", cpu) is None
     assert resolve_precision("bf16", cpu) == torch.bfloat16
     assert resolve_precision("auto", cpu) == (torch.bfloat16 if torch.cpu._is_amx_tile_supported() else None)
-    with pytest.raises(UserError, match="needs a CUDA GPU"):
+    with pytest.raises(InputError, match="needs a CUDA GPU"):
         resolve_precision("fp16", cpu)
 
 

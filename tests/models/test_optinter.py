@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from common.featuremap import FeatureMap, FieldSpec
+from featuremap import FeatureMap, FieldSpec
 from features.crosses import cross_vocabulary
 from methods.optinter import OptInterSettings
 from models.batching import make_batch

@@ -55,7 +55,7 @@ CASES = {
     ),
     "separator given but another one used": (
         lambda d: ["--data", str(_write(d / "semi.csv", "label;a;b\n" + "1;2;3\n0;1;2\n" * 10)), "--separator", ","],
-        "looks ';'-separated: pass --separator ';'",
+        "looks ';'-separated: set data.separator (--separator) to ';'",
     ),
     "text label that is no known pair": (
         lambda d: ["--data", str(_write(d / "txt.csv", "label,a\n" + "good,1\nbad,2\n" * 10))],

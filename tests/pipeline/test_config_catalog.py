@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from common.errors import UserError
+from featuremap.errors import InputError
 from pipeline import catalog
 from pipeline.config import load_config
 
@@ -33,7 +33,7 @@ def test_defaults_and_overrides(tmp_path):
 def test_bad_config_is_one_clear_line(tmp_path, text, message):
     cfg_file = tmp_path / "c.yaml"
     cfg_file.write_text(text)
-    with pytest.raises(UserError, match=message) as info:
+    with pytest.raises(InputError, match=message) as info:
         load_config(cfg_file, {})
     assert "\n" not in str(info.value)
 
@@ -53,5 +53,5 @@ def test_staging_commits_atomically_and_cleans_up_on_error(tmp_path):
 
 
 def test_missing_feature_map(tmp_path):
-    with pytest.raises(UserError, match="run the ingest stage first"):
+    with pytest.raises(InputError, match="run the ingest stage first"):
         catalog.load_feature_map(Path(tmp_path))

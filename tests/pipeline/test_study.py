@@ -2,7 +2,7 @@
 
 import pytest
 
-from common.errors import UserError
+from featuremap.errors import InputError
 from pipeline.study import StudySettings, run_study
 
 SIZES = {"fm": 1_000, "deepfm": 50_000, "autoint": 20_000}
@@ -50,5 +50,5 @@ def test_trials_of_the_train_model_start_from_its_settings(tmp_path):
 def test_corrupt_study_storage_is_a_user_error(tmp_path):
     storage = tmp_path / "study.db"
     storage.write_bytes(b"this is not a sqlite database" * 100)
-    with pytest.raises(UserError, match="locked or corrupt"):
+    with pytest.raises(InputError, match="locked or corrupt"):
         run_study(storage, StudySettings(trials=1), _fake([]))

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from common.errors import UserError
+from featuremap.errors import InputError
 
 FieldKind = Literal["categorical", "numeric", "multi"]
 
@@ -69,7 +69,7 @@ class FeatureMap:
 
     @classmethod
     def from_json(cls, text: str, origin: str = "feature map") -> FeatureMap:
-        """Parse JSON written by `to_json`; a malformed map is a UserError naming `origin`."""
+        """Parse JSON written by `to_json`; a malformed map is a InputError naming `origin`."""
         try:
             raw = json.loads(text)
             if raw.get("version") != FORMAT_VERSION:
@@ -82,11 +82,11 @@ class FeatureMap:
                 source=raw.get("source", {}),
             )
         except (ValueError, KeyError, TypeError) as exc:
-            raise UserError(f"{origin}: not a valid feature map ({exc}); rerun the ingest stage") from exc
+            raise InputError(f"{origin}: not a valid feature map ({exc}); rerun the ingest stage") from exc
 
     @classmethod
     def load(cls, path: Path) -> FeatureMap:
         """Read a feature map file."""
         if not path.is_file():
-            raise UserError(f"{path}: feature map not found; run the ingest stage first")
+            raise InputError(f"{path}: feature map not found; run the ingest stage first")
         return cls.from_json(path.read_text(), origin=str(path))
