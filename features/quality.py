@@ -3,30 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import numpy as np
 
 from featuremap import FIRST_VALUE_ID, MISSING_ID, OOV_ID, FeatureMap
-
-
-@dataclass(frozen=True)
-class QualityParams:
-    """Thresholds of the quality flags.
-
-    rare_count: a value seen fewer times than this in train is rare (OOV rows count as rare).
-    near_unique_ratio: distinct values / rows at or above this flags an id-like column.
-    leakage_ratio: chance-corrected I(F;Y) / H(Y) at or above this flags possible label
-      leakage (corrected, or every unique row id would be flagged).
-    psi_bins: PSI compares the most frequent train values (plus one bin for the rest).
-    drift_psi: PSI above this flags drift (the usual 0.25 'significant shift' rule).
-    """
-
-    rare_count: int = 10
-    near_unique_ratio: float = 0.5
-    leakage_ratio: float = 0.9
-    psi_bins: int = 20
-    drift_psi: float = 0.25
+from features.settings import QualityParams
 
 
 def population_stability_index(expected: np.ndarray, actual: np.ndarray, bins: int) -> float:

@@ -24,7 +24,6 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import combinations
-from typing import Literal
 
 import numpy as np
 import polars as pl
@@ -39,24 +38,10 @@ from features.information import (
     mutual_information_and_entropy,
     null_moments,
 )
+from features.settings import RankParams
 
-ScoreName = Literal["plain", "shifted", "expected", "standardized", "permutation", "chi2"]
 Batch = Mapping[str, np.ndarray]
 _THREADS = min(4, os.cpu_count() or 1)
-
-
-@dataclass(frozen=True)
-class RankParams:
-    """Settings of the ranking stage."""
-
-    score: ScoreName = "standardized"
-    permutations: int = 5
-    pair_budget: int = 1000
-    pair_rows: int = 1_000_000
-    pair_max_values: int = 1024
-    redundancy_weight: float = 1.0
-    combined_weight: float = 1.0
-    seed: int = 0
 
 
 class ContingencyCounter:

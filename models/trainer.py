@@ -26,7 +26,6 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -36,22 +35,7 @@ from featuremap.errors import InputError
 from models.base import CTRModel
 from models.batching import EncodedBatch
 from models.data import InMemoryData
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation settings (BARS defaults)."""
-
-    learning_rate: float = 1e-3
-    batch_size: int = 4096
-    max_epochs: int = 100
-    patience: int = 2
-    embedding_regularizer: float = 0.0
-    lr_decay: float = 0.1
-    seed: int = 2021
-    device: str = "auto"
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    checkpoint_seconds: float = 600.0
+from models.settings import TrainConfig
 
 
 @dataclass

@@ -14,6 +14,7 @@ from methods.dnis import DNISSettings
 from methods.optfs import OptFSSettings
 from methods.optinter import OptInterSettings
 from methods.unified import UnifiedSettings
+from models.settings import TrainConfig
 from pipeline.catalog import STAGE_ORDER
 from pipeline.errors import UserError
 from pipeline.sections import (
@@ -48,8 +49,8 @@ def _not_unified(value: Any) -> Any:
     return value
 
 
-class TrainSection(Section):
-    """The trained model and the trainer (docs/training.md)."""
+class TrainSection(TrainConfig):
+    """The trained model and the trainer (docs/training.md); the trainer's own settings are models/settings.py's."""
 
     model: Annotated[Literal["lr", "fm", "deepfm", "autoint", "autoint+", "fgcnn"], BeforeValidator(_not_unified)] = "deepfm"
     """The model (over Unified Embedding's shared tables with search.methods [unified]: fm, deepfm, autoint or autoint+)."""
@@ -61,26 +62,6 @@ class TrainSection(Section):
     """torchrec (EmbeddingBagCollection + KeyedJaggedTensor) or plain torch nn.EmbeddingBag."""
     numeric_as_value: bool = False
     """Numeric fields as value × field vector instead of bucket ids."""
-    learning_rate: float = Field(1e-3, gt=0)
-    """Adam's learning rate."""
-    batch_size: int = Field(4096, ge=1)
-    """Rows per training step."""
-    max_epochs: int = Field(100, ge=1)
-    """Most epochs."""
-    patience: int = Field(2, ge=1)
-    """Epochs without a better valid AUC in a row before stopping."""
-    lr_decay: float = Field(0.1, gt=0, le=1)
-    """The learning rate is multiplied by this after each epoch without a better valid AUC."""
-    embedding_regularizer: float = Field(0.0, ge=0)
-    """L2 on the embeddings looked up."""
-    seed: int = 2021
-    """Seed of weights and batch order."""
-    device: str = "auto"
-    """auto (CUDA when present), cpu or cuda; cuda without one is an error."""
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    """auto: bf16 autocast on CUDA and on CPUs with AMX, fp32 elsewhere; fp16 (with loss scaling) on CUDA only."""
-    checkpoint_seconds: float = Field(600.0, gt=0)
-    """Resume checkpoint interval inside an epoch."""
     baselines: list[Literal["lightgbm"]] = Field(default_factory=lambda: ["lightgbm"])
     """Models fitted beside the deep one on the same splits and shown with it (LightGBM's defaults, early-stopped on valid AUC); [] for none."""
     baseline_max_rows: int = Field(2_000_000, ge=1000)

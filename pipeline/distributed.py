@@ -24,7 +24,6 @@ from pipeline.assemble import assemble, model_spec, searched_states
 from pipeline.cli import EXIT_USER_ERROR
 from pipeline.config import load_config
 from pipeline.errors import UserError
-from pipeline.params import params_from
 from pipeline.upstream import load_split, top_features
 
 
@@ -33,7 +32,7 @@ def run(argv: list[str] | None = None) -> int:
     import torch.distributed as dist
 
     from models.distributed import ShardingConfig, fit_sharded, gathered_evaluator
-    from models.trainer import TrainConfig, resolve_precision
+    from models.trainer import resolve_precision
 
     parser = argparse.ArgumentParser(prog="torchrun ... -m pipeline.distributed", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
@@ -67,7 +66,7 @@ def run(argv: list[str] | None = None) -> int:
         # The same assembly as the train stage (seeded: identical initial weights on every process), torchrec tables.
         spec = model_spec(cfg.model_copy(update={"train": tc.model_copy(update={"backend": "torchrec"})}))
         model = assemble(feature_map, spec, searched).model
-        config = params_from(TrainConfig, tc)
+        config = tc
         started = time.perf_counter()
         sharded, result = fit_sharded(model, train, valid, config, ShardingConfig(sparse_optimizer=args.sparse_optimizer))
         device = next(p.device for p in sharded.parameters())

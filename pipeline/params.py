@@ -1,11 +1,7 @@
-"""The config's sections as the computations' parameter dataclasses (the lower layers take no pydantic models)."""
+"""The config's data sections as the ingest computation's parameters (the trainer, the ranking and the methods take
+their settings classes directly: the config's sections are, or extend, those classes)."""
 
 from __future__ import annotations
-
-import dataclasses
-from typing import TypeVar
-
-from pydantic import BaseModel
 
 from features.encode import EncoderParams
 from features.ingest import IngestParams, JoinSpec
@@ -13,14 +9,6 @@ from features.schema import SchemaOptions
 from features.sources import SourceOptions
 from features.split import SplitParams
 from pipeline.config import PipelineConfig
-
-T = TypeVar("T")
-
-
-def params_from(cls: type[T], section: BaseModel) -> T:
-    """The computation's parameter dataclass `cls`, filled from the config section's fields of the same names."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in section.model_dump().items() if k in names})
 
 
 def ingest_params(cfg: PipelineConfig) -> IngestParams:

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from features.settings import QualityParams, RankParams
 from methods.base import Settings as Section  # one base for every section: unknown keys are errors, docstrings document
 
 
@@ -104,40 +105,12 @@ class EncodeConfig(Section):
     """Rows sampled to fit the quantile edges."""
 
 
-class QualityConfig(Section):
-    """Thresholds of the data-quality flags."""
-
-    rare_count: int = Field(10, ge=1)
-    """A value seen fewer times is rare."""
-    near_unique_ratio: float = Field(0.5, gt=0, le=1)
-    """Distinct / rows above this flags an id-like column."""
-    leakage_ratio: float = Field(0.9, gt=0, le=1)
-    """MI over label entropy above this flags label leakage."""
-    psi_bins: int = Field(20, ge=1)
-    """Bins of the population stability index."""
-    drift_psi: float = Field(0.25, gt=0)
-    """PSI against valid/test above this flags drift."""
+QualityConfig = QualityParams  # the section is the quality report's own settings class
 
 
-class RankConfig(Section):
-    """Feature and pair ranking (docs/methods/ranking.md)."""
+class RankConfig(RankParams):
+    """Feature and pair ranking (docs/methods/ranking.md); the ranking's own settings are features/settings.py's."""
 
-    score: Literal["plain", "shifted", "expected", "standardized", "permutation", "chi2"] = "standardized"
-    """Plain MI, OutRank's shifted baseline, I − E[I], (I − E[I]) / sd[I], a permutation z-score or a G-test."""
-    permutations: int = Field(5, ge=2)
-    """Label permutations of the permutation score."""
-    pair_budget: int = Field(1000, ge=0)
-    """Most pairs evaluated (among the top-ranked features)."""
-    pair_rows: int = Field(1_000_000, ge=1)
-    """Rows sampled to cross pairs."""
-    pair_max_values: int = Field(1024, ge=1)
-    """Each side of a pair capped to its most frequent values."""
-    redundancy_weight: float = Field(1.0, ge=0)
-    """3MR's weight on redundancy."""
-    combined_weight: float = Field(1.0, ge=0)
-    """3MR's weight on positive pair gain."""
-    seed: int = 0
-    """Seed of permutations and samples."""
     batch_rows: int = Field(1 << 18, ge=1)
     """Rows per counting batch."""
     plot_top: int = Field(30, ge=1)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
@@ -162,12 +162,12 @@ def dnis(
     mask = attach_dimension_mask(model, dim, settings)
     alpha = mask.alpha
     initial = {k: v.detach().clone() for k, v in model.state_dict().items() if not k.endswith((".alpha", ".hard"))}
-    fixed = replace(config, patience=10**6, lr_decay=1.0)
+    fixed = config.model_copy(update=dict(patience=10**6, lr_decay=1.0))
     alpha.requires_grad_(False)
     warm = TrainResult()
     if settings.warmup_epochs:
         warm = fit(
-            model, train, valid, replace(fixed, max_epochs=settings.warmup_epochs), hooks=TrainHooks(restore_best=False, exclude=(alpha,))
+            model, train, valid, fixed.model_copy(update={"max_epochs": settings.warmup_epochs}), hooks=TrainHooks(restore_best=False, exclude=(alpha,))
         )
     alpha.requires_grad_(True)
     loss_fn = torch.nn.BCEWithLogitsLoss()
@@ -186,7 +186,7 @@ def dnis(
         model,
         train,
         valid,
-        replace(fixed, max_epochs=settings.search_epochs),
+        fixed.model_copy(update={"max_epochs": settings.search_epochs}),
         hooks=TrainHooks(after_step=alpha_step, exclude=(alpha,), restore_best=False),
     )
     embeddings = _embeddings(model, dim)

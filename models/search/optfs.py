@@ -16,7 +16,7 @@ always true); a field is dropped when none of its values is kept.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
@@ -139,7 +139,7 @@ def optfs(
         optimizer=torch.optim.Adam([gates.logits], lr=settings.gate_lr or config.learning_rate),
         restore_best=False,  # the gates of the last (hardest) temperature are the searched ones
     )
-    search_config = replace(config, max_epochs=settings.epochs, patience=settings.epochs + 1, lr_decay=1.0)
+    search_config = config.model_copy(update=dict(max_epochs=settings.epochs, patience=settings.epochs + 1, lr_decay=1.0))
     searched = fit(model, train, valid, search_config, hooks=hooks)
     gates = apply_searched_gates(model, gates.logits.detach(), snapshot, settings.init)
     retrained = fit(model, train, valid, config, on_epoch=on_epoch)

@@ -19,7 +19,7 @@ the test split is never read here).
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -136,7 +136,7 @@ def optinter(
         hooks = TrainHooks(optimizer=arch_optimizer, after_step=anneal, on_epoch_start=start_epoch, restore_best=False)
     else:
         raise ValueError(f"arch_split must be 'train' or 'valid', got {settings.arch_split!r}")
-    fixed = replace(config, max_epochs=settings.search_epochs, patience=10**6, lr_decay=1.0)
+    fixed = config.model_copy(update=dict(max_epochs=settings.search_epochs, patience=10**6, lr_decay=1.0))
     searched = fit(model, train, valid, fixed, hooks=hooks)
     with torch.no_grad():
         weights = model.mode_weights().cpu().numpy()

@@ -9,12 +9,11 @@ import numpy as np
 from tqdm import tqdm
 
 from featuremap import FeatureMap
-from features.quality import QualityParams, quality_report
-from features.ranking import ContingencyCounter, RankParams, rank_features
+from features.quality import quality_report
+from features.ranking import ContingencyCounter, rank_features
 from pipeline import catalog
 from pipeline.config import PipelineConfig
 from pipeline.errors import UserError
-from pipeline.params import params_from
 from pipeline.plots import ranking_bar_plot
 from pipeline.stages.output import StageOutput
 
@@ -37,7 +36,7 @@ def run_rank(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
     if not train.is_file():
         raise UserError(f"{train}: encoded train split not found; run the ingest stage first")
     rc = cfg.rank
-    params = params_from(RankParams, rc)
+    params = rc
     started = time.perf_counter()
     result = rank_features(_rank_batches(train, feature_map, rc.batch_rows, "rank: count train"), feature_map, params)
     seconds = time.perf_counter() - started
@@ -53,7 +52,7 @@ def run_rank(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
     by_name = dict(zip(result.ranking["feature"], result.ranking["adjusted_mi"], strict=True))
     adjusted = {spec.rank_column: by_name[spec.name] for spec in feature_map.fields}
     quality = quality_report(
-        feature_map, result.counter.tables, adjusted, result.label_entropy, eval_counts, params_from(QualityParams, rc.quality)
+        feature_map, result.counter.tables, adjusted, result.label_entropy, eval_counts, rc.quality
     )
     quality = {
         "rows": {name: s["rows"] for name, s in feature_map.splits.items()},

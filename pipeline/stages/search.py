@@ -12,14 +12,13 @@ from pipeline import catalog
 from pipeline.assemble import build, model_spec
 from pipeline.config import PipelineConfig, method_settings
 from pipeline.errors import UserError
-from pipeline.params import params_from
 from pipeline.stages.output import StageOutput
 from pipeline.upstream import candidate_pairs, feature_ranks, load_split, top_features
 
 
 def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
     """Run the configured search methods on train/valid (never test); write one JSON per method."""
-    from models.trainer import TrainConfig, fit
+    from models.trainer import fit
 
     ingest_dir = catalog.stage_path(out, "ingest")
     full_map = catalog.load_feature_map(ingest_dir)
@@ -30,7 +29,7 @@ def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
     if train is None or valid is None or len(valid) == 0:
         raise UserError(f"{ingest_dir}: search needs the train split and a non-empty valid split")
     spec = model_spec(cfg)
-    settings = params_from(TrainConfig, tc)
+    settings = tc
     metrics: dict[str, float] = {}
     report: dict[str, Any] = {}
     baseline = None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ def run_optuna(cfg: PipelineConfig, out: Path, workdir: Path, feature_map: Featu
         embedding = EmbeddingConfig(dim=config["embedding_dim"], backend=tc.backend, numeric_as_value=tc.numeric_as_value)
         spec = ModelSpec(config["model"], config["params"], embedding, tc.seed)
         trial_model = build(spec, feature_map)
-        trial_settings = dataclasses.replace(settings, learning_rate=config["learning_rate"], max_epochs=oc.max_epochs)
+        trial_settings = settings.model_copy(update={"learning_rate": config["learning_rate"], "max_epochs": oc.max_epochs})
         total = sum(p.numel() for p in trial_model.parameters())
         table = sum(w.numel() for w in trial_model.embedding_tables())
 

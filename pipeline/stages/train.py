@@ -15,7 +15,6 @@ from pipeline.assemble import assemble, model_spec, package_entries, searched_st
 from pipeline.config import PipelineConfig, method_settings
 from pipeline.errors import UserError
 from pipeline.package import PACKAGE, write_package
-from pipeline.params import params_from
 from pipeline.plots import learning_curve_plot
 from pipeline.stages.baselines import fit_baselines
 from pipeline.stages.output import StageOutput
@@ -25,7 +24,7 @@ from pipeline.upstream import load_split, top_features
 def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
     """Train the configured model with early stopping; evaluate the best epoch on valid and test."""
     # torch is imported here, not at module level, so that the data stages start without it.
-    from models.trainer import TrainConfig, evaluate, fit, resolve_device, resolve_precision, train_report
+    from models.trainer import evaluate, fit, resolve_device, resolve_precision, train_report
 
     ingest_dir = catalog.stage_path(out, "ingest")
     feature_map = catalog.load_feature_map(ingest_dir)
@@ -62,7 +61,7 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         ) from exc
     model, hooks, model_name = applied.model, applied.hooks, applied.name
     applied_names = [method.name for method, _, _ in searched]
-    settings = params_from(TrainConfig, tc)
+    settings = tc
     device = resolve_device(tc.device)
     autocast = resolve_precision(tc.precision, device)
     # A run killed mid-training resumes from here when rerun with the same settings and data.

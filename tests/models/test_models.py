@@ -1,4 +1,3 @@
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -170,7 +169,7 @@ class _Interrupting(InMemoryData):
 @pytest.mark.parametrize("interrupt_after", [19, 26])  # 19 batches per epoch here: an epoch boundary and mid-epoch
 def test_interrupted_training_resumes_to_the_same_result(tmp_path, interrupt_after):
     train, valid = _split()
-    config = TrainConfig(learning_rate=0.01, batch_size=512, max_epochs=4, precision="fp32", checkpoint_seconds=0.0)
+    config = TrainConfig(learning_rate=0.01, batch_size=512, max_epochs=4, precision="fp32", checkpoint_seconds=1e-9)
     params = {"hidden": [16], "dropout": 0.2}  # dropout: the resumed run must also restore the RNG
 
     def new_model():
@@ -190,7 +189,7 @@ def test_interrupted_training_resumes_to_the_same_result(tmp_path, interrupt_aft
     for mine, theirs in zip(resumed_model.state_dict().values(), straight.state_dict().values(), strict=True):
         assert torch.allclose(mine.float(), theirs.float(), atol=1e-6)
     # A checkpoint written for other settings is ignored: training starts afresh.
-    fresh = fit(new_model(), train, valid, replace(config, max_epochs=1), checkpoint=checkpoint, fingerprint="other")
+    fresh = fit(new_model(), train, valid, config.model_copy(update={"max_epochs": 1}), checkpoint=checkpoint, fingerprint="other")
     assert len(fresh.history) == 1
 
 

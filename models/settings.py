@@ -1,0 +1,37 @@
+"""The trainer's settings: the one copy of their defaults (the config's `train` section extends this class).
+
+No torch here, so that the config loads (and a config error answers) without it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TrainConfig(BaseModel):
+    """Optimisation settings (BARS defaults)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    learning_rate: float = Field(1e-3, gt=0)
+    """Adam's learning rate."""
+    batch_size: int = Field(4096, ge=1)
+    """Rows per training step."""
+    max_epochs: int = Field(100, ge=1)
+    """Most epochs."""
+    patience: int = Field(2, ge=1)
+    """Epochs without a better valid AUC in a row before stopping."""
+    lr_decay: float = Field(0.1, gt=0, le=1)
+    """The learning rate is multiplied by this after each epoch without a better valid AUC."""
+    embedding_regularizer: float = Field(0.0, ge=0)
+    """L2 on the embeddings looked up."""
+    seed: int = 2021
+    """Seed of weights and batch order."""
+    device: str = "auto"
+    """auto (CUDA when present), cpu or cuda; cuda without one is an error."""
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """auto: bf16 autocast on CUDA and on CPUs with AMX, fp32 elsewhere; fp16 (with loss scaling) on CUDA only."""
+    checkpoint_seconds: float = Field(600.0, gt=0)
+    """Resume checkpoint interval inside an epoch."""
