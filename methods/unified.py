@@ -124,22 +124,22 @@ class Unified(Method):
         return {"layout": state}
 
     def legacy_entry(self, spec: dict[str, Any]) -> dict[str, Any] | None:
-        """Packages written when Unified Embedding was the model `unified`: its layout sat in the embedding settings."""
+        """Packages written when Unified Embedding was the model `unified`: its settings sat in the model's params."""
         if spec.get("model") != "unified":
             return None
-        base = {
-            k: v
-            for k, v in spec["params"].items()
-            if k not in {"base", "budget", "tables", "chunks", "chunk_counts", "field_vectors", "hash_seed"}
-        }
-        return {"layout": spec["embedding"]["multiplex"], "model": spec["params"].get("base", "autoint"), "params": base}
+        own = {k: v for k, v in spec["params"].items() if k in UnifiedSettings.model_fields}
+        rest = {k: v for k, v in spec["params"].items() if k != "base" and k not in UnifiedSettings.model_fields}
+        return {"settings": own, "model": spec["params"].get("base", "autoint"), "params": rest}
 
     def restore(self, model: CTRModel | None, entry: dict[str, Any], spec: ModelSpec, feature_map: FeatureMap) -> CTRModel:
         from models.unified import unified_model
 
-        return unified_model(
-            entry.get("model", spec.name), feature_map, spec.embedding, _layout(entry["layout"]), entry.get("params", spec.params)
-        )
+        name, params = entry.get("model", spec.name), entry.get("params", spec.params)
+        if "layout" in entry:
+            layout = _layout(entry["layout"])
+        else:  # a legacy entry: the layout its settings give (chunk counts by rank were stored as a mapping)
+            layout = layout_for(UnifiedSettings(**entry["settings"]), feature_map, ModelSpec(name, params, spec.embedding, spec.seed))
+        return unified_model(name, feature_map, spec.embedding, layout, params)
 
     def report_lines(self, summary: dict[str, Any]) -> list[str]:
         return [

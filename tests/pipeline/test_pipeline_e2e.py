@@ -313,6 +313,14 @@ def test_unified_embedding_method_lays_out_by_rank_and_feeds_train_and_predict(t
     scored, _ = score(find_package(str(out), None), raw, None, "cpu")
     again, _ = score(find_package(str(out), None), raw, None, "cpu")
     assert scored.height == 300 and np.array_equal(scored["probability"].to_numpy(), again["probability"].to_numpy())
+    # A package written when Unified Embedding was the model `unified` (its settings in the model's params) still scores.
+    legacy = {**spec, "model": "unified", "methods": {}, "embedding": {**spec["embedding"], "multiplex": None}}
+    legacy["params"] = {"base": "deepfm", **spec["params"], "budget": layout["budget"], "tables": 2, "chunks": 5, "chunk_counts": counts}
+    legacy.pop("shared", None)
+    legacy["embedding"].pop("shared", None)
+    (out / "train" / "package" / "model.json").write_text(json.dumps(legacy))
+    old, _ = score(find_package(str(out), None), raw, None, "cpu")
+    assert np.array_equal(scored["probability"].to_numpy(), old["probability"].to_numpy())
 
 
 def test_search_stage_optuna_study_feeds_train_with_nested_trial_runs(tmp_path):
