@@ -62,10 +62,19 @@ class TrainSection(TrainConfig):
     """torchrec (EmbeddingBagCollection + KeyedJaggedTensor) or plain torch nn.EmbeddingBag."""
     numeric_as_value: bool = False
     """Numeric fields as value × field vector instead of bucket ids."""
-    baselines: list[Literal["lightgbm"]] = Field(default_factory=lambda: ["lightgbm"])
-    """Models fitted beside the deep one on the same splits and shown with it (LightGBM's defaults, early-stopped on valid AUC); [] for none."""
+    baselines: list[Literal["lightgbm", "catboost"]] = Field(default_factory=lambda: ["lightgbm"])
+    """GBDTs fitted beside the deep model on the same splits, with their library's defaults, early-stopped on valid AUC (catboost: slow on 2 cores); [] for none."""
+    choose: str = "best"
+    """The model the run packages and registers: best (the highest valid AUC among the deep model, each baseline and their blend), deep, blend or a baseline's name."""
     baseline_max_rows: int = Field(2_000_000, ge=1000)
-    """A baseline trains and early-stops on evenly spaced samples of at most this many train and valid rows (test is scored whole)."""
+    """A baseline trains and early-stops on evenly spaced samples of at most this many train and valid rows (valid and test are scored whole)."""
+
+    @model_validator(mode="after")
+    def _choice(self) -> TrainSection:
+        known = ["best", "deep", *self.baselines, *(["blend"] if self.baselines else [])]
+        if self.choose not in known:
+            raise ValueError(f"choose: {self.choose!r} is not a candidate; use one of {', '.join(known)}")
+        return self
 
 
 class OptunaSection(Section):
@@ -164,7 +173,7 @@ class TrackingConfig(Section):
     register_model: bool = True
     """Register the trained model."""
     registered_model: str | None = None
-    """Its registered name; null: ctr-<model> (autoint+ -> ctr-autoint-plus)."""
+    """Its registered name; null: ctr-<train.model> (autoint+ -> ctr-autoint-plus), whichever candidate the run chose."""
 
 
 class PipelineConfig(Section):

@@ -29,6 +29,7 @@ PACKAGE = catalog.PACKAGE.name
 SPEC = "model.json"
 WEIGHTS = "model.pt"
 ENCODER = "encoder"
+GBDT = "gbdt"
 
 
 def write_package(
@@ -40,12 +41,18 @@ def write_package(
     ingest_dir: Path,
     feature_map: FeatureMap,
     methods: dict[str, dict],
+    chosen: dict | None = None,
+    boosters: dict | None = None,
 ) -> None:
-    """Write weights, spec (model, settings, reader config, each applied search method's entry) and the fitted encoder."""
+    """Write weights, spec (model, settings, reader config, each applied search method's entry, the chosen candidate),
+    the fitted encoder and the boosters the chosen candidate scores with."""
     import torch
 
     directory.mkdir(parents=True)
     torch.save(model.state_dict(), directory / WEIGHTS)
+    for name, fitted in (boosters or {}).items():
+        (directory / GBDT).mkdir(exist_ok=True)
+        fitted.kind.save(fitted.booster, directory / GBDT / f"{name}.{fitted.kind.suffix}")
     encoder_dir = directory / ENCODER
     shutil.copytree(ingest_dir / catalog.VOCABULARIES.name, encoder_dir / catalog.VOCABULARIES.name)
     for name in (catalog.ENCODER.name, catalog.FEATURE_MAP.name):
@@ -60,6 +67,7 @@ def write_package(
         "batch_size": cfg.train.batch_size,
         "fields": [f.name for f in feature_map.fields],  # the model's fields (a ranking budget may keep fewer than encoded)
         "methods": methods,  # what each applied search method needs to rebuild the model's structure
+        "chosen": chosen or {"name": applied.name, "kind": "deep", "gbdt": None, "weight": None},  # what predict scores with
     }
     catalog.write_json(directory / SPEC, package_spec)
 
@@ -160,7 +168,19 @@ def score(directory: Path, data: Path, fmt: str | None, device_name: str = "auto
     rows = InMemoryData(columns, labels, feature_map, numeric_as_value)
     device = resolve_device(device_name)
     model.to(device)
-    probs, _ = predict(model, rows.batches(spec["batch_size"]), device, resolve_precision("auto", device))
+    chosen = spec.get("chosen") or {"kind": "deep"}  # packages written before the run chose among candidates: the deep model
+    if chosen["kind"] in ("deep", "blend"):
+        probs, _ = predict(model, rows.batches(spec["batch_size"]), device, resolve_precision("auto", device))
+    if chosen["kind"] in ("gbdt", "blend"):
+        from features.tabular import tabular, tabular_columns
+        from models.blend import blend
+        from models.gbdt import KINDS
+
+        kind = KINDS[chosen["gbdt"]]
+        columns, categorical, dtype = tabular_columns(feature_map)
+        booster = kind.load(directory / GBDT / f"{chosen['gbdt']}.{kind.suffix}", columns, categorical)
+        boosted = kind.predict(booster, tabular(encoded, columns, dtype))
+        probs = boosted if chosen["kind"] == "gbdt" else blend(probs, boosted, chosen["weight"])
     out = pl.DataFrame({"probability": probs.astype(np.float64)})
     metrics = {"rows": float(encoded.height), "seconds": time.perf_counter() - started}
     if has_label:
@@ -185,3 +205,9 @@ def write_predictions(frame: pl.DataFrame, path: Path) -> None:
         frame.write_parquet(tmp)
     tmp.replace(path)
     print(f"predict: {frame.height:,} rows -> {path}", file=sys.stderr)
+
+
+def probabilities(directory: Path, rows: Path) -> np.ndarray:
+    """Click probabilities of the raw rows in parquet file `rows` from the package in `directory` (its chosen kind)."""
+    scored, _ = score(directory, rows, "parquet", "cpu")
+    return scored["probability"].to_numpy()

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import polars as pl
 
+
 def _pyplot():
     """matplotlib's pyplot on the headless backend, imported on first use (it takes a third of a second)."""
     import matplotlib

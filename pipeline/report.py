@@ -90,18 +90,28 @@ def _models(search: dict[str, Any], baseline: dict[str, Any] | None, train: dict
     for name, method in METHODS.items():
         if (found := search.get(name)) and (row := method.model_row(found)) is not None:
             rows.append({**row, "test_auc": None, "note": "search stage"})
-    for name, found in (train or {}).get("baselines", {}).items():
-        row = {"name": f"{name} (baseline)", "valid_auc": found["valid_auc"], "test_auc": found.get("test_auc"), "params": None}
-        rows.append({**row, "note": f"{found['rounds']} rounds, default parameters"})
-    if train:
-        note = ", ".join(m.applied_flag for m in METHODS.values() if m.applied_flag and train.get(m.applied_flag)) or "final"
+    train = train or {}
+    candidates = train.get("candidates") or {}  # written before the run chose among candidates: the deep model alone
+    deep = train.get("deep_model", train.get("model"))
+    methods = ", ".join(m.applied_flag for m in METHODS.values() if m.applied_flag and train.get(m.applied_flag)) or "trained"
+    for name, found in (candidates or ({deep: {**train, "kind": "deep"}} if train else {})).items():
+        baseline = train.get("baselines", {}).get(name)
+        note = {
+            "deep": methods,
+            "gbdt": f"{baseline['rounds']} rounds, default parameters" if baseline else "default parameters",
+            "blend": f"weight {found['params']['weight']:.3f} on {deep}, fitted on valid (valid AUC cross-fitted)"
+            if found["kind"] == "blend"
+            else "",
+        }[found["kind"]]
+        chosen = " — chosen (best valid AUC)" if name == train.get("model") and candidates else ""
+        params = train.get("params") if found["kind"] == "deep" else None
         rows.append(
             {
-                "name": f"{train['model']} (trained)",
-                "valid_auc": train["valid_auc"],
-                "test_auc": train.get("test_auc"),
-                "params": train.get("params"),
-                "note": note,
+                "name": f"{name} ({found['kind']})",
+                "valid_auc": found["valid_auc"],
+                "test_auc": found.get("test_auc"),
+                "params": params,
+                "note": note + chosen,
             }
         )
     return rows

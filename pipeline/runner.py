@@ -15,6 +15,7 @@ from featuremap.errors import InputError
 from pipeline import cache, catalog
 from pipeline.config import STAGE_ORDER, PipelineConfig
 from pipeline.errors import UserError
+from pipeline.package import probabilities
 from pipeline.stages import STAGES
 from pipeline.tracking import Tracker
 
@@ -120,10 +121,12 @@ def _run_locked(cfg: PipelineConfig, stages: list[str], force: bool) -> dict[str
                         with contextlib.suppress(OSError):  # the folder goes too once it is empty
                             path.parent.rmdir()
                     if output.package is not None:
-                        registered = (
-                            cfg.tracking.registered_model or f"ctr-{output.report.get('model', cfg.train.model).replace('+', '-plus')}"
+                        deep = output.report.get("deep_model") or output.report.get("model", cfg.train.model)  # one name, whichever wins
+                        registered = cfg.tracking.registered_model or f"ctr-{deep.replace('+', '-plus')}"
+                        chosen = {"name": output.report.get("model"), "kind": output.report.get("kind", "deep")}
+                        version = run.log_model(
+                            output.model, final / output.package, registered if cfg.tracking.register_model else None, chosen, probabilities
                         )
-                        version = run.log_model(output.model, final / output.package, registered if cfg.tracking.register_model else None)
                         if version is not None:
                             output.report["registered_model"] = f"models:/{registered}/{version}"
                             output.report["run_id"] = run.run_id

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -58,29 +58,72 @@ class RunHandle:
         if self._mlflow:
             self._mlflow.log_artifact(str(path), artifact_path=artifact_path)
 
-    def log_model(self, model: Any, package: Path, registered_name: str | None) -> str | None:
-        """Log the torch model (pickled: it takes EncodedBatch / KJT inputs, which torch.export cannot trace)
-        and its scoring package (weights, spec, encoder, feature map) to this run; register it under
-        `registered_name`. Returns the registered version, if any."""
+    def log_model(
+        self,
+        model: Any,
+        package: Path,
+        registered_name: str | None,
+        chosen: Mapping[str, Any] | None = None,
+        scorer: Callable[[Path, Path], Any] | None = None,
+    ) -> str | None:
+        """Log the chosen model and its scoring package (weights, spec, encoder, feature map, boosters) to this run;
+        register it under `registered_name`. A deep model is logged as torch (pickled: it takes EncodedBatch / KJT
+        inputs, which torch.export cannot trace); a GBDT or a blend as a pyfunc that scores raw rows through the
+        package. Returns the registered version, if any."""
         if not self._mlflow:
             return None
-        import mlflow.pytorch
         import torch
 
+        chosen = chosen or {"name": None, "kind": "deep"}
         self._mlflow.log_artifacts(str(package), artifact_path=package.name)
-        info = mlflow.pytorch.log_model(
-            model.cpu(),
-            name="model",
-            serialization_format="pickle",
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
-        )
+        if chosen["kind"] == "deep":
+            import mlflow.pytorch
+
+            info = mlflow.pytorch.log_model(
+                model.cpu(), name="model", serialization_format="pickle", pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"]
+            )
+        else:
+            info = _log_package_model(package, scorer)
         if registered_name is None:
             return None
         version = self._mlflow.register_model(info.model_uri, registered_name, tags={"run_id": self.run_id or ""})
-        self._mlflow.MlflowClient().set_model_version_tag(
-            registered_name, version.version, "package", f"runs:/{self.run_id}/{package.name}"
-        )
+        client = self._mlflow.MlflowClient()
+        client.set_model_version_tag(registered_name, version.version, "package", f"runs:/{self.run_id}/{package.name}")
+        client.set_model_version_tag(registered_name, version.version, "chosen", f"{chosen['name']} ({chosen['kind']})")
         return str(version.version)
+
+
+def _log_package_model(package: Path, scorer: Callable[[Path, Path], Any]) -> Any:
+    """Log a pyfunc model that scores raw rows (a pandas DataFrame with the training data's columns) with the package's
+    chosen candidate through `scorer(package, parquet file) -> probabilities`, carrying the project's code so that
+    `mlflow.pyfunc.load_model` needs only the libraries."""
+    import mlflow.pyfunc
+
+    class PackageModel(mlflow.pyfunc.PythonModel):  # defined here, so that mlflow is imported only when it is used
+        def __init__(self, score: Callable[[Path, Path], Any]) -> None:
+            self.score = score  # pickled by reference: pipeline.package's, from the logged code
+
+        def load_context(self, context: Any) -> None:
+            self.package = Path(context.artifacts["package"])
+
+        def predict(self, context: Any, model_input: Any, params: dict | None = None) -> Any:
+            import tempfile
+
+            import polars as pl
+
+            with tempfile.TemporaryDirectory() as tmp:
+                rows = Path(tmp) / "rows.parquet"
+                pl.from_pandas(model_input).write_parquet(rows)
+                return self.score(self.package, rows)
+
+    root = Path(__file__).resolve().parent.parent
+    return mlflow.pyfunc.log_model(
+        name="model",
+        python_model=PackageModel(scorer),
+        artifacts={"package": str(package)},
+        code_paths=[str(root / name) for name in ("featuremap", "features", "methods", "models", "pipeline")],
+        pip_requirements=["torch", "polars", "pyarrow", "scikit-learn", "lightgbm", "catboost", "pydantic", "pyyaml", "jinja2"],
+    )
 
 
 class Tracker:

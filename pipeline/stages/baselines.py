@@ -1,7 +1,8 @@
-"""The baselines the train stage fits beside the deep model, on the same encoded splits (LightGBM by default)."""
+"""The baselines the train stage fits beside the deep model, on the same encoded splits (LightGBM by default, CatBoost\nwhen asked), and the GBDT inputs predict builds from encoded raw rows."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -9,11 +10,10 @@ import numpy as np
 import polars as pl
 
 from featuremap import FeatureMap
+from features.tabular import tabular, tabular_columns
 from pipeline import catalog
 from pipeline.config import PipelineConfig
 from pipeline.errors import UserError
-
-FLOAT32_EXACT = 2**24  # ids up to this stay exact as float32; larger id spaces are read as float64
 
 
 def _rows(path: Path, columns: list[str], label: str, max_rows: int | None) -> tuple[pl.LazyFrame | None, int]:
@@ -33,44 +33,65 @@ def _rows(path: Path, columns: list[str], label: str, max_rows: int | None) -> t
 
 
 def _arrays(data: pl.DataFrame, columns: list[str], label: str, dtype: type) -> tuple[np.ndarray, np.ndarray]:
-    return np.column_stack([data[c].cast(pl.Float64).to_numpy().astype(dtype) for c in columns]), data[label].cast(pl.Int8).to_numpy()
+    return tabular(data, columns, dtype), data[label].cast(pl.Int8).to_numpy()
 
 
-def fit_baselines(cfg: PipelineConfig, ingest_dir: Path, feature_map: FeatureMap) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
-    """Each configured baseline's figures (valid and test AUC / logloss, rounds, seconds) and one nested run each.
+@dataclass
+class Fitted:
+    """A fitted baseline, and its click probabilities and labels on the whole valid and test splits (for the blend)."""
 
-    Train and valid (early stopping) are evenly spaced samples of at most `train.baseline_max_rows` rows each;
-    test is scored whole, in slices of that many rows, so memory stays bounded on large inputs."""
-    from models.gbdt import GBDTConfig, feature_columns, fit_lightgbm, metrics_of, predict_lightgbm
+    kind: Any  # models.gbdt.GBDTKind
+    booster: Any
+    valid: tuple[np.ndarray, np.ndarray]
+    test: tuple[np.ndarray, np.ndarray] | None
+
+
+def fit_baselines(
+    cfg: PipelineConfig, ingest_dir: Path, feature_map: FeatureMap
+) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]], dict[str, Fitted]]:
+    """Each configured baseline's figures (valid and test AUC / logloss, rounds, seconds), one nested run each, and the
+    fitted boosters with their valid and test probabilities.
+
+    Train and the early-stopping rows are evenly spaced samples of at most `train.baseline_max_rows` rows of train and
+    valid; valid and test are then scored whole, in slices of that many rows, so memory stays bounded on large inputs."""
+    from models.gbdt import KINDS, GBDTConfig, metrics_of
 
     tc = cfg.train
     if not tc.baselines:
-        return {}, []
-    columns, categorical = feature_columns(feature_map)
-    dtype = np.float64 if max((f.rank_cardinality for f in feature_map.fields), default=0) > FLOAT32_EXACT else np.float32
+        return {}, [], {}
+    columns, categorical, dtype = tabular_columns(feature_map)
     cap, label = tc.baseline_max_rows, feature_map.label
-    train, valid = (
+    train, stopping = (
         _arrays(_rows(catalog.split_file(ingest_dir, s), columns, label, cap)[0].collect(), columns, label, dtype)
         for s in ("train", "valid")
     )
-    test, test_rows = _rows(catalog.split_file(ingest_dir, "test"), columns, label, None)
+
+    def scored(split: str, kind, booster) -> tuple[np.ndarray, np.ndarray] | None:
+        frame, rows = _rows(catalog.split_file(ingest_dir, split), columns, label, None)
+        if frame is None:
+            return None
+        parts = [_arrays(frame.slice(offset, cap).collect(), columns, label, dtype) for offset in range(0, rows, cap)]
+        return np.concatenate([kind.predict(booster, x) for x, _ in parts]), np.concatenate([y for _, y in parts])
+
     found: dict[str, dict[str, Any]] = {}
-    for name in tc.baselines:  # one kind so far: lightgbm
-        result = fit_lightgbm(train, valid, columns, categorical, GBDTConfig(seed=tc.seed))
-        test_auc = test_logloss = None
-        if test is not None:
-            parts = [_arrays(test.slice(offset, cap).collect(), columns, label, dtype) for offset in range(0, test_rows, cap)]
-            probs = np.concatenate([predict_lightgbm(result.booster, x) for x, _ in parts])
-            test_auc, test_logloss = metrics_of(np.concatenate([y for _, y in parts]), probs)
+    fitted: dict[str, Fitted] = {}
+    for name in tc.baselines:
+        kind = KINDS[name]
+        result = kind.fit(train, stopping, columns, categorical, GBDTConfig(seed=tc.seed))
+        valid, test = scored("valid", kind, result.booster), scored("test", kind, result.booster)
+        fitted[name] = Fitted(kind, result.booster, valid, test)
+        valid_auc, valid_logloss = metrics_of(valid[1], valid[0])
+        test_auc, test_logloss = metrics_of(test[1], test[0]) if test is not None else (None, None)
         found[name] = {
             "kind": "gbdt",
-            "valid_auc": result.valid_auc,
-            "valid_logloss": result.valid_logloss,
+            "valid_auc": valid_auc,
+            "valid_logloss": valid_logloss,
             "test_auc": test_auc,
             "test_logloss": test_logloss,
             "rounds": result.best_iteration,
             "train_rows": result.train_rows,
             "valid_rows": len(valid[1]),
+            "early_stopping_rows": len(stopping[1]),
             "seconds": result.seconds,
             "params": {k: v for k, v in result.params.items() if not isinstance(v, list)},
         }
@@ -82,4 +103,4 @@ def fit_baselines(cfg: PipelineConfig, ingest_dir: Path, feature_map: FeatureMap
         }
         for name, summary in found.items()
     ]
-    return found, children
+    return found, children, fitted

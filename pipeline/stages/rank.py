@@ -51,9 +51,7 @@ def run_rank(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
             eval_counts[split] = {col: table.sum(axis=1) for col, table in counter.tables.items()}
     by_name = dict(zip(result.ranking["feature"], result.ranking["adjusted_mi"], strict=True))
     adjusted = {spec.rank_column: by_name[spec.name] for spec in feature_map.fields}
-    quality = quality_report(
-        feature_map, result.counter.tables, adjusted, result.label_entropy, eval_counts, rc.quality
-    )
+    quality = quality_report(feature_map, result.counter.tables, adjusted, result.label_entropy, eval_counts, rc.quality)
     quality = {
         "rows": {name: s["rows"] for name, s in feature_map.splits.items()},
         "label": {"name": feature_map.label, "positive_rate": result.positive_rate, "entropy": result.label_entropy},

@@ -17,6 +17,7 @@ from pipeline.errors import UserError
 from pipeline.package import PACKAGE, write_package
 from pipeline.plots import learning_curve_plot
 from pipeline.stages.baselines import fit_baselines
+from pipeline.stages.choice import BLEND, choose
 from pipeline.stages.output import StageOutput
 from pipeline.upstream import load_split, top_features
 
@@ -24,7 +25,8 @@ from pipeline.upstream import load_split, top_features
 def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
     """Train the configured model with early stopping; evaluate the best epoch on valid and test."""
     # torch is imported here, not at module level, so that the data stages start without it.
-    from models.trainer import evaluate, fit, resolve_device, resolve_precision, train_report
+    from models.gbdt import metrics_of
+    from models.trainer import fit, predict, resolve_device, resolve_precision, train_report
 
     ingest_dir = catalog.stage_path(out, "ingest")
     feature_map = catalog.load_feature_map(ingest_dir)
@@ -91,7 +93,10 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
     )
     progress.close()
     has_test = test is not None and len(test) > 0
-    test_auc, test_logloss = evaluate(model, test, tc.batch_size, device, autocast) if has_test else (None, None)
+    # The best epoch's probabilities on valid and test: the deep candidate's figures and the blend's input.
+    deep_valid = predict(model, valid.batches(tc.batch_size), device, autocast)
+    deep_test = predict(model, test.batches(tc.batch_size), device, autocast) if has_test else None
+    test_auc, test_logloss = metrics_of(deep_test[1], deep_test[0]) if deep_test is not None else (None, None)
     report = {
         "model": model_name,
         **train_report(model, result, test_auc, test_logloss),
@@ -100,11 +105,23 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         "precision": str(autocast).removeprefix("torch.") if autocast is not None else "float32",
         "device": str(device),
     }
-    baselines, children = fit_baselines(cfg, ingest_dir, feature_map)
+    baselines, children, fitted = fit_baselines(cfg, ingest_dir, feature_map)
     if baselines:
         report["baselines"] = baselines
         catalog.write_json(workdir / catalog.BASELINES.name, baselines)
-    write_package(workdir / PACKAGE, model, applied, spec, cfg, ingest_dir, feature_map, package_entries(searched))
+    deep_info = {"params": applied.params, "parameters": report["params"], "seconds": report["train_seconds"]}
+    choice = choose(tc.choose, model_name, deep_valid, deep_test, deep_info, baselines, fitted)
+    # The top-level figures are the chosen model's; the deep model's stay under its candidate name.
+    chosen = choice.candidates[choice.name]
+    report |= {"deep_model": model_name, "model": choice.name, "kind": choice.kind, "candidates": choice.candidates}
+    report |= {key: chosen[key] for key in ("valid_auc", "valid_logloss", "test_auc", "test_logloss")}
+    if BLEND in choice.candidates:
+        blended = choice.candidates[BLEND]
+        children.append({"name": "candidate blend", "params": blended["params"], "metrics": _numbers(blended)})
+    boosters = {choice.gbdt: fitted[choice.gbdt]} if choice.gbdt is not None else {}
+    write_package(
+        workdir / PACKAGE, model, applied, spec, cfg, ingest_dir, feature_map, package_entries(searched), choice.entry(), boosters
+    )
     catalog.write_json(workdir / catalog.TRAIN_METRICS.name, report)
     catalog.write_json(workdir / catalog.HISTORY.name, [record.__dict__ for record in result.history])
     learning_curve_plot(
@@ -126,10 +143,11 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         for r in result.history
     ]
     test_text = f", test AUC {test_auc:.4f}" if test_auc is not None else ""
-    test_text += "".join(f"; {name} valid AUC {b['valid_auc']:.4f}" for name, b in baselines.items())
+    test_text += "".join(f"; {name} valid AUC {c['valid_auc']:.4f}" for name, c in choice.candidates.items() if name != model_name)
+    test_text += f"; chosen: {choice.name} ({choice.kind})"
     return StageOutput(
         params={**tc.model_dump(), "device": str(device)},
-        metrics={k: float(v) for k, v in report.items() if isinstance(v, int | float)},
+        metrics=_numbers(report),
         artifacts=[
             o.name for o in (catalog.TRAIN_METRICS, catalog.HISTORY, catalog.LEARNING_CURVE, *([catalog.BASELINES] if baselines else []))
         ],
@@ -141,3 +159,8 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         cleanup=[checkpoint],
         children=children,
     )
+
+
+def _numbers(figures: dict) -> dict[str, float]:
+    """The numeric entries of `figures` (MLflow metrics)."""
+    return {k: float(v) for k, v in figures.items() if isinstance(v, int | float)}

@@ -27,3 +27,33 @@ def test_lightgbm_learns_the_planted_signal_and_is_deterministic():
     assert auc > oracle - 0.01 and 1 <= first.best_iteration < config.max_rounds
     again = fit_lightgbm(train, valid, names, categorical, config)
     assert again.valid_auc == first.valid_auc and again.best_iteration == first.best_iteration
+
+
+def test_catboost_learns_the_planted_signal_saves_and_loads(tmp_path):
+    from sklearn.metrics import roc_auc_score
+
+    from models.gbdt import KINDS
+
+    names, categorical = ["item", "price__num", "noise"], ["item", "noise"]
+    (*train, _), (*valid, _), (*test, test_logit) = _data(8_000, 0), _data(3_000, 1), _data(3_000, 2)
+    oracle = roc_auc_score(test[1], test_logit)
+    kind = KINDS["catboost"]
+    fitted = kind.fit(train, valid, names, categorical, GBDTConfig(seed=3, params={"iterations": 300}))
+    probs = kind.predict(fitted.booster, test[0])
+    assert metrics_of(test[1], probs)[0] > oracle - 0.02 and 1 <= fitted.best_iteration <= 300
+    kind.save(fitted.booster, tmp_path / "m.cbm")
+    loaded = kind.load(tmp_path / "m.cbm", names, categorical)
+    np.testing.assert_allclose(kind.predict(loaded, test[0]), probs)
+
+
+def test_lightgbm_saves_only_the_kept_trees_and_loads_them(tmp_path):
+    from models.gbdt import KINDS
+
+    names, categorical = ["item", "price__num", "noise"], ["item", "noise"]
+    (*train, _), (*valid, _), (*test, _) = _data(8_000, 0), _data(3_000, 1), _data(3_000, 2)
+    kind = KINDS["lightgbm"]
+    fitted = kind.fit(train, valid, names, categorical, GBDTConfig(seed=3))
+    kind.save(fitted.booster, tmp_path / "m.txt")
+    loaded = kind.load(tmp_path / "m.txt", names, categorical)
+    assert loaded.num_trees() == fitted.best_iteration
+    np.testing.assert_allclose(kind.predict(loaded, test[0]), kind.predict(fitted.booster, test[0]))

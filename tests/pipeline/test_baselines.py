@@ -10,15 +10,17 @@ from pipeline.stages.baselines import fit_baselines
 
 def test_the_baseline_reads_a_bounded_sample_of_train_and_scores_valid_and_test(tmp_path):
     out = tmp_path / "out"
-    assert main(["run", "--rows", "20000", "--stages", "ingest", "--out", str(out), "--no-tracking"]) == 0
+    assert main(["run", "--rows", "40000", "--stages", "ingest", "--out", str(out), "--no-tracking"]) == 0
     cfg = load_config(None, {"out": str(out), "train": {"baseline_max_rows": 3000}})
     ingest_dir = catalog.stage_path(out, "ingest")
-    found, children = fit_baselines(cfg, ingest_dir, catalog.load_feature_map(ingest_dir))
+    found, children, fitted = fit_baselines(cfg, ingest_dir, catalog.load_feature_map(ingest_dir))
     lightgbm = found["lightgbm"]
     assert lightgbm["train_rows"] == 3000 and lightgbm["valid_auc"] > 0.6 and lightgbm["test_auc"] > 0.6
     assert children[0]["name"] == "baseline lightgbm" and children[0]["metrics"]["train_rows"] == lightgbm["train_rows"]
+    # valid and test are scored whole (the blend needs every row), early stopping used at most the cap
+    assert lightgbm["early_stopping_rows"] <= 3000 and lightgbm["valid_rows"] == len(fitted["lightgbm"].valid[1]) > 3000
     off = load_config(None, {"out": str(out), "train": {"baselines": []}})
-    assert fit_baselines(off, ingest_dir, catalog.load_feature_map(ingest_dir)) == ({}, [])
+    assert fit_baselines(off, ingest_dir, catalog.load_feature_map(ingest_dir)) == ({}, [], {})
 
 
 def test_evenly_spaced_rows_are_exactly_the_cap(tmp_path):

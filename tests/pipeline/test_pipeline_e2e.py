@@ -3,6 +3,7 @@
 import gzip
 import json
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -145,7 +146,9 @@ def test_train_stage_end_to_end(tmp_path):
     out, uri = _run(tmp_path, "--rows", "30000", "--model", "fm")
     report = json.loads((out / "metrics.json").read_text())
     assert set(report) >= {"valid_auc", "valid_logloss", "test_auc", "test_logloss", "params", "train_samples_per_s", "epochs", "model"}
-    assert report["model"] == "fm" and report["valid_auc"] > 0.6 and report["test_auc"] > 0.6
+    assert report["deep_model"] == "fm" and report["valid_auc"] > 0.6 and report["test_auc"] > 0.6
+    deep = report["candidates"]["fm"]  # the chosen model's figures are top-level; the deep model's under its name
+    assert report["valid_auc"] == max(c["valid_auc"] for c in report["candidates"].values())
     assert (out / "train" / "learning_curve.png").is_file() and (out / "train" / "package" / "model.pt").is_file()
     assert not (out / ".checkpoints").exists()  # the resume checkpoint goes once the stage is committed
     client = MlflowClient(uri)
@@ -154,7 +157,8 @@ def test_train_stage_end_to_end(tmp_path):
     )
     history = client.get_metric_history(train_run.info.run_id, "epoch/valid_auc")
     assert [m.step for m in history] == list(range(1, report["epochs"] + 1))
-    assert max(m.value for m in history) == report["valid_auc"] == train_run.data.metrics["valid_auc"]
+    assert max(m.value for m in history) == pytest.approx(deep["valid_auc"], abs=1e-9)
+    assert report["valid_auc"] == train_run.data.metrics["valid_auc"]
     assert {a.path for a in client.list_artifacts(train_run.info.run_id)} >= {"learning_curve.png", "metrics.json", "baselines.json"}
     # LightGBM on the same splits, beside the deep model: in metrics.json, as a nested run, and in the report.
     lightgbm = report["baselines"]["lightgbm"]
@@ -162,7 +166,8 @@ def test_train_stage_end_to_end(tmp_path):
     nested = [r for r in client.search_runs([train_run.info.experiment_id]) if r.info.run_name == "baseline lightgbm"]
     assert len(nested) == 1 and nested[0].data.tags["mlflow.parentRunId"] == train_run.info.run_id
     assert nested[0].data.metrics["valid_auc"] == lightgbm["valid_auc"]
-    assert "lightgbm (baseline)" in (out / "report" / "report.html").read_text()
+    html = (out / "report" / "report.html").read_text()
+    assert "lightgbm (gbdt)" in html and "fm (deep)" in html and "chosen (best valid AUC)" in html
 
 
 def test_predict_scores_raw_rows_with_the_logged_and_registered_model(tmp_path):
@@ -212,6 +217,45 @@ def test_predict_scores_raw_rows_with_the_logged_and_registered_model(tmp_path):
         assert not (tmp_path / "bad.parquet").exists()
 
 
+def test_the_run_chooses_among_deep_gbdt_and_blend_and_each_kind_scores_raw_rows(tmp_path):
+    import mlflow
+    from sklearn.metrics import roc_auc_score
+
+    from pipeline.package import score
+
+    frame = synthetic.generate(24_000, 7)
+    data = tmp_path / "data"
+    data.mkdir()
+    frame[:18_000].write_parquet(data / "train.parquet")
+    frame[18_000:21_000].write_parquet(data / "valid.parquet")
+    frame[21_000:].write_parquet(data / "test.parquet")
+    config = tmp_path / "config.yaml"
+    config.write_text("train: {max_epochs: 2, choose: blend}\n")
+    out, uri = _run(tmp_path, "--config", str(config), "--data", str(data), "--model", "fm")
+    report = json.loads((out / "metrics.json").read_text())
+    candidates = report["candidates"]
+    assert {name: c["kind"] for name, c in candidates.items()} == {"fm": "deep", "lightgbm": "gbdt", "blend": "blend"}
+    assert report["model"] == "blend" and report["kind"] == "blend" and report["deep_model"] == "fm"
+    assert report["valid_auc"] == candidates["blend"]["valid_auc"] and report["test_auc"] == candidates["blend"]["test_auc"]
+    assert 0 <= candidates["blend"]["params"]["weight"] <= 1
+    assert report["registered_model"] == "models:/ctr-fm/1"  # one registered name, whichever candidate wins
+    # Each kind scores the raw test file as the train stage scored the test split.
+    package = out / "train" / "package"
+    spec = json.loads((package / "model.json").read_text())
+    for name in ("blend", "lightgbm", "fm"):
+        kind = candidates[name]["kind"]
+        spec["chosen"] = {"name": name, "kind": kind, "gbdt": None if kind == "deep" else "lightgbm", "weight": spec["chosen"]["weight"]}
+        (package / "model.json").write_text(json.dumps(spec))
+        scored, _ = score(package, data / "test.parquet", None, "cpu")
+        assert roc_auc_score(scored[synthetic.LABEL], scored["probability"]) == pytest.approx(candidates[name]["test_auc"], abs=1e-6)
+    # The registered blend is a pyfunc that scores raw rows without the pipeline's CLI.
+    mlflow.set_tracking_uri(uri)
+    loaded = mlflow.pyfunc.load_model(report["registered_model"])
+    raw = frame[21_000:].drop(synthetic.LABEL)
+    probs = np.asarray(loaded.predict(raw.to_pandas()))
+    assert probs.shape == (3_000,) and roc_auc_score(frame[21_000:][synthetic.LABEL], probs) == pytest.approx(report["test_auc"], abs=1e-6)
+
+
 def test_search_stage_optfs_then_dnis_feeds_train_and_predict(tmp_path):
     import subprocess
     import sys
@@ -237,7 +281,7 @@ def test_search_stage_optfs_then_dnis_feeds_train_and_predict(tmp_path):
     assert dims["on_optfs_gates"] and dims["params_cut"] == pytest.approx(0.6, abs=0.01) and report["dnis_dims"] is True
     assert dims["settings"]["rewind"] == "auto" and isinstance(dims["rewound"], bool)
     # The train stage repeats DNIS's retrain (same start, same mask, same seed): the same best validation AUC.
-    assert report["valid_auc"] == pytest.approx(dims["valid_auc_after"], abs=1e-6)
+    assert report["candidates"][report["deep_model"]]["valid_auc"] == pytest.approx(dims["valid_auc_after"], abs=1e-6)
     # The gated model scores raw rows like the train stage scored the test split.
     raw = tmp_path / "test.parquet"
     synthetic.generate(20_000, 7)[-100:].write_parquet(raw)
@@ -274,7 +318,7 @@ def test_search_stage_optinter_takes_ranked_pairs_and_feeds_train_and_predict(tm
     assert spec["params"]["batch_norm"] is True and spec["params"]["dropout"] == 0.1  # the MLP as searched
     assert sum(found["modes"].values()) == 6 and found["valid_auc_after"] > 0.5
     report = json.loads((out / "metrics.json").read_text())
-    assert report["model"] == "optinter" and report["registered_model"] == "models:/ctr-optinter/1"
+    assert report["deep_model"] == "optinter" and report["registered_model"] == "models:/ctr-optinter/1"
     raw = tmp_path / "rows.parquet"
     synthetic.generate(30_000, 7)[-200:].write_parquet(raw)
     args = ["predict", "--model", report["registered_model"], "--data", str(raw), "--out", str(tmp_path / "p.csv"), "--tracking-uri", uri]
@@ -302,7 +346,7 @@ def test_unified_embedding_method_lays_out_by_rank_and_feeds_train_and_predict(t
     assert [counts[name] for name in order] == sorted(counts.values(), reverse=True)
     assert layout["budget_fraction"] == pytest.approx(0.25, abs=0.001) and layout["model"] == "deepfm"
     report = json.loads((out / "metrics.json").read_text())
-    assert report["unified_embedding"] is True and report["model"] == "deepfm" and report["test_auc"] > 0.55
+    assert report["unified_embedding"] is True and report["deep_model"] == "deepfm" and report["test_auc"] > 0.55
     # The package holds the layout it was built with, and predict rebuilds the same shared tables.
     spec = json.loads((out / "train" / "package" / "model.json").read_text())
     assert spec["model"] == "deepfm" and spec["methods"]["unified"]["layout"]["tables"] == 2
@@ -337,7 +381,7 @@ def test_search_stage_optuna_study_feeds_train_with_nested_trial_runs(tmp_path):
     assert (out / "search" / "study.db").is_file() and not (out / ".study").exists()
     chosen = study["chosen"]["config"]
     report = json.loads((out / "metrics.json").read_text())
-    assert report["model"] == chosen["model"] and report["search"]["optuna"]["chosen"]["config"] == chosen
+    assert report["deep_model"] == chosen["model"] and report["search"]["optuna"]["chosen"]["config"] == chosen
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("ctr-pipeline").experiment_id])
     search_run = next(r for r in runs if r.info.run_name == "search")
@@ -362,7 +406,7 @@ def test_optuna_searches_optfs_and_dnis_settings_and_train_reproduces_the_chosen
     assert cut == pytest.approx(chosen["config"]["dnis"]["prune_ratio"], abs=0.01)
     assert (out / "search" / "optfs_gates.pt").is_file() and (out / "search" / "dnis_mask.pt").is_file()
     report = json.loads((out / "metrics.json").read_text())
-    assert report["optfs_gates"] and report["dnis_dims"] and report["model"] == chosen["config"]["model"]
+    assert report["optfs_gates"] and report["dnis_dims"] and report["deep_model"] == chosen["config"]["model"]
     # Train repeats the chosen trial's DNIS retrain from the same start and mask, with train.max_epochs instead of the
     # study's: its first epochs match the trial's, and its best is no worse.
     history = json.loads((out / "train" / "history.json").read_text())

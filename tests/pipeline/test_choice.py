@@ -1,0 +1,54 @@
+"""The run's chosen model: candidates, the blend's weight and cross-fitted figures, and the choice."""
+
+import numpy as np
+import pytest
+
+from pipeline.stages.baselines import Fitted
+from pipeline.stages.choice import choose
+
+
+def _scores(rows: int, seed: int):
+    rng = np.random.default_rng(seed)
+    a, b = rng.normal(size=rows), rng.normal(size=rows)
+    y = (rng.random(rows) < 1 / (1 + np.exp(-(a + 0.5 * b)))).astype(np.int8)
+    return 1 / (1 + np.exp(-a)), 1 / (1 + np.exp(-b)), y
+
+
+def _run(setting, deep_strength=1.0):
+    p_deep, p_gbdt, y = _scores(4000, 0)
+    t_deep, t_gbdt, t_y = _scores(4000, 1)
+    if deep_strength != 1.0:  # a weaker deep model: its probabilities mixed with noise
+        noise = np.random.default_rng(2).random(len(y))
+        p_deep = deep_strength * p_deep + (1 - deep_strength) * noise
+    baseline = {"kind": "gbdt", "params": {}, "seconds": 1.0}
+    from models.gbdt import metrics_of
+
+    baseline |= dict(zip(("valid_auc", "valid_logloss"), metrics_of(y, p_gbdt), strict=True))
+    baseline |= dict(zip(("test_auc", "test_logloss"), metrics_of(t_y, t_gbdt), strict=True))
+    fitted = {"lightgbm": Fitted(None, None, (p_gbdt, y), (t_gbdt, t_y))}
+    info = {"params": {}, "seconds": 2.0}
+    return choose(setting, "fm", (p_deep, y), (t_deep, t_y), info, {"lightgbm": baseline}, fitted)
+
+
+def test_the_blend_of_two_complementary_models_wins_and_is_cross_fitted():
+    choice = _run("best")
+    assert set(choice.candidates) == {"fm", "lightgbm", "blend"}
+    assert choice.name == "blend" and choice.kind == "blend" and choice.gbdt == "lightgbm" and 0.5 < choice.weight < 1
+    blend = choice.candidates["blend"]
+    assert blend["valid_auc"] > max(choice.candidates[n]["valid_auc"] for n in ("fm", "lightgbm"))
+    assert blend["params"]["parts"] == ["fm", "lightgbm"] and blend["seconds"] == 3.0
+    assert choice.entry() == {"name": "blend", "kind": "blend", "gbdt": "lightgbm", "weight": choice.weight}
+
+
+def test_a_setting_forces_a_candidate_and_an_unknown_one_is_an_error():
+    assert _run("deep").name == "fm" and _run("deep").weight is None
+    gbdt = _run("lightgbm")
+    assert gbdt.kind == "gbdt" and gbdt.gbdt == "lightgbm" and gbdt.weight is None
+    with pytest.raises(ValueError, match="not a candidate"):
+        _run("catboost")
+
+
+def test_without_baselines_the_deep_model_is_the_only_candidate():
+    p, _, y = _scores(1000, 0)
+    choice = choose("best", "fm", (p, y), None, {"params": {}, "seconds": 1.0}, {}, {})
+    assert choice.name == "fm" and list(choice.candidates) == ["fm"] and choice.candidates["fm"]["test_auc"] is None
