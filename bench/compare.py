@@ -126,7 +126,7 @@ def main() -> None:
             print(line + "".join(f"; {n} {done[n]['test_auc']:.4f} ({done[n]['wall_s']:.0f} s)" for n in anchors if n in done), flush=True)
 
     print(
-        "\n| dataset | pipeline default: test AUC | test logloss | chosen | best deep candidate: test AUC | "
+        "\n| dataset | pipeline default: test AUC | test logloss | chosen | deep model: test AUC | "
         + " | ".join(f"{n}: test AUC | test logloss" for n in anchors)
         + " | pipeline wall s | "
         + " | ".join(f"{n} fit s" for n in anchors)
