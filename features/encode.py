@@ -140,7 +140,9 @@ class Encoder:
                     f"{allowed}; drop those rows or set data.positive"
                 )
             if self.schema.positive is not None:
-                raise InputError(f"{origin}: label column {self.schema.label!r} has {row['__label_bad']} missing values; drop or fill those rows")
+                raise InputError(
+                    f"{origin}: label column {self.schema.label!r} has {row['__label_bad']} missing values; drop or fill those rows"
+                )
             if self.schema.label_threshold is not None:
                 raise InputError(
                     f"{origin}: label column {self.schema.label!r} has {row['__label_bad']} missing or non-numeric values; drop or fill those rows"

@@ -211,6 +211,7 @@ class PairStats:
     cardinality: int
     mi_pair: float
     expected_mi_pair: float
+    null_sd_pair: float
     gain: float
     redundancy: float
     redundancy_norm: float
@@ -220,6 +221,14 @@ def _capped(codes: np.ndarray, cap: int) -> np.ndarray:
     # Vocabulary ids are assigned most frequent first (after the reserved ids), so capping keeps the
     # top values; quantile bins (at most a few dozen) are never capped.
     return np.minimum(codes, cap).astype(np.int64)
+
+
+def _upper_tail(excess: float, sd: float) -> float:
+    """One-sided p-value of an MI `excess` over its permutation-null mean, normal approximation with the null's sd (1 when
+    the null has no spread: a constant field or label)."""
+    from scipy.special import ndtr
+
+    return float(ndtr(-excess / sd)) if sd > 0 else 1.0
 
 
 def pair_stats(sample: Mapping[str, np.ndarray], label: np.ndarray, pairs: list[tuple[str, str]], max_values: int) -> list[PairStats]:
@@ -255,7 +264,7 @@ def pair_stats(sample: Mapping[str, np.ndarray], label: np.ndarray, pairs: list[
         table = np.bincount(cross * 2 + y, minlength=2 * sizes[a] * sizes[b]).reshape(-1, 2)
         cells = table.sum(axis=1)
         mi = mutual_information(table)
-        expected = expected_mutual_information(cells, classes)
+        expected, null_sd = null_moments(cells, classes)
         redundancy = mutual_information(cells.reshape(sizes[a], sizes[b]))
         chance = mutual_information(shuffled.reshape(sizes[a], sizes[b]))
         ceiling = min(entropies[a], entropies[b]) - chance
@@ -266,6 +275,7 @@ def pair_stats(sample: Mapping[str, np.ndarray], label: np.ndarray, pairs: list[
                 cardinality=int(np.count_nonzero(cells)),
                 mi_pair=mi,
                 expected_mi_pair=expected,
+                null_sd_pair=null_sd,
                 gain=(mi - expected) - adjusted[a] - adjusted[b],
                 redundancy=redundancy,
                 redundancy_norm=min(max(redundancy - chance, 0.0) / ceiling, 1.0) if ceiling > 0 else 0.0,
@@ -389,6 +399,7 @@ def rank_features(batches: Iterable[tuple[Batch, np.ndarray]], feature_map: Feat
                 "expected_mi": s.expected_mi,
                 "adjusted_mi": s.mi - s.expected_mi,
                 "null_sd": s.null_sd,
+                "p_value": _upper_tail(s.mi - s.expected_mi, s.null_sd),
                 "mi_over_label_entropy": s.mi / label_entropy if label_entropy > 0 else 0.0,
                 "chi2_p": s.chi2_p,
                 "shifted_mi": s.shifted_mi,
@@ -411,7 +422,9 @@ def rank_features(batches: Iterable[tuple[Batch, np.ndarray]], feature_map: Feat
                 "mi_pair": p.mi_pair,
                 "expected_mi_pair": p.expected_mi_pair,
                 "adjusted_mi_pair": p.mi_pair - p.expected_mi_pair,
+                "null_sd_pair": p.null_sd_pair,
                 "gain": p.gain,
+                "gain_p": _upper_tail(p.gain, p.null_sd_pair),
                 "redundancy": p.redundancy,
                 "redundancy_norm": p.redundancy_norm,
             }
@@ -425,7 +438,9 @@ def rank_features(batches: Iterable[tuple[Batch, np.ndarray]], feature_map: Feat
             "mi_pair": pl.Float64,
             "expected_mi_pair": pl.Float64,
             "adjusted_mi_pair": pl.Float64,
+            "null_sd_pair": pl.Float64,
             "gain": pl.Float64,
+            "gain_p": pl.Float64,
             "redundancy": pl.Float64,
             "redundancy_norm": pl.Float64,
         },

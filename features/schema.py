@@ -120,7 +120,9 @@ def _text_label(
             try:
                 numbers = [float(v) for v in opts.positive]
             except ValueError:
-                raise InputError(f"{origin}: label column {label!r} is numeric; data.positive {list(opts.positive)} matches none of its values") from None
+                raise InputError(
+                    f"{origin}: label column {label!r} is numeric; data.positive {list(opts.positive)} matches none of its values"
+                ) from None
             return tuple(str(n) if dtype.is_float() else str(int(n)) for n in numbers), None
         return tuple(str(v).strip().lower() for v in opts.positive), None
     if dtype == pl.Boolean:

@@ -48,3 +48,18 @@ class RankParams(_Settings):
     """3MR's weight on positive pair gain."""
     seed: int = 0
     """Seed of permutations and samples."""
+
+
+class SelectParams(_Settings):
+    """Which features go on to search and train, decided from the ranking (docs/methods/ranking.md#selection)."""
+
+    enabled: bool = True
+    """Keep only the selected features downstream; false: every feature (the table is still written)."""
+    fdr: float = Field(0.05, gt=0, lt=1)
+    """Benjamini–Hochberg false discovery rate over the features' p-values, and separately over the pairs' gain p-values."""
+    drop_flags: list[Literal["constant", "near_unique", "label_leakage", "drift", "low_coverage"]] = Field(
+        default_factory=lambda: ["constant", "near_unique", "label_leakage"]
+    )
+    """Quality flags that drop a feature whatever its test (an id-like column, a leak, no variation)."""
+    keep_pair_fields: bool = True
+    """Keep both fields of a pair whose interaction gain is significant, even when neither is significant alone."""

@@ -2,11 +2,13 @@
 
 from methods.base import Method
 from methods.dnis import DNIS
+from methods.encodings import Encodings
 from methods.optfs import OptFS
 from methods.optinter import OptInterMethod
 from methods.unified import Unified
 
 METHODS: dict[str, Method] = {
+    "encodings": Encodings(),  # first: the others search on the data with its derived fields
     "optfs": OptFS(),
     "dnis": DNIS(),  # after OptFS: in one run DNIS searches on OptFS's gated, retrained model
     "optinter": OptInterMethod(),

@@ -85,6 +85,8 @@ class Method(ABC):
     headline: ClassVar[tuple[str, ...]] = ()  # summary keys shown in OUT/metrics.json's search section
     applied_flag: ClassVar[str | None] = None  # train metrics key set true when the state was applied
     replaces_model: ClassVar[bool] = False  # builds its own model (so it runs alone): `apply` and `restore` return it
+    derives: ClassVar[bool] = False  # adds derived fields to the data (`derived_map`, `derive`); its state goes in the package
+    trains: ClassVar[bool] = True  # its search trains a model (so the search stage's unsearched baseline is worth training)
     shardable: ClassVar[bool] = False  # whether distributed training (sharded torchrec tables) can take the state
 
     def pair_budget(self, settings: Settings) -> int | None:
@@ -118,6 +120,14 @@ class Method(ABC):
     @abstractmethod
     def restore(self, model: CTRModel | None, entry: dict[str, Any], spec: ModelSpec, feature_map: FeatureMap) -> CTRModel:
         """The packaged model's structure: `model` (None when this method replaces it) set up as trained."""
+
+    def derived_map(self, state: Any, feature_map: FeatureMap) -> FeatureMap:
+        """The feature map with this method's derived fields (only for a method that `derives`)."""
+        return feature_map
+
+    def derive(self, state: Any, columns: dict[str, Any], labels: Any | None) -> dict[str, Any]:
+        """The derived columns of one split's rows; `labels` are given for train rows only (no row may see its own)."""
+        return {}
 
     def study_space(self, trial: Any, ranges: dict[str, tuple[float, float]]) -> dict[str, Any]:
         """The settings an Optuna trial samples for this method (suggestions on `trial`, within the config's `ranges`)."""

@@ -56,7 +56,12 @@ class OptInterSettings(Settings):
 
     def mlp(self) -> dict[str, Any]:
         """The network's settings (MLP and factor regulariser), as OptInterConfig takes them: the search's and the retrain's."""
-        return {"hidden": list(self.hidden), "dropout": self.dropout, "batch_norm": self.batch_norm, "factor_regularizer": self.factor_regularizer}
+        return {
+            "hidden": list(self.hidden),
+            "dropout": self.dropout,
+            "batch_norm": self.batch_norm,
+            "factor_regularizer": self.factor_regularizer,
+        }
 
 
 def _vocab(feature_map: FeatureMap, name: str) -> int:
@@ -118,7 +123,9 @@ class OptInterMethod(Method):
     def _params(self, state: dict[str, Any], settings: OptInterSettings) -> dict[str, Any]:
         return {"pairs": state["pairs"], "modes": state["modes"], "cross_sizes": [len(k) for k in state["keys"]], **settings.mlp()}
 
-    def apply(self, model: CTRModel | None, state: dict[str, Any], settings: OptInterSettings, spec: ModelSpec, feature_map: FeatureMap) -> Applied:
+    def apply(
+        self, model: CTRModel | None, state: dict[str, Any], settings: OptInterSettings, spec: ModelSpec, feature_map: FeatureMap
+    ) -> Applied:
         from models.search.optinter import build_optinter
 
         # The searched architecture, trained from scratch with the searched network's MLP.

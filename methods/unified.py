@@ -81,6 +81,7 @@ class Unified(Method):
     headline = ("budget", "budget_fraction", "rows_per_table")
     applied_flag = "unified_embedding"
     replaces_model = True  # the configured model is rebuilt over the shared tables
+    trains = False
 
     def search(self, run: SearchRun, settings: UnifiedSettings) -> Found:
         from models.unified import per_field_parameters, unified_model

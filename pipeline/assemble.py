@@ -88,3 +88,20 @@ def assemble(
 def package_entries(searched: Searched) -> dict[str, dict[str, Any]]:
     """What a scoring package records of each applied method."""
     return {method.name: method.package_entry(settings, state) for method, settings, state in searched}
+
+
+def derive(searched: Searched, feature_map: FeatureMap, splits: dict[str, Any]) -> tuple[FeatureMap, dict[str, Any]]:
+    """The feature map and the splits (InMemoryData, or None) with every deriving method's fields added: train rows
+    (the split named "train") get out-of-fold values, the others the whole train tables."""
+    from models.data import InMemoryData
+
+    splits = dict(splits)
+    for method, _settings, state in searched:
+        if not method.derives:
+            continue
+        feature_map = method.derived_map(state, feature_map)
+        for name, data in splits.items():
+            if data is not None:
+                added = method.derive(state, data.columns, data.label if name == "train" else None)
+                splits[name] = InMemoryData({**data.columns, **added}, data.label, feature_map, data.numeric_as_value)
+    return feature_map, splits

@@ -161,7 +161,7 @@ def read_columns(path: Path, columns: list[str]) -> dict[str, np.ndarray | tuple
     out: dict[str, np.ndarray | tuple[np.ndarray, np.ndarray]] = {}
     for name in columns:
         column = table.column(name).combine_chunks()
-        if pa.types.is_list(column.type):
+        if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):  # polars writes large lists
             out[name] = (column.flatten().to_numpy(), column.offsets.to_numpy().astype(np.int64))
         else:
             out[name] = column.to_numpy(zero_copy_only=False)

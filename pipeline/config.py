@@ -11,6 +11,7 @@ from pydantic_core import PydanticCustomError
 
 from methods import METHODS
 from methods.dnis import DNISSettings
+from methods.encodings import EncodingsSettings
 from methods.optfs import OptFSSettings
 from methods.optinter import OptInterSettings
 from methods.unified import UnifiedSettings
@@ -135,11 +136,13 @@ class SearchSection(Section):
     """The search stage: methods that decide features, sizes, interactions or the model before train."""
 
     methods: list[Annotated[str, AfterValidator(_registered_method)]] = Field(default_factory=list)
-    """Any of optfs, dnis, optinter, unified (methods/, in that order: dnis searches on optfs's gates when both are given) or optuna; optinter, unified and optuna run alone."""
+    """Any of encodings, optfs, dnis, optinter, unified (methods/, applied in that order: encodings' derived fields feed the others; dnis searches on optfs's gates) or optuna; optinter, unified and optuna run alone."""
     max_features: int | None = Field(None, ge=1)
     """Ranking budget: search and train use only the rank stage's top N features (plus OptInter's pair fields); null: all."""
     baseline: bool = True
     """Also train the unsearched model on the same splits: the "before" figures."""
+    encodings: EncodingsSettings = Field(default_factory=EncodingsSettings)
+    """Statistical encodings settings (methods/encodings.py)."""
     optfs: OptFSSettings = Field(default_factory=OptFSSettings)
     """OptFS settings (methods/optfs.py)."""
     dnis: DNISSettings = Field(default_factory=DNISSettings)
@@ -154,7 +157,7 @@ class SearchSection(Section):
     @model_validator(mode="after")
     def _alone(self) -> SearchSection:
         for method in [name for name, m in METHODS.items() if m.replaces_model] + ["optuna"]:
-            if method in self.methods and len(self.methods) > 1:
+            if method in self.methods and len([m for m in self.methods if not (m in METHODS and METHODS[m].derives)]) > 1:
                 raise ValueError(f"{method} chooses the model, so it runs alone: search the other methods in another run")
         return self
 

@@ -20,11 +20,11 @@ from pathlib import Path
 
 from featuremap.errors import InputError
 from pipeline import catalog
-from pipeline.assemble import assemble, model_spec, searched_states
+from pipeline.assemble import assemble, derive, model_spec, searched_states
 from pipeline.cli import EXIT_USER_ERROR
 from pipeline.config import load_config
 from pipeline.errors import UserError
-from pipeline.upstream import load_split, top_features
+from pipeline.upstream import load_split, selected_features, top_features
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -57,12 +57,15 @@ def run(argv: list[str] | None = None) -> int:
     dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     try:
         feature_map = catalog.load_feature_map(ingest_dir)
+        feature_map = selected_features(cfg.out, feature_map, cfg)  # the rank stage's selection, as train has it
         if cfg.search.methods:  # the search's ranking budget holds for the trained model too
             feature_map = top_features(cfg.out, feature_map, cfg)
         tc = cfg.train
         train, valid, test = (load_split(ingest_dir, s, feature_map, tc.numeric_as_value) for s in ("train", "valid", "test"))
         if train is None or valid is None or len(valid) == 0:
             raise UserError(f"{ingest_dir}: train and a non-empty valid split are needed")
+        feature_map, splits = derive(searched, feature_map, {"train": train, "valid": valid, "test": test})  # e.g. encodings
+        train, valid, test = splits["train"], splits["valid"], splits["test"]
         # The same assembly as the train stage (seeded: identical initial weights on every process), torchrec tables.
         spec = model_spec(cfg.model_copy(update={"train": tc.model_copy(update={"backend": "torchrec"})}))
         model = assemble(feature_map, spec, searched).model

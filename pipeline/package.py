@@ -30,6 +30,7 @@ SPEC = "model.json"
 WEIGHTS = "model.pt"
 ENCODER = "encoder"
 GBDT = "gbdt"
+METHODS_DIR = "methods"
 
 
 def write_package(
@@ -43,6 +44,7 @@ def write_package(
     methods: dict[str, dict],
     chosen: dict | None = None,
     boosters: dict | None = None,
+    derivers: list | None = None,
 ) -> None:
     """Write weights, spec (model, settings, reader config, each applied search method's entry, the chosen candidate),
     the fitted encoder and the boosters the chosen candidate scores with."""
@@ -50,6 +52,9 @@ def write_package(
 
     directory.mkdir(parents=True)
     torch.save(model.state_dict(), directory / WEIGHTS)
+    for method, state in derivers or []:  # what a deriving method needs to add its fields to raw rows
+        (directory / METHODS_DIR / method.name).mkdir(parents=True)
+        method.save(state, directory / METHODS_DIR / method.name)
     for name, fitted in (boosters or {}).items():
         (directory / GBDT).mkdir(exist_ok=True)
         fitted.kind.save(fitted.booster, directory / GBDT / f"{name}.{fitted.kind.suffix}")
@@ -95,7 +100,8 @@ def find_package(reference: str, tracking_uri: str | None) -> Path:
 
 
 def load_package(directory: Path):
-    """(model in eval mode, encoder, feature map, spec) from a package directory."""
+    """(model in eval mode, encoder, feature map, spec, the ingest's feature map of its fields, the deriving methods and
+    their states) from a package directory."""
     import json
 
     import torch
@@ -110,6 +116,15 @@ def load_package(directory: Path):
     if spec.get("fields") is not None:
         keep = set(spec["fields"])
         feature_map = dataclasses.replace(feature_map, fields=tuple(f for f in feature_map.fields if f.name in keep))
+    base_map, derivers = feature_map, []
+    for name in _packaged_methods(spec):
+        method = METHODS.get(name)
+        if method is not None and method.derives:
+            state = method.load(directory / METHODS_DIR / name)
+            if state is None:
+                raise UserError(f"{directory}: the package lacks {name}'s files ({METHODS_DIR}/{name}); retrain it")
+            derivers.append((method, state))
+            feature_map = method.derived_map(state, feature_map)
     embedding = {k: v for k, v in spec["embedding"].items() if k not in ("shared", "multiplex")}  # shared tables: a method's entry
     model_spec = ModelSpec(spec["model"], spec["params"], EmbeddingConfig(**embedding), spec.get("seed", 0))
     model = assemble(feature_map, model_spec, packaged=_packaged_methods(spec)).model
@@ -119,7 +134,7 @@ def load_package(directory: Path):
         first = str(exc).strip().splitlines()[0]
         raise UserError(f"{directory}: the package's weights do not fit the model it describes ({first}); retrain it") from exc
     model.eval()
-    return model, Encoder.load(directory / ENCODER), feature_map, spec
+    return model, Encoder.load(directory / ENCODER), feature_map, spec, base_map, derivers
 
 
 def score(directory: Path, data: Path, fmt: str | None, device_name: str = "auto") -> tuple[pl.DataFrame, dict[str, float]]:
@@ -133,7 +148,7 @@ def score(directory: Path, data: Path, fmt: str | None, device_name: str = "auto
     from pipeline.params import ingest_params
 
     started = time.perf_counter()
-    model, encoder, feature_map, spec = load_package(directory)
+    model, encoder, feature_map, spec, base_map, derivers = load_package(directory)
     data_section = {**spec["data"], "path": str(data), **({"format": fmt} if fmt else {})}
     try:
         cfg = PipelineConfig.model_validate({"data": data_section, "schema": spec["schema"]})
@@ -153,7 +168,7 @@ def score(directory: Path, data: Path, fmt: str | None, device_name: str = "auto
         raise UserError(f"{data}: no rows to score")
     numeric_as_value = spec["embedding"].get("numeric_as_value", False)
     columns: dict = {}
-    for spec_field in sparse_fields(feature_map, numeric_as_value):
+    for spec_field in sparse_fields(base_map, numeric_as_value):
         column = encoded[spec_field.column]
         if isinstance(column.dtype, pl.List):
             offsets = np.zeros(encoded.height + 1, dtype=np.int64)
@@ -161,8 +176,12 @@ def score(directory: Path, data: Path, fmt: str | None, device_name: str = "auto
             columns[spec_field.column] = (column.explode().drop_nulls().to_numpy(), offsets)
         else:
             columns[spec_field.column] = column.to_numpy()
-    for spec_field in dense_fields(feature_map, numeric_as_value):
+    for spec_field in dense_fields(base_map, numeric_as_value):
         columns[spec_field.value_column] = encoded[spec_field.value_column].to_numpy()
+    derived: dict = {}
+    for method, state in derivers:  # the fields a search method derived, from the train tables it packaged
+        derived |= method.derive(state, {**columns, **derived}, None)
+    columns |= derived
     has_label = feature_map.label in encoded.columns
     labels = encoded[feature_map.label].to_numpy() if has_label else np.zeros(encoded.height, dtype=np.int8)
     rows = InMemoryData(columns, labels, feature_map, numeric_as_value)
@@ -179,7 +198,8 @@ def score(directory: Path, data: Path, fmt: str | None, device_name: str = "auto
         kind = KINDS[chosen["gbdt"]]
         columns, categorical, dtype = tabular_columns(feature_map)
         booster = kind.load(directory / GBDT / f"{chosen['gbdt']}.{kind.suffix}", columns, categorical)
-        boosted = kind.predict(booster, tabular(encoded, columns, dtype))
+        frame = encoded.with_columns(pl.Series(name, values) for name, values in derived.items()) if derived else encoded
+        boosted = kind.predict(booster, tabular(frame, columns, dtype))
         probs = boosted if chosen["kind"] == "gbdt" else blend(probs, boosted, chosen["weight"])
     out = pl.DataFrame({"probability": probs.astype(np.float64)})
     metrics = {"rows": float(encoded.height), "seconds": time.perf_counter() - started}
@@ -188,9 +208,7 @@ def score(directory: Path, data: Path, fmt: str | None, device_name: str = "auto
         if 0 < labels.sum() < labels.size:
             metrics["auc"] = float(roc_auc_score(labels, probs))
             metrics["logloss"] = float(log_loss(labels, np.clip(probs, 1e-7, 1 - 1e-7), labels=[0, 1]))
-    oov = {
-        f.name: float((encoded[f.column] == OOV_ID).mean()) for f in feature_map.fields if not isinstance(encoded[f.column].dtype, pl.List)
-    }
+    oov = {f.name: float((encoded[f.column] == OOV_ID).mean()) for f in base_map.fields if not isinstance(encoded[f.column].dtype, pl.List)}
     metrics["oov_share_max"] = max(oov.values(), default=0.0)
     return out, metrics
 

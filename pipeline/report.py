@@ -39,10 +39,11 @@ img { max-width: 100%; border: 1px solid #ddd }
 {% if splits %}<h2>Data</h2><table><tr><th>split</th><th>rows</th><th>positive rate</th></tr>
 {% for name, s in splits.items() %}<tr><td>{{ name }}</td><td class="num">{{ "{:,}".format(s.rows|int) }}</td><td class="num">{{ "%.4f"|format(s.positive_rate) }}</td></tr>{% endfor %}
 </table>{% endif %}
-{% if features %}<h2>Top features</h2><table><tr><th>rank</th><th>feature</th><th>kind</th><th>cardinality</th><th>score</th><th>adjusted MI</th><th>quality flags</th></tr>
+{% if features %}<h2>Features and selection</h2><table><tr><th>rank</th><th>feature</th><th>kind</th><th>cardinality</th><th>score</th><th>adjusted MI</th><th>quality flags</th><th>selected</th><th>reason</th></tr>
 {% for f in features %}<tr><td class="num">{{ f.rank }}</td><td>{{ f.feature }}</td><td>{{ f.kind }}</td><td class="num">{{ "{:,}".format(f.cardinality) }}</td>
-<td class="num">{{ "%.4g"|format(f.score) }}</td><td class="num">{{ "%.4g"|format(f.adjusted_mi) }}</td><td class="flag">{{ flags.get(f.feature, [])|join(", ") }}</td></tr>{% endfor %}
-</table>
+<td class="num">{{ "%.4g"|format(f.score) }}</td><td class="num">{{ "%.4g"|format(f.adjusted_mi) }}</td><td class="flag">{{ flags.get(f.feature, [])|join(", ") }}</td>
+<td>{{ ("yes" if f.selected else "no") if f.selected is defined and f.selected is not none else "" }}</td><td>{{ f.reason if f.reason is defined and f.reason is not none else "" }}</td></tr>{% endfor %}
+</table>{% if features and features[0].selected is defined %}<p>{{ features|selectattr("selected")|list|length }} of {{ features|length }} features go on to search and train (rank.select; docs/methods/ranking.md).</p>{% endif %}
 <p>Quality flags: {% for flag, names in flag_lists.items() %}{{ flag }} {{ names|length }}{% if names %} ({{ names|join(", ") }}){% endif %}{% if not loop.last %}; {% endif %}{% endfor %}.</p>{% endif %}
 {% if pairs %}<h2>Top pairs</h2><table><tr>{% for c in pairs[0].keys() %}<th>{{ c }}</th>{% endfor %}</tr>
 {% for p in pairs %}<tr>{% for v in p.values() %}<td>{{ v if v is string or v is none else "%.4g"|format(v) }}</td>{% endfor %}</tr>{% endfor %}</table>{% endif %}
@@ -127,7 +128,7 @@ def render_report(out: Path) -> str:
         for name in names:
             flags.setdefault(name if isinstance(name, str) else name.get("feature", str(name)), []).append(flag)
     ranking, pairs = catalog.RANKING.at(out), catalog.PAIRS.at(out)
-    features = pl.read_csv(ranking).head(30).to_dicts() if ranking.is_file() else []
+    features = pl.read_csv(ranking).to_dicts() if ranking.is_file() else []  # every feature: the selection's decision table
     pairs = pl.read_csv(pairs).head(10).to_dicts() if pairs.is_file() else []
     search = {m: _json(catalog.method_summary(m).at(out)) for m in (*METHODS, "optuna")} | {"fields": _json(catalog.FIELDS.at(out))}
     search = {k: v for k, v in search.items() if v is not None}

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from features.settings import QualityParams, RankParams
+from features.settings import QualityParams, RankParams, SelectParams
 from methods.base import Settings as Section  # one base for every section: unknown keys are errors, docstrings document
 
 
@@ -117,3 +117,5 @@ class RankConfig(RankParams):
     """Features in ranking.png."""
     quality: QualityConfig = Field(default_factory=QualityConfig)
     """Data-quality flags."""
+    select: SelectParams = Field(default_factory=SelectParams)
+    """Which features go on to search and train (ranking.csv's `selected` and `reason`)."""

@@ -46,6 +46,19 @@ def candidate_pairs(out: Path, feature_map: FeatureMap, budget: int) -> list[tup
     return pairs[:budget]
 
 
+def selected_features(out: Path, feature_map: FeatureMap, cfg: PipelineConfig) -> FeatureMap:
+    """`feature_map` restricted to the rank stage's selection (ranking.csv's `selected`) when `rank.select.enabled`; the
+    whole map when selection is off or the rank stage has not run."""
+    path = catalog.RANKING.at(out)
+    if not cfg.rank.select.enabled or not path.is_file():
+        return feature_map
+    ranking = pl.read_csv(path)
+    if "selected" not in ranking.columns:
+        return feature_map
+    keep = set(ranking.filter(pl.col("selected"))["feature"].to_list())
+    return dataclasses.replace(feature_map, fields=tuple(f for f in feature_map.fields if f.name in keep))
+
+
 def top_features(out: Path, feature_map: FeatureMap, cfg: PipelineConfig) -> FeatureMap:
     """`feature_map` restricted to the search's ranking budget: the rank stage's top `max_features` features, plus,
     when a method searches over pairs (its `pair_budget`), the fields of its candidate pairs (fields that matter only jointly

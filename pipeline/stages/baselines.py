@@ -47,30 +47,46 @@ class Fitted:
 
 
 def fit_baselines(
-    cfg: PipelineConfig, ingest_dir: Path, feature_map: FeatureMap
+    cfg: PipelineConfig, ingest_dir: Path, feature_map: FeatureMap, derived: dict[str, dict[str, np.ndarray]] | None = None
 ) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]], dict[str, Fitted]]:
     """Each configured baseline's figures (valid and test AUC / logloss, rounds, seconds), one nested run each, and the
     fitted boosters with their valid and test probabilities.
 
     Train and the early-stopping rows are evenly spaced samples of at most `train.baseline_max_rows` rows of train and
-    valid; valid and test are then scored whole, in slices of that many rows, so memory stays bounded on large inputs."""
+    valid; valid and test are then scored whole, in slices of that many rows, so memory stays bounded on large inputs.
+    `derived` holds, per split, the columns a search method derived (not in the ingest files), aligned with its rows."""
     from models.gbdt import KINDS, GBDTConfig, metrics_of
 
     tc = cfg.train
     if not tc.baselines:
         return {}, [], {}
     columns, categorical, dtype = tabular_columns(feature_map)
+    derived = derived or {}
+    extra = [c for c in columns if c in derived.get("train", {})]  # derived fields come last in the feature map
+    stored = [c for c in columns if c not in extra]
     cap, label = tc.baseline_max_rows, feature_map.label
-    train, stopping = (
-        _arrays(_rows(catalog.split_file(ingest_dir, s), columns, label, cap)[0].collect(), columns, label, dtype)
-        for s in ("train", "valid")
-    )
+
+    def sample(split: str) -> tuple[np.ndarray, np.ndarray]:
+        frame, rows = _rows(catalog.split_file(ingest_dir, split), stored, label, cap)
+        x, y = _arrays(frame.collect(), stored, label, dtype)
+        if extra:
+            i = np.arange(rows, dtype=np.int64)
+            kept = np.flatnonzero((i + 1) * cap // rows > i * cap // rows) if rows > cap else i  # the rows _rows kept
+            x = np.column_stack([x, *(derived[split][c][kept].astype(dtype) for c in extra)])
+        return x, y
+
+    train, stopping = sample("train"), sample("valid")
 
     def scored(split: str, kind, booster) -> tuple[np.ndarray, np.ndarray] | None:
-        frame, rows = _rows(catalog.split_file(ingest_dir, split), columns, label, None)
+        frame, rows = _rows(catalog.split_file(ingest_dir, split), stored, label, None)
         if frame is None:
             return None
-        parts = [_arrays(frame.slice(offset, cap).collect(), columns, label, dtype) for offset in range(0, rows, cap)]
+        parts = []
+        for offset in range(0, rows, cap):
+            x, y = _arrays(frame.slice(offset, cap).collect(), stored, label, dtype)
+            if extra:
+                x = np.column_stack([x, *(derived[split][c][offset : offset + cap].astype(dtype) for c in extra)])
+            parts.append((x, y))
         return np.concatenate([kind.predict(booster, x) for x, _ in parts]), np.concatenate([y for _, y in parts])
 
     found: dict[str, dict[str, Any]] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from tqdm import tqdm
 from featuremap import FeatureMap
 from features.quality import quality_report
 from features.ranking import ContingencyCounter, rank_features
+from features.selection import select_features
 from pipeline import catalog
 from pipeline.config import PipelineConfig
 from pipeline.errors import UserError
@@ -57,7 +59,13 @@ def run_rank(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         "label": {"name": feature_map.label, "positive_rate": result.positive_rate, "entropy": result.label_entropy},
         **quality,
     }
-    result.ranking.write_csv(workdir / catalog.RANKING.name)
+    selection = select_features(result.ranking, result.pairs, quality["flags"], rc.select)
+    if not selection.significant:
+        print(
+            f"rank: selection kept nothing significant (Benjamini-Hochberg at {rc.select.fdr:g}); every unflagged feature goes on",
+            file=sys.stderr,
+        )
+    selection.ranking.write_csv(workdir / catalog.RANKING.name)
     result.pairs.write_csv(workdir / catalog.PAIRS.name)
     catalog.write_json(workdir / catalog.QUALITY.name, quality)
     ranking_bar_plot(result.ranking, workdir / "ranking.png", rc.plot_top, rc.score)
@@ -65,7 +73,7 @@ def run_rank(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
     flagged = sum(len(v) for v in quality["flags"].values())
     top = result.ranking["feature"].head(5).to_list()
     return StageOutput(
-        params={**rc.model_dump(exclude={"quality"}), "quality": rc.quality.model_dump()},
+        params={**rc.model_dump(exclude={"quality", "select"}), "quality": rc.quality.model_dump(), "select": rc.select.model_dump()},
         metrics={
             "seconds": seconds,
             "cells": cells,
@@ -73,7 +81,9 @@ def run_rank(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
             "pairs": result.pairs.height,
             "flags": flagged,
             "top_score": float(result.ranking["score"][0]),
+            "selected": len(selection.kept),
+            "significant": selection.significant,
         },
         artifacts=[o.name for o in catalog.DECLARED["rank"].writes],
-        summary=f"rank: top features {', '.join(top)} -> {out / 'rank'}",
+        summary=f"rank: top features {', '.join(top)}; {len(selection.kept)} of {selection.ranking.height} selected -> {out / 'rank'}",
     )

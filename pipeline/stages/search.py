@@ -9,11 +9,11 @@ from typing import Any
 from methods import METHODS
 from methods.base import SearchRun
 from pipeline import catalog
-from pipeline.assemble import build, model_spec
+from pipeline.assemble import build, derive, model_spec
 from pipeline.config import PipelineConfig, method_settings
 from pipeline.errors import UserError
 from pipeline.stages.output import StageOutput
-from pipeline.upstream import candidate_pairs, feature_ranks, load_split, top_features
+from pipeline.upstream import candidate_pairs, feature_ranks, load_split, selected_features, top_features
 
 
 def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
@@ -22,7 +22,7 @@ def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
 
     ingest_dir = catalog.stage_path(out, "ingest")
     full_map = catalog.load_feature_map(ingest_dir)
-    feature_map = top_features(out, full_map, cfg)
+    feature_map = top_features(out, selected_features(out, full_map, cfg), cfg)
     tc = cfg.train
     train = load_split(ingest_dir, "train", feature_map, tc.numeric_as_value)
     valid = load_split(ingest_dir, "valid", feature_map, tc.numeric_as_value)
@@ -33,7 +33,8 @@ def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
     metrics: dict[str, float] = {}
     report: dict[str, Any] = {}
     baseline = None
-    if cfg.search.baseline:
+    trains = "optuna" in cfg.search.methods or any(METHODS[m].trains for m in cfg.search.methods if m in METHODS)
+    if cfg.search.baseline and trains:  # the "before" figures of a search that trains (encodings and layouts train nothing)
         started = time.perf_counter()
         model = build(spec, feature_map)
         fitted = fit(model, train, valid, settings)
@@ -93,6 +94,10 @@ def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         method.save(found.state, workdir)
         record(name, started, found.summary, method.headline)
         run.earlier += (name,)
+        if method.derives:  # the later methods (and the study) search on the data with the derived fields
+            feature_map, derived = derive([(method, None, found.state)], feature_map, {"train": train, "valid": valid})
+            train, valid = derived["train"], derived["valid"]
+            run.feature_map, run.train, run.valid, run.model = feature_map, train, valid, build(spec, feature_map)
     children: list[dict[str, Any]] = []
     cleanup: list[Path] = []
     if "optuna" in cfg.search.methods:

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from methods import METHODS
 from pipeline import catalog
-from pipeline.assemble import assemble, model_spec, package_entries, searched_states
+from pipeline.assemble import assemble, derive, model_spec, package_entries, searched_states
 from pipeline.config import PipelineConfig, method_settings
 from pipeline.errors import UserError
 from pipeline.package import PACKAGE, write_package
@@ -19,7 +19,7 @@ from pipeline.plots import learning_curve_plot
 from pipeline.stages.baselines import fit_baselines
 from pipeline.stages.choice import BLEND, choose
 from pipeline.stages.output import StageOutput
-from pipeline.upstream import load_split, top_features
+from pipeline.upstream import load_split, selected_features, top_features
 
 
 def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
@@ -30,6 +30,7 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
 
     ingest_dir = catalog.stage_path(out, "ingest")
     feature_map = catalog.load_feature_map(ingest_dir)
+    feature_map = selected_features(out, feature_map, cfg)  # the rank stage's selection
     if cfg.search.methods:  # the search's ranking budget holds for the trained model too
         feature_map = top_features(out, feature_map, cfg)
     studied = catalog.STUDY.at(out)
@@ -55,6 +56,9 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
     search_dir = catalog.stage_path(out, "search")
     spec = model_spec(cfg)
     searched = searched_states(cfg, search_dir, searched_names)
+    base_map = feature_map
+    feature_map, splits = derive(searched, feature_map, {"train": train, "valid": valid, "test": test})
+    train, valid, test = splits["train"], splits["valid"], splits["test"]
     try:
         applied = assemble(feature_map, spec, searched)
     except (ValueError, RuntimeError) as exc:
@@ -105,7 +109,9 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         "precision": str(autocast).removeprefix("torch.") if autocast is not None else "float32",
         "device": str(device),
     }
-    baselines, children, fitted = fit_baselines(cfg, ingest_dir, feature_map)
+    added = [f.value_column for f in feature_map.fields if f.name not in {b.name for b in base_map.fields}]
+    derived = {name: {c: data.columns[c] for c in added} for name, data in splits.items() if data is not None and added}
+    baselines, children, fitted = fit_baselines(cfg, ingest_dir, feature_map, derived)
     if baselines:
         report["baselines"] = baselines
         catalog.write_json(workdir / catalog.BASELINES.name, baselines)
@@ -120,7 +126,17 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         children.append({"name": "candidate blend", "params": blended["params"], "metrics": _numbers(blended)})
     boosters = {choice.gbdt: fitted[choice.gbdt]} if choice.gbdt is not None else {}
     write_package(
-        workdir / PACKAGE, model, applied, spec, cfg, ingest_dir, feature_map, package_entries(searched), choice.entry(), boosters
+        workdir / PACKAGE,
+        model,
+        applied,
+        spec,
+        cfg,
+        ingest_dir,
+        feature_map,
+        package_entries(searched),
+        choice.entry(),
+        boosters,
+        [(method, state) for method, _, state in searched if method.derives],
     )
     catalog.write_json(workdir / catalog.TRAIN_METRICS.name, report)
     catalog.write_json(workdir / catalog.HISTORY.name, [record.__dict__ for record in result.history])

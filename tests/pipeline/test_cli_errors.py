@@ -112,6 +112,10 @@ CASES = {
         "warmup_epochs (3) must be below search_epochs (3)",
     ),
     "optinter with another method": (lambda d: ["--search", "optfs,optinter"], "optinter chooses the model, so it runs alone"),
+    "a constant label": (
+        lambda d: ["--data", str(_write(d / "one.csv", "label,a,b\n" + "1,x,3\n1,y,4\n" * 40))],
+        "label column 'label' has a single class",
+    ),
     "unified with another method": (lambda d: ["--search", "optfs,unified"], "unified chooses the model, so it runs alone"),
     "the old unified model": (lambda d: ["--model", "unified"], "Unified Embedding is the method unified now: search.methods [unified]"),
     "unified over a model that cannot take shared tables": (

@@ -126,8 +126,11 @@ def test_frappe(tmp_path):
 def test_movielens_with_threshold_label_and_joined_genres(tmp_path, monkeypatch):
     shared("movielens_small")
     monkeypatch.chdir(ROOT)
-    out, _ = _run(tmp_path, "--config", "configs/movielens.yaml", "--stages", "ingest,rank")
+    config = tmp_path / "movielens.yaml"  # the shipped config, trained briefly (a multi-valued field reaches the model)
+    config.write_text((ROOT / "configs" / "movielens.yaml").read_text() + "train: {max_epochs: 1}\n")
+    out, _ = _run(tmp_path, "--config", str(config), "--stages", "ingest,rank,train")
     fm, _ranking, _quality = _check_outputs(out)
+    assert json.loads((out / "metrics.json").read_text())["candidates"]["deepfm"]["test_auc"] > 0.6
     kinds = {f["name"]: f["kind"] for f in fm["fields"]}
     assert kinds == {"userId": "categorical", "movieId": "categorical", "title": "categorical", "genres": "multi"}
     assert "rating" not in kinds and "timestamp" not in kinds
@@ -217,6 +220,27 @@ def test_predict_scores_raw_rows_with_the_logged_and_registered_model(tmp_path):
         assert not (tmp_path / "bad.parquet").exists()
 
 
+def test_selection_drops_noise_keeps_pair_fields_and_falls_back_when_nothing_is_significant(tmp_path, capsys):
+    out, _ = _run(tmp_path, "--rows", "40000", "--stages", "ingest,rank,train,report", "--model", "fm")
+    ranking = pl.read_csv(out / "rank" / "ranking.csv")
+    kept = set(ranking.filter(pl.col("selected"))["feature"])
+    assert set(synthetic.INFORMATIVE) <= kept and not any(name.startswith("noise_") for name in kept)
+    assert {name for pair in synthetic.INTERACTIONS for name in pair} <= kept  # fields that matter only in a cross
+    spec = json.loads((out / "train" / "package" / "model.json").read_text())
+    assert set(spec["fields"]) == kept  # the trained model takes the selected features only
+    assert "Features and selection" in (out / "report" / "report.html").read_text()
+    # A CSV whose every feature is noise: one line says so, and every feature goes on.
+    rng = np.random.default_rng(0)
+    rows = 6_000
+    noise = pl.DataFrame({"label": (rng.random(rows) < 0.3).astype(int), "a": rng.integers(0, 30, rows), "c": rng.normal(size=rows)})
+    noise.write_csv(tmp_path / "noise.csv")
+    capsys.readouterr()
+    assert main(["run", "--data", str(tmp_path / "noise.csv"), "--out", str(tmp_path / "n"), "--no-tracking", "--stages", "ingest,rank,train"]) == 0
+    said = [line for line in capsys.readouterr().err.splitlines() if "nothing significant" in line]
+    assert len(said) == 1 and pl.read_csv(tmp_path / "n" / "rank" / "ranking.csv")["selected"].all()
+    assert set(json.loads((tmp_path / "n" / "train" / "package" / "model.json").read_text())["fields"]) == {"a", "c"}
+
+
 def test_the_run_chooses_among_deep_gbdt_and_blend_and_each_kind_scores_raw_rows(tmp_path):
     import mlflow
     from sklearn.metrics import roc_auc_score
@@ -256,6 +280,40 @@ def test_the_run_chooses_among_deep_gbdt_and_blend_and_each_kind_scores_raw_rows
     assert probs.shape == (3_000,) and roc_auc_score(frame[21_000:][synthetic.LABEL], probs) == pytest.approx(report["test_auc"], abs=1e-6)
 
 
+def test_encodings_feed_the_deep_model_the_baseline_and_predict(tmp_path):
+    from sklearn.metrics import roc_auc_score
+
+    from pipeline.package import score
+
+    frame = synthetic.generate(24_000, 7)
+    data = tmp_path / "data"
+    data.mkdir()
+    frame[:18_000].write_parquet(data / "train.parquet")
+    frame[18_000:21_000].write_parquet(data / "valid.parquet")
+    frame[21_000:].write_parquet(data / "test.parquet")
+    config = tmp_path / "config.yaml"
+    config.write_text("schema: {categorical: [inf_zipf20k]}\nsearch: {encodings: {pairs: 4}}\ntrain: {max_epochs: 2, choose: blend}\n")
+    out, _ = _run(tmp_path, "--config", str(config), "--data", str(data), "--model", "fm", "--search", "encodings")
+    _check_declared(out)
+    found = json.loads((out / "search" / "encodings.json").read_text())
+    assert "te__inf_zipf20k" in found["fields"] and "te__pair_a_x_pair_b" in found["pairs"]
+    assert not (out / "search" / "baseline.json").exists()  # nothing trains in this search: no "before" model
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["encodings"] is True
+    package = out / "train" / "package"
+    spec = json.loads((package / "model.json").read_text())
+    assert "te__inf_zipf20k" in spec["fields"] and "cnt__pair_a_x_pair_b" in spec["fields"]
+    assert (package / "methods" / "encodings" / "encodings.meta.json").is_file()
+    # Every kind scores the raw test rows, their encodings rebuilt from the packaged train tables, as train scored them.
+    for name in ("blend", "lightgbm", "fm"):
+        kind = report["candidates"][name]["kind"]
+        spec["chosen"] = {"name": name, "kind": kind, "gbdt": None if kind == "deep" else "lightgbm", "weight": spec["chosen"]["weight"]}
+        (package / "model.json").write_text(json.dumps(spec))
+        scored, _ = score(package, data / "test.parquet", None, "cpu")
+        auc = roc_auc_score(scored[synthetic.LABEL], scored["probability"])
+        assert auc == pytest.approx(report["candidates"][name]["test_auc"], abs=1e-6)
+
+
 def test_search_stage_optfs_then_dnis_feeds_train_and_predict(tmp_path):
     import subprocess
     import sys
@@ -272,7 +330,8 @@ def test_search_stage_optfs_then_dnis_feeds_train_and_predict(tmp_path):
     _check_declared(out)
     summary = json.loads((out / "search" / "optfs.json").read_text())
     assert 0 < summary["kept_fraction"] < 1 and summary["valid_auc_before"] is not None
-    assert set(summary["fields"]) == {f["name"] for f in json.loads((out / "ingest" / "feature_map.json").read_text())["fields"]}
+    selected = pl.read_csv(out / "rank" / "ranking.csv").filter(pl.col("selected"))["feature"]
+    assert set(summary["fields"]) == set(selected)  # the search runs on the rank stage's selection
     kept = pl.read_parquet(out / "search" / "optfs_kept_values.parquet")
     assert kept.height > 0 and set(kept.columns) == {"field", "id"}
     report = json.loads((out / "metrics.json").read_text())
@@ -339,7 +398,7 @@ def test_unified_embedding_method_lays_out_by_rank_and_feeds_train_and_predict(t
     out, _ = _run(tmp_path, "--config", str(config), "--rows", "20000", "--search", "unified")
     _check_declared(out)
     layout = json.loads((out / "search" / "unified.json").read_text())
-    order = pl.read_csv(out / "rank" / "ranking.csv").sort("rank")["feature"].to_list()
+    order = pl.read_csv(out / "rank" / "ranking.csv").filter(pl.col("selected")).sort("rank")["feature"].to_list()
     counts = layout["chunk_counts"]
     # 5 chunks for the top feature, 1 for the last, by rank between; the budget is a quarter of one table per field
     assert counts[order[0]] == 5 and counts[order[-1]] == 1

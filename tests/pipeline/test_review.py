@@ -99,7 +99,7 @@ def test_report_html_has_decisions_comparison_and_plots(tmp_path):
     text = re.sub(r"<[^>]+>", " ", html)
     ranking = (out / "rank" / "ranking.csv").read_text().splitlines()
     top = ranking[1].split(",")[1]
-    assert "Top features" in text and top in text and "Quality flags" in text and "Top pairs" in text
+    assert "Features and selection" in text and top in text and "Quality flags" in text and "Top pairs" in text
     optfs = json.loads((out / "search" / "optfs.json").read_text())
     assert f"OptFS kept {optfs['kept_values']:,} of {optfs['total_values']:,} values" in text
     metrics = json.loads((out / "metrics.json").read_text())

@@ -1,0 +1,164 @@
+"""Statistical encodings of categorical fields and crossed pairs, fitted on train only (docs/methods/encodings.md).
+
+For a key k (a field's id, or a pair's crossed ids) with n train rows of which p are positive,
+the smoothed target statistic is (p + a · prior) / (n + a) (an m-estimate shrunk toward the train
+click rate), and the count is n. A train row never sees its own label: its statistic comes from
+the other folds of a seeded K-fold split of train (out-of-fold target encoding), and its count is
+n − 1 (the other train rows), so that train and scored rows see the same quantity. Rows of valid,
+test and predict use the tables of all train rows. Each encoding becomes a numeric field: its
+standardised value, and a quantile bucket id for models that embed numeric fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from featuremap import FieldSpec
+
+FIRST_BUCKET = 3  # ids 0, 1, 2 are padding, OOV and missing for every field
+
+
+@dataclass
+class KeyTable:
+    """Train counts and positives of the keys of one field or crossed pair (sorted keys, for a binary search)."""
+
+    keys: np.ndarray
+    counts: np.ndarray
+    positives: np.ndarray
+
+    @classmethod
+    def fit(cls, keys: np.ndarray, labels: np.ndarray) -> KeyTable:
+        unique, inverse = np.unique(keys, return_inverse=True)
+        return cls(unique, np.bincount(inverse, minlength=unique.size), np.bincount(inverse, weights=labels, minlength=unique.size))
+
+    def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(count, positives) of each key; 0 for keys never seen in train."""
+        at = np.clip(np.searchsorted(self.keys, keys), 0, max(self.keys.size - 1, 0))
+        found = self.keys[at] == keys if self.keys.size else np.zeros(keys.size, dtype=bool)
+        return np.where(found, self.counts[at], 0).astype(np.float64), np.where(found, self.positives[at], 0.0)
+
+
+@dataclass
+class Encoding:
+    """One encoded field or pair: its sources, the train table, and how its value is bucketed and standardised."""
+
+    name: str  # the derived field's name, e.g. te__inf_zipf20k or te__pair_a_x_pair_b
+    sources: tuple[str, ...]  # the source fields' id columns
+    radix: tuple[int, ...]  # key = sum(id_i * radix_i)
+    table: KeyTable
+    prior: float
+    smoothing: float
+    edges: np.ndarray  # quantile edges of the train rows' (out-of-fold) statistic
+    mean: float
+    std: float
+    count_edges: np.ndarray  # quantile edges of the train rows' log count (of the other train rows)
+    count_mean: float
+    count_std: float
+
+    def key(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+        out = np.zeros(len(columns[self.sources[0]]), dtype=np.int64)
+        for source, radix in zip(self.sources, self.radix, strict=True):
+            out += np.asarray(columns[source], dtype=np.int64) * radix
+        return out
+
+    def statistic(self, counts: np.ndarray, positives: np.ndarray) -> np.ndarray:
+        return (positives + self.smoothing * self.prior) / (counts + self.smoothing)
+
+    @property
+    def count_name(self) -> str:
+        return "cnt__" + self.name.removeprefix("te__")
+
+    def specs(self) -> list[FieldSpec]:
+        """The derived numeric fields, statistic and log count (bucket ids in `column`, the standardised value in
+        `value_column`)."""
+        return [
+            FieldSpec(
+                name=name,
+                kind="numeric",
+                column=name,
+                vocab_size=FIRST_BUCKET + len(edges) + 1,
+                value_column=name + "__num",
+                bucketing="quantile",
+                stats={"mean": mean, "std": std, "train_keys": float(self.table.keys.size)},
+            )
+            for name, edges, mean, std in (
+                (self.name, self.edges, self.mean, self.std),
+                (self.count_name, self.count_edges, self.count_mean, self.count_std),
+            )
+        ]
+
+    def columns(self, statistic: np.ndarray, log_count: np.ndarray) -> dict[str, np.ndarray]:
+        out = {}
+        for name, values, edges, mean, std in (
+            (self.name, statistic, self.edges, self.mean, self.std),
+            (self.count_name, log_count, self.count_edges, self.count_mean, self.count_std),
+        ):
+            out[name] = (FIRST_BUCKET + np.searchsorted(edges, values, side="right")).astype(np.int32)
+            out[name + "__num"] = ((values - mean) / std).astype(np.float32)
+        return out
+
+    def transform(self, columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The derived columns of rows that are not train rows (valid, test, predict): the whole train table."""
+        counts, positives = self.table.lookup(self.key(columns))
+        return self.columns(self.statistic(counts, positives), np.log1p(counts))
+
+    def transform_train(self, columns: Mapping[str, np.ndarray], labels: np.ndarray, fold: np.ndarray) -> dict[str, np.ndarray]:
+        """The derived columns of the train rows: out-of-fold statistics, counts of the other train rows."""
+        keys = self.key(columns)
+        counts, _ = self.table.lookup(keys)
+        return self.columns(out_of_fold(self, keys, labels.astype(np.float64), fold), np.log1p(np.maximum(counts - 1, 0)))
+
+
+def fold_of(rows: int, folds: int, seed: int) -> np.ndarray:
+    """A seeded assignment of rows to `folds` folds of near-equal size."""
+    return np.random.default_rng(seed).permutation(rows) % folds
+
+
+def out_of_fold(encoding: Encoding, keys: np.ndarray, labels: np.ndarray, fold: np.ndarray) -> np.ndarray:
+    """Each train row's statistic from the other folds' rows (its own label never enters)."""
+    out = np.empty(keys.size, dtype=np.float64)
+    for k in np.unique(fold):
+        held = fold == k
+        table = KeyTable.fit(keys[~held], labels[~held])
+        out[held] = encoding.statistic(*table.lookup(keys[held]))
+    return out
+
+
+def fit_encoding(
+    name: str,
+    sources: tuple[str, ...],
+    cardinalities: tuple[int, ...],
+    columns: Mapping[str, np.ndarray],
+    labels: np.ndarray,
+    smoothing: float,
+    bins: int,
+    fold: np.ndarray,
+) -> tuple[Encoding, np.ndarray]:
+    """The encoding of `sources` fitted on train rows, and the train rows' out-of-fold statistic."""
+    radix = tuple(int(np.prod(cardinalities[i + 1 :], dtype=np.int64)) for i in range(len(cardinalities)))
+    labels = labels.astype(np.float64)
+    empty = KeyTable.fit(np.zeros(1, np.int64), np.zeros(1))
+    draft = Encoding(name, sources, radix, empty, float(labels.mean()), smoothing, np.zeros(0), 0.0, 1.0, np.zeros(0), 0.0, 1.0)
+    keys = draft.key(columns)
+    table = KeyTable.fit(keys, labels)
+    statistic = out_of_fold(draft, keys, labels, fold)
+    log_count = np.log1p(np.maximum(table.lookup(keys)[0] - 1, 0))
+    quantiles = np.linspace(0, 1, bins + 1)[1:-1]
+    encoding = Encoding(
+        name,
+        sources,
+        radix,
+        table,
+        draft.prior,
+        smoothing,
+        np.unique(np.quantile(statistic, quantiles)),
+        float(statistic.mean()),
+        float(statistic.std()) or 1.0,
+        np.unique(np.quantile(log_count, quantiles)),
+        float(log_count.mean()),
+        float(log_count.std()) or 1.0,
+    )
+    return encoding, statistic

@@ -1,0 +1,153 @@
+"""Statistical encodings: out-of-fold smoothed target statistics and counts of categorical fields and of the rank
+stage's top pairs, as derived numeric fields (docs/methods/encodings.md; the computation is features/target_stats.py).
+
+The search stage fits the tables on train rows (never valid or test); train, the GBDT baselines,
+the package and predict then see the derived fields like any numeric field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from pydantic import Field
+
+from featuremap import FeatureMap
+from methods.base import Applied, Found, Method, ModelSpec, SearchRun, Settings
+
+if TYPE_CHECKING:
+    from models.base import CTRModel
+
+TABLES = "encodings_tables.npz"
+META = "encodings.meta.json"
+
+
+class EncodingsSettings(Settings):
+    """Statistical encodings of categorical fields and top pairs (docs/methods/encodings.md)."""
+
+    min_cardinality: int = Field(20, ge=2)
+    """Encode the (selected) single-valued categorical fields with at least this many values."""
+    pairs: int = Field(10, ge=0)
+    """Also encode the crosses of the rank stage's top pairs by interaction gain (positive gain only)."""
+    smoothing: float = Field(20.0, gt=0)
+    """a in (positives + a · prior) / (count + a): how far a rare key's statistic shrinks toward the train click rate."""
+    folds: int = Field(5, ge=2)
+    """Folds of the out-of-fold statistics of train rows."""
+    bins: int = Field(16, ge=2)
+    """Quantile buckets of each derived value, for models that embed numeric fields."""
+    seed: int = 0
+    """Seed of the fold assignment."""
+
+
+def _fields(feature_map: FeatureMap, min_cardinality: int) -> list[Any]:
+    return [f for f in feature_map.fields if f.kind == "categorical" and f.vocab_size >= min_cardinality]
+
+
+class Encodings(Method):
+    name = "encodings"
+    settings = EncodingsSettings
+    headline = ("fields", "pairs")
+    applied_flag = "encodings"
+    derives = True
+    trains = False
+    shardable = True  # the derived fields are ordinary numeric fields
+
+    def pair_budget(self, settings: EncodingsSettings) -> int | None:
+        return settings.pairs or None
+
+    def search(self, run: SearchRun, settings: EncodingsSettings) -> Found:
+        from features.target_stats import fit_encoding, fold_of
+
+        specs = {f.name: f for f in run.feature_map.fields}
+        groups = [(f"te__{f.name}", (f.name,)) for f in _fields(run.feature_map, settings.min_cardinality)]
+        if settings.pairs:
+            groups += [(f"te__{a}_x_{b}", (a, b)) for a, b in run.ranked_pairs(settings.pairs) if a in specs and b in specs]
+        if not groups:
+            raise ValueError(f"no categorical field has {settings.min_cardinality}+ values and no pair was ranked: nothing to encode")
+        train = run.train
+        fold = fold_of(len(train), settings.folds, settings.seed)
+        encodings = []
+        for name, sources in groups:
+            columns = tuple(specs[s].column for s in sources)
+            cards = tuple(specs[s].vocab_size for s in sources)
+            encoding, _ = fit_encoding(name, columns, cards, train.columns, train.label, settings.smoothing, settings.bins, fold)
+            encodings.append(encoding)
+        summary = {
+            "fields": [name for name, sources in groups if len(sources) == 1],
+            "pairs": [name for name, sources in groups if len(sources) > 1],
+            "train_keys": {e.name: int(e.table.keys.size) for e in encodings},
+            "settings": settings.model_dump(),
+        }
+        return Found(summary, {"encodings": encodings, "folds": settings.folds, "seed": settings.seed})
+
+    def save(self, state: dict[str, Any], directory: Path) -> list[str]:
+        arrays, meta = {}, []
+        for i, e in enumerate(state["encodings"]):
+            for part in ("keys", "counts", "positives"):
+                arrays[f"{i}_{part}"] = getattr(e.table, part)
+            arrays[f"{i}_edges"], arrays[f"{i}_count_edges"] = e.edges, e.count_edges
+            scalars = ("name", "sources", "radix", "prior", "smoothing", "mean", "std", "count_mean", "count_std")
+            meta.append({k: getattr(e, k) for k in scalars})
+        np.savez(directory / TABLES, **arrays)
+        (directory / META).write_text(json.dumps({"encodings": meta, "folds": state["folds"], "seed": state["seed"]}))
+        return [TABLES, META]
+
+    def load(self, directory: Path) -> dict[str, Any] | None:
+        from features.target_stats import Encoding, KeyTable
+
+        if not (directory / META).is_file():
+            return None
+        meta = json.loads((directory / META).read_text())
+        encodings = []
+        with np.load(directory / TABLES) as stored:
+            for i, m in enumerate(meta["encodings"]):
+                table = KeyTable(stored[f"{i}_keys"], stored[f"{i}_counts"], stored[f"{i}_positives"])
+                encodings.append(
+                    Encoding(
+                        **{**m, "sources": tuple(m["sources"]), "radix": tuple(m["radix"])},
+                        table=table,
+                        edges=stored[f"{i}_edges"],
+                        count_edges=stored[f"{i}_count_edges"],
+                    )
+                )
+        return {"encodings": encodings, "folds": meta["folds"], "seed": meta["seed"]}
+
+    def derived_map(self, state: dict[str, Any], feature_map: FeatureMap) -> FeatureMap:
+        known = {f.name for f in feature_map.fields}
+        added = tuple(spec for e in state["encodings"] for spec in e.specs())
+        clash = sorted(known & {spec.name for spec in added})
+        if clash:
+            raise ValueError(f"the input already has field(s) {', '.join(clash)}, the names of derived encodings; rename them")
+        return dataclasses.replace(feature_map, fields=(*feature_map.fields, *added))
+
+    def derive(self, state: dict[str, Any], columns: dict[str, Any], labels: Any | None) -> dict[str, Any]:
+        from features.target_stats import fold_of
+
+        out: dict[str, Any] = {}
+        if labels is None:
+            for e in state["encodings"]:
+                out |= e.transform(columns)
+            return out
+        fold = fold_of(len(labels), state["folds"], state["seed"])
+        for e in state["encodings"]:
+            out |= e.transform_train(columns, labels, fold)
+        return out
+
+    def apply(self, model: CTRModel, state: Any, settings: EncodingsSettings, spec: ModelSpec, feature_map: FeatureMap) -> Applied:
+        return Applied(model)  # the derived fields are in the data and the feature map the model was built on
+
+    def package_entry(self, settings: EncodingsSettings, state: dict[str, Any]) -> dict[str, Any]:
+        return {"files": [TABLES, META]}  # the tables travel as files beside the package's weights
+
+    def restore(self, model: CTRModel | None, entry: dict[str, Any], spec: ModelSpec, feature_map: FeatureMap) -> CTRModel:
+        return model
+
+    def report_lines(self, summary: dict[str, Any]) -> list[str]:
+        keys = ", ".join(f"{name} ({count:,} keys)" for name, count in summary["train_keys"].items())
+        return [f"Encodings: out-of-fold target statistics and counts of {keys}"]
+
+    def model_row(self, summary: dict[str, Any]) -> dict[str, Any] | None:
+        return None  # nothing is trained in the search stage

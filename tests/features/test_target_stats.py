@@ -1,0 +1,55 @@
+"""Statistical encodings: no train row's encoding uses its own label; scored rows use the whole train table."""
+
+import numpy as np
+import pytest
+
+from features.target_stats import KeyTable, fit_encoding, fold_of
+
+
+def _data(rows: int, seed: int):
+    rng = np.random.default_rng(seed)
+    a, b = rng.integers(3, 40, rows), rng.integers(3, 6, rows)
+    label = (rng.random(rows) < 0.2 + 0.5 * (a % 2 == b % 2)).astype(np.int8)
+    return {"a": a, "b": b}, label
+
+
+def test_a_train_rows_encoding_never_uses_its_own_label():
+    columns, label = _data(3_000, 0)
+    fold = fold_of(len(label), 5, 0)
+    encoding, _ = fit_encoding("te__a_x_b", ("a", "b"), (40, 6), columns, label, 20.0, 16, fold)
+    before = encoding.transform_train(columns, label, fold)
+    for row in (0, 17, 2_999):
+        flipped = label.copy()
+        flipped[row] = 1 - flipped[row]
+        after = encoding.transform_train(columns, flipped, fold)
+        # the row's own statistic and count are unchanged; rows of other folds with its key move
+        assert after["te__a_x_b__num"][row] == before["te__a_x_b__num"][row]
+        assert after["cnt__a_x_b__num"][row] == before["cnt__a_x_b__num"][row]
+        same_key = (columns["a"] == columns["a"][row]) & (columns["b"] == columns["b"][row]) & (fold != fold[row])
+        assert np.any(after["te__a_x_b__num"][same_key] != before["te__a_x_b__num"][same_key])
+
+
+def test_scored_rows_use_the_whole_train_table_smoothed_toward_the_prior():
+    columns, label = _data(5_000, 1)
+    fold = fold_of(len(label), 5, 0)
+    encoding, train_values = fit_encoding("te__a", ("a",), (40,), columns, label, 20.0, 16, fold)
+    table = KeyTable.fit(columns["a"].astype(np.int64), label.astype(np.float64))
+    new = {"a": np.array([5, 6, 999])}  # 999: never seen in train
+    out = encoding.transform(new)
+    counts, positives = table.lookup(np.array([5, 6, 999]))
+    expected = (positives + 20 * label.mean()) / (counts + 20)
+    np.testing.assert_allclose(out["te__a__num"], ((expected - encoding.mean) / encoding.std).astype(np.float32), rtol=1e-6)
+    assert counts[2] == 0 and expected[2] == pytest.approx(label.mean())  # an unseen key gets the prior
+    assert out["te__a"].min() >= 3 and out["te__a"].max() < encoding.specs()[0].vocab_size  # bucket ids past the reserved 0-2
+    assert abs(train_values.mean() - label.mean()) < 0.02  # out-of-fold values are centred on the click rate
+
+
+def test_the_encoding_carries_signal_a_model_can_use():
+    from sklearn.metrics import roc_auc_score
+
+    columns, label = _data(20_000, 2)
+    fold = fold_of(len(label), 5, 0)
+    encoding, train_values = fit_encoding("te__a_x_b", ("a", "b"), (40, 6), columns, label, 20.0, 16, fold)
+    valid_columns, valid_label = _data(5_000, 3)
+    scored = encoding.transform(valid_columns)["te__a_x_b__num"]
+    assert roc_auc_score(label, train_values) > 0.7 and roc_auc_score(valid_label, scored) > 0.7
