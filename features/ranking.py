@@ -223,12 +223,16 @@ def _capped(codes: np.ndarray, cap: int) -> np.ndarray:
     return np.minimum(codes, cap).astype(np.int64)
 
 
-def _upper_tail(excess: float, sd: float) -> float:
-    """One-sided p-value of an MI `excess` over its permutation-null mean, normal approximation with the null's sd (1 when
-    the null has no spread: a constant field or label)."""
-    from scipy.special import ndtr
+def _upper_tail(mi: float, mean: float, sd: float) -> float:
+    """P(I >= mi) under the permutation null, from a gamma law matched to the null's exact mean and sd: I is a sum of
+    non-negative terms (2N·I is chi-square with (values − 1) degrees of freedom in the large-count limit, which this
+    gamma equals), so a normal tail would be far too liberal for few values. 1 when the null has no spread."""
+    from scipy.special import gammaincc
 
-    return float(ndtr(-excess / sd)) if sd > 0 else 1.0
+    if sd <= 0 or mean <= 0:
+        return 1.0
+    shape, scale = (mean / sd) ** 2, sd * sd / mean
+    return float(gammaincc(shape, max(mi, 0.0) / scale))
 
 
 def pair_stats(sample: Mapping[str, np.ndarray], label: np.ndarray, pairs: list[tuple[str, str]], max_values: int) -> list[PairStats]:
@@ -399,7 +403,7 @@ def rank_features(batches: Iterable[tuple[Batch, np.ndarray]], feature_map: Feat
                 "expected_mi": s.expected_mi,
                 "adjusted_mi": s.mi - s.expected_mi,
                 "null_sd": s.null_sd,
-                "p_value": _upper_tail(s.mi - s.expected_mi, s.null_sd),
+                "p_value": _upper_tail(s.mi, s.expected_mi, s.null_sd),
                 "mi_over_label_entropy": s.mi / label_entropy if label_entropy > 0 else 0.0,
                 "chi2_p": s.chi2_p,
                 "shifted_mi": s.shifted_mi,
@@ -424,7 +428,9 @@ def rank_features(batches: Iterable[tuple[Batch, np.ndarray]], feature_map: Feat
                 "adjusted_mi_pair": p.mi_pair - p.expected_mi_pair,
                 "null_sd_pair": p.null_sd_pair,
                 "gain": p.gain,
-                "gain_p": _upper_tail(p.gain, p.null_sd_pair),
+                "gain_p": _upper_tail(
+                    p.gain + p.expected_mi_pair, p.expected_mi_pair, p.null_sd_pair
+                ),  # the cross's MI beyond both singles
                 "redundancy": p.redundancy,
                 "redundancy_norm": p.redundancy_norm,
             }

@@ -64,8 +64,9 @@ class Encoding:
             out += np.asarray(columns[source], dtype=np.int64) * radix
         return out
 
-    def statistic(self, counts: np.ndarray, positives: np.ndarray) -> np.ndarray:
-        return (positives + self.smoothing * self.prior) / (counts + self.smoothing)
+    def statistic(self, counts: np.ndarray, positives: np.ndarray, prior: float | None = None) -> np.ndarray:
+        prior = self.prior if prior is None else prior
+        return (positives + self.smoothing * prior) / (counts + self.smoothing)
 
     @property
     def count_name(self) -> str:
@@ -123,7 +124,7 @@ def out_of_fold(encoding: Encoding, keys: np.ndarray, labels: np.ndarray, fold: 
     for k in np.unique(fold):
         held = fold == k
         table = KeyTable.fit(keys[~held], labels[~held])
-        out[held] = encoding.statistic(*table.lookup(keys[held]))
+        out[held] = encoding.statistic(*table.lookup(keys[held]), prior=float(labels[~held].mean()))  # the other folds' rate
     return out
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from pydantic import Field
 
 from featuremap import FeatureMap
+from featuremap.errors import InputError
 from methods.base import Applied, Found, Method, ModelSpec, SearchRun, Settings
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ class EncodingsSettings(Settings):
     min_cardinality: int = Field(20, ge=2)
     """Encode the (selected) single-valued categorical fields with at least this many values."""
     pairs: int = Field(10, ge=0)
-    """Also encode the crosses of the rank stage's top pairs by interaction gain (positive gain only)."""
+    """Also encode the crosses of the rank stage's top pairs by interaction gain (both fields categorical)."""
     smoothing: float = Field(20.0, gt=0)
     """a in (positives + a · prior) / (count + a): how far a rare key's statistic shrinks toward the train click rate."""
     folds: int = Field(5, ge=2)
@@ -64,7 +65,12 @@ class Encodings(Method):
         specs = {f.name: f for f in run.feature_map.fields}
         groups = [(f"te__{f.name}", (f.name,)) for f in _fields(run.feature_map, settings.min_cardinality)]
         if settings.pairs:
-            groups += [(f"te__{a}_x_{b}", (a, b)) for a, b in run.ranked_pairs(settings.pairs) if a in specs and b in specs]
+            try:
+                ranked = run.ranked_pairs(settings.pairs)
+            except InputError:  # no rank output, or no pair of single-valued fields: the fields alone
+                ranked = []
+            categorical = {f.name for f in run.feature_map.fields if f.kind == "categorical"}  # ids in every model's data
+            groups += [(f"te__{a}_x_{b}", (a, b)) for a, b in ranked if a in categorical and b in categorical]
         if not groups:
             raise ValueError(f"no categorical field has {settings.min_cardinality}+ values and no pair was ranked: nothing to encode")
         train = run.train

@@ -53,10 +53,8 @@ def layout_for(
         if ranks is None:
             raise ValueError("chunk_counts 'rank' needs the rank stage's ranking")
         ranked = ranks()
-        missing = [f.name for f in feature_map.fields if f.name not in ranked]
-        if missing:
-            raise ValueError(f"the ranking has no rank for field(s) {', '.join(missing)}; rerun the rank stage")
-        order = sorted((f.name for f in feature_map.fields), key=ranked.__getitem__)
+        last = max(ranked.values(), default=0) + 1  # fields the rank stage never saw (an earlier method's derived ones) rank last
+        order = sorted((f.name for f in feature_map.fields), key=lambda name: (ranked.get(name, last), name))
         rule = chunks_by_rank({name: i + 1 for i, name in enumerate(order)}, settings.chunks)
     return SharedLayout(
         budget=settings.budget or per_field_parameters(feature_map, spec.embedding.dim) // 4,

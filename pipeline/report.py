@@ -104,7 +104,8 @@ def _models(search: dict[str, Any], baseline: dict[str, Any] | None, train: dict
             if found["kind"] == "blend"
             else "",
         }[found["kind"]]
-        chosen = " — chosen (best valid AUC)" if name == train.get("model") and candidates else ""
+        how = "best valid AUC" if train.get("choose", "best") == "best" else f"train.choose: {train['choose']}"
+        chosen = f" — chosen ({how})" if name == train.get("model") and candidates else ""
         params = train.get("params") if found["kind"] == "deep" else None
         rows.append(
             {

@@ -69,7 +69,8 @@ def top_features(out: Path, feature_map: FeatureMap, cfg: PipelineConfig) -> Fea
     path = catalog.RANKING.at(out)
     if not path.is_file():
         raise UserError(f"{path}: search.max_features keeps the rank stage's top features; run rank first (--stages ingest,rank,...)")
-    keep = set(pl.read_csv(path).sort("rank")["feature"].head(budget).to_list())
+    present = {f.name for f in feature_map.fields}  # the selected features: the budget applies among them
+    keep = set(pl.read_csv(path).filter(pl.col("feature").is_in(present)).sort("rank")["feature"].head(budget).to_list())
     for name in cfg.search.methods:
         pairs = METHODS[name].pair_budget(method_settings(cfg, name)) if name in METHODS else None
         if pairs:

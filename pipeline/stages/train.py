@@ -119,7 +119,7 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
     choice = choose(tc.choose, model_name, deep_valid, deep_test, deep_info, baselines, fitted)
     # The top-level figures are the chosen model's; the deep model's stay under its candidate name.
     chosen = choice.candidates[choice.name]
-    report |= {"deep_model": model_name, "model": choice.name, "kind": choice.kind, "candidates": choice.candidates}
+    report |= {"deep_model": model_name, "model": choice.name, "kind": choice.kind, "choose": tc.choose, "candidates": choice.candidates}
     report |= {key: chosen[key] for key in ("valid_auc", "valid_logloss", "test_auc", "test_logloss")}
     if BLEND in choice.candidates:
         blended = choice.candidates[BLEND]
