@@ -34,7 +34,9 @@ def _data_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rows", type=int, help="rows of synthetic data when no --data is given")
     parser.add_argument("--model", help="model for the train stage: lr, fm, deepfm, autoint, autoint+, fgcnn")
     parser.add_argument("--device", help="auto (CUDA when present), cpu or cuda")
-    parser.add_argument("--search", help=f"comma-separated search methods for the search stage: {', '.join([*METHODS, 'optuna'])}")
+    parser.add_argument(
+        "--search", help=f"comma-separated search methods (default: encodings; none for no search): {', '.join([*METHODS, 'optuna'])}"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,8 +87,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     train = {k: v for k, v in (("model", args.model), ("device", args.device)) if v is not None}
     if train:
         over["train"] = train
-    if args.search:
-        over["search"] = {"methods": [m.strip() for m in args.search.split(",") if m.strip()]}
+    if args.search:  # the methods exactly (the default, encodings, only when listed); "none" for no search
+        over["search"] = {"methods": [m.strip() for m in args.search.split(",") if m.strip() and m.strip() != "none"]}
     tracking: dict[str, Any] = {}
     if args.tracking_uri:
         tracking["uri"] = args.tracking_uri

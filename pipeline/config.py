@@ -135,8 +135,8 @@ def method_settings(cfg: PipelineConfig, name: str) -> BaseModel:
 class SearchSection(Section):
     """The search stage: methods that decide features, sizes, interactions or the model before train."""
 
-    methods: list[Annotated[str, AfterValidator(_registered_method)]] = Field(default_factory=list)
-    """Any of encodings, optfs, dnis, optinter, unified (methods/, applied in that order: encodings' derived fields feed the others; dnis searches on optfs's gates) or optuna; optinter, unified and optuna run alone."""
+    methods: list[Annotated[str, AfterValidator(_registered_method)]] = Field(default_factory=lambda: ["encodings"])
+    """Any of encodings, optfs, dnis, optinter, unified (methods/, applied in that order: encodings' derived fields feed the others; dnis searches on optfs's gates) or optuna; optinter, unified and optuna run alone. The default, [encodings], was chosen on validation (bench/RESULTS.md); [] for none."""
     max_features: int | None = Field(None, ge=1)
     """Ranking budget: search and train use only the rank stage's top N features (plus OptInter's pair fields); null: all."""
     baseline: bool = True

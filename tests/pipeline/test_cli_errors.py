@@ -90,7 +90,7 @@ CASES = {
         lambda d: ["--config", str(_write(d / "v.yaml", "data: {synthetic_rows: 2000}\nsplit: {valid: 0.0}\nstages: [ingest, train]\n"))],
         "validation split is empty",
     ),
-    "search stage without a method": (lambda d: ["--stages", "search"], "the search stage needs a method"),
+    "search stage without a method": (lambda d: ["--stages", "search", "--search", "none"], "the search stage needs a method"),
     "unknown search method": (lambda d: ["--search", "nas"], "search.methods.0: Input should be"),
     "zero search epochs": (
         lambda d: ["--config", str(_write(d / "z.yaml", "search: {methods: [optfs], optfs: {epochs: 0}}\n"))],

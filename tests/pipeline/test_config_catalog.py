@@ -13,11 +13,11 @@ def test_defaults_and_overrides(tmp_path):
     cfg = load_config(cfg_file, {"rank": {"pair_budget": 3}, "out": str(tmp_path / "o")})
     assert cfg.rank.score == "permutation" and cfg.rank.pair_budget == 3 and cfg.split.seed == 5
     assert cfg.out == tmp_path / "o" and cfg.stages == ["ingest", "rank", "search", "train", "report"]
-    # The search stage runs only when a method is named.
+    # The search stage runs when a method is named: the default names encodings; [] skips it.
     from pipeline.runner import plan
 
-    assert plan(cfg) == ["ingest", "rank", "train", "report"]
-    assert plan(load_config(None, {"search": {"methods": ["dnis"]}})) == ["ingest", "rank", "search", "train", "report"]
+    assert cfg.search.methods == ["encodings"] and plan(cfg) == ["ingest", "rank", "search", "train", "report"]
+    assert plan(load_config(None, {"search": {"methods": []}})) == ["ingest", "rank", "train", "report"]
 
 
 @pytest.mark.parametrize(

@@ -39,7 +39,7 @@ def test_rerun_reuses_unchanged_stages_and_reruns_what_a_change_invalidates(tmp_
     assert main(args) == 0
     first = _journal(out)
     assert first["status"] == "succeeded" and {s["action"] for s in first["stages"].values()} == {"ran"}
-    assert set(first["stages"]) == {"ingest", "rank", "train", "report"}
+    assert set(first["stages"]) == {"ingest", "rank", "search", "train", "report"}
     for stage in first["stages"].values():
         assert stage["start"] <= stage["end"] and stage["wall_seconds"] >= 0 and len(stage["fingerprint"]) == 20
     metrics = (out / "metrics.json").read_text()
@@ -54,7 +54,7 @@ def test_rerun_reuses_unchanged_stages_and_reruns_what_a_change_invalidates(tmp_
     config.write_text(CONFIG + "rank: {score: plain}\n")
     assert main(args) == 0
     third = _journal(out)
-    assert {k: v["action"] for k, v in third["stages"].items()} == {"ingest": "reused", "rank": "ran", "train": "ran", "report": "ran"}
+    assert {k: v["action"] for k, v in third["stages"].items()} == {"ingest": "reused", "rank": "ran", "search": "ran", "train": "ran", "report": "ran"}
     # --force reruns everything.
     assert main([*args, "--force"]) == 0
     assert {s["action"] for s in _journal(out)["stages"].values()} == {"ran"}
