@@ -85,9 +85,24 @@ class Encodings(Method):
             "fields": [name for name, sources in groups if len(sources) == 1],
             "pairs": [name for name, sources in groups if len(sources) > 1],
             "train_keys": {e.name: int(e.table.keys.size) for e in encodings},
+            "ranking": self._ranking(encodings, train, fold),
             "settings": settings.model_dump(),
         }
         return Found(summary, {"encodings": encodings, "folds": settings.folds, "seed": settings.seed})
+
+    @staticmethod
+    def _ranking(encodings: list[Any], train: Any, fold: Any) -> list[dict[str, Any]]:
+        """The derived fields ranked like any feature: the rank stage's score on the train rows' out-of-fold bucket ids."""
+        from features.ranking import rank_features
+        from features.settings import RankParams
+        specs = [spec for e in encodings for spec in e.specs()]
+        columns: dict[str, Any] = {}
+        for e in encodings:
+            columns |= e.transform_train(train.columns, train.label, fold)
+        feature_map = FeatureMap(label=train.feature_map.label, fields=tuple(specs), splits={"train": {"rows": len(train)}})
+        batch = {spec.column: columns[spec.column] for spec in specs}
+        ranked = rank_features(iter([(batch, train.label.astype(np.int8))]), feature_map, RankParams(pair_budget=0))
+        return ranked.ranking.select("rank", "feature", "score", "adjusted_mi", "p_value").to_dicts()
 
     def save(self, state: dict[str, Any], directory: Path) -> list[str]:
         arrays, meta = {}, []
@@ -153,7 +168,11 @@ class Encodings(Method):
 
     def report_lines(self, summary: dict[str, Any]) -> list[str]:
         keys = ", ".join(f"{name} ({count:,} keys)" for name, count in summary["train_keys"].items())
-        return [f"Encodings: out-of-fold target statistics and counts of {keys}"]
+        lines = [f"Encodings: out-of-fold target statistics and counts of {keys}"]
+        if summary.get("ranking"):
+            top = ", ".join(f"{r['feature']} (score {r['score']:.1f})" for r in summary["ranking"][:5])
+            lines.append(f"Encodings ranked like the features, on train rows: {top}")
+        return lines
 
     def model_row(self, summary: dict[str, Any]) -> dict[str, Any] | None:
         return None  # nothing is trained in the search stage

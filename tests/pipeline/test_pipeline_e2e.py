@@ -297,6 +297,9 @@ def test_encodings_feed_the_deep_model_the_baseline_and_predict(tmp_path):
     _check_declared(out)
     found = json.loads((out / "search" / "encodings.json").read_text())
     assert "te__inf_zipf20k" in found["fields"] and "te__pair_a_x_pair_b" in found["pairs"]
+    # The derived fields are ranked like any feature (the rank stage's score on train rows' out-of-fold values).
+    ranked = [r["feature"] for r in found["ranking"]]
+    assert len(ranked) == 2 * len(found["fields"] + found["pairs"]) and "te__pair_a_x_pair_b" in ranked[:4]
     assert not (out / "search" / "baseline.json").exists()  # nothing trains in this search: no "before" model
     report = json.loads((out / "metrics.json").read_text())
     assert report["encodings"] is True
