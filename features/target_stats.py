@@ -109,8 +109,12 @@ class Encoding:
     def transform_train(self, columns: Mapping[str, np.ndarray], labels: np.ndarray, fold: np.ndarray) -> dict[str, np.ndarray]:
         """The derived columns of the train rows: out-of-fold statistics, counts of the other train rows."""
         keys = self.key(columns)
-        counts, _ = self.table.lookup(keys)
-        return self.columns(out_of_fold(self, keys, labels.astype(np.float64), fold), np.log1p(np.maximum(counts - 1, 0)))
+        return self.columns(out_of_fold(self, keys, labels.astype(np.float64), fold), others_log_count(self.table, keys))
+
+
+def others_log_count(table: KeyTable, keys: np.ndarray) -> np.ndarray:
+    """log(1 + the number of *other* train rows with each train row's key): what a scored row's count is to train."""
+    return np.log1p(np.maximum(table.lookup(keys)[0] - 1, 0))
 
 
 def fold_of(rows: int, folds: int, seed: int) -> np.ndarray:
@@ -146,7 +150,7 @@ def fit_encoding(
     keys = draft.key(columns)
     table = KeyTable.fit(keys, labels)
     statistic = out_of_fold(draft, keys, labels, fold)
-    log_count = np.log1p(np.maximum(table.lookup(keys)[0] - 1, 0))
+    log_count = others_log_count(table, keys)
     quantiles = np.linspace(0, 1, bins + 1)[1:-1]
     encoding = Encoding(
         name,

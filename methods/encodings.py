@@ -75,30 +75,34 @@ class Encodings(Method):
             raise ValueError(f"no categorical field has {settings.min_cardinality}+ values and no pair was ranked: nothing to encode")
         train = run.train
         fold = fold_of(len(train), settings.folds, settings.seed)
-        encodings = []
+        encodings, statistics = [], []
         for name, sources in groups:
             columns = tuple(specs[s].column for s in sources)
             cards = tuple(specs[s].vocab_size for s in sources)
-            encoding, _ = fit_encoding(name, columns, cards, train.columns, train.label, settings.smoothing, settings.bins, fold)
+            encoding, statistic = fit_encoding(name, columns, cards, train.columns, train.label, settings.smoothing, settings.bins, fold)
             encodings.append(encoding)
+            statistics.append(statistic)
         summary = {
             "fields": [name for name, sources in groups if len(sources) == 1],
             "pairs": [name for name, sources in groups if len(sources) > 1],
             "train_keys": {e.name: int(e.table.keys.size) for e in encodings},
-            "ranking": self._ranking(encodings, train, fold),
+            "ranking": self._ranking(encodings, statistics, train),
             "settings": settings.model_dump(),
         }
         return Found(summary, {"encodings": encodings, "folds": settings.folds, "seed": settings.seed})
 
     @staticmethod
-    def _ranking(encodings: list[Any], train: Any, fold: Any) -> list[dict[str, Any]]:
-        """The derived fields ranked like any feature: the rank stage's score on the train rows' out-of-fold bucket ids."""
+    def _ranking(encodings: list[Any], statistics: list[Any], train: Any) -> list[dict[str, Any]]:
+        """The derived fields ranked like any feature: the rank stage's score on the train rows' out-of-fold bucket ids
+        (`statistics`: each encoding's out-of-fold train values, as its fit computed them)."""
         from features.ranking import rank_features
         from features.settings import RankParams
+        from features.target_stats import others_log_count
+
         specs = [spec for e in encodings for spec in e.specs()]
         columns: dict[str, Any] = {}
-        for e in encodings:
-            columns |= e.transform_train(train.columns, train.label, fold)
+        for e, statistic in zip(encodings, statistics, strict=True):  # as transform_train gives them, without a second pass
+            columns |= e.columns(statistic, others_log_count(e.table, e.key(train.columns)))
         feature_map = FeatureMap(label=train.feature_map.label, fields=tuple(specs), splits={"train": {"rows": len(train)}})
         batch = {spec.column: columns[spec.column] for spec in specs}
         ranked = rank_features(iter([(batch, train.label.astype(np.int8))]), feature_map, RankParams(pair_budget=0))

@@ -14,6 +14,7 @@ The embedding names no method; `copy_weights_from` moves tables between backends
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -67,22 +68,23 @@ class EmbeddingConfig:
     shared: SharedTables | None = None  # shared tables instead of one per field (a method's layout)
 
 
-class Lookup:
+class Lookup(ABC):
     """How a FeatureEmbedding's tables are built and pooled. Stateless, so that it still works once torchrec has
     sharded the tables (DistributedModelParallel swaps the collection module, not this)."""
 
     shared = False  # rows shared across fields: no padding row, no per-value scalers
 
+    @abstractmethod
     def build(self, embedding: FeatureEmbedding) -> nn.Module:
-        raise NotImplementedError
+        """The tables of `embedding`'s sparse fields."""
 
+    @abstractmethod
     def pool(self, tables: Any, batch: EncodedBatch) -> list[torch.Tensor]:
         """Each sparse field's pooled [rows, dim] embedding, in field order."""
-        raise NotImplementedError
 
+    @abstractmethod
     def weights(self, tables: Any, keys: list[str]) -> dict[str, torch.Tensor]:
         """The tables' weights: per field name, or per shared table."""
-        raise NotImplementedError
 
 
 class TorchLookup(Lookup):

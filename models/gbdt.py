@@ -11,6 +11,7 @@ give the same trees. `KINDS` maps a baseline's name to its fit / predict / save 
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,12 +50,13 @@ def metrics_of(label: np.ndarray, prob: np.ndarray) -> tuple[float, float]:
     return float(roc_auc_score(label, prob)), float(log_loss(label, np.clip(prob, 1e-7, 1 - 1e-7), labels=[0, 1]))
 
 
-class GBDTKind:
+class GBDTKind(ABC):
     """One GBDT library: fit on (features, label) arrays with early stopping on valid, predict, save and load."""
 
     name: str
     suffix: str  # the saved model's file name suffix
 
+    @abstractmethod
     def fit(
         self,
         train: tuple[np.ndarray, np.ndarray],
@@ -63,17 +65,19 @@ class GBDTKind:
         categorical: list[str],
         config: GBDTConfig,
     ) -> GBDTResult:
-        raise NotImplementedError
+        """Fit on (features, label) arrays with the library's defaults, early-stopped on valid AUC."""
 
+    @abstractmethod
     def predict(self, booster: Any, x: np.ndarray) -> np.ndarray:
         """Click probabilities at the best iteration."""
-        raise NotImplementedError
 
+    @abstractmethod
     def save(self, booster: Any, path: Path) -> None:
-        raise NotImplementedError
+        """Write the booster (its kept trees) to `path`."""
 
+    @abstractmethod
     def load(self, path: Path, names: list[str], categorical: list[str]) -> Any:
-        raise NotImplementedError
+        """The booster saved at `path`, ready to `predict` on columns `names`."""
 
 
 class LightGBM(GBDTKind):

@@ -15,20 +15,22 @@ from pipeline import catalog
 from pipeline.config import PipelineConfig
 from pipeline.errors import UserError
 
+ROW = "__row"
+
 
 def _rows(path: Path, columns: list[str], label: str, max_rows: int | None) -> tuple[pl.LazyFrame | None, int]:
-    """The split's feature and label columns, all rows or exactly `max_rows` evenly spaced ones (read as such), and
-    the split's row count."""
+    """The split's feature and label columns and each row's position in the split (`__row`), all rows or exactly
+    `max_rows` evenly spaced ones (read as such), and the split's row count."""
     rows = catalog.parquet_rows(path) if path.is_file() else 0
     if not rows:
         return None, 0
     missing = [c for c in (*columns, label) if c not in pl.scan_parquet(path).collect_schema()]
     if missing:
         raise UserError(f"{path}: column(s) {', '.join(missing)} missing; the feature map does not match the data, rerun ingest")
-    frame = pl.scan_parquet(path).select([*columns, label])
+    frame = pl.scan_parquet(path).select([*columns, label]).with_row_index(ROW)
     if max_rows is not None and rows > max_rows:  # row i is kept when floor((i+1)·m/n) > floor(i·m/n): m rows, evenly spaced
-        i = pl.col("__i").cast(pl.Int64)
-        frame = frame.with_row_index("__i").filter((i + 1) * max_rows // rows > i * max_rows // rows).drop("__i")
+        i = pl.col(ROW).cast(pl.Int64)
+        frame = frame.filter((i + 1) * max_rows // rows > i * max_rows // rows)
     return frame, rows
 
 
@@ -67,11 +69,10 @@ def fit_baselines(
     cap, label = tc.baseline_max_rows, feature_map.label
 
     def sample(split: str) -> tuple[np.ndarray, np.ndarray]:
-        frame, rows = _rows(catalog.split_file(ingest_dir, split), stored, label, cap)
-        x, y = _arrays(frame.collect(), stored, label, dtype)
-        if extra:
-            i = np.arange(rows, dtype=np.int64)
-            kept = np.flatnonzero((i + 1) * cap // rows > i * cap // rows) if rows > cap else i  # the rows _rows kept
+        data = _rows(catalog.split_file(ingest_dir, split), stored, label, cap)[0].collect()
+        x, y = _arrays(data, stored, label, dtype)
+        if extra:  # the derived columns of the same rows
+            kept = data[ROW].to_numpy()
             x = np.column_stack([x, *(derived[split][c][kept].astype(dtype) for c in extra)])
         return x, y
 

@@ -109,7 +109,8 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         "precision": str(autocast).removeprefix("torch.") if autocast is not None else "float32",
         "device": str(device),
     }
-    added = [f.value_column for f in feature_map.fields if f.name not in {b.name for b in base_map.fields}]
+    base_names = {f.name for f in base_map.fields}
+    added = [f.value_column for f in feature_map.fields if f.name not in base_names]
     derived = {name: {c: data.columns[c] for c in added} for name, data in splits.items() if data is not None and added}
     baselines, children, fitted = fit_baselines(cfg, ingest_dir, feature_map, derived)
     if baselines:

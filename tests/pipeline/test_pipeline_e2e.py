@@ -50,6 +50,32 @@ def _check_declared(out):
             assert path.name in declared or by_method, f"{stage.name}/{path.name} is not declared in pipeline/catalog.py"
 
 
+def _split_files(tmp_path, frame, valid_at, test_at):
+    """`frame` written as train / valid / test parquet files in tmp_path/data (the splits a run takes as given)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    frame[:valid_at].write_parquet(data / "train.parquet")
+    frame[valid_at:test_at].write_parquet(data / "valid.parquet")
+    frame[test_at:].write_parquet(data / "test.parquet")
+    return data
+
+
+def _score_each_kind(package, test_file, candidates):
+    """Score the raw test file with the package set to each kind of candidate (blend, the LightGBM baseline, the deep
+    model fm): each reproduces the test AUC the train stage measured for it."""
+    from sklearn.metrics import roc_auc_score
+
+    from pipeline.package import score
+
+    spec = json.loads((package / "model.json").read_text())
+    for name in ("blend", "lightgbm", "fm"):
+        kind = candidates[name]["kind"]
+        spec["chosen"] = {"name": name, "kind": kind, "gbdt": None if kind == "deep" else "lightgbm", "weight": spec["chosen"]["weight"]}
+        (package / "model.json").write_text(json.dumps(spec))
+        scored, _ = score(package, test_file, None, "cpu")
+        assert roc_auc_score(scored[synthetic.LABEL], scored["probability"]) == pytest.approx(candidates[name]["test_auc"], abs=1e-6)
+
+
 def test_synthetic_default_end_to_end_with_tracking(tmp_path):
     from mlflow.tracking import MlflowClient
 
@@ -180,11 +206,7 @@ def test_predict_scores_raw_rows_with_the_logged_and_registered_model(tmp_path):
     from sklearn.metrics import roc_auc_score
 
     frame = synthetic.generate(30_000, 7)
-    data = tmp_path / "data"
-    data.mkdir()
-    frame[:24_000].write_parquet(data / "train.parquet")
-    frame[24_000:27_000].write_parquet(data / "valid.parquet")
-    frame[27_000:].write_parquet(data / "test.parquet")
+    data = _split_files(tmp_path, frame, 24_000, 27_000)
     config = tmp_path / "config.yaml"
     config.write_text("schema:\n  categorical: [inf_zipf20k]\n")  # an integer id column: inference alone would bucket it
     out, uri = _run(tmp_path, "--config", str(config), "--data", str(data), "--model", "fm")
@@ -235,7 +257,10 @@ def test_selection_drops_noise_keeps_pair_fields_and_falls_back_when_nothing_is_
     noise = pl.DataFrame({"label": (rng.random(rows) < 0.3).astype(int), "a": rng.integers(0, 30, rows), "c": rng.normal(size=rows)})
     noise.write_csv(tmp_path / "noise.csv")
     capsys.readouterr()
-    assert main(["run", "--data", str(tmp_path / "noise.csv"), "--out", str(tmp_path / "n"), "--no-tracking", "--stages", "ingest,rank,train"]) == 0
+    assert (
+        main(["run", "--data", str(tmp_path / "noise.csv"), "--out", str(tmp_path / "n"), "--no-tracking", "--stages", "ingest,rank,train"])
+        == 0
+    )
     said = [line for line in capsys.readouterr().err.splitlines() if "nothing significant" in line]
     assert len(said) == 1 and pl.read_csv(tmp_path / "n" / "rank" / "ranking.csv")["selected"].all()
     assert set(json.loads((tmp_path / "n" / "train" / "package" / "model.json").read_text())["fields"]) == {"a", "c"}
@@ -245,14 +270,8 @@ def test_the_run_chooses_among_deep_gbdt_and_blend_and_each_kind_scores_raw_rows
     import mlflow
     from sklearn.metrics import roc_auc_score
 
-    from pipeline.package import score
-
     frame = synthetic.generate(24_000, 7)
-    data = tmp_path / "data"
-    data.mkdir()
-    frame[:18_000].write_parquet(data / "train.parquet")
-    frame[18_000:21_000].write_parquet(data / "valid.parquet")
-    frame[21_000:].write_parquet(data / "test.parquet")
+    data = _split_files(tmp_path, frame, 18_000, 21_000)
     config = tmp_path / "config.yaml"
     config.write_text("train: {max_epochs: 2, choose: blend}\n")
     out, uri = _run(tmp_path, "--config", str(config), "--data", str(data), "--model", "fm")
@@ -264,14 +283,7 @@ def test_the_run_chooses_among_deep_gbdt_and_blend_and_each_kind_scores_raw_rows
     assert 0 <= candidates["blend"]["params"]["weight"] <= 1
     assert report["registered_model"] == "models:/ctr-fm/1"  # one registered name, whichever candidate wins
     # Each kind scores the raw test file as the train stage scored the test split.
-    package = out / "train" / "package"
-    spec = json.loads((package / "model.json").read_text())
-    for name in ("blend", "lightgbm", "fm"):
-        kind = candidates[name]["kind"]
-        spec["chosen"] = {"name": name, "kind": kind, "gbdt": None if kind == "deep" else "lightgbm", "weight": spec["chosen"]["weight"]}
-        (package / "model.json").write_text(json.dumps(spec))
-        scored, _ = score(package, data / "test.parquet", None, "cpu")
-        assert roc_auc_score(scored[synthetic.LABEL], scored["probability"]) == pytest.approx(candidates[name]["test_auc"], abs=1e-6)
+    _score_each_kind(out / "train" / "package", data / "test.parquet", candidates)
     # The registered blend is a pyfunc that scores raw rows without the pipeline's CLI.
     mlflow.set_tracking_uri(uri)
     loaded = mlflow.pyfunc.load_model(report["registered_model"])
@@ -281,16 +293,9 @@ def test_the_run_chooses_among_deep_gbdt_and_blend_and_each_kind_scores_raw_rows
 
 
 def test_encodings_feed_the_deep_model_the_baseline_and_predict(tmp_path):
-    from sklearn.metrics import roc_auc_score
-
-    from pipeline.package import score
 
     frame = synthetic.generate(24_000, 7)
-    data = tmp_path / "data"
-    data.mkdir()
-    frame[:18_000].write_parquet(data / "train.parquet")
-    frame[18_000:21_000].write_parquet(data / "valid.parquet")
-    frame[21_000:].write_parquet(data / "test.parquet")
+    data = _split_files(tmp_path, frame, 18_000, 21_000)
     config = tmp_path / "config.yaml"
     config.write_text("schema: {categorical: [inf_zipf20k]}\nsearch: {encodings: {pairs: 4}}\ntrain: {max_epochs: 2, choose: blend}\n")
     out, _ = _run(tmp_path, "--config", str(config), "--data", str(data), "--model", "fm", "--search", "encodings")
@@ -308,13 +313,7 @@ def test_encodings_feed_the_deep_model_the_baseline_and_predict(tmp_path):
     assert "te__inf_zipf20k" in spec["fields"] and "cnt__pair_a_x_pair_b" in spec["fields"]
     assert (package / "methods" / "encodings" / "encodings.meta.json").is_file()
     # Every kind scores the raw test rows, their encodings rebuilt from the packaged train tables, as train scored them.
-    for name in ("blend", "lightgbm", "fm"):
-        kind = report["candidates"][name]["kind"]
-        spec["chosen"] = {"name": name, "kind": kind, "gbdt": None if kind == "deep" else "lightgbm", "weight": spec["chosen"]["weight"]}
-        (package / "model.json").write_text(json.dumps(spec))
-        scored, _ = score(package, data / "test.parquet", None, "cpu")
-        auc = roc_auc_score(scored[synthetic.LABEL], scored["probability"])
-        assert auc == pytest.approx(report["candidates"][name]["test_auc"], abs=1e-6)
+    _score_each_kind(package, data / "test.parquet", report["candidates"])
 
 
 def test_search_stage_optfs_then_dnis_feeds_train_and_predict(tmp_path):
