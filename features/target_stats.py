@@ -2,7 +2,11 @@
 
 For a key k (a field's id, or a pair's crossed ids) with n train rows of which p are positive,
 the smoothed target statistic is (p + a · prior) / (n + a) (an m-estimate shrunk toward the train
-click rate), and the count is n. A train row never sees its own label: its statistic comes from
+click rate), and the count is n. The prior strength a is given, or estimated per encoding by empirical
+Bayes (`empirical_bayes_strength`): the keys' click rates as draws from a beta prior whose mean is the
+train rate and whose variance is the keys' between-key variance, so that a field whose keys differ
+(an item's rate) shrinks little and one whose keys barely differ (a pair seen once per key) shrinks
+to the prior. A train row never sees its own label: its statistic comes from
 the other folds of a seeded K-fold split of train (out-of-fold target encoding), and its count is
 n − 1 (the other train rows), so that train and scored rows see the same quantity. Rows of valid,
 test and predict use the tables of all train rows. Each encoding becomes a numeric field: its
@@ -117,6 +121,31 @@ def others_log_count(table: KeyTable, keys: np.ndarray) -> np.ndarray:
     return np.log1p(np.maximum(table.lookup(keys)[0] - 1, 0))
 
 
+MIN_STRENGTH, MAX_STRENGTH = 0.1, 1e4  # the estimated prior strength's range
+
+
+def empirical_bayes_strength(table: KeyTable) -> float:
+    """The prior strength a = α + β of a beta prior on the keys' click rates, by the method of moments.
+
+    With N rows, K keys of nᵢ rows and pᵢ positives, and the train rate μ, the row-weighted
+    variance of the keys' observed rates is Σ nᵢ (pᵢ/nᵢ − μ)² / N, of which binomial noise
+    contributes K μ(1 − μ) / N; the rest, τ², estimates the variance of the true rates, and a
+    beta prior with mean μ and variance τ² has α + β = μ(1 − μ) / τ² − 1. Clipped to [0.1, 10⁴]:
+    no excess variance (every key alike, or each key seen once) means full shrinkage."""
+    counts = table.counts.astype(np.float64)
+    rows = counts.sum()
+    if rows == 0 or table.keys.size < 2:
+        return MAX_STRENGTH
+    mean = table.positives.sum() / rows
+    noise = mean * (1 - mean)
+    if noise == 0:
+        return MAX_STRENGTH
+    between = float((counts * (table.positives / np.maximum(counts, 1) - mean) ** 2).sum() / rows) - noise * table.keys.size / rows
+    if between <= 0:
+        return MAX_STRENGTH
+    return float(np.clip(noise / between - 1, MIN_STRENGTH, MAX_STRENGTH))
+
+
 def fold_of(rows: int, folds: int, seed: int) -> np.ndarray:
     """A seeded assignment of rows to `folds` folds of near-equal size."""
     return np.random.default_rng(seed).permutation(rows) % folds
@@ -138,17 +167,19 @@ def fit_encoding(
     cardinalities: tuple[int, ...],
     columns: Mapping[str, np.ndarray],
     labels: np.ndarray,
-    smoothing: float,
+    smoothing: float | None,
     bins: int,
     fold: np.ndarray,
 ) -> tuple[Encoding, np.ndarray]:
-    """The encoding of `sources` fitted on train rows, and the train rows' out-of-fold statistic."""
+    """The encoding of `sources` fitted on train rows, and the train rows' out-of-fold statistic (`smoothing` None:
+    the prior strength estimated from the train table, `empirical_bayes_strength`)."""
     radix = tuple(int(np.prod(cardinalities[i + 1 :], dtype=np.int64)) for i in range(len(cardinalities)))
     labels = labels.astype(np.float64)
     empty = KeyTable.fit(np.zeros(1, np.int64), np.zeros(1))
-    draft = Encoding(name, sources, radix, empty, float(labels.mean()), smoothing, np.zeros(0), 0.0, 1.0, np.zeros(0), 0.0, 1.0)
+    draft = Encoding(name, sources, radix, empty, float(labels.mean()), 1.0, np.zeros(0), 0.0, 1.0, np.zeros(0), 0.0, 1.0)
     keys = draft.key(columns)
     table = KeyTable.fit(keys, labels)
+    draft.smoothing = empirical_bayes_strength(table) if smoothing is None else smoothing
     statistic = out_of_fold(draft, keys, labels, fold)
     log_count = others_log_count(table, keys)
     quantiles = np.linspace(0, 1, bins + 1)[1:-1]
@@ -158,7 +189,7 @@ def fit_encoding(
         radix,
         table,
         draft.prior,
-        smoothing,
+        draft.smoothing,
         np.unique(np.quantile(statistic, quantiles)),
         float(statistic.mean()),
         float(statistic.std()) or 1.0,

@@ -10,10 +10,10 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from featuremap import FeatureMap
 from featuremap.errors import InputError
@@ -33,14 +33,21 @@ class EncodingsSettings(Settings):
     """Encode the (selected) single-valued categorical fields with at least this many values."""
     pairs: int = Field(10, ge=0)
     """Also encode the crosses of the rank stage's top pairs by interaction gain (both fields categorical)."""
-    smoothing: float = Field(20.0, gt=0)
-    """a in (positives + a · prior) / (count + a): how far a rare key's statistic shrinks toward the train click rate."""
+    smoothing: float | Literal["auto"] = "auto"
+    """a in (positives + a · prior) / (count + a): how far a rare key's statistic shrinks toward the train click rate; auto: estimated per encoding from the spread of its keys' click rates (empirical Bayes)."""
     folds: int = Field(5, ge=2)
     """Folds of the out-of-fold statistics of train rows."""
     bins: int = Field(16, ge=2)
     """Quantile buckets of each derived value, for models that embed numeric fields."""
     seed: int = 0
     """Seed of the fold assignment."""
+
+    @field_validator("smoothing")
+    @classmethod
+    def _positive(cls, value: float | str) -> float | str:
+        if value != "auto" and value <= 0:
+            raise ValueError("smoothing must be > 0 or auto")
+        return value
 
 
 def _fields(feature_map: FeatureMap, min_cardinality: int) -> list[Any]:
@@ -75,17 +82,19 @@ class Encodings(Method):
             raise ValueError(f"no categorical field has {settings.min_cardinality}+ values and no pair was ranked: nothing to encode")
         train = run.train
         fold = fold_of(len(train), settings.folds, settings.seed)
+        strength = None if settings.smoothing == "auto" else settings.smoothing  # None: estimated per encoding
         encodings, statistics = [], []
         for name, sources in groups:
             columns = tuple(specs[s].column for s in sources)
             cards = tuple(specs[s].vocab_size for s in sources)
-            encoding, statistic = fit_encoding(name, columns, cards, train.columns, train.label, settings.smoothing, settings.bins, fold)
+            encoding, statistic = fit_encoding(name, columns, cards, train.columns, train.label, strength, settings.bins, fold)
             encodings.append(encoding)
             statistics.append(statistic)
         summary = {
             "fields": [name for name, sources in groups if len(sources) == 1],
             "pairs": [name for name, sources in groups if len(sources) > 1],
             "train_keys": {e.name: int(e.table.keys.size) for e in encodings},
+            "smoothing": {e.name: e.smoothing for e in encodings},  # each encoding's prior strength a, given or estimated
             "ranking": self._ranking(encodings, statistics, train),
             "settings": settings.model_dump(),
         }
@@ -171,7 +180,11 @@ class Encodings(Method):
         return model
 
     def report_lines(self, summary: dict[str, Any]) -> list[str]:
-        keys = ", ".join(f"{name} ({count:,} keys)" for name, count in summary["train_keys"].items())
+        strength = summary.get("smoothing", {})
+        keys = ", ".join(
+            f"{name} ({count:,} keys" + (f", a = {strength[name]:.3g})" if name in strength else ")")
+            for name, count in summary["train_keys"].items()
+        )
         lines = [f"Encodings: out-of-fold target statistics and counts of {keys}"]
         if summary.get("ranking"):
             top = ", ".join(f"{r['feature']} (score {r['score']:.1f})" for r in summary["ranking"][:5])

@@ -4,8 +4,9 @@ when asked), fitted beside the deep model and candidates for the run's chosen mo
 The same train / valid / test rows as the deep model. Categorical and multi-valued fields
 enter as their encoded ids (one id per row: the value, or the set of values), declared
 categorical; numeric fields as their standardised values. Each library's default parameters,
-early-stopped on validation AUC, as a user would run it, seeded so that the same data and seed
-give the same trees. `KINDS` maps a baseline's name to its fit / predict / save / load.
+early-stopped on validation AUC, as a user would run it, with any parameter the caller sets over
+them (the train stage's `train.baseline_params`), seeded so that the same data and seed give the
+same trees. `KINDS` maps a baseline's name to its fit / predict / save / load.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from featuremap.errors import InputError
 
 @dataclass(frozen=True)
 class GBDTConfig:
-    """What a baseline changes from its library's defaults: early stopping, the round cap, the seed."""
+    """What a baseline changes from its library's defaults: early stopping, the round cap, the seed, any parameter."""
 
     max_rounds: int = 10_000  # LightGBM's round cap (its default, 100, is too few to early-stop); CatBoost keeps its 1,000
     early_stopping_rounds: int = 50
@@ -65,7 +66,8 @@ class GBDTKind(ABC):
         categorical: list[str],
         config: GBDTConfig,
     ) -> GBDTResult:
-        """Fit on (features, label) arrays with the library's defaults, early-stopped on valid AUC."""
+        """Fit on (features, label) arrays with the library's defaults and `config.params` over them, early-stopped on
+        valid AUC."""
 
     @abstractmethod
     def predict(self, booster: Any, x: np.ndarray) -> np.ndarray:

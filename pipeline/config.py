@@ -64,7 +64,11 @@ class TrainSection(TrainConfig):
     numeric_as_value: bool = False
     """Numeric fields as value × field vector instead of bucket ids."""
     baselines: list[Literal["lightgbm", "catboost"]] = Field(default_factory=lambda: ["lightgbm"])
-    """GBDTs fitted beside the deep model on the same splits, with their library's defaults, early-stopped on valid AUC (catboost: slow on 2 cores); [] for none."""
+    """GBDTs fitted beside the deep model on the same splits (derived fields included), early-stopped on valid AUC (catboost: slow on 2 cores); [] for none."""
+    baseline_params: dict[Literal["lightgbm", "catboost"], dict[str, Any]] = Field(
+        default_factory=lambda: {"lightgbm": {"cat_smooth": 100}}
+    )
+    """Each baseline's parameters over its library's defaults; LightGBM's cat_smooth 100 (library default 10: regularises splits on high-cardinality ids) was chosen on validation; {lightgbm: {}} for LightGBM's own defaults."""
     choose: str = "best"
     """The model the run packages and registers: best (the highest valid AUC among the deep model, each baseline and their blend), deep, blend or a baseline's name."""
     baseline_max_rows: int = Field(2_000_000, ge=1000)

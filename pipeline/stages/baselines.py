@@ -94,7 +94,7 @@ def fit_baselines(
     fitted: dict[str, Fitted] = {}
     for name in tc.baselines:
         kind = KINDS[name]
-        result = kind.fit(train, stopping, columns, categorical, GBDTConfig(seed=tc.seed))
+        result = kind.fit(train, stopping, columns, categorical, GBDTConfig(seed=tc.seed, params=tc.baseline_params.get(name, {})))
         valid, test = scored("valid", kind, result.booster), scored("test", kind, result.booster)
         fitted[name] = Fitted(kind, result.booster, valid, test)
         valid_auc, valid_logloss = metrics_of(valid[1], valid[0])

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from features.target_stats import KeyTable, fit_encoding, fold_of
+from features.target_stats import MAX_STRENGTH, KeyTable, empirical_bayes_strength, fit_encoding, fold_of
 
 
 def _data(rows: int, seed: int):
@@ -53,3 +53,39 @@ def test_the_encoding_carries_signal_a_model_can_use():
     valid_columns, valid_label = _data(5_000, 3)
     scored = encoding.transform(valid_columns)["te__a_x_b__num"]
     assert roc_auc_score(label, train_values) > 0.7 and roc_auc_score(valid_label, scored) > 0.7
+
+
+@pytest.mark.parametrize("strength", [3.0, 30.0, 300.0])
+def test_the_estimated_prior_strength_recovers_a_beta_prior(strength):
+    # keys' true rates drawn from Beta(mean 0.2, strength a), 2,000 keys of 20-400 rows: the method of moments finds a
+    rng = np.random.default_rng(int(strength))
+    keys = 2_000
+    rates = rng.beta(0.2 * strength, 0.8 * strength, keys)
+    counts = rng.integers(20, 400, keys)
+    key = np.repeat(np.arange(keys), counts)
+    label = (rng.random(key.size) < rates[key]).astype(np.float64)
+    estimated = empirical_bayes_strength(KeyTable.fit(key, label))
+    assert estimated == pytest.approx(strength, rel=0.25)
+
+
+def test_no_spread_beyond_noise_means_full_shrinkage():
+    rng = np.random.default_rng(0)
+    label = (rng.random(50_000) < 0.1).astype(np.float64)
+    alike = KeyTable.fit(rng.integers(0, 50, label.size), label)  # every key has the same true rate
+    once = KeyTable.fit(np.arange(label.size), label)  # each key seen once: its rate is pure noise
+    assert empirical_bayes_strength(alike) > 1_000 and empirical_bayes_strength(once) == MAX_STRENGTH
+
+
+def test_auto_smoothing_is_estimated_per_encoding_and_shrinks_the_noisy_one_more():
+    columns, label = _data(20_000, 4)
+    columns["noise"] = np.random.default_rng(5).integers(3, 40, label.size)
+    fold = fold_of(len(label), 5, 0)
+    signal, _ = fit_encoding("te__a_x_b", ("a", "b"), (40, 6), columns, label, None, 16, fold)
+    noise, _ = fit_encoding("te__noise", ("noise",), (40,), columns, label, None, 16, fold)
+    assert signal.smoothing < 10 < noise.smoothing  # a strong cross keeps its rates; a noise field goes to the prior
+    table = signal.table
+    counts, positives = table.lookup(signal.key({"a": np.array([5]), "b": np.array([4])}))
+    expected = (positives + signal.smoothing * label.mean()) / (counts + signal.smoothing)
+    assert signal.transform({"a": np.array([5]), "b": np.array([4])})["te__a_x_b__num"][0] == pytest.approx(
+        (expected[0] - signal.mean) / signal.std, rel=1e-5
+    )
