@@ -19,6 +19,11 @@ def test_the_baseline_reads_a_bounded_sample_of_train_and_scores_valid_and_test(
     assert children[0]["name"] == "baseline lightgbm" and children[0]["metrics"]["train_rows"] == lightgbm["train_rows"]
     # valid and test are scored whole (the blend needs every row), early stopping used at most the cap
     assert lightgbm["early_stopping_rows"] <= 3000 and lightgbm["valid_rows"] == len(fitted["lightgbm"].valid[1]) > 3000
+    assert lightgbm["params"]["cat_smooth"] == 100  # the default's one change from LightGBM's defaults
+    # train.baseline_params reach the library: a 2-leaf tree per round fits a different, weaker model
+    stumps = load_config(None, {"out": str(out), "train": {"baseline_max_rows": 3000, "baseline_params": {"lightgbm": {"num_leaves": 2}}}})
+    weak = fit_baselines(stumps, ingest_dir, catalog.load_feature_map(ingest_dir))[0]["lightgbm"]
+    assert weak["params"]["num_leaves"] == 2 and "cat_smooth" not in weak["params"] and weak["valid_auc"] != lightgbm["valid_auc"]
     off = load_config(None, {"out": str(out), "train": {"baselines": []}})
     assert fit_baselines(off, ingest_dir, catalog.load_feature_map(ingest_dir)) == ({}, [], {})
 
