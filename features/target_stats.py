@@ -128,19 +128,22 @@ def empirical_bayes_strength(table: KeyTable) -> float:
     """The prior strength a = α + β of a beta prior on the keys' click rates, by the method of moments.
 
     With N rows, K keys of nᵢ rows and pᵢ positives, and the train rate μ, the row-weighted
-    variance of the keys' observed rates is Σ nᵢ (pᵢ/nᵢ − μ)² / N, of which binomial noise
-    contributes K μ(1 − μ) / N; the rest, τ², estimates the variance of the true rates, and a
-    beta prior with mean μ and variance τ² has α + β = μ(1 − μ) / τ² − 1. Clipped to [0.1, 10⁴]:
-    no excess variance (every key alike, or each key seen once) means full shrinkage."""
+    variance of the keys' observed rates, V = Σ nᵢ (pᵢ/nᵢ − μ)² / N, has expectation
+    τ² + K (μ(1 − μ) − τ²) / N, where τ² is the variance of the true rates (binomial noise adds
+    rᵢ(1 − rᵢ)/nᵢ per key, and E[r(1 − r)] = μ(1 − μ) − τ²); so τ² = (V − K μ(1 − μ)/N) / (1 − K/N),
+    and a beta prior with mean μ and variance τ² has α + β = μ(1 − μ) / τ² − 1. Clipped to
+    [0.1, 10⁴]: no excess variance (every key alike, or each key seen once) means full shrinkage."""
     counts = table.counts.astype(np.float64)
     rows = counts.sum()
-    if rows == 0 or table.keys.size < 2:
+    if rows == 0 or table.keys.size < 2 or table.keys.size >= rows:
         return MAX_STRENGTH
     mean = table.positives.sum() / rows
     noise = mean * (1 - mean)
     if noise == 0:
         return MAX_STRENGTH
-    between = float((counts * (table.positives / np.maximum(counts, 1) - mean) ** 2).sum() / rows) - noise * table.keys.size / rows
+    spread = float((counts * (table.positives / np.maximum(counts, 1) - mean) ** 2).sum() / rows)
+    share = table.keys.size / rows  # K / N
+    between = (spread - noise * share) / (1 - share)
     if between <= 0:
         return MAX_STRENGTH
     return float(np.clip(noise / between - 1, MIN_STRENGTH, MAX_STRENGTH))

@@ -55,13 +55,15 @@ def test_the_encoding_carries_signal_a_model_can_use():
     assert roc_auc_score(label, train_values) > 0.7 and roc_auc_score(valid_label, scored) > 0.7
 
 
-@pytest.mark.parametrize("strength", [3.0, 30.0, 300.0])
-def test_the_estimated_prior_strength_recovers_a_beta_prior(strength):
-    # keys' true rates drawn from Beta(mean 0.2, strength a), 2,000 keys of 20-400 rows: the method of moments finds a
+@pytest.mark.parametrize(
+    ("strength", "keys", "fewest", "most"), [(3.0, 2_000, 20, 400), (30.0, 2_000, 20, 400), (300.0, 2_000, 20, 400), (10.0, 30_000, 2, 5)]
+)
+def test_the_estimated_prior_strength_recovers_a_beta_prior(strength, keys, fewest, most):
+    # keys' true rates drawn from Beta(mean 0.2, strength a): the method of moments finds a, also when keys have 2-4 rows
+    # each (K/N about 1/3, where leaving out the (1 - K/N) correction would overstate a)
     rng = np.random.default_rng(int(strength))
-    keys = 2_000
     rates = rng.beta(0.2 * strength, 0.8 * strength, keys)
-    counts = rng.integers(20, 400, keys)
+    counts = rng.integers(fewest, most, keys)
     key = np.repeat(np.arange(keys), counts)
     label = (rng.random(key.size) < rates[key]).astype(np.float64)
     estimated = empirical_bayes_strength(KeyTable.fit(key, label))
