@@ -11,7 +11,7 @@ from featuremap.errors import InputError
 from features import synthetic
 from features.discovery import detect_format, split_files
 from features.encode import Encoder, EncoderParams
-from features.schema import Schema, SchemaOptions, infer_schema
+from features.schema import ID_TEST_ALPHA, Schema, SchemaOptions, infer_schema, integer_ids
 from features.sources import RawSource, SourceOptions, open_source
 from features.split import SplitParams, complete_splits, split_frame
 
@@ -114,6 +114,7 @@ def ingest(raw: RawInput, params: IngestParams, scratch: Path | None = None) -> 
     schema_source = RawSource(frames.get("train", frames.get("all")), first.label, first.known_kinds)
     schema = infer_schema(schema_source, params.schema, raw.origin)
     splits = split_frame(frames["all"], params.split) if "all" in frames else complete_splits(frames, params.split)
+    schema, retyped = _integer_ids(schema, splits["train"], params.schema, first.known_kinds)
     encoder_params = params.encoder
     if encoder_params.numeric_bucketing == "auto":
         # Criteo's integer columns are counts: the log recipe is the field's convention.
@@ -125,6 +126,11 @@ def ingest(raw: RawInput, params: IngestParams, scratch: Path | None = None) -> 
     encoded = {name: encoder.transform(frame) for name, frame in splits.items()}
     mapping = schema.label_mapping()
     notes = raw.notes + ([f"{raw.origin}: {mapping}"] if mapping else [])
+    if retyped:
+        notes.append(
+            f"{raw.origin}: integer column(s) {', '.join(retyped)} read as ids (categorical): on train rows their exact values "
+            f"carry label information their order does not (p < {ID_TEST_ALPHA:g}); schema.numeric keeps a column numeric"
+        )
     return IngestResult(encoder=encoder, schema=schema, splits=encoded, origin=raw.origin, notes=notes)
 
 
@@ -137,3 +143,15 @@ def read_for_scoring(path: Path, params: IngestParams, scratch: Path | None = No
     for spec in params.joins:
         frame = _join(frame, spec, params.schema.multi_separator, scratch)
     return frame
+
+
+def _integer_ids(schema: Schema, train: pl.LazyFrame, opts: SchemaOptions, known: dict[str, str]) -> tuple[Schema, list[str]]:
+    """The schema with the integer columns that inference took as numeric, and that the id test finds to be ids, made
+    categorical (`features.schema.integer_ids`, on train rows only); columns the config or the format typed stay."""
+    dtypes = train.collect_schema()
+    typed = {*opts.categorical, *opts.numeric, *opts.multi, *known}
+    candidates = [n for n, k in schema.kinds.items() if k == "numeric" and n not in typed and dtypes[n].is_integer()]
+    found = integer_ids(train, schema, candidates)
+    if not found:
+        return schema, []
+    return replace(schema, kinds={n: "categorical" if n in found else k for n, k in schema.kinds.items()}), found

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+import numpy as np
 import polars as pl
 
 from featuremap import FieldKind
@@ -203,3 +204,58 @@ def infer_schema(source: RawSource, opts: SchemaOptions, origin: str) -> Schema:
         positive=positive,
         negative=negative,
     )
+
+
+ID_TEST_BUCKETS = 64  # quantile buckets that stand for a column's order
+ID_TEST_ALPHA = 1e-6  # how sure the test must be before an integer column is read as an id
+
+
+def _contingency(codes: np.ndarray, label: np.ndarray) -> np.ndarray:
+    _, inverse = np.unique(codes, return_inverse=True)
+    table = np.zeros((int(inverse.max()) + 1, 2))
+    np.add.at(table, (inverse, label), 1)
+    return table
+
+
+def id_test_pvalue(values: np.ndarray, label: np.ndarray) -> float:
+    """P-value of "the exact values of this integer column say nothing about the label beyond its order".
+
+    The column's order is its ID_TEST_BUCKETS quantile buckets B; by the chain rule I(X;Y) = I(B;Y) + I(X;Y|B),
+    and I(X;Y|B) = Σ_b P(b) I(X;Y | B=b) is what the exact values add. Under the null (labels exchangeable among
+    the rows of each bucket) each bucket's term has the permutation null's exact mean and sd (`null_moments`), the
+    buckets are independent, and the tail is the ranking's gamma law (`features.ranking._upper_tail`). A count or
+    an amount (whose effect is smooth in its value) shows no excess; an id (codes in arbitrary order) a large one."""
+    from features.information import mutual_information, null_moments
+    from features.ranking import _upper_tail
+
+    rows = values.size
+    edges = np.unique(np.quantile(values, np.linspace(0, 1, ID_TEST_BUCKETS + 1)[1:-1]))
+    bucket = np.searchsorted(edges, values, side="right")
+    observed = mean = variance = 0.0
+    for b in np.unique(bucket):
+        inside = bucket == b
+        table = _contingency(values[inside], label[inside])
+        if table.shape[0] < 2 or (table.sum(axis=0) == 0).any():
+            continue  # one value, or one class: nothing to add
+        share = inside.sum() / rows
+        null_mean, null_sd = null_moments(table.sum(axis=1), table.sum(axis=0))
+        observed += share * mutual_information(table)
+        mean += share * null_mean
+        variance += (share * null_sd) ** 2
+    return _upper_tail(observed, mean, float(np.sqrt(variance)))
+
+
+def integer_ids(train: pl.LazyFrame, schema: Schema, candidates: list[str]) -> list[str]:
+    """Which `candidates` (integer columns inference took as numeric) are ids: their exact values carry label
+    information their order does not (`id_test_pvalue` below ID_TEST_ALPHA), on the first SAMPLE_ROWS train rows."""
+    if not candidates:
+        return []
+    sample = train.select([*candidates, schema.label_expr()]).head(SAMPLE_ROWS).collect()
+    label = sample[schema.label].fill_null(0).to_numpy().astype(np.int64)
+    found = []
+    for name in candidates:
+        present = sample[name].is_not_null().to_numpy()
+        values, y = sample[name].to_numpy()[present].astype(np.float64), label[present]
+        if np.unique(values).size > LOW_CARDINALITY and 0 < y.sum() < y.size and id_test_pvalue(values, y) < ID_TEST_ALPHA:
+            found.append(name)
+    return found
