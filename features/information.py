@@ -125,6 +125,18 @@ def expected_mutual_information(value_counts: np.ndarray, class_counts: np.ndarr
     return null_moments(value_counts, class_counts)[0]
 
 
+def null_upper_tail(mi: float, mean: float, sd: float) -> float:
+    """P(I >= mi) under the permutation null, from a gamma law matched to the null's exact mean and sd: I is a sum of
+    non-negative terms (2N·I is chi-square with (values − 1) degrees of freedom in the large-count limit, which this
+    gamma equals), so a normal tail would be far too liberal for few values. 1 when the null has no spread."""
+    from scipy.special import gammaincc
+
+    if sd <= 0 or mean <= 0:
+        return 1.0
+    shape, scale = (mean / sd) ** 2, sd * sd / mean
+    return float(gammaincc(shape, max(mi, 0.0) / scale))
+
+
 def chi2_pvalue(mi: float, rows: float, value_levels: int, class_levels: int) -> float:
     """P-value of the G-test: 2·N·I is chi-square with (values-1)(classes-1) df under independence."""
     from scipy.stats import chi2  # scipy.stats takes half a second to import: only the rank stage needs it

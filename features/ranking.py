@@ -37,6 +37,7 @@ from features.information import (
     mutual_information,
     mutual_information_and_entropy,
     null_moments,
+    null_upper_tail,
 )
 from features.settings import RankParams
 
@@ -223,18 +224,6 @@ def _capped(codes: np.ndarray, cap: int) -> np.ndarray:
     return np.minimum(codes, cap).astype(np.int64)
 
 
-def _upper_tail(mi: float, mean: float, sd: float) -> float:
-    """P(I >= mi) under the permutation null, from a gamma law matched to the null's exact mean and sd: I is a sum of
-    non-negative terms (2N·I is chi-square with (values − 1) degrees of freedom in the large-count limit, which this
-    gamma equals), so a normal tail would be far too liberal for few values. 1 when the null has no spread."""
-    from scipy.special import gammaincc
-
-    if sd <= 0 or mean <= 0:
-        return 1.0
-    shape, scale = (mean / sd) ** 2, sd * sd / mean
-    return float(gammaincc(shape, max(mi, 0.0) / scale))
-
-
 def pair_stats(sample: Mapping[str, np.ndarray], label: np.ndarray, pairs: list[tuple[str, str]], max_values: int) -> list[PairStats]:
     """Cross each pair on the sample: label MI of the cross, its gain over both sides, and redundancy.
 
@@ -403,7 +392,7 @@ def rank_features(batches: Iterable[tuple[Batch, np.ndarray]], feature_map: Feat
                 "expected_mi": s.expected_mi,
                 "adjusted_mi": s.mi - s.expected_mi,
                 "null_sd": s.null_sd,
-                "p_value": _upper_tail(s.mi, s.expected_mi, s.null_sd),
+                "p_value": null_upper_tail(s.mi, s.expected_mi, s.null_sd),
                 "mi_over_label_entropy": s.mi / label_entropy if label_entropy > 0 else 0.0,
                 "chi2_p": s.chi2_p,
                 "shifted_mi": s.shifted_mi,
@@ -428,7 +417,7 @@ def rank_features(batches: Iterable[tuple[Batch, np.ndarray]], feature_map: Feat
                 "adjusted_mi_pair": p.mi_pair - p.expected_mi_pair,
                 "null_sd_pair": p.null_sd_pair,
                 "gain": p.gain,
-                "gain_p": _upper_tail(
+                "gain_p": null_upper_tail(
                     p.gain + p.expected_mi_pair, p.expected_mi_pair, p.null_sd_pair
                 ),  # the cross's MI beyond both singles
                 "redundancy": p.redundancy,

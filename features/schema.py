@@ -223,10 +223,9 @@ def id_test_pvalue(values: np.ndarray, label: np.ndarray) -> float:
     The column's order is its ID_TEST_BUCKETS quantile buckets B; by the chain rule I(X;Y) = I(B;Y) + I(X;Y|B),
     and I(X;Y|B) = Σ_b P(b) I(X;Y | B=b) is what the exact values add. Under the null (labels exchangeable among
     the rows of each bucket) each bucket's term has the permutation null's exact mean and sd (`null_moments`), the
-    buckets are independent, and the tail is the ranking's gamma law (`features.ranking._upper_tail`). A count or
+    buckets are independent, and the tail is the ranking's gamma law (`features.information.null_upper_tail`). A count or
     an amount (whose effect is smooth in its value) shows no excess; an id (codes in arbitrary order) a large one."""
-    from features.information import mutual_information, null_moments
-    from features.ranking import _upper_tail
+    from features.information import mutual_information, null_moments, null_upper_tail
 
     rows = values.size
     edges = np.unique(np.quantile(values, np.linspace(0, 1, ID_TEST_BUCKETS + 1)[1:-1]))
@@ -242,7 +241,7 @@ def id_test_pvalue(values: np.ndarray, label: np.ndarray) -> float:
         observed += share * mutual_information(table)
         mean += share * null_mean
         variance += (share * null_sd) ** 2
-    return _upper_tail(observed, mean, float(np.sqrt(variance)))
+    return null_upper_tail(observed, mean, float(np.sqrt(variance)))
 
 
 def integer_ids(train: pl.LazyFrame, schema: Schema, candidates: list[str]) -> list[str]:

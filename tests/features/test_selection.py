@@ -86,8 +86,7 @@ def test_pure_noise_is_rarely_significant():
 def test_p_values_of_noise_are_uniform_for_few_and_many_values():
     """The gamma tail matched to the null's exact moments: about 5% of pure-noise draws under 0.05, at 2 or 500 values
     (a normal tail gave a binary field's noise p < 0.01 several times too often)."""
-    from features.information import mutual_information, null_moments
-    from features.ranking import _upper_tail
+    from features.information import mutual_information, null_moments, null_upper_tail
 
     rng = np.random.default_rng(0)
     for values in (2, 500):
@@ -96,6 +95,6 @@ def test_p_values_of_noise_are_uniform_for_few_and_many_values():
             x, y = rng.integers(0, values, 5_000), (rng.random(5_000) < 0.2).astype(np.int64)
             table = np.bincount(x * 2 + y, minlength=2 * values).reshape(-1, 2)
             mean, sd = null_moments(table.sum(axis=1), table.sum(axis=0))
-            p.append(_upper_tail(mutual_information(table), mean, sd))
+            p.append(null_upper_tail(mutual_information(table), mean, sd))
         p = np.array(p)
         assert 0.025 < (p < 0.05).mean() < 0.08 and (p < 0.01).mean() < 0.025, (values, (p < 0.05).mean(), (p < 0.01).mean())
