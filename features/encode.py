@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import quote, unquote
 
-import numpy as np
 import polars as pl
 
 from featuremap import FIRST_VALUE_ID, MISSING_ID, OOV_ID, FeatureMap, FieldSpec
 from featuremap.errors import InputError
+from features.buckets import quantile_edges
 from features.schema import Schema
 
 NumericBucketing = Literal["auto", "quantile", "log"]
@@ -196,10 +196,9 @@ class Encoder:
             return
         every = max(1, self.train_rows // self.params.quantile_sample_rows)
         sample = train.select(numeric).with_row_index("__i").filter(pl.col("__i") % every == 0).collect(engine="streaming")
-        qs = np.linspace(0, 1, self.params.numeric_bins + 1)[1:-1]
         for name in numeric:
             values = sample[name].drop_nulls().cast(pl.Float64).to_numpy()
-            self.edges[name] = np.unique(np.quantile(values, qs)).tolist() if values.size else []
+            self.edges[name] = quantile_edges(values, self.params.numeric_bins).tolist() if values.size else []
 
     # -- transform --------------------------------------------------------------------------------
     # Lookups are left joins against the vocabularies: polars streams a join's probe side, while

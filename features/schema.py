@@ -210,13 +210,6 @@ ID_TEST_BUCKETS = 64  # quantile buckets that stand for a column's order
 ID_TEST_ALPHA = 1e-6  # how sure the test must be before an integer column is read as an id
 
 
-def _contingency(codes: np.ndarray, label: np.ndarray) -> np.ndarray:
-    _, inverse = np.unique(codes, return_inverse=True)
-    table = np.zeros((int(inverse.max()) + 1, 2))
-    np.add.at(table, (inverse, label), 1)
-    return table
-
-
 def id_test_pvalue(values: np.ndarray, label: np.ndarray) -> float:
     """P-value of "the exact values of this integer column say nothing about the label beyond its order".
 
@@ -225,15 +218,17 @@ def id_test_pvalue(values: np.ndarray, label: np.ndarray) -> float:
     the rows of each bucket) each bucket's term has the permutation null's exact mean and sd (`null_moments`), the
     buckets are independent, and the tail is the ranking's gamma law (`features.information.null_upper_tail`). A count or
     an amount (whose effect is smooth in its value) shows no excess; an id (codes in arbitrary order) a large one."""
+    from features.buckets import quantile_edges
     from features.information import mutual_information, null_moments, null_upper_tail
+    from features.target_stats import KeyTable
 
     rows = values.size
-    edges = np.unique(np.quantile(values, np.linspace(0, 1, ID_TEST_BUCKETS + 1)[1:-1]))
-    bucket = np.searchsorted(edges, values, side="right")
+    bucket = np.searchsorted(quantile_edges(values, ID_TEST_BUCKETS), values, side="right")
     observed = mean = variance = 0.0
     for b in np.unique(bucket):
         inside = bucket == b
-        table = _contingency(values[inside], label[inside])
+        keys = KeyTable.fit(values[inside], label[inside].astype(np.float64))
+        table = np.column_stack([keys.counts - keys.positives, keys.positives])  # [values, (negatives, positives)]
         if table.shape[0] < 2 or (table.sum(axis=0) == 0).any():
             continue  # one value, or one class: nothing to add
         share = inside.sum() / rows

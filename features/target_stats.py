@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from featuremap import FieldSpec
+from features.buckets import quantile_edges
 
 FIRST_BUCKET = 3  # ids 0, 1, 2 are padding, OOV and missing for every field
 
@@ -185,7 +186,6 @@ def fit_encoding(
     draft.smoothing = empirical_bayes_strength(table) if smoothing is None else smoothing
     statistic = out_of_fold(draft, keys, labels, fold)
     log_count = others_log_count(table, keys)
-    quantiles = np.linspace(0, 1, bins + 1)[1:-1]
     encoding = Encoding(
         name,
         sources,
@@ -193,10 +193,10 @@ def fit_encoding(
         table,
         draft.prior,
         draft.smoothing,
-        np.unique(np.quantile(statistic, quantiles)),
+        quantile_edges(statistic, bins),
         float(statistic.mean()),
         float(statistic.std()) or 1.0,
-        np.unique(np.quantile(log_count, quantiles)),
+        quantile_edges(log_count, bins),
         float(log_count.mean()),
         float(log_count.std()) or 1.0,
     )

@@ -10,10 +10,10 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from featuremap import FeatureMap
 from featuremap.errors import InputError
@@ -33,7 +33,7 @@ class EncodingsSettings(Settings):
     """Encode the (selected) single-valued categorical fields with at least this many values."""
     pairs: int = Field(10, ge=0)
     """Also encode the crosses of the rank stage's top pairs by interaction gain (both fields categorical)."""
-    smoothing: float | Literal["auto"] = "auto"
+    smoothing: Annotated[float, Field(gt=0)] | Literal["auto"] = "auto"
     """a in (positives + a · prior) / (count + a): how far a rare key's statistic shrinks toward the train click rate; auto: estimated per encoding from the spread of its keys' click rates (empirical Bayes)."""
     folds: int = Field(5, ge=2)
     """Folds of the out-of-fold statistics of train rows."""
@@ -41,13 +41,6 @@ class EncodingsSettings(Settings):
     """Quantile buckets of each derived value, for models that embed numeric fields."""
     seed: int = 0
     """Seed of the fold assignment."""
-
-    @field_validator("smoothing")
-    @classmethod
-    def _positive(cls, value: float | str) -> float | str:
-        if value != "auto" and value <= 0:
-            raise ValueError("smoothing must be > 0 or auto")
-        return value
 
 
 def _fields(feature_map: FeatureMap, min_cardinality: int) -> list[Any]:

@@ -34,6 +34,8 @@ CLI flags override it (`--data`, `--format`, `--label`, `--positive`, `--separat
 def type_name(annotation: object) -> str:
     """A key's type in words: `random | time`, `int | null`, `list of str`."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:  # a constrained type inside a union: the type, its constraint is in the range
+        return type_name(args[0])
     if origin is typing.Literal:
         return " \\| ".join(json.dumps(a) if not isinstance(a, str) else a for a in args)
     if origin in (typing.Union, types.UnionType):
