@@ -36,7 +36,7 @@ from methods.unified import UnifiedSettings, layout_for
 from models.embedding import EmbeddingConfig
 from models.registry import build_model
 from models.trainer import TrainConfig, evaluate, fit, resolve_device, resolve_precision, train_report
-from models.unified import unified_model
+from models.unified import shared_model
 from pipeline import catalog
 from pipeline.upstream import feature_ranks, load_split
 
@@ -88,7 +88,7 @@ def build(model_name: str, params: dict, feature_map, ranks=None):
     own = {k: v for k, v in params.items() if k != "base" and k not in UnifiedSettings.model_fields}
     settings = UnifiedSettings(**{k: v for k, v in params.items() if k in UnifiedSettings.model_fields})
     layout = layout_for(settings, feature_map, ModelSpec(params["base"], own, embedding, 2021), ranks)
-    return unified_model(params["base"], feature_map, embedding, layout, own)
+    return shared_model(params["base"], feature_map, embedding, layout, own)
 
 
 def run_one(name: str, model_name: str, params: dict, regularizer: float, precision: str, data, max_epochs: int, ranks=None) -> dict:

@@ -61,16 +61,24 @@ class IngestResult:
     notes: list[str] = field(default_factory=list)
 
 
-def load_raw(path: Path | None, params: IngestParams, synthetic_rows: int, synthetic_seed: int, scratch: Path | None = None) -> RawInput:
+def load_raw(
+    path: Path | None,
+    params: IngestParams,
+    synthetic_rows: int,
+    synthetic_seed: int,
+    scratch: Path | None = None,
+    synthetic_kind: synthetic.SyntheticKind = "planted",
+) -> RawInput:
     """Open the input: the synthetic default when `path` is None, split files, or one file/directory.
 
     Compressed text is staged as parquet under `scratch` (see `open_source`), which must outlive the frames.
     """
     if path is None:
-        frame = synthetic.generate(synthetic_rows, synthetic_seed).lazy()
+        frame = synthetic.generate(synthetic_rows, synthetic_seed, synthetic_kind).lazy()
+        named = "" if synthetic_kind == "planted" else f", kind={synthetic_kind}"
         return RawInput(
-            {"all": RawSource(frame, synthetic.LABEL, dict(synthetic.KINDS))},
-            f"synthetic(rows={synthetic_rows}, seed={synthetic_seed})",
+            {"all": RawSource(frame, synthetic.LABEL, synthetic.kinds(synthetic_kind))},
+            f"synthetic(rows={synthetic_rows}, seed={synthetic_seed}{named})",
             "synthetic",
         )
     if not path.exists():

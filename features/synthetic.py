@@ -10,6 +10,11 @@ Everything else is noise: ids of cardinality 2 to ~1e6 (uniform and Zipf),
 noise numerics, and missing values in several columns. Generation is
 vectorised and chunked at a fixed chunk size, so the same seed and row count
 give the same rows whatever the shard size used to write them.
+
+That is the `planted` kind (the default); `longtail` (features/longtail.py) has
+web-like fields of 10^5 to 10^7 Zipf-distributed values, for measuring
+embeddings at a parameter budget. `generate`, `iter_chunks`, `kinds` and
+`write_parquet_shards` take the kind.
 """
 
 from __future__ import annotations
@@ -17,14 +22,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import polars as pl
 
 from featuremap import FieldKind
+from features import longtail
+from features.longtail import zipf_ids
 
 CHUNK_ROWS = 1 << 20
 LABEL = "label"
+SyntheticKind = Literal["planted", "longtail"]
 INFORMATIVE = ("inf_c2", "inf_c5", "inf_c10", "inf_zipf20k", "num_signal")
 INTERACTIONS = (("pair_a", "pair_b"), ("pair_c", "pair_d"))
 # name -> (cardinality, distribution); pair fields are uniform so that each side alone is uninformative.
@@ -71,16 +80,11 @@ class SyntheticModel:
         return cls(effects=effects, pair_signs=signs)  # type: ignore[arg-type]
 
 
-def _zipf(rng: np.random.Generator, k: int, n: int) -> np.ndarray:
-    # P(v) = ln((v+2)/(v+1)) / ln(k+1): a Zipf(1)-like law sampled in O(1) per row.
-    return np.minimum(np.exp(rng.random(n) * np.log(k + 1)).astype(np.int64) - 1, k - 1)
-
-
 def _chunk(model: SyntheticModel, seed: int, index: int, n: int) -> pl.DataFrame:
     rng = np.random.default_rng([seed, index])
     cols: dict[str, np.ndarray] = {}
     for name, (k, dist) in CATEGORICAL.items():
-        values = _zipf(rng, k, n) if dist == "zipf" else rng.integers(0, k, n)
+        values = zipf_ids(rng, k, n) if dist == "zipf" else rng.integers(0, k, n)
         cols[name] = values.astype(np.int32)
     signal = rng.normal(0.0, 1.0, n)
     cols["num_signal"] = np.exp(signal + 1.0)
@@ -99,23 +103,35 @@ def _chunk(model: SyntheticModel, seed: int, index: int, n: int) -> pl.DataFrame
     return frame.with_columns(pl.when(pl.Series(mask)).then(None).otherwise(pl.col(name)).alias(name) for name, mask in masks.items())
 
 
-def iter_chunks(rows: int, seed: int) -> Iterator[pl.DataFrame]:
-    """Yield the dataset of `rows` rows in chunks of at most CHUNK_ROWS."""
+def kinds(kind: SyntheticKind = "planted") -> dict[str, FieldKind]:
+    """The field kinds of the `kind` dataset (its label is LABEL)."""
+    if kind == "longtail":
+        return dict(longtail.KINDS)
+    return dict(KINDS)
+
+
+def iter_chunks(rows: int, seed: int, kind: SyntheticKind = "planted") -> Iterator[pl.DataFrame]:
+    """Yield the `kind` dataset of `rows` rows in chunks of at most CHUNK_ROWS."""
+    if kind == "longtail":
+        yield from longtail.iter_chunks(rows, seed)
+        return
     model = SyntheticModel.from_seed(seed)
     for index, start in enumerate(range(0, rows, CHUNK_ROWS)):
         yield _chunk(model, seed, index, min(CHUNK_ROWS, rows - start))
 
 
-def generate(rows: int, seed: int = 7) -> pl.DataFrame:
+def generate(rows: int, seed: int = 7, kind: SyntheticKind = "planted") -> pl.DataFrame:
     """The whole dataset in memory."""
-    return pl.concat(list(iter_chunks(rows, seed)))
+    return pl.concat(list(iter_chunks(rows, seed, kind)))
 
 
-def write_parquet_shards(directory: Path, rows: int, seed: int = 7, shard_rows: int = 4 * CHUNK_ROWS) -> list[Path]:
+def write_parquet_shards(
+    directory: Path, rows: int, seed: int = 7, shard_rows: int = 4 * CHUNK_ROWS, kind: SyntheticKind = "planted"
+) -> list[Path]:
     """Write the dataset as parquet shards without holding more than one shard in memory."""
     directory.mkdir(parents=True, exist_ok=True)
     paths, buffer, buffered = [], [], 0
-    for chunk in iter_chunks(rows, seed):
+    for chunk in iter_chunks(rows, seed, kind):
         buffer.append(chunk)
         buffered += chunk.height
         if buffered >= shard_rows:

@@ -8,28 +8,23 @@ from the rank stage's order when `chunk_counts: rank`), and train builds the con
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
 from featuremap import FeatureMap
-from methods.base import Applied, Found, Method, ModelSpec, SearchRun, Settings
+from methods.base import Found, ModelSpec, SearchRun
+from methods.layouts import BudgetSettings, LayoutMethod, budget_of
 
 if TYPE_CHECKING:
     from models.base import CTRModel
     from models.unified import SharedLayout
 
-STATE = "unified_layout.json"
 
-
-class UnifiedSettings(Settings):
+class UnifiedSettings(BudgetSettings):
     """Unified Embedding: shared hashed tables at a parameter budget (docs/methods/unified.md)."""
 
-    budget: int | None = Field(None, ge=1)
-    """Embedding parameters in all (first-order weights get budget / embedding_dim more); null: a quarter of one table per field's."""
     tables: int = Field(1, ge=1)
     """Shared tables; the (feature, chunk) lookups go to them round-robin."""
     chunks: int = Field(1, ge=1)
@@ -46,7 +41,7 @@ def layout_for(
     settings: UnifiedSettings, feature_map: FeatureMap, spec: ModelSpec, ranks: Callable[[], dict[str, int]] | None = None
 ) -> SharedLayout:
     """The shared-table layout `settings` give over `feature_map`; `ranks` (the rank stage's rank per feature) for `chunk_counts: rank`."""
-    from models.unified import SharedLayout, chunks_by_rank, feature_chunks, per_field_parameters
+    from models.unified import SharedLayout, chunks_by_rank, feature_chunks
 
     rule: Any = settings.chunk_counts
     if rule == "rank":
@@ -57,7 +52,7 @@ def layout_for(
         order = sorted((f.name for f in feature_map.fields), key=lambda name: (ranked.get(name, last), name))
         rule = chunks_by_rank({name: i + 1 for i, name in enumerate(order)}, settings.chunks)
     return SharedLayout(
-        budget=settings.budget or per_field_parameters(feature_map, spec.embedding.dim) // 4,
+        budget=budget_of(settings, feature_map, spec.embedding.dim)[0],
         tables=settings.tables,
         chunks=settings.chunks,
         seed=settings.hash_seed,
@@ -73,20 +68,18 @@ def _layout(state: dict[str, Any]) -> SharedLayout:
     return SharedLayout(**{**state, "feature_chunks": tuple(chunks) if chunks is not None else None})
 
 
-class Unified(Method):
+class Unified(LayoutMethod):
     name = "unified"
     settings = UnifiedSettings
     headline = ("budget", "budget_fraction", "rows_per_table")
     applied_flag = "unified_embedding"
-    replaces_model = True  # the configured model is rebuilt over the shared tables
-    trains = False
 
     def search(self, run: SearchRun, settings: UnifiedSettings) -> Found:
-        from models.unified import per_field_parameters, unified_model
+        from models.unified import shared_model
 
         layout = layout_for(settings, run.feature_map, run.spec, run.ranks)
-        model = unified_model(run.spec.name, run.feature_map, run.spec.embedding, layout, run.spec.params)  # the layout fits
-        per_field = per_field_parameters(run.feature_map, run.spec.embedding.dim)
+        model = shared_model(run.spec.name, run.feature_map, run.spec.embedding, layout, run.spec.params)  # the layout fits
+        per_field = budget_of(settings, run.feature_map, run.spec.embedding.dim)[1]
         counts = model.embedding.bags.counts
         summary = {
             "model": run.spec.name,
@@ -102,25 +95,8 @@ class Unified(Method):
         }
         return Found(summary, dataclasses.asdict(layout))
 
-    def save(self, state: dict[str, Any], directory: Path) -> list[str]:
-        (directory / STATE).write_text(json.dumps(state))
-        return [STATE]
-
-    def load(self, directory: Path) -> dict[str, Any] | None:
-        return json.loads((directory / STATE).read_text()) if (directory / STATE).is_file() else None
-
-    def apply(
-        self, model: CTRModel | None, state: dict[str, Any], settings: UnifiedSettings, spec: ModelSpec, feature_map: FeatureMap
-    ) -> Applied:
-        import torch
-
-        from models.unified import unified_model
-
-        torch.manual_seed(spec.seed)  # as a model built without the method is seeded
-        return Applied(unified_model(spec.name, feature_map, spec.embedding, _layout(state), spec.params))
-
-    def package_entry(self, settings: UnifiedSettings, state: dict[str, Any]) -> dict[str, Any]:
-        return {"layout": state}
+    def layout(self, state: dict[str, Any]) -> SharedLayout:
+        return _layout(state)
 
     def legacy_entry(self, spec: dict[str, Any]) -> dict[str, Any] | None:
         """Packages written when Unified Embedding was the model `unified`: its settings sat in the model's params."""
@@ -131,20 +107,14 @@ class Unified(Method):
         return {"settings": own, "model": spec["params"].get("base", "autoint"), "params": rest}
 
     def restore(self, model: CTRModel | None, entry: dict[str, Any], spec: ModelSpec, feature_map: FeatureMap) -> CTRModel:
-        from models.unified import unified_model
-
-        name, params = entry.get("model", spec.name), entry.get("params", spec.params)
-        if "layout" in entry:
-            layout = _layout(entry["layout"])
-        else:  # a legacy entry: the layout its settings give (chunk counts by rank were stored as a mapping)
+        if "layout" not in entry:  # a legacy entry: the layout its settings give (chunk counts by rank were stored as a mapping)
+            name, params = entry.get("model", spec.name), entry.get("params", spec.params)
             layout = layout_for(UnifiedSettings(**entry["settings"]), feature_map, ModelSpec(name, params, spec.embedding, spec.seed))
-        return unified_model(name, feature_map, spec.embedding, layout, params)
+            entry = {**entry, "layout": dataclasses.asdict(layout)}
+        return super().restore(model, entry, spec, feature_map)
 
     def report_lines(self, summary: dict[str, Any]) -> list[str]:
         return [
             f"Unified Embedding: {summary['model']} over {summary['tables']} shared table(s) of {summary['rows_per_table']:,} rows, "
             f"{summary['budget']:,} embedding parameters ({summary['budget_fraction']:.1%} of one table per field)"
         ]
-
-    def model_row(self, summary: dict[str, Any]) -> dict[str, Any] | None:
-        return None  # the layout is not trained in the search stage: the train stage's row is the model

@@ -3,7 +3,7 @@
 The method (settings, layout search, package entry) is methods/unified.py; this module holds
 the torch parts it builds a model with: `SharedLayout` (what FeatureEmbedding takes as its
 `shared` tables), `HashedChunks` (the tables and the salted hashes into them), the chunk-count
-rules and `unified_model`. Design and evidence: docs/methods/unified.md.
+rules and `shared_model`. Design and evidence: docs/methods/unified.md.
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from torch import nn
 from featuremap import FeatureMap
 from models.base import CTRModel
 from models.batching import EncodedBatch, sparse_fields
-from models.embedding import Backend, EmbeddingConfig, Pooling, bag_offsets, split_fields
+from models.embedding import Backend, EmbeddingConfig, Pooling, SharedTables, bag_offsets, split_fields
 
 # Carter-Wegman hashing ((a·x + b) mod P) mod rows with P = 2^31 - 1: a·x stays inside int64 for ids below 2^31.
 _PRIME = 2**31 - 1
 
-# Models that take shared tables in place of their one embedding module (FGCNN has two, LR one-wide weights: a budget
-# would not mean the same there).
+# Models that take a layout's tables (shared or budgeted) in place of their one embedding module (FGCNN has two, LR
+# one-wide weights: a budget would not mean the same there).
 BASES = ("autoint", "autoint+", "deepfm", "fm")
 
 
@@ -144,12 +144,15 @@ class HashedChunks(nn.Module):
                     kjt_lengths.append(lengths[field])
             pooled = self.collection(KeyedJaggedTensor(keys=keys, values=torch.cat(values), lengths=torch.cat(kjt_lengths))).to_dict()
             out = [torch.cat([pooled[self.key(f, k)] for k in range(self.counts[f])], dim=1) for f in range(len(per_field))]
-        else:
-            out = []
-            for field, ids in enumerate(per_field):
-                offsets = bag_offsets(lengths[field])
-                chunks = [self.tables[self.assignment[field][k]](self.hashed(field, k, ids), offsets) for k in range(self.counts[field])]
-                out.append(torch.cat(chunks, dim=1))
+        else:  # one lookup per table, of all the (feature, chunk) keys it serves: one gradient per table, not per key
+            rows = batch.rows
+            pooled: dict[tuple[int, int], torch.Tensor] = {}
+            for i, table in enumerate(self.tables):
+                keys = [(f, k) for f in range(len(per_field)) for k in range(self.counts[f]) if self.assignment[f][k] == i]
+                values = torch.cat([self.hashed(f, k, per_field[f]) for f, k in keys])
+                vectors = table(values, bag_offsets(torch.cat([lengths[f] for f, _ in keys])))
+                pooled.update(zip(keys, vectors.view(len(keys), rows, self.chunk_dim), strict=True))
+            out = [torch.cat([pooled[f, k] for k in range(self.counts[f])], dim=1) for f in range(len(per_field))]
         if self.padded:  # a feature with fewer chunks: zero tail
             out = [nn.functional.pad(vectors, (0, self.dim - vectors.shape[1])) for vectors in out]
         if self.field_vectors is not None:
@@ -194,8 +197,9 @@ def per_field_parameters(feature_map: FeatureMap, dim: int) -> int:
     return sum(f.vocab_size for f in feature_map.fields) * dim
 
 
-def unified_model(base: str, feature_map: FeatureMap, embedding: EmbeddingConfig, layout: SharedLayout, params: dict) -> CTRModel:
-    """Model `base` (one of BASES, with its own `params`) over the shared tables of `layout`."""
+def shared_model(base: str, feature_map: FeatureMap, embedding: EmbeddingConfig, layout: SharedTables, params: dict) -> CTRModel:
+    """Model `base` (one of BASES, with its own `params`) over the tables of `layout` (Unified Embedding's shared
+    tables, or the budgeted per-field tables of models/budgeted.py) in place of one full table per field."""
     from models.registry import build_model
 
     if base not in BASES:

@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="write the synthetic dataset as parquet shards")
     gen.add_argument("--rows", type=int, required=True)
     gen.add_argument("--seed", type=int, default=7)
+    gen.add_argument("--kind", choices=["planted", "longtail"], default="planted", help="which synthetic data (data/README.md)")
     gen.add_argument("--out", type=Path, required=True)
     return parser
 
@@ -109,7 +110,7 @@ def _generate(args: argparse.Namespace) -> int:
 
     if args.rows < 1:
         raise UserError("--rows must be at least 1")
-    paths = write_parquet_shards(args.out, args.rows, args.seed)
+    paths = write_parquet_shards(args.out, args.rows, args.seed, kind=args.kind)
     print(f"wrote {args.rows:,} rows in {len(paths)} parquet shard(s) to {args.out}", file=sys.stderr)
     return 0
 

@@ -10,8 +10,10 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic_core import PydanticCustomError
 
 from methods import METHODS
+from methods.capped import CappedSettings
 from methods.dnis import DNISSettings
 from methods.encodings import EncodingsSettings
+from methods.hashing import HashingSettings
 from methods.optfs import OptFSSettings
 from methods.optinter import OptInterSettings
 from methods.unified import UnifiedSettings
@@ -140,7 +142,7 @@ class SearchSection(Section):
     """The search stage: methods that decide features, sizes, interactions or the model before train."""
 
     methods: list[Annotated[str, AfterValidator(_registered_method)]] = Field(default_factory=lambda: ["encodings"])
-    """Any of encodings, optfs, dnis, optinter, unified (methods/, applied in that order: encodings' derived fields feed the others; dnis searches on optfs's gates) or optuna; optinter, unified and optuna run alone. The default, [encodings], was chosen on validation (bench/RESULTS.md); [] for none."""
+    """Any of encodings, optfs, dnis, optinter, unified, hashing, capped (methods/, applied in that order: encodings' derived fields feed the others; dnis searches on optfs's gates) or optuna; optinter, the embedding layouts (unified, hashing, capped) and optuna run alone. The default, [encodings], was chosen on validation (bench/RESULTS.md); [] for none."""
     max_features: int | None = Field(None, ge=1)
     """Ranking budget: search and train use only the rank stage's top N features (plus OptInter's pair fields); null: all."""
     baseline: bool = True
@@ -155,6 +157,10 @@ class SearchSection(Section):
     """OptInter settings (methods/optinter.py)."""
     unified: UnifiedSettings = Field(default_factory=UnifiedSettings)
     """Unified Embedding settings (methods/unified.py)."""
+    hashing: HashingSettings = Field(default_factory=HashingSettings)
+    """Hashing trick settings (methods/hashing.py)."""
+    capped: CappedSettings = Field(default_factory=CappedSettings)
+    """Frequency-capped vocabulary settings (methods/capped.py)."""
     optuna: OptunaSection = Field(default_factory=OptunaSection)
     """Optuna settings."""
 

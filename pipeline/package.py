@@ -67,7 +67,7 @@ def write_package(
         "params": applied.params,
         "embedding": dataclasses.asdict(spec.embedding),
         "seed": spec.seed,
-        "data": cfg.data.model_dump(mode="json", exclude={"path", "synthetic_rows", "synthetic_seed"}),
+        "data": cfg.data.model_dump(mode="json", exclude={"path", "synthetic_rows", "synthetic_seed", "synthetic_kind"}),
         "schema": cfg.schema_.model_dump(mode="json"),
         "batch_size": cfg.train.batch_size,
         "fields": [f.name for f in feature_map.fields],  # the model's fields (a ranking budget may keep fewer than encoded)

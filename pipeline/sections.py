@@ -47,6 +47,8 @@ class DataConfig(Section):
     """Rows of the built-in synthetic data."""
     synthetic_seed: int = 7
     """Seed of the built-in synthetic data."""
+    synthetic_kind: Literal["planted", "longtail"] = "planted"
+    """The built-in data: planted (few planted effects among noise fields) or longtail (web-like fields of 10^5-10^7 Zipf values; data/README.md)."""
 
     @field_validator("positive", mode="before")
     @classmethod

@@ -44,8 +44,8 @@ def test_a_package_naming_an_unknown_method_is_a_one_line_error():
     from pipeline.assemble import assemble
     from tests.models.test_models import FM_XOR
 
-    with pytest.raises(InputError, match="search method\\(s\\) hashing that this version does not have"):
-        assemble(FM_XOR, ModelSpec("fm", {}, EmbeddingConfig(dim=4), 0), packaged={"hashing": {}})
+    with pytest.raises(InputError, match="search method\\(s\\) nosuchmethod that this version does not have"):
+        assemble(FM_XOR, ModelSpec("fm", {}, EmbeddingConfig(dim=4), 0), packaged={"nosuchmethod": {}})
 
 
 def test_optinter_reads_a_search_output_written_before_it_kept_its_own_state(tmp_path):

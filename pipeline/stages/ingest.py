@@ -23,7 +23,7 @@ def run_ingest(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
     params = ingest_params(cfg)
     scratch = workdir / ".staged"  # compressed text decompressed once, as parquet; removed before the stage commits
     try:
-        raw = load_raw(cfg.data.path, params, cfg.data.synthetic_rows, cfg.data.synthetic_seed, scratch)
+        raw = load_raw(cfg.data.path, params, cfg.data.synthetic_rows, cfg.data.synthetic_seed, scratch, cfg.data.synthetic_kind)
         result = ingest(raw, params, scratch)
         for note in result.notes:
             print(f"ingest: {note}", file=sys.stderr)

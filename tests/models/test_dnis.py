@@ -6,7 +6,7 @@ from models.embedding import EmbeddingConfig
 from models.registry import build_model
 from models.search.dnis import dnis, past_best
 from models.trainer import EpochRecord, TrainConfig, fit
-from models.unified import SharedLayout, unified_model
+from models.unified import SharedLayout, shared_model
 from tests.models.test_models import FM_XOR, _split
 
 
@@ -56,7 +56,7 @@ def test_dnis_rejects_a_bad_ratio_and_shared_tables():
         )  # past the settings' own check
     with pytest.raises(ValueError, match="rewind"):
         dnis(_model(), train, valid, TrainConfig(max_epochs=1), 8, DNISSettings.model_construct(rewind="sometimes"))
-    unified = unified_model(
+    unified = shared_model(
         "autoint", FM_XOR, EmbeddingConfig(dim=8), SharedLayout(budget=64), {"layers": 1, "heads": 1, "attention_dim": 8}
     )
     with pytest.raises(ValueError, match="one table per field"):

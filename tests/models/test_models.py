@@ -13,7 +13,7 @@ from models.fgcnn import FeatureGenerator, FGCNNConfig, inner_products
 from models.layers import MultiHeadSelfAttention
 from models.registry import MODELS, build_model
 from models.trainer import TrainConfig, evaluate, fit, resolve_device, resolve_precision
-from models.unified import SharedLayout, unified_model
+from models.unified import SharedLayout, shared_model
 
 
 def _xor_data(rows: int, seed: int):
@@ -44,7 +44,7 @@ def _train(name, params=None, epochs=8, shared=None):
     torch.manual_seed(0)
     train, valid = _split()
     embedding = EmbeddingConfig(dim=4, init_std=0.1)
-    model = build_model(name, FM_XOR, embedding, params) if shared is None else unified_model(name, FM_XOR, embedding, shared, params)
+    model = build_model(name, FM_XOR, embedding, params) if shared is None else shared_model(name, FM_XOR, embedding, shared, params)
     result = fit(model, train, valid, TrainConfig(learning_rate=0.01, batch_size=512, max_epochs=epochs, patience=2))
     return model, result, valid
 
@@ -89,9 +89,9 @@ def test_registry_errors():
         build_model("autoint", FM_XOR, EmbeddingConfig(), {"depth": 3})
     assert set(MODELS) == {"lr", "fm", "deepfm", "autoint", "autoint+", "fgcnn"}
     with pytest.raises(ValueError, match="budget 2 is too small"):
-        unified_model("autoint", FM_XOR, EmbeddingConfig(dim=4), SharedLayout(budget=2), {})
+        shared_model("autoint", FM_XOR, EmbeddingConfig(dim=4), SharedLayout(budget=2), {})
     with pytest.raises(ValueError, match="model 'fgcnn' cannot take shared tables"):
-        unified_model("fgcnn", FM_XOR, EmbeddingConfig(dim=4), SharedLayout(budget=64), {})
+        shared_model("fgcnn", FM_XOR, EmbeddingConfig(dim=4), SharedLayout(budget=64), {})
 
 
 def test_empty_validation_and_missing_gpu_are_user_errors():

@@ -7,7 +7,7 @@ from models.embedding import EmbeddingConfig, FeatureEmbedding
 from models.registry import build_model
 from models.search.optfs import ValueGates, attach_value_gates, optfs
 from models.trainer import TrainConfig, fit
-from models.unified import SharedLayout, unified_model
+from models.unified import SharedLayout, shared_model
 from tests.models.test_models import FM_XOR, _split
 
 
@@ -48,6 +48,6 @@ def test_optfs_drops_noise_values_and_keeps_the_auc():
 
 
 def test_gates_refuse_shared_hashed_tables():
-    model = unified_model("autoint", FM_XOR, EmbeddingConfig(dim=4), SharedLayout(budget=64), {"layers": 1, "heads": 1, "attention_dim": 4})
+    model = shared_model("autoint", FM_XOR, EmbeddingConfig(dim=4), SharedLayout(budget=64), {"layers": 1, "heads": 1, "attention_dim": 4})
     with pytest.raises(ValueError, match="one table per field"):
         attach_value_gates(model, 0.5)

@@ -473,3 +473,39 @@ def test_optuna_searches_optfs_and_dnis_settings_and_train_reproduces_the_chosen
     history = json.loads((out / "train" / "history.json").read_text())
     assert max(r["valid_auc"] for r in history[:2]) == pytest.approx(chosen["valid_auc"], abs=1e-6)
     assert report["valid_auc"] >= chosen["valid_auc"] - 1e-6
+
+
+@pytest.mark.parametrize(("method", "rule", "flag"), [("hashing", "hash", "hashing_trick"), ("capped", "cap", "frequency_cap")])
+def test_the_budget_baselines_run_as_methods_through_train_and_predict(tmp_path, method, rule, flag):
+    import numpy as np
+
+    from pipeline.package import find_package, load_package, score
+
+    config = tmp_path / "config.yaml"
+    config.write_text(f"search:\n  baseline: false\n  {method}: {{budget: 20000}}\ntrain: {{max_epochs: 1, params: {{hidden: [16]}}}}\n")
+    out = tmp_path / "out"
+    args = ["run", "--config", str(config), "--rows", "8000", "--search", method, "--out", str(out), "--no-tracking"]
+    assert main([*args, "--stages", "ingest,rank,search,train"]) == 0
+    summary = json.loads((out / "search" / f"{method}.json").read_text())
+    fm = {f["name"]: f["vocab_size"] for f in json.loads((out / "ingest" / "feature_map.json").read_text())["fields"]}
+    assert summary["embedding_parameters"] <= 20000 and summary["fields_cut"] >= 1
+    assert all(summary["rows"][name] <= fm[name] for name in summary["rows"])
+    if method == "capped":  # one min count for every field: a cut field keeps its values seen that often, drops the rarer
+        from pipeline import catalog
+
+        train = pl.read_parquet(catalog.split_file(out / "ingest", "train"))
+        for name, rows in summary["rows"].items():
+            if rows < fm[name]:
+                counts = np.bincount(train[name].to_numpy(), minlength=fm[name])
+                assert counts[3:rows].min() >= summary["min_count"] >= counts[rows:].max()
+    assert json.loads((out / "metrics.json").read_text())[flag] is True
+    spec = json.loads((out / "train" / "package" / "model.json").read_text())
+    assert spec["methods"][method]["layout"]["rule"] == rule
+    model, *_ = load_package(out / "train" / "package")
+    shapes = {name: tuple(w.shape) for name, w in model.embedding.table_weights().items()}
+    assert shapes == {name: (rows, spec["embedding"]["dim"]) for name, rows in summary["rows"].items()}
+    raw = tmp_path / "rows.parquet"
+    synthetic.generate(8_000, 7)[-300:].write_parquet(raw)
+    scored, _ = score(find_package(str(out), None), raw, None, "cpu")
+    again, _ = score(find_package(str(out), None), raw, None, "cpu")
+    assert scored.height == 300 and np.array_equal(scored["probability"].to_numpy(), again["probability"].to_numpy())

@@ -1,0 +1,316 @@
+"""Unified Embedding against the hashing trick and frequency-capped vocabularies at equal parameter budgets (issue 19).
+
+Per dataset (the long-tailed synthetic data, `data.synthetic_kind: longtail`, and Frappe_x1), per seed and
+per budget (fractions of the full per-field tables' embedding parameters), trains one base model (DeepFM by
+default) over each embedding method, set up by the pipeline's own methods (methods/unified.py, hashing.py,
+capped.py: their search then apply, as a run with `--search METHOD` does):
+- `full`: one table per field (the budget's reference, fraction 1);
+- `unified`: Unified Embedding, one shared table (`--unified-layout` TABLESxCHUNKS);
+- `hashing`: one hashed table per field, rows split by water-filling;
+- `capped`: one table per field of its most frequent values, one min count for all fields.
+At fraction 1 the hashing trick and the cap have every value in its own row, i.e. they are the full tables,
+so they are not trained again there. Training: Adam 1e-3, batch 4096, early stopping on valid AUC (patience
+2, at most EPOCHS[dataset] or `--epochs`), the best epoch's weights; valid and test AUC and logloss of that epoch.
+
+Output: OUT/results.json (each finished run, so a rerun resumes; --fresh starts over), a markdown table per
+dataset (mean ± sd over seeds, and each method's valid and test AUC against the hashing trick's and the full
+tables'), a Pareto plot per dataset (AUC against embedding parameters, log scale) written to OUT and to
+bench/unified_<dataset>.png, and an MLflow run per dataset with the figures and the plot.
+
+    python -m bench.unified_bench                     # the sweep (3 seeds, 5 budgets, both datasets)
+    python -m bench.unified_bench --quick             # a small long-tailed sample, 1 seed, 2 budgets: minutes
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+FRAPPE = ROOT.parent / "shared" / "data" / "frappe"
+METHODS = ("full", "unified", "hashing", "capped")
+# BARS Frappe_x1's DeepFM at half the width and without dropout (dropout's random masks were a quarter of a CPU step)
+DEEPFM = {"hidden": [200, 200, 200], "dropout": 0.0, "batch_norm": True}
+QUICK_DEEPFM = {"hidden": [64, 64], "dropout": 0.0, "batch_norm": False}
+# At most this many epochs, early-stopped on valid AUC (patience 2): on the long-tailed data the full tables peak after
+# the first epoch (valid AUC falls in the second, bench/RESULTS.md), as CTR models on sparse ids do; Frappe takes ~20.
+EPOCHS = {"longtail": 1, "frappe": 40}
+
+
+def ingest(out: Path, dataset: str, rows: int) -> Path:
+    """The dataset's encoded splits under OUT/<dataset>/ingest, written once by the pipeline's ingest stage (min count 1)."""
+    from pipeline import catalog
+
+    target = out / dataset
+    if catalog.FEATURE_MAP.at(target).is_file():
+        return target / "ingest"
+    target.mkdir(parents=True, exist_ok=True)
+    config = target / "config.yaml"
+    if dataset == "frappe":
+        data = f"data: {{path: {FRAPPE}, format: libsvm}}"
+    else:
+        data = f"data: {{synthetic_kind: longtail, synthetic_rows: {rows}, synthetic_seed: 7}}"
+    config.write_text(f"{data}\nencode: {{min_count: 1}}\n")
+    command = [
+        sys.executable,
+        "-m",
+        "pipeline",
+        "run",
+        "--config",
+        str(config),
+        "--out",
+        str(target),
+        "--no-tracking",
+        "--stages",
+        "ingest",
+    ]
+    subprocess.run(command, check=True, cwd=ROOT)
+    return target / "ingest"
+
+
+def layout_model(method: str, fraction: float, seed: int, data: tuple, base: str, params: dict, dim: int, unified_layout: tuple[int, int]):
+    """The base model over `method`'s tables at `fraction` of the full tables' parameters, with the method's summary."""
+    import torch
+
+    from methods import METHODS as REGISTRY
+    from methods.base import ModelSpec, SearchRun
+    from models.embedding import EmbeddingConfig
+    from models.registry import build_model
+    from models.trainer import TrainConfig
+    from models.unified import per_field_parameters
+
+    feature_map, train, valid, _ = data
+    embedding = EmbeddingConfig(dim=dim, backend="torch")
+    spec = ModelSpec(base, params, embedding, seed)
+    if method == "full":
+        torch.manual_seed(seed)
+        return build_model(base, feature_map, embedding, params), {}
+    budget = int(per_field_parameters(feature_map, dim) * fraction)
+    settings: dict[str, Any] = {"budget": budget}
+    if method in ("unified", "hashing"):
+        settings["hash_seed"] = seed
+    if method == "unified":
+        settings.update(tables=unified_layout[0], chunks=unified_layout[1])
+    chosen = REGISTRY[method]
+    typed = chosen.settings(**settings)
+    run = SearchRun(feature_map, train, valid, TrainConfig(), spec, None, lambda n: [])  # type: ignore[arg-type]
+    found = chosen.search(run, typed)
+    return chosen.apply(None, found.state, typed, spec, feature_map).model, found.summary
+
+
+def run_one(method: str, fraction: float, seed: int, data: tuple, epochs: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Train one (method, budget, seed); its figures."""
+    import torch
+
+    from models.trainer import TrainConfig, evaluate, fit, resolve_device, resolve_precision
+
+    params = QUICK_DEEPFM if args.quick else DEEPFM
+    model, summary = layout_model(method, fraction, seed, data, args.base, params, args.dim, args.unified_layout)
+    _, train, valid, test = data
+    config = TrainConfig(max_epochs=epochs, patience=2, seed=seed, precision=args.precision)
+    started = time.perf_counter()
+    result = fit(model, train, valid, config)
+    device = resolve_device(config.device)
+    test_auc, test_logloss = evaluate(model, test, config.batch_size, device, resolve_precision(config.precision, device))
+    embedding = sum(w.numel() for w in model.embedding_tables())
+    return {
+        "method": method,
+        "fraction": fraction,
+        "seed": seed,
+        "embedding_params": embedding,
+        "valid_auc": result.best_valid_auc,
+        "valid_logloss": result.best_valid_logloss,
+        "test_auc": test_auc,
+        "test_logloss": test_logloss,
+        "epochs": len(result.history),
+        "best_epoch": result.best_epoch,
+        "valid_auc_by_epoch": [r.valid_auc for r in result.history],
+        "seconds": time.perf_counter() - started,
+        "samples_per_s": result.train_samples_per_s,
+        "min_count": summary.get("min_count"),
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def _mean_sd(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def summarise(rows: list[dict]) -> dict[tuple[str, float], dict[str, Any]]:
+    """Per (method, fraction): mean and sd of each figure over seeds. The full tables stand in for the hashing trick
+    and the cap at fraction 1 (there every value has its own row)."""
+    groups: dict[tuple[str, float], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["method"], r["fraction"]), []).append(r)
+    out = {}
+    for key, group in groups.items():
+        out[key] = {
+            "seeds": len(group),
+            "embedding_params": statistics.fmean(r["embedding_params"] for r in group),
+            **{f: _mean_sd([r[f] for r in group]) for f in ("valid_auc", "test_auc", "valid_logloss", "test_logloss", "seconds")},
+        }
+    full = out.get(("full", 1.0))
+    for method in ("hashing", "capped"):
+        if full is not None and (method, 1.0) not in out:
+            out[(method, 1.0)] = full
+    return out
+
+
+def table(dataset: str, summary: dict[tuple[str, float], dict[str, Any]], fractions: list[float]) -> str:
+    """The markdown table of one dataset: each method at each budget, mean ± sd, and the differences that decide."""
+    full = summary.get(("full", 1.0))
+    lines = [
+        f"### {dataset}",
+        "",
+        "| budget | method | embedding params | valid AUC | test AUC | test logloss | valid − hashing | test − hashing | test − full | s/run |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for fraction in fractions:
+        hashing = summary.get(("hashing", fraction))
+        for method in METHODS:
+            s = summary.get((method, fraction))
+            if s is None or (method == "full" and fraction != 1.0):
+                continue
+            stood_in = method in ("hashing", "capped") and fraction == 1.0
+            versus = (
+                f"{s['valid_auc'][0] - hashing['valid_auc'][0]:+.4f} | {s['test_auc'][0] - hashing['test_auc'][0]:+.4f}"
+                if hashing is not None and method != "hashing"
+                else "— | —"
+            )
+            to_full = f"{s['test_auc'][0] - full['test_auc'][0]:+.4f}" if full is not None else "—"
+            name = f"{method} (= full tables)" if stood_in else method
+            lines.append(
+                f"| {fraction:g} | {name} | {s['embedding_params']:,.0f} | {s['valid_auc'][0]:.4f} ± {s['valid_auc'][1]:.4f} | "
+                f"{s['test_auc'][0]:.4f} ± {s['test_auc'][1]:.4f} | {s['test_logloss'][0]:.4f} | {versus} | {to_full} | "
+                f"{s['seconds'][0]:.0f} |"
+            )
+    return "\n".join(lines)
+
+
+def pareto_plot(dataset: str, summary: dict[tuple[str, float], dict[str, Any]], path: Path) -> None:
+    """Valid and test AUC (mean, sd as error bars) against embedding parameters, one line per method."""
+    from pipeline.plots import _pyplot
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for ax, split in zip(axes, ("valid", "test"), strict=True):
+        for method in METHODS:
+            points = sorted((s["embedding_params"], s[f"{split}_auc"]) for (m, _), s in summary.items() if m == method)
+            if not points:
+                continue
+            x = [p for p, _ in points]
+            ax.errorbar(x, [a[0] for _, a in points], yerr=[a[1] for _, a in points], marker="o", capsize=3, label=method)
+        ax.set_xscale("log")
+        ax.set_xlabel("embedding parameters")
+        ax.set_title(f"{dataset}: {split} AUC")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("AUC (mean ± sd over seeds)")
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def log_to_mlflow(uri: str, dataset: str, rows: list[dict], summary: dict, plot: Path, args: argparse.Namespace) -> None:
+    """One MLflow run per dataset: settings as params, each (method, budget)'s mean AUC as metrics, the plot and rows."""
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("unified-embedding-budget-sweep")
+    with mlflow.start_run(run_name=f"{dataset} budget sweep"):
+        mlflow.log_params(
+            {"dataset": dataset, "base": args.base, "dim": args.dim, "seeds": args.seeds, "epochs": args.epochs or EPOCHS[dataset]}
+        )
+        for (method, fraction), s in summary.items():
+            mlflow.log_metrics({f"{method}_{fraction:g}_valid_auc": s["valid_auc"][0], f"{method}_{fraction:g}_test_auc": s["test_auc"][0]})
+        mlflow.log_artifact(str(plot))
+        mlflow.log_dict(rows, f"{dataset}_runs.json")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", default="longtail,frappe")
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--budgets", default="1,0.5,0.25,0.125,0.0625", help="fractions of the full tables' embedding parameters")
+    parser.add_argument("--seeds", default="1,2,3")
+    parser.add_argument("--rows", type=int, default=2_000_000, help="rows of the long-tailed data (80/10/10 split)")
+    parser.add_argument("--epochs", type=int, help="at most this many epochs, early-stopped on valid (default: per dataset, EPOCHS)")
+    parser.add_argument("--base", default="deepfm", choices=["deepfm", "fm", "autoint", "autoint+"])
+    parser.add_argument("--dim", type=int, default=10)
+    parser.add_argument("--unified-layout", default="1x1", help="Unified Embedding's TABLESxCHUNKS")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="60k long-tailed rows, seed 1, budgets 1 and 1/4, a small DeepFM")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "unified")
+    parser.add_argument("--plots", type=Path, default=ROOT / "bench", help="where the Pareto plots are kept")
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///OUT/mlflow.db); 'none' to skip")
+    parser.add_argument("--fresh", action="store_true")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.datasets, args.seeds, args.budgets, args.rows = "longtail", "1", "1,0.25", 60_000
+    args.unified_layout = tuple(int(x) for x in args.unified_layout.split("x"))
+
+    import torch
+
+    from bench.common import machine, peak_rss_gib
+    from pipeline import catalog
+    from pipeline.upstream import load_split
+
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    results_file = args.out / "results.json"
+    results: dict[str, dict] = {} if args.fresh or not results_file.is_file() else json.loads(results_file.read_text())
+    fractions = [float(f) for f in args.budgets.split(",")]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    methods = [m for m in args.methods.split(",") if m]
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        parser.error(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    print(f"machine: {machine()}; torch threads {args.threads}", flush=True)
+    for dataset in args.datasets.split(","):
+        ingest_dir = ingest(args.out, dataset, args.rows)
+        feature_map = catalog.load_feature_map(ingest_dir)
+        data = (feature_map, *(load_split(ingest_dir, split, feature_map, False) for split in ("train", "valid", "test")))
+        print(
+            f"{dataset}: {len(data[1]):,} / {len(data[2]):,} / {len(data[3]):,} rows, {sum(f.vocab_size for f in feature_map.fields):,} ids",
+            flush=True,
+        )
+        for seed in seeds:
+            for fraction in fractions:
+                for method in methods:
+                    if method != "unified" and (method == "full") != (fraction == 1.0):
+                        continue  # the full tables only at 1, where hashing and capped are the full tables
+                    key = f"{dataset}|{method}|{fraction:g}|{seed}"
+                    if key in results:
+                        continue
+                    r = run_one(method, fraction, seed, data, args.epochs or EPOCHS[dataset], args)
+                    results[key] = {"dataset": dataset, **r}
+                    catalog.write_json(results_file, results)
+                    print(
+                        f"  {key}: valid {r['valid_auc']:.4f}, test {r['test_auc']:.4f}, {r['embedding_params']:,} embedding params, "
+                        f"{r['epochs']} epoch(s), {r['seconds']:.0f} s",
+                        flush=True,
+                    )
+        rows = [r for r in results.values() if r["dataset"] == dataset and r["seed"] in seeds and r["fraction"] in fractions]
+        summary = summarise(rows)
+        print("\n" + table(dataset, summary, fractions) + "\n", flush=True)
+        plot = args.out / f"unified_{dataset}.png"
+        pareto_plot(dataset, summary, plot)
+        if not args.quick:
+            args.plots.mkdir(parents=True, exist_ok=True)
+            (args.plots / plot.name).write_bytes(plot.read_bytes())
+        uri = args.tracking_uri or f"sqlite:///{(args.out / 'mlflow.db').resolve()}"
+        if uri != "none":
+            log_to_mlflow(uri, dataset, rows, summary, plot, args)
+    print(f"machine: {machine()}; peak RSS {peak_rss_gib():.1f} GiB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
