@@ -108,7 +108,7 @@ def run_one(method: str, fraction: float, seed: int, data: tuple, epochs: int, a
     """Train one (method, budget, seed); its figures."""
     import torch
 
-    from models.trainer import TrainConfig, evaluate, fit, resolve_device, resolve_precision
+    from models.trainer import TrainConfig, evaluate, fit, resolve_device, resolve_precision, train_report
 
     params = QUICK_DEEPFM if args.quick else DEEPFM
     model, summary = layout_model(method, fraction, seed, data, args.base, params, args.dim, args.unified_layout)
@@ -118,21 +118,13 @@ def run_one(method: str, fraction: float, seed: int, data: tuple, epochs: int, a
     result = fit(model, train, valid, config)
     device = resolve_device(config.device)
     test_auc, test_logloss = evaluate(model, test, config.batch_size, device, resolve_precision(config.precision, device))
-    embedding = sum(w.numel() for w in model.embedding_tables())
     return {
         "method": method,
         "fraction": fraction,
         "seed": seed,
-        "embedding_params": embedding,
-        "valid_auc": result.best_valid_auc,
-        "valid_logloss": result.best_valid_logloss,
-        "test_auc": test_auc,
-        "test_logloss": test_logloss,
-        "epochs": len(result.history),
-        "best_epoch": result.best_epoch,
+        **train_report(model, result, test_auc, test_logloss),
         "valid_auc_by_epoch": [r.valid_auc for r in result.history],
         "seconds": time.perf_counter() - started,
-        "samples_per_s": result.train_samples_per_s,
         "min_count": summary.get("min_count"),
         "torch_threads": torch.get_num_threads(),
     }

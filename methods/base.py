@@ -1,6 +1,6 @@
 """What a search method is: its settings, its search, its saved state, and how it shapes a model.
 
-A method is one module (methods/optfs.py, dnis.py, optinter.py, unified.py) holding a
+A method is one module (methods/optfs.py, dnis.py, optinter.py, unified.py, ...) holding a
 `Settings` class (validated from YAML under `search.<name>`, the only copy of its defaults)
 and a `Method` subclass; `methods/__init__.py` registers it. The search stage calls
 `search` and `save`, the train stage `load` and `apply` (through `pipeline.assemble`), the

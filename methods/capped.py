@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from methods.base import Found, SearchRun
-from methods.layouts import BudgetSettings, PerFieldMethod, budget_of
+from methods.layouts import BudgetSettings, PerFieldMethod
 
 if TYPE_CHECKING:
     import numpy as np
 
     from featuremap import FieldSpec
+    from methods.base import SearchRun
     from models.data import InMemoryData
 
 
@@ -41,24 +41,19 @@ class FrequencyCap(PerFieldMethod):
     settings = CappedSettings
     headline = ("budget", "budget_fraction", "min_count")
     applied_flag = "frequency_cap"
+    rule = "cap"
 
-    def search(self, run: SearchRun, settings: CappedSettings) -> Found:
-        import dataclasses
+    def table_rows(
+        self, run: SearchRun, settings: CappedSettings, fields: list[FieldSpec], rows: int
+    ) -> tuple[tuple[int, ...], dict[str, Any]]:
+        from models.budgeted import capped_rows
 
-        from models.batching import sparse_fields
-        from models.budgeted import PerFieldLayout, capped_rows
-
-        dim = run.spec.embedding.dim
-        budget, per_field = budget_of(settings, run.feature_map, dim)
-        fields = sparse_fields(run.feature_map, run.spec.embedding.numeric_as_value)
-        vocab = [f.vocab_size for f in fields]
-        rows, min_count = capped_rows(vocab, [train_counts(run.train, f) for f in fields], budget // dim)
-        layout = PerFieldLayout("cap", rows, tuple(vocab))
-        summary = {**self.summary(run, layout, budget, per_field), "min_count": min_count, "settings": settings.model_dump()}
-        return Found(summary, dataclasses.asdict(layout))
+        capped, min_count = capped_rows([f.vocab_size for f in fields], [train_counts(run.train, f) for f in fields], rows)
+        return capped, {"min_count": min_count}
 
     def report_lines(self, summary: dict[str, Any]) -> list[str]:
+        kept = f"its values seen at least {summary['min_count']:,} times in train" if summary["min_count"] else "all its values"
         return [
-            f"Frequency cap: {summary['model']} over one table per field of its values seen at least {summary['min_count']:,} times "
-            f"in train, {summary['embedding_parameters']:,} embedding parameters ({summary['budget_fraction']:.1%} of full tables)"
+            f"Frequency cap: {summary['model']} over one table per field of {kept}, "
+            f"{summary['embedding_parameters']:,} embedding parameters ({summary['budget_fraction']:.1%} of full tables)"
         ]

@@ -9,10 +9,13 @@ models/budgeted.py.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from methods.base import Found, SearchRun
-from methods.layouts import BudgetSettings, PerFieldMethod, budget_of
+from methods.layouts import BudgetSettings, PerFieldMethod
+
+if TYPE_CHECKING:
+    from featuremap import FieldSpec
+    from methods.base import SearchRun
 
 
 class HashingSettings(BudgetSettings):
@@ -27,19 +30,14 @@ class HashingTrick(PerFieldMethod):
     settings = HashingSettings
     headline = ("budget", "budget_fraction", "fields_cut")
     applied_flag = "hashing_trick"
+    rule = "hash"
 
-    def search(self, run: SearchRun, settings: HashingSettings) -> Found:
-        import dataclasses
+    def table_rows(
+        self, run: SearchRun, settings: HashingSettings, fields: list[FieldSpec], rows: int
+    ) -> tuple[tuple[int, ...], dict[str, Any]]:
+        from models.budgeted import hashed_rows
 
-        from models.batching import sparse_fields
-        from models.budgeted import PerFieldLayout, hashed_rows
-
-        dim = run.spec.embedding.dim
-        budget, per_field = budget_of(settings, run.feature_map, dim)
-        vocab = [f.vocab_size for f in sparse_fields(run.feature_map, run.spec.embedding.numeric_as_value)]
-        layout = PerFieldLayout("hash", hashed_rows(vocab, budget // dim), tuple(vocab), settings.hash_seed)
-        summary = {**self.summary(run, layout, budget, per_field), "settings": settings.model_dump()}
-        return Found(summary, dataclasses.asdict(layout))
+        return hashed_rows([f.vocab_size for f in fields], rows), {}
 
     def report_lines(self, summary: dict[str, Any]) -> list[str]:
         return [

@@ -12,14 +12,15 @@ from __future__ import annotations
 import json
 from abc import abstractmethod
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
 from featuremap import FeatureMap
-from methods.base import Applied, Method, ModelSpec, Settings
+from methods.base import Applied, Found, Method, ModelSpec, Settings
 
 if TYPE_CHECKING:
+    from featuremap import FieldSpec
     from methods.base import SearchRun
     from models.base import CTRModel
     from models.budgeted import PerFieldLayout
@@ -86,27 +87,44 @@ class LayoutMethod(Method):
 
 
 class PerFieldMethod(LayoutMethod):
-    """A layout of one table per field at a budget (models/budgeted.py): the hashing trick, the frequency cap."""
+    """A layout of one table per field at a budget (models/budgeted.py): the hashing trick, the frequency cap.
 
-    def layout(self, state: dict[str, Any]) -> PerFieldLayout:
+    A subclass names its `rule` and gives each field's rows for the budget (`table_rows`); the search, the summary
+    and the layout are shared."""
+
+    rule: ClassVar[str]
+
+    @abstractmethod
+    def table_rows(self, run: SearchRun, settings: Settings, fields: list[FieldSpec], rows: int) -> tuple[tuple[int, ...], dict[str, Any]]:
+        """Rows per field (in `fields`' order) for `rows` rows in all, and what the summary adds about them."""
+
+    def search(self, run: SearchRun, settings: BudgetSettings) -> Found:
+        import dataclasses
+
+        from models.batching import sparse_fields
         from models.budgeted import PerFieldLayout
 
-        return PerFieldLayout(state["rule"], tuple(state["rows"]), tuple(state["vocab"]), state["seed"])
-
-    @staticmethod
-    def summary(run: SearchRun, layout: PerFieldLayout, budget: int, per_field: int) -> dict[str, Any]:
-        """What the search writes: the budget, the parameters used and their share of full tables, rows per field."""
-        from models.batching import sparse_fields
-
-        names = [f.name for f in sparse_fields(run.feature_map, run.spec.embedding.numeric_as_value)]
-        used = layout.parameters_per_dim * run.spec.embedding.dim
-        return {
+        dim = run.spec.embedding.dim
+        budget, per_field = budget_of(settings, run.feature_map, dim)
+        fields = sparse_fields(run.feature_map, run.spec.embedding.numeric_as_value)
+        rows, extra = self.table_rows(run, settings, fields, budget // dim)
+        layout = PerFieldLayout(self.rule, rows, tuple(f.vocab_size for f in fields), getattr(settings, "hash_seed", 0))
+        used = layout.parameters_per_dim * dim
+        summary = {
             "model": run.spec.name,
             "budget": budget,
             "embedding_parameters": used,
             "per_field_parameters": per_field,
             "budget_fraction": used / per_field,
-            "rows": dict(zip(names, layout.rows, strict=True)),
-            "vocab": dict(zip(names, layout.vocab, strict=True)),
-            "fields_cut": sum(r < v for r, v in zip(layout.rows, layout.vocab, strict=True)),
+            "rows": {f.name: r for f, r in zip(fields, layout.rows, strict=True)},
+            "vocab": {f.name: f.vocab_size for f in fields},
+            "fields_cut": sum(r < f.vocab_size for f, r in zip(fields, layout.rows, strict=True)),
+            **extra,
+            "settings": settings.model_dump(),
         }
+        return Found(summary, dataclasses.asdict(layout))
+
+    def layout(self, state: dict[str, Any]) -> PerFieldLayout:
+        from models.budgeted import PerFieldLayout
+
+        return PerFieldLayout(state["rule"], tuple(state["rows"]), tuple(state["vocab"]), state["seed"])
