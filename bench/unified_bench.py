@@ -197,7 +197,8 @@ def pareto_plot(dataset: str, summary: dict[tuple[str, float], dict[str, Any]], 
             if not points:
                 continue
             x = [p for p, _ in points]
-            ax.errorbar(x, [a[0] for _, a in points], yerr=[a[1] for _, a in points], marker="o", capsize=3, label=method)
+            style = {"marker": "*", "markersize": 14, "zorder": 5} if method == "full" else {"marker": "o"}
+            ax.errorbar(x, [a[0] for _, a in points], yerr=[a[1] for _, a in points], capsize=3, label=method, **style)
         ax.set_xscale("log")
         ax.set_xlabel("embedding parameters")
         ax.set_title(f"{dataset}: {split} AUC")
