@@ -25,8 +25,7 @@ from torch import nn
 from featuremap import FIRST_VALUE_ID, OOV_ID
 from models.batching import EncodedBatch
 from models.embedding import Backend, Pooling, bag_offsets, split_fields
-
-_PRIME = 2**31 - 1  # as models/unified.py: (a·x + b) mod P stays inside int64 for ids below 2^31
+from models.unified import HASH_PRIME
 
 Rule = Literal["hash", "cap"]
 
@@ -81,8 +80,8 @@ class PerFieldTables(nn.Module):
         self.remapped = [rows < vocab for rows, vocab in zip(layout.rows, layout.vocab, strict=True)]
         self.backend = backend
         generator = torch.Generator().manual_seed(layout.seed)
-        a = torch.randint(1, _PRIME, (len(names),), generator=generator, dtype=torch.int64)
-        b = torch.randint(0, _PRIME, (len(names),), generator=generator, dtype=torch.int64)
+        a = torch.randint(1, HASH_PRIME, (len(names),), generator=generator, dtype=torch.int64)
+        b = torch.randint(0, HASH_PRIME, (len(names),), generator=generator, dtype=torch.int64)
         self.register_buffer("salts", torch.stack([a, b], dim=-1))
         if backend == "torchrec":
             from torchrec import EmbeddingBagCollection, EmbeddingBagConfig, PoolingType
@@ -109,7 +108,7 @@ class PerFieldTables(nn.Module):
         if self.rule == "cap":
             return torch.where(ids < rows, ids, torch.full_like(ids, OOV_ID))
         a, b = self.salts[field]
-        return ((ids * a + b) % _PRIME) % rows
+        return ((ids * a + b) % HASH_PRIME) % rows
 
     def weights(self) -> dict[str, torch.Tensor]:
         """Each field's table weight, by field name."""

@@ -23,7 +23,7 @@ from models.batching import EncodedBatch, sparse_fields
 from models.embedding import Backend, EmbeddingConfig, Pooling, SharedTables, bag_offsets, split_fields
 
 # Carter-Wegman hashing ((a·x + b) mod P) mod rows with P = 2^31 - 1: a·x stays inside int64 for ids below 2^31.
-_PRIME = 2**31 - 1
+HASH_PRIME = 2**31 - 1  # shared by the per-field hashed tables of models/budgeted.py
 
 # Models that take a layout's tables (shared or budgeted) in place of their one embedding module (FGCNN has two, LR
 # one-wide weights: a budget would not mean the same there).
@@ -88,8 +88,8 @@ class HashedChunks(nn.Module):
         self.padded = min(counts) < layout.chunks
         self.backend = backend
         generator = torch.Generator().manual_seed(layout.seed)
-        a = torch.randint(1, _PRIME, (fields, layout.chunks), generator=generator, dtype=torch.int64)
-        b = torch.randint(0, _PRIME, (fields, layout.chunks), generator=generator, dtype=torch.int64)
+        a = torch.randint(1, HASH_PRIME, (fields, layout.chunks), generator=generator, dtype=torch.int64)
+        b = torch.randint(0, HASH_PRIME, (fields, layout.chunks), generator=generator, dtype=torch.int64)
         self.register_buffer("salts", torch.stack([a, b], dim=-1))
         starts = itertools.accumulate(counts[:-1], initial=0)  # each field's first lookup's position
         self.assignment = [[int(start + k) % layout.tables for k in range(c)] for start, c in zip(starts, counts, strict=True)]
@@ -128,7 +128,7 @@ class HashedChunks(nn.Module):
     def hashed(self, field: int, chunk: int, ids: torch.Tensor) -> torch.Tensor:
         """Rows of feature `field`'s ids in its chunk `chunk` table: ((a·id + b) mod P) mod rows."""
         a, b = self.salts[field, chunk]
-        return ((ids * a + b) % _PRIME) % self.rows
+        return ((ids * a + b) % HASH_PRIME) % self.rows
 
     def forward(self, batch: EncodedBatch) -> list[torch.Tensor]:
         """Each sparse field's [rows, dim] embedding."""
