@@ -31,7 +31,7 @@ $(AIRFLOW_STAMP):
 
 run: setup
 	$(PY) -m pipeline run --out $(OUT)
-	@echo "Results in $(OUT)/ (ingest/, rank/, train/, metrics.json). Open the MLflow UI with: make ui  (then http://127.0.0.1:5000)"
+	@echo "Results in $(OUT)/ (ingest/, rank/, train/, promote/, report/, metrics.json). Open the MLflow UI with: make ui  (then http://127.0.0.1:5000/#/experiments?workflowType=machine_learning)"
 
 test: setup airflow
 	@test -x /usr/bin/chromium || apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 \
@@ -44,7 +44,9 @@ lint: setup
 
 UI_STORE ?= $(CURDIR)/mlflow.db
 UI_PORT ?= 5000
+# MLflow 3's UI starts a browser in its GenAI mode: the address below opens it on model training (the runs tables).
 ui: setup
+	@echo "MLflow UI: http://127.0.0.1:$(UI_PORT)/#/experiments?workflowType=machine_learning"
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(UI_STORE) --host 127.0.0.1 --port $(UI_PORT) --workers 1
 
 # The Optuna dashboard on a run's study (STUDY=runs/x/search/study.db, or runs/x/.study/study.db while it runs).

@@ -59,17 +59,20 @@ class IngestResult:
     splits: dict[str, pl.LazyFrame]
     origin: str
     notes: list[str] = field(default_factory=list)
+    holdout: dict[str, pl.LazyFrame] = field(default_factory=dict)
+    """The valid and test rows as read (before joins and encoding): what another model's package can score."""
 
 
 def load_raw(
-    path: Path | None,
+    path: Path | list[Path] | None,
     params: IngestParams,
     synthetic_rows: int,
     synthetic_seed: int,
     scratch: Path | None = None,
     synthetic_kind: synthetic.SyntheticKind = "planted",
 ) -> RawInput:
-    """Open the input: the synthetic default when `path` is None, split files, or one file/directory.
+    """Open the input: the synthetic default when `path` is None, split files, one file/directory, or a list of
+    files/directories of one format read as one input (the daily partitions of a window), to be split.
 
     Compressed text is staged as parquet under `scratch` (see `open_source`), which must outlive the frames.
     """
@@ -81,6 +84,9 @@ def load_raw(
             f"synthetic(rows={synthetic_rows}, seed={synthetic_seed}{named})",
             "synthetic",
         )
+    if isinstance(path, list) and len(path) > 1:
+        return _several(path, params.source, scratch)
+    path = path[0] if isinstance(path, list) else path
     if not path.exists():
         raise InputError(f"{path}: file not found; check data.path")
     opts = params.source
@@ -92,6 +98,18 @@ def load_raw(
     fmt = opts.format or detect_format(path)
     opts = SourceOptions(**{**opts.__dict__, "format": fmt})
     return RawInput({"all": open_source([path], opts, scratch)}, str(path), fmt)
+
+
+def _several(paths: list[Path], opts: SourceOptions, scratch: Path | None) -> RawInput:
+    """Several files or directories (e.g. dated partitions) read as one input, to be split; each must hold rows."""
+    for p in paths:
+        if not p.exists():
+            raise InputError(f"{p}: file not found; check data.path")
+        if split_files(p) is not None:
+            raise InputError(f"{p}: holds split files (train/valid/test); a list in data.path takes plain data files only")
+    fmt = opts.format or detect_format(paths[0])
+    opts = SourceOptions(**{**opts.__dict__, "format": fmt})
+    return RawInput({"all": open_source(paths, opts, scratch)}, ", ".join(map(str, paths)), fmt)
 
 
 def _join(frame: pl.LazyFrame, spec: JoinSpec, multi_separator: str, scratch: Path | None = None) -> pl.LazyFrame:
@@ -132,6 +150,8 @@ def ingest(raw: RawInput, params: IngestParams, scratch: Path | None = None) -> 
         if name != "train":
             encoder.check_labels(frame, f"{raw.origin} ({name} split)")
     encoded = {name: encoder.transform(frame) for name, frame in splits.items()}
+    read = first.frame.collect_schema().names()  # the columns as read, before any join
+    holdout = {name: frame.select(read) for name, frame in splits.items() if name != "train"}
     mapping = schema.label_mapping()
     notes = raw.notes + ([f"{raw.origin}: {mapping}"] if mapping else [])
     if retyped:
@@ -139,7 +159,7 @@ def ingest(raw: RawInput, params: IngestParams, scratch: Path | None = None) -> 
             f"{raw.origin}: integer column(s) {', '.join(retyped)} read as ids (categorical): on train rows their exact values "
             f"carry label information their order does not (p < {ID_TEST_ALPHA:g}); schema.numeric keeps a column numeric"
         )
-    return IngestResult(encoder=encoder, schema=schema, splits=encoded, origin=raw.origin, notes=notes)
+    return IngestResult(encoder=encoder, schema=schema, splits=encoded, origin=raw.origin, notes=notes, holdout=holdout)
 
 
 def read_for_scoring(path: Path, params: IngestParams, scratch: Path | None = None) -> pl.LazyFrame:

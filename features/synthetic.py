@@ -80,8 +80,8 @@ class SyntheticModel:
         return cls(effects=effects, pair_signs=signs)  # type: ignore[arg-type]
 
 
-def _chunk(model: SyntheticModel, seed: int, index: int, n: int) -> pl.DataFrame:
-    rng = np.random.default_rng([seed, index])
+def _chunk(model: SyntheticModel, key: list[int], n: int) -> pl.DataFrame:
+    rng = np.random.default_rng(key)
     cols: dict[str, np.ndarray] = {}
     for name, (k, dist) in CATEGORICAL.items():
         values = zipf_ids(rng, k, n) if dist == "zipf" else rng.integers(0, k, n)
@@ -110,14 +110,17 @@ def kinds(kind: SyntheticKind = "planted") -> dict[str, FieldKind]:
     return dict(KINDS)
 
 
-def iter_chunks(rows: int, seed: int, kind: SyntheticKind = "planted") -> Iterator[pl.DataFrame]:
-    """Yield the `kind` dataset of `rows` rows in chunks of at most CHUNK_ROWS."""
+def iter_chunks(rows: int, seed: int, kind: SyntheticKind = "planted", part: int = 0) -> Iterator[pl.DataFrame]:
+    """Yield the `kind` dataset of `rows` rows in chunks of at most CHUNK_ROWS. A `part` above 0 (planted data only) draws
+    other rows from the same planted effects: another day's partition of the same traffic."""
     if kind == "longtail":
+        if part:
+            raise ValueError("part is for the planted data only")
         yield from longtail.iter_chunks(rows, seed)
         return
     model = SyntheticModel.from_seed(seed)
     for index, start in enumerate(range(0, rows, CHUNK_ROWS)):
-        yield _chunk(model, seed, index, min(CHUNK_ROWS, rows - start))
+        yield _chunk(model, [seed, index, part] if part else [seed, index], min(CHUNK_ROWS, rows - start))
 
 
 def generate(rows: int, seed: int = 7, kind: SyntheticKind = "planted") -> pl.DataFrame:
@@ -126,12 +129,12 @@ def generate(rows: int, seed: int = 7, kind: SyntheticKind = "planted") -> pl.Da
 
 
 def write_parquet_shards(
-    directory: Path, rows: int, seed: int = 7, shard_rows: int = 4 * CHUNK_ROWS, kind: SyntheticKind = "planted"
+    directory: Path, rows: int, seed: int = 7, shard_rows: int = 4 * CHUNK_ROWS, kind: SyntheticKind = "planted", part: int = 0
 ) -> list[Path]:
-    """Write the dataset as parquet shards without holding more than one shard in memory."""
+    """Write the dataset (its `part`, see iter_chunks) as parquet shards without holding more than one shard in memory."""
     directory.mkdir(parents=True, exist_ok=True)
     paths, buffer, buffered = [], [], 0
-    for chunk in iter_chunks(rows, seed, kind):
+    for chunk in iter_chunks(rows, seed, kind, part):
         buffer.append(chunk)
         buffered += chunk.height
         if buffered >= shard_rows:

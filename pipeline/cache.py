@@ -72,7 +72,7 @@ def _files(path: Path) -> list[Path]:
 
 def input_identity(cfg: PipelineConfig) -> list[tuple[str, int, int]]:
     """(path, size, mtime in ns) of every input file the ingest stage reads (none for the synthetic data)."""
-    paths = [cfg.data.path, *(join.path for join in cfg.data.joins)] if cfg.data.path is not None else []
+    paths = [*cfg.data.paths, *(join.path for join in cfg.data.joins)] if cfg.data.path is not None else []
     identity = []
     for path in paths:
         for file in _files(Path(path)):
@@ -123,6 +123,7 @@ def write_stage_record(workdir: Path, stage: str, fingerprint: str, output: Any)
             "params": json.loads(json.dumps(output.params, default=str)),
             "metrics": output.metrics,
             "report": output.report,
+            "tags": output.tags,
         },
     )
 

@@ -40,6 +40,7 @@ FEATURE_MAP = Output("ingest", "feature_map.json")
 ENCODER = Output("ingest", "encoder.json")
 VOCABULARIES = Output("ingest", "vocab")
 SPLITS = {split: Output("ingest", f"{split}.parquet") for split in ("train", "valid", "test")}
+HOLDOUT = {split: Output("ingest", f"holdout/{split}.parquet") for split in ("valid", "test")}  # rows as read, not encoded
 RANKING = Output("rank", "ranking.csv")
 PAIRS = Output("rank", "pairs.csv")
 QUALITY = Output("rank", "quality.json")
@@ -54,6 +55,7 @@ HISTORY = Output("train", "history.json")
 LEARNING_CURVE = Output("train", "learning_curve.png")
 BASELINES = Output("train", "baselines.json")
 PACKAGE = Output("train", "package")
+DECISION = Output("promote", "decision.json")
 REPORT = Output("report", "report.html")
 METRICS = "metrics.json"  # OUT/metrics.json: every stage's report merged
 RUN_JOURNAL = "run.json"  # OUT/run.json: what the latest run did
@@ -75,12 +77,16 @@ class StageDecl:
 
 
 STAGES: tuple[StageDecl, ...] = (
-    StageDecl("ingest", ("data", "schema_", "split", "encode"), (), (FEATURE_MAP, ENCODER, VOCABULARIES, *SPLITS.values())),
+    StageDecl(
+        "ingest", ("data", "schema_", "split", "encode"), (), (FEATURE_MAP, ENCODER, VOCABULARIES, *SPLITS.values(), *HOLDOUT.values())
+    ),
     StageDecl("rank", ("rank",), ("ingest",), (RANKING, PAIRS, QUALITY, RANKING_PLOT)),
     StageDecl("search", ("search", "train"), ("ingest", "rank"), (FIELDS, SEARCH_BASELINE, STUDY, STUDY_DB, PARETO)),
     StageDecl("train", ("search", "train"), ("ingest", "rank", "search"), (TRAIN_METRICS, HISTORY, LEARNING_CURVE, BASELINES, PACKAGE)),
+    # the registry's champion is outside the run: a retry after the alias moved finds itself champion, and says so
+    StageDecl("promote", ("promote", "tracking"), ("ingest", "train"), (DECISION,)),
     # a new tracking store reruns the report, so that the store gets the report artifact
-    StageDecl("report", ("tracking",), ("ingest", "rank", "search", "train"), (REPORT,)),
+    StageDecl("report", ("tracking",), ("ingest", "rank", "search", "train", "promote"), (REPORT,)),
 )
 DECLARED = {stage.name: stage for stage in STAGES}
 STAGE_ORDER = tuple(stage.name for stage in STAGES)

@@ -23,7 +23,12 @@ class _Parser(argparse.ArgumentParser):
 
 def _data_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="YAML config file")
-    parser.add_argument("--data", type=Path, help="input file or directory (default: built-in synthetic data)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        action="append",
+        help="input file or directory (default: built-in synthetic data); repeat it to read several (e.g. a window of dated partitions) as one",
+    )
     parser.add_argument("--format", help="criteo, csv, libsvm or parquet (default: from the file name)")
     parser.add_argument("--label", help="label column")
     parser.add_argument("--positive", help="label value that means a click, for a text label (data.positive)")
@@ -31,6 +36,7 @@ def _data_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="output directory (default runs/latest)")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else sqlite ./mlflow.db)")
     parser.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
+    parser.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="tag every MLflow run of this run (repeatable)")
     parser.add_argument("--rows", type=int, help="rows of synthetic data when no --data is given")
     parser.add_argument("--model", help="model for the train stage: lr, fm, deepfm, autoint, autoint+, fgcnn")
     parser.add_argument("--device", help="auto (CUDA when present), cpu or cuda")
@@ -68,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--rows", type=int, required=True)
     gen.add_argument("--seed", type=int, default=7)
     gen.add_argument("--kind", choices=["planted", "longtail"], default="planted", help="which synthetic data (data/README.md)")
+    gen.add_argument("--part", type=int, default=0, help="planted data: another sample of the same effects (e.g. one per day's partition)")
     gen.add_argument("--out", type=Path, required=True)
     return parser
 
@@ -79,7 +86,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     for key in ("data", "format", "label", "separator"):
         value = getattr(args, key, None)
         if value is not None:
-            data["path" if key == "data" else key] = str(value) if key == "data" else value
+            data["path" if key == "data" else key] = [str(v) for v in value] if key == "data" else value
     if args.rows is not None:
         data["synthetic_rows"] = args.rows
     over: dict[str, Any] = {"data": data} if data else {}
@@ -95,6 +102,14 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         tracking["uri"] = args.tracking_uri
     if args.no_tracking:
         tracking["enabled"] = False
+    tags = {}
+    for item in args.tag:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--tag {item!r}: expected KEY=VALUE")
+        tags[key.strip()] = value
+    if tags:
+        tracking["tags"] = tags
     if tracking:
         over["tracking"] = tracking
     if args.command == "run" and args.stages:
@@ -110,7 +125,9 @@ def _generate(args: argparse.Namespace) -> int:
 
     if args.rows < 1:
         raise UserError("--rows must be at least 1")
-    paths = write_parquet_shards(args.out, args.rows, args.seed, kind=args.kind)
+    if args.part < 0 or (args.part and args.kind != "planted"):
+        raise UserError("--part must be 0 or more, and is for --kind planted only")
+    paths = write_parquet_shards(args.out, args.rows, args.seed, kind=args.kind, part=args.part)
     print(f"wrote {args.rows:,} rows in {len(paths)} parquet shard(s) to {args.out}", file=sys.stderr)
     return 0
 

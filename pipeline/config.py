@@ -185,8 +185,31 @@ class TrackingConfig(Section):
     """An unusable store is an error (within seconds); true: log to ./mlflow.db instead and say so."""
     register_model: bool = True
     """Register the trained model."""
+    tags: dict[str, str] = Field(default_factory=dict)
+    """Tags set on every run of this pipeline run (the DAG sets date and partition); `--tag KEY=VALUE` adds one."""
     registered_model: str | None = None
     """Its registered name; null: ctr-<train.model> (autoint+ -> ctr-autoint-plus), whichever candidate the run chose."""
+
+
+class PromoteConfig(Section):
+    """Champion and challenger: whether this run's registered model replaces the one serving (docs/operations.md)."""
+
+    enabled: bool = True
+    """Compare the registered model with the champion and move the alias when it wins (needs tracking.register_model)."""
+    alias: str = Field("champion", min_length=1)
+    """The registry alias of the model that serves (`predict --model models:/<name>@champion`)."""
+    challenger_alias: str = Field("challenger", min_length=1)
+    """The alias a model that was not promoted gets."""
+    margin: float = Field(0.001, ge=0)
+    """Valid AUC the new model must gain over the champion's, both scored on this run's valid rows."""
+    max_psi: float = Field(0.25, gt=0)
+    """Largest population stability index of a vocabulary field between the champion's train data and this run's (0.25: the usual 'major shift')."""
+    max_mean_shift: float = Field(0.5, gt=0)
+    """Largest shift of a numeric field's train mean, in the champion's train standard deviations."""
+    max_click_rate_change: float = Field(0.5, gt=0)
+    """Largest relative change of the train click rate against the champion's (0.5: ±50%)."""
+    allow_schema_change: bool = False
+    """Promote even when fields were added, removed or changed kind since the champion (they need a look first by default)."""
 
 
 class PipelineConfig(Section):
@@ -208,9 +231,11 @@ class PipelineConfig(Section):
     """Training."""
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     """MLflow."""
+    promote: PromoteConfig = Field(default_factory=PromoteConfig)
+    """Champion and challenger."""
     out: Path = Path("runs/latest")
     """Output directory."""
-    stages: list[Literal["ingest", "rank", "search", "train", "report"]] = Field(default_factory=lambda: list(STAGE_ORDER))
+    stages: list[Literal["ingest", "rank", "search", "train", "promote", "report"]] = Field(default_factory=lambda: list(STAGE_ORDER))
     """Stages to run, in order; search runs only when search.methods names a method."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, use_attribute_docstrings=True)

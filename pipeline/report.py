@@ -4,7 +4,7 @@ Sections: the data (splits, label), top features with their quality flags,
 top pairs, the search's decisions (per method: what it kept and the
 validation AUC before and after; the study's trials), a model comparison
 table (the unsearched baseline, each searched model, the final trained
-model), and the plots (ranking, learning curve, Pareto front) embedded as
+model), the promotion decision against the champion, and the plots (ranking, learning curve, Pareto front) embedded as
 PNG data URIs. Rendered with Jinja2 (autoescaped).
 """
 
@@ -58,6 +58,14 @@ img { max-width: 100%; border: 1px solid #ddd }
 {% for m in models %}<tr><td>{{ m.name }}</td><td class="num">{{ "%.6f"|format(m.valid_auc) if m.valid_auc is not none else "" }}</td>
 <td class="num">{{ "%.6f"|format(m.test_auc) if m.test_auc is not none else "" }}</td><td class="num">{{ "{:,}".format(m.params|int) if m.params is not none else "" }}</td><td>{{ m.note }}</td></tr>{% endfor %}
 </table><p>The test split is read once, by the train stage; every search decision used the validation split.</p>{% endif %}
+{% if promotion %}<h2>Champion and challenger</h2>
+<p><b>{{ promotion.decision }}</b>: {{ promotion.registered_model }} v{{ promotion.challenger.version }} is now <code>@{{ promotion.alias }}</code>. {{ promotion.reason }}.</p>
+{% if promotion.champion.version %}<table><tr><th></th><th>this run's model (v{{ promotion.challenger.version }})</th><th>champion (v{{ promotion.champion.version }})</th></tr>
+{% for key in ("valid_auc", "test_auc", "valid_logloss", "test_logloss") %}<tr><td>{{ key }}</td>
+<td class="num">{{ "%.6f"|format(promotion.challenger.metrics[key]) if key in promotion.challenger.metrics else "" }}</td>
+<td class="num">{{ "%.6f"|format(promotion.champion.metrics[key]) if key in promotion.champion.metrics else "" }}</td></tr>{% endfor %}
+</table><p>Both scored on this run's valid and test rows, each with its own encoder; the decision uses valid AUC (margin {{ promotion.margin }}) and the data checks.</p>
+{% if promotion.data_checks.drift %}<p>Largest drift against the champion's train data: {% for name, value in promotion.data_checks.drift|dictsort(by="value", reverse=true) %}{% if loop.index <= 5 %}{{ name }} {{ "%.3f"|format(value) }}{% if not loop.last and loop.index < 5 %}, {% endif %}{% endif %}{% endfor %}.</p>{% endif %}{% endif %}{% endif %}
 {% for title, uri in plots %}<h2>{{ title }}</h2><img alt="{{ title }}" src="{{ uri }}">{% endfor %}
 </body></html>
 """
@@ -169,5 +177,6 @@ def render_report(out: Path) -> str:
         decisions=_decisions(search),
         trials=trials,
         models=_models(search, _json(catalog.SEARCH_BASELINE.at(out)), _json(catalog.TRAIN_METRICS.at(out))),
+        promotion=_json(catalog.DECISION.at(out)),
         plots=plots,
     )

@@ -17,7 +17,7 @@ from pipeline.config import STAGE_ORDER, PipelineConfig
 from pipeline.errors import UserError
 from pipeline.package import probabilities
 from pipeline.stages import STAGES
-from pipeline.tracking import Tracker
+from pipeline.tracking import UI_MODE, Tracker
 
 # What polars raises on a user's file: a value that does not fit its column's type, a column missing
 # from one file, an unparsable file.
@@ -40,6 +40,10 @@ def plan(cfg: PipelineConfig) -> list[str]:
         if cfg.stages == ["search"]:
             raise UserError("the search stage needs a method: pass --search METHOD (or set search.methods)")
         wanted.remove("search")
+    if "promote" in wanted and not (cfg.promote.enabled and cfg.tracking.enabled and cfg.tracking.register_model):
+        if cfg.stages == ["promote"]:
+            raise UserError("the promote stage needs the model registry: tracking on, tracking.register_model and promote.enabled")
+        wanted.remove("promote")
     has_ingest = catalog.FEATURE_MAP.at(cfg.out).is_file()
     for stage in ("rank", "search", "train"):
         if stage in wanted and "ingest" not in wanted and not has_ingest:
@@ -65,11 +69,11 @@ def run_pipeline(cfg: PipelineConfig, force: bool = False) -> dict[str, dict]:
         if isinstance(exc, InputError):
             raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"could not read the input {cfg.data.path or ''}: {first}") from exc
+        raise UserError(f"could not read the input {', '.join(map(str, cfg.data.paths))}: {first}") from exc
 
 
 def _run_locked(cfg: PipelineConfig, stages: list[str], force: bool) -> dict[str, dict]:
-    tracker = Tracker(cfg.tracking.enabled, cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.fallback)
+    tracker = Tracker(cfg.tracking.enabled, cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.fallback, cfg.tracking.tags)
     results: dict[str, dict] = {}
     metrics_file = cfg.out / catalog.METRICS
     report: dict = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
@@ -86,6 +90,8 @@ def _run_locked(cfg: PipelineConfig, stages: list[str], force: bool) -> dict[str
                     with tracker.run(name, nested=True) as run:
                         run.log_params({**reused["params"], "reused": True, "fingerprint": fingerprint})
                         run.log_metrics(reused["metrics"])
+                        run.set_tags(reused.get("tags", {}))
+                    parent.set_tags(reused.get("tags", {}))
                     parent.log_metrics({f"{name}.{k}": v for k, v in reused["metrics"].items()})
                     report = {**report, **reused["report"]}
                     catalog.write_json(metrics_file, report)
@@ -112,6 +118,10 @@ def _run_locked(cfg: PipelineConfig, stages: list[str], force: bool) -> dict[str
                         run.log_metrics(values, step=step)
                     for artifact in output.artifacts:
                         run.log_artifact(final / artifact)
+                    run.set_tags(output.tags)
+                    parent.set_tags(output.tags)
+                    if name == "report":  # on the pipeline run too: the runs table's top row opens it
+                        parent.log_artifact(final / catalog.REPORT.name)
                     for child in output.children:  # e.g. the study's trials, nested under this stage's run
                         with tracker.run(child["name"], nested=True) as nested:
                             nested.log_params(child["params"])
@@ -142,5 +152,9 @@ def _run_locked(cfg: PipelineConfig, stages: list[str], force: bool) -> dict[str
         raise
     journal.finish("succeeded")
     if tracker.enabled:
-        print(f"tracking: {tracker.uri} (experiment {cfg.tracking.experiment!r}); browse with: make ui", file=sys.stderr)
+        print(
+            f"tracking: {tracker.uri} (experiment {cfg.tracking.experiment!r}); browse with: make ui, then "
+            f"http://127.0.0.1:5000/#/experiments/{tracker.experiment_id}?{UI_MODE}",
+            file=sys.stderr,
+        )
     return results

@@ -25,8 +25,8 @@ class JoinConfig(Section):
 class DataConfig(Section):
     """What to read and how: the input, its format and its label."""
 
-    path: Path | None = None
-    """File or directory (split files train/valid/test, or data files such as Criteo's day_*.gz); null: the built-in synthetic data."""
+    path: Path | list[Path] | None = None
+    """File or directory (split files train/valid/test, or data files such as Criteo's day_*.gz), or a list of them read as one input (e.g. the daily partitions of a window); null: the built-in synthetic data."""
     format: Literal["criteo", "csv", "libsvm", "parquet"] | None = None
     """Null: from the file name (under any .gz/.bz2/.zst), or a .txt's or bare compressed file's first line."""
     label: str | None = None
@@ -49,6 +49,22 @@ class DataConfig(Section):
     """Seed of the built-in synthetic data."""
     synthetic_kind: Literal["planted", "longtail"] = "planted"
     """The built-in data: planted (few planted effects among noise fields) or longtail (web-like fields of 10^5-10^7 Zipf values; data/README.md)."""
+
+    @field_validator("path")
+    @classmethod
+    def _one_or_more(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("give at least one path")
+            return value[0] if len(value) == 1 else value
+        return value
+
+    @property
+    def paths(self) -> list[Path]:
+        """The input paths (none for the synthetic data)."""
+        if self.path is None:
+            return []
+        return list(self.path) if isinstance(self.path, list) else [self.path]
 
     @field_validator("positive", mode="before")
     @classmethod
@@ -92,6 +108,8 @@ class SplitConfig(Section):
     """Required for `method: time`; never a feature."""
     seed: int = 2021
     """Seed of the random split."""
+    keep_raw_holdout: bool = True
+    """Also keep the valid and test rows as read (ingest/holdout/), so that the promote stage can score the champion's package on them."""
 
 
 class EncodeConfig(Section):

@@ -11,7 +11,7 @@ import os
 import socket
 import sys
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -19,6 +19,10 @@ from urllib.parse import urlparse
 from pipeline.errors import UserError
 
 DEFAULT_STORE = "mlflow.db"
+EXPERIMENT_KIND, MODEL_DEVELOPMENT = "mlflow.experimentKind", "custom_model_development"
+# MLflow 3.17's UI starts each browser in its GenAI mode (a setting of the browser, not of the store): addresses with
+# this query open it on model training, an experiment on its runs table.
+UI_MODE = "workflowType=machine_learning"
 
 
 def resolve_uri(configured: str | None) -> str:
@@ -54,9 +58,16 @@ class RunHandle:
             clean = {k: float(v) for k, v in metrics.items() if v is not None}
             self._mlflow.log_metrics(clean, step=step)
 
+    # Tags and artifacts go to this run by its id: the pipeline run's handle is used while a stage's run is active.
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        if self._mlflow and tags:
+            client = self._mlflow.MlflowClient()
+            for key, value in tags.items():
+                client.set_tag(self.run_id, key, str(value)[:5000])
+
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         if self._mlflow:
-            self._mlflow.log_artifact(str(path), artifact_path=artifact_path)
+            self._mlflow.MlflowClient().log_artifact(self.run_id, str(path), artifact_path=artifact_path)
 
     def log_model(
         self,
@@ -129,8 +140,12 @@ def _log_package_model(package: Path, scorer: Callable[[Path, Path], Any]) -> An
 class Tracker:
     """Opens MLflow runs; `enabled=False` makes every call a no-op."""
 
-    def __init__(self, enabled: bool, uri: str | None, experiment: str, fallback: bool = False) -> None:
+    def __init__(
+        self, enabled: bool, uri: str | None, experiment: str, fallback: bool = False, tags: Mapping[str, str] | None = None
+    ) -> None:
         self.enabled = enabled
+        self.tags = dict(tags or {})  # on every run
+        self.experiment_id: str | None = None
         self.uri = resolve_uri(uri) if enabled else None
         self.experiment = experiment
         self.fallback = fallback
@@ -146,7 +161,8 @@ class Tracker:
             try:
                 _reachable(self.uri)
                 mlflow.set_tracking_uri(self.uri)
-                mlflow.set_experiment(self.experiment)
+                with store_lock(self.uri, "init"):  # two runs at once on a new sqlite store would both create its tables
+                    mlflow.set_experiment(self.experiment)
             except Exception as exc:  # mlflow raises many types for an unreachable or broken store
                 reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
                 local = f"sqlite:///{Path.cwd() / DEFAULT_STORE}"
@@ -159,6 +175,11 @@ class Tracker:
                 self.uri = local
                 mlflow.set_tracking_uri(self.uri)
                 mlflow.set_experiment(self.experiment)
+            experiment = mlflow.get_experiment_by_name(self.experiment)
+            if experiment is not None and experiment.tags.get(EXPERIMENT_KIND) != MODEL_DEVELOPMENT:
+                # the experiment's type in MLflow 3's UI: machine learning (its runs tables), not a GenAI app
+                mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND, MODEL_DEVELOPMENT)
+            self.experiment_id = experiment.experiment_id if experiment is not None else None
             self._mlflow = mlflow
         return self._mlflow
 
@@ -169,7 +190,7 @@ class Tracker:
             yield RunHandle(None, None)
             return
         mlflow = self._client()
-        with mlflow.start_run(run_name=name, nested=nested) as active:
+        with mlflow.start_run(run_name=name, nested=nested, tags=self.tags or None) as active:
             yield RunHandle(mlflow, active.info.run_id)
 
 
@@ -187,7 +208,8 @@ def _reachable(uri: str, timeout: float = 3.0) -> None:
 
 
 def download_package(reference: str, uri: str | None) -> Path:
-    """Fetch the scoring package behind `runs:/<run id>[/package]` or `models:/<name>/<version>` to a local folder."""
+    """Fetch the scoring package behind `runs:/<run id>[/package]`, `models:/<name>/<version>` or `models:/<name>@<alias>`
+    to a local folder."""
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
@@ -196,13 +218,74 @@ def download_package(reference: str, uri: str | None) -> Path:
     mlflow.set_tracking_uri(resolve_uri(uri))
     try:
         if reference.startswith("models:/"):
-            parts = reference[len("models:/") :].strip("/").split("/")
-            if len(parts) != 2:
-                raise UserError(f"{reference}: expected models:/<name>/<version>")
-            version = mlflow.MlflowClient().get_model_version(parts[0], parts[1])
+            body = reference[len("models:/") :].strip("/")
+            client = mlflow.MlflowClient()
+            if "@" in body and "/" not in body:  # models:/<name>@<alias>, e.g. models:/ctr-deepfm@champion
+                name, alias = body.split("@", 1)
+                version = client.get_model_version_by_alias(name, alias)
+            else:
+                parts = body.split("/")
+                if len(parts) != 2:
+                    raise UserError(f"{reference}: expected models:/<name>/<version> or models:/<name>@<alias>")
+                version = client.get_model_version(parts[0], parts[1])
             artifact = version.tags.get("package") or f"runs:/{version.run_id}/package"
         else:
             artifact = reference if reference.rstrip("/").endswith("/package") else reference.rstrip("/") + "/package"
         return Path(mlflow.artifacts.download_artifacts(artifact_uri=artifact))
     except MlflowException as exc:
         raise UserError(f"{reference}: not found in the tracking store {resolve_uri(uri)} ({str(exc).splitlines()[0][:200]})") from exc
+
+
+class Registry:
+    """The model registry's aliases and version notes for one registered model."""
+
+    def __init__(self, uri: str | None, name: str) -> None:
+        import mlflow
+
+        self.uri = resolve_uri(uri)
+        self.name = name
+        self.client = mlflow.MlflowClient(self.uri)
+
+    def version_by_alias(self, alias: str) -> str | None:
+        """The version `alias` points to, or None when it is not set."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return str(self.client.get_model_version_by_alias(self.name, alias).version)
+        except MlflowException:
+            return None
+
+    def set_alias(self, alias: str, version: str) -> None:
+        self.client.set_registered_model_alias(self.name, alias, version)
+
+    def annotate(self, version: str, description: str, tags: Mapping[str, Any]) -> None:
+        """Set the version's description (shown on its page) and tags."""
+        self.client.update_model_version(self.name, version, description=description)
+        for key, value in tags.items():
+            self.client.set_model_version_tag(self.name, version, key, str(value)[:5000])
+
+    def lock(self) -> AbstractContextManager[None]:
+        """This registered model's alias lock: runs on this host that compare and move aliases take turns."""
+        return store_lock(self.uri, f"registry|{self.name}")
+
+
+@contextmanager
+def store_lock(uri: str, purpose: str) -> Iterator[None]:
+    """An exclusive lock for `purpose` on the store `uri`, shared by the processes of this host: a file beside a sqlite
+    store, else in the temporary directory."""
+    import fcntl
+    import hashlib
+    import tempfile
+
+    key = hashlib.sha256(f"{uri}|{purpose}".encode()).hexdigest()[:16]
+    if uri.startswith("sqlite:///"):
+        store = Path(uri[len("sqlite:///") :])
+        path = store.with_name(f".{store.name}.{key}.lock")
+    else:
+        path = Path(tempfile.gettempdir()) / f"ctr-pipeline-{key}.lock"
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

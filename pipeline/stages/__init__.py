@@ -13,6 +13,7 @@ from pathlib import Path
 from pipeline.config import PipelineConfig
 from pipeline.stages.ingest import run_ingest
 from pipeline.stages.output import StageOutput
+from pipeline.stages.promote import run_promote
 from pipeline.stages.rank import run_rank
 from pipeline.stages.report import run_report
 from pipeline.stages.search import run_search
@@ -23,6 +24,7 @@ STAGES: dict[str, Callable[[PipelineConfig, Path, Path], StageOutput]] = {
     "rank": run_rank,
     "search": run_search,
     "train": run_train,
+    "promote": run_promote,
     "report": run_report,
 }
 

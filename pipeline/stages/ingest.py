@@ -38,6 +38,11 @@ def run_ingest(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
             )
             rows, pos = labels.row(0)
             splits[name] = {"rows": int(rows), "positive_rate": float(pos / rows) if rows else 0.0}
+        if cfg.split.keep_raw_holdout:
+            for name, frame in result.holdout.items():
+                path = workdir / catalog.HOLDOUT[name].name
+                path.parent.mkdir(exist_ok=True)
+                frame.sink_parquet(path, row_group_size=1 << 18)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     result.encoder.save(workdir)

@@ -21,3 +21,4 @@ class StageOutput:
     package: str | None = None
     cleanup: list[Path] = field(default_factory=list)  # files outside the stage dir to remove once it is committed
     children: list[dict[str, Any]] = field(default_factory=list)  # nested runs to log: {"name", "params", "metrics"}
+    tags: dict[str, str] = field(default_factory=dict)  # set on the stage's run and on the pipeline run (e.g. the promotion decision)

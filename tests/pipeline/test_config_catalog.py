@@ -12,12 +12,15 @@ def test_defaults_and_overrides(tmp_path):
     cfg_file.write_text("rank:\n  score: permutation\nsplit:\n  seed: 5\n")
     cfg = load_config(cfg_file, {"rank": {"pair_budget": 3}, "out": str(tmp_path / "o")})
     assert cfg.rank.score == "permutation" and cfg.rank.pair_budget == 3 and cfg.split.seed == 5
-    assert cfg.out == tmp_path / "o" and cfg.stages == ["ingest", "rank", "search", "train", "report"]
+    assert cfg.out == tmp_path / "o" and cfg.stages == ["ingest", "rank", "search", "train", "promote", "report"]
     # The search stage runs when a method is named: the default names encodings; [] skips it.
     from pipeline.runner import plan
 
-    assert cfg.search.methods == ["encodings"] and plan(cfg) == ["ingest", "rank", "search", "train", "report"]
-    assert plan(load_config(None, {"search": {"methods": []}})) == ["ingest", "rank", "train", "report"]
+    assert cfg.search.methods == ["encodings"] and plan(cfg) == ["ingest", "rank", "search", "train", "promote", "report"]
+    assert plan(load_config(None, {"search": {"methods": []}})) == ["ingest", "rank", "train", "promote", "report"]
+    # promote needs the registry: no tracking, no model registered or promote off, no promote stage
+    for off in ({"tracking": {"enabled": False}}, {"tracking": {"register_model": False}}, {"promote": {"enabled": False}}):
+        assert plan(load_config(None, off)) == ["ingest", "rank", "search", "train", "report"]
 
 
 @pytest.mark.parametrize(

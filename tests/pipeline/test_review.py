@@ -26,7 +26,7 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 @pytest.mark.slow
-def test_mlflow_ui_shows_the_pipeline_run_a_nested_stage_run_a_metric_and_the_ranking_plot(tmp_path, monkeypatch):
+def test_mlflow_ui_opens_on_the_runs_table_and_shows_a_stage_run_its_plot_and_the_champions_version_page(tmp_path, monkeypatch, capsys):
     if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()):
         pytest.skip("needs Debian chromium and chromium-driver (/usr/bin/chromium, /usr/bin/chromedriver)")
     from selenium import webdriver
@@ -37,10 +37,14 @@ def test_mlflow_ui_shows_the_pipeline_run_a_nested_stage_run_a_metric_and_the_ra
 
     monkeypatch.chdir(tmp_path)  # the run's artifacts land under ./mlruns here
     store = tmp_path / "mlflow.db"
-    code = main(
-        ["run", "--stages", "ingest,rank", "--rows", "3000", "--out", str(tmp_path / "out"), "--tracking-uri", f"sqlite:///{store}"]
-    )
-    assert code == 0
+    config = tmp_path / "config.yaml"
+    config.write_text("train: {max_epochs: 1, batch_size: 512}\n")
+    args = ["run", "--rows", "3000", "--out", str(tmp_path / "out"), "--tracking-uri", f"sqlite:///{store}", "--config", str(config)]
+    capsys.readouterr()
+    assert main([*args, "--search", "none", "--tag", "date=2026-11-29"]) == 0
+    address = re.search(r"then http://127\.0\.0\.1:5000/(#/experiments/\d+\?workflowType=machine_learning)", capsys.readouterr().err)
+    decision = json.loads((tmp_path / "out" / "promote" / "decision.json").read_text())
+    assert decision["decision"] == "promoted"
     port = free_port()
     log = tmp_path / "ui.log"
     ui = subprocess.Popen(
@@ -65,11 +69,10 @@ def test_mlflow_ui_shows_the_pipeline_run_a_nested_stage_run_a_metric_and_the_ra
         def link(text):
             return (By.XPATH, f"//a[normalize-space()='{text}']")
 
-        driver.get(f"{base}/#/experiments")
-        experiment = wait.until(ec.element_to_be_clickable(link("ctr-pipeline")))
-        experiment_id = experiment.get_attribute("href").rstrip("/").split("/")[-1]
-        driver.get(f"{base}/#/experiments/{experiment_id}/runs")  # the experiment's root is a GenAI overview in MLflow 3
-        parent = wait.until(ec.element_to_be_clickable(link("pipeline ingest,rank")))
+        # The address the run printed opens the experiment on its runs table, not on MLflow 3's GenAI overview.
+        driver.get(f"{base}/{address.group(1)}")
+        parent = wait.until(ec.element_to_be_clickable(link("pipeline ingest,rank,train,promote,report")))
+        assert "/runs" in driver.current_url and not driver.find_elements(By.XPATH, "//*[normalize-space(text())='Token usage']")
         # nested runs start collapsed under their parent: the expander button in the run-name cell
         parent.find_element(By.XPATH, "./ancestor::span[contains(@class,'ag-cell-value')]//button").click()
         child = wait.until(ec.element_to_be_clickable(link("rank")))
@@ -83,6 +86,12 @@ def test_mlflow_ui_shows_the_pipeline_run_a_nested_stage_run_a_metric_and_the_ra
         image = wait.until(ec.visibility_of_element_located((By.XPATH, "//img[starts-with(@src,'blob:')]")))
         wait.until(lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", image))
         assert driver.execute_script("return arguments[0].naturalWidth", image) > 100  # the ranking plot rendered
+        # The champion's version page: its alias and the promotion's reason in its description.
+        name, version = decision["registered_model"], decision["challenger"]["version"]
+        driver.get(f"{base}/#/models/{name}/versions/{version}")
+        wait.until(ec.visibility_of_element_located((By.XPATH, "//*[contains(normalize-space(.), 'champion') and not(*)]")))
+        wait.until(ec.visibility_of_element_located((By.XPATH, "//*[contains(normalize-space(.), 'is the first') and not(*)]")))
+        driver.save_screenshot(str(tmp_path / "version.png"))
     finally:
         if driver is not None:
             driver.quit()

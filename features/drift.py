@@ -1,0 +1,126 @@
+"""Data checks between two fitted encoders: schema changes, click-rate change and per-field drift.
+
+Both sides are what ingest saved (`feature_map.json`, `encoder.json`, `vocab/*.parquet` with each
+train value's count), so the champion's training data is compared with today's without reading
+either raw file again. A vocabulary field's drift is its population stability index (PSI) over the
+champion's most frequent train values plus one bucket for every other value (new values included);
+a numeric field's is the shift of its train mean in the champion's train standard deviations.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+PSI_FLOOR = 1e-4  # a bucket's share is at least this, so that an empty bucket gives a finite PSI
+TOP_VALUES = 100  # the champion's most frequent train values each get a bucket; the rest share one
+
+
+@dataclass(frozen=True)
+class FittedData:
+    """What one ingest fitted: field kinds, train click rate, numeric means and sds, the vocabulary files."""
+
+    kinds: dict[str, str]
+    click_rate: float
+    numeric: dict[str, tuple[float, float]]
+    vocab_dir: Path
+
+    @classmethod
+    def load(cls, directory: Path) -> FittedData:
+        """From an ingest output (or a package's encoder/ folder)."""
+        feature_map = json.loads((directory / "feature_map.json").read_text())
+        encoder = json.loads((directory / "encoder.json").read_text())
+        kinds = {f["name"]: f["kind"] for f in feature_map["fields"]}
+        stats = encoder.get("stats", {})
+        numeric = {
+            name: (float(stats[name]["mean"]), float(stats[name]["std"] or 0.0))
+            for name, kind in kinds.items()
+            if kind == "numeric" and stats.get(name, {}).get("mean") is not None
+        }
+        return cls(kinds, float(feature_map["splits"]["train"]["positive_rate"]), numeric, directory / "vocab")
+
+
+@dataclass
+class DataChecks:
+    """The three checks and whether each passes."""
+
+    schema_changes: list[str] = field(default_factory=list)
+    click_rate: tuple[float, float] = (0.0, 0.0)  # (champion's, today's)
+    click_rate_change: float = 0.0  # relative: today's / champion's - 1
+    drift: dict[str, float] = field(default_factory=dict)  # field -> PSI (vocabulary) or mean shift in sds (numeric)
+    numeric: set[str] = field(default_factory=set)  # the fields whose drift is a mean shift
+
+    def failures(self, max_click_rate_change: float, max_psi: float, max_mean_shift: float) -> list[str]:
+        """One line per failed check (none: the data checks pass)."""
+        failed = []
+        if self.schema_changes:
+            failed.append("schema changed: " + "; ".join(self.schema_changes))
+        if abs(self.click_rate_change) > max_click_rate_change:
+            failed.append(
+                f"train click rate {self.click_rate[1]:.4f} against the champion's {self.click_rate[0]:.4f} "
+                f"({self.click_rate_change:+.0%}, limit ±{max_click_rate_change:.0%})"
+            )
+        drifted = [(name, value) for name, value in self.drift.items() if value > (max_mean_shift if name in self.numeric else max_psi)]
+        if drifted:
+            shown = ", ".join(
+                f"{name} ({'mean shift' if name in self.numeric else 'PSI'} {value:.3f})"
+                for name, value in sorted(drifted, key=lambda d: -d[1])
+            )
+            failed.append(f"drift against the champion's train data: {shown} (limits: PSI {max_psi:g}, mean shift {max_mean_shift:g} sd)")
+        return failed
+
+
+def population_stability(expected: np.ndarray, actual: np.ndarray) -> float:
+    """PSI = sum over buckets of (actual - expected) * ln(actual / expected), on shares floored at PSI_FLOOR."""
+    p = np.maximum(expected / max(expected.sum(), 1), PSI_FLOOR)
+    q = np.maximum(actual / max(actual.sum(), 1), PSI_FLOOR)
+    return float(np.sum((q - p) * np.log(q / p)))
+
+
+def vocabulary_psi(champion: pl.DataFrame, today: pl.DataFrame, top: int = TOP_VALUES) -> float:
+    """PSI of a field's train value counts (frames of value, count) over the champion's `top` values and the rest."""
+    head = champion.sort("count", descending=True).head(top).select("value", pl.col("count").alias("expected"))
+    joined = head.join(today.select("value", pl.col("count").alias("actual")), on="value", how="left").fill_null(0)
+    expected = joined["expected"].to_numpy().astype(np.float64)
+    actual = joined["actual"].to_numpy().astype(np.float64)
+    rest_expected = float(champion["count"].sum()) - expected.sum()
+    rest_actual = float(today["count"].sum()) - actual.sum()
+    return population_stability(np.append(expected, rest_expected), np.append(actual, rest_actual))
+
+
+def compare(champion: FittedData, today: FittedData) -> DataChecks:
+    """Schema changes, the click rate's relative change and each shared field's drift, champion -> today."""
+    changes = []
+    added = sorted(set(today.kinds) - set(champion.kinds))
+    removed = sorted(set(champion.kinds) - set(today.kinds))
+    retyped = sorted(n for n in set(today.kinds) & set(champion.kinds) if today.kinds[n] != champion.kinds[n])
+    if added:
+        changes.append("new field(s) " + ", ".join(added))
+    if removed:
+        changes.append("missing field(s) " + ", ".join(removed))
+    if retyped:
+        changes.append("kind changed: " + ", ".join(f"{n} {champion.kinds[n]} -> {today.kinds[n]}" for n in retyped))
+    drift: dict[str, float] = {}
+    numeric: set[str] = set()
+    for name in sorted(set(today.kinds) & set(champion.kinds)):
+        if name in retyped:
+            continue
+        if name in champion.numeric and name in today.numeric:
+            mean, sd = champion.numeric[name]
+            drift[name] = abs(today.numeric[name][0] - mean) / sd if sd > 0 else (0.0 if today.numeric[name][0] == mean else math.inf)
+            numeric.add(name)
+            continue
+        old, new = champion.vocab_dir / f"{name}.parquet", today.vocab_dir / f"{name}.parquet"
+        if old.is_file() and new.is_file():
+            old_counts, new_counts = pl.read_parquet(old), pl.read_parquet(new)
+            if old_counts["value"].dtype != new_counts["value"].dtype:
+                changes.append(f"{name}: values read as {new_counts['value'].dtype} (champion: {old_counts['value'].dtype})")
+                continue
+            drift[name] = vocabulary_psi(old_counts, new_counts)
+    rate_change = today.click_rate / champion.click_rate - 1 if champion.click_rate > 0 else math.inf
+    return DataChecks(changes, (champion.click_rate, today.click_rate), rate_change, drift, numeric)
