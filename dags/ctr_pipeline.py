@@ -2,7 +2,7 @@
 
 Airflow runs in its own virtualenv (`make airflow`: it conflicts with mlflow's fastapi pin). Each
 task runs `<pipeline python> -m pipeline run --stages <this stage and the ones before it> ...` as an
-argument list (dags/commands.py): no param reaches a shell. The run of logical date D reads D's
+argument list (dags/ctr_pipeline_commands.py): no param reaches a shell. The run of logical date D reads D's
 partition (or the window of days ending on D) and writes RUNS_ROOT/D, so each day keeps its own
 outputs and two dates never share a directory. The pipeline's stage cache reuses the earlier
 stages' committed outputs, so a task also works on a fresh worker or after a retry, and the train
@@ -33,8 +33,8 @@ from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG, Param
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from commands import stage_command
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the command builder beside this file (dags/ is not a package)
+from ctr_pipeline_commands import stage_command
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("ingest", "rank", "search", "train", "promote", "report")

@@ -47,6 +47,8 @@ def decide(
         return False, "data checks failed: " + " | ".join(failures)
     if champion is None:
         return True, "the champion cannot score this run's rows, and schema changes are allowed (promote.allow_schema_change)"
+    if "valid_auc" not in challenger or "valid_auc" not in champion:
+        return False, "no valid AUC to compare (the valid rows hold one class)"
     gain = challenger["valid_auc"] - champion["valid_auc"]
     comparison = f"valid AUC {challenger['valid_auc']:.4f} against the champion's {champion['valid_auc']:.4f} ({gain:+.4f})"
     if np.isfinite(gain) and gain >= settings.margin:

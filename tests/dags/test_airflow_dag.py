@@ -9,7 +9,7 @@ from datetime import date
 
 import pytest
 
-from dags.commands import stage_command
+from dags.ctr_pipeline_commands import stage_command
 from features.synthetic import write_parquet_shards
 from tests.conftest import ROOT
 

@@ -24,6 +24,7 @@ def test_the_rule_promotes_on_a_valid_auc_gain_of_at_least_the_margin_with_passi
     promoted, reason = decide(GOOD, {"valid_auc": 0.5}, ["schema changed: new field(s) x"], settings)
     assert promoted is False and reason == "data checks failed: schema changed: new field(s) x"
     assert decide(GOOD, None, [], PromoteConfig(allow_schema_change=True))[0] is True  # the champion cannot score today's rows
+    assert decide({"test_auc": 0.8}, {"valid_auc": 0.5}, [], settings) == (False, "no valid AUC to compare (the valid rows hold one class)")
 
 
 def _run(out, data, store, config, date):
