@@ -335,35 +335,73 @@ class RankResult:
     positive_rate: float
 
 
-def rank_features(batches: Iterable[tuple[Batch, np.ndarray]], feature_map: FeatureMap, params: RankParams) -> RankResult:
-    """Rank the feature map's fields from batches of (ids per rank column, labels).
+@dataclass
+class Counted:
+    """One pass's counts over a range of train rows: the contingency counter and the pair sample's rows."""
 
-    One pass: fills the contingency counter and keeps an evenly spaced row
-    sample (every k-th row, at most `params.pair_rows`) for the pair statistics.
-    """
+    counter: ContingencyCounter
+    sample: dict[str, list[np.ndarray]]
+    labels: list[np.ndarray]
+
+    def merge(self, later: Counted) -> Counted:
+        """This range's counts plus those of the range that follows it (samples stay in row order)."""
+        self.counter.merge(later.counter)
+        for col, parts in later.sample.items():
+            self.sample[col].extend(parts)
+        self.labels.extend(later.labels)
+        return self
+
+
+def sample_step(feature_map: FeatureMap, params: RankParams) -> int:
+    """The pair sample takes every this-many-th train row (at most `params.pair_rows` rows)."""
+    total_rows = int(feature_map.splits.get("train", {}).get("rows", 0)) or params.pair_rows
+    return max(1, -(-total_rows // params.pair_rows))
+
+
+def new_counter(feature_map: FeatureMap, params: RankParams) -> ContingencyCounter:
+    """An empty contingency counter for the feature map's fields, with what `params.score` needs."""
     if params.score not in SCORES:
         raise InputError(f"rank.score {params.score!r} is unknown; use one of {', '.join(SCORES)}")
-    columns = {spec.rank_column: spec for spec in feature_map.fields}
-    counter = ContingencyCounter(
-        {col: spec.rank_cardinality for col, spec in columns.items()},
+    return ContingencyCounter(
+        {spec.rank_column: spec.rank_cardinality for spec in feature_map.fields},
         permutations=params.permutations if params.score == "permutation" else 0,
         shifted=params.score == "shifted",
         seed=params.seed,
     )
-    total_rows = int(feature_map.splits.get("train", {}).get("rows", 0)) or params.pair_rows
-    step = max(1, -(-total_rows // params.pair_rows))
+
+
+def count_batches(batches: Iterable[tuple[Batch, np.ndarray]], feature_map: FeatureMap, params: RankParams, first_row: int = 0) -> Counted:
+    """Count batches of (ids per rank column, labels) that start at train row `first_row`, and keep the pair sample's
+    rows among them: every k-th row of the whole split by its row number, so ranges counted apart and merged in order
+    give the same sample as one pass."""
+    counter = new_counter(feature_map, params)
+    columns = [spec.rank_column for spec in feature_map.fields]
+    step = sample_step(feature_map, params)
     sampling = params.pair_budget > 0 and len(columns) > 1
-    sample_parts: dict[str, list[np.ndarray]] = {col: [] for col in columns}
-    sample_labels: list[np.ndarray] = []
-    seen = 0
+    counted = Counted(counter, {col: [] for col in columns}, [])
+    seen = first_row
     for batch, label in batches:
         counter.update(batch, label)
         if sampling:
             take = slice((-seen) % step, None, step)
             for col in columns:
-                sample_parts[col].append(np.array(batch[col][take]))
-            sample_labels.append(np.array(label[take]))
+                counted.sample[col].append(np.array(batch[col][take]))
+            counted.labels.append(np.array(label[take]))
         seen += label.size
+    return counted
+
+
+def rank_features(batches: Iterable[tuple[Batch, np.ndarray]], feature_map: FeatureMap, params: RankParams) -> RankResult:
+    """Rank the feature map's fields from batches of (ids per rank column, labels): one pass (`count_batches`), then
+    `rank_counted`."""
+    return rank_counted(count_batches(batches, feature_map, params), feature_map, params)
+
+
+def rank_counted(counted: Counted, feature_map: FeatureMap, params: RankParams) -> RankResult:
+    """Scores, pairs and 3MR order from the train split's counts and pair sample."""
+    columns = {spec.rank_column: spec for spec in feature_map.fields}
+    counter = counted.counter
+    sampling = params.pair_budget > 0 and len(columns) > 1
     if counter.rows == 0:
         raise InputError("train split has no rows to rank")
     kinds = {col: spec.kind for col, spec in columns.items()}
@@ -375,8 +413,8 @@ def rank_features(batches: Iterable[tuple[Batch, np.ndarray]], feature_map: Feat
     ranked_cols = [s.feature for s in stats]
     pairs: list[PairStats] = []
     if sampling:
-        sample = {col: np.concatenate(parts) for col, parts in sample_parts.items()}
-        pairs = pair_stats(sample, np.concatenate(sample_labels), choose_pairs(ranked_cols, params.pair_budget), params.pair_max_values)
+        sample = {col: np.concatenate(parts) for col, parts in counted.sample.items()}
+        pairs = pair_stats(sample, np.concatenate(counted.labels), choose_pairs(ranked_cols, params.pair_budget), params.pair_max_values)
     relevance = {s.feature: max(s.mi - s.expected_mi, 0.0) for s in stats}
     order = {col: i + 1 for i, col in enumerate(mrmr_order(relevance, pairs, params.redundancy_weight, params.combined_weight))}
     rows = []

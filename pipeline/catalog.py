@@ -154,6 +154,23 @@ def parquet_rows(path: Path) -> int:
     return pq.ParquetFile(path).metadata.num_rows
 
 
+def row_group_shards(path: Path, shards: int) -> list[tuple[list[int], int]]:
+    """The file's row groups cut into at most `shards` contiguous runs of about equal rows: (row groups, first row)."""
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(path).metadata
+    sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+    target = max(1, -(-sum(sizes) // max(1, shards)))
+    runs: list[tuple[list[int], int]] = []
+    first = 0
+    for index, size in enumerate(sizes):
+        if not runs or sum(sizes[g] for g in runs[-1][0]) >= target:
+            runs.append(([], first))
+        runs[-1][0].append(index)
+        first += size
+    return runs
+
+
 def read_columns(path: Path, columns: list[str]) -> dict[str, np.ndarray | tuple[np.ndarray, np.ndarray]]:
     """Whole columns of a parquet file as numpy; list columns as (flat values, row offsets)."""
     import pyarrow as pa
@@ -174,15 +191,16 @@ def read_columns(path: Path, columns: list[str]) -> dict[str, np.ndarray | tuple
     return out
 
 
-def iter_batches(path: Path, columns: list[str], batch_rows: int) -> Iterator[dict[str, np.ndarray]]:
-    """Stream `columns` of a parquet file as numpy arrays, `batch_rows` rows at a time."""
+def iter_batches(path: Path, columns: list[str], batch_rows: int, row_groups: list[int] | None = None) -> Iterator[dict[str, np.ndarray]]:
+    """Stream `columns` of a parquet file (of its `row_groups` only, when given) as numpy arrays, `batch_rows` rows at
+    a time."""
     import pyarrow.parquet as pq
 
     handle = pq.ParquetFile(path)
     missing = [c for c in columns if c not in handle.schema_arrow.names]
     if missing:
         raise UserError(f"{path}: column(s) {', '.join(missing)} missing; the feature map does not match the data, rerun ingest")
-    batches = handle.iter_batches(batch_size=batch_rows, columns=columns)
+    batches = handle.iter_batches(batch_size=batch_rows, columns=columns, row_groups=row_groups)
 
     def read_next() -> dict[str, np.ndarray] | None:
         batch = next(batches, None)

@@ -40,6 +40,8 @@ def _data_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rows", type=int, help="rows of synthetic data when no --data is given")
     parser.add_argument("--model", help="model for the train stage: lr, fm, deepfm, autoint, autoint+, fgcnn")
     parser.add_argument("--device", help="auto (CUDA when present), cpu or cuda")
+    parser.add_argument("--engine", choices=["local", "ray"], help="where the rank stage counts (engine.kind; default local)")
+    parser.add_argument("--ray-address", help="the Ray cluster for --engine ray (engine.address; default: start a local one)")
     parser.add_argument(
         "--search", help=f"comma-separated search methods (default: encodings; none for no search): {', '.join([*METHODS, 'optuna'])}"
     )
@@ -95,6 +97,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     train = {k: v for k, v in (("model", args.model), ("device", args.device)) if v is not None}
     if train:
         over["train"] = train
+    engine = {k: v for k, v in (("kind", args.engine), ("address", args.ray_address)) if v is not None}
+    if engine:
+        over["engine"] = engine
     if args.search:  # the methods exactly (the default, encodings, only when listed); "none" for no search
         over["search"] = {"methods": [m.strip() for m in args.search.split(",") if m.strip() and m.strip() != "none"]}
     tracking: dict[str, Any] = {}

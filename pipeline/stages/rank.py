@@ -11,8 +11,9 @@ from tqdm import tqdm
 
 from featuremap import FeatureMap
 from features.quality import quality_report
-from features.ranking import ContingencyCounter, rank_features
+from features.ranking import Counted, count_batches, rank_counted
 from features.selection import select_features
+from features.settings import RankParams
 from pipeline import catalog
 from pipeline.config import PipelineConfig
 from pipeline.errors import UserError
@@ -20,14 +21,23 @@ from pipeline.plots import ranking_bar_plot
 from pipeline.stages.output import StageOutput
 
 
-def _rank_batches(path: Path, feature_map: FeatureMap, batch_rows: int, desc: str):
+def rank_batches(path: Path, feature_map: FeatureMap, batch_rows: int, desc: str | None = None, row_groups: list[int] | None = None):
+    """(ids per rank column, int8 labels) of an encoded split (of its `row_groups` only, when given), batch by batch."""
     columns = [spec.rank_column for spec in feature_map.fields]
     total = -(-catalog.parquet_rows(path) // batch_rows)
-    for batch in tqdm(
-        catalog.iter_batches(path, [*columns, feature_map.label], batch_rows), total=total, desc=desc, unit="batch", disable=None
-    ):
+    batches = catalog.iter_batches(path, [*columns, feature_map.label], batch_rows, row_groups)
+    for batch in tqdm(batches, total=total, desc=desc, unit="batch", disable=None if desc else True):
         label = batch.pop(feature_map.label).astype(np.int8, copy=False)
         yield batch, label
+
+
+def _count(cfg: PipelineConfig, path: Path, feature_map: FeatureMap, params: RankParams, desc: str) -> Counted:
+    """One split's counts, in this process or as Ray tasks (`engine`)."""
+    if cfg.engine.kind == "ray":
+        from pipeline.ray_engine import count_on_ray
+
+        return count_on_ray(path, feature_map, params, cfg.rank.batch_rows, cfg.engine)
+    return count_batches(rank_batches(path, feature_map, cfg.rank.batch_rows, desc), feature_map, params)
 
 
 def run_rank(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
@@ -40,16 +50,14 @@ def run_rank(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
     rc = cfg.rank
     params = rc
     started = time.perf_counter()
-    result = rank_features(_rank_batches(train, feature_map, rc.batch_rows, "rank: count train"), feature_map, params)
+    result = rank_counted(_count(cfg, train, feature_map, params, "rank: count train"), feature_map, params)
     seconds = time.perf_counter() - started
-    cardinalities = {spec.rank_column: spec.rank_cardinality for spec in feature_map.fields}
+    counts_only = params.model_copy(update={"score": "plain", "pair_budget": 0})  # valid and test: value counts only
     eval_counts = {}
     for split in ("valid", "test"):
         path = catalog.split_file(ingest_dir, split)
         if path.is_file() and catalog.parquet_rows(path):
-            counter = ContingencyCounter(cardinalities)
-            for batch, label in _rank_batches(path, feature_map, rc.batch_rows, f"rank: count {split}"):
-                counter.update(batch, label)
+            counter = _count(cfg, path, feature_map, counts_only, f"rank: count {split}").counter
             eval_counts[split] = {col: table.sum(axis=1) for col, table in counter.tables.items()}
     by_name = dict(zip(result.ranking["feature"], result.ranking["adjusted_mi"], strict=True))
     adjusted = {spec.rank_column: by_name[spec.name] for spec in feature_map.fields}
