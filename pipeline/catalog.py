@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from featuremap import FeatureMap
 from pipeline.errors import UserError
@@ -212,3 +213,15 @@ def iter_batches(path: Path, columns: list[str], batch_rows: int, row_groups: li
         while (current := pending.result()) is not None:
             pending = reader.submit(read_next)
             yield current
+
+
+def rank_batches(
+    path: Path, feature_map: FeatureMap, batch_rows: int, desc: str | None = None, row_groups: list[int] | None = None
+) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
+    """(ids per rank column, int8 labels) of an encoded split (of its `row_groups` only, when given), batch by batch."""
+    columns = [spec.rank_column for spec in feature_map.fields]
+    total = -(-parquet_rows(path) // batch_rows)
+    batches = iter_batches(path, [*columns, feature_map.label], batch_rows, row_groups)
+    for batch in tqdm(batches, total=total, desc=desc, unit="batch", disable=None if desc else True):
+        label = batch.pop(feature_map.label).astype(np.int8, copy=False)
+        yield batch, label

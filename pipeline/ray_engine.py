@@ -24,9 +24,7 @@ SEQUENTIAL_SCORES = ("shifted", "permutation")
 
 def count_range(path: str, row_groups: list[int], first_row: int, feature_map: FeatureMap, params: RankParams, batch_rows: int) -> Counted:
     """One task: the counts of `row_groups` of the split at `path`, whose first row is `first_row` of the split."""
-    from pipeline.stages.rank import rank_batches
-
-    return count_batches(rank_batches(Path(path), feature_map, batch_rows, row_groups=row_groups), feature_map, params, first_row)
+    return count_batches(catalog.rank_batches(Path(path), feature_map, batch_rows, row_groups=row_groups), feature_map, params, first_row)
 
 
 def _connect(engine: Any) -> Any:

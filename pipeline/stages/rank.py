@@ -6,9 +6,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-from tqdm import tqdm
-
 from featuremap import FeatureMap
 from features.quality import quality_report
 from features.ranking import Counted, count_batches, rank_counted
@@ -21,23 +18,13 @@ from pipeline.plots import ranking_bar_plot
 from pipeline.stages.output import StageOutput
 
 
-def rank_batches(path: Path, feature_map: FeatureMap, batch_rows: int, desc: str | None = None, row_groups: list[int] | None = None):
-    """(ids per rank column, int8 labels) of an encoded split (of its `row_groups` only, when given), batch by batch."""
-    columns = [spec.rank_column for spec in feature_map.fields]
-    total = -(-catalog.parquet_rows(path) // batch_rows)
-    batches = catalog.iter_batches(path, [*columns, feature_map.label], batch_rows, row_groups)
-    for batch in tqdm(batches, total=total, desc=desc, unit="batch", disable=None if desc else True):
-        label = batch.pop(feature_map.label).astype(np.int8, copy=False)
-        yield batch, label
-
-
 def _count(cfg: PipelineConfig, path: Path, feature_map: FeatureMap, params: RankParams, desc: str) -> Counted:
     """One split's counts, in this process or as Ray tasks (`engine`)."""
     if cfg.engine.kind == "ray":
         from pipeline.ray_engine import count_on_ray
 
         return count_on_ray(path, feature_map, params, cfg.rank.batch_rows, cfg.engine)
-    return count_batches(rank_batches(path, feature_map, cfg.rank.batch_rows, desc), feature_map, params)
+    return count_batches(catalog.rank_batches(path, feature_map, cfg.rank.batch_rows, desc), feature_map, params)
 
 
 def run_rank(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
