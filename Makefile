@@ -31,7 +31,7 @@ $(AIRFLOW_STAMP):
 
 run: setup
 	$(PY) -m pipeline run --out $(OUT)
-	@echo "Results in $(OUT)/ (ingest/, rank/, train/, promote/, report/, metrics.json). Open the MLflow UI with: make ui  (then http://127.0.0.1:5000/#/experiments?workflowType=machine_learning)"
+	@echo "Results in $(OUT)/ (ingest/, rank/, train/, promote/, report/, metrics.json). Open the MLflow UI with: make ui, then the address printed above"
 
 test: setup airflow
 	@test -x /usr/bin/chromium || apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 \
