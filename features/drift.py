@@ -14,10 +14,10 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 
-PSI_FLOOR = 1e-4  # a bucket's share is at least this, so that an empty bucket gives a finite PSI
+from features.quality import population_stability_index
+
 TOP_VALUES = 100  # the champion's most frequent train values each get a bucket; the rest share one
 
 
@@ -75,22 +75,15 @@ class DataChecks:
         return failed
 
 
-def population_stability(expected: np.ndarray, actual: np.ndarray) -> float:
-    """PSI = sum over buckets of (actual - expected) * ln(actual / expected), on shares floored at PSI_FLOOR."""
-    p = np.maximum(expected / max(expected.sum(), 1), PSI_FLOOR)
-    q = np.maximum(actual / max(actual.sum(), 1), PSI_FLOOR)
-    return float(np.sum((q - p) * np.log(q / p)))
-
-
 def vocabulary_psi(champion: pl.DataFrame, today: pl.DataFrame, top: int = TOP_VALUES) -> float:
     """PSI of a field's train value counts (frames of value, count) over the champion's `top` values and the rest."""
-    head = champion.sort("count", descending=True).head(top).select("value", pl.col("count").alias("expected"))
-    joined = head.join(today.select("value", pl.col("count").alias("actual")), on="value", how="left").fill_null(0)
-    expected = joined["expected"].to_numpy().astype(np.float64)
-    actual = joined["actual"].to_numpy().astype(np.float64)
-    rest_expected = float(champion["count"].sum()) - expected.sum()
-    rest_actual = float(today["count"].sum()) - actual.sum()
-    return population_stability(np.append(expected, rest_expected), np.append(actual, rest_actual))
+    joined = (
+        champion.select("value", pl.col("count").alias("expected"))
+        .join(today.select("value", pl.col("count").alias("actual")), on="value", how="full", coalesce=True)
+        .fill_null(0)
+    )
+    # at most the champion's own values get buckets: values new today always fall in the rest
+    return population_stability_index(joined["expected"].to_numpy(), joined["actual"].to_numpy(), min(top, champion.height))
 
 
 def compare(champion: FittedData, today: FittedData) -> DataChecks:

@@ -352,13 +352,18 @@ class Counted:
         return self
 
 
+def samples_pairs(feature_map: FeatureMap, params: RankParams) -> bool:
+    """Whether the pass keeps a row sample: pairs are scored (a pair budget and two fields at least)."""
+    return params.pair_budget > 0 and len(feature_map.fields) > 1
+
+
 def sample_step(feature_map: FeatureMap, params: RankParams) -> int:
     """The pair sample takes every this-many-th train row (at most `params.pair_rows` rows)."""
     total_rows = int(feature_map.splits.get("train", {}).get("rows", 0)) or params.pair_rows
     return max(1, -(-total_rows // params.pair_rows))
 
 
-def new_counter(feature_map: FeatureMap, params: RankParams) -> ContingencyCounter:
+def _new_counter(feature_map: FeatureMap, params: RankParams) -> ContingencyCounter:
     """An empty contingency counter for the feature map's fields, with what `params.score` needs."""
     if params.score not in SCORES:
         raise InputError(f"rank.score {params.score!r} is unknown; use one of {', '.join(SCORES)}")
@@ -374,10 +379,10 @@ def count_batches(batches: Iterable[tuple[Batch, np.ndarray]], feature_map: Feat
     """Count batches of (ids per rank column, labels) that start at train row `first_row`, and keep the pair sample's
     rows among them: every k-th row of the whole split by its row number, so ranges counted apart and merged in order
     give the same sample as one pass."""
-    counter = new_counter(feature_map, params)
+    counter = _new_counter(feature_map, params)
     columns = [spec.rank_column for spec in feature_map.fields]
     step = sample_step(feature_map, params)
-    sampling = params.pair_budget > 0 and len(columns) > 1
+    sampling = samples_pairs(feature_map, params)
     counted = Counted(counter, {col: [] for col in columns}, [])
     seen = first_row
     for batch, label in batches:
@@ -401,7 +406,7 @@ def rank_counted(counted: Counted, feature_map: FeatureMap, params: RankParams) 
     """Scores, pairs and 3MR order from the train split's counts and pair sample."""
     columns = {spec.rank_column: spec for spec in feature_map.fields}
     counter = counted.counter
-    sampling = params.pair_budget > 0 and len(columns) > 1
+    sampling = samples_pairs(feature_map, params)
     if counter.rows == 0:
         raise InputError("train split has no rows to rank")
     kinds = {col: spec.kind for col, spec in columns.items()}

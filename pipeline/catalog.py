@@ -163,12 +163,14 @@ def row_group_shards(path: Path, shards: int) -> list[tuple[list[int], int]]:
     sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
     target = max(1, -(-sum(sizes) // max(1, shards)))
     runs: list[tuple[list[int], int]] = []
-    first = 0
+    first = in_run = 0
     for index, size in enumerate(sizes):
-        if not runs or sum(sizes[g] for g in runs[-1][0]) >= target:
+        if not runs or in_run >= target:
             runs.append(([], first))
+            in_run = 0
         runs[-1][0].append(index)
         first += size
+        in_run += size
     return runs
 
 

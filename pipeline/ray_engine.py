@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from featuremap import FeatureMap
-from features.ranking import Counted, count_batches, new_counter
+from features.ranking import Counted, count_batches
 from features.settings import RankParams
 from pipeline import catalog
+from pipeline.config import EngineConfig
 from pipeline.errors import UserError
 
 SEQUENTIAL_SCORES = ("shifted", "permutation")
@@ -27,7 +28,7 @@ def count_range(path: str, row_groups: list[int], first_row: int, feature_map: F
     return count_batches(catalog.rank_batches(Path(path), feature_map, batch_rows, row_groups=row_groups), feature_map, params, first_row)
 
 
-def _connect(engine: Any) -> Any:
+def _connect(engine: EngineConfig) -> Any:
     import ray
 
     if not ray.is_initialized():
@@ -38,7 +39,7 @@ def _connect(engine: Any) -> Any:
     return ray
 
 
-def count_on_ray(path: Path, feature_map: FeatureMap, params: RankParams, batch_rows: int, engine: Any) -> Counted:
+def count_on_ray(path: Path, feature_map: FeatureMap, params: RankParams, batch_rows: int, engine: EngineConfig) -> Counted:
     """The split's counts from `engine.shards` Ray tasks, added in row order."""
     if params.score in SEQUENTIAL_SCORES:
         raise UserError(f"rank.score {params.score!r} draws its null batch by batch in sequence; it runs with engine.kind: local")
@@ -51,7 +52,7 @@ def count_on_ray(path: Path, feature_map: FeatureMap, params: RankParams, batch_
     task = ray.remote(count_range)
     runs = catalog.row_group_shards(path, engine.shards)
     futures = [task.remote(str(path), groups, first, feature_map, params, batch_rows) for groups, first in runs]
-    merged = Counted(new_counter(feature_map, params), {spec.rank_column: [] for spec in feature_map.fields}, [])
+    merged = count_batches(iter(()), feature_map, params)  # empty
     for part in ray.get(futures):  # in row order; Ray hands back read-only arrays, so the sums go into fresh ones
         merged.merge(part)
     return merged

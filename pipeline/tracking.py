@@ -269,23 +269,13 @@ class Registry:
         return store_lock(self.uri, f"registry|{self.name}")
 
 
-@contextmanager
-def store_lock(uri: str, purpose: str) -> Iterator[None]:
-    """An exclusive lock for `purpose` on the store `uri`, shared by the processes of this host: a file beside a sqlite
-    store, else in the temporary directory."""
-    import fcntl
+def store_lock(uri: str, purpose: str) -> AbstractContextManager[Any]:
+    """An exclusive lock for `purpose` on the store `uri`, shared by the processes of this host (a file in the temporary
+    directory, named by a hash of both)."""
     import hashlib
     import tempfile
 
+    from filelock import FileLock
+
     key = hashlib.sha256(f"{uri}|{purpose}".encode()).hexdigest()[:16]
-    if uri.startswith("sqlite:///"):
-        store = Path(uri[len("sqlite:///") :])
-        path = store.with_name(f".{store.name}.{key}.lock")
-    else:
-        path = Path(tempfile.gettempdir()) / f"ctr-pipeline-{key}.lock"
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return FileLock(Path(tempfile.gettempdir()) / f"ctr-pipeline-{key}.lock")

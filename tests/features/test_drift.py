@@ -6,7 +6,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from features.drift import FittedData, compare, population_stability, vocabulary_psi
+from features.drift import FittedData, compare, vocabulary_psi
+from features.quality import population_stability_index
 
 
 def _counts(shares, total=100_000, offset=0):
@@ -15,7 +16,7 @@ def _counts(shares, total=100_000, offset=0):
 
 def test_psi_is_zero_for_the_same_distribution_and_grows_with_the_shift():
     shares = np.array([0.5, 0.3, 0.15, 0.05])
-    assert population_stability(shares * 1000, shares * 10) == pytest.approx(0.0, abs=1e-12)
+    assert population_stability_index(shares * 1000, shares * 10, shares.size) == pytest.approx(0.0, abs=1e-12)
     mild = vocabulary_psi(_counts(shares), _counts([0.45, 0.32, 0.17, 0.06]))
     major = vocabulary_psi(_counts(shares), _counts([0.05, 0.15, 0.3, 0.5]))
     assert 0 < mild < 0.1 < 0.25 < major
