@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import quote, unquote
 
+import numpy as np
 import polars as pl
 
 from featuremap import FIRST_VALUE_ID, MISSING_ID, OOV_ID, FeatureMap, FieldSpec
 from featuremap.errors import InputError
 from features.buckets import quantile_edges
+from features.moments import Moments
 from features.schema import Schema
 
 NumericBucketing = Literal["auto", "quantile", "log"]
@@ -44,6 +46,36 @@ class EncoderParams:
     numeric_bucketing: NumericBucketing = "auto"
     numeric_bins: int = 16
     quantile_sample_rows: int = 1_000_000
+
+
+@dataclass
+class FitCounts:
+    """What `Encoder.fit_counts` decides from: train rows, positives, bad labels, non-missing values per field, exact
+    moments per numeric field, and (value, count) tables per vocabulary. Parts' counts `merge` into the whole's."""
+
+    rows: int
+    positives: int
+    label_bad: int
+    present: dict[str, int]
+    moments: dict[str, Moments]
+    tokens: dict[str, list[pl.DataFrame]]  # one table per part, added up in `fit_counts`
+
+    def merge(self, other: FitCounts) -> FitCounts:
+        """These counts plus `other`'s (the next part)."""
+        self.rows += other.rows
+        self.positives += other.positives
+        self.label_bad += other.label_bad
+        for name, count in other.present.items():
+            self.present[name] += count
+        for name, moments in other.moments.items():
+            self.moments[name].merge(moments)
+        for name, tables in other.tokens.items():
+            self.tokens[name].extend(tables)
+        return self
+
+
+def _token_counts(tokens: pl.LazyFrame) -> pl.LazyFrame:
+    return tokens.drop_nulls().group_by("value").agg(pl.len().alias("count"))
 
 
 def _log_bucket(col: pl.Expr) -> pl.Expr:
@@ -92,36 +124,103 @@ class Encoder:
         )
 
     # -- fit ------------------------------------------------------------------------------------
+    # Fitting counts (`count`) and then decides (`fit_counts`); the counts of parts of the train split add up to the
+    # counts of the whole exactly (integers, exact moments), so a split counted in parts by several workers
+    # (`pipeline.ray_engine`) fits the same encoder as one pass. The quantile edges come from a sample of every k-th
+    # train row (`edge_sample`), which parts take by their rows' number in the whole split.
     def fit(self, train: pl.LazyFrame, origin: str = "train split") -> Encoder:
         """Learn vocabularies, bucket edges and scaling from the train split."""
-        train = self._nan_to_null(train)
-        self._raw_dtypes = train.collect_schema()
-        self._fit_stats(train, origin)
-        self._fit_edges(train)
-        queries, names = [], []
-        for name, kind in self.schema.kinds.items():
-            if kind == "multi":
-                queries.append(self._vocab_query(train.select(self._token(name).alias("value")).explode("value")))
-                names.append(name)
-                queries.append(self._vocab_query(train.select(self._set_token(name).alias("value"))))
-                names.append(name + SET_SUFFIX)
-            elif self._uses_vocab(name):
-                queries.append(self._vocab_query(train.select(self._token(name).alias("value"))))
-                names.append(name)
-        for name, vocab in zip(names, pl.collect_all(queries, engine="streaming"), strict=True):
-            self.vocabs[name] = vocab
+        self.fit_counts(self.count(train, origin), origin)
+        if self.quantile_fields():
+            self.fit_edges(self.edge_sample(train, 0))
         return self
 
-    def _vocab_query(self, tokens: pl.LazyFrame) -> pl.LazyFrame:
-        return (
-            tokens.drop_nulls()
-            .group_by("value")
-            .agg(pl.len().alias("count"))
-            .filter(pl.col("count") >= self.params.min_count)
-            .sort(["count", "value"], descending=[True, False])
-            .with_row_index("id", offset=FIRST_VALUE_ID)
-            .with_columns(pl.col("id").cast(pl.Int32))
+    def count(self, train: pl.LazyFrame, origin: str = "train split") -> FitCounts:
+        """What fitting needs from (a part of) the train split: label checks, presence, exact moments, token counts."""
+        train = self._nan_to_null(train)
+        self._raw_dtypes = train.collect_schema()
+        checks = self._label_checks() + [pl.col(name).is_not_null().sum().alias(name) for name in self.schema.kinds]
+        queries, names = [train.select(checks)], []
+        for name, kind in self.schema.kinds.items():
+            if kind == "multi":
+                queries.append(_token_counts(train.select(self._token(name).alias("value")).explode("value")))
+                names.append(name)
+                queries.append(_token_counts(train.select(self._set_token(name).alias("value"))))
+                names.append(name + SET_SUFFIX)
+            elif self._uses_vocab(name):
+                queries.append(_token_counts(train.select(self._token(name).alias("value"))))
+                names.append(name)
+        row, *tokens = pl.collect_all(queries, engine="streaming")
+        checks_row = row.row(0, named=True)
+        numeric = [n for n, k in self.schema.kinds.items() if k == "numeric"]
+        moments = {name: Moments() for name in numeric}
+        if numeric:
+            values = train.select(pl.col(numeric).cast(pl.Float64))
+            for batch in values.collect_batches(chunk_size=1 << 20):
+                for name in numeric:
+                    column = batch[name].drop_nulls().to_numpy()
+                    if not np.isfinite(column).all():
+                        raise InputError(f"{origin}: column {name!r} has infinite values; replace them or drop the column with schema.drop")
+                    moments[name].merge(Moments.of(column))
+        return FitCounts(
+            rows=int(checks_row["__rows"]),
+            positives=int(checks_row["__positives"] or 0),
+            label_bad=int(checks_row["__label_bad"] or 0),
+            present={name: int(checks_row[name]) for name in self.schema.kinds},
+            moments=moments,
+            tokens={name: [table] for name, table in zip(names, tokens, strict=True)},
         )
+
+    def fit_counts(self, counts: FitCounts, origin: str = "train split") -> Encoder:
+        """Decide the train row count, the scaling and the vocabularies from the train split's counts (edges: `fit_edges`)."""
+        self.train_rows = counts.rows
+        if self.train_rows == 0:
+            raise InputError(f"{origin}: no rows; check the input and the split fractions")
+        self.raise_on_bad_labels(counts.label_bad, origin)
+        if counts.positives in (0, self.train_rows):
+            raise InputError(f"{origin}: label column {self.schema.label!r} has a single class; a CTR label needs both")
+        for name, kind in self.schema.kinds.items():
+            present = counts.present[name]
+            if present == 0:
+                raise InputError(f"{origin}: column {name!r} has no values (all missing); drop it with schema.drop")
+            stats = {"coverage": present / self.train_rows}
+            if kind == "numeric":
+                m = counts.moments[name]
+                stats |= {"mean": m.mean, "std": m.std, "min": m.low, "max": m.high}
+            self.stats[name] = stats
+        for name, tables in counts.tokens.items():
+            self.vocabs[name] = (
+                pl.concat(tables)
+                .group_by("value")
+                .agg(pl.col("count").sum())
+                .filter(pl.col("count") >= self.params.min_count)
+                .sort(["count", "value"], descending=[True, False])
+                .with_row_index("id", offset=FIRST_VALUE_ID)
+                .with_columns(pl.col("id").cast(pl.Int32))
+            )
+        return self
+
+    def quantile_fields(self) -> list[str]:
+        """The numeric fields bucketed by quantile edges (the others have vocabularies)."""
+        return [n for n, k in self.schema.kinds.items() if k == "numeric" and not self._uses_vocab(n)]
+
+    @property
+    def sample_every(self) -> int:
+        """The quantile sample takes every k-th train row: k from the train row count (after `fit_counts`)."""
+        return max(1, self.train_rows // self.params.quantile_sample_rows)
+
+    def edge_sample(self, train: pl.LazyFrame, first_row: int) -> pl.DataFrame:
+        """The quantile fields of the train rows whose number in the split (this part's first: `first_row`) is a
+        multiple of `sample_every`."""
+        every = self.sample_every
+        numbered = self._nan_to_null(train).select(self.quantile_fields()).with_row_index("__i", offset=first_row)
+        return numbered.filter(pl.col("__i") % every == 0).drop("__i").collect(engine="streaming")
+
+    def fit_edges(self, sample: pl.DataFrame) -> None:
+        """Quantile bucket edges from the train sample (`edge_sample`, parts concatenated in row order)."""
+        for name in self.quantile_fields():
+            values = sample[name].drop_nulls().cast(pl.Float64).to_numpy()
+            self.edges[name] = quantile_edges(values, self.params.numeric_bins).tolist() if values.size else []
 
     def _label_checks(self) -> list[pl.Expr]:
         bad = self.schema.label_bad_expr()
@@ -131,74 +230,39 @@ class Encoder:
             bad.sum().alias("__label_bad"),
         ]
 
-    def _raise_on_bad_labels(self, row: dict, origin: str) -> None:
-        if row["__label_bad"]:
+    def raise_on_bad_labels(self, bad: int, origin: str) -> None:
+        """Raise InputError when `bad` (> 0) labels are missing or not binary, saying what the label must be."""
+        if bad:
             if self.schema.negative is not None:
                 allowed = ", ".join(repr(v) for v in (*self.schema.positive, *self.schema.negative))
                 raise InputError(
-                    f"{origin}: label column {self.schema.label!r} has {row['__label_bad']} missing values or values other than "
+                    f"{origin}: label column {self.schema.label!r} has {bad} missing values or values other than "
                     f"{allowed}; drop those rows or set data.positive"
                 )
             if self.schema.positive is not None:
-                raise InputError(
-                    f"{origin}: label column {self.schema.label!r} has {row['__label_bad']} missing values; drop or fill those rows"
-                )
+                raise InputError(f"{origin}: label column {self.schema.label!r} has {bad} missing values; drop or fill those rows")
             if self.schema.label_threshold is not None:
                 raise InputError(
-                    f"{origin}: label column {self.schema.label!r} has {row['__label_bad']} missing or non-numeric values; drop or fill those rows"
+                    f"{origin}: label column {self.schema.label!r} has {bad} missing or non-numeric values; drop or fill those rows"
                 )
             raise InputError(
                 f"{origin}: label column {self.schema.label!r} is not binary (0/1 or -1/1); "
                 "pick another label column (data.label), or set data.label_threshold or data.positive to binarise it"
             )
 
+    def bad_labels(self, frame: pl.LazyFrame) -> int:
+        """How many of a (valid or test) split's labels are missing or not binary."""
+        return int(frame.select(self.schema.label_bad_expr().sum()).collect(engine="streaming").item() or 0)
+
     def check_labels(self, frame: pl.LazyFrame, origin: str) -> None:
         """Raise InputError if a (valid or test) split's labels are missing or not binary."""
-        self._raise_on_bad_labels(frame.select(self._label_checks()).collect(engine="streaming").row(0, named=True), origin)
+        self.raise_on_bad_labels(self.bad_labels(frame), origin)
 
     @staticmethod
     def _nan_to_null(frame: pl.LazyFrame) -> pl.LazyFrame:
         # polars keeps NaN as a value; for encoding it means missing, like an empty cell.
         floats = [name for name, dtype in frame.collect_schema().items() if dtype.is_float()]
         return frame.with_columns(pl.col(floats).fill_nan(None)) if floats else frame
-
-    def _fit_stats(self, train: pl.LazyFrame, origin: str) -> None:
-        exprs = self._label_checks()
-        for name, kind in self.schema.kinds.items():
-            exprs.append(pl.col(name).is_not_null().sum().alias(f"{name}.present"))
-            if kind == "numeric":
-                v = pl.col(name).cast(pl.Float64)
-                exprs += [
-                    v.mean().alias(f"{name}.mean"),
-                    v.std().alias(f"{name}.std"),
-                    v.min().alias(f"{name}.min"),
-                    v.max().alias(f"{name}.max"),
-                ]
-        row = train.select(exprs).collect(engine="streaming").row(0, named=True)
-        self.train_rows = int(row["__rows"])
-        if self.train_rows == 0:
-            raise InputError(f"{origin}: no rows; check the input and the split fractions")
-        self._raise_on_bad_labels(row, origin)
-        if row["__positives"] in (0, self.train_rows):
-            raise InputError(f"{origin}: label column {self.schema.label!r} has a single class; a CTR label needs both")
-        for name, kind in self.schema.kinds.items():
-            present = row[f"{name}.present"]
-            if present == 0:
-                raise InputError(f"{origin}: column {name!r} has no values (all missing); drop it with schema.drop")
-            stats = {"coverage": present / self.train_rows}
-            if kind == "numeric":
-                stats |= {k: float(row[f"{name}.{k}"] or 0.0) for k in ("mean", "std", "min", "max")}
-            self.stats[name] = stats
-
-    def _fit_edges(self, train: pl.LazyFrame) -> None:
-        numeric = [n for n, k in self.schema.kinds.items() if k == "numeric" and not self._uses_vocab(n)]
-        if not numeric:
-            return
-        every = max(1, self.train_rows // self.params.quantile_sample_rows)
-        sample = train.select(numeric).with_row_index("__i").filter(pl.col("__i") % every == 0).collect(engine="streaming")
-        for name in numeric:
-            values = sample[name].drop_nulls().cast(pl.Float64).to_numpy()
-            self.edges[name] = quantile_edges(values, self.params.numeric_bins).tolist() if values.size else []
 
     # -- transform --------------------------------------------------------------------------------
     # Lookups are left joins against the vocabularies: polars streams a join's probe side, while

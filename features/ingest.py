@@ -13,7 +13,7 @@ from features.discovery import detect_format, split_files
 from features.encode import Encoder, EncoderParams
 from features.schema import ID_TEST_ALPHA, Schema, SchemaOptions, infer_schema, integer_ids
 from features.sources import RawSource, SourceOptions, open_source
-from features.split import SplitParams, complete_splits, split_frame
+from features.split import SplitParams, check_fractions, source_splits, time_cuts
 
 
 @dataclass(frozen=True)
@@ -123,8 +123,35 @@ def _join(frame: pl.LazyFrame, spec: JoinSpec, multi_separator: str, scratch: Pa
     return frame.join(side, on=spec.key, how="left", maintain_order="left")
 
 
-def ingest(raw: RawInput, params: IngestParams, scratch: Path | None = None) -> IngestResult:
-    """Join side tables, infer the schema, split, fit the encoder on train and encode every split."""
+@dataclass(frozen=True)
+class Prepared:
+    """What ingest decides on the whole input before it reads all rows: the schema, the encoder's settings and the
+    time split's cuts. `part_splits` splits any part of an input with them, so that parts split, counted and encoded
+    apart (`pipeline.ray_engine`) give the rows, in the same order, of the whole input split at once."""
+
+    params: IngestParams
+    schema: Schema
+    encoder_params: EncoderParams
+    given: frozenset[str]  # the inputs: {'all'}, or the split files given
+    read: tuple[str, ...]  # the columns as read, before any join: the raw holdout's
+    cuts: tuple | None  # the time split's cuts on the whole input (None: a random split)
+    origin: str
+    notes: tuple[str, ...]
+
+    def part_splits(self, source: str, frame: pl.LazyFrame, first_row: int = 0, scratch: Path | None = None) -> dict[str, pl.LazyFrame]:
+        """The split frames of `frame`, rows of input `source` ('all', or a split file's name) from its row `first_row` on."""
+        for spec in self.params.joins:
+            frame = _join(frame, spec, self.params.schema.multi_separator, scratch)
+        return source_splits(source, frame, set(self.given), self.params.split, first_row, self.cuts)
+
+    def holdout(self, splits: dict[str, pl.LazyFrame]) -> dict[str, pl.LazyFrame]:
+        """The valid and test rows as read (before joins and encoding): what another model's package can score."""
+        return {name: frame.select(self.read) for name, frame in splits.items() if name != "train"}
+
+
+def prepare(raw: RawInput, params: IngestParams, scratch: Path | None = None) -> tuple[Prepared, dict[str, pl.LazyFrame]]:
+    """Check the inputs' columns, infer the schema, find the time cuts and the integer ids; with the whole input's
+    split frames (lazy)."""
     frames = {name: src.frame for name, src in raw.frames.items()}
     if "train" in frames:
         expected = frames["train"].collect_schema().names()
@@ -134,24 +161,24 @@ def ingest(raw: RawInput, params: IngestParams, scratch: Path | None = None) -> 
                 raise InputError(
                     f"{raw.origin}: the {name} split lacks column(s) {', '.join(missing)} that train has; give every split the same columns"
                 )
+    check_fractions(params.split)
+    joined = dict(frames)
     for spec in params.joins:
-        frames = {name: _join(frame, spec, params.schema.multi_separator, scratch) for name, frame in frames.items()}
+        joined = {name: _join(frame, spec, params.schema.multi_separator, scratch) for name, frame in joined.items()}
     first = next(iter(raw.frames.values()))
-    schema_source = RawSource(frames.get("train", frames.get("all")), first.label, first.known_kinds)
+    schema_source = RawSource(joined.get("train", joined.get("all")), first.label, first.known_kinds)
     schema = infer_schema(schema_source, params.schema, raw.origin)
-    splits = split_frame(frames["all"], params.split) if "all" in frames else complete_splits(frames, params.split)
+    cuts = time_cuts(joined["all"], params.split) if "all" in joined and params.split.method == "time" else None
+    read = tuple(first.frame.collect_schema().names())
+    plan = Prepared(params, schema, params.encoder, frozenset(frames), read, cuts, raw.origin, ())
+    splits: dict[str, pl.LazyFrame] = {}
+    for name, frame in frames.items():
+        splits |= plan.part_splits(name, frame, 0, scratch)
     schema, retyped = _integer_ids(schema, splits["train"], params.schema, first.known_kinds)
     encoder_params = params.encoder
     if encoder_params.numeric_bucketing == "auto":
         # Criteo's integer columns are counts: the log recipe is the field's convention.
         encoder_params = replace(encoder_params, numeric_bucketing="log" if raw.format == "criteo" else "quantile")
-    encoder = Encoder(schema, encoder_params).fit(splits["train"], origin=f"{raw.origin} (train split)")
-    for name, frame in splits.items():
-        if name != "train":
-            encoder.check_labels(frame, f"{raw.origin} ({name} split)")
-    encoded = {name: encoder.transform(frame) for name, frame in splits.items()}
-    read = first.frame.collect_schema().names()  # the columns as read, before any join
-    holdout = {name: frame.select(read) for name, frame in splits.items() if name != "train"}
     mapping = schema.label_mapping()
     notes = raw.notes + ([f"{raw.origin}: {mapping}"] if mapping else [])
     if retyped:
@@ -159,7 +186,18 @@ def ingest(raw: RawInput, params: IngestParams, scratch: Path | None = None) -> 
             f"{raw.origin}: integer column(s) {', '.join(retyped)} read as ids (categorical): on train rows their exact values "
             f"carry label information their order does not (p < {ID_TEST_ALPHA:g}); schema.numeric keeps a column numeric"
         )
-    return IngestResult(encoder=encoder, schema=schema, splits=encoded, origin=raw.origin, notes=notes, holdout=holdout)
+    return replace(plan, schema=schema, encoder_params=encoder_params, notes=tuple(notes)), splits
+
+
+def ingest(raw: RawInput, params: IngestParams, scratch: Path | None = None) -> IngestResult:
+    """Join side tables, infer the schema, split, fit the encoder on train and encode every split."""
+    plan, splits = prepare(raw, params, scratch)
+    encoder = Encoder(plan.schema, plan.encoder_params).fit(splits["train"], origin=f"{raw.origin} (train split)")
+    for name, frame in splits.items():
+        if name != "train":
+            encoder.check_labels(frame, f"{raw.origin} ({name} split)")
+    encoded = {name: encoder.transform(frame) for name, frame in splits.items()}
+    return IngestResult(encoder, plan.schema, encoded, raw.origin, list(plan.notes), plan.holdout(splits))
 
 
 def read_for_scoring(path: Path, params: IngestParams, scratch: Path | None = None) -> pl.LazyFrame:

@@ -55,6 +55,7 @@ class RawSource:
     label: str | None
     known_kinds: dict[str, FieldKind] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # what the reader decided on its own (a sniffed separator), one line each
+    files: tuple[Path, ...] = ()  # parquet input: the files `frame` scans, in order (what parts of it are read from)
 
 
 Reader = Callable[[list[Path], SourceOptions, Path | None], RawSource]
@@ -319,7 +320,7 @@ def read_parquet(paths: list[Path], opts: SourceOptions, scratch: Path | None = 
     except (pl.exceptions.ComputeError, OSError) as exc:
         raise InputError(f"{files[0]}: not a readable parquet file ({str(exc).splitlines()[0]})") from exc
     _require_rows(frame, files)
-    return RawSource(frame, opts.label, {})
+    return RawSource(frame, opts.label, {}, files=tuple(files))
 
 
 READERS: dict[str, Reader] = {

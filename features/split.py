@@ -24,11 +24,12 @@ class SplitParams:
     seed: int = 2021
 
 
-def random_split(frame: pl.LazyFrame, params: SplitParams) -> dict[str, pl.LazyFrame]:
-    """Assign each row by a seeded hash of its position: deterministic and streamable."""
+def random_split(frame: pl.LazyFrame, params: SplitParams, first_row: int = 0) -> dict[str, pl.LazyFrame]:
+    """Assign each row by a seeded hash of its position (`frame` being a part whose first row is the input's
+    `first_row`): deterministic, streamable, and the same whether the input is split whole or in parts."""
     u = (pl.col("__u").hash(params.seed) % _BUCKETS).cast(pl.Float64) / _BUCKETS
     train_end = 1.0 - params.valid - params.test
-    tagged = frame.with_row_index("__u").with_columns(u.alias("__u"))
+    tagged = frame.with_row_index("__u", offset=first_row).with_columns(u.alias("__u"))
     parts = {
         "train": tagged.filter(pl.col("__u") < train_end),
         "valid": tagged.filter((pl.col("__u") >= train_end) & (pl.col("__u") < 1.0 - params.test)),
@@ -37,11 +38,9 @@ def random_split(frame: pl.LazyFrame, params: SplitParams) -> dict[str, pl.LazyF
     return {name: part.drop("__u") for name, part in parts.items() if name == "train" or getattr(params, name) > 0}
 
 
-def time_split(frame: pl.LazyFrame, params: SplitParams) -> dict[str, pl.LazyFrame]:
-    """Oldest rows to train, then valid, newest to test, cut at quantiles of the time column.
-
-    Rows sharing a timestamp stay together; rows with no timestamp go to train.
-    """
+def time_cuts(frame: pl.LazyFrame, params: SplitParams) -> tuple:
+    """The time column's values where valid and test begin: its (1 - valid - test) and (1 - test) quantiles over
+    the whole input."""
     col = params.time_column
     if col is None:
         raise InputError("split.method is 'time' but split.time_column is not set; name the timestamp column")
@@ -49,8 +48,17 @@ def time_split(frame: pl.LazyFrame, params: SplitParams) -> dict[str, pl.LazyFra
         pl.col(col).quantile(1.0 - params.valid - params.test, "lower").alias("a"),
         pl.col(col).quantile(1.0 - params.test, "lower").alias("b"),
     ).collect(engine="streaming")
-    a, b = cuts.row(0)
-    t = pl.col(col)
+    return cuts.row(0)
+
+
+def time_split(frame: pl.LazyFrame, params: SplitParams, cuts: tuple | None = None) -> dict[str, pl.LazyFrame]:
+    """Oldest rows to train, then valid, newest to test, cut at quantiles of the time column (`time_cuts`, of the
+    whole input when `frame` is a part of it).
+
+    Rows sharing a timestamp stay together; rows with no timestamp go to train.
+    """
+    a, b = cuts if cuts is not None else time_cuts(frame, params)
+    t = pl.col(params.time_column)
     if params.test > 0 and params.valid > 0:
         bounds = {"train": t.is_null() | (t < a), "valid": (t >= a) & (t < b), "test": t >= b}
     elif params.test > 0:
@@ -62,26 +70,48 @@ def time_split(frame: pl.LazyFrame, params: SplitParams) -> dict[str, pl.LazyFra
     return {name: frame.filter(condition) for name, condition in bounds.items()}
 
 
-SPLITTERS = {"random": random_split, "time": time_split}
-
-
-def split_frame(frame: pl.LazyFrame, params: SplitParams) -> dict[str, pl.LazyFrame]:
-    """Split one frame into train/valid/test with the configured method."""
+def check_fractions(params: SplitParams) -> None:
+    """Raise InputError unless the valid and test fractions leave rows for train."""
     if not 0 <= params.valid < 1 or not 0 <= params.test < 1 or params.valid + params.test >= 1:
         raise InputError(f"split fractions valid={params.valid}, test={params.test} must be >= 0 and sum below 1")
-    return SPLITTERS[params.method](frame, params)
 
 
-def complete_splits(given: dict[str, pl.LazyFrame], params: SplitParams) -> dict[str, pl.LazyFrame]:
-    """Use the given split files; carve a missing valid or test split out of train at random."""
+def split_frame(frame: pl.LazyFrame, params: SplitParams, first_row: int = 0, cuts: tuple | None = None) -> dict[str, pl.LazyFrame]:
+    """Split one frame (or a part of it that starts at its row `first_row`) into train/valid/test with the configured
+    method; `cuts` are the whole frame's `time_cuts` (computed here when None)."""
+    check_fractions(params)
+    if params.method == "time":
+        return time_split(frame, params, cuts)
+    return random_split(frame, params, first_row)
+
+
+def carved(given: set[str], params: SplitParams) -> SplitParams | None:
+    """How a missing valid or test split is carved out of the given train split at random (None: nothing missing)."""
     missing = [name for name in ("valid", "test") if name not in given and getattr(params, name) > 0]
     if not missing:
-        return given
-    carve = SplitParams(
+        return None
+    return SplitParams(
         method="random",
         valid=params.valid if "valid" in missing else 0.0,
         test=params.test if "test" in missing else 0.0,
         seed=params.seed,
     )
-    carved = random_split(given["train"], carve)
-    return {**carved, **{k: v for k, v in given.items() if k != "train"}}
+
+
+def source_splits(
+    source: str, frame: pl.LazyFrame, given: set[str], params: SplitParams, first_row: int = 0, cuts: tuple | None = None
+) -> dict[str, pl.LazyFrame]:
+    """The splits that rows of one input (`source`: 'all', or a given split file 'train', 'valid', 'test') go to,
+    `frame` being that input or a part of it starting at its row `first_row`; `given` names the split files."""
+    if source == "all":
+        return split_frame(frame, params, first_row, cuts)
+    carve = carved(given, params) if source == "train" else None
+    return random_split(frame, carve, first_row) if carve is not None else {source: frame}
+
+
+def complete_splits(given: dict[str, pl.LazyFrame], params: SplitParams) -> dict[str, pl.LazyFrame]:
+    """Use the given split files; carve a missing valid or test split out of train at random."""
+    out: dict[str, pl.LazyFrame] = {}
+    for source, frame in given.items():
+        out |= source_splits(source, frame, set(given), params)
+    return out

@@ -40,7 +40,9 @@ def _data_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rows", type=int, help="rows of synthetic data when no --data is given")
     parser.add_argument("--model", help="model for the train stage: lr, fm, deepfm, autoint, autoint+, fgcnn")
     parser.add_argument("--device", help="auto (CUDA when present), cpu or cuda")
-    parser.add_argument("--engine", choices=["local", "ray"], help="where the rank stage counts (engine.kind; default local)")
+    parser.add_argument(
+        "--engine", choices=["local", "ray"], help="where ingest and rank run: here, or as Ray tasks (engine.kind; default local)"
+    )
     parser.add_argument("--ray-address", help="the Ray cluster for --engine ray (engine.address; default: start a local one)")
     parser.add_argument(
         "--search", help=f"comma-separated search methods (default: encodings; none for no search): {', '.join([*METHODS, 'optuna'])}"

@@ -192,16 +192,16 @@ class TrackingConfig(Section):
 
 
 class EngineConfig(Section):
-    """Where the rank stage counts: in this process, or as Ray tasks over the encoded splits' row groups (docs/operations.md)."""
+    """Where the data stages run: in this process, or as Ray tasks over parts of their parquet input (docs/operations.md)."""
 
     kind: Literal["local", "ray"] = "local"
-    """local, or ray: each task counts a run of row groups and the driver adds the counts in row order (same outputs)."""
+    """local, or ray: ingest (parquet input) and rank run as tasks over runs of row groups, and the driver adds their counts in row order (same outputs)."""
     address: str | None = None
     """The Ray cluster to use (`auto`, `ray://host:10001`); null: start a local one with `workers` CPUs."""
     workers: int = Field(2, ge=1)
     """CPUs of the local Ray started when no address is given."""
     shards: int = Field(8, ge=1)
-    """Tasks per split (runs of row groups)."""
+    """Tasks per round: over the input's files for ingest, per encoded split for rank (runs of row groups)."""
 
 
 class PromoteConfig(Section):
@@ -247,7 +247,7 @@ class PipelineConfig(Section):
     promote: PromoteConfig = Field(default_factory=PromoteConfig)
     """Champion and challenger."""
     engine: EngineConfig = Field(default_factory=EngineConfig)
-    """Where the rank stage counts (not part of any fingerprint: both engines give the same outputs)."""
+    """Where ingest and rank run (not part of any fingerprint: both engines give the same outputs)."""
     out: Path = Path("runs/latest")
     """Output directory."""
     stages: list[Literal["ingest", "rank", "search", "train", "promote", "report"]] = Field(default_factory=lambda: list(STAGE_ORDER))

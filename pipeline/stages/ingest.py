@@ -11,7 +11,7 @@ import polars as pl
 from tqdm import tqdm
 
 from features.ingest import ingest, load_raw
-from pipeline import catalog
+from pipeline import catalog, ray_engine
 from pipeline.config import PipelineConfig
 from pipeline.params import ingest_params
 from pipeline.stages.output import StageOutput
@@ -22,9 +22,15 @@ def run_ingest(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
     started = time.perf_counter()
     params = ingest_params(cfg)
     scratch = workdir / ".staged"  # compressed text decompressed once, as parquet; removed before the stage commits
+    parts = workdir / ".parts"  # the Ray engine's part files, written as one file per split below; removed likewise
     try:
         raw = load_raw(cfg.data.path, params, cfg.data.synthetic_rows, cfg.data.synthetic_seed, scratch, cfg.data.synthetic_kind)
-        result = ingest(raw, params, scratch)
+        if cfg.engine.kind == "ray" and ray_engine.has_parts(raw):
+            result = ray_engine.ingest_on_ray(raw, params, cfg.engine, parts, cfg.split.keep_raw_holdout, scratch)
+        else:
+            if cfg.engine.kind == "ray":
+                print(f"ingest: engine ray reads parquet files in parts; this input ({raw.format}) is ingested here", file=sys.stderr)
+            result = ingest(raw, params, scratch)
         for note in result.notes:
             print(f"ingest: {note}", file=sys.stderr)
         splits: dict[str, dict[str, float]] = {}
@@ -45,6 +51,7 @@ def run_ingest(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
                 frame.sink_parquet(path, row_group_size=1 << 18)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(parts, ignore_errors=True)
     result.encoder.save(workdir)
     feature_map = result.encoder.feature_map(splits, {"origin": result.origin})
     (workdir / catalog.FEATURE_MAP.name).write_text(feature_map.to_json())

@@ -1,4 +1,4 @@
-"""The rank stage on a Ray cluster of 2 workers: byte-identical outputs to the local engine on the same row groups."""
+"""The data stages on a Ray cluster of 2 workers: byte-identical outputs to the local engine on the same row groups."""
 
 import os
 import shutil
@@ -9,8 +9,10 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import yaml
 
 from tests.conftest import ROOT, free_port
+from tests.pipeline import ray_inputs
 
 RAY = ROOT / ".venv" / "bin" / "ray"
 OUTPUTS = ("ranking.csv", "pairs.csv", "quality.json", "ranking.png")
@@ -22,18 +24,11 @@ def _pipeline(*args):
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
 
 
-@pytest.mark.slow
-def test_rank_on_a_two_worker_ray_cluster_equals_the_local_engine_byte_for_byte(tmp_path):
+@pytest.fixture(scope="module")
+def cluster():
+    """A local Ray cluster of 2 CPUs (`ray start --head`); its address."""
     if not RAY.is_file():
         pytest.skip("ray is not installed in .venv: run make setup")
-    local, remote = tmp_path / "local", tmp_path / "ray"
-    done = _pipeline("run", "--stages", "ingest,rank", "--rows", "30000", "--out", str(local))
-    assert done.returncode == 0, done.stderr
-    # The same rows in small row groups, so that the Ray tasks get several runs of them each.
-    (remote / "ingest").mkdir(parents=True)
-    shutil.copytree(local / "ingest", remote / "ingest", dirs_exist_ok=True)
-    for split in ("train", "valid", "test"):
-        pl.read_parquet(local / "ingest" / f"{split}.parquet").write_parquet(remote / "ingest" / f"{split}.parquet", row_group_size=1500)
     port = free_port()
     env_dir = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # Ray's socket paths must stay under 108 bytes
     start = [
@@ -52,17 +47,49 @@ def test_rank_on_a_two_worker_ray_cluster_equals_the_local_engine_byte_for_byte(
     started = subprocess.run([*start, "--disable-usage-stats", "--temp-dir", str(env_dir)], capture_output=True, text=True, timeout=120)
     assert started.returncode == 0, started.stderr[-2000:]
     try:
-        done = _pipeline("rank", "--out", str(remote), "--engine", "ray", "--ray-address", f"127.0.0.1:{port}")
-        assert done.returncode == 0, done.stderr[-3000:]
-        for name in OUTPUTS:
-            assert (remote / "rank" / name).read_bytes() == (local / "rank" / name).read_bytes(), name
-        # A score whose null is drawn batch by batch in sequence says it runs locally: one line, exit 2.
-        config = tmp_path / "permutation.yaml"
-        config.write_text("rank: {score: permutation}\n")
-        done = _pipeline("rank", "--out", str(remote), "--engine", "ray", "--ray-address", f"127.0.0.1:{port}", "--config", str(config))
-        assert done.returncode == 2 and done.stderr.strip().splitlines() == [
-            "error: rank.score 'permutation' draws its null batch by batch in sequence; it runs with engine.kind: local"
-        ]
+        yield f"127.0.0.1:{port}"
     finally:
         subprocess.run([str(RAY), "stop", "--force"], capture_output=True, timeout=120)
         shutil.rmtree(env_dir, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_rank_on_a_two_worker_ray_cluster_equals_the_local_engine_byte_for_byte(tmp_path, cluster):
+    local, remote = tmp_path / "local", tmp_path / "ray"
+    done = _pipeline("run", "--stages", "ingest,rank", "--rows", "30000", "--out", str(local))
+    assert done.returncode == 0, done.stderr
+    # The same rows in small row groups, so that the Ray tasks get several runs of them each.
+    (remote / "ingest").mkdir(parents=True)
+    shutil.copytree(local / "ingest", remote / "ingest", dirs_exist_ok=True)
+    for split in ("train", "valid", "test"):
+        pl.read_parquet(local / "ingest" / f"{split}.parquet").write_parquet(remote / "ingest" / f"{split}.parquet", row_group_size=1500)
+    done = _pipeline("rank", "--out", str(remote), "--engine", "ray", "--ray-address", cluster)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for name in OUTPUTS:
+        assert (remote / "rank" / name).read_bytes() == (local / "rank" / name).read_bytes(), name
+    # A score whose null is drawn batch by batch in sequence says it runs locally: one line, exit 2.
+    config = tmp_path / "permutation.yaml"
+    config.write_text("rank: {score: permutation}\n")
+    done = _pipeline("rank", "--out", str(remote), "--engine", "ray", "--ray-address", cluster, "--config", str(config))
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+        "error: rank.score 'permutation' draws its null batch by batch in sequence; it runs with engine.kind: local"
+    ]
+
+
+@pytest.mark.slow
+def test_ingest_on_a_two_worker_ray_cluster_equals_the_local_engine_byte_for_byte(tmp_path, cluster):
+    # Two days' partitions (three files in row groups of 900 rows), a side table joined, a multi-valued field, floats
+    # with NaN bucketed by a sampled quantile, min_count: every part of the fit and the write crosses the tasks.
+    paths, overrides = ray_inputs.write(tmp_path / "inputs")["window"]
+    config = tmp_path / "window.yaml"
+    config.write_text(yaml.safe_dump(overrides))
+    data = [arg for path in paths for arg in ("--data", str(path))]
+    outputs = {}
+    for engine in ("local", "ray"):
+        out = tmp_path / engine
+        extra = ["--engine", "ray", "--ray-address", cluster] if engine == "ray" else []
+        done = _pipeline("run", "--stages", "ingest", *data, "--config", str(config), "--out", str(out), *extra)
+        assert done.returncode == 0, done.stderr[-3000:]
+        outputs[engine] = ray_inputs.files(out / "ingest")
+    assert sorted(outputs["ray"]) == sorted(outputs["local"]) and "train.parquet" in outputs["local"]
+    assert [n for n in outputs["local"] if outputs["ray"][n] != outputs["local"][n]] == []
