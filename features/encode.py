@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import quote, unquote
 
-import numpy as np
 import polars as pl
 
 from featuremap import FIRST_VALUE_ID, MISSING_ID, OOV_ID, FeatureMap, FieldSpec
 from featuremap.errors import InputError
 from features.buckets import quantile_edges
-from features.moments import Moments
+from features.moments import Moments, exponent_sums
 from features.schema import Schema
 
 NumericBucketing = Literal["auto", "quantile", "log"]
@@ -139,7 +138,11 @@ class Encoder:
         """What fitting needs from (a part of) the train split: label checks, presence, exact moments, token counts."""
         train = self._nan_to_null(train)
         self._raw_dtypes = train.collect_schema()
+        numeric = [n for n, k in self.schema.kinds.items() if k == "numeric"]
         checks = self._label_checks() + [pl.col(name).is_not_null().sum().alias(name) for name in self.schema.kinds]
+        for name in numeric:
+            v = pl.col(name).cast(pl.Float64)
+            checks += [v.min().alias(f"{name}.min"), v.max().alias(f"{name}.max"), v.is_infinite().sum().alias(f"{name}.inf")]
         queries, names = [train.select(checks)], []
         for name, kind in self.schema.kinds.items():
             if kind == "multi":
@@ -150,18 +153,14 @@ class Encoder:
             elif self._uses_vocab(name):
                 queries.append(_token_counts(train.select(self._token(name).alias("value"))))
                 names.append(name)
-        row, *tokens = pl.collect_all(queries, engine="streaming")
-        checks_row = row.row(0, named=True)
-        numeric = [n for n, k in self.schema.kinds.items() if k == "numeric"]
-        moments = {name: Moments() for name in numeric}
-        if numeric:
-            values = train.select(pl.col(numeric).cast(pl.Float64))
-            for batch in values.collect_batches(chunk_size=1 << 20):
-                for name in numeric:
-                    column = batch[name].drop_nulls().to_numpy()
-                    if not np.isfinite(column).all():
-                        raise InputError(f"{origin}: column {name!r} has infinite values; replace them or drop the column with schema.drop")
-                    moments[name].merge(Moments.of(column))
+        queries += [exponent_sums(train, name) for name in numeric]
+        row, *results = pl.collect_all(queries, engine="streaming")
+        checks_row, tokens, sums = row.row(0, named=True), results[: len(names)], results[len(names) :]
+        moments = {}
+        for name, table in zip(numeric, sums, strict=True):
+            if checks_row[f"{name}.inf"]:
+                raise InputError(f"{origin}: column {name!r} has infinite values; replace them or drop the column with schema.drop")
+            moments[name] = Moments.from_sums(table, checks_row[name], checks_row[f"{name}.min"], checks_row[f"{name}.max"])
         return FitCounts(
             rows=int(checks_row["__rows"]),
             positives=int(checks_row["__positives"] or 0),

@@ -1,13 +1,14 @@
-"""Exact moments of float64 values: count, sum, sum of squares, min and max, mergeable in any order.
+"""Exact moments of a float64 column: count, sum, sum of squares, min and max, mergeable in any order.
 
-The encoder standardises numeric fields by the train split's mean and sd. Summed in floating point, those depend
-on the order and grouping of the additions, so a split counted in parts (Ray tasks over shards, `pipeline.ray_engine`)
-would give other last bits than one pass. Here the sums are exact: each value is m·2^(e-53) with an integer mantissa
-|m| < 2^53 (`numpy.frexp`); m is cut into 14-bit limbs, and per exponent the limbs (for the sum) and the limb
-products (for the sum of squares) are added with `numpy.bincount`, whose float64 sums of integers stay exact while
-below 2^53 (at most 2^22 values per call). The per-exponent totals become one Python integer each for Σv and
-Σv² at a fixed binary scale. Integers add exactly, so any split into parts gives the same totals, and the mean and
-the variance are the correctly rounded values of the exact rationals.
+The encoder standardises numeric fields by the train split's mean and sd. Summed in floating point, those depend on
+the order and grouping of the additions, so a split counted in parts (Ray tasks over shards, `pipeline.ray_engine`)
+would give other last bits than one pass. Here the sums are exact, and computed by polars in the same streaming pass
+as the rest of the encoder's counts: each nonzero value is ±m·2^(e-52), with its binary exponent e (floor(log2|v|),
+checked against powers of two) and its integer mantissa m = |v|·2^(52-e) < 2^53 (a product with a power of two, so
+exact); per exponent polars adds the signed mantissas and, for the squares, h², h·l and l² of m = h·2^27 + l, each in
+Int128 (no overflow below 2^70 rows). The per-exponent totals become one Python integer each for Σv and Σv² at a
+fixed binary scale. Integers add exactly, so any split into parts gives the same totals, and the mean and the
+variance are the correctly rounded values of the exact rationals.
 """
 
 from __future__ import annotations
@@ -16,13 +17,38 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import polars as pl
 
-_LIMB = 14
-_LIMBS = 4  # 4 x 14 = 56 bits >= a 53-bit mantissa
-_CHUNK = 1 << 18  # cache-sized; exactness needs < 2^22 values per call (limb-product sums < 2^30 each)
-_EXP_OFFSET = 1074  # frexp exponents of finite float64 lie in [-1073, 1024]
-_BINS = _EXP_OFFSET + 1025
-_SCALE = _EXP_OFFSET + 53  # Σv = sum_units / 2^_SCALE, Σv² = square_units / 2^(2 * _SCALE)
+_SCALE = 1126  # the smallest unit, 2^(e - 52) at e = -1074 (the least subnormal): Σv = sum_units / 2^_SCALE
+_LOW = 27  # m = h * 2^_LOW + l
+
+
+def exponent_sums(frame: pl.LazyFrame, name: str) -> pl.LazyFrame:
+    """Per binary exponent of column `name`'s finite nonzero values: the sum of their signed mantissas (`s`) and of
+    h², h·l, l² of their mantissas (`hh`, `hl`, `ll`); `Moments.from_sums` folds them. Nulls, NaN, zeros and
+    infinities add nothing (the caller counts values and rejects infinities)."""
+    two = pl.lit(2.0, pl.Float64)
+    a = pl.col("__a")
+    guess = a.log(2).floor().cast(pl.Int32)
+    exponent = pl.when(two.pow(guess) > a).then(guess - 1).when(two.pow(guess + 1) <= a).then(guess + 1).otherwise(guess)
+    shift = 52 - pl.col("__e")
+    first = pl.min_horizontal(shift, pl.lit(1000))  # 2^(52 - e) in two exact factors: it passes 2^1023 for subnormals
+    mantissa = (a * two.pow(first) * two.pow(shift - first)).cast(pl.Int64)
+    high, low = pl.col("__m") // (1 << _LOW), pl.col("__m") % (1 << _LOW)
+    signed = pl.when(pl.col("__neg")).then(-pl.col("__m")).otherwise(pl.col("__m"))
+    return (
+        frame.select(pl.col(name).cast(pl.Float64).abs().alias("__a"), (pl.col(name).cast(pl.Float64) < 0).alias("__neg"))
+        .filter(pl.col("__a").is_finite() & (pl.col("__a") > 0))
+        .with_columns(exponent.alias("__e"))
+        .with_columns(mantissa.alias("__m"))
+        .group_by("__e")
+        .agg(
+            signed.cast(pl.Int128).sum().alias("s"),
+            (high * high).cast(pl.Int128).sum().alias("hh"),
+            (high * low).cast(pl.Int128).sum().alias("hl"),
+            (low * low).cast(pl.Int128).sum().alias("ll"),
+        )
+    )
 
 
 @dataclass
@@ -36,12 +62,22 @@ class Moments:
     high: float = -math.inf
 
     @classmethod
+    def from_sums(cls, sums: pl.DataFrame, count: int, low: float | None, high: float | None) -> Moments:
+        """The moments from `exponent_sums`'s result, with the column's count of values, min and max."""
+        sum_units = square_units = 0
+        for exponent, s, hh, hl, ll in sums.select("__e", "s", "hh", "hl", "ll").iter_rows():
+            unit = exponent - 52 + _SCALE  # a mantissa unit is 2^(e - 52): 2^unit at scale 2^_SCALE
+            sum_units += int(s) << unit
+            square_units += ((int(hh) << (2 * _LOW)) + (int(hl) << (_LOW + 1)) + int(ll)) << (2 * unit)
+        return cls(count, sum_units, square_units, math.inf if low is None else low, -math.inf if high is None else high)
+
+    @classmethod
     def of(cls, values: np.ndarray) -> Moments:
-        """The moments of finite float64 values (no NaN, no infinities)."""
-        out = cls()
-        for start in range(0, values.size, _CHUNK):
-            out.merge(_chunk(np.ascontiguousarray(values[start : start + _CHUNK], dtype=np.float64)))
-        return out
+        """The moments of finite float64 values."""
+        column = pl.Series("v", values, dtype=pl.Float64)
+        if column.is_empty():
+            return cls()
+        return cls.from_sums(exponent_sums(column.to_frame().lazy(), "v").collect(), column.len(), column.min(), column.max())
 
     def merge(self, other: Moments) -> Moments:
         """Add `other`'s values to these (exact: the result does not depend on how the values were parted)."""
@@ -68,25 +104,3 @@ class Moments:
             return math.sqrt(spread / scale)
         except OverflowError:  # a variance past float64 (values near 1e300): the root of each side, still exact enough
             return math.isqrt(spread) / math.isqrt(scale)
-
-
-def _chunk(values: np.ndarray) -> Moments:
-    if values.size == 0:
-        return Moments()
-    mantissa, exponent = np.frexp(values)
-    units = (mantissa * 2.0**53).astype(np.int64)  # exact: |mantissa| < 1 has at most 53 significant bits
-    index = exponent + _EXP_OFFSET
-    # units = sum of limb_i 2^(14 i): the lower limbs masked (0 .. 2^14 - 1), the top one the signed rest (|.| <= 2^11)
-    limbs = [((units >> (_LIMB * i)) & ((1 << _LIMB) - 1)).astype(np.int32) for i in range(_LIMBS - 1)]
-    limbs.append((units >> (_LIMB * (_LIMBS - 1))).astype(np.int32))
-    sums = [np.bincount(index, weights=limb, minlength=_BINS) for limb in limbs]
-    products = []
-    for k in range(2 * _LIMBS - 1):
-        terms = sum(limbs[i] * limbs[k - i] for i in range(max(0, k - _LIMBS + 1), min(k, _LIMBS - 1) + 1))
-        products.append(np.bincount(index, weights=terms, minlength=_BINS))
-    sum_units = square_units = 0
-    for b in np.flatnonzero(np.bincount(index, minlength=_BINS)):
-        shift = int(b)  # value units are 2^(e - 53) = 2^(b - _SCALE): at scale 2^_SCALE, 2^b
-        sum_units += sum(int(s[b]) << (_LIMB * i) for i, s in enumerate(sums)) << shift
-        square_units += sum(int(p[b]) << (_LIMB * k) for k, p in enumerate(products)) << (2 * shift)
-    return Moments(int(values.size), sum_units, square_units, float(values.min()), float(values.max()))

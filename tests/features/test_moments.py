@@ -19,7 +19,7 @@ def _exact(values: np.ndarray) -> tuple[float, float]:
     [
         np.random.default_rng(1).normal(3.0, 2.0, 20_001),
         np.random.default_rng(2).lognormal(0.0, 6.0, 5_000) * np.random.default_rng(3).choice([-1.0, 1.0], 5_000),
-        np.array([1e-310, -3e-320, 5.0, 7.25, 2.0**52 + 1]),  # subnormals and a 53-bit integer
+        np.array([1e-310, -3e-320, 5e-324, 5.0, 7.25, 2.0**52 + 1, 0.0, 8.0]),  # subnormals, a 53-bit integer, zero
         np.random.default_rng(4).integers(0, 10**9, 30_000).astype(np.float64),
     ],
 )
@@ -41,6 +41,12 @@ def test_floating_point_sums_depend_on_the_parts_and_exact_ones_do_not():
     values = np.random.default_rng(5).lognormal(0.0, 4.0, 100_000)
     assert sum(values.tolist()) != sum(values[::-1].tolist())
     assert Moments.of(values).mean == Moments().merge(Moments.of(values[:12_345])).merge(Moments.of(values[12_345:])).mean
+
+
+def test_values_near_the_largest_float_do_not_overflow():
+    big = Moments.of(np.array([1.7e308, 1.7e308, 1.5e308]))
+    assert big.mean == float((2 * Fraction(1.7e308) + Fraction(1.5e308)) / 3)  # a float sum would be inf
+    assert big.std == pytest.approx(1.1547005383792516e307, rel=1e-12)
 
 
 def test_no_values_and_one_value():
