@@ -154,7 +154,8 @@ class Encoder:
                 queries.append(_token_counts(train.select(self._token(name).alias("value"))))
                 names.append(name)
         queries += [exponent_sums(train, name) for name in numeric]
-        row, *results = pl.collect_all(queries, engine="streaming")
+        # One streaming run, each query its own read: merged, polars would cache the shared train rows in memory.
+        row, *results = pl.collect_all(queries, engine="streaming", optimizations=pl.QueryOptFlags(comm_subplan_elim=False))
         checks_row, tokens, sums = row.row(0, named=True), results[: len(names)], results[len(names) :]
         moments = {}
         for name, table in zip(numeric, sums, strict=True):

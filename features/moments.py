@@ -3,10 +3,11 @@
 The encoder standardises numeric fields by the train split's mean and sd. Summed in floating point, those depend on
 the order and grouping of the additions, so a split counted in parts (Ray tasks over shards, `pipeline.ray_engine`)
 would give other last bits than one pass. Here the sums are exact, and computed by polars in the same streaming pass
-as the rest of the encoder's counts: each nonzero value is ±m·2^(e-52), with its binary exponent e (floor(log2|v|),
-checked against powers of two) and its integer mantissa m = |v|·2^(52-e) < 2^53 (a product with a power of two, so
-exact); per exponent polars adds the signed mantissas and, for the squares, h², h·l and l² of m = h·2^27 + l, each in
-Int128 (no overflow below 2^70 rows). The per-exponent totals become one Python integer each for Σv and Σv² at a
+as the rest of the encoder's counts: each nonzero float is ±m·2^(e-52), with its binary exponent e (floor(log2|v|),
+corrected by one where the log rounds across a power of two) and its integer mantissa m = |v|·2^(52-e) < 2^53 (a
+product with a power of two, so exact); per exponent polars adds the signed mantissas and, for the squares, h², h·l
+and l² of m = h·2^27 + l, each in Int128 (no overflow below 2^70 rows). Integer columns are their own mantissas (one
+group, exponent 52) and skip the logs. The per-exponent totals become one Python integer each for Σv and Σv² at a
 fixed binary scale. Integers add exactly, so any split into parts gives the same totals, and the mean and the
 variance are the correctly rounded values of the exact rationals.
 """
@@ -27,23 +28,35 @@ def exponent_sums(frame: pl.LazyFrame, name: str) -> pl.LazyFrame:
     """Per binary exponent of column `name`'s finite nonzero values: the sum of their signed mantissas (`s`) and of
     h², h·l, l² of their mantissas (`hh`, `hl`, `ll`); `Moments.from_sums` folds them. Nulls, NaN, zeros and
     infinities add nothing (the caller counts values and rejects infinities)."""
-    two = pl.lit(2.0, pl.Float64)
-    a = pl.col("__a")
-    guess = a.log(2).floor().cast(pl.Int32)
-    exponent = pl.when(two.pow(guess) > a).then(guess - 1).when(two.pow(guess + 1) <= a).then(guess + 1).otherwise(guess)
-    shift = 52 - pl.col("__e")
-    first = pl.min_horizontal(shift, pl.lit(1000))  # 2^(52 - e) in two exact factors: it passes 2^1023 for subnormals
-    mantissa = (a * two.pow(first) * two.pow(shift - first)).cast(pl.Int64)
-    high, low = pl.col("__m") // (1 << _LOW), pl.col("__m") % (1 << _LOW)
-    signed = pl.when(pl.col("__neg")).then(-pl.col("__m")).otherwise(pl.col("__m"))
+    dtype = frame.collect_schema()[name]
+    if dtype.is_integer():  # integers are their own mantissas at exponent 52 (units of 2^0); |v| < 2^64 = h 2^27 + l, h < 2^37
+        a = pl.col(name).cast(pl.Int128)
+        mantissa = a.abs()
+        high, low = mantissa // (1 << _LOW), mantissa % (1 << _LOW)
+        return frame.select(
+            pl.lit(52, pl.Int32).alias("__e"),
+            a.sum().alias("s"),
+            (high * high).sum().alias("hh"),
+            (high * low).sum().alias("hl"),
+            (low * low).sum().alias("ll"),
+        )
+    a, guess = pl.col("__a"), pl.col("__g")
+    tiny = guess < -900  # 2^(52 - guess) in two exact factors, as it passes 2^1023 near the subnormals
+    scaled = pl.when(tiny).then(a * 2.0**600).otherwise(a) * pl.lit(2.0).pow(52 - guess - pl.when(tiny).then(600).otherwise(0))
+    over, under = pl.col("__m") >= 2.0**53, pl.col("__m") < 2.0**52  # the guess floor(log2 |v|) is off by one at worst
+    exponent = guess + over.cast(pl.Int32) - under.cast(pl.Int32)
+    mantissa = pl.when(over).then(pl.col("__m") * 0.5).when(under).then(pl.col("__m") * 2.0).otherwise(pl.col("__m")).cast(pl.Int64)
+    m = pl.col("__m")
+    high, low = m // (1 << _LOW), m % (1 << _LOW)
     return (
         frame.select(pl.col(name).cast(pl.Float64).abs().alias("__a"), (pl.col(name).cast(pl.Float64) < 0).alias("__neg"))
-        .filter(pl.col("__a").is_finite() & (pl.col("__a") > 0))
-        .with_columns(exponent.alias("__e"))
-        .with_columns(mantissa.alias("__m"))
+        .filter(a.is_finite() & (a > 0))
+        .with_columns(a.log(2).floor().cast(pl.Int32).alias("__g"))
+        .with_columns(scaled.alias("__m"))
+        .with_columns(exponent.alias("__e"), mantissa.alias("__m"))
         .group_by("__e")
         .agg(
-            signed.cast(pl.Int128).sum().alias("s"),
+            pl.when(pl.col("__neg")).then(-m).otherwise(m).cast(pl.Int128).sum().alias("s"),
             (high * high).cast(pl.Int128).sum().alias("hh"),
             (high * low).cast(pl.Int128).sum().alias("hl"),
             (low * low).cast(pl.Int128).sum().alias("ll"),

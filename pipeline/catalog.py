@@ -155,6 +155,17 @@ def parquet_rows(path: Path) -> int:
     return pq.ParquetFile(path).metadata.num_rows
 
 
+def sink_all(targets: dict[Path, Any], row_group_size: int = 1 << 18) -> None:
+    """Write each lazy frame to its parquet path, all in one streaming run (the encoded splits share one read of the
+    input). Common subplans are not merged: polars would cache the shared input in memory, and gains no time here."""
+    import polars as pl
+
+    for path in targets:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    sinks = [frame.sink_parquet(path, row_group_size=row_group_size, lazy=True) for path, frame in targets.items()]
+    pl.collect_all(sinks, engine="streaming", optimizations=pl.QueryOptFlags(comm_subplan_elim=False))
+
+
 def row_group_shards(path: Path, shards: int) -> list[tuple[list[int], int]]:
     """The file's row groups cut into at most `shards` contiguous runs of about equal rows: (row groups, first row)."""
     import pyarrow.parquet as pq

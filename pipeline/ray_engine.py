@@ -129,13 +129,9 @@ def ingest_write(plan: Prepared, encoder: Encoder, part: Part, directory: str, k
     frames = {name: encoder.transform(frame) for name, frame in splits.items()}
     if keep_holdout:
         frames |= {f"holdout/{name}": frame for name, frame in plan.holdout(splits).items()}
-    written = {}
-    for name, frame in frames.items():
-        path = Path(directory) / name / f"{part.source}-{part.first_row:012d}.parquet"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        frame.sink_parquet(path)
-        written[name] = str(path)
-    return written
+    paths = {name: Path(directory) / name / f"{part.source}-{part.first_row:012d}.parquet" for name in frames}
+    catalog.sink_all({paths[name]: frame for name, frame in frames.items()})
+    return {name: str(path) for name, path in paths.items()}
 
 
 def has_parts(raw: RawInput) -> bool:

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import polars as pl
-from tqdm import tqdm
 
 from features.ingest import ingest, load_raw
 from pipeline import catalog, ray_engine
@@ -33,22 +32,19 @@ def run_ingest(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
             result = ingest(raw, params, scratch)
         for note in result.notes:
             print(f"ingest: {note}", file=sys.stderr)
+        targets = {catalog.split_file(workdir, name): frame for name, frame in result.splits.items()}
+        if cfg.split.keep_raw_holdout:
+            targets |= {workdir / catalog.HOLDOUT[name].name: frame for name, frame in result.holdout.items()}
+        catalog.sink_all(targets)
         splits: dict[str, dict[str, float]] = {}
-        for name, frame in tqdm(result.splits.items(), desc="ingest: encode splits", unit="split", disable=None):
-            path = catalog.split_file(workdir, name)
-            frame.sink_parquet(path, row_group_size=1 << 18)
+        for name in result.splits:
             labels = (
-                pl.scan_parquet(path)
+                pl.scan_parquet(catalog.split_file(workdir, name))
                 .select(pl.len().alias("rows"), pl.col(result.schema.label).cast(pl.Int64).sum().alias("pos"))
                 .collect()
             )
             rows, pos = labels.row(0)
             splits[name] = {"rows": int(rows), "positive_rate": float(pos / rows) if rows else 0.0}
-        if cfg.split.keep_raw_holdout:
-            for name, frame in result.holdout.items():
-                path = workdir / catalog.HOLDOUT[name].name
-                path.parent.mkdir(exist_ok=True)
-                frame.sink_parquet(path, row_group_size=1 << 18)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         shutil.rmtree(parts, ignore_errors=True)

@@ -3,9 +3,10 @@
 from fractions import Fraction
 
 import numpy as np
+import polars as pl
 import pytest
 
-from features.moments import Moments
+from features.moments import Moments, exponent_sums
 
 
 def _exact(values: np.ndarray) -> tuple[float, float]:
@@ -51,3 +52,13 @@ def test_values_near_the_largest_float_do_not_overflow():
 
 def test_no_values_and_one_value():
     assert (Moments().mean, Moments().std, Moments.of(np.array([2.5])).std) == (0.0, 0.0, 0.0)
+
+
+def test_integer_columns_take_the_integer_route_with_the_same_result():
+    values = np.random.default_rng(6).integers(-(2**40), 2**40, 10_000)
+    as_int = Moments.from_sums(
+        exponent_sums(pl.LazyFrame({"v": values}), "v").collect(), values.size, float(values.min()), float(values.max())
+    )
+    as_float = Moments.of(values.astype(np.float64))  # exact: |v| < 2^53
+    assert (as_int.mean, as_int.std) == (as_float.mean, as_float.std)
+    assert as_int.mean == float(Fraction(int(values.sum()), values.size))
