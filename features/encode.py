@@ -143,7 +143,7 @@ class Encoder:
         for name in numeric:
             v = pl.col(name).cast(pl.Float64)
             checks += [v.min().alias(f"{name}.min"), v.max().alias(f"{name}.max"), v.is_infinite().sum().alias(f"{name}.inf")]
-        queries, names = [train.select(checks)], []
+        queries, names = [], []
         for name, kind in self.schema.kinds.items():
             if kind == "multi":
                 queries.append(_token_counts(train.select(self._token(name).alias("value")).explode("value")))
@@ -153,10 +153,13 @@ class Encoder:
             elif self._uses_vocab(name):
                 queries.append(_token_counts(train.select(self._token(name).alias("value"))))
                 names.append(name)
-        queries += [exponent_sums(train, name) for name in numeric]
-        # One streaming run, each query its own read: merged, polars would cache the shared train rows in memory.
-        row, *results = pl.collect_all(queries, engine="streaming", optimizations=pl.QueryOptFlags(comm_subplan_elim=False))
-        checks_row, tokens, sums = row.row(0, named=True), results[: len(names)], results[len(names) :]
+        tokens = pl.collect_all(queries, engine="streaming")  # one read of the train rows, shared
+        # Each its own read: sharing one with the queries above, polars would cache the train rows in memory.
+        separate = pl.QueryOptFlags(comm_subplan_elim=False)
+        row, *sums = pl.collect_all(
+            [train.select(checks), *(exponent_sums(train, n) for n in numeric)], engine="streaming", optimizations=separate
+        )
+        checks_row = row.row(0, named=True)
         moments = {}
         for name, table in zip(numeric, sums, strict=True):
             if checks_row[f"{name}.inf"]:
