@@ -6,9 +6,9 @@ would give other last bits than one pass. Here the sums are exact, and computed 
 as the rest of the encoder's counts: each nonzero float is ±m·2^(e-52), with its binary exponent e (floor(log2|v|),
 corrected by one where the log rounds across a power of two) and its integer mantissa m = |v|·2^(52-e) < 2^53 (a
 product with a power of two, so exact); per exponent polars adds the signed mantissas and, for the squares, h², h·l
-and l² of m = h·2^27 + l, each in Int128 (no overflow below 2^70 rows). Integer columns are their own mantissas (one
-group, exponent 52) and skip the logs. The per-exponent totals become one Python integer each for Σv and Σv² at a
-fixed binary scale. Integers add exactly, so any split into parts gives the same totals, and the mean and the
+and l² of m = h·2^27 + l, each in Int128 (no overflow below 2^70 rows). Integer columns are their own mantissas
+(one group, exponent 52; UInt64, which may pass Int64, goes the float way) and skip the logs. The per-exponent
+totals become one Python integer each for Σv and Σv² at a fixed binary scale. Integers add exactly, so any split into parts gives the same totals, and the mean and the
 variance are the correctly rounded values of the exact rationals.
 """
 
@@ -29,16 +29,16 @@ def exponent_sums(frame: pl.LazyFrame, name: str) -> pl.LazyFrame:
     h², h·l, l² of their mantissas (`hh`, `hl`, `ll`); `Moments.from_sums` folds them. Nulls, NaN, zeros and
     infinities add nothing (the caller counts values and rejects infinities)."""
     dtype = frame.collect_schema()[name]
-    if dtype.is_integer():  # integers are their own mantissas at exponent 52 (units of 2^0); |v| < 2^64 = h 2^27 + l, h < 2^37
-        a = pl.col(name).cast(pl.Int128)
-        mantissa = a.abs()
-        high, low = mantissa // (1 << _LOW), mantissa % (1 << _LOW)
+    # Integers are their own mantissas at exponent 52 (units of 2^0): v = h 2^27 + l, 0 <= l < 2^27.
+    if dtype.is_integer() and dtype != pl.UInt64:
+        v = pl.col(name).cast(pl.Int64)
+        high, low = v // (1 << _LOW), v % (1 << _LOW)  # |h| < 2^36: h·l and l² stay in Int64, only h² and the sums need Int128
         return frame.select(
             pl.lit(52, pl.Int32).alias("__e"),
-            a.sum().alias("s"),
-            (high * high).sum().alias("hh"),
-            (high * low).sum().alias("hl"),
-            (low * low).sum().alias("ll"),
+            v.cast(pl.Int128).sum().alias("s"),
+            (high.cast(pl.Int128) * high.cast(pl.Int128)).sum().alias("hh"),
+            (high * low).cast(pl.Int128).sum().alias("hl"),
+            (low * low).cast(pl.Int128).sum().alias("ll"),
         )
     a, guess = pl.col("__a"), pl.col("__g")
     tiny = guess < -900  # 2^(52 - guess) in two exact factors, as it passes 2^1023 near the subnormals
