@@ -92,3 +92,22 @@ def test_text_input_is_ingested_here_with_a_note(tmp_path, monkeypatch, capsys, 
     workdir = _ingest(tmp_path, "csv", [csv], {}, "ray")
     assert (workdir / "train.parquet").is_file()
     assert "ingest: engine ray reads parquet files in parts; this input (csv) is ingested here" in capsys.readouterr().err
+
+
+def test_bad_labels_in_a_part_fail_with_the_local_engines_message(tmp_path, monkeypatch):
+    import polars as pl
+
+    from featuremap.errors import InputError
+
+    monkeypatch.setattr(ray_engine, "_ray", lambda engine: _InProcess())
+    given = tmp_path / "given"
+    given.mkdir()
+    ray_inputs.frame(3_000, 1).write_parquet(given / "train.parquet", row_group_size=500)
+    test = ray_inputs.frame(1_000, 2).with_columns(pl.when(pl.int_range(pl.len()) == 700).then(5).otherwise(pl.col("click")).alias("click"))
+    test.write_parquet(given / "test.parquet", row_group_size=300)
+    messages = []
+    for engine in ("local", "ray"):
+        with pytest.raises(InputError) as caught:
+            _ingest(tmp_path, engine, [given], {"engine": {"shards": 4}}, engine)
+        messages.append(str(caught.value))
+    assert messages[0] == messages[1] and "(test split)" in messages[0] and "not binary" in messages[0]
