@@ -1,14 +1,16 @@
 """Readers for every input format, each returning a polars LazyFrame of raw columns.
 
-One reader per format, chosen from a registry by name. Text readers first make
-one streaming pass that checks every row has the expected number of columns,
-so a ragged row is reported with its line number instead of being read as
-nulls or failing deep inside a later stage.
+One reader per format, chosen from a registry by name. Text readers check that
+every row has the expected number of columns, so a ragged row is reported with
+its line number instead of being read as nulls or failing deep inside a later
+stage.
 
-Compressed text (`.gz`, `.bz2`, `.zst`, told by magic bytes) is read in one
-streaming pass: each line-aligned chunk is checked, parsed with the plain
-reader's polars options and written as a parquet shard in a scratch directory;
-the returned frame scans those shards (see `features.textio`).
+Delimited text (CSV, TSV, Criteo), plain or compressed (`.gz`, `.bz2`, `.zst`,
+told by magic bytes), is parsed once, in one streaming pass: each line-aligned
+chunk is checked, parsed with polars and written as a parquet shard in a scratch
+directory; the returned frame scans those shards, so the schema, split,
+vocabulary and encode passes read parquet, not text (see `features.textio`).
+libsvm lines of plain files are still scanned as text.
 """
 
 from __future__ import annotations
@@ -136,18 +138,11 @@ def _raise_bad_count(bad: dict | None, expected: int) -> None:
         raise InputError(f"{bad['file']}: line {bad['line_no']} has {bad['n']} columns, expected {expected}; fix or remove that line")
 
 
-def _check_column_counts(paths: list[Path], separator: str, expected: int, quoted: bool, header: bool) -> None:
-    """Raise InputError naming the first line of the plain files whose column count is not `expected`."""
-    if paths:
-        lines = pl.concat([_lines_of(p, p) for p in paths])
-        _raise_bad_count(_first_bad_count(lines, separator, expected, quoted, header), expected)
-
-
-def _delimited_chunks(path: Path, codec: str, separator: str, expected: int, header: bool, options: dict) -> Iterator[pl.DataFrame]:
-    """A compressed delimited file parsed chunk by chunk with the plain reader's polars `options`.
+def _delimited_chunks(path: Path, codec: str | None, separator: str, expected: int, header: bool, options: dict) -> Iterator[pl.DataFrame]:
+    """A delimited file (compressed by `codec`, or plain when None) parsed chunk by chunk with polars `options`.
 
     With a header, the first chunk is read with polars' schema inference over its first rows, as
-    `scan_csv` does on the plain file; every later chunk is read with that schema.
+    `scan_csv` would over the whole file; every later chunk is read with that schema.
     """
     quoted = options.get("quote_char", '"') is not None
     line_no, schema = 1, options.get("schema")
@@ -182,14 +177,9 @@ def _require_rows(frame: pl.LazyFrame, paths: list[Path], what: str = "no data r
 def _delimited(
     paths: list[Path], scratch: _Scratch, separator: str, expected: int, header: bool, options: dict, how: str = "vertical"
 ) -> pl.LazyFrame:
-    """The files as one frame: plain ones scanned by polars (after one column-count pass), compressed ones staged."""
-    codecs = [codec_of(p) for p in paths]
-    quoted = options.get("quote_char", '"') is not None
-    _check_column_counts([p for p, c in zip(paths, codecs, strict=True) if c is None], separator, expected, quoted, header)
-    frames = [
-        pl.scan_csv(p, **options) if c is None else scratch.stage(p, _delimited_chunks(p, c, separator, expected, header, options))
-        for p, c in zip(paths, codecs, strict=True)
-    ]
+    """The files as one frame, each parsed once, chunk by chunk (column counts checked on the way), and staged as
+    parquet shards that every later pass reads instead of the text."""
+    frames = [scratch.stage(p, _delimited_chunks(p, codec_of(p), separator, expected, header, options)) for p in paths]
     if len(frames) > 1 and header:  # a header-only part (Spark writes them) would widen every column to String
         frames = [f for f in frames if f.head(1).collect().height] or frames[:1]
     return pl.concat(frames, how=how)

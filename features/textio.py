@@ -69,18 +69,18 @@ def natural_key(path: Path) -> list[int | str]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
 
 
-def _open(path: Path, codec: str) -> pa.NativeFile:
+def _open(path: Path, codec: str | None) -> pa.NativeFile:
     try:
         return pa.input_stream(str(path), compression=codec)
     except (OSError, pa.ArrowException) as exc:
-        raise InputError(f"{path}: cannot open as {codec} ({str(exc).splitlines()[0]})") from exc
+        raise InputError(f"{path}: cannot open as {codec or 'text'} ({str(exc).splitlines()[0]})") from exc
 
 
-def _read(stream: pa.NativeFile, path: Path, codec: str, size: int) -> bytes:
+def _read(stream: pa.NativeFile, path: Path, codec: str | None, size: int) -> bytes:
     try:
         return stream.read(size)
     except (OSError, pa.ArrowException) as exc:
-        raise InputError(f"{path}: not valid {codec} data ({str(exc).splitlines()[0]}); the file may be truncated") from exc
+        raise InputError(f"{path}: not valid {codec or 'text'} data ({str(exc).splitlines()[0]}); the file may be truncated") from exc
 
 
 def _line_cut(buf: bytes, quoted: bool, quotes: int) -> int:
@@ -109,8 +109,8 @@ def _records(buf: bytes, quoted: bool) -> int:
     return int(np.count_nonzero(inside[data == ord("\n")] == 0))
 
 
-def text_chunks(path: Path, codec: str, quoted: bool, chunk_bytes: int | None = None, first_lines: int = 0) -> Iterator[bytes]:
-    """The decompressed text of `path` in chunks of whole lines (whole quoted records when `quoted`).
+def text_chunks(path: Path, codec: str | None, quoted: bool, chunk_bytes: int | None = None, first_lines: int = 0) -> Iterator[bytes]:
+    """The (decompressed, with `codec`) text of `path` in chunks of whole lines (whole quoted records when `quoted`).
 
     The first chunk holds at least `first_lines` records when the file has them (a schema is
     inferred from it), up to FIRST_CHUNK_MAX bytes. More than four chunks of text after the

@@ -42,7 +42,7 @@ CASES = {
             "--format",
             "criteo",
         ],
-        "could not read the input",
+        "lines 1-2 do not parse (could not parse `five`",  # parsed once, chunk by chunk: the error names the lines
     ),
     "label column missing": (
         lambda d: ["--data", str(_write(d / "l.csv", "a,b\n1,2\n")), "--label", "click"],
