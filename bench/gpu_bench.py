@@ -2,12 +2,15 @@
 
 Made for the device tool (a lent GPU host with torch but without torchrec,
 fbgemm, polars or scikit-learn): it needs only torch, numpy and this
-project's models/ and featuremap/ packages, uses the plain-torch embedding
-backend, and builds random batches with Frappe_x1's 10 fields and
+project's models/ and featuremap/ packages, uses the CLI's default embedding
+backend (torchrec) where it imports and says so when it falls back to plain
+torch (a host without fbgemm_gpu), and builds random batches with Frappe_x1's 10 fields and
 vocabulary sizes (throughput does not depend on the values). For each model
 and precision it times `--steps` training steps (Adam, batch 4096, BARS
 AutoInt settings) after `--warmup` steps, with batches already on the device
 ("compute") and copied from pinned host memory each step ("with copies").
+`--anchor` takes FuxiCTR's AutoInt training samples/s measured on the same
+host in the same sitting (../shared/anchors/fuxictr/run.py) and prints the ratio.
 
     python bench/gpu_bench.py --device cuda --out $OUT/gpu_bench.json
     python bench/gpu_bench.py --device cpu --steps 3 --warmup 1     # the CPU rehearsal
@@ -46,7 +49,15 @@ FRAPPE = {
     "country": 80,
     "city": 233,
 }
-FUXICTR_CPU = 3604  # FuxiCTR AutoInt samples/s on the 2-core CPU (../shared/ANCHORS.md)
+
+
+def default_backend() -> tuple[str, str]:
+    """The CLI's default embedding backend, torchrec, where it imports here; plain torch otherwise, with the reason."""
+    try:
+        import torchrec  # noqa: F401
+    except Exception as exc:  # torchrec without a loadable fbgemm_gpu raises several kinds
+        return "torch", f"torch (torchrec does not import here: {str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})"
+    return "torchrec", "torchrec (the CLI's default)"
 
 
 def frappe_map() -> FeatureMap:
@@ -78,7 +89,7 @@ def train_step(model, optimizer, scaler, batch, dtype: torch.dtype | None = None
 def measure(model_name: str, precision: str, device: torch.device, args: argparse.Namespace) -> dict:
     feature_map = frappe_map()
     torch.manual_seed(2021)
-    model = build_model(model_name, feature_map, EmbeddingConfig(dim=10, backend="torch")).to(device)
+    model = build_model(model_name, feature_map, EmbeddingConfig(dim=10, backend=args.backend)).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
@@ -114,6 +125,7 @@ def measure(model_name: str, precision: str, device: torch.device, args: argpars
     return {
         "model": model_name,
         "precision": precision,
+        "backend": args.backend,
         "samples_per_s_compute": compute,
         "samples_per_s_with_copies": with_copies,
         "params": sum(p.numel() for p in model.parameters()),
@@ -180,13 +192,25 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--attention-ab", type=int, metavar="ROUNDS", help="only compare AutoInt's attention paths, interleaved, and exit")
+    parser.add_argument("--backend", choices=["torch", "torchrec"], help="embedding backend (default: torchrec where it imports)")
+    parser.add_argument(
+        "--anchor",
+        type=float,
+        metavar="SAMPLES_PER_S",
+        help="FuxiCTR's AutoInt training samples/s measured on this host in this sitting: print AutoInt's ratio to it",
+    )
     args = parser.parse_args()
+    backend, said = default_backend() if args.backend is None else (args.backend, args.backend)
+    args.backend = backend
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         print("error: --device cuda but no CUDA GPU is visible", file=sys.stderr)
         sys.exit(2)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
-    print(f"device: {name}; torch {torch.__version__}; python {platform.python_version()}; batch {args.batch}, {args.steps} timed steps")
+    print(
+        f"device: {name}; torch {torch.__version__}; python {platform.python_version()}; batch {args.batch}, {args.steps} timed steps; "
+        f"backend {said}"
+    )
     if args.attention_ab:
         ab = attention_ab(device, args)
         if args.out:
@@ -201,12 +225,16 @@ def main() -> None:
             print(
                 f"{model_name:9s} {precision}: {row['samples_per_s_compute']:>12,.0f} samples/s on-device batches, "
                 f"{row['samples_per_s_with_copies']:>12,.0f} with host copies"
-                + (f" ({row['samples_per_s_compute'] / FUXICTR_CPU:.1f}x FuxiCTR's 2-core CPU anchor)" if model_name == "autoint" else ""),
+                + (
+                    f" ({row['samples_per_s_compute'] / args.anchor:.2f}x FuxiCTR's {args.anchor:,.0f}, this host and sitting)"
+                    if model_name == "autoint" and args.anchor
+                    else ""
+                ),
                 flush=True,
             )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"device": name, "torch": torch.__version__, "rows": rows}, indent=2))
+        args.out.write_text(json.dumps({"device": name, "torch": torch.__version__, "backend": backend, "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":

@@ -4,10 +4,17 @@ Ingests ../shared/data/frappe with the BARS settings (min count 1), then
 trains each model with its BARS Frappe_x1 settings (embedding 10, Adam 1e-3,
 batch 4096, patience 2, lr x 0.1 on plateau, seed 2021) and reports valid /
 test AUC and logloss, parameters, training samples/s and epochs, side by side
-with the published BARS test AUC and, for AutoInt, FuxiCTR's figures from
-../shared/ANCHORS.md (measured on this kind of machine; FuxiCTR's AutoInt is
-not in its pip package, so that ratio is across runs: the bench measures the
-host's fp32 and bf16 matrix-multiply rates in the same run to show its state).
+with the published BARS test AUC. Models use the configuration's default embedding
+backend (what a user of the CLI gets).
+
+AutoInt is measured against FuxiCTR's AutoInt in the same sitting:
+`--fuxictr PYTHON` (the interpreter of the venv that
+../shared/anchors/fuxictr/README.md sets up; default $FUXICTR_PYTHON) runs
+../shared/anchors/fuxictr/run.py on this host after our models: with
+`--throughput EPOCHS` its training samples/s over the same epochs (fp32 against
+fp32, and our default precision against its default, fp32), otherwise its full
+run's valid and test AUC beside our AutoInt's. The bench also measures the host's
+fp32 and bf16 matrix-multiply rates to show its state.
 
 Unified embedding runs as AutoInt (or --unified-base) over shared hashed
 tables at a sweep of parameter budgets (fractions of the per-field tables'
@@ -22,7 +29,11 @@ are done; --fresh starts over) and a markdown table is printed at the end.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
+import os
+import re
+import statistics
 import subprocess
 import sys
 import time
@@ -38,6 +49,7 @@ from models.registry import build_model
 from models.trainer import TrainConfig, evaluate, fit, resolve_device, resolve_precision, train_report
 from models.unified import shared_model
 from pipeline import catalog
+from pipeline.config import TrainSection
 from pipeline.upstream import feature_ranks, load_split
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,7 +65,8 @@ SETTINGS: dict[str, tuple[dict, float]] = {  # model -> (model params, embedding
     "autoint+": ({}, 0.1),
     "fgcnn": ({}, 0.05),
 }
-FUXICTR_AUTOINT = {"samples_per_s": 3604, "test_auc": 0.981372, "valid_auc": 0.982727, "epochs": 32}
+ANCHOR = ROOT.parent / "shared" / "anchors" / "fuxictr" / "run.py"
+BACKEND = TrainSection().backend  # the embedding backend a user of the CLI gets
 
 
 def matmul_gflops(dtype: torch.dtype) -> float:
@@ -82,7 +95,7 @@ def ingest(out: Path, rank: bool = False) -> Path:
 
 def build(model_name: str, params: dict, feature_map, ranks=None):
     """The model; "unified" is params["base"] over Unified Embedding's layout from the method's settings in `params`."""
-    embedding = EmbeddingConfig(dim=10, backend="torch")
+    embedding = EmbeddingConfig(dim=10, backend=BACKEND)
     if model_name != "unified":
         return build_model(model_name, feature_map, embedding, params)
     own = {k: v for k, v in params.items() if k != "base" and k not in UnifiedSettings.model_fields}
@@ -116,25 +129,57 @@ def run_one(name: str, model_name: str, params: dict, regularizer: float, precis
         "embedding_regularizer": regularizer,
         "precision": precision,
         "autocast": str(resolve_precision(precision, device)),
+        "backend": BACKEND,
         **train_report(model, result, test_auc, test_logloss),
         "wall_s": time.perf_counter() - started,
     }
 
 
-def throughput(data, epochs: int, host: dict) -> None:
-    """AutoInt training samples/s, fp32 and bf16 autocast, each from a fresh model, against FuxiCTR's anchor."""
+def fuxictr(python: str | None, work: Path, epochs: int | None, threads: int) -> dict | None:
+    """FuxiCTR's AutoInt (../shared/anchors/fuxictr/run.py) run now on this host: the training samples/s of each of
+    `epochs` epochs, or with `epochs` None its full run's valid and test AUC and logloss. None without `python`."""
+    if not python:
+        print("FuxiCTR anchor: not run (pass --fuxictr PYTHON or set FUXICTR_PYTHON; setup in ../shared/anchors/fuxictr/README.md)")
+        return None
+    command = [python, str(ANCHOR), str(work), "--threads", str(threads), *(["--epochs", str(epochs)] if epochs else ["--full"])]
+    print(f"FuxiCTR anchor: {' '.join(command)}", flush=True)
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"the FuxiCTR anchor failed (exit {done.returncode}): {(done.stderr or done.stdout)[-3000:]}")
+    found: dict = {"wall_s": time.perf_counter() - started}
+    rates = [float(x.replace(",", "")) for x in re.findall(r"epoch \d+: ([\d,]+) training samples/s", done.stdout)]
+    if rates:
+        found |= {"samples_per_s_by_epoch": rates, "samples_per_s": statistics.median(rates)}
+    for line in done.stdout.splitlines():
+        split, _, figures = line.partition(" ")
+        if split in ("valid", "test") and figures.startswith("{"):
+            values = ast.literal_eval(figures)
+            found |= {f"{split}_auc": float(values["AUC"]), f"{split}_logloss": float(values["logloss"])}
+    return found
+
+
+def throughput(data, epochs: int, host: dict, anchor: dict | None) -> None:
+    """AutoInt training samples/s, fp32 and the default precision, each from a fresh model, against FuxiCTR's in the same
+    sitting (fp32 is its default)."""
     rates = {}
-    for precision in ("fp32", "bf16"):
+    for precision in ("fp32", "auto"):
         r = run_one(f"autoint {precision}", "autoint", *SETTINGS["autoint"], precision, data, epochs)
         rates[precision] = r["train_samples_per_s"]
+        against = (
+            f", {r['train_samples_per_s'] / anchor['samples_per_s']:.2f}x FuxiCTR's {anchor['samples_per_s']:,.0f} (fp32, this sitting)"
+            if anchor and "samples_per_s" in anchor
+            else ""
+        )
         print(
-            f"AutoInt {precision}: {r['train_samples_per_s']:,.0f} samples/s (median of {epochs} epochs), "
-            f"{r['train_samples_per_s'] / FUXICTR_AUTOINT['samples_per_s']:.2f}x FuxiCTR's {FUXICTR_AUTOINT['samples_per_s']:,} "
-            f"(ANCHORS, across runs); valid AUC after {epochs} epochs {r['valid_auc']:.6f}",
+            f"AutoInt {precision} ({r['autocast'] if r['autocast'] != 'None' else 'fp32'}, backend {r['backend']}): "
+            f"{r['train_samples_per_s']:,.0f} samples/s (median of {epochs} epochs){against}; valid AUC after {epochs} epochs "
+            f"{r['valid_auc']:.6f}",
             flush=True,
         )
     print(
-        f"host now: fp32 matmul {host['fp32_gflops']:.0f} GFLOPS, bf16 {host['bf16_gflops']:.0f} GFLOPS; bf16/fp32 speed-up {rates['bf16'] / rates['fp32']:.2f}x"
+        f"host now: fp32 matmul {host['fp32_gflops']:.0f} GFLOPS, bf16 {host['bf16_gflops']:.0f} GFLOPS; "
+        f"default/fp32 speed-up {rates['auto'] / rates['fp32']:.2f}x"
     )
 
 
@@ -166,7 +211,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "train")
     parser.add_argument("--fresh", action="store_true")
     parser.add_argument(
-        "--throughput", type=int, metavar="EPOCHS", help="only time AutoInt for EPOCHS epochs in fp32 and under bf16 autocast, then exit"
+        "--throughput", type=int, metavar="EPOCHS", help="only time AutoInt for EPOCHS epochs in fp32 and the default precision, then exit"
+    )
+    parser.add_argument(
+        "--fuxictr",
+        default=os.environ.get("FUXICTR_PYTHON"),
+        metavar="PYTHON",
+        help="the anchor venv's interpreter: run FuxiCTR's AutoInt in the same sitting (default $FUXICTR_PYTHON)",
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -183,7 +234,7 @@ def main() -> None:
     )
 
     if args.throughput:
-        throughput(data, args.throughput, host)
+        throughput(data, args.throughput, host, fuxictr(args.fuxictr, args.out / "fuxictr", args.throughput, args.threads))
         return
     jobs = []
     for name in args.models.split(","):
@@ -231,11 +282,12 @@ def main() -> None:
             f"{r['epochs']} ({r['best_epoch']}) | {r['autocast'] if r['autocast'] != 'None' else 'fp32'} |"
         )
     autoint = [r for r in results.values() if r["model"] == "autoint"]
-    for r in autoint:
-        ratio = r["train_samples_per_s"] / FUXICTR_AUTOINT["samples_per_s"]
+    anchor = fuxictr(args.fuxictr, args.out / "fuxictr", None, args.threads) if autoint else None
+    for r in autoint if anchor else []:
         print(
-            f"AutoInt ({r['name']}, {r['autocast']}) against FuxiCTR (ANCHORS, across runs): {r['train_samples_per_s']:,.0f} vs "
-            f"{FUXICTR_AUTOINT['samples_per_s']:,} samples/s = {ratio:.2f}x; test AUC {r['test_auc']:.6f} vs {FUXICTR_AUTOINT['test_auc']}"
+            f"AutoInt ({r['name']}, {r['autocast']}, backend {r.get('backend', '?')}) against FuxiCTR's full run in this sitting: "
+            f"test AUC {r['test_auc']:.6f} vs {anchor['test_auc']:.6f} ({r['test_auc'] - anchor['test_auc']:+.6f}), "
+            f"valid AUC {r['valid_auc']:.6f} vs {anchor['valid_auc']:.6f}; wall {r['wall_s']:.0f} s vs {anchor['wall_s']:.0f} s"
         )
     full = results.get("autoint")
     for r in results.values():

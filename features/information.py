@@ -41,10 +41,16 @@ def mutual_information_and_entropy(table: np.ndarray) -> tuple[float, float]:
 
 def mutual_information(table: np.ndarray) -> float:
     """Plug-in I(X;Y) of a (values x classes) count table."""
-    n = float(table.sum())
+    return mutual_information_of_counts(table, table.sum(axis=1), table.sum(axis=0))
+
+
+def mutual_information_of_counts(joint: np.ndarray, left: np.ndarray, right: np.ndarray) -> float:
+    """Plug-in I(X;Y) from the counts of the (x, y) pairs, of x and of y, each given as any array holding at least
+    its nonzero counts (zeros add nothing): a sparse cross needs no dense table."""
+    n = float(np.sum(left))
     if n == 0:
         return 0.0
-    mi = (_xlogx(table) - _xlogx(table.sum(axis=1)) - _xlogx(table.sum(axis=0)) + n * np.log(n)) / n
+    mi = (_xlogx(joint) - _xlogx(left) - _xlogx(right) + n * np.log(n)) / n
     return max(mi, 0.0)
 
 

@@ -36,6 +36,7 @@ from features.information import (
     expected_mutual_information,
     mutual_information,
     mutual_information_and_entropy,
+    mutual_information_of_counts,
     null_moments,
     null_upper_tail,
 )
@@ -224,6 +225,15 @@ def _capped(codes: np.ndarray, cap: int) -> np.ndarray:
     return np.minimum(codes, cap).astype(np.int64)
 
 
+def _value_counts(codes: np.ndarray, size: int) -> np.ndarray:
+    """Counts of the ids in `codes` (all below `size`): the dense bincount when the id space is within a few times the
+    rows, else only the nonzero counts (a sort), all the information sums need. A cross of two 1k-value fields has
+    a million ids: on a small sample the dense tables, not the rows, would set the time."""
+    if size <= 4 * codes.size:
+        return np.bincount(codes, minlength=size)
+    return np.unique(codes, return_counts=True)[1]
+
+
 def pair_stats(sample: Mapping[str, np.ndarray], label: np.ndarray, pairs: list[tuple[str, str]], max_values: int) -> list[PairStats]:
     """Cross each pair on the sample: label MI of the cross, its gain over both sides, and redundancy.
 
@@ -244,22 +254,23 @@ def pair_stats(sample: Mapping[str, np.ndarray], label: np.ndarray, pairs: list[
     sizes = {name: int(codes.max()) + 1 for name, codes in capped.items()}
     adjusted: dict[str, float] = {}
     entropies: dict[str, float] = {}
+    values: dict[str, np.ndarray] = {}
     for name, codes in capped.items():
         table = np.bincount(codes * 2 + y, minlength=2 * sizes[name]).reshape(-1, 2)
-        adjusted[name] = mutual_information(table) - expected_mutual_information(table.sum(axis=1), classes)
-        entropies[name] = entropy(table.sum(axis=1))
+        values[name] = table.sum(axis=1)
+        adjusted[name] = mutual_information(table) - expected_mutual_information(values[name], classes)
+        entropies[name] = entropy(values[name])
     # One fixed shuffle gives each pair's chance level of feature-feature MI (same marginals, no link).
     shuffle = np.random.default_rng(0).permutation(n)
     out = []
     for a, b in pairs:
+        size = sizes[a] * sizes[b]
         cross = capped[a] * sizes[b] + capped[b]
-        shuffled = np.bincount(capped[a] * sizes[b] + capped[b][shuffle], minlength=sizes[a] * sizes[b])
-        table = np.bincount(cross * 2 + y, minlength=2 * sizes[a] * sizes[b]).reshape(-1, 2)
-        cells = table.sum(axis=1)
-        mi = mutual_information(table)
+        cells = _value_counts(cross, size)  # the cross's values (with zeros where dense)
+        mi = mutual_information_of_counts(_value_counts(cross * 2 + y, 2 * size), cells, classes)
         expected, null_sd = null_moments(cells, classes)
-        redundancy = mutual_information(cells.reshape(sizes[a], sizes[b]))
-        chance = mutual_information(shuffled.reshape(sizes[a], sizes[b]))
+        redundancy = mutual_information_of_counts(cells, values[a], values[b])
+        chance = mutual_information_of_counts(_value_counts(capped[a] * sizes[b] + capped[b][shuffle], size), values[a], values[b])
         ceiling = min(entropies[a], entropies[b]) - chance
         out.append(
             PairStats(

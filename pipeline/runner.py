@@ -44,6 +44,11 @@ def plan(cfg: PipelineConfig) -> list[str]:
         if cfg.stages == ["promote"]:
             raise UserError("the promote stage needs the model registry: tracking on, tracking.register_model and promote.enabled")
         wanted.remove("promote")
+    if {"search", "train"} & set(wanted) and (cfg.train.device.startswith("cuda") or cfg.train.precision == "fp16"):
+        # a device or precision this machine lacks: say so before ingest and rank run, not after them
+        from models.trainer import resolve_device, resolve_precision
+
+        resolve_precision(cfg.train.precision, resolve_device(cfg.train.device))
     has_ingest = catalog.FEATURE_MAP.at(cfg.out).is_file()
     for stage in ("rank", "search", "train"):
         if stage in wanted and "ingest" not in wanted and not has_ingest:

@@ -46,6 +46,26 @@ def wait_http(url: str, proc, log: Path, seconds: float = 120) -> None:
     pytest.fail(f"{url} did not answer within {seconds} s")
 
 
+def tracking_store(path: Path) -> str:
+    """`sqlite:///path`, a new MLflow store with its tables already made: a copy of one store built once per mlflow
+    version (creating the tables runs MLflow's ~60 migrations, 3-4 s, which every test would pay for its own store)."""
+    import shutil
+    import tempfile
+    from importlib.metadata import version
+
+    template = Path(tempfile.gettempdir()) / f"ctr-tests-mlflow-{version('mlflow')}-store.db"
+    if not template.is_file():
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        building = template.with_name(f"{template.name}.{os.getpid()}")
+        building.unlink(missing_ok=True)
+        store = SqlAlchemyStore(f"sqlite:///{building}", str(building.parent / "unused-artifacts"))
+        store.engine.dispose()
+        building.replace(template)  # atomic: a worker that builds it at the same time replaces it with an equal copy
+    shutil.copyfile(template, path)
+    return f"sqlite:///{path}"
+
+
 def shared(name: str) -> Path:
     """A dataset folder under ../shared/data, skipping the test where it is absent."""
     path = SHARED / name

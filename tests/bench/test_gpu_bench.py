@@ -32,6 +32,8 @@ def test_gpu_bench_rehearses_on_cpu(tmp_path):
         "1",
         "--out",
         str(out),
+        "--anchor",
+        "1000",
     )
     assert done.returncode == 0, done.stderr
     rows = json.loads(out.read_text())["rows"]
@@ -42,7 +44,9 @@ def test_gpu_bench_rehearses_on_cpu(tmp_path):
         ("deepfm", "bf16"),
     ]
     assert all(r["samples_per_s_compute"] > 0 and r["samples_per_s_with_copies"] > 0 for r in rows)
-    assert "FuxiCTR" in done.stdout
+    assert "backend torchrec (the CLI's default)" in done.stdout and all(r["backend"] == "torchrec" for r in rows)
+    autoint = [r for r in rows if r["model"] == "autoint"]  # the ratio to a same-sitting anchor figure given on the command line
+    assert f"{autoint[0]['samples_per_s_compute'] / 1000:.2f}x FuxiCTR's 1,000, this host and sitting" in done.stdout
 
 
 def test_gpu_bench_attention_paths_interleave(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 
 from dags.ctr_pipeline_commands import stage_command
 from features.synthetic import write_parquet_shards
-from tests.conftest import ROOT
+from tests.conftest import ROOT, tracking_store
 
 AIRFLOW = ROOT / ".venv-airflow" / "bin" / "airflow"
 STAGES = ["ingest", "rank", "search", "train", "promote", "report"]
@@ -86,7 +86,7 @@ def test_two_consecutive_dates_each_on_its_partition_the_first_champion_the_seco
         write_parquet_shards(tmp_path / "clicks" / f"dt={day}", 4000, part=part)
     config = tmp_path / "config.yaml"
     config.write_text("train: {max_epochs: 1, batch_size: 512}\n")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = tracking_store(tmp_path / "mlflow.db")
     conf = _params(tmp_path, data=str(tmp_path / "clicks" / "dt={{ ds }}"), config=str(config), tracking_uri=uri, extra="--search none")
     decisions = {}
     for day in days:
@@ -119,7 +119,7 @@ def test_two_consecutive_dates_each_on_its_partition_the_first_champion_the_seco
 @pytest.mark.slow
 def test_a_missing_partition_or_a_bad_flag_fails_at_once_and_promotes_nothing(tmp_path):
     run = _airflow(tmp_path)
-    conf = _params(tmp_path, data=str(tmp_path / "clicks" / "dt={{ ds }}"), tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    conf = _params(tmp_path, data=str(tmp_path / "clicks" / "dt={{ ds }}"), tracking_uri=tracking_store(tmp_path / "mlflow.db"))
     states, log = run("2026-11-30", conf)
     assert states["ingest"] == "failed" and {states[s] for s in STAGES[1:]} == {"upstream_failed"}, states
     assert f"error: {tmp_path / 'clicks' / 'dt=2026-11-30'}: file not found; check data.path (--data)" in log

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, tracking_store
 
 CRITEO_ROW = "\t".join(["1"] + ["5"] * 13 + ["ab"] * 26)
 
@@ -161,7 +161,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path, case):
         "--out",
         str(out),
         "--tracking-uri",
-        f"sqlite:///{tmp_path}/m.db",
+        tracking_store(tmp_path / "m.db"),
     ]
     proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120)
     # Stage summaries of stages that finished before the error ("ingest: 2,000 rows ...") may precede it.
@@ -208,6 +208,12 @@ def test_gpu_asked_for_where_there_is_none(tmp_path):
     cmd = [sys.executable, "-m", "pipeline", "run", "--rows", "2000", "--device", "cuda", "--out", str(out), "--no-tracking"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2 and "no CUDA GPU" in proc.stderr and "Traceback" not in proc.stderr
+    assert "ingest:" not in proc.stderr and not out.exists()  # said before any stage ran
+    # fp16 needs CUDA too: in process, the same way
+    config = _write(tmp_path / "p.yaml", "train: {precision: fp16}\n")
+    from pipeline.cli import main
+
+    assert main(["run", "--rows", "2000", "--config", str(config), "--out", str(out), "--no-tracking"]) == 2
     assert not out.exists()
 
 

@@ -1,5 +1,6 @@
 """Tracking over HTTP: a real `mlflow server` on loopback receives params, metrics and artifacts."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -40,7 +41,9 @@ def test_pipeline_logs_to_http_server(tmp_path, mlflow_server):
     from mlflow.tracking import MlflowClient
 
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "pipeline", "run", "--rows", "20000", "--out", str(out), "--tracking-uri", mlflow_server]
+    config = tmp_path / "config.yaml"
+    config.write_text("train: {max_epochs: 2}\n")  # every stage, the model and its registration go over HTTP; the size proves nothing
+    cmd = [sys.executable, "-m", "pipeline", "run", "--rows", "5000", "--config", str(config), "--out", str(out), "--tracking-uri", mlflow_server]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     client = MlflowClient(mlflow_server)
@@ -55,3 +58,6 @@ def test_pipeline_logs_to_http_server(tmp_path, mlflow_server):
     assert {"ranking.csv", "pairs.csv", "quality.json", "ranking.png"} <= artifacts
     local = client.download_artifacts(rank.info.run_id, "ranking.csv", str(tmp_path))
     assert Path(local).read_text() == (out / "rank" / "ranking.csv").read_text()
+    report = json.loads((out / "metrics.json").read_text())  # the model went over HTTP too, and was registered there
+    name, version = report["registered_model"].removeprefix("models:/").split("/")
+    assert client.get_model_version(name, version).run_id == report["run_id"] == runs["train"].info.run_id

@@ -28,8 +28,8 @@ def _journal(out):
     return json.loads((out / "run.json").read_text())
 
 
-def _command(out, config, *extra):
-    return [sys.executable, "-m", "pipeline", "run", "--out", str(out), "--config", str(config), "--no-tracking", "--rows", "20000", *extra]
+def _command(out, config, rows=20000):
+    return [sys.executable, "-m", "pipeline", "run", "--out", str(out), "--config", str(config), "--no-tracking", "--rows", str(rows)]
 
 
 def test_rerun_reuses_unchanged_stages_and_reruns_what_a_change_invalidates(tmp_path, capsys):
@@ -118,11 +118,16 @@ def test_kill_9_during_training_then_rerun_resumes_to_the_uninterrupted_metrics(
 
 @pytest.mark.slow
 def test_concurrent_runs_same_seed_give_identical_outputs_and_a_shared_directory_is_locked(tmp_path):
-    config = _config(tmp_path)
+    config = _config(tmp_path, "train: {max_epochs: 2, batch_size: 512}\n")
     outs = [tmp_path / "a", tmp_path / "b"]
-    runs = [subprocess.Popen(_command(out, config), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for out in outs]
-    time.sleep(3)
-    third = subprocess.run(_command(outs[0], config), cwd=ROOT, capture_output=True, text=True)  # same directory as the first
+    runs = [
+        subprocess.Popen(_command(out, config, 6000), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for out in outs
+    ]
+    lock = outs[0] / ".lock"
+    deadline = time.monotonic() + 60
+    while not lock.exists() and runs[0].poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    third = subprocess.run(_command(outs[0], config, 6000), cwd=ROOT, capture_output=True, text=True)  # same directory as the first
     results = [(r.wait(), r.stderr.read()) for r in runs]
     assert [code for code, _ in results] == [0, 0], results
     assert third.returncode == 2 and "is writing this output directory" in third.stderr

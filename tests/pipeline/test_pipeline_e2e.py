@@ -10,17 +10,17 @@ import pytest
 from features import synthetic
 from pipeline.cli import main
 from pipeline.config import RankConfig
-from tests.conftest import ROOT, shared
+from tests.conftest import ROOT, shared, tracking_store
 
 RANKING_COLUMNS = {"rank", "feature", "cardinality", "mi", "score", "expected_mi", "adjusted_mi", "chi2_p", "order_3mr"}
 
 
 def _run(tmp_path, *args):
     out = tmp_path / "out"
-    db = tmp_path / "mlflow.db"
-    code = main(["run", *args, "--out", str(out), "--tracking-uri", f"sqlite:///{db}"])
+    uri = tracking_store(tmp_path / "mlflow.db")
+    code = main(["run", *args, "--out", str(out), "--tracking-uri", uri])
     assert code == 0
-    return out, f"sqlite:///{db}"
+    return out, uri
 
 
 def _check_outputs(out):
@@ -199,9 +199,10 @@ def test_train_stage_end_to_end(tmp_path):
     assert "lightgbm (gbdt)" in html and "fm (deep)" in html and "chosen (best valid AUC)" in html
 
 
-def test_predict_scores_raw_rows_with_the_logged_and_registered_model(tmp_path):
+def test_predict_scores_raw_rows_with_the_logged_and_registered_model(tmp_path, capsys):
     import subprocess
     import sys
+    from types import SimpleNamespace
 
     from sklearn.metrics import roc_auc_score
 
@@ -213,14 +214,19 @@ def test_predict_scores_raw_rows_with_the_logged_and_registered_model(tmp_path):
     report = json.loads((out / "metrics.json").read_text())
     assert report["registered_model"] == "models:/ctr-fm/1"
 
-    def predict(reference, raw, target):
+    def predict(reference, raw, target, process=False):
+        """The predict command: in this process (its imports paid once), or as a process of its own."""
         args = ["predict", "--model", reference, "--data", str(raw), "--out", str(target), "--tracking-uri", uri]
-        return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, cwd=ROOT)
+        if process:
+            return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, cwd=ROOT)
+        capsys.readouterr()
+        code = main(args)
+        return SimpleNamespace(returncode=code, stderr=capsys.readouterr().err)
 
     # The test file scored as raw input, through each kind of reference, reproduces the train stage's test AUC.
     for reference in (str(out), f"runs:/{report['run_id']}", report["registered_model"]):
         target = tmp_path / "pred.parquet"
-        done = predict(reference, data / "test.parquet", target)
+        done = predict(reference, data / "test.parquet", target, process=reference == report["registered_model"])
         assert done.returncode == 0, done.stderr
         scored = pl.read_parquet(target)
         assert scored.height == 3_000 and scored["probability"].is_between(0, 1).all()
@@ -237,7 +243,7 @@ def test_predict_scores_raw_rows_with_the_logged_and_registered_model(tmp_path):
     # A file lacking a trained feature, and an unknown registered model: one-line errors, exit 2, no output.
     frame[27_000:].drop("inf_c5").write_parquet(tmp_path / "short.parquet")
     for reference, raw in ((str(out), tmp_path / "short.parquet"), ("models:/no-such-model/1", data / "test.parquet")):
-        done = predict(reference, raw, tmp_path / "bad.parquet")
+        done = predict(reference, raw, tmp_path / "bad.parquet", process=reference.startswith("models:/"))
         assert done.returncode == 2 and done.stderr.count("\n") == 1 and done.stderr.startswith("error: "), done.stderr
         assert not (tmp_path / "bad.parquet").exists()
 
@@ -317,9 +323,6 @@ def test_encodings_feed_the_deep_model_the_baseline_and_predict(tmp_path):
 
 
 def test_search_stage_optfs_then_dnis_feeds_train_and_predict(tmp_path):
-    import subprocess
-    import sys
-
     from sklearn.metrics import roc_auc_score
 
     config = tmp_path / "config.yaml"
@@ -346,21 +349,12 @@ def test_search_stage_optfs_then_dnis_feeds_train_and_predict(tmp_path):
     # The gated model scores raw rows like the train stage scored the test split.
     raw = tmp_path / "test.parquet"
     synthetic.generate(20_000, 7)[-100:].write_parquet(raw)
-    done = subprocess.run(
-        [sys.executable, "-m", "pipeline", "predict", "--model", str(out), "--data", str(raw), "--out", str(tmp_path / "p.parquet")],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
-    assert done.returncode == 0, done.stderr
+    assert main(["predict", "--model", str(out), "--data", str(raw), "--out", str(tmp_path / "p.parquet")]) == 0
     scored = pl.read_parquet(tmp_path / "p.parquet")
     assert scored.height == 100 and 0 <= roc_auc_score(scored[synthetic.LABEL], scored["probability"]) <= 1
 
 
 def test_search_stage_optinter_takes_ranked_pairs_and_feeds_train_and_predict(tmp_path):
-    import subprocess
-    import sys
-
     config = tmp_path / "config.yaml"
     # A ranking budget of 4 features: the top 4 by MI plus the candidate pairs' fields are kept, the rest dropped.
     config.write_text(
@@ -383,8 +377,7 @@ def test_search_stage_optinter_takes_ranked_pairs_and_feeds_train_and_predict(tm
     raw = tmp_path / "rows.parquet"
     synthetic.generate(30_000, 7)[-200:].write_parquet(raw)
     args = ["predict", "--model", report["registered_model"], "--data", str(raw), "--out", str(tmp_path / "p.csv"), "--tracking-uri", uri]
-    done = subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, cwd=ROOT)
-    assert done.returncode == 0, done.stderr
+    assert main(args) == 0
     assert pl.read_csv(tmp_path / "p.csv").height == 200
 
 

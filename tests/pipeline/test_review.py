@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli import main
-from tests.conftest import ROOT, free_port, wait_http
+from tests.conftest import ROOT, free_port, tracking_store, wait_http
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 
@@ -39,7 +39,7 @@ def test_mlflow_ui_opens_on_the_runs_table_and_shows_a_stage_run_its_plot_and_th
     store = tmp_path / "mlflow.db"
     config = tmp_path / "config.yaml"
     config.write_text("train: {max_epochs: 1, batch_size: 512}\n")
-    args = ["run", "--rows", "3000", "--out", str(tmp_path / "out"), "--tracking-uri", f"sqlite:///{store}", "--config", str(config)]
+    args = ["run", "--rows", "3000", "--out", str(tmp_path / "out"), "--tracking-uri", tracking_store(store), "--config", str(config)]
     capsys.readouterr()
     assert main([*args, "--search", "none", "--tag", "date=2026-11-29"]) == 0
     address = re.search(r"then http://127\.0\.0\.1:5000/(#/experiments/\d+\?workflowType=machine_learning)", capsys.readouterr().err)
