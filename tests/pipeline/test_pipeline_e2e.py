@@ -172,7 +172,9 @@ def test_movielens_with_threshold_label_and_joined_genres(tmp_path, monkeypatch)
 def test_train_stage_end_to_end(tmp_path):
     from mlflow.tracking import MlflowClient
 
-    out, uri = _run(tmp_path, "--rows", "30000", "--model", "fm")
+    config = tmp_path / "config.yaml"
+    config.write_text("train: {max_epochs: 4}\n")  # FM would run ~20 epochs here; four show the history as well
+    out, uri = _run(tmp_path, "--rows", "30000", "--model", "fm", "--config", str(config))
     report = json.loads((out / "metrics.json").read_text())
     assert set(report) >= {"valid_auc", "valid_logloss", "test_auc", "test_logloss", "params", "train_samples_per_s", "epochs", "model"}
     assert report["deep_model"] == "fm" and report["valid_auc"] > 0.6 and report["test_auc"] > 0.6
@@ -209,7 +211,7 @@ def test_predict_scores_raw_rows_with_the_logged_and_registered_model(tmp_path, 
     frame = synthetic.generate(30_000, 7)
     data = _split_files(tmp_path, frame, 24_000, 27_000)
     config = tmp_path / "config.yaml"
-    config.write_text("schema:\n  categorical: [inf_zipf20k]\n")  # an integer id column: inference alone would bucket it
+    config.write_text("schema:\n  categorical: [inf_zipf20k]\ntrain: {max_epochs: 4}\n")  # an integer id column: inference alone would bucket it
     out, uri = _run(tmp_path, "--config", str(config), "--data", str(data), "--model", "fm")
     report = json.loads((out / "metrics.json").read_text())
     assert report["registered_model"] == "models:/ctr-fm/1"
@@ -249,7 +251,7 @@ def test_predict_scores_raw_rows_with_the_logged_and_registered_model(tmp_path, 
 
 
 def test_selection_drops_noise_keeps_pair_fields_and_falls_back_when_nothing_is_significant(tmp_path, capsys):
-    out, _ = _run(tmp_path, "--rows", "40000", "--stages", "ingest,rank,train,report", "--model", "fm")
+    out, _ = _run(tmp_path, "--rows", "20000", "--stages", "ingest,rank,train,report", "--model", "fm")
     ranking = pl.read_csv(out / "rank" / "ranking.csv")
     kept = set(ranking.filter(pl.col("selected"))["feature"])
     assert set(synthetic.INFORMATIVE) <= kept and not any(name.startswith("noise_") for name in kept)

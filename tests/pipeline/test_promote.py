@@ -11,7 +11,6 @@ import pytest
 from features.synthetic import write_parquet_shards
 from pipeline.config import PromoteConfig
 from pipeline.stages.promote import decide
-from tests.conftest import ROOT
 
 GOOD = {"valid_auc": 0.80, "test_auc": 0.79}
 
@@ -33,8 +32,10 @@ def _run(out, data, store, config, date):
 
 
 @pytest.mark.slow
-def test_two_runs_at_once_take_turns_and_a_losing_model_stays_challenger(tmp_path):
+def test_two_runs_at_once_take_turns_and_a_losing_model_stays_challenger(tmp_path, capsys, monkeypatch):
     from mlflow.tracking import MlflowClient
+
+    from pipeline.cli import main
 
     days = ["2026-11-28", "2026-11-29", "2026-11-30"]
     for part, day in enumerate(days, start=1):
@@ -63,13 +64,12 @@ def test_two_runs_at_once_take_turns_and_a_losing_model_stays_challenger(tmp_pat
 
     # A third day under a margin no model can meet: it stays challenger, and says why, everywhere a reviewer looks.
     config.write_text("train: {max_epochs: 1, batch_size: 512}\npromote: {margin: 0.5}\n")
-    done = subprocess.run(
-        _run(outs[days[2]], tmp_path / "data" / f"dt={days[2]}", store, config, days[2]), cwd=tmp_path, capture_output=True, text=True
-    )
-    assert done.returncode == 0, done.stderr
+    monkeypatch.chdir(tmp_path)  # this run in process (its imports paid once), from where the two ran
+    capsys.readouterr()
+    assert main(_run(outs[days[2]], tmp_path / "data" / f"dt={days[2]}", store, config, days[2])[3:]) == 0
     kept = json.loads((outs[days[2]] / "promote" / "decision.json").read_text())
     assert kept["decision"] == "kept" and "below the margin 0.5" in kept["reason"]
-    assert f"promote: {name} v{kept['challenger']['version']} kept" in done.stderr
+    assert f"promote: {name} v{kept['challenger']['version']} kept" in capsys.readouterr().err
     assert str(client.get_model_version_by_alias(name, "champion").version) == decisions[winner]["challenger"]["version"]
     challenger = client.get_model_version_by_alias(name, "challenger")
     assert str(challenger.version) == kept["challenger"]["version"] and kept["reason"] in challenger.description
@@ -84,11 +84,7 @@ def test_two_runs_at_once_take_turns_and_a_losing_model_stays_challenger(tmp_pat
 
     # predict scores with whatever serves: the champion's alias
     rows = tmp_path / "data" / f"dt={days[2]}" / "part-00000.parquet"
-    served = [sys.executable, "-m", "pipeline", "predict", "--model", f"models:/{name}@champion", "--data", str(rows)]
-    local = [sys.executable, "-m", "pipeline", "predict", "--model", str(outs[winner]), "--data", str(rows)]
-    for command, target in ((served, "served.parquet"), (local, "local.parquet")):
-        done = subprocess.run(
-            [*command, "--out", str(tmp_path / target), "--tracking-uri", f"sqlite:///{store}"], cwd=ROOT, capture_output=True, text=True
-        )
-        assert done.returncode == 0, done.stderr
+    for model, target in ((f"models:/{name}@champion", "served.parquet"), (str(outs[winner]), "local.parquet")):
+        args = ["predict", "--model", model, "--data", str(rows), "--out", str(tmp_path / target), "--tracking-uri", f"sqlite:///{store}"]
+        assert main(args) == 0
     assert pl.read_parquet(tmp_path / "served.parquet").equals(pl.read_parquet(tmp_path / "local.parquet"))
