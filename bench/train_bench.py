@@ -156,6 +156,7 @@ def fuxictr(python: str | None, work: Path, epochs: int | None, threads: int) ->
         if split in ("valid", "test") and figures.startswith("{"):
             values = ast.literal_eval(figures)
             found |= {f"{split}_auc": float(values["AUC"]), f"{split}_logloss": float(values["logloss"])}
+    print(f"FuxiCTR anchor ({found['wall_s']:.0f} s): " + ", ".join(f"{k} {v}" for k, v in found.items() if k != "wall_s"), flush=True)
     return found
 
 
