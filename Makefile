@@ -3,7 +3,11 @@
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+# A machine whose nvidia-smi lists a GPU (or GPU=1) gets PyPI's CUDA torch and the CUDA fbgemm-gpu of the same
+# release (torchrec's sharded, fused EmbeddingBagCollection kernels on the GPU); others the CPU torch and
+# fbgemm-gpu-cpu pinned in requirements.lock. GPU=0 forces the CPU set (in a fresh .venv).
+GPU ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1 || echo 0)
+STAMP := $(VENV)/.installed$(if $(filter 1,$(GPU)),-gpu,)
 OUT ?= runs/synthetic
 
 AIRFLOW_VENV := .venv-airflow
@@ -16,9 +20,18 @@ setup: $(STAMP)
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+ifeq ($(GPU),1)
+	$(PY) -m pip uninstall -y -q fbgemm-gpu-cpu torch 2>/dev/null || true  # a CPU set here first: its torch+cpu would satisfy the pin
+	sed 's/^fbgemm-gpu-cpu==/fbgemm-gpu==/' requirements.lock | $(PY) -m pip install -q -r /dev/stdin
+else
 	$(PY) -m pip install -q -r requirements.lock
+endif
 	$(PY) -m pip install -q --no-deps torchrec==1.8.0
 	$(PY) -m pip install -q --no-deps -e .
+ifeq ($(GPU),1)
+	$(PY) -c "import torch, torchrec; assert torch.cuda.is_available(), 'no CUDA device visible to torch'; print('setup: CUDA torch', torch.__version__, 'and torchrec on', torch.cuda.get_device_name())"
+endif
+	rm -f $(VENV)/.installed $(VENV)/.installed-gpu
 	touch $(STAMP)
 
 # Airflow gets its own venv: it conflicts with mlflow's fastapi pin. Its tasks call $(PY).
