@@ -10,6 +10,10 @@ GPU ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1 || echo 0)
 STAMP := $(VENV)/.installed$(if $(filter 1,$(GPU)),-gpu,)
 OUT ?= runs/synthetic
 
+# pytest-xdist workers: one per core, and at least 3. The slowest tests wait on Airflow's loop, servers and child
+# processes; on 2 cores a third worker fills that time (7 m 41 s against 8 m 22 s with two, bench/RESULTS.md).
+TEST_WORKERS ?= $(shell nproc 2>/dev/null | awk '{print ($$1 > 3 ? $$1 : 3)}')
+
 AIRFLOW_VENV := .venv-airflow
 AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
 
@@ -49,7 +53,7 @@ run: setup
 test: setup airflow
 	@test -x /usr/bin/chromium || apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 \
 		|| echo "note: no /usr/bin/chromium (apt-get install chromium chromium-driver): the MLflow UI test will be skipped"
-	$(PY) -m pytest -q -n auto --durations=15
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --durations=15
 
 lint: setup
 	$(VENV)/bin/ruff check .

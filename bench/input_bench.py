@@ -7,7 +7,13 @@ alternating plain and gzip, and prints wall time and peak RSS of each with the
 gzip / plain ratios. The plain file's ingest is the anchor; the issue's goal is
 a ratio of at most 1.5 in time at the same memory bound.
 
-    python -m bench.input_bench [--rows 2000000] [--repeats 2] [--dir DIR]
+With `--rank`, also `python -m pipeline rank --data clicks.csv` (ingest and
+rank, the whole process, tracking off) against its anchor in the same sitting:
+this process reading the same CSV with polars `read_csv` and computing each
+column's label mutual information from numpy bincounts (ids factorised by
+polars), the least a ranking tool must do (issue 17's goal: at most 3x).
+
+    python -m bench.input_bench [--rows 2000000] [--repeats 2] [--rank] [--dir DIR]
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import gzip
 import shutil
 import statistics
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -40,11 +47,29 @@ def write_csv(path: Path, rows: int, seed: int = 0) -> None:
     pl.DataFrame(columns).write_csv(path)
 
 
+def read_csv_bincount_mi(path: Path, label: str = "click") -> tuple[float, dict[str, float]]:
+    """Seconds to read `path` with polars and compute every column's plug-in label MI (nats) from bincounts."""
+    started = time.perf_counter()
+    frame = pl.read_csv(path)
+    y = frame[label].to_numpy().astype(np.int64)
+    mi = {}
+    for name in frame.columns:
+        if name == label:
+            continue
+        codes = frame[name].rank("dense").to_numpy().astype(np.int64)  # ids 1..k, nulls ranked too
+        table = np.bincount(codes * 2 + y, minlength=2 * (int(codes.max()) + 1)).reshape(-1, 2).astype(np.float64)
+        n, rows, cols = table.sum(), table.sum(axis=1, keepdims=True), table.sum(axis=0, keepdims=True)
+        nz = table > 0
+        mi[name] = float((table[nz] / n * np.log(table[nz] * n / (rows @ cols)[nz])).sum())
+    return time.perf_counter() - started, mi
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=2_000_000)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--dir", type=Path, help="work directory (default: a temporary one, removed after)")
+    parser.add_argument("--rank", action="store_true", help="also the rank CLI on the plain CSV against read_csv + bincount MI")
     args = parser.parse_args()
     work = args.dir or Path(tempfile.mkdtemp(prefix="input-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -72,6 +97,22 @@ def main() -> None:
         for name in ("plain", "gzip"):
             print(f"| {name} | {t[name]:.1f} | {args.rows / t[name] / 1e6:.2f} | {m[name]:.2f} |")
         print(f"gzip / plain: time {t['gzip'] / t['plain']:.2f}x (goal <= 1.5), peak RSS {m['gzip'] / m['plain']:.2f}x")
+        if args.rank:
+            ranks, anchors = [], []
+            for r in range(args.repeats):
+                out = work / f"out-rank-{r}"
+                wall, rss = run_stage(["rank", "--data", str(plain), "--out", str(out), "--no-tracking"])
+                anchor, mi = read_csv_bincount_mi(plain)
+                ranks.append(wall)
+                anchors.append(anchor)
+                top = pl.read_csv(out / "rank" / "ranking.csv")["feature"].head(4).to_list()
+                print(
+                    f"  rank CLI run {r + 1}: {wall:6.1f} s (peak RSS {rss:.2f} GiB), top 4 {top}; read_csv + bincount MI {anchor:.1f} s, "
+                    f"top 4 by plain MI {sorted(mi, key=mi.get, reverse=True)[:4]}"
+                )
+                shutil.rmtree(out)
+            ratio = statistics.median(ranks) / statistics.median(anchors)
+            print(f"rank CLI / (read_csv + bincount MI), medians: {statistics.median(ranks):.1f} / {statistics.median(anchors):.1f} s = {ratio:.1f}x (goal <= 3)")
     finally:
         if args.dir is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -115,3 +115,23 @@ def test_pair_stats_gain_sign():
 
 def test_mrmr_with_no_pairs_is_relevance_order():
     assert mrmr_order({"a": 0.1, "b": 0.3, "c": 0.2}, [], 1.0, 1.0) == ["b", "c", "a"]
+
+
+def test_pair_stats_from_nonzero_cells_equal_the_dense_tables(monkeypatch):
+    """Crosses whose id space outgrows the sample are counted from their nonzero cells: the same figures as dense tables."""
+    import features.ranking as ranking
+
+    rng = np.random.default_rng(3)
+    n = 3000  # two ~600-value fields: 360k cross ids > 4 × 3000 rows, so the sparse path runs
+    sample = {name: rng.zipf(1.3, n).clip(max=600) + 2 for name in ("a", "b", "c")}
+    y = ((sample["a"] % 7 == sample["b"] % 7) ^ (rng.random(n) < 0.2)).astype(np.int8)
+    pairs = [("a", "b"), ("a", "c"), ("b", "c")]
+    sparse = pair_stats(sample, y, pairs, 1024)
+    real = ranking._value_counts
+    monkeypatch.setattr(ranking, "_value_counts", lambda codes, size: np.bincount(codes, minlength=size))
+    dense = pair_stats(sample, y, pairs, 1024)
+    monkeypatch.setattr(ranking, "_value_counts", real)
+    for s, d in zip(sparse, dense, strict=True):
+        for key, value in vars(d).items():
+            assert vars(s)[key] == (value if isinstance(value, str) else pytest.approx(value, rel=1e-12, abs=1e-15)), key
+    assert sparse[0].gain > 0.01 > abs(sparse[1].gain)  # the planted cross, and an unrelated pair
