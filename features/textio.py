@@ -102,10 +102,12 @@ def _line_cut(buf: bytes, quoted: bool, quotes: int) -> int:
 
 def _records(buf: bytes, quoted: bool) -> int:
     """How many records end in `buf`: its newlines, only those outside double quotes when `quoted`."""
-    if not quoted:
+    if not quoted or b'"' not in buf:
         return buf.count(b"\n")
     data = np.frombuffer(buf, dtype=np.uint8)
-    inside = np.cumsum(data == ord('"')) % 2  # odd: inside a quoted field
+    # odd: inside a quoted field. A uint8 running count wraps at 256 but keeps its parity, in an eighth of the memory
+    # of the default int64 (whose first touch cost seconds on a 16 MiB chunk).
+    inside = np.cumsum(data == ord('"'), dtype=np.uint8) & 1
     return int(np.count_nonzero(inside[data == ord("\n")] == 0))
 
 
