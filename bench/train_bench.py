@@ -10,7 +10,8 @@ backend (what a user of the CLI gets).
 AutoInt is measured against FuxiCTR's AutoInt in the same sitting:
 `--fuxictr PYTHON` (the interpreter of the venv that
 ../shared/anchors/fuxictr/README.md sets up; default $FUXICTR_PYTHON) runs
-../shared/anchors/fuxictr/run.py on this host after our models: with
+../shared/anchors/fuxictr/run.py on this host in the same run (before ours
+with `--throughput`, after our models otherwise): with
 `--throughput EPOCHS` its training samples/s over the same epochs (fp32 against
 fp32, and our default precision against its default, fp32), otherwise its full
 run's valid and test AUC beside our AutoInt's. The bench also measures the host's
