@@ -262,6 +262,7 @@ def pair_stats(sample: Mapping[str, np.ndarray], label: np.ndarray, pairs: list[
         entropies[name] = entropy(values[name])
     # One fixed shuffle gives each pair's chance level of feature-feature MI (same marginals, no link).
     shuffle = np.random.default_rng(0).permutation(n)
+    shuffled = {name: capped[name][shuffle] for name in {b for _, b in pairs}}  # once per field, not per pair
     out = []
     for a, b in pairs:
         size = sizes[a] * sizes[b]
@@ -270,7 +271,7 @@ def pair_stats(sample: Mapping[str, np.ndarray], label: np.ndarray, pairs: list[
         mi = mutual_information_of_counts(_value_counts(cross * 2 + y, 2 * size), cells, classes)
         expected, null_sd = null_moments(cells, classes)
         redundancy = mutual_information_of_counts(cells, values[a], values[b])
-        chance = mutual_information_of_counts(_value_counts(capped[a] * sizes[b] + capped[b][shuffle], size), values[a], values[b])
+        chance = mutual_information_of_counts(_value_counts(capped[a] * sizes[b] + shuffled[b], size), values[a], values[b])
         ceiling = min(entropies[a], entropies[b]) - chance
         out.append(
             PairStats(
