@@ -8,7 +8,7 @@ from tests.conftest import tracking_store
 
 def test_quick_sweep_trains_every_method_at_each_budget_and_logs_the_pareto_plot(tmp_path):
     uri = tracking_store(tmp_path / "mlflow.db")
-    assert main(["--quick", "--out", str(tmp_path / "out"), "--tracking-uri", uri]) == 0
+    assert main(["--quick", "--threads", "1", "--out", str(tmp_path / "out"), "--tracking-uri", uri]) == 0  # one thread per xdist worker
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert set(results) == {"longtail|full|1|1", "longtail|unified|1|1"} | {f"longtail|{m}|0.25|1" for m in METHODS if m != "full"}
     full = results["longtail|full|1|1"]["embedding_params"]
