@@ -31,6 +31,7 @@ import polars as pl
 
 from bench.common import machine
 from bench.scale_bench import run_stage
+from features.information import mutual_information
 
 
 def write_csv(path: Path, rows: int, seed: int = 0) -> None:
@@ -57,10 +58,7 @@ def read_csv_bincount_mi(path: Path, label: str = "click") -> tuple[float, dict[
         if name == label:
             continue
         codes = frame[name].rank("dense").to_numpy().astype(np.int64)  # ids 1..k, nulls ranked too
-        table = np.bincount(codes * 2 + y, minlength=2 * (int(codes.max()) + 1)).reshape(-1, 2).astype(np.float64)
-        n, rows, cols = table.sum(), table.sum(axis=1, keepdims=True), table.sum(axis=0, keepdims=True)
-        nz = table > 0
-        mi[name] = float((table[nz] / n * np.log(table[nz] * n / (rows @ cols)[nz])).sum())
+        mi[name] = mutual_information(np.bincount(codes * 2 + y, minlength=2 * (int(codes.max()) + 1)).reshape(-1, 2))
     return time.perf_counter() - started, mi
 
 

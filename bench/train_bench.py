@@ -262,6 +262,7 @@ def main() -> None:
             jobs.append((name, name, *SETTINGS[name], args.precision))
     if args.fp32_autoint:
         jobs.append(("autoint fp32", "autoint", *SETTINGS["autoint"], "fp32"))
+    trained_now = set()  # the anchor's full run is compared with these only: the same sitting
     for name, model_name, params, regularizer, precision in jobs:
         if name in results:
             print(f"{name}: done before (test AUC {results[name]['test_auc']:.6f}); skipped")
@@ -269,6 +270,7 @@ def main() -> None:
         print(f"{name}: training", flush=True)
         ranks = (lambda: feature_ranks(ingest_dir.parent)) if params.get("chunk_counts") == "rank" else None
         results[name] = {**run_one(name, model_name, params, regularizer, precision, data, args.max_epochs, ranks), "host": host}
+        trained_now.add(name)
         catalog.write_json(results_file, results)
 
     print(f"\nmachine: {machine()}; peak RSS {peak_rss_gib():.1f} GiB")
@@ -283,7 +285,7 @@ def main() -> None:
             f"{bars if bars else '—'} | {r['params']:,} | {r['embedding_params']:,} | {r['train_samples_per_s']:,.0f} | "
             f"{r['epochs']} ({r['best_epoch']}) | {r['autocast'] if r['autocast'] != 'None' else 'fp32'} |"
         )
-    autoint = [r for r in results.values() if r["model"] == "autoint"]
+    autoint = [r for name, r in results.items() if r["model"] == "autoint" and name in trained_now]
     anchor = fuxictr(args.fuxictr, args.out / "fuxictr", None, args.threads) if autoint else None
     for r in autoint if anchor else []:
         print(

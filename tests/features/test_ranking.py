@@ -119,7 +119,7 @@ def test_mrmr_with_no_pairs_is_relevance_order():
 
 def test_pair_stats_from_nonzero_cells_equal_the_dense_tables(monkeypatch):
     """Crosses whose id space outgrows the sample are counted from their nonzero cells: the same figures as dense tables."""
-    import features.ranking as ranking
+    import features.pairs as pairs_module
 
     rng = np.random.default_rng(3)
     n = 3000  # two ~600-value fields: 360k cross ids > 4 × 3000 rows, so the sparse path runs
@@ -127,10 +127,8 @@ def test_pair_stats_from_nonzero_cells_equal_the_dense_tables(monkeypatch):
     y = ((sample["a"] % 7 == sample["b"] % 7) ^ (rng.random(n) < 0.2)).astype(np.int8)
     pairs = [("a", "b"), ("a", "c"), ("b", "c")]
     sparse = pair_stats(sample, y, pairs, 1024)
-    real = ranking._value_counts
-    monkeypatch.setattr(ranking, "_value_counts", lambda codes, size: np.bincount(codes, minlength=size))
+    monkeypatch.setattr(pairs_module, "_value_counts", lambda codes, size: np.bincount(codes, minlength=size))
     dense = pair_stats(sample, y, pairs, 1024)
-    monkeypatch.setattr(ranking, "_value_counts", real)
     for s, d in zip(sparse, dense, strict=True):
         for key, value in vars(d).items():
             assert vars(s)[key] == (value if isinstance(value, str) else pytest.approx(value, rel=1e-12, abs=1e-15)), key
