@@ -92,7 +92,7 @@ class _Scratch:
         target, shards = self.new(path), []
         for i, frame in enumerate(frames):
             shards.append(target / f"{i:05d}.parquet")
-            frame.write_parquet(shards[-1])
+            frame.write_parquet(shards[-1], compression_level=1)  # scratch, read back soon: fast to write
         if not shards:
             raise InputError(f"{path}: file is empty once decompressed; give data.path a file with rows")
         return pl.scan_parquet(shards)
@@ -147,9 +147,9 @@ def _delimited_chunks(path: Path, codec: str | None, separator: str, expected: i
     quoted = options.get("quote_char", '"') is not None
     line_no, schema = 1, options.get("schema")
     for i, chunk in enumerate(text_chunks(path, codec, quoted, first_lines=INFER_ROWS + 1 if header else 0)):
-        lines = _lines_of(chunk, path, line_no)
-        _raise_bad_count(_first_bad_count(lines.lazy(), separator, expected, quoted, header and i == 0), expected)
-        first, line_no = line_no, line_no + lines.height
+        counts = (separator, expected, quoted, header and i == 0)
+        lines = _even_lines(chunk, separator, expected, quoted)
+        first, line_no = line_no, line_no + (_checked_lines(chunk, path, line_no, *counts) if lines is None else lines)
         try:
             if header and i == 0:
                 frame = pl.read_csv(chunk, **options)
@@ -157,8 +157,28 @@ def _delimited_chunks(path: Path, codec: str | None, separator: str, expected: i
             else:
                 frame = pl.read_csv(chunk, **{**options, "has_header": False, "schema": schema})
         except pl.exceptions.PolarsError as exc:
+            if lines is not None:  # the counts added up, so some line has too many fields: name it
+                _checked_lines(chunk, path, first, *counts)
             raise InputError(f"{path}: lines {first}-{line_no - 1} do not parse ({str(exc).splitlines()[0]})") from exc
         yield frame
+
+
+def _checked_lines(chunk: bytes, path: Path, line_no: int, separator: str, expected: int, quoted: bool, header: bool) -> int:
+    """The chunk's line count, after an InputError naming its first line (numbered from `line_no`) whose field count
+    is not `expected`."""
+    lines = _lines_of(chunk, path, line_no)
+    _raise_bad_count(_first_bad_count(lines.lazy(), separator, expected, quoted, header), expected)
+    return lines.height
+
+
+def _even_lines(chunk: bytes, separator: str, expected: int, quoted: bool) -> int | None:
+    """The chunk's line count when its separators add up to `expected` fields on every line, else None (then each
+    line is checked). Equal totals are enough: polars rejects a line with too many fields, so none has too few.
+    Quoted text (separators inside quotes) and one-column files always take the per-line check."""
+    if expected < 2 or (quoted and b'"' in chunk):
+        return None
+    lines = chunk.count(b"\n") + (not chunk.endswith(b"\n"))
+    return lines if chunk.count(separator.encode()) == (expected - 1) * lines else None
 
 
 def _check_files(paths: list[Path]) -> None:

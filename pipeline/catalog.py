@@ -155,6 +155,11 @@ def parquet_rows(path: Path) -> int:
     return pq.ParquetFile(path).metadata.num_rows
 
 
+# zstd at level 1, not polars' default 3: a third less time writing, files ~10 % larger (an encoded 1.6 M-row split:
+# 0.29 -> 0.19 s, 21 -> 23 MiB), and they read back twice as fast.
+PARQUET_LEVEL = 1
+
+
 def sink_all(targets: dict[Path, Any], row_group_size: int = 1 << 18) -> None:
     """Write each lazy frame to its parquet path, all in one streaming run (the encoded splits share one read of the
     input). Common subplans are not merged: polars would cache the shared input in memory, and gains no time here."""
@@ -162,7 +167,10 @@ def sink_all(targets: dict[Path, Any], row_group_size: int = 1 << 18) -> None:
 
     for path in targets:
         path.parent.mkdir(parents=True, exist_ok=True)
-    sinks = [frame.sink_parquet(path, row_group_size=row_group_size, lazy=True) for path, frame in targets.items()]
+    sinks = [
+        frame.sink_parquet(path, compression_level=PARQUET_LEVEL, row_group_size=row_group_size, lazy=True)
+        for path, frame in targets.items()
+    ]
     pl.collect_all(sinks, engine="streaming", optimizations=pl.QueryOptFlags(comm_subplan_elim=False))
 
 

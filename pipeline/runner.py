@@ -16,7 +16,7 @@ from pipeline import cache, catalog
 from pipeline.config import STAGE_ORDER, PipelineConfig
 from pipeline.errors import UserError
 from pipeline.package import probabilities
-from pipeline.stages import STAGES
+from pipeline.stages import run_stage
 from pipeline.tracking import UI_MODE, Tracker
 
 # What polars raises on a user's file: a value that does not fit its column's type, a column missing
@@ -107,7 +107,7 @@ def _run_locked(cfg: PipelineConfig, stages: list[str], force: bool) -> dict[str
                 with tracker.run(name, nested=True) as run:
                     try:
                         with catalog.staging(cfg.out, name) as workdir:
-                            output = STAGES[name](cfg, workdir, cfg.out)
+                            output = run_stage(name, cfg, workdir, cfg.out)
                             # written inside the staging directory, so it is committed with the outputs it describes
                             cache.write_stage_record(workdir, name, fingerprint, output)
                     except OSError as exc:  # disk full, read-only or failing disk: the staging directory is gone

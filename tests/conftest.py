@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 
+# As `python -m pipeline` does (pipeline/__main__.py): no transparent huge pages for numpy's arrays, whose first touch
+# waits on memory compaction on these hosts. Set before anything imports numpy; processes the tests start inherit it.
+os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
+
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # One thread per pytest-xdist worker (and per process a test starts, which inherits this environment): with the
     # default of one OpenMP / polars thread per core, two workers on two cores oversubscribe, and OpenMP's spinning

@@ -7,25 +7,30 @@ the outputs into the private directory the runner gives it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.config import PipelineConfig
-from pipeline.stages.ingest import run_ingest
 from pipeline.stages.output import StageOutput
-from pipeline.stages.promote import run_promote
-from pipeline.stages.rank import run_rank
-from pipeline.stages.report import run_report
-from pipeline.stages.search import run_search
-from pipeline.stages.train import run_train
 
-STAGES: dict[str, Callable[[PipelineConfig, Path, Path], StageOutput]] = {
-    "ingest": run_ingest,
-    "rank": run_rank,
-    "search": run_search,
-    "train": run_train,
-    "promote": run_promote,
-    "report": run_report,
-}
 
-__all__ = ["STAGES", "StageOutput"]
+def run_stage(name: str, cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
+    """Run stage `name`. Its module is imported here, on first use: a process imports only the stages it runs (the
+    rank stage alone brings scipy, search and train bring torch)."""
+    if name == "ingest":
+        from pipeline.stages.ingest import run_ingest as run
+    elif name == "rank":
+        from pipeline.stages.rank import run_rank as run
+    elif name == "search":
+        from pipeline.stages.search import run_search as run
+    elif name == "train":
+        from pipeline.stages.train import run_train as run
+    elif name == "promote":
+        from pipeline.stages.promote import run_promote as run
+    elif name == "report":
+        from pipeline.stages.report import run_report as run
+    else:
+        raise KeyError(f"no stage {name!r}")  # the config admits only catalog.STAGE_ORDER
+    return run(cfg, workdir, out)
+
+
+__all__ = ["StageOutput", "run_stage"]

@@ -58,6 +58,27 @@ def test_criteo_row_with_too_many_columns(tmp_path):
         open_source([path], SourceOptions(format="criteo"))
 
 
+@pytest.mark.parametrize(
+    ("content", "line", "found"),
+    [
+        ("y,a,b\n1,2,3\n0,3\n1,4,5\n", 3, 2),  # the separators do not add up
+        ("y,a,b\n1,2,3\n0,3,4,9\n1,4\n", 3, 4),  # they add up: one line too long, a later one too short
+        ("y,a,b\n1,2,3\n0,3\n1,4,5,9\n", 3, 2),  # the short line comes first
+    ],
+)
+def test_unquoted_csv_uneven_lines_name_the_first(tmp_path, content, line, found):
+    path = tmp_path / "d.csv"
+    path.write_text(content)
+    with pytest.raises(InputError, match=rf"line {line} has {found} columns, expected 3"):
+        open_source([path], SourceOptions(format="csv"))
+
+
+def test_even_csv_without_trailing_newline_reads_every_line(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("y,a,b\n1,2,3\r\n0,3,4\n1,4,5")
+    assert open_source([path], SourceOptions(format="csv")).frame.collect()["b"].to_list() == [3, 4, 5]
+
+
 @pytest.mark.parametrize(("content", "message"), [("", "file is empty"), ("y,a\n", "header but no data rows")])
 def test_empty_and_header_only(tmp_path, content, message):
     path = tmp_path / "d.csv"
