@@ -7,9 +7,10 @@ stage.
 
 Delimited text (CSV, TSV, Criteo), plain or compressed (`.gz`, `.bz2`, `.zst`,
 told by magic bytes), is parsed once, in one streaming pass: each line-aligned
-chunk is checked, parsed with polars and written as a parquet shard in a scratch
-directory; the returned frame scans those shards, so the schema, split,
-vocabulary and encode passes read parquet, not text (see `features.textio`).
+chunk is checked and parsed with polars, and kept in memory while the input's
+parsed frames fit in IN_MEMORY_BYTES, else written as a parquet shard in a
+scratch directory; the schema, split, vocabulary and encode passes read those
+frames or shards, not text (see `features.textio`).
 libsvm lines of plain files are still scanned as text.
 """
 
@@ -74,11 +75,18 @@ def _lines_of(source: Path | bytes, path: Path, first_line_no: int = 1) -> pl.La
     return frame.with_row_index("line_no", offset=first_line_no).with_columns(pl.lit(str(path)).alias("file"))
 
 
-class _Scratch:
-    """Where compressed inputs are staged as parquet: the caller's directory, else a temporary one removed at exit."""
+# Parsed text is held in memory up to this many bytes (polars' estimate) per input, and staged as parquet beyond: an
+# input that fits skips writing and decoding the shards (a 2 M-row, 120 MiB CSV parses to ~160 MB).
+IN_MEMORY_BYTES = 512 << 20
 
-    def __init__(self, root: Path | None) -> None:
+
+class _Scratch:
+    """Where parsed text waits for the passes that read it: memory while the input's frames fit in `memory_bytes`,
+    else parquet shards in the caller's directory (a temporary one, removed at exit, when None)."""
+
+    def __init__(self, root: Path | None, memory_bytes: int | None = None) -> None:
         self.root = root
+        self.memory_left = IN_MEMORY_BYTES if memory_bytes is None else memory_bytes
 
     def new(self, path: Path) -> Path:
         if self.root is None:
@@ -88,14 +96,29 @@ class _Scratch:
         return Path(tempfile.mkdtemp(prefix=f"{data_stem(path)}-", dir=self.root))
 
     def stage(self, path: Path, frames: Iterator[pl.DataFrame]) -> pl.LazyFrame:
-        """`frames` (a compressed file's chunks, parsed) written as parquet shards, scanned as one frame."""
-        target, shards = self.new(path), []
-        for i, frame in enumerate(frames):
-            shards.append(target / f"{i:05d}.parquet")
-            frame.write_parquet(shards[-1], compression_level=1)  # scratch, read back soon: fast to write
-        if not shards:
+        """`frames` (a file's chunks, parsed) as one frame: held in memory while they fit in what is left of the
+        budget; from the first chunk that does not, every chunk of the file goes to parquet shards, scanned."""
+        held: list[pl.DataFrame] = []
+        shards: list[Path] = []
+        target: Path | None = None
+        for frame in frames:
+            size = frame.estimated_size()
+            if target is None and size <= self.memory_left:
+                held.append(frame)
+                self.memory_left -= size
+                continue
+            if target is None:
+                target = self.new(path)
+                self.memory_left += sum(f.estimated_size() for f in held)
+            for chunk in (*held, frame):
+                shards.append(target / f"{len(shards):05d}.parquet")
+                chunk.write_parquet(shards[-1], compression_level=1)  # scratch, read back soon: fast to write
+            held = []
+        if shards:
+            return pl.scan_parquet(shards)
+        if not held:
             raise InputError(f"{path}: file is empty once decompressed; give data.path a file with rows")
-        return pl.scan_parquet(shards)
+        return pl.concat(held, rechunk=False).lazy()
 
 
 def _line_chunks(path: Path, codec: str) -> Iterator[pl.DataFrame]:

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from featuremap.errors import InputError
-from features import textio
+from features import sources, textio
 from features.discovery import data_files, detect_format, split_files
 from features.encode import Encoder, EncoderParams
 from features.ingest import IngestParams, ingest, load_raw
@@ -48,14 +48,33 @@ def small_chunks(monkeypatch):
 
 
 @pytest.mark.parametrize(("codec", "suffix"), [("gzip", ".gz"), ("bz2", ".bz2"), ("zstd", ".zst")])
-def test_compressed_csv_reads_as_the_plain_file(tmp_path, small_chunks, codec, suffix):
+@pytest.mark.parametrize("memory", ["held", "spilled"])
+def test_compressed_csv_reads_as_the_plain_file(tmp_path, small_chunks, monkeypatch, codec, suffix, memory):
     plain = _csv(tmp_path)
     packed = _compress(plain, tmp_path / f"d.csv{suffix}", codec)
     want = open_source([plain], SourceOptions(format="csv")).frame.collect()
+    if memory == "spilled":
+        monkeypatch.setattr(sources, "IN_MEMORY_BYTES", 0)
     got = open_source([packed], SourceOptions(format="csv"), tmp_path / "scratch")
-    assert len(list((tmp_path / "scratch").rglob("*.parquet"))) > 10  # staged in many chunks
+    shards = list((tmp_path / "scratch").rglob("*.parquet"))
+    assert len(shards) > 10 if memory == "spilled" else not shards  # parsed once, in many chunks: kept, or staged
     # The first chunk holds the 10,000 rows the schema is inferred from; the rest cross many 4 KiB boundaries.
     assert got.frame.collect().equals(want) and want.height == 15_000 and want["b"].str.contains("\n").sum() == 155
+
+
+def test_parsed_text_past_the_memory_budget_goes_to_shards_from_the_file_that_crosses_it(tmp_path, small_chunks, monkeypatch):
+    first, second = _csv(tmp_path, 12_000), tmp_path / "e.csv"
+    first.rename(tmp_path / "first.csv")
+    first = tmp_path / "first.csv"
+    second.write_text("y,a,b,c\n" + "".join(f"{i % 2},{i % 5},t{i % 3},{i}.5\n" for i in range(20_000)))
+    chunks = list(sources._delimited_chunks(first, None, ",", 4, True, {"separator": ",", "infer_schema_length": 10_000}))
+    # room for the first file and a few chunks of the second: the second crosses the budget and is staged whole
+    monkeypatch.setattr(sources, "IN_MEMORY_BYTES", sum(c.estimated_size() for c in chunks) + 5000)
+    got = open_source([first, second], SourceOptions(format="csv"), tmp_path / "scratch").frame.collect()
+    staged = list((tmp_path / "scratch").rglob("*.parquet"))
+    assert staged and {p.parent.name.split("-")[0] for p in staged} == {"e"}  # the first file stayed in memory
+    want = pl.concat([pl.read_csv(first), pl.read_csv(second)], how="vertical_relaxed")
+    assert got.equals(want) and got.height == 32_000
 
 
 def test_magic_bytes_win_over_the_name_and_a_false_suffix_is_an_error(tmp_path):
