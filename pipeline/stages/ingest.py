@@ -10,16 +10,10 @@ from pathlib import Path
 import polars as pl
 
 from features.ingest import ingest, load_raw
-from pipeline import catalog
+from pipeline import catalog, ray_engine
 from pipeline.config import PipelineConfig
 from pipeline.params import ingest_params
 from pipeline.stages.output import StageOutput
-
-
-def _ray_engine():
-    from pipeline import ray_engine  # with the ranking's counting (scipy): imported when the engine is Ray
-
-    return ray_engine
 
 
 def run_ingest(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
@@ -30,8 +24,8 @@ def run_ingest(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
     parts = workdir / ".parts"  # the Ray engine's part files, written as one file per split below; removed likewise
     try:
         raw = load_raw(cfg.data.path, params, cfg.data.synthetic_rows, cfg.data.synthetic_seed, scratch, cfg.data.synthetic_kind)
-        if cfg.engine.kind == "ray" and _ray_engine().has_parts(raw):
-            result = _ray_engine().ingest_on_ray(raw, params, cfg.engine, parts, cfg.split.keep_raw_holdout, scratch)
+        if cfg.engine.kind == "ray" and ray_engine.has_parts(raw):
+            result = ray_engine.ingest_on_ray(raw, params, cfg.engine, parts, cfg.split.keep_raw_holdout, scratch)
         else:
             if cfg.engine.kind == "ray":
                 print(f"ingest: engine ray reads parquet files in parts; this input ({raw.format}) is ingested here", file=sys.stderr)
