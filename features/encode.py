@@ -10,6 +10,8 @@ most frequent first.
 from __future__ import annotations
 
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -220,10 +222,16 @@ class Encoder:
         return numbered.filter(pl.col("__i") % every == 0).drop("__i").collect(engine="streaming")
 
     def fit_edges(self, sample: pl.DataFrame) -> None:
-        """Quantile bucket edges from the train sample (`edge_sample`, parts concatenated in row order)."""
-        for name in self.quantile_fields():
+        """Quantile bucket edges from the train sample (`edge_sample`, parts concatenated in row order), fields on
+        threads: numpy's partition releases the GIL (six fields of 1.6 M rows: 0.29 -> 0.17 s on two cores)."""
+
+        def edges(name: str) -> list[float]:
             values = sample[name].drop_nulls().cast(pl.Float64).to_numpy()
-            self.edges[name] = quantile_edges(values, self.params.numeric_bins).tolist() if values.size else []
+            return quantile_edges(values, self.params.numeric_bins).tolist() if values.size else []
+
+        names = self.quantile_fields()
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+            self.edges |= dict(zip(names, pool.map(edges, names), strict=True))
 
     def _label_checks(self) -> list[pl.Expr]:
         bad = self.schema.label_bad_expr()
