@@ -75,8 +75,9 @@ def _lines_of(source: Path | bytes, path: Path, first_line_no: int = 1) -> pl.La
     return frame.with_row_index("line_no", offset=first_line_no).with_columns(pl.lit(str(path)).alias("file"))
 
 
-# Parsed text is held in memory up to this many bytes (polars' estimate) per input, and staged as parquet beyond: an
-# input that fits skips writing and decoding the shards (a 2 M-row, 120 MiB CSV parses to ~160 MB).
+# Parsed text is held in memory up to this many bytes (polars' estimate) per `open_source` call (an input, a given
+# split's files, a side table), and staged as parquet beyond: an input that fits skips writing and decoding the
+# shards (a 2 M-row, 120 MiB CSV parses to ~160 MB).
 IN_MEMORY_BYTES = 512 << 20
 
 
