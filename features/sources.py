@@ -100,23 +100,24 @@ class _Scratch:
         """`frames` (a file's chunks, parsed) as one frame: held in memory while they fit in what is left of the
         budget; from the first chunk that does not, every chunk of the file goes to parquet shards, scanned."""
         held: list[pl.DataFrame] = []
+        held_bytes = 0
         shards: list[Path] = []
         target: Path | None = None
         for frame in frames:
             size = frame.estimated_size()
-            if target is None and size <= self.memory_left:
+            if target is None and size <= self.memory_left - held_bytes:
                 held.append(frame)
-                self.memory_left -= size
+                held_bytes += size
                 continue
             if target is None:
                 target = self.new(path)
-                self.memory_left += sum(f.estimated_size() for f in held)
             for chunk in (*held, frame):
                 shards.append(target / f"{len(shards):05d}.parquet")
                 chunk.write_parquet(shards[-1], compression_level=1)  # scratch, read back soon: fast to write
             held = []
         if shards:
             return pl.scan_parquet(shards)
+        self.memory_left -= held_bytes
         if not held:
             raise InputError(f"{path}: file is empty once decompressed; give data.path a file with rows")
         return pl.concat(held, rechunk=False).lazy()
