@@ -73,7 +73,8 @@ def run_gbdt(kind_name: str, ingest_dir: Path, seed: int) -> dict:
     import polars as pl
 
     from features.tabular import tabular, tabular_columns
-    from models.gbdt import KINDS, GBDTConfig, metrics_of
+    from models.baselines import KINDS
+    from models.gbdt import GBDTConfig, metrics_of
 
     feature_map = catalog.load_feature_map(ingest_dir)
     columns, categorical, dtype = tabular_columns(feature_map)

@@ -34,6 +34,14 @@ def benjamini_hochberg(p_values: np.ndarray, fdr: float) -> np.ndarray:
     return rejected
 
 
+def significant_pairs(pairs: pl.DataFrame, fdr: float) -> list[tuple[str, str]]:
+    """The (feature_a, feature_b) pairs of `pairs` (pairs.csv) whose interaction gain Benjamini–Hochberg rejects at `fdr`."""
+    if not pairs.height:
+        return []
+    hit = benjamini_hochberg(pairs["gain_p"].fill_null(1.0).to_numpy(), fdr)
+    return [(a, b) for (a, b), h in zip(pairs.select("feature_a", "feature_b").iter_rows(), hit, strict=True) if h]
+
+
 @dataclass
 class Selection:
     """The ranking with `selected` and `reason` columns, and whether anything was significant."""
@@ -56,12 +64,11 @@ def select_features(ranking: pl.DataFrame, pairs: pl.DataFrame, flags: dict[str,
         for entry in flags.get(flag, []):
             flagged.setdefault(entry if isinstance(entry, str) else entry.get("feature", str(entry)), flag)
     via_pair: dict[str, str] = {}
-    if settings.keep_pair_fields and pairs.height:
-        crossed = benjamini_hochberg(pairs["gain_p"].fill_null(1.0).to_numpy(), settings.fdr)
-        for (a, b, p), hit in zip(pairs.select("feature_a", "feature_b", "gain_p").iter_rows(), crossed, strict=True):
-            if hit:
-                via_pair.setdefault(a, f"field of the significant pair {a} × {b} (gain p={p:.2g})")
-                via_pair.setdefault(b, f"field of the significant pair {a} × {b} (gain p={p:.2g})")
+    if settings.keep_pair_fields:
+        gain_p = {(a, b): p for a, b, p in pairs.select("feature_a", "feature_b", "gain_p").iter_rows()} if pairs.height else {}
+        for a, b in significant_pairs(pairs, settings.fdr):
+            via_pair.setdefault(a, f"field of the significant pair {a} × {b} (gain p={gain_p[a, b]:.2g})")
+            via_pair.setdefault(b, f"field of the significant pair {a} × {b} (gain p={gain_p[a, b]:.2g})")
     selected, reasons = [], []
     for name, p in zip(names, p_values, strict=True):
         if name in flagged:

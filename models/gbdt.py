@@ -6,7 +6,7 @@ enter as their encoded ids (one id per row: the value, or the set of values), de
 categorical; numeric fields as their standardised values. Each library's default parameters,
 early-stopped on validation AUC, as a user would run it, with any parameter the caller sets over
 them (the train stage's `train.baseline_params`), seeded so that the same data and seed give the
-same trees. `KINDS` maps a baseline's name to its fit / predict / save / load.
+same trees.
 """
 
 from __future__ import annotations
@@ -51,11 +51,13 @@ def metrics_of(label: np.ndarray, prob: np.ndarray) -> tuple[float, float]:
     return float(roc_auc_score(label, prob)), float(log_loss(label, np.clip(prob, 1e-7, 1 - 1e-7), labels=[0, 1]))
 
 
-class GBDTKind(ABC):
-    """One GBDT library: fit on (features, label) arrays with early stopping on valid, predict, save and load."""
+class BaselineKind(ABC):
+    """One baseline (a GBDT library, or models/wide.py's linear model): fit on (features, label) arrays, tuned or
+    early-stopped on valid, predict, save and load. `models.baselines.KINDS` maps each name to its kind."""
 
     name: str
     suffix: str  # the saved model's file name suffix
+    family: str = "gbdt"  # the candidate kind the run reports: gbdt or linear
 
     @abstractmethod
     def fit(
@@ -82,7 +84,7 @@ class GBDTKind(ABC):
         """The booster saved at `path`, ready to `predict` on columns `names`."""
 
 
-class LightGBM(GBDTKind):
+class LightGBM(BaselineKind):
     """LightGBM's defaults (`deterministic`, row-wise), at most `max_rounds` rounds, early-stopped on valid AUC."""
 
     name, suffix = "lightgbm", "txt"
@@ -119,7 +121,7 @@ class LightGBM(GBDTKind):
         return lgb.Booster(model_file=str(path))
 
 
-class CatBoost(GBDTKind):
+class CatBoost(BaselineKind):
     """CatBoost's defaults (1,000 iterations, its own learning rate, ordered target statistics on the categorical
     fields), early-stopped on valid AUC with the best iteration kept. Slow on 2 cores: opt-in."""
 
@@ -167,14 +169,11 @@ class CatBoost(GBDTKind):
         return booster
 
 
-KINDS: dict[str, GBDTKind] = {"lightgbm": LightGBM(), "catboost": CatBoost()}
-
-
 def fit_lightgbm(train, valid, names: list[str], categorical: list[str], config: GBDTConfig) -> GBDTResult:
     """LightGBM with default parameters on (features, label) arrays, early-stopped on validation AUC."""
-    return KINDS["lightgbm"].fit(train, valid, names, categorical, config)
+    return LightGBM().fit(train, valid, names, categorical, config)
 
 
 def predict_lightgbm(booster: Any, x: np.ndarray) -> np.ndarray:
     """Click probabilities at the best iteration."""
-    return KINDS["lightgbm"].predict(booster, x)
+    return LightGBM().predict(booster, x)

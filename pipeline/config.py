@@ -65,14 +65,14 @@ class TrainSection(TrainConfig):
     """torchrec (EmbeddingBagCollection + KeyedJaggedTensor) or plain torch nn.EmbeddingBag."""
     numeric_as_value: bool = False
     """Numeric fields as value × field vector instead of bucket ids."""
-    baselines: list[Literal["lightgbm", "catboost"]] = Field(default_factory=lambda: ["lightgbm"])
-    """GBDTs fitted beside the deep model on the same splits (derived fields included), early-stopped on valid AUC (catboost: slow on 2 cores); [] for none."""
-    baseline_params: dict[Literal["lightgbm", "catboost"], dict[str, Any]] = Field(
+    baselines: list[Literal["lightgbm", "catboost", "wide"]] = Field(default_factory=lambda: ["lightgbm"])
+    """Baselines fitted beside the deep model on the same splits: GBDTs (derived fields included), early-stopped on valid AUC (catboost: slow on 2 cores), and wide (logistic regression over one-hot fields and the rank stage's significant pairs, its L2 picked on valid); [] for none."""
+    baseline_params: dict[Literal["lightgbm", "catboost", "wide"], dict[str, Any]] = Field(
         default_factory=lambda: {"lightgbm": {"cat_smooth": 100}}
     )
     """Each baseline's parameters over its library's defaults; LightGBM's cat_smooth 100 (library default 10: regularises splits on high-cardinality ids) was chosen on validation; {lightgbm: {}} for LightGBM's own defaults."""
     choose: str = "best"
-    """The model the run packages and registers: best (the highest valid AUC among the deep model, each baseline and their blend), deep, blend or a baseline's name."""
+    """The model the run packages and registers: best (the highest valid AUC among the deep model, each baseline and the blend of them all), deep, blend or a baseline's name."""
     baseline_max_rows: int = Field(2_000_000, ge=1000)
     """A baseline trains and early-stops on evenly spaced samples of at most this many train and valid rows (valid and test are scored whole)."""
 

@@ -30,6 +30,7 @@ SPEC = "model.json"
 WEIGHTS = "model.pt"
 ENCODER = "encoder"
 GBDT = "gbdt"
+DEEP = "deep"  # the deep model's key among a blend's weights
 METHODS_DIR = "methods"
 
 
@@ -188,19 +189,26 @@ def score(directory: Path, data: Path, fmt: str | None, device_name: str = "auto
     device = resolve_device(device_name)
     model.to(device)
     chosen = spec.get("chosen") or {"kind": "deep"}  # packages written before the run chose among candidates: the deep model
-    if chosen["kind"] in ("deep", "blend"):
+    weights = blend_weights(chosen)
+    if chosen["kind"] == "deep" or weights.get(DEEP, 0.0) > 0:
         probs, _ = predict(model, rows.batches(spec["batch_size"]), device, resolve_precision("auto", device))
-    if chosen["kind"] in ("gbdt", "blend"):
+    if chosen["kind"] != "deep":
         from features.tabular import tabular, tabular_columns
+        from models.baselines import KINDS
         from models.blend import blend
-        from models.gbdt import KINDS
 
-        kind = KINDS[chosen["gbdt"]]
         columns, categorical, dtype = tabular_columns(feature_map)
-        booster = kind.load(directory / GBDT / f"{chosen['gbdt']}.{kind.suffix}", columns, categorical)
         frame = encoded.with_columns(pl.Series(name, values) for name, values in derived.items()) if derived else encoded
-        boosted = kind.predict(booster, tabular(frame, columns, dtype))
-        probs = boosted if chosen["kind"] == "gbdt" else blend(probs, boosted, chosen["weight"])
+        x = tabular(frame, columns, dtype)
+        scored = {}
+        for name in [chosen["gbdt"]] if chosen["kind"] != "blend" else [n for n, w in weights.items() if n != DEEP and w > 0]:
+            kind = KINDS[name]
+            scored[name] = kind.predict(kind.load(directory / GBDT / f"{name}.{kind.suffix}", columns, categorical), x)
+        if chosen["kind"] == "blend":
+            used = {n: w for n, w in weights.items() if w > 0}
+            probs = blend([probs if n == DEEP else scored[n] for n in used], list(used.values()))
+        else:
+            probs = scored[chosen["gbdt"]]
     out = pl.DataFrame({"probability": probs.astype(np.float64)})
     metrics = {"rows": float(encoded.height), "seconds": time.perf_counter() - started}
     if has_label:
@@ -211,6 +219,16 @@ def score(directory: Path, data: Path, fmt: str | None, device_name: str = "auto
     oov = {f.name: float((encoded[f.column] == OOV_ID).mean()) for f in base_map.fields if not isinstance(encoded[f.column].dtype, pl.List)}
     metrics["oov_share_max"] = max(oov.values(), default=0.0)
     return out, metrics
+
+
+def blend_weights(chosen: dict) -> dict[str, float]:
+    """A blend entry's weight per part (DEEP: the deep model); packages before k-part blends kept the deep model's
+    weight and one baseline. Empty for any other kind."""
+    if chosen.get("kind") != "blend":
+        return {}
+    if chosen.get("weights") is not None:
+        return dict(chosen["weights"])
+    return {DEEP: chosen["weight"], chosen["gbdt"]: 1.0 - chosen["weight"]}
 
 
 def write_predictions(frame: pl.DataFrame, path: Path) -> None:

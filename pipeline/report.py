@@ -90,6 +90,14 @@ def _auc(value: float | None) -> str:
     return f"{value:.6f}" if value is not None else "n/a"
 
 
+def _blend_note(params: dict[str, Any], deep: str) -> str:
+    """The blend's weights in words; runs before k-part blends kept one weight, on the deep model."""
+    if "weights" in params:
+        parts = ", ".join(f"{w:.3f} {name}" for name, w in zip(params["parts"], params["weights"], strict=True))
+        return f"weights {parts}, fitted on valid (valid AUC cross-fitted)"
+    return f"weight {params['weight']:.3f} on {deep}, fitted on valid (valid AUC cross-fitted)"
+
+
 def _models(search: dict[str, Any], baseline: dict[str, Any] | None, train: dict[str, Any] | None) -> list[dict[str, Any]]:
     rows = []
     if baseline:
@@ -108,9 +116,8 @@ def _models(search: dict[str, Any], baseline: dict[str, Any] | None, train: dict
         note = {
             "deep": methods,
             "gbdt": f"{baseline['rounds']} rounds, default parameters" if baseline else "default parameters",
-            "blend": f"weight {found['params']['weight']:.3f} on {deep}, fitted on valid (valid AUC cross-fitted)"
-            if found["kind"] == "blend"
-            else "",
+            "linear": f"C {found['params'].get('C_chosen')} (picked on valid), crosses: {found['params'].get('crosses')}",
+            "blend": _blend_note(found["params"], deep) if found["kind"] == "blend" else "",
         }[found["kind"]]
         how = "best valid AUC" if train.get("choose", "best") == "best" else f"train.choose: {train['choose']}"
         chosen = f" — chosen ({how})" if name == train.get("model") and candidates else ""

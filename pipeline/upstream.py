@@ -46,6 +46,18 @@ def candidate_pairs(out: Path, feature_map: FeatureMap, budget: int) -> list[tup
     return pairs[:budget]
 
 
+def significant_pairs(out: Path, feature_map: FeatureMap, cfg: PipelineConfig) -> list[tuple[str, str]]:
+    """The rank stage's pairs whose interaction gain is significant (Benjamini–Hochberg at `rank.select.fdr` over
+    pairs.csv's `gain_p`), both fields in `feature_map`; none when the rank stage wrote no pairs."""
+    from features.selection import significant_pairs as significant
+
+    path = catalog.PAIRS.at(out)
+    if not path.is_file():
+        return []
+    present = {f.name for f in feature_map.fields}
+    return [(a, b) for a, b in significant(pl.read_csv(path), cfg.rank.select.fdr) if a in present and b in present]
+
+
 def selected_features(out: Path, feature_map: FeatureMap, cfg: PipelineConfig) -> FeatureMap:
     """`feature_map` restricted to the rank stage's selection (ranking.csv's `selected`) when `rank.select.enabled`; the
     whole map when selection is off or the rank stage has not run."""

@@ -42,22 +42,29 @@ def _arrays(data: pl.DataFrame, columns: list[str], label: str, dtype: type) -> 
 class Fitted:
     """A fitted baseline, and its click probabilities and labels on the whole valid and test splits (for the blend)."""
 
-    kind: Any  # models.gbdt.GBDTKind
+    kind: Any  # models.gbdt.BaselineKind
     booster: Any
     valid: tuple[np.ndarray, np.ndarray]
     test: tuple[np.ndarray, np.ndarray] | None
 
 
 def fit_baselines(
-    cfg: PipelineConfig, ingest_dir: Path, feature_map: FeatureMap, derived: dict[str, dict[str, np.ndarray]] | None = None
+    cfg: PipelineConfig,
+    ingest_dir: Path,
+    feature_map: FeatureMap,
+    derived: dict[str, dict[str, np.ndarray]] | None = None,
+    pairs: list[tuple[str, str]] | None = None,
 ) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]], dict[str, Fitted]]:
     """Each configured baseline's figures (valid and test AUC / logloss, rounds, seconds), one nested run each, and the
     fitted boosters with their valid and test probabilities.
 
     Train and the early-stopping rows are evenly spaced samples of at most `train.baseline_max_rows` rows of train and
     valid; valid and test are then scored whole, in slices of that many rows, so memory stays bounded on large inputs.
-    `derived` holds, per split, the columns a search method derived (not in the ingest files), aligned with its rows."""
-    from models.gbdt import KINDS, GBDTConfig, metrics_of
+    `derived` holds, per split, the columns a search method derived (not in the ingest files), aligned with its rows.
+    The wide model takes the ingest's columns (not the derived ones: a smoothed rate is not additive in the logit)
+    and crosses `pairs` (field names: the rank stage's significant pairs)."""
+    from models.baselines import KINDS
+    from models.gbdt import GBDTConfig, metrics_of
 
     tc = cfg.train
     if not tc.baselines:
@@ -92,15 +99,18 @@ def fit_baselines(
 
     found: dict[str, dict[str, Any]] = {}
     fitted: dict[str, Fitted] = {}
+    column_of = {spec.name: columns[i] for i, spec in enumerate(feature_map.fields)}
+    wide = {"columns": stored, "pairs": [[column_of[a], column_of[b]] for a, b in pairs or [] if a in column_of and b in column_of]}
     for name in tc.baselines:
         kind = KINDS[name]
-        result = kind.fit(train, stopping, columns, categorical, GBDTConfig(seed=tc.seed, params=tc.baseline_params.get(name, {})))
+        params = (wide if name == "wide" else {}) | tc.baseline_params.get(name, {})
+        result = kind.fit(train, stopping, columns, categorical, GBDTConfig(seed=tc.seed, params=params))
         valid, test = scored("valid", kind, result.booster), scored("test", kind, result.booster)
         fitted[name] = Fitted(kind, result.booster, valid, test)
         valid_auc, valid_logloss = metrics_of(valid[1], valid[0])
         test_auc, test_logloss = metrics_of(test[1], test[0]) if test is not None else (None, None)
         found[name] = {
-            "kind": "gbdt",
+            "kind": kind.family,
             "valid_auc": valid_auc,
             "valid_logloss": valid_logloss,
             "test_auc": test_auc,

@@ -1,8 +1,8 @@
 """The run's chosen model: the deep model, each baseline and their blend are candidates; the best validation AUC wins.
 
-The blend is the deep model with the baseline of the best validation AUC, p = w · p_deep + (1 − w) · p_gbdt, its
-weight fitted on the validation split (models/blend.py); its validation figures, which rank it, are cross-fitted.
-Test figures are computed for every candidate and never take part in the choice.
+The blend is the deep model with every baseline, p = Σ_k w_k · p_k on the simplex, its weights fitted on the
+validation split (models/blend.py); its validation figures, which rank it, are cross-fitted. Test figures are
+computed for every candidate and never take part in the choice.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.package import DEEP
 from pipeline.stages.baselines import Fitted
 
 BLEND = "blend"
@@ -23,14 +24,14 @@ class Choice:
     """The chosen candidate, how to score with it, and every candidate's figures."""
 
     name: str
-    kind: str  # deep | gbdt | blend
-    gbdt: str | None  # the baseline it scores with (a gbdt choice, or the blend's second part)
-    weight: float | None  # the blend's weight on the deep model
+    kind: str  # deep | gbdt | linear | blend
+    baseline: str | None  # the baseline it scores with (a baseline's choice)
+    weights: dict[str, float] | None  # the blend's weight per part: DEEP for the deep model, else a baseline's name
     candidates: dict[str, dict[str, Any]]
 
     def entry(self) -> dict[str, Any]:
         """What the package records so that predict scores with this candidate."""
-        return {"name": self.name, "kind": self.kind, "gbdt": self.gbdt, "weight": self.weight}
+        return {"name": self.name, "kind": self.kind, "gbdt": self.baseline, "weights": self.weights}
 
 
 def _figures(valid: Scores, test: Scores | None) -> dict[str, float | None]:
@@ -52,27 +53,35 @@ def choose(
 ) -> Choice:
     """Every candidate's figures and the one `setting` picks: "best" (the highest validation AUC; a tie keeps the
     simpler, in the order deep model, baselines, blend), "deep", "blend" or a baseline's name."""
-    from models.blend import blend, cross_fitted, fit_weight
+    from models.blend import blend, cross_fitted, fit_weights
 
     candidates: dict[str, dict[str, Any]] = {deep: {"kind": "deep", **_figures(deep_valid, deep_test), **deep_info}}
     for name, found in baselines.items():
         keep = ("kind", "valid_auc", "valid_logloss", "test_auc", "test_logloss", "params", "seconds")
         candidates[name] = {key: found[key] for key in keep}
-    best_gbdt = max(baselines, key=lambda n: baselines[n]["valid_auc"]) if baselines else None
-    weight = None
-    if best_gbdt is not None:
-        part = fitted[best_gbdt]
-        if not np.array_equal(part.valid[1], deep_valid[1]):
-            raise RuntimeError("the baseline's validation rows are not the deep model's (labels differ)")
+    weights = None
+    if baselines:
+        names = list(baselines)
+        for name in names:
+            if not np.array_equal(fitted[name].valid[1], deep_valid[1]):
+                raise RuntimeError(f"the {name} baseline's validation rows are not the deep model's (labels differ)")
         y = deep_valid[1]
-        weight = fit_weight(deep_valid[0], part.valid[0], y)
-        valid = (cross_fitted(deep_valid[0], part.valid[0], y), y)
-        test = (blend(deep_test[0], part.test[0], weight), deep_test[1]) if deep_test is not None and part.test is not None else None
+        valid_parts = [deep_valid[0], *(fitted[n].valid[0] for n in names)]
+        fitted_weights = fit_weights(valid_parts, y)
+        weights = dict(zip([DEEP, *names], map(float, fitted_weights), strict=True))
+        valid = (cross_fitted(valid_parts, y), y)
+        test = None
+        if deep_test is not None and all(fitted[n].test is not None for n in names):
+            test = (blend([deep_test[0], *(fitted[n].test[0] for n in names)], fitted_weights), deep_test[1])
         candidates[BLEND] = {
             "kind": "blend",
             **_figures(valid, test),
-            "params": {"parts": [deep, best_gbdt], "weight": weight, "valid": "cross-fitted, 2 interleaved folds"},
-            "seconds": candidates[deep]["seconds"] + candidates[best_gbdt]["seconds"],
+            "params": {
+                "parts": [deep, *names],
+                "weights": [weights[DEEP], *(weights[n] for n in names)],
+                "valid": "cross-fitted, 2 interleaved folds",
+            },
+            "seconds": candidates[deep]["seconds"] + sum(candidates[n]["seconds"] for n in names),
         }
     if setting == "best":
         name = max(candidates, key=lambda n: candidates[n]["valid_auc"])  # max keeps the first of equals
@@ -83,5 +92,4 @@ def choose(
     else:
         raise ValueError(f"train.choose {setting!r} is not a candidate of this run ({', '.join(['best', 'deep', *candidates])})")
     kind = candidates[name]["kind"]
-    gbdt = name if kind == "gbdt" else best_gbdt if kind == "blend" else None
-    return Choice(name, kind, gbdt, weight if kind == "blend" else None, candidates)
+    return Choice(name, kind, name if name in baselines else None, weights if kind == "blend" else None, candidates)

@@ -19,7 +19,7 @@ from pipeline.plots import learning_curve_plot
 from pipeline.stages.baselines import fit_baselines
 from pipeline.stages.choice import BLEND, choose
 from pipeline.stages.output import StageOutput
-from pipeline.upstream import load_split, selected_features, top_features
+from pipeline.upstream import load_split, selected_features, significant_pairs, top_features
 
 
 def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
@@ -112,7 +112,7 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
     base_names = {f.name for f in base_map.fields}
     added = [f.value_column for f in feature_map.fields if f.name not in base_names]
     derived = {name: {c: data.columns[c] for c in added} for name, data in splits.items() if data is not None and added}
-    baselines, children, fitted = fit_baselines(cfg, ingest_dir, feature_map, derived)
+    baselines, children, fitted = fit_baselines(cfg, ingest_dir, feature_map, derived, significant_pairs(out, feature_map, cfg))
     if baselines:
         report["baselines"] = baselines
         catalog.write_json(workdir / catalog.BASELINES.name, baselines)
@@ -125,7 +125,6 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
     if BLEND in choice.candidates:
         blended = choice.candidates[BLEND]
         children.append({"name": "candidate blend", "params": blended["params"], "metrics": _numbers(blended)})
-    boosters = {choice.gbdt: fitted[choice.gbdt]} if choice.gbdt is not None else {}
     write_package(
         workdir / PACKAGE,
         model,
@@ -136,7 +135,7 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         feature_map,
         package_entries(searched),
         choice.entry(),
-        boosters,
+        fitted,  # every baseline, so that the package can score with any candidate
         [(method, state) for method, _, state in searched if method.derives],
     )
     catalog.write_json(workdir / catalog.TRAIN_METRICS.name, report)

@@ -32,7 +32,7 @@ def test_lightgbm_learns_the_planted_signal_and_is_deterministic():
 def test_catboost_learns_the_planted_signal_saves_and_loads(tmp_path):
     from sklearn.metrics import roc_auc_score
 
-    from models.gbdt import KINDS
+    from models.baselines import KINDS
 
     names, categorical = ["item", "price__num", "noise"], ["item", "noise"]
     (*train, _), (*valid, _), (*test, test_logit) = _data(8_000, 0), _data(3_000, 1), _data(3_000, 2)
@@ -47,7 +47,7 @@ def test_catboost_learns_the_planted_signal_saves_and_loads(tmp_path):
 
 
 def test_lightgbm_saves_only_the_kept_trees_and_loads_them(tmp_path):
-    from models.gbdt import KINDS
+    from models.baselines import KINDS
 
     names, categorical = ["item", "price__num", "noise"], ["item", "noise"]
     (*train, _), (*valid, _), (*test, _) = _data(8_000, 0), _data(3_000, 1), _data(3_000, 2)

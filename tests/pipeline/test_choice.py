@@ -33,19 +33,40 @@ def _run(setting, deep_strength=1.0):
 def test_the_blend_of_two_complementary_models_wins_and_is_cross_fitted():
     choice = _run("best")
     assert set(choice.candidates) == {"fm", "lightgbm", "blend"}
-    assert choice.name == "blend" and choice.kind == "blend" and choice.gbdt == "lightgbm" and 0.5 < choice.weight < 1
+    assert choice.name == "blend" and choice.kind == "blend" and choice.baseline is None
+    assert set(choice.weights) == {"deep", "lightgbm"} and 0.5 < choice.weights["deep"] < 1
+    assert abs(sum(choice.weights.values()) - 1) < 1e-9
     blend = choice.candidates["blend"]
     assert blend["valid_auc"] > max(choice.candidates[n]["valid_auc"] for n in ("fm", "lightgbm"))
     assert blend["params"]["parts"] == ["fm", "lightgbm"] and blend["seconds"] == 3.0
-    assert choice.entry() == {"name": "blend", "kind": "blend", "gbdt": "lightgbm", "weight": choice.weight}
+    assert blend["params"]["weights"] == [choice.weights["deep"], choice.weights["lightgbm"]]
+    assert choice.entry() == {"name": "blend", "kind": "blend", "gbdt": None, "weights": choice.weights}
 
 
 def test_a_setting_forces_a_candidate_and_an_unknown_one_is_an_error():
-    assert _run("deep").name == "fm" and _run("deep").weight is None
+    assert _run("deep").name == "fm" and _run("deep").weights is None
     gbdt = _run("lightgbm")
-    assert gbdt.kind == "gbdt" and gbdt.gbdt == "lightgbm" and gbdt.weight is None
+    assert gbdt.kind == "gbdt" and gbdt.baseline == "lightgbm" and gbdt.weights is None
     with pytest.raises(ValueError, match="not a candidate"):
         _run("catboost")
+
+
+def test_the_blend_takes_every_baseline_and_drops_a_useless_one():
+    p_deep, p_gbdt, y = _scores(4000, 0)
+    t_deep, t_gbdt, t_y = _scores(4000, 1)
+    noise, t_noise = np.random.default_rng(3).random(len(y)), np.random.default_rng(4).random(len(t_y))
+    from models.gbdt import metrics_of
+
+    baselines, fitted = {}, {}
+    for name, kind, (valid, test) in [("lightgbm", "gbdt", (p_gbdt, t_gbdt)), ("wide", "linear", (noise, t_noise))]:
+        figures = dict(zip(("valid_auc", "valid_logloss"), metrics_of(y, valid), strict=True))
+        figures |= dict(zip(("test_auc", "test_logloss"), metrics_of(t_y, test), strict=True))
+        baselines[name] = {"kind": kind, "params": {}, "seconds": 1.0, **figures}
+        fitted[name] = Fitted(None, None, (valid, y), (test, t_y))
+    choice = choose("best", "fm", (p_deep, y), (t_deep, t_y), {"params": {}, "seconds": 2.0}, baselines, fitted)
+    assert choice.name == "blend" and choice.candidates["wide"]["kind"] == "linear"
+    assert choice.candidates["blend"]["params"]["parts"] == ["fm", "lightgbm", "wide"]
+    assert choice.weights["wide"] < 0.02 and choice.candidates["blend"]["seconds"] == 4.0
 
 
 def test_without_baselines_the_deep_model_is_the_only_candidate():

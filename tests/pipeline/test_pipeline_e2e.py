@@ -61,16 +61,17 @@ def _split_files(tmp_path, frame, valid_at, test_at):
 
 
 def _score_each_kind(package, test_file, candidates):
-    """Score the raw test file with the package set to each kind of candidate (blend, the LightGBM baseline, the deep
-    model fm): each reproduces the test AUC the train stage measured for it."""
+    """Score the raw test file with the package set to each candidate (the blend, each baseline, the deep model): each
+    reproduces the test AUC the train stage measured for it."""
     from sklearn.metrics import roc_auc_score
 
     from pipeline.package import score
 
     spec = json.loads((package / "model.json").read_text())
-    for name in ("blend", "lightgbm", "fm"):
-        kind = candidates[name]["kind"]
-        spec["chosen"] = {"name": name, "kind": kind, "gbdt": None if kind == "deep" else "lightgbm", "weight": spec["chosen"]["weight"]}
+    weights = spec["chosen"]["weights"]
+    for name, candidate in candidates.items():
+        kind = candidate["kind"]
+        spec["chosen"] = {"name": name, "kind": kind, "gbdt": name if kind not in ("deep", "blend") else None, "weights": weights}
         (package / "model.json").write_text(json.dumps(spec))
         scored, _ = score(package, test_file, None, "cpu")
         assert roc_auc_score(scored[synthetic.LABEL], scored["probability"]) == pytest.approx(candidates[name]["test_auc"], abs=1e-6)
@@ -211,7 +212,9 @@ def test_predict_scores_raw_rows_with_the_logged_and_registered_model(tmp_path, 
     frame = synthetic.generate(30_000, 7)
     data = _split_files(tmp_path, frame, 24_000, 27_000)
     config = tmp_path / "config.yaml"
-    config.write_text("schema:\n  categorical: [inf_zipf20k]\ntrain: {max_epochs: 4}\n")  # an integer id column: inference alone would bucket it
+    config.write_text(
+        "schema:\n  categorical: [inf_zipf20k]\ntrain: {max_epochs: 4}\n"
+    )  # an integer id column: inference alone would bucket it
     out, uri = _run(tmp_path, "--config", str(config), "--data", str(data), "--model", "fm")
     report = json.loads((out / "metrics.json").read_text())
     assert report["registered_model"] == "models:/ctr-fm/1"
@@ -281,14 +284,18 @@ def test_the_run_chooses_among_deep_gbdt_and_blend_and_each_kind_scores_raw_rows
     frame = synthetic.generate(24_000, 7)
     data = _split_files(tmp_path, frame, 18_000, 21_000)
     config = tmp_path / "config.yaml"
-    config.write_text("train: {max_epochs: 2, choose: blend}\n")
+    config.write_text("train: {max_epochs: 2, choose: blend, baselines: [lightgbm, wide]}\n")
     out, uri = _run(tmp_path, "--config", str(config), "--data", str(data), "--model", "fm")
     report = json.loads((out / "metrics.json").read_text())
     candidates = report["candidates"]
-    assert {name: c["kind"] for name, c in candidates.items()} == {"fm": "deep", "lightgbm": "gbdt", "blend": "blend"}
+    assert {name: c["kind"] for name, c in candidates.items()} == {"fm": "deep", "lightgbm": "gbdt", "wide": "linear", "blend": "blend"}
     assert report["model"] == "blend" and report["kind"] == "blend" and report["deep_model"] == "fm"
     assert report["valid_auc"] == candidates["blend"]["valid_auc"] and report["test_auc"] == candidates["blend"]["test_auc"]
-    assert 0 <= candidates["blend"]["params"]["weight"] <= 1
+    weights = candidates["blend"]["params"]["weights"]
+    assert candidates["blend"]["params"]["parts"] == ["fm", "lightgbm", "wide"] and min(weights) >= 0 and sum(weights) == pytest.approx(1)
+    # The wide model crosses the planted pairs, which the rank stage finds significant.
+    crossed = {frozenset(pair.split(" × ")) for pair in candidates["wide"]["params"]["crosses"].split(", ")}
+    assert {frozenset(("pair_a", "pair_b")), frozenset(("pair_c", "pair_d"))} <= crossed
     assert report["registered_model"] == "models:/ctr-fm/1"  # one registered name, whichever candidate wins
     # Each kind scores the raw test file as the train stage scored the test split.
     _score_each_kind(out / "train" / "package", data / "test.parquet", candidates)
