@@ -73,3 +73,11 @@ def test_without_baselines_the_deep_model_is_the_only_candidate():
     p, _, y = _scores(1000, 0)
     choice = choose("best", "fm", (p, y), None, {"params": {}, "seconds": 1.0}, {}, {})
     assert choice.name == "fm" and list(choice.candidates) == ["fm"] and choice.candidates["fm"]["test_auc"] is None
+
+
+def test_a_package_written_before_k_part_blends_still_reads_as_its_two_parts():
+    from pipeline.package import DEEP, blend_weights
+
+    assert blend_weights({"kind": "blend", "gbdt": "lightgbm", "weight": 0.3}) == {DEEP: 0.3, "lightgbm": 0.7}
+    assert blend_weights({"kind": "blend", "gbdt": None, "weights": {DEEP: 0.1, "wide": 0.9}}) == {DEEP: 0.1, "wide": 0.9}
+    assert blend_weights({"kind": "gbdt", "gbdt": "lightgbm", "weights": None}) == {}
