@@ -72,8 +72,10 @@ class WideModel:
         return sp.csr_matrix((np.ones(len(r), dtype=np.float64), (r, c)), shape=(len(x), offset))
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        logits = self.design(x) @ self.coef + self.intercept
-        return 1.0 / (1.0 + np.exp(-logits))
+        """Click probabilities of the rows of `x`."""
+        from scipy.special import expit
+
+        return expit(self.design(x) @ self.coef + self.intercept)
 
 
 class Wide(BaselineKind):
