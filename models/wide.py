@@ -110,13 +110,14 @@ class Wide(BaselineKind):
         # iterations and 2-3x the time: lbfgs's own update grows with the number of weights.
         for c in sorted(params["C"]):
             fitted = LogisticRegression(C=c, solver="newton-cg", max_iter=MAX_ITER).fit(design, y)
-            auc = metrics_of(valid[1], fitted.predict_proba(checked)[:, 1])[0]
+            probs = fitted.predict_proba(checked)[:, 1]
+            auc = metrics_of(valid[1], probs)[0]
             tried.append(c)
             if best is not None and auc <= best[0]:
                 break
-            best = (auc, c, fitted.coef_[0], float(fitted.intercept_[0]), int(fitted.n_iter_[0]))
-        _, model.C, model.coef, model.intercept, iterations = best
-        auc, logloss = metrics_of(valid[1], model.predict(valid[0]))
+            best = (auc, probs, c, fitted.coef_[0], float(fitted.intercept_[0]), int(fitted.n_iter_[0]))
+        _, probs, model.C, model.coef, model.intercept, iterations = best
+        auc, logloss = metrics_of(valid[1], probs)
         crosses = ", ".join(f"{a} × {b}" for a, b in pairs) or "none"
         params = {**params, "C_tried": tried, "C_chosen": model.C, "weights": int(model.coef.size), "crosses": crosses}
         return GBDTResult(model, auc, logloss, iterations, len(y), time.perf_counter() - started, params)

@@ -189,26 +189,28 @@ def score(directory: Path, data: Path, fmt: str | None, device_name: str = "auto
     device = resolve_device(device_name)
     model.to(device)
     chosen = spec.get("chosen") or {"kind": "deep"}  # packages written before the run chose among candidates: the deep model
-    weights = blend_weights(chosen)
-    if chosen["kind"] == "deep" or weights.get(DEEP, 0.0) > 0:
-        probs, _ = predict(model, rows.batches(spec["batch_size"]), device, resolve_precision("auto", device))
-    if chosen["kind"] != "deep":
+    # The parts it scores with and their weights: the blend's, or the one chosen model's.
+    weights = blend_weights(chosen) or {DEEP if chosen["kind"] == "deep" else chosen["gbdt"]: 1.0}
+    used = {name: w for name, w in weights.items() if w > 0}
+    scored = {}
+    if DEEP in used:
+        scored[DEEP], _ = predict(model, rows.batches(spec["batch_size"]), device, resolve_precision("auto", device))
+    if set(used) - {DEEP}:
         from features.tabular import tabular, tabular_columns
         from models.baselines import KINDS
-        from models.blend import blend
 
         columns, categorical, dtype = tabular_columns(feature_map)
         frame = encoded.with_columns(pl.Series(name, values) for name, values in derived.items()) if derived else encoded
         x = tabular(frame, columns, dtype)
-        scored = {}
-        for name in [chosen["gbdt"]] if chosen["kind"] != "blend" else [n for n, w in weights.items() if n != DEEP and w > 0]:
+        for name in set(used) - {DEEP}:
             kind = KINDS[name]
             scored[name] = kind.predict(kind.load(directory / GBDT / f"{name}.{kind.suffix}", columns, categorical), x)
-        if chosen["kind"] == "blend":
-            used = {n: w for n, w in weights.items() if w > 0}
-            probs = blend([probs if n == DEEP else scored[n] for n in used], list(used.values()))
-        else:
-            probs = scored[chosen["gbdt"]]
+    if len(used) == 1:
+        probs = next(iter(scored.values()))
+    else:
+        from models.blend import blend
+
+        probs = blend([scored[name] for name in used], list(used.values()))
     out = pl.DataFrame({"probability": probs.astype(np.float64)})
     metrics = {"rows": float(encoded.height), "seconds": time.perf_counter() - started}
     if has_label:

@@ -78,7 +78,7 @@ def choose(
             **_figures(valid, test),
             "params": {
                 "parts": [deep, *names],
-                "weights": [weights[DEEP], *(weights[n] for n in names)],
+                "weights": [float(w) for w in fitted_weights],
                 "valid": "cross-fitted, 2 interleaved folds",
             },
             "seconds": candidates[deep]["seconds"] + sum(candidates[n]["seconds"] for n in names),
