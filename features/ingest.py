@@ -49,6 +49,11 @@ class RawInput:
         """What the readers decided on their own, one line each, without repeats."""
         return list(dict.fromkeys(note for src in self.frames.values() for note in src.notes))
 
+    @property
+    def in_parts(self) -> bool:
+        """Whether every input is parquet files, which the Ray engine reads in parts (other formats ingest locally)."""
+        return all(src.files for src in self.frames.values())
+
 
 @dataclass
 class IngestResult:

@@ -10,7 +10,9 @@ told by magic bytes), is parsed once, in one streaming pass: each line-aligned
 chunk is checked and parsed with polars, and kept in memory while the input's
 parsed frames fit in IN_MEMORY_BYTES, else written as a parquet shard in a
 scratch directory; the schema, split, vocabulary and encode passes read those
-frames or shards, not text (see `features.textio`).
+frames or shards, not text (see `features.textio`). A plain file of at most half the budget is
+parsed in one polars read over all cores instead of chunk by chunk, and its lines are counted only when
+the parse leaves nulls in the last column (see `_parsed_whole`).
 libsvm lines of plain files are still scanned as text.
 """
 
@@ -79,6 +81,9 @@ def _lines_of(source: Path | bytes, path: Path, first_line_no: int = 1) -> pl.La
 # split's files, a side table), and staged as parquet beyond: an input that fits skips writing and decoding the
 # shards (a 2 M-row, 120 MiB CSV parses to ~160 MB).
 IN_MEMORY_BYTES = 512 << 20
+# A plain file is parsed in one read when this many times its size fits in what is left of the budget (parsed text
+# takes up to about twice the text's bytes: an 8-character id is a 16-byte string view).
+WHOLE_FILE_RATIO = 2
 
 
 class _Scratch:
@@ -163,18 +168,22 @@ def _raise_bad_count(bad: dict | None, expected: int) -> None:
         raise InputError(f"{bad['file']}: line {bad['line_no']} has {bad['n']} columns, expected {expected}; fix or remove that line")
 
 
-def _delimited_chunks(path: Path, codec: str | None, separator: str, expected: int, header: bool, options: dict) -> Iterator[pl.DataFrame]:
-    """A delimited file (compressed by `codec`, or plain when None) parsed chunk by chunk with polars `options`.
+def _delimited_chunks(
+    path: Path, codec: str | None, separator: str, expected: int, header: bool, options: dict, whole: bool = False
+) -> Iterator[pl.DataFrame]:
+    """A delimited file (compressed by `codec`, or plain when None) parsed chunk by chunk with polars `options`;
+    a plain file in one read when `whole` (see `_parsed_whole`).
 
     With a header, the first chunk is read with polars' schema inference over its first rows, as
     `scan_csv` would over the whole file; every later chunk is read with that schema.
     """
-    quoted = options.get("quote_char", '"') is not None
-    line_no, schema = 1, options.get("schema")
-    for i, chunk in enumerate(text_chunks(path, codec, quoted, first_lines=INFER_ROWS + 1 if header else 0)):
-        counts = (separator, expected, quoted, header and i == 0)
-        lines = _even_lines(chunk, separator, expected, quoted)
-        first, line_no = line_no, line_no + (_checked_lines(chunk, path, line_no, *counts) if lines is None else lines)
+    if whole and codec is None:
+        frame = _parsed_whole(path, separator, expected, header, options)
+        if frame is not None:
+            yield frame
+            return
+    schema = options.get("schema")
+    for i, (chunk, first, end, even) in enumerate(_counted_chunks(path, codec, separator, expected, header, options)):
         try:
             if header and i == 0:
                 frame = pl.read_csv(chunk, **options)
@@ -182,10 +191,44 @@ def _delimited_chunks(path: Path, codec: str | None, separator: str, expected: i
             else:
                 frame = pl.read_csv(chunk, **{**options, "has_header": False, "schema": schema})
         except pl.exceptions.PolarsError as exc:
-            if lines is not None:  # the counts added up, so some line has too many fields: name it
-                _checked_lines(chunk, path, first, *counts)
-            raise InputError(f"{path}: lines {first}-{line_no - 1} do not parse ({str(exc).splitlines()[0]})") from exc
+            if even:  # the counts added up, so some line has too many fields: name it
+                _checked_lines(chunk, path, first, separator, expected, options.get("quote_char", '"') is not None, header and i == 0)
+            raise InputError(f"{path}: lines {first}-{end - 1} do not parse ({str(exc).splitlines()[0]})") from exc
         yield frame
+
+
+def _counted_chunks(
+    path: Path, codec: str | None, separator: str, expected: int, header: bool, options: dict
+) -> Iterator[tuple[bytes, int, int, bool]]:
+    """The file's text in chunks (`features.textio.text_chunks`; with a header, the first holds the rows a schema is
+    inferred from), each as (text, its first line number, the number after its last, whether the separators merely
+    added up), after an InputError naming the first line whose field count is not `expected`."""
+    quoted = options.get("quote_char", '"') is not None
+    line_no = 1
+    for i, chunk in enumerate(text_chunks(path, codec, quoted, first_lines=INFER_ROWS + 1 if header else 0)):
+        lines = _even_lines(chunk, separator, expected, quoted)
+        if lines is None:
+            lines = _checked_lines(chunk, path, line_no, separator, expected, quoted, header and i == 0)
+        yield chunk, line_no, line_no + lines, lines is not None
+        line_no += lines
+
+
+def _parsed_whole(path: Path, separator: str, expected: int, header: bool, options: dict) -> pl.DataFrame | None:
+    """A plain file parsed in one polars read over all cores (the schema inferred from its first INFER_ROWS rows, as
+    the chunked read infers it from its first chunk), or None when polars refuses the text: the chunked read then
+    names the line.
+
+    polars rejects a line with too many fields and fills a short line's missing fields with nulls, so a last column
+    without nulls means every line has `expected` fields, and the text need not be counted. Otherwise (a short or empty
+    line, or just an empty last field) the lines are counted chunk by chunk, as the chunked read counts them."""
+    try:
+        frame = pl.read_csv(path, **options)
+    except pl.exceptions.PolarsError:
+        return None
+    if frame.width and frame[:, -1].null_count():
+        for _ in _counted_chunks(path, None, separator, expected, header, options):
+            pass
+    return frame
 
 
 def _checked_lines(chunk: bytes, path: Path, line_no: int, separator: str, expected: int, quoted: bool, header: bool) -> int:
@@ -224,7 +267,10 @@ def _delimited(
 ) -> pl.LazyFrame:
     """The files as one frame, each parsed once, chunk by chunk (column counts checked on the way), and staged as
     parquet shards that every later pass reads instead of the text."""
-    frames = [scratch.stage(p, _delimited_chunks(p, codec_of(p), separator, expected, header, options)) for p in paths]
+    frames = []
+    for p in paths:
+        whole = p.stat().st_size * WHOLE_FILE_RATIO <= scratch.memory_left  # plain text that fits, parsed: one read
+        frames.append(scratch.stage(p, _delimited_chunks(p, codec_of(p), separator, expected, header, options, whole)))
     if len(frames) > 1 and header:  # a header-only part (Spark writes them) would widen every column to String
         frames = [f for f in frames if f.head(1).collect().height] or frames[:1]
     return pl.concat(frames, how=how)

@@ -13,9 +13,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
-import pyarrow as pa
 
 from featuremap.errors import InputError
 
@@ -69,17 +69,32 @@ def natural_key(path: Path) -> list[int | str]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
 
 
-def _open(path: Path, codec: str | None) -> pa.NativeFile:
+def _open(path: Path, codec: str | None) -> BinaryIO:
+    """The file's bytes, decompressed by pyarrow's streaming codec when `codec` is set (pyarrow is imported only then:
+    plain text does without its import time)."""
+    if codec is None:
+        try:
+            return path.open("rb")
+        except OSError as exc:
+            raise InputError(f"{path}: cannot open as text ({str(exc).splitlines()[0]})") from exc
+    import pyarrow as pa
+
     try:
         return pa.input_stream(str(path), compression=codec)
     except (OSError, pa.ArrowException) as exc:
-        raise InputError(f"{path}: cannot open as {codec or 'text'} ({str(exc).splitlines()[0]})") from exc
+        raise InputError(f"{path}: cannot open as {codec} ({str(exc).splitlines()[0]})") from exc
 
 
-def _read(stream: pa.NativeFile, path: Path, codec: str | None, size: int) -> bytes:
+def _read(stream: BinaryIO, path: Path, codec: str | None, size: int) -> bytes:
+    if codec is None:
+        errors: tuple[type[Exception], ...] = (OSError,)
+    else:
+        import pyarrow as pa  # already imported by `_open`
+
+        errors = (OSError, pa.ArrowException)
     try:
         return stream.read(size)
-    except (OSError, pa.ArrowException) as exc:
+    except errors as exc:
         raise InputError(f"{path}: not valid {codec or 'text'} data ({str(exc).splitlines()[0]}); the file may be truncated") from exc
 
 

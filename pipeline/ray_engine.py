@@ -134,11 +134,6 @@ def ingest_write(plan: Prepared, encoder: Encoder, part: Part, directory: str, k
     return {name: str(path) for name, path in paths.items()}
 
 
-def has_parts(raw: RawInput) -> bool:
-    """Whether the input is parquet files, which Ray tasks read in parts (other formats are ingested locally)."""
-    return all(src.files for src in raw.frames.values())
-
-
 def ingest_on_ray(
     raw: RawInput, params: IngestParams, engine: EngineConfig, parts_dir: Path, keep_holdout: bool, scratch: Path | None = None
 ) -> IngestResult:

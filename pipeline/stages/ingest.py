@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 
 from features.ingest import ingest, load_raw
-from pipeline import catalog, ray_engine
+from pipeline import catalog
 from pipeline.config import PipelineConfig
 from pipeline.params import ingest_params
 from pipeline.stages.output import StageOutput
@@ -24,7 +24,9 @@ def run_ingest(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
     parts = workdir / ".parts"  # the Ray engine's part files, written as one file per split below; removed likewise
     try:
         raw = load_raw(cfg.data.path, params, cfg.data.synthetic_rows, cfg.data.synthetic_seed, scratch, cfg.data.synthetic_kind)
-        if cfg.engine.kind == "ray" and ray_engine.has_parts(raw):
+        if cfg.engine.kind == "ray" and raw.in_parts:
+            from pipeline import ray_engine  # with the ranking's imports (scipy): only when Ray ingests
+
             result = ray_engine.ingest_on_ray(raw, params, cfg.engine, parts, cfg.split.keep_raw_holdout, scratch)
         else:
             if cfg.engine.kind == "ray":
