@@ -4,6 +4,7 @@ import polars as pl
 import pytest
 
 from featuremap.errors import InputError
+from features import sources
 from features.discovery import FORMATS, detect_format, split_files
 from features.sources import CRITEO_CATEGORICAL, CRITEO_NUMERIC, READERS, SourceOptions, open_source
 from tests.conftest import shared
@@ -77,6 +78,25 @@ def test_even_csv_without_trailing_newline_reads_every_line(tmp_path):
     path = tmp_path / "d.csv"
     path.write_text("y,a,b\n1,2,3\r\n0,3,4\n1,4,5")
     assert open_source([path], SourceOptions(format="csv")).frame.collect()["b"].to_list() == [3, 4, 5]
+
+
+@pytest.mark.parametrize("whole", [True, False])
+def test_a_plain_file_read_whole_is_the_file_read_in_chunks(tmp_path, monkeypatch, whole):
+    # Empty last fields make the whole read count the lines; a short line among them is still named, and a value that
+    # does not parse as the inferred type sends the whole read back to the chunks, which name the lines.
+    rows = "".join(f"{i % 2},{i},{'' if i % 3 else 'x'}\n" for i in range(30_000))
+    path = tmp_path / "d.csv"
+    path.write_text("y,a,b\n" + rows)
+    if not whole:
+        monkeypatch.setattr(sources, "WHOLE_FILE_RATIO", 1 << 40)
+    got = open_source([path], SourceOptions(format="csv")).frame.collect()
+    assert got.equals(pl.read_csv(path)) and got["b"].null_count() == 20_000
+    path.write_text("y,a,b\n" + rows + "1,5\n" + rows)
+    with pytest.raises(InputError, match=r"line 30002 has 2 columns, expected 3"):
+        open_source([path], SourceOptions(format="csv"))
+    path.write_text("y,a,b\n" + rows + "1,five,x\n")
+    with pytest.raises(InputError, match=r"lines \d+-30002 do not parse \(could not parse `five`"):
+        open_source([path], SourceOptions(format="csv"))
 
 
 @pytest.mark.parametrize(("content", "message"), [("", "file is empty"), ("y,a\n", "header but no data rows")])
