@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import quote, unquote
 
+import numpy as np
 import polars as pl
 
 from featuremap import FIRST_VALUE_ID, MISSING_ID, OOV_ID, FeatureMap, FieldSpec
@@ -27,6 +28,9 @@ from features.schema import Schema
 
 NumericBucketing = Literal["auto", "quantile", "log"]
 VALUE_SUFFIX = "__num"
+ENUM_MAX_VALUES = 1 << 19  # string vocabularies up to this size are looked up as an Enum cast (see `_lookup`)
+DENSE_MIN_SPAN = 1 << 16  # integer vocabularies whose values span up to the larger of these are looked up in a table
+DENSE_SPAN_PER_VALUE = 4
 SET_SUFFIX = "__set"
 
 
@@ -276,19 +280,38 @@ class Encoder:
         return frame.with_columns(pl.col(floats).fill_nan(None)) if floats else frame
 
     # -- transform --------------------------------------------------------------------------------
-    # Lookups are left joins against the vocabularies: polars streams a join's probe side, while
-    # replace_strict with a large mapping holds its whole output in memory.
-    def _join_ids(self, frame: pl.LazyFrame, token: pl.Expr, vocab_name: str) -> pl.LazyFrame:
+    # A vocabulary lookup must stream: polars' replace_strict holds its whole output in memory (an ingest of 50 M rows
+    # peaked at 8.4 GB with it). Three lookups do stream, and each is used where it is the fastest (bench/RESULTS.md,
+    # "Vocabulary lookups"): a string token cast to an Enum of the vocabulary (2x a join's speed, less memory; slower
+    # than a join past ~1 M values), an integer token gathered from a dense table over its values' span (3x a join),
+    # and otherwise a left join against the vocabulary.
+    def _lookup(self, frame: pl.LazyFrame, token: pl.Expr, vocab_name: str) -> tuple[pl.LazyFrame, pl.Expr]:
+        """The frame (with a joined id column, when the lookup is a join) and the expression of the token's id, OOV_ID
+        for a value unseen in train (and for a missing one, which `_code` maps to MISSING_ID)."""
         vocab = self.vocabs[vocab_name]
-        tok, ids = f"__tok_{vocab_name}", f"__id_{vocab_name}"
-        table = vocab.lazy().select(pl.col("value"), pl.col("id").alias(ids))
-        frame = frame.with_columns(token.cast(vocab["value"].dtype, strict=False).alias(tok))
-        return frame.join(table, left_on=tok, right_on="value", how="left", maintain_order="left").drop(tok)
+        values, ids = vocab["value"], vocab["id"]
+        token = token.cast(values.dtype, strict=False)
+        consecutive = ids.len() == 0 or (ids[0] == FIRST_VALUE_ID and ids[-1] == FIRST_VALUE_ID + ids.len() - 1)
+        if values.dtype == pl.String and consecutive and ids.len() <= ENUM_MAX_VALUES:
+            index = token.cast(pl.Enum(values), strict=False).to_physical().cast(pl.Int32)
+            return frame, (index + FIRST_VALUE_ID).fill_null(OOV_ID)
+        if values.dtype.is_integer() and ids.len():
+            low, high = int(values.min()), int(values.max())
+            span = high - low + 1
+            if span <= max(DENSE_MIN_SPAN, DENSE_SPAN_PER_VALUE * ids.len()):
+                table = np.full(span, OOV_ID, dtype=np.int32)
+                table[values.to_numpy() - low] = ids.to_numpy()
+                offset = token.cast(pl.Int64) - low
+                inside = (offset >= 0) & (offset < span)
+                found = pl.lit(pl.Series(table)).gather(offset.clip(0, span - 1))
+                return frame, pl.when(inside).then(found).otherwise(pl.lit(OOV_ID, pl.Int32))
+        tok, joined = f"__tok_{vocab_name}", f"__id_{vocab_name}"
+        table = vocab.lazy().select(pl.col("value"), pl.col("id").alias(joined))
+        frame = frame.with_columns(token.alias(tok))
+        frame = frame.join(table, left_on=tok, right_on="value", how="left", maintain_order="left").drop(tok)
+        return frame, pl.col(joined).fill_null(OOV_ID)
 
-    def _ids(self, vocab_name: str) -> pl.Expr:
-        return pl.col(f"__id_{vocab_name}").fill_null(OOV_ID)
-
-    def _code(self, name: str) -> pl.Expr:
+    def _code(self, name: str, ids: pl.Expr | None) -> pl.Expr:
         kind = self.schema.kinds[name]
         raw = pl.col(name)
         if kind == "multi":
@@ -301,7 +324,8 @@ class Encoder:
             bucket = pl.sum_horizontal([(v > e).cast(pl.Int32) for e in self.edges[name]] or [pl.lit(0, pl.Int32)])
             code = bucket + FIRST_VALUE_ID
         else:
-            code = self._ids(name)
+            assert ids is not None
+            code = ids
         return pl.when(raw.is_null()).then(pl.lit(MISSING_ID, pl.Int32)).otherwise(code).cast(pl.Int32)
 
     def transform(self, frame: pl.LazyFrame, require_label: bool = True) -> pl.LazyFrame:
@@ -313,15 +337,16 @@ class Encoder:
             raise RuntimeError("Encoder.transform called before fit")
         frame = self._nan_to_null(frame)
         self._raw_dtypes = frame.collect_schema()
+        ids: dict[str, pl.Expr] = {}
         for name, kind in self.schema.kinds.items():
             if kind == "multi":
-                frame = self._join_ids(frame, self._set_token(name), name + SET_SUFFIX)
+                frame, ids[name + SET_SUFFIX] = self._lookup(frame, self._set_token(name), name + SET_SUFFIX)
             elif self._uses_vocab(name):
-                frame = self._join_ids(frame, self._token(name), name)
+                frame, ids[name] = self._lookup(frame, self._token(name), name)
         has_label = require_label or self.schema.label in frame.collect_schema()
         exprs = [self.schema.label_expr()] if has_label else []
         for name, kind in self.schema.kinds.items():
-            exprs.append(self._code(name).alias(name))
+            exprs.append(self._code(name, ids.get(name)).alias(name))
             if kind == "numeric":
                 s = self.stats[name]
                 scale = s["std"] if s["std"] > 0 else 1.0
@@ -329,7 +354,7 @@ class Encoder:
                 exprs.append(value.alias(name + VALUE_SUFFIX))
             elif kind == "multi":
                 missing = self._elements(name).list.len().fill_null(0) == 0
-                code = pl.when(missing).then(pl.lit(MISSING_ID, pl.Int32)).otherwise(self._ids(name + SET_SUFFIX))
+                code = pl.when(missing).then(pl.lit(MISSING_ID, pl.Int32)).otherwise(ids[name + SET_SUFFIX])
                 exprs.append(code.alias(name + SET_SUFFIX))
         return frame.select(exprs)
 

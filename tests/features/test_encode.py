@@ -1,8 +1,10 @@
+import numpy as np
 import polars as pl
 import pytest
 
 from featuremap import FIRST_VALUE_ID, MISSING_ID, OOV_ID
 from featuremap.errors import InputError
+from features import encode
 from features.encode import Encoder, EncoderParams
 from features.schema import Schema
 
@@ -21,6 +23,31 @@ def test_vocabulary_by_frequency_fit_on_train_only():
     assert out["y"].dtype == pl.Int8 and out["c"].dtype == pl.Int32
     spec = enc.field_specs()[0]
     assert spec.vocab_size == FIRST_VALUE_ID + 2
+
+
+@pytest.mark.parametrize("lookup", ["enum", "dense", "join"])
+def test_every_vocabulary_lookup_gives_the_ids_of_a_join(monkeypatch, tmp_path, lookup):
+    # Strings up to ENUM_MAX_VALUES are an Enum cast, integers over a small span a table, the rest a join: each must
+    # give what a plain join gives, unseen and mistyped values OOV, missing ones MISSING, also after save and load.
+    rng = np.random.default_rng(0)
+    ints = rng.zipf(1.3, 5_000) * (1 if lookup == "dense" else 1_000_003)
+    train = pl.LazyFrame({"y": rng.integers(0, 2, 5_000), "s": [f"v{i % 300}" for i in ints], "i": ints})
+    if lookup == "join":
+        monkeypatch.setattr(encode, "ENUM_MAX_VALUES", 0)
+    enc = Encoder(_schema(s="categorical", i="categorical"), EncoderParams(min_count=2)).fit(train)
+    new = pl.LazyFrame({"y": [0] * 5, "s": ["v1", "unseen", None, "v2", "v3"], "i": [ints[0], -7, None, 10**12, ints[1]]})
+    frame = pl.concat([train.collect(), new.collect()]).lazy()
+    enc.save(tmp_path)
+    for fitted in (enc, Encoder.load(tmp_path)):
+        got = fitted.transform(frame).collect()
+        for name in ("s", "i"):
+            vocab = fitted.vocabs[name].select(pl.col("value").alias(name), "id")
+            want = frame.collect().join(vocab, on=name, how="left", maintain_order="left")["id"].fill_null(OOV_ID)
+            want = pl.select(pl.when(frame.collect()[name].is_null()).then(MISSING_ID).otherwise(want)).to_series()
+            assert got[name].to_list() == want.to_list()
+        assert got["s"].tail(5).to_list()[1:3] == [OOV_ID, MISSING_ID] and got["i"].tail(5).to_list()[1:4] == [OOV_ID, MISSING_ID, OOV_ID]
+    dense = enc.vocabs["i"]["value"].max() - enc.vocabs["i"]["value"].min() < encode.DENSE_MIN_SPAN
+    assert dense == (lookup == "dense")
 
 
 def test_min_count_sends_rare_values_to_oov():
