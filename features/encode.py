@@ -44,7 +44,7 @@ class EncoderParams:
       collision of v=1 with v=3), or 'auto' (ingest picks log for Criteo;
       anything else, and an encoder used directly, gets quantile).
     numeric_bins: number of quantile bins.
-    quantile_sample_rows: train rows sampled (every k-th row) for the bin edges.
+    quantile_sample_rows: at most this many train rows are sampled (every k-th row) for the bin edges.
     """
 
     min_count: int = 1
@@ -216,7 +216,7 @@ class Encoder:
     @property
     def sample_every(self) -> int:
         """The quantile sample takes every k-th train row: k from the train row count (after `fit_counts`)."""
-        return max(1, self.train_rows // self.params.quantile_sample_rows)
+        return max(1, -(-self.train_rows // self.params.quantile_sample_rows))  # the sample holds at most that many rows
 
     def edge_sample(self, train: pl.LazyFrame, first_row: int) -> pl.DataFrame:
         """The quantile fields of the train rows whose number in the split (this part's first: `first_row`) is a

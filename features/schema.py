@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass, field
 
@@ -220,18 +221,21 @@ def id_test_pvalue(values: np.ndarray, label: np.ndarray) -> float:
     an amount (whose effect is smooth in its value) shows no excess; an id (codes in arbitrary order) a large one."""
     from features.buckets import quantile_edges
     from features.information import mutual_information, null_moments, null_upper_tail
-    from features.target_stats import KeyTable
 
     rows = values.size
     bucket = np.searchsorted(quantile_edges(values, ID_TEST_BUCKETS), values, side="right")
+    # One sort by (bucket, value) gives every bucket's (value, label) counts, in runs of cells per bucket.
+    order = np.lexsort((values, bucket))
+    bucket, values, label = bucket[order], values[order], label[order].astype(np.float64)
+    cell = np.flatnonzero(np.r_[True, (bucket[1:] != bucket[:-1]) | (values[1:] != values[:-1])])
+    counts, positives = np.diff(np.r_[cell, rows]), np.add.reduceat(label, cell)
+    table_of = np.r_[np.flatnonzero(np.r_[True, bucket[cell][1:] != bucket[cell][:-1]]), cell.size]
     observed = mean = variance = 0.0
-    for b in np.unique(bucket):
-        inside = bucket == b
-        keys = KeyTable.fit(values[inside], label[inside].astype(np.float64))
-        table = np.column_stack([keys.counts - keys.positives, keys.positives])  # [values, (negatives, positives)]
+    for first, end in itertools.pairwise(table_of):
+        table = np.column_stack([counts[first:end] - positives[first:end], positives[first:end]])  # [values, (neg, pos)]
         if table.shape[0] < 2 or (table.sum(axis=0) == 0).any():
             continue  # one value, or one class: nothing to add
-        share = inside.sum() / rows
+        share = counts[first:end].sum() / rows
         null_mean, null_sd = null_moments(table.sum(axis=1), table.sum(axis=0))
         observed += share * mutual_information(table)
         mean += share * null_mean
