@@ -11,8 +11,8 @@ chunk is checked and parsed with polars, and kept in memory while the input's
 parsed frames fit in IN_MEMORY_BYTES, else written as a parquet shard in a
 scratch directory; the schema, split, vocabulary and encode passes read those
 frames or shards, not text (see `features.textio`). A plain file of at most half the budget is
-parsed in one polars read over all cores instead of chunk by chunk, and its lines are counted only when
-the parse leaves nulls in the last column (see `_parsed_whole`).
+parsed in one polars read over all cores instead of chunk by chunk. Lines are counted only where the parse
+leaves nulls in the last column or the text holds double quotes (see `_delimited_chunks`).
 libsvm lines of plain files are still scanned as text.
 """
 
@@ -175,59 +175,71 @@ def _delimited_chunks(
     a plain file in one read when `whole` (see `_parsed_whole`).
 
     With a header, the first chunk is read with polars' schema inference over its first rows, as
-    `scan_csv` would over the whole file; every later chunk is read with that schema.
+    `scan_csv` would over the whole file; every later chunk is read with that schema. A chunk without
+    double quotes that parses without nulls in its last column has one line a row and no short line
+    (`_short_lines`), so its text is not counted; any other chunk's lines are (`_counted`).
     """
     if whole and codec is None:
         frame = _parsed_whole(path, separator, expected, header, options)
         if frame is not None:
             yield frame
             return
-    schema = options.get("schema")
-    for i, (chunk, first, end, even) in enumerate(_counted_chunks(path, codec, separator, expected, header, options)):
+    quoted = options.get("quote_char", '"') is not None
+    line_no, schema = 1, options.get("schema")
+    for i, chunk in enumerate(text_chunks(path, codec, quoted, first_lines=INFER_ROWS + 1 if header else 0)):
+        with_header = header and i == 0
+        error = None
         try:
-            if header and i == 0:
+            if with_header:
                 frame = pl.read_csv(chunk, **options)
                 schema = frame.schema
             else:
                 frame = pl.read_csv(chunk, **{**options, "has_header": False, "schema": schema})
         except pl.exceptions.PolarsError as exc:
+            error = exc
+        if error is None and not (quoted and b'"' in chunk) and not _short_lines(frame):
+            line_no += frame.height + with_header
+            yield frame
+            continue
+        first = line_no
+        lines, even = _counted(chunk, path, line_no, separator, expected, quoted, with_header)
+        line_no += lines
+        if error is not None:
             if even:  # the counts added up, so some line has too many fields: name it
-                _checked_lines(chunk, path, first, separator, expected, options.get("quote_char", '"') is not None, header and i == 0)
-            raise InputError(f"{path}: lines {first}-{end - 1} do not parse ({str(exc).splitlines()[0]})") from exc
+                _checked_lines(chunk, path, first, separator, expected, quoted, with_header)
+            raise InputError(f"{path}: lines {first}-{line_no - 1} do not parse ({str(error).splitlines()[0]})") from error
         yield frame
 
 
-def _counted_chunks(
-    path: Path, codec: str | None, separator: str, expected: int, header: bool, options: dict
-) -> Iterator[tuple[bytes, int, int, bool]]:
-    """The file's text in chunks (`features.textio.text_chunks`; with a header, the first holds the rows a schema is
-    inferred from), each as (text, its first line number, the number after its last, whether the separators merely
-    added up), after an InputError naming the first line whose field count is not `expected`."""
-    quoted = options.get("quote_char", '"') is not None
-    line_no = 1
-    for i, chunk in enumerate(text_chunks(path, codec, quoted, first_lines=INFER_ROWS + 1 if header else 0)):
-        lines = _even_lines(chunk, separator, expected, quoted)
-        if lines is None:
-            lines = _checked_lines(chunk, path, line_no, separator, expected, quoted, header and i == 0)
-        yield chunk, line_no, line_no + lines, lines is not None
-        line_no += lines
+def _short_lines(frame: pl.DataFrame) -> bool:
+    """Whether some line may have had fewer fields than the header: polars rejects a line with too many fields and
+    fills a short (or empty) line's missing fields with nulls, so a last column without nulls rules them out."""
+    return bool(frame.width and frame[:, -1].null_count())
+
+
+def _counted(chunk: bytes, path: Path, line_no: int, separator: str, expected: int, quoted: bool, header: bool) -> tuple[int, bool]:
+    """The chunk's line count, after an InputError naming its first line (numbered from `line_no`) whose field count is
+    not `expected`; and whether its separators merely added up (`_even_lines`: a line with too many fields may hide
+    beside a short one)."""
+    lines = _even_lines(chunk, separator, expected, quoted)
+    if lines is not None:
+        return lines, True
+    return _checked_lines(chunk, path, line_no, separator, expected, quoted, header), False
 
 
 def _parsed_whole(path: Path, separator: str, expected: int, header: bool, options: dict) -> pl.DataFrame | None:
     """A plain file parsed in one polars read over all cores (the schema inferred from its first INFER_ROWS rows, as
     the chunked read infers it from its first chunk), or None when polars refuses the text: the chunked read then
-    names the line.
-
-    polars rejects a line with too many fields and fills a short line's missing fields with nulls, so a last column
-    without nulls means every line has `expected` fields, and the text need not be counted. Otherwise (a short or empty
-    line, or just an empty last field) the lines are counted chunk by chunk, as the chunked read counts them."""
+    names the line. With `_short_lines`, the lines are counted chunk by chunk, as the chunked read counts them."""
     try:
         frame = pl.read_csv(path, **options)
     except pl.exceptions.PolarsError:
         return None
-    if frame.width and frame[:, -1].null_count():
-        for _ in _counted_chunks(path, None, separator, expected, header, options):
-            pass
+    if _short_lines(frame):
+        quoted = options.get("quote_char", '"') is not None
+        line_no = 1
+        for i, chunk in enumerate(text_chunks(path, None, quoted, first_lines=INFER_ROWS + 1 if header else 0)):
+            line_no += _counted(chunk, path, line_no, separator, expected, quoted, header and i == 0)[0]
     return frame
 
 
