@@ -161,17 +161,12 @@ PARQUET_LEVEL = 1
 
 
 def sink_all(targets: dict[Path, Any], row_group_size: int = 1 << 18) -> None:
-    """Write each lazy frame to its parquet path, all in one streaming run (the encoded splits share one read of the
-    input). Common subplans are not merged: polars would cache the shared input in memory, and gains no time here."""
-    import polars as pl
-
-    for path in targets:
+    """Write each lazy frame to its parquet path, streaming, one after the other. Run as one `collect_all`, the sinks
+    took the same time (ingest of 50 M rows: 52.7 against 52.8 s) at twice the peak memory (1.80 against 0.95 GB),
+    polars buffering every sink's pipeline at once (bench/RESULTS.md, "Out of core")."""
+    for path, frame in targets.items():
         path.parent.mkdir(parents=True, exist_ok=True)
-    sinks = [
-        frame.sink_parquet(path, compression_level=PARQUET_LEVEL, row_group_size=row_group_size, lazy=True)
-        for path, frame in targets.items()
-    ]
-    pl.collect_all(sinks, engine="streaming", optimizations=pl.QueryOptFlags(comm_subplan_elim=False))
+        frame.sink_parquet(path, compression_level=PARQUET_LEVEL, row_group_size=row_group_size, engine="streaming")
 
 
 def row_group_shards(path: Path, shards: int) -> list[tuple[list[int], int]]:
