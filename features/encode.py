@@ -83,6 +83,11 @@ def _token_counts(tokens: pl.LazyFrame) -> pl.LazyFrame:
     return tokens.drop_nulls().group_by("value").agg(pl.len().alias("count"))
 
 
+def _numbered_by_row(ids: pl.Series) -> bool:
+    """Whether a vocabulary's ids are FIRST_VALUE_ID + its row number (as `Encoder.fit_counts` numbers them)."""
+    return bool((ids.to_numpy() == np.arange(FIRST_VALUE_ID, FIRST_VALUE_ID + ids.len())).all())
+
+
 def _log_bucket(col: pl.Expr) -> pl.Expr:
     v = col.cast(pl.Float64)
     return pl.when(v > 2).then((v.log() ** 2).floor() + 3).otherwise(v.floor()).cast(pl.Int64)
@@ -282,17 +287,17 @@ class Encoder:
     # -- transform --------------------------------------------------------------------------------
     # A vocabulary lookup must stream: polars' replace_strict holds its whole output in memory (an ingest of 50 M rows
     # peaked at 8.4 GB with it). Three lookups do stream, and each is used where it is the fastest (bench/RESULTS.md,
-    # "Vocabulary lookups"): a string token cast to an Enum of the vocabulary (2x a join's speed, less memory; slower
-    # than a join past ~1 M values), an integer token gathered from a dense table over its values' span (3x a join),
-    # and otherwise a left join against the vocabulary.
+    # "Vocabulary lookups"): a string token cast to an Enum of the vocabulary (1.2-2x a join's speed; slower than a
+    # join past ~1 M values), an integer token gathered from a dense table over its values' span (up to 3x a join),
+    # and otherwise a left join against the vocabulary. The Enum's index is the vocabulary's row: its ids must be
+    # FIRST_VALUE_ID + row (as `fit_counts` numbers them), which is checked.
     def _lookup(self, frame: pl.LazyFrame, token: pl.Expr, vocab_name: str) -> tuple[pl.LazyFrame, pl.Expr]:
         """The frame (with a joined id column, when the lookup is a join) and the expression of the token's id, OOV_ID
         for a value unseen in train (and for a missing one, which `_code` maps to MISSING_ID)."""
         vocab = self.vocabs[vocab_name]
         values, ids = vocab["value"], vocab["id"]
         token = token.cast(values.dtype, strict=False)
-        consecutive = ids.len() == 0 or (ids[0] == FIRST_VALUE_ID and ids[-1] == FIRST_VALUE_ID + ids.len() - 1)
-        if values.dtype == pl.String and consecutive and ids.len() <= ENUM_MAX_VALUES:
+        if values.dtype == pl.String and ids.len() <= ENUM_MAX_VALUES and _numbered_by_row(ids):
             index = token.cast(pl.Enum(values), strict=False).to_physical().cast(pl.Int32)
             return frame, (index + FIRST_VALUE_ID).fill_null(OOV_ID)
         if values.dtype.is_integer() and ids.len():

@@ -277,8 +277,9 @@ def _require_rows(frame: pl.LazyFrame, paths: list[Path], what: str = "no data r
 def _delimited(
     paths: list[Path], scratch: _Scratch, separator: str, expected: int, header: bool, options: dict, how: str = "vertical"
 ) -> pl.LazyFrame:
-    """The files as one frame, each parsed once, chunk by chunk (column counts checked on the way), and staged as
-    parquet shards that every later pass reads instead of the text."""
+    """The files as one frame, each parsed once (a plain file that fits the budget in one read, any other chunk by
+    chunk; column counts checked on the way) and held in memory or staged as parquet shards, which every later pass
+    reads instead of the text."""
     frames = []
     for p in paths:
         whole = p.stat().st_size * WHOLE_FILE_RATIO <= scratch.memory_left  # plain text that fits, parsed: one read
