@@ -34,7 +34,7 @@ class DNISSettings(Settings):
     prune_ratio: float = Field(0.5, gt=0, lt=1)
     """Share of embedding entries removed."""
     rewind: bool | Literal["auto"] = "auto"
-    """Retrain from the weights before warm-up (true) or fine-tune the searched ones (false); auto: rewind only past the best epoch."""
+    """Retrain from the weights before warm-up (true) or fine-tune the searched ones (false); auto: both, the better on valid kept."""
 
 
 class DNIS(Method):

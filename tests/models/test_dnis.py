@@ -4,8 +4,8 @@ import torch
 from methods.dnis import DNISSettings
 from models.embedding import EmbeddingConfig
 from models.registry import build_model
-from models.search.dnis import dnis, past_best
-from models.trainer import EpochRecord, TrainConfig, fit
+from models.search.dnis import dnis
+from models.trainer import TrainConfig, fit
 from models.unified import SharedLayout, shared_model
 from tests.models.test_models import FM_XOR, _split
 
@@ -38,14 +38,19 @@ def test_dnis_halves_embedding_parameters_keeps_auc_and_favours_informative_fiel
     assert torch.count_nonzero(weights[~result.mask]) == 0
 
 
-def test_auto_rewind_counts_epochs_since_the_best_like_early_stopping():
-    def history(*aucs):
-        return [EpochRecord(i + 1, 0.5, auc, 0.5, 1e-3, 1.0, 1.0) for i, auc in enumerate(aucs)]
-
-    assert not past_best([], 2)
-    assert not past_best(history(0.70, 0.75, 0.80, 0.79), 2)  # a one-epoch dip in a run still improving
-    assert past_best(history(0.71, 0.70, 0.69, 0.68), 2)  # best at epoch 1 of 4: the synthetic DeepFM
-    assert past_best(history(0.70, 0.75, 0.80, 0.79), 1)
+def test_auto_retrains_both_ways_and_keeps_the_better_on_validation():
+    train, valid = _split()
+    config = TrainConfig(learning_rate=0.01, batch_size=512, max_epochs=4, precision="fp32")
+    settings = DNISSettings(freq_blocks=2, warmup_epochs=1, search_epochs=2, prune_ratio=0.5, rewind="auto")
+    epochs = []
+    result = dnis(_model(), train, valid, config, 8, settings, on_epoch=epochs.append)
+    # A study sees the fine-tune retrain's epochs, then the rewind's, numbered on.
+    assert [r.epoch for r in epochs] == list(range(1, len(epochs) + 1))
+    first = len(dnis(_model(), train, valid, config, 8, settings.model_copy(update={"rewind": False})).retrain.history)
+    fine, rewound = epochs[:first], epochs[first:]
+    assert fine and rewound
+    best = {False: max(r.valid_auc for r in fine), True: max(r.valid_auc for r in rewound)}
+    assert result.rewound == (best[True] > best[False]) and result.retrain.best_valid_auc == best[result.rewound]
 
 
 def test_dnis_rejects_a_bad_ratio_and_shared_tables():
