@@ -16,12 +16,12 @@
    OptFS rewinds. `rewind="auto"` (the default) retrains both ways and keeps
    the one with the better validation AUC: a model that overfits after an
    epoch or two (the synthetic data) would otherwise start its retrain past
-   its best epoch (valid AUC -0.028 there, 3 seeds), while one still
+   its best epoch (valid AUC -0.026 there, 3 seeds), while one still
    improving (Frappe's DeepFM after 10 of its ~17 epochs) keeps what it
    learned (fine-tuning: -0.00001 test there, rewinding: -0.0023). An
    earlier `auto` guessed from the warm-up and search epochs' validation
    curve (rewind when the best epoch lay `patience` epochs back) and guessed
-   wrong on one synthetic seed in three (bench/RESULTS.md, "Search").
+   wrong on two synthetic seeds of three (bench/RESULTS.md, "Search").
 The tables keep their width d with zeros in pruned entries, so attention and
 product layers that need one width work unchanged; the parameter count is
 the number of surviving entries (what a mixed-dimension store holds).
