@@ -21,7 +21,7 @@
    learned (fine-tuning: -0.00001 test there, rewinding: -0.0023). An
    earlier `auto` guessed from the warm-up and search epochs' validation
    curve (rewind when the best epoch lay `patience` epochs back) and guessed
-   wrong on two synthetic seeds of three (bench/RESULTS.md, "Search").
+   wrong on two synthetic seeds of three (bench/RESULTS.md, "DNIS `rewind`").
 The tables keep their width d with zeros in pruned entries, so attention and
 product layers that need one width work unchanged; the parameter count is
 the number of surviving entries (what a mixed-dimension store holds).
