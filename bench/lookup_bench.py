@@ -30,7 +30,7 @@ from features import encode
 from features.encode import Encoder, EncoderParams
 from features.schema import Schema
 
-# column -> (what it is, how the encoder looks it up)
+# column -> what it holds (the encoder picks the lookup from its vocabulary)
 CASES = {
     "str_100k": "strings, Zipf over 10^5 values",
     "str_400k": "strings, uniform over 4·10^5 values",
