@@ -214,9 +214,7 @@ def dnis(
     mask.set_hard(hard)
     searched_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
     reapply = mask_keeper(model, dim, mask)
-    best: tuple[TrainResult, dict[str, torch.Tensor], dict[str, torch.Tensor]] | None = None
-    epochs_before = 0
-    rewound = False
+    runs = []  # (retrain, rewound, its start, its weights)
     for rewind in (False, True) if settings.rewind == "auto" else (bool(settings.rewind),):
         model.load_state_dict(searched_weights)
         if rewind:
@@ -224,13 +222,11 @@ def dnis(
         reapply()
         start = {k: v.detach().clone() for k, v in model.state_dict().items()}
         # a study sees the retrains' epochs one after the other
-        report = None if on_epoch is None else _shifted(on_epoch, epochs_before)
+        before = sum(len(run[0].history) for run in runs)
+        report = None if on_epoch is None else _shifted(on_epoch, before)
         retrained = fit(model, train, valid, config, on_epoch=report, hooks=TrainHooks(after_step=reapply, exclude=(alpha,)))
-        epochs_before += len(retrained.history)
-        if best is None or retrained.best_valid_auc > best[0].best_valid_auc:
-            best, rewound = (retrained, start, {k: v.detach().clone() for k, v in model.state_dict().items()}), rewind
-    assert best is not None
-    retrained, start, weights = best
+        runs.append((retrained, rewind, start, {k: v.detach().clone() for k, v in model.state_dict().items()}))
+    retrained, rewound, start, weights = max(runs, key=lambda run: run[0].best_valid_auc)  # the first of equals
     model.load_state_dict(weights)
     names = [f.name for f in embeddings[0].sparse]
     return DNISResult(

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from featuremap.errors import InputError
-from features import sources, textio
+from features import delimited, textio
 from features.discovery import data_files, detect_format, split_files
 from features.encode import Encoder, EncoderParams
 from features.ingest import IngestParams, ingest, load_raw
@@ -54,7 +54,7 @@ def test_compressed_csv_reads_as_the_plain_file(tmp_path, small_chunks, monkeypa
     packed = _compress(plain, tmp_path / f"d.csv{suffix}", codec)
     want = open_source([plain], SourceOptions(format="csv")).frame.collect()
     if memory == "spilled":
-        monkeypatch.setattr(sources, "IN_MEMORY_BYTES", 0)
+        monkeypatch.setattr(delimited, "IN_MEMORY_BYTES", 0)
     got = open_source([packed], SourceOptions(format="csv"), tmp_path / "scratch")
     shards = list((tmp_path / "scratch").rglob("*.parquet"))
     assert len(shards) > 10 if memory == "spilled" else not shards  # parsed once, in many chunks: kept, or staged
@@ -67,9 +67,9 @@ def test_parsed_text_past_the_memory_budget_goes_to_shards_from_the_file_that_cr
     first.rename(tmp_path / "first.csv")
     first = tmp_path / "first.csv"
     second.write_text("y,a,b,c\n" + "".join(f"{i % 2},{i % 5},t{i % 3},{i}.5\n" for i in range(20_000)))
-    chunks = list(sources._delimited_chunks(first, None, ",", 4, True, {"separator": ",", "infer_schema_length": 10_000}))
+    chunks = list(delimited.delimited_chunks(first, None, ",", 4, True, {"separator": ",", "infer_schema_length": 10_000}))
     # room for the first file and a few chunks of the second: the second crosses the budget and is staged whole
-    monkeypatch.setattr(sources, "IN_MEMORY_BYTES", sum(c.estimated_size() for c in chunks) + 5000)
+    monkeypatch.setattr(delimited, "IN_MEMORY_BYTES", sum(c.estimated_size() for c in chunks) + 5000)
     got = open_source([first, second], SourceOptions(format="csv"), tmp_path / "scratch").frame.collect()
     staged = list((tmp_path / "scratch").rglob("*.parquet"))
     assert staged and {p.parent.name.split("-")[0] for p in staged} == {"e"}  # the first file stayed in memory

@@ -4,7 +4,7 @@ import polars as pl
 import pytest
 
 from featuremap.errors import InputError
-from features import sources
+from features import delimited
 from features.discovery import FORMATS, detect_format, split_files
 from features.sources import CRITEO_CATEGORICAL, CRITEO_NUMERIC, READERS, SourceOptions, open_source
 from tests.conftest import shared
@@ -88,7 +88,7 @@ def test_a_plain_file_read_whole_is_the_file_read_in_chunks(tmp_path, monkeypatc
     path = tmp_path / "d.csv"
     path.write_text("y,a,b\n" + rows)
     if not whole:
-        monkeypatch.setattr(sources, "WHOLE_FILE_RATIO", 1 << 40)
+        monkeypatch.setattr(delimited, "WHOLE_FILE_RATIO", 1 << 40)
     got = open_source([path], SourceOptions(format="csv")).frame.collect()
     assert got.equals(pl.read_csv(path)) and got["b"].null_count() == 20_000
     path.write_text("y,a,b\n" + rows + "1,5\n" + rows)
