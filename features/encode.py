@@ -287,8 +287,9 @@ class Encoder:
     # -- transform --------------------------------------------------------------------------------
     # A vocabulary lookup must stream: polars' replace_strict holds its whole output in memory (an ingest of 50 M rows
     # peaked at 8.4 GB with it). Three lookups do stream, and each is used where it is the fastest (bench/RESULTS.md,
-    # "Vocabulary lookups"): a string token cast to an Enum of the vocabulary (1.2-2x a join's speed; slower than a
-    # join past ~1 M values), an integer token gathered from a dense table over its values' span (up to 3x a join),
+    # "Vocabulary lookups"): a string token cast to an Enum of the vocabulary (1.1-1.3x a join's speed per process,
+    # 2x in process; slower than a join past ~1 M values), an integer token gathered from a dense table over its
+    # values' span (1.4x per process, 3x in process),
     # and otherwise a left join against the vocabulary. The Enum's index is the vocabulary's row: its ids must be
     # FIRST_VALUE_ID + row (as `fit_counts` numbers them), which is checked.
     def _lookup(self, frame: pl.LazyFrame, token: pl.Expr, vocab_name: str) -> tuple[pl.LazyFrame, pl.Expr]:
