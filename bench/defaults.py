@@ -53,11 +53,18 @@ def run(dataset: str, seed: int, overlay: str, out: Path) -> dict:
         raise SystemExit(f"{dataset} seed {seed}: the pipeline failed:\n{done.stderr[-2000:]}")
     report = json.loads((out / "run" / catalog.METRICS).read_text())
     candidates = report["candidates"]
+    searched = {}  # each search method's numeric summary (kept fraction, memorised rows, ...): validation-side figures only
+    for name in config.get("search", {}).get("methods", []):
+        summary = catalog.method_summary(name).at(out / "run")
+        if summary.is_file():
+            found = json.loads(summary.read_text())
+            searched[name] = {k: v for k, v in found.items() if isinstance(v, int | float) and not isinstance(v, bool)}
     return {
         "chosen": report["model"],
         "valid_auc": report["valid_auc"],
         "deep_valid_auc": candidates[report["deep_model"]]["valid_auc"],
         "lightgbm_valid_auc": candidates.get("lightgbm", {}).get("valid_auc"),
+        "search": searched,
     }
 
 
@@ -81,7 +88,15 @@ def main() -> None:
                     args.out.mkdir(parents=True, exist_ok=True)
                     catalog.write_json(results_file, results)
                 r = results[key]
-                print(f"{key}: valid AUC chosen {r['valid_auc']:.4f} ({r['chosen']}), deep {r['deep_valid_auc']:.4f}", flush=True)
+                shown = {"kept_fraction", "memorised_rows", "valid_auc_after"}
+                found = "; ".join(
+                    f"{m} " + ", ".join(f"{k} {v:.4g}" for k, v in s.items() if k in shown) for m, s in r.get("search", {}).items()
+                )
+                print(
+                    f"{key}: valid AUC chosen {r['valid_auc']:.4f} ({r['chosen']}), deep {r['deep_valid_auc']:.4f}"
+                    + (f"; {found}" if found else ""),
+                    flush=True,
+                )
     print("\n| dataset | " + " | ".join(f"{n}: chosen valid AUC | deep valid AUC" for n in variants) + " |")
     print("|---" * (1 + 2 * len(variants)) + "|")
     for dataset in args.datasets.split(","):
