@@ -14,7 +14,7 @@ host in the same sitting (../shared/anchors/fuxictr/run.py) and prints the ratio
 
     python bench/gpu_bench.py --device cuda --out $OUT/gpu_bench.json
     python bench/gpu_bench.py --device cpu --steps 3 --warmup 1     # the CPU rehearsal
-    python bench/gpu_bench.py --device cpu --attention-ab 6 --steps 3  # AutoInt's attention paths, interleaved
+    python bench/gpu_bench.py --device cpu --attention-ab 6 --steps 3  # AutoInt's attention paths, interleaved, per precision
 """
 
 from __future__ import annotations
@@ -134,15 +134,15 @@ def measure(model_name: str, precision: str, device: torch.device, args: argpars
 
 
 ATTENTION_PATHS = {  # name: (layers.BLOCK_ATTENTION_MAX, layers.FUSED_ATTENTION)
-    "fused": (None, True),  # the block path with its hand-written backward (the default outside autocast)
+    "fused": (None, True),  # the block path with its hand-written backward (the default in fp32 and under bf16 autocast)
     "block": (None, False),  # the block path through autograd
     "per_head": (0, False),  # per-head einsums
 }
 
 
 def attention_ab(device: torch.device, args: argparse.Namespace) -> dict:
-    """AutoInt fp32 training samples/s on each attention path (`ATTENTION_PATHS`), interleaved in one process
-    (rounds of `--steps` steps each way on the same model), so host noise hits them alike."""
+    """AutoInt training samples/s on each attention path (`ATTENTION_PATHS`) in each of `--precisions`, interleaved in
+    one process (rounds of `--steps` steps each way on the same model), so host noise hits them alike."""
     from models import layers
 
     feature_map = frappe_map()
@@ -151,35 +151,36 @@ def attention_ab(device: torch.device, args: argparse.Namespace) -> dict:
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     scaler = torch.amp.GradScaler(device.type, enabled=False)
     data = [b.to(device) for b in batches(feature_map, 4, args.batch, seed=0)]
-
-    def step(batch) -> None:
-        train_step(model, optimizer, scaler, batch)
-
-    rates: dict[str, list[float]] = {name: [] for name in ATTENTION_PATHS}
+    found = {}
     defaults = layers.BLOCK_ATTENTION_MAX, layers.FUSED_ATTENTION
-    try:
-        for _ in range(args.attention_ab):
-            for name, (limit, fused) in ATTENTION_PATHS.items():
-                layers.BLOCK_ATTENTION_MAX = defaults[0] if limit is None else limit
-                layers.FUSED_ATTENTION = fused
-                step(data[0])  # warm-up after the switch
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                started = time.perf_counter()
-                for i in range(args.steps):
-                    step(data[i % len(data)])
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                rates[name].append(args.steps * args.batch / (time.perf_counter() - started))
-    finally:
-        layers.BLOCK_ATTENTION_MAX, layers.FUSED_ATTENTION = defaults
-    medians = {name: float(np.median(r)) for name, r in rates.items()}
-    base = medians["per_head"]
-    print(
-        f"AutoInt fp32, {args.attention_ab} interleaved rounds of {args.steps} steps (median samples/s): "
-        + ", ".join(f"{name} {rate:,.0f} ({rate / base:.2f}x per_head)" for name, rate in medians.items())
-    )
-    return {"rounds": rates, "median": medians}
+    for precision in args.precisions.split(","):
+        dtype = {"fp32": None, "bf16": torch.bfloat16}[precision]
+        rates: dict[str, list[float]] = {name: [] for name in ATTENTION_PATHS}
+        try:
+            for _ in range(args.attention_ab):
+                for name, (limit, fused) in ATTENTION_PATHS.items():
+                    layers.BLOCK_ATTENTION_MAX = defaults[0] if limit is None else limit
+                    layers.FUSED_ATTENTION = fused
+                    train_step(model, optimizer, scaler, data[0], dtype)  # warm-up after the switch
+                    if device.type == "cuda":
+                        torch.cuda.synchronize()
+                    started = time.perf_counter()
+                    for i in range(args.steps):
+                        train_step(model, optimizer, scaler, data[i % len(data)], dtype)
+                    if device.type == "cuda":
+                        torch.cuda.synchronize()
+                    rates[name].append(args.steps * args.batch / (time.perf_counter() - started))
+        finally:
+            layers.BLOCK_ATTENTION_MAX, layers.FUSED_ATTENTION = defaults
+        medians = {name: float(np.median(r)) for name, r in rates.items()}
+        base = medians["per_head"]
+        print(
+            f"AutoInt {precision}, {args.attention_ab} interleaved rounds of {args.steps} steps (median samples/s): "
+            + ", ".join(f"{name} {rate:,.0f} ({rate / base:.2f}x per_head)" for name, rate in medians.items()),
+            flush=True,
+        )
+        found[precision] = {"rounds": rates, "median": medians}
+    return found
 
 
 def main() -> None:

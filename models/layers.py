@@ -57,10 +57,14 @@ class MultiHeadSelfAttention(nn.Module):
         rows, fields, _ = x.shape
         # softmax(QK^T [/ sqrt(d_h)]) V per head; unscaled is the paper's and FuxiCTR's default.
         if fields * self.heads <= BLOCK_ATTENTION_MAX:
-            if FUSED_ATTENTION and not torch.is_autocast_enabled(x.device.type):
-                # Identity residual and no LayerNorm: the residual add and the ReLU run inside the fused function too.
-                fold = self.use_residual and self.residual is None and self.norm is None
-                out = _FusedBlockAttention.apply(x, self.qkv.weight, self.heads, self.scale, fold)
+            device = x.device.type
+            compute = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+            if FUSED_ATTENTION and compute in (None, torch.bfloat16):
+                # Identity residual and no LayerNorm: the residual add and the ReLU run inside the fused function too
+                # (under autocast only for a bf16 input: autocast adds a float32 one in float32, below).
+                fold = self.use_residual and self.residual is None and self.norm is None and compute in (None, x.dtype)
+                with torch.autocast(device, enabled=False):  # under bf16 autocast the function casts once itself
+                    out = _FusedBlockAttention.apply(x, self.qkv.weight, self.heads, self.scale, fold, compute)
                 if fold:
                     return out
             else:
@@ -102,7 +106,7 @@ def _block_forward(x: torch.Tensor, weight: torch.Tensor, heads: int, scale: boo
 
 
 BLOCK_ATTENTION_MAX = 64  # fields x heads up to which attention runs as one masked product (scores cost heads x more)
-FUSED_ATTENTION = True  # the block path as one autograd function with a hand-written backward (not under autocast)
+FUSED_ATTENTION = True  # the block path as one autograd function with a hand-written backward (fp32, or bf16 autocast)
 
 
 class _FusedBlockAttention(torch.autograd.Function):
@@ -117,7 +121,10 @@ class _FusedBlockAttention(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, weight, heads: int, scale: bool, fold: bool):
+    def forward(ctx, x, weight, heads: int, scale: bool, fold: bool, compute: torch.dtype | None = None):
+        ctx.dtypes = x.dtype, weight.dtype
+        if compute is not None:  # bf16 autocast's arithmetic, every product and the softmax in bf16, cast once here
+            x, weight = x.to(compute), weight.to(compute)
         q, k, v, probs, out = _block_forward(x, weight, heads, scale)
         if fold:
             out.add_(x).relu_()
@@ -130,6 +137,7 @@ class _FusedBlockAttention(torch.autograd.Function):
     def backward(ctx, grad):
         x, weight, q, k, v, probs, out = ctx.saved_tensors
         rows, fields, in_dim = x.shape
+        grad = grad.to(x.dtype)
         if ctx.fold:
             grad = torch.ops.aten.threshold_backward(grad, out, 0)  # through the ReLU
         grad = grad.contiguous()
@@ -149,13 +157,14 @@ class _FusedBlockAttention(torch.autograd.Function):
             grad_x = torch.addmm(grad.view(rows * fields, -1), *first) if ctx.fold else torch.mm(*first)
             for g, w in zip(grads[1:], blocks[1:], strict=True):
                 grad_x.addmm_(g, w)
-            grad_x = grad_x.view(rows, fields, in_dim)
+            grad_x = grad_x.view(rows, fields, in_dim).to(ctx.dtypes[0])
         if ctx.needs_input_grad[1]:
             grad_weight = torch.empty_like(weight)
             flat = x.reshape(rows * fields, in_dim)
             for g, part in zip(grads, grad_weight.chunk(3), strict=True):
                 torch.mm(g.t(), flat, out=part)
-        return grad_x, grad_weight, None, None, None
+            grad_weight = grad_weight.to(ctx.dtypes[1])
+        return grad_x, grad_weight, None, None, None, None
 
 
 @functools.lru_cache(maxsize=32)

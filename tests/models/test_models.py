@@ -1,11 +1,10 @@
-
 import numpy as np
 import pytest
 import torch
 
 from featuremap import FeatureMap, FieldSpec
 from featuremap.errors import InputError
-from models import layers
+from models import layers, trainer
 from models.data import InMemoryData, _take_list
 from models.deepfm import DeepFM
 from models.embedding import EmbeddingConfig
@@ -136,9 +135,21 @@ def test_precision_choice():
     cpu = torch.device("cpu")
     assert resolve_precision("fp32", cpu) is None
     assert resolve_precision("bf16", cpu) == torch.bfloat16
-    assert resolve_precision("auto", cpu) == (torch.bfloat16 if torch.cpu._is_amx_tile_supported() else None)
+    assert resolve_precision("auto", cpu) == (torch.bfloat16 if trainer.cpu_bf16_speedup() >= trainer.BF16_GAIN else None)
     with pytest.raises(InputError, match="needs a CUDA GPU"):
         resolve_precision("fp16", cpu)
+
+
+def test_auto_precision_follows_the_measured_bf16_gain(monkeypatch):
+    cpu, measure = torch.device("cpu"), trainer.cpu_bf16_speedup.__wrapped__
+    for gain, expected in ((4.5, torch.bfloat16), (1.2, None), (0.0, None)):  # Zen 4, a Xeon without AMX, no bf16 units
+        monkeypatch.setattr(trainer, "cpu_bf16_speedup", lambda gain=gain: gain)
+        assert resolve_precision("auto", cpu) == expected
+        assert resolve_precision("fp32", cpu) is None
+    # Without bf16 instructions nothing is timed: bf16 would be emulated.
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    assert measure() == 0.0
 
 
 def test_bf16_autocast_training_learns():
@@ -227,18 +238,38 @@ def test_fused_attention_backward_passes_gradcheck(scale, fold):
     assert torch.autograd.gradcheck(lambda a, w: layers._FusedBlockAttention.apply(a, w, 2, scale, fold), (x, weight))
 
 
-def test_attention_uses_the_fused_function_only_outside_autocast(monkeypatch):
+@pytest.mark.parametrize(
+    "residual_width, x_dtype",
+    [(16, torch.bfloat16), (16, torch.float32), (12, torch.float32)],
+    ids=["identity residual, bf16 input (folded: later layers)", "identity residual, fp32 input", "projected residual"],
+)
+def test_fused_attention_under_bf16_autocast_matches_autocasts_own_path(residual_width, x_dtype, monkeypatch):
     calls = []
     original = layers._FusedBlockAttention.apply
-    monkeypatch.setattr(layers._FusedBlockAttention, "apply", lambda *a: calls.append(1) or original(*a))
-    layer = MultiHeadSelfAttention(16, 16, heads=4)
-    x = torch.randn(4, 5, 16)
-    plain = layer(x)
-    assert calls == [1]
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        mixed = layer(x)
-    assert calls == [1]  # autocast takes the autograd path, which casts per op
-    assert torch.allclose(plain, mixed.float(), atol=0.1)
+    monkeypatch.setattr(layers._FusedBlockAttention, "apply", lambda *a: calls.append(a[-1]) or original(*a))
+    torch.manual_seed(0)
+    layer = MultiHeadSelfAttention(residual_width, 16, heads=4)
+    x = torch.randn(64, 5, residual_width, dtype=x_dtype, requires_grad=True)
+    probe = torch.randn(64, 5, 16)
+
+    def run(fused: bool) -> list[torch.Tensor]:
+        monkeypatch.setattr(layers, "FUSED_ATTENTION", fused)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = layer(x)
+        return [out, *torch.autograd.grad((out.float() * probe).sum(), [x, layer.qkv.weight])]
+
+    reference, fused = run(False), run(True)
+    assert calls == [torch.bfloat16]  # the fused function ran once, in bf16; autocast's own path did not call it
+    assert fused[0].dtype == reference[0].dtype  # bf16, or float32 where autocast adds a float32 input (the first layer)
+    assert fused[1].dtype == x.dtype and fused[2].dtype == layer.qkv.weight.dtype  # gradients in the leaves' dtype
+    for a, b in zip(fused, reference, strict=True):  # the same bf16 arithmetic, in another order
+        assert torch.allclose(a.float(), b.float(), rtol=0.05, atol=0.05 * b.float().abs().max().item())
+    with torch.no_grad():
+        plain = layer(x.float())
+    assert torch.allclose(plain, fused[0].float(), atol=0.1)
+    with torch.autocast("cpu", dtype=torch.float16):  # other autocast dtypes keep autograd's path
+        layer(x.float())
+    assert calls == [torch.bfloat16, None]  # ... and the fp32 call above
 
 
 def test_attention_projections_start_as_fuxictrs_separate_xavier_layers():
