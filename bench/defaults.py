@@ -90,7 +90,9 @@ def main() -> None:
                 r = results[key]
                 shown = {"kept_fraction", "memorised_rows", "valid_auc_after"}
                 found = "; ".join(
-                    f"{m} " + ", ".join(f"{k} {v:.4g}" for k, v in s.items() if k in shown) for m, s in r.get("search", {}).items()
+                    f"{m} " + ", ".join(f"{k} {v:.4g}" for k, v in s.items() if k in shown)
+                    for m, s in r.get("search", {}).items()
+                    if shown & set(s)
                 )
                 print(
                     f"{key}: valid AUC chosen {r['valid_auc']:.4f} ({r['chosen']}), deep {r['deep_valid_auc']:.4f}"
@@ -107,6 +109,9 @@ def main() -> None:
                 values = [r[field] for r in runs]
                 sd = statistics.stdev(values) if len(values) > 1 else 0.0
                 cells.append(f"{statistics.mean(values):.4f} ± {sd:.4f}" if values else "—")
+            kept = [s["kept_fraction"] for r in runs for s in r.get("search", {}).values() if "kept_fraction" in s]
+            if kept:  # a selection method's share of feature values kept, beside the deep model's AUC
+                cells[-1] += f" (kept {statistics.mean(kept):.1%})"
         print(f"| {dataset} | " + " | ".join(cells) + " |")
 
 
