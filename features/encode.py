@@ -31,6 +31,7 @@ VALUE_SUFFIX = "__num"
 ENUM_MAX_VALUES = 1 << 19  # string vocabularies up to this size are looked up as an Enum cast (see `_lookup`)
 DENSE_MIN_SPAN = 1 << 16  # integer vocabularies whose values span up to the larger of these are looked up in a table
 DENSE_SPAN_PER_VALUE = 4
+DENSE_BUCKET_SPAN = 1 << 22  # integer fields whose train values span up to this take their quantile bucket from a table
 SET_SUFFIX = "__set"
 
 
@@ -326,13 +327,26 @@ class Encoder:
             ids = elements.list.eval(pl.element().replace_strict(vocab["value"], vocab["id"], default=OOV_ID, return_dtype=pl.Int32))
             return pl.when(elements.list.len() > 0).then(ids).otherwise(pl.lit([MISSING_ID], dtype=pl.List(pl.Int32)))
         if kind == "numeric" and not self._uses_vocab(name):
-            v = raw.cast(pl.Float64)
-            bucket = pl.sum_horizontal([(v > e).cast(pl.Int32) for e in self.edges[name]] or [pl.lit(0, pl.Int32)])
-            code = bucket + FIRST_VALUE_ID
+            code = self._bucket(name) + FIRST_VALUE_ID
         else:
             assert ids is not None
             code = ids
         return pl.when(raw.is_null()).then(pl.lit(MISSING_ID, pl.Int32)).otherwise(code).cast(pl.Int32)
+
+    def _bucket(self, name: str) -> pl.Expr:
+        """A quantile field's bucket: how many of its edges lie below the value. An integer field whose train values
+        span at most DENSE_BUCKET_SPAN gathers it from a table over that span (values beyond it clipped to its ends,
+        where the count is the same: the edges lie between the train min and max); otherwise one comparison per edge."""
+        edges = self.edges[name]
+        low, high = self.stats[name]["min"], self.stats[name]["max"]
+        dtype = self._raw_dtypes[name]
+        if dtype.is_integer() and dtype != pl.UInt64 and edges and high - low < DENSE_BUCKET_SPAN:
+            low, high = int(low), int(high)
+            table = np.searchsorted(np.asarray(edges), np.arange(low, high + 2, dtype=np.float64), side="left").astype(np.int32)
+            offset = (pl.col(name).cast(pl.Int64) - low).clip(0, high + 1 - low)  # high + 1 stands for every value above high
+            return pl.lit(pl.Series(table)).gather(offset)
+        v = pl.col(name).cast(pl.Float64)
+        return pl.sum_horizontal([(v > e).cast(pl.Int32) for e in edges] or [pl.lit(0, pl.Int32)])
 
     def transform(self, frame: pl.LazyFrame, require_label: bool = True) -> pl.LazyFrame:
         """Encode a raw frame: label as Int8, ids as Int32, numeric values as standardised Float32.

@@ -13,7 +13,7 @@ from features.discovery import detect_format, split_files
 from features.encode import Encoder, EncoderParams
 from features.schema import ID_TEST_ALPHA, Schema, SchemaOptions, infer_schema, integer_ids
 from features.sources import RawSource, SourceOptions, open_source
-from features.split import SplitParams, check_fractions, source_splits, time_cuts
+from features.split import SPLIT_TAG, SplitParams, carved_rows, check_fractions, source_splits, time_cuts
 
 
 @dataclass(frozen=True)
@@ -198,11 +198,34 @@ def ingest(raw: RawInput, params: IngestParams, scratch: Path | None = None) -> 
     """Join side tables, infer the schema, split, fit the encoder on train and encode every split."""
     plan, splits = prepare(raw, params, scratch)
     encoder = Encoder(plan.schema, plan.encoder_params).fit(splits["train"], origin=f"{raw.origin} (train split)")
+    if scratch is not None:
+        splits = _staged(plan, raw, splits, scratch)
     for name, frame in splits.items():
         if name != "train":
             encoder.check_labels(frame, f"{raw.origin} ({name} split)")
     encoded = {name: encoder.transform(frame) for name, frame in splits.items()}
     return IngestResult(encoder, plan.schema, encoded, raw.origin, list(plan.notes), plan.holdout(splits))
+
+
+def _staged(plan: Prepared, raw: RawInput, splits: dict[str, pl.LazyFrame], scratch: Path) -> dict[str, pl.LazyFrame]:
+    """`splits` with the valid and test rows carved out of an input read from scratch parquet, which one pass over
+    that input writes: their label check, encoded split and raw holdout then read those rows alone, where each read
+    the whole input to keep a tenth of it (bench/RESULTS.md, "Out of core")."""
+    staged = dict(splits)
+    for source, src in raw.frames.items():
+        frame = src.frame
+        for spec in plan.params.joins:
+            frame = _join(frame, spec, plan.params.schema.multi_separator, scratch)
+        rows = carved_rows(source, frame, set(plan.given), plan.params.split, plan.cuts)
+        if rows is None:
+            continue
+        path = scratch / f"carved-{source}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rows.sink_parquet(path, compression="lz4", engine="streaming")
+        for name in source_splits(source, frame, set(plan.given), plan.params.split, 0, plan.cuts):
+            if name != "train":
+                staged[name] = pl.scan_parquet(path).filter(pl.col(SPLIT_TAG) == name).drop(SPLIT_TAG)
+    return staged
 
 
 def read_for_scoring(path: Path, params: IngestParams, scratch: Path | None = None) -> pl.LazyFrame:

@@ -24,18 +24,24 @@ class SplitParams:
     seed: int = 2021
 
 
-def random_split(frame: pl.LazyFrame, params: SplitParams, first_row: int = 0) -> dict[str, pl.LazyFrame]:
-    """Assign each row by a seeded hash of its position (`frame` being a part whose first row is the input's
-    `first_row`): deterministic, streamable, and the same whether the input is split whole or in parts."""
+def _random_conditions(frame: pl.LazyFrame, params: SplitParams, first_row: int) -> tuple[pl.LazyFrame, dict[str, pl.Expr]]:
+    """`frame` with its rows' seeded position hash in `__u`, and each split's condition on it."""
     u = (pl.col("__u").hash(params.seed) % _BUCKETS).cast(pl.Float64) / _BUCKETS
     train_end = 1.0 - params.valid - params.test
     tagged = frame.with_row_index("__u", offset=first_row).with_columns(u.alias("__u"))
-    parts = {
-        "train": tagged.filter(pl.col("__u") < train_end),
-        "valid": tagged.filter((pl.col("__u") >= train_end) & (pl.col("__u") < 1.0 - params.test)),
-        "test": tagged.filter(pl.col("__u") >= 1.0 - params.test),
+    conditions = {
+        "train": pl.col("__u") < train_end,
+        "valid": (pl.col("__u") >= train_end) & (pl.col("__u") < 1.0 - params.test),
+        "test": pl.col("__u") >= 1.0 - params.test,
     }
-    return {name: part.drop("__u") for name, part in parts.items() if name == "train" or getattr(params, name) > 0}
+    return tagged, {name: c for name, c in conditions.items() if name == "train" or getattr(params, name) > 0}
+
+
+def random_split(frame: pl.LazyFrame, params: SplitParams, first_row: int = 0) -> dict[str, pl.LazyFrame]:
+    """Assign each row by a seeded hash of its position (`frame` being a part whose first row is the input's
+    `first_row`): deterministic, streamable, and the same whether the input is split whole or in parts."""
+    tagged, conditions = _random_conditions(frame, params, first_row)
+    return {name: tagged.filter(condition).drop("__u") for name, condition in conditions.items()}
 
 
 def time_cuts(frame: pl.LazyFrame, params: SplitParams) -> tuple:
@@ -51,23 +57,25 @@ def time_cuts(frame: pl.LazyFrame, params: SplitParams) -> tuple:
     return cuts.row(0)
 
 
+def _time_conditions(frame: pl.LazyFrame, params: SplitParams, cuts: tuple | None) -> dict[str, pl.Expr]:
+    a, b = cuts if cuts is not None else time_cuts(frame, params)
+    t = pl.col(params.time_column)
+    if params.test > 0 and params.valid > 0:
+        return {"train": t.is_null() | (t < a), "valid": (t >= a) & (t < b), "test": t >= b}
+    if params.test > 0:
+        return {"train": t.is_null() | (t < b), "test": t >= b}
+    if params.valid > 0:
+        return {"train": t.is_null() | (t < a), "valid": t >= a}
+    return {"train": pl.lit(True)}
+
+
 def time_split(frame: pl.LazyFrame, params: SplitParams, cuts: tuple | None = None) -> dict[str, pl.LazyFrame]:
     """Oldest rows to train, then valid, newest to test, cut at quantiles of the time column (`time_cuts`, of the
     whole input when `frame` is a part of it).
 
     Rows sharing a timestamp stay together; rows with no timestamp go to train.
     """
-    a, b = cuts if cuts is not None else time_cuts(frame, params)
-    t = pl.col(params.time_column)
-    if params.test > 0 and params.valid > 0:
-        bounds = {"train": t.is_null() | (t < a), "valid": (t >= a) & (t < b), "test": t >= b}
-    elif params.test > 0:
-        bounds = {"train": t.is_null() | (t < b), "test": t >= b}
-    elif params.valid > 0:
-        bounds = {"train": t.is_null() | (t < a), "valid": t >= a}
-    else:
-        bounds = {"train": pl.lit(True)}
-    return {name: frame.filter(condition) for name, condition in bounds.items()}
+    return {name: frame.filter(condition) for name, condition in _time_conditions(frame, params, cuts).items()}
 
 
 def check_fractions(params: SplitParams) -> None:
@@ -115,3 +123,25 @@ def complete_splits(given: dict[str, pl.LazyFrame], params: SplitParams) -> dict
     for source, frame in given.items():
         out |= source_splits(source, frame, set(given), params)
     return out
+
+
+SPLIT_TAG = "__split"
+
+
+def carved_rows(source: str, frame: pl.LazyFrame, given: set[str], params: SplitParams, cuts: tuple | None = None) -> pl.LazyFrame | None:
+    """The rows of one whole input (`source_splits`' arguments) that go to a split other than train, with that split's
+    name in column SPLIT_TAG, in input order: what one read can stage for every later pass over valid and test (None
+    when nothing but train comes out of this input)."""
+    if source == "all" and params.method == "time":
+        conditions, tagged = _time_conditions(frame, params, cuts), frame
+    elif source == "all" or (source == "train" and carved(given, params) is not None):
+        tagged, conditions = _random_conditions(frame, params if source == "all" else carved(given, params), 0)
+    else:
+        return None
+    others = {name: c for name, c in conditions.items() if name != "train"}
+    if not others:
+        return None
+    tag = pl.lit(None, pl.String)
+    for name, condition in reversed(others.items()):
+        tag = pl.when(condition).then(pl.lit(name)).otherwise(tag)
+    return tagged.with_columns(tag.alias(SPLIT_TAG)).filter(pl.col(SPLIT_TAG).is_not_null()).drop("__u", strict=False)

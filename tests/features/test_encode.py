@@ -74,6 +74,32 @@ def test_quantile_bins_and_standardised_values():
     assert abs(out["n__num"].mean()) < 1e-6 and abs(out["n__num"].std() - 1) < 1e-3
 
 
+@pytest.mark.parametrize("dtype", [pl.Int32, pl.Int64, pl.UInt64, pl.Float64])
+def test_integer_quantile_buckets_from_a_table_count_the_edges_below(monkeypatch, tmp_path, dtype):
+    # An integer field over a small span takes its bucket from a table; it must be the comparisons' count for values
+    # inside the train span, on edges, below and above it, and missing; wide spans and other types keep comparing.
+    rng = np.random.default_rng(1)
+    values = rng.zipf(1.5, 20_000).clip(max=5_000) + 10
+    train = pl.LazyFrame({"y": rng.integers(0, 2, values.size), "n": values}, schema={"y": pl.Int64, "n": dtype})
+    enc = Encoder(_schema(n="numeric"), EncoderParams(numeric_bucketing="quantile", numeric_bins=8)).fit(train)
+    edges = np.asarray(enc.edges["n"])
+    probes = [0, 9, 10, *edges.astype(int).tolist(), *(edges.astype(int) + 1).tolist(), 5_010, 5_011, 10**9, None]
+    frame = pl.LazyFrame({"y": [0] * len(probes), "n": probes}, schema={"y": pl.Int64, "n": dtype})
+    enc.save(tmp_path)
+    for fitted in (enc, Encoder.load(tmp_path)):
+        got = fitted.transform(frame).collect()["n"].to_list()
+        want = [MISSING_ID if v is None else FIRST_VALUE_ID + int((edges < v).sum()) for v in probes]
+        assert got == want
+    compared = []
+    monkeypatch.setattr(encode.pl, "sum_horizontal", lambda exprs: compared.append(1) or exprs[0])
+    enc.transform(frame)
+    assert bool(compared) == (dtype in (pl.UInt64, pl.Float64))  # the table for signed integers over a small span
+    monkeypatch.setattr(encode, "DENSE_BUCKET_SPAN", 100)
+    compared.clear()
+    enc.transform(frame)
+    assert compared  # a span wider than the table's limit compares
+
+
 def test_multi_valued_field_lists_and_set_ids(tmp_path):
     train = pl.LazyFrame({"y": [1, 0, 1, 0], "g": ["a|b", "b", "b|a", None]})
     enc = Encoder(Schema(label="y", kinds={"g": "multi"}), EncoderParams()).fit(train)

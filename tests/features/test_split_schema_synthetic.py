@@ -1,10 +1,11 @@
+import numpy as np
 import polars as pl
 import pytest
 
 from featuremap.errors import InputError
 from features import synthetic
 from features.schema import SchemaOptions, infer_schema
-from features.sources import RawSource
+from features.sources import RawSource, SourceOptions
 from features.split import SplitParams, complete_splits, split_frame
 
 
@@ -68,3 +69,46 @@ def test_synthetic_is_deterministic_and_shard_size_free(tmp_path):
     assert shards.equals(a)
     assert a.height == 5000 and set(synthetic.KINDS) | {"label"} == set(a.columns)
     assert a["noise_zipf1m"].max() < 1_000_000 and a["inf_c10"].null_count() > 0
+
+
+@pytest.mark.parametrize(
+    "files, split",
+    [
+        (("data",), SplitParams(valid=0.1, test=0.2, seed=3)),
+        (("data",), SplitParams(valid=0.0, test=0.2, seed=3)),
+        (("data",), SplitParams(method="time", time_column="t", valid=0.1, test=0.1)),
+        (("train", "test"), SplitParams(valid=0.2, test=0.1, seed=3)),
+        (("train",), SplitParams(valid=0.1, test=0.1, seed=3)),
+        (("train", "valid", "test"), SplitParams()),
+    ],
+    ids=["random", "random, no valid", "time, missing times", "valid carved from train", "both carved", "all given"],
+)
+def test_valid_and_test_staged_in_one_read_are_the_rows_split_directly(tmp_path, files, split):
+    # With a scratch directory, ingest writes the rows carved out of an input for valid and test once and reads them
+    # from there: the encoded splits and raw holdouts must be those of splitting the input directly, row for row.
+    from features.ingest import IngestParams, ingest, load_raw
+
+    rng = np.random.default_rng(0)
+    n = 3_000
+    frame = pl.DataFrame(
+        {
+            "y": rng.integers(0, 2, n),
+            "c": rng.choice(["a", "b", "c", "d"], n),
+            "x": rng.normal(size=n),
+            "t": pl.Series(rng.integers(0, 500, n)).scatter(rng.integers(0, n, 50), None),
+        }
+    )
+    data = tmp_path / "in"
+    data.mkdir()
+    for i, name in enumerate(files):  # given split files take consecutive slices
+        frame.slice(i * n // len(files), n // len(files)).write_csv(data / f"{name}.csv")
+    params = IngestParams(source=SourceOptions(format="csv"), split=split)
+    direct = ingest(load_raw(data if files != ("data",) else data / "data.csv", params, 0, 0), params)
+    scratch = tmp_path / "scratch"
+    staged = ingest(load_raw(data if files != ("data",) else data / "data.csv", params, 0, 0), params, scratch)
+    assert set(staged.splits) == set(direct.splits) and set(staged.holdout) == set(direct.holdout)
+    for ours, theirs in ((staged.splits, direct.splits), (staged.holdout, direct.holdout)):
+        for name in theirs:
+            assert ours[name].collect().equals(theirs[name].collect()), name
+    carved = sorted(p.name for p in scratch.glob("carved-*.parquet"))
+    assert carved == ([] if files == ("train", "valid", "test") else [f"carved-{'all' if files == ('data',) else 'train'}.parquet"])
