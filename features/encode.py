@@ -10,6 +10,7 @@ most frequent first.
 from __future__ import annotations
 
 import json
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -341,7 +342,7 @@ class Encoder:
         low, high = self.stats[name]["min"], self.stats[name]["max"]
         dtype = self._raw_dtypes[name]
         if dtype.is_integer() and dtype != pl.UInt64 and edges and high - low < DENSE_BUCKET_SPAN:
-            low, high = int(low), int(high)
+            low, high = math.floor(low), math.ceil(high)  # the train values may have been floats
             table = np.searchsorted(np.asarray(edges), np.arange(low, high + 2, dtype=np.float64), side="left").astype(np.int32)
             offset = (pl.col(name).cast(pl.Int64) - low).clip(0, high + 1 - low)  # high + 1 stands for every value above high
             return pl.lit(pl.Series(table)).gather(offset)

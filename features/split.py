@@ -132,10 +132,11 @@ def carved_rows(source: str, frame: pl.LazyFrame, given: set[str], params: Split
     """The rows of one whole input (`source_splits`' arguments) that go to a split other than train, with that split's
     name in column SPLIT_TAG, in input order: what one read can stage for every later pass over valid and test (None
     when nothing but train comes out of this input)."""
+    carve = carved(given, params) if source == "train" else None
     if source == "all" and params.method == "time":
         conditions, tagged = _time_conditions(frame, params, cuts), frame
-    elif source == "all" or (source == "train" and carved(given, params) is not None):
-        tagged, conditions = _random_conditions(frame, params if source == "all" else carved(given, params), 0)
+    elif source == "all" or carve is not None:
+        tagged, conditions = _random_conditions(frame, carve or params, 0)
     else:
         return None
     others = {name: c for name, c in conditions.items() if name != "train"}

@@ -100,6 +100,17 @@ def test_integer_quantile_buckets_from_a_table_count_the_edges_below(monkeypatch
     assert compared  # a span wider than the table's limit compares
 
 
+def test_integer_rows_scored_on_float_trained_edges_count_the_edges_below():
+    # Trained on floats (min -3.7), scored on integers: the table spans the floor and ceiling of the train range.
+    train = pl.LazyFrame({"y": [0, 1] * 50, "n": [*np.linspace(-3.7, -3.05, 40).tolist(), *[float(v) for v in range(60)]]})
+    enc = Encoder(_schema(n="numeric"), EncoderParams(numeric_bucketing="quantile", numeric_bins=8)).fit(train)
+    edges = np.asarray(enc.edges["n"])
+    assert edges.min() < -3  # an edge inside the train range's fractional start
+    probes = [-10, -4, -3, 0, 50, 59, 60, 1000]
+    got = enc.transform(pl.LazyFrame({"y": [0] * len(probes), "n": probes})).collect()["n"].to_list()
+    assert got == [FIRST_VALUE_ID + int((edges < v).sum()) for v in probes]
+
+
 def test_multi_valued_field_lists_and_set_ids(tmp_path):
     train = pl.LazyFrame({"y": [1, 0, 1, 0], "g": ["a|b", "b", "b|a", None]})
     enc = Encoder(Schema(label="y", kinds={"g": "multi"}), EncoderParams()).fit(train)
