@@ -24,10 +24,10 @@ class OptFSSettings(Settings):
     """Search epochs T; the temperature grows from 1 to gamma over them."""
     gamma: float = Field(1000.0, gt=1)
     """Final temperature."""
-    l1: float = Field(1e-8, ge=0)
-    """λ on the sum of all soft gates (tiny: the sum runs over every value)."""
-    gate_lr: float | None = Field(None, gt=0)
-    """The gates' Adam learning rate; null: train.learning_rate."""
+    l1: float = Field(1e-4, ge=0)
+    """λ on the sum of all soft gates: the largest of 1e-8 ... 1e-3 within 0.001 valid AUC of no gates (docs/methods/optfs.md)."""
+    gate_lr: float | None = Field(0.01, gt=0)
+    """The gates' Adam learning rate (null: train.learning_rate); Adam moves a gate about this much per step, so at 1e-3 none closes within 500 steps."""
     init: float = 0.5
     """Initial gate logit."""
     rewind_epoch: int = Field(1, ge=1)

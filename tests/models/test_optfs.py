@@ -47,6 +47,22 @@ def test_optfs_drops_noise_values_and_keeps_the_auc():
     assert 0 < result.kept_values < result.total_values
 
 
+def test_default_gate_learning_rate_lets_gates_close_where_the_models_cannot():
+    # ~95 search steps. Adam moves a gate by about its learning rate per step, from 0.5: at the model's 1e-3 (the old
+    # default, gate_lr null) no gate can close, whatever λ; at the default gate_lr the search closes values.
+    train, valid = _split(6_000)
+    config = TrainConfig(learning_rate=1e-3, batch_size=256, max_epochs=2, precision="fp32")
+    results = {}
+    for gate_lr in (None, OptFSSettings().gate_lr):
+        torch.manual_seed(0)
+        model = build_model("deepfm", FM_XOR, EmbeddingConfig(dim=4, init_std=0.1), {"hidden": [16]})
+        results[gate_lr] = optfs(model, train, valid, config, OptFSSettings(gate_lr=gate_lr))
+    assert results[None].kept_values == results[None].total_values
+    default = results[OptFSSettings().gate_lr]
+    assert 0 < default.kept_values < default.total_values
+    assert default.kept["b"][3:].all()  # an XOR field keeps its values
+
+
 def test_gates_refuse_shared_hashed_tables():
     model = shared_model("autoint", FM_XOR, EmbeddingConfig(dim=4), SharedLayout(budget=64), {"layers": 1, "heads": 1, "attention_dim": 4})
     with pytest.raises(ValueError, match="one table per field"):
