@@ -154,7 +154,7 @@ def attention_ab(device: torch.device, args: argparse.Namespace) -> dict:
     found = {}
     defaults = layers.BLOCK_ATTENTION_MAX, layers.FUSED_ATTENTION
     for precision in args.precisions.split(","):
-        dtype = {"fp32": None, "bf16": torch.bfloat16}[precision]
+        dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
         rates: dict[str, list[float]] = {name: [] for name in ATTENTION_PATHS}
         try:
             for _ in range(args.attention_ab):
