@@ -143,11 +143,19 @@ class Prepared:
     origin: str
     notes: tuple[str, ...]
 
-    def part_splits(self, source: str, frame: pl.LazyFrame, first_row: int = 0, scratch: Path | None = None) -> dict[str, pl.LazyFrame]:
-        """The split frames of `frame`, rows of input `source` ('all', or a split file's name) from its row `first_row` on."""
+    def _joined(self, frame: pl.LazyFrame, scratch: Path | None) -> pl.LazyFrame:
         for spec in self.params.joins:
             frame = _join(frame, spec, self.params.schema.multi_separator, scratch)
-        return source_splits(source, frame, set(self.given), self.params.split, first_row, self.cuts)
+        return frame
+
+    def part_splits(self, source: str, frame: pl.LazyFrame, first_row: int = 0, scratch: Path | None = None) -> dict[str, pl.LazyFrame]:
+        """The split frames of `frame`, rows of input `source` ('all', or a split file's name) from its row `first_row` on."""
+        return source_splits(source, self._joined(frame, scratch), set(self.given), self.params.split, first_row, self.cuts)
+
+    def carved(self, source: str, frame: pl.LazyFrame, scratch: Path | None = None) -> tuple[pl.LazyFrame, list[str]] | None:
+        """The rows of the whole input `source` that go to splits other than train, tagged, and those splits' names
+        (`features.split.carved_rows`)."""
+        return carved_rows(source, self._joined(frame, scratch), set(self.given), self.params.split, self.cuts)
 
     def holdout(self, splits: dict[str, pl.LazyFrame]) -> dict[str, pl.LazyFrame]:
         """The valid and test rows as read (before joins and encoding): what another model's package can score."""
@@ -213,18 +221,15 @@ def _staged(plan: Prepared, raw: RawInput, splits: dict[str, pl.LazyFrame], scra
     the whole input to keep a tenth of it (bench/RESULTS.md, "Out of core")."""
     staged = dict(splits)
     for source, src in raw.frames.items():
-        frame = src.frame
-        for spec in plan.params.joins:
-            frame = _join(frame, spec, plan.params.schema.multi_separator, scratch)
-        rows = carved_rows(source, frame, set(plan.given), plan.params.split, plan.cuts)
-        if rows is None:
+        carved = plan.carved(source, src.frame, scratch)
+        if carved is None:
             continue
+        rows, names = carved
         path = scratch / f"carved-{source}.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
         rows.sink_parquet(path, compression="lz4", engine="streaming")
-        for name in source_splits(source, frame, set(plan.given), plan.params.split, 0, plan.cuts):
-            if name != "train":
-                staged[name] = pl.scan_parquet(path).filter(pl.col(SPLIT_TAG) == name).drop(SPLIT_TAG)
+        for name in names:
+            staged[name] = pl.scan_parquet(path).filter(pl.col(SPLIT_TAG) == name).drop(SPLIT_TAG)
     return staged
 
 

@@ -128,10 +128,12 @@ def complete_splits(given: dict[str, pl.LazyFrame], params: SplitParams) -> dict
 SPLIT_TAG = "__split"
 
 
-def carved_rows(source: str, frame: pl.LazyFrame, given: set[str], params: SplitParams, cuts: tuple | None = None) -> pl.LazyFrame | None:
+def carved_rows(
+    source: str, frame: pl.LazyFrame, given: set[str], params: SplitParams, cuts: tuple | None = None
+) -> tuple[pl.LazyFrame, list[str]] | None:
     """The rows of one whole input (`source_splits`' arguments) that go to a split other than train, with that split's
-    name in column SPLIT_TAG, in input order: what one read can stage for every later pass over valid and test (None
-    when nothing but train comes out of this input)."""
+    name in column SPLIT_TAG, in input order, and those splits' names: what one read can stage for every later pass
+    over valid and test (None when nothing but train comes out of this input)."""
     carve = carved(given, params) if source == "train" else None
     if source == "all" and params.method == "time":
         conditions, tagged = _time_conditions(frame, params, cuts), frame
@@ -145,4 +147,5 @@ def carved_rows(source: str, frame: pl.LazyFrame, given: set[str], params: Split
     tag = pl.lit(None, pl.String)
     for name, condition in reversed(others.items()):
         tag = pl.when(condition).then(pl.lit(name)).otherwise(tag)
-    return tagged.with_columns(tag.alias(SPLIT_TAG)).filter(pl.col(SPLIT_TAG).is_not_null()).drop("__u", strict=False)
+    rows = tagged.with_columns(tag.alias(SPLIT_TAG)).filter(pl.col(SPLIT_TAG).is_not_null()).drop("__u", strict=False)
+    return rows, list(others)
