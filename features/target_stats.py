@@ -201,3 +201,61 @@ def fit_encoding(
         float(log_count.std()) or 1.0,
     )
     return encoding, statistic
+
+
+@dataclass
+class PairPick:
+    """A pair chosen by `forward_select`: its sources and the in-sample log loss it took off the logistic model."""
+
+    sources: tuple[str, ...]
+    logloss_drop: float
+
+
+def _logistic(features: np.ndarray, labels: np.ndarray, ridge: float = 1e-3, steps: int = 25) -> np.ndarray:
+    """Probabilities of a ridge-penalised logistic regression on `features` (a column of ones included), by Newton steps."""
+    weights = np.zeros(features.shape[1])
+    eye = ridge * np.eye(features.shape[1])
+    for _ in range(steps):
+        p = 1 / (1 + np.exp(-(features @ weights)))
+        hessian = (features * (p * (1 - p))[:, None]).T @ features + eye
+        step = np.linalg.solve(hessian, features.T @ (labels - p) - ridge * weights)
+        weights += step
+        if np.abs(step).max() < 1e-6:
+            break
+    return 1 / (1 + np.exp(-(features @ weights)))
+
+
+def _log_loss(labels: np.ndarray, p: np.ndarray) -> float:
+    p = np.clip(p, 1e-7, 1 - 1e-7)
+    return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))
+
+
+def standardised_logit(statistic: np.ndarray) -> np.ndarray:
+    """A target statistic as a model input: its logit, standardised (float32)."""
+    s = np.clip(statistic, 1e-4, 1 - 1e-4)
+    z = np.log(s / (1 - s))
+    return ((z - z.mean()) / (z.std() or 1.0)).astype(np.float32)
+
+
+def forward_select(base: list[np.ndarray], candidates: Mapping[tuple[str, ...], np.ndarray], labels: np.ndarray, k: int) -> list[PairPick]:
+    """Up to `k` candidates chosen one at a time for what each adds to a logistic model of the label (docs/methods/encodings.md).
+
+    `base` and `candidates` are per-row inputs of train rows (out-of-fold statistics: a row's own label never enters).
+    The model starts from `base`; each step takes the candidate with the largest score statistic (Rao's test of a zero
+    coefficient: (Σ rᵢ xᵢ)² / Σ wᵢ xᵢ², r = y − p, w = p(1 − p), the log-likelihood gain of adding it to first order),
+    adds it and refits, so that a candidate that repeats what is already in is not taken again."""
+    labels = labels.astype(np.float64)
+    features = np.column_stack([np.ones(labels.size), *base])
+    p = _logistic(features, labels)
+    loss = _log_loss(labels, p)
+    left, picks = dict(candidates), []
+    while left and len(picks) < k:
+        residual, weight = labels - p, p * (1 - p)
+        scores = {key: float(residual @ x) ** 2 / max(float(weight @ (x.astype(np.float64) ** 2)), 1e-12) for key, x in left.items()}
+        key = max(scores, key=scores.__getitem__)
+        features = np.column_stack([features, left.pop(key)])
+        p = _logistic(features, labels)
+        new_loss = _log_loss(labels, p)
+        picks.append(PairPick(key, loss - new_loss))
+        loss = new_loss
+    return picks

@@ -53,7 +53,9 @@ class SearchRun:
     trainer: TrainConfig
     spec: ModelSpec
     model: CTRModel  # the model the earlier methods of this run searched on (OptFS's gated model for DNIS)
-    ranked_pairs: Callable[[int], list[tuple[str, str]]]  # the rank stage's top pairs of single-valued fields
+    ranked_pairs: Callable[
+        ..., list[tuple[str, str]]
+    ]  # (n, by="gain"): the rank stage's top n pairs of single-valued fields by pairs.csv's column `by`
     on_epoch: Callable[[EpochRecord], None] | None = None  # after each retrain epoch (a study prunes there)
     earlier: tuple[str, ...] = ()  # methods already applied to `model` in this run
     ranks: Callable[[], dict[str, int]] | None = None  # the rank stage's rank per feature (1 = most informative)
@@ -89,9 +91,10 @@ class Method(ABC):
     trains: ClassVar[bool] = True  # its search trains a model (so the search stage's unsearched baseline is worth training)
     shardable: ClassVar[bool] = False  # whether distributed training (sharded torchrec tables) can take the state
 
-    def pair_budget(self, settings: Settings) -> int | None:
-        """How many of the rank stage's top pairs the method takes (their fields stay within a ranking budget)."""
-        return None
+    def pair_budget(self, settings: Settings) -> dict[str, int]:
+        """The rank stage's top pairs the method takes its pairs from, as {ordering: how many} (ordering: a column of
+        pairs.csv, "gain" or "adjusted_mi_pair"); their fields stay within a ranking budget."""
+        return {}
 
     @abstractmethod
     def search(self, run: SearchRun, settings: Settings) -> Found:

@@ -32,7 +32,13 @@ class EncodingsSettings(Settings):
     min_cardinality: int = Field(20, ge=2)
     """Encode the (selected) single-valued categorical fields with at least this many values."""
     pairs: int = Field(10, ge=0)
-    """Also encode the crosses of the rank stage's top pairs by interaction gain (both fields categorical)."""
+    """Also encode the crosses of this many pairs of categorical fields, chosen by `pair_order`."""
+    pair_order: Literal["greedy", "gain"] = "gain"
+    """greedy: forward selection by what each pair's out-of-fold statistic adds to a logistic model of the single fields' statistics and the pairs already taken, among the rank stage's top `pair_pool` pairs by interaction gain and by adjusted MI; gain: the rank stage's top pairs by interaction gain."""
+    pair_pool: int = Field(30, ge=1)
+    """greedy: the candidates, the rank stage's top pairs by interaction gain and by adjusted MI (this many of each)."""
+    select_rows: int = Field(1_000_000, ge=1000)
+    """greedy: evenly spaced train rows the selection fits on."""
     smoothing: Annotated[float, Field(gt=0)] | Literal["auto"] = "auto"
     """a in (positives + a · prior) / (count + a): how far a rare key's statistic shrinks toward the train click rate; auto: estimated per encoding from the spread of its keys' click rates (empirical Bayes)."""
     folds: int = Field(5, ge=2)
@@ -56,21 +62,25 @@ class Encodings(Method):
     trains = False
     shardable = True  # the derived fields are ordinary numeric fields
 
-    def pair_budget(self, settings: EncodingsSettings) -> int | None:
-        return settings.pairs or None
+    def pair_budget(self, settings: EncodingsSettings) -> dict[str, int]:
+        if not settings.pairs:
+            return {}
+        if settings.pair_order == "gain":
+            return {"gain": settings.pairs}
+        return {"gain": settings.pair_pool, "adjusted_mi_pair": settings.pair_pool}
 
     def search(self, run: SearchRun, settings: EncodingsSettings) -> Found:
         from features.target_stats import fit_encoding, fold_of
 
         specs = {f.name: f for f in run.feature_map.fields}
         groups = [(f"te__{f.name}", (f.name,)) for f in _fields(run.feature_map, settings.min_cardinality)]
+        selection: list[dict[str, Any]] = []
         if settings.pairs:
             try:
-                ranked = run.ranked_pairs(settings.pairs)
+                ranked, selection = self._pairs(run, settings)
             except InputError:  # no rank output, or no pair of single-valued fields: the fields alone
                 ranked = []
-            categorical = {f.name for f in run.feature_map.fields if f.kind == "categorical"}  # ids in every model's data
-            groups += [(f"te__{a}_x_{b}", (a, b)) for a, b in ranked if a in categorical and b in categorical]
+            groups += [(f"te__{a}_x_{b}", (a, b)) for a, b in ranked]
         if not groups:
             raise ValueError(f"no categorical field has {settings.min_cardinality}+ values and no pair was ranked: nothing to encode")
         train = run.train
@@ -89,9 +99,38 @@ class Encodings(Method):
             "train_keys": {e.name: int(e.table.keys.size) for e in encodings},
             "smoothing": {e.name: e.smoothing for e in encodings},  # each encoding's prior strength a, given or estimated
             "ranking": self._ranking(encodings, statistics, train),
+            "pair_selection": selection,  # greedy: each pair taken, in order, with the log loss it took off
             "settings": settings.model_dump(),
         }
         return Found(summary, {"encodings": encodings, "folds": settings.folds, "seed": settings.seed})
+
+    @staticmethod
+    def _pairs(run: SearchRun, settings: EncodingsSettings) -> tuple[list[tuple[str, str]], list[dict[str, Any]]]:
+        """The pairs to encode (both fields categorical), and for `greedy` each pick's log-loss drop."""
+        from features.target_stats import fit_encoding, fold_of, forward_select, standardised_logit
+
+        specs = {f.name: f for f in run.feature_map.fields if f.kind == "categorical"}  # ids in every model's data
+        if settings.pair_order == "gain":
+            return [(a, b) for a, b in run.ranked_pairs(settings.pairs) if a in specs and b in specs], []
+        pool = [*run.ranked_pairs(settings.pair_pool), *run.ranked_pairs(settings.pair_pool, "adjusted_mi_pair")]
+        pool = [p for p in dict.fromkeys(pool) if p[0] in specs and p[1] in specs]
+        if not pool:
+            return [], []
+        train = run.train
+        rows = np.unique(np.linspace(0, len(train) - 1, min(len(train), settings.select_rows)).astype(np.int64))
+        columns = {specs[n].column: np.asarray(train.columns[specs[n].column])[rows] for n in specs}
+        labels = train.label[rows].astype(np.float64)
+        fold = fold_of(rows.size, settings.folds, settings.seed)
+
+        def statistic(sources: tuple[str, ...]) -> np.ndarray:
+            cards = tuple(specs[s].vocab_size for s in sources)
+            keys = tuple(specs[s].column for s in sources)
+            return standardised_logit(fit_encoding("", keys, cards, columns, labels, None, 2, fold)[1])
+
+        base = [statistic((name,)) for name in specs]
+        picks = forward_select(base, {p: statistic(p) for p in pool}, labels, settings.pairs)
+        chosen = [(a, b) for a, b in (p.sources for p in picks)]
+        return chosen, [{"pair": f"{a}_x_{b}", "logloss_drop": p.logloss_drop} for (a, b), p in zip(chosen, picks, strict=True)]
 
     @staticmethod
     def _ranking(encodings: list[Any], statistics: list[Any], train: Any) -> list[dict[str, Any]]:

@@ -74,8 +74,8 @@ class OptInterMethod(Method):
     headline = ("modes", "memorised_rows", "valid_auc_before", "valid_auc_after")
     replaces_model = True
 
-    def pair_budget(self, settings: OptInterSettings) -> int:
-        return settings.max_pairs
+    def pair_budget(self, settings: OptInterSettings) -> dict[str, int]:
+        return {"gain": settings.max_pairs}
 
     def search(self, run: SearchRun, settings: OptInterSettings) -> Found:
         from features.crosses import cross_vocabulary

@@ -29,13 +29,16 @@ def load_split(ingest_dir: Path, split: str, feature_map: FeatureMap, numeric_as
     return InMemoryData(data, label, feature_map, numeric_as_value)
 
 
-def candidate_pairs(out: Path, feature_map: FeatureMap, budget: int) -> list[tuple[str, str]]:
-    """Candidate pairs for a method that searches pairs: the rank stage's top pairs by gain, both fields single-valued."""
+def candidate_pairs(out: Path, feature_map: FeatureMap, budget: int, by: str = "gain") -> list[tuple[str, str]]:
+    """Candidate pairs for a method that searches pairs: the rank stage's top pairs by pairs.csv's column `by` (interaction
+    gain, or the pair's adjusted MI), both fields single-valued."""
     path = catalog.PAIRS.at(out)
     if not path.is_file():
         raise UserError(f"{path}: the search takes its candidate pairs from the rank stage; run rank first (--stages ingest,rank,search)")
     kinds = {f.name: f.kind for f in feature_map.fields}
-    ranked = pl.read_csv(path).sort("gain", descending=True)
+    if by not in ("gain", "adjusted_mi_pair"):
+        raise ValueError(f"pairs are ordered by gain or adjusted_mi_pair, not {by!r}")
+    ranked = pl.read_csv(path).sort(by, descending=True, maintain_order=True)
     pairs = [
         (a, b)
         for a, b in zip(ranked["feature_a"], ranked["feature_b"], strict=True)
@@ -84,9 +87,9 @@ def top_features(out: Path, feature_map: FeatureMap, cfg: PipelineConfig) -> Fea
     present = {f.name for f in feature_map.fields}  # the selected features: the budget applies among them
     keep = set(pl.read_csv(path).filter(pl.col("feature").is_in(present)).sort("rank")["feature"].head(budget).to_list())
     for name in cfg.search.methods:
-        pairs = METHODS[name].pair_budget(method_settings(cfg, name)) if name in METHODS else None
-        if pairs:
-            keep |= {field for pair in candidate_pairs(out, feature_map, pairs) for field in pair}
+        orders = METHODS[name].pair_budget(method_settings(cfg, name)) if name in METHODS else {}
+        for by, pairs in orders.items():
+            keep |= {field for pair in candidate_pairs(out, feature_map, pairs, by) for field in pair}
     return dataclasses.replace(feature_map, fields=tuple(f for f in feature_map.fields if f.name in keep))
 
 

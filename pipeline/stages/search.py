@@ -80,7 +80,7 @@ def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         settings,
         spec,
         build(spec, feature_map),
-        lambda n: candidate_pairs(out, feature_map, n),
+        lambda n, by="gain": candidate_pairs(out, feature_map, n, by),
         ranks=lambda: feature_ranks(out),
     )
     for name, method in METHODS.items():

@@ -44,7 +44,9 @@ def run_optuna(cfg: PipelineConfig, out: Path, workdir: Path, feature_map: Featu
         # Parameters after selection: dense layers, plus the embedding entries that survive (a dimension mask over the
         # d-wide tables), times the share of values kept (value gates).
         summaries, kept, auc = {}, table, 0.0
-        run = SearchRun(feature_map, train, valid, trial_settings, spec, trial_model, lambda n: candidate_pairs(out, feature_map, n))
+        run = SearchRun(
+            feature_map, train, valid, trial_settings, spec, trial_model, lambda n, by="gain": candidate_pairs(out, feature_map, n, by)
+        )
         for name in searched:
             run.on_epoch = per_epoch if name == searched[-1] else None
             section = method_settings(cfg, name).model_copy(update=config[name])

@@ -3,7 +3,15 @@
 import numpy as np
 import pytest
 
-from features.target_stats import MAX_STRENGTH, KeyTable, empirical_bayes_strength, fit_encoding, fold_of
+from features.target_stats import (
+    MAX_STRENGTH,
+    KeyTable,
+    empirical_bayes_strength,
+    fit_encoding,
+    fold_of,
+    forward_select,
+    standardised_logit,
+)
 
 
 def _data(rows: int, seed: int):
@@ -91,3 +99,32 @@ def test_auto_smoothing_is_estimated_per_encoding_and_shrinks_the_noisy_one_more
     assert signal.transform({"a": np.array([5]), "b": np.array([4])})["te__a_x_b__num"][0] == pytest.approx(
         (expected[0] - signal.mean) / signal.std, rel=1e-5
     )
+
+
+def test_forward_selection_takes_what_a_pair_adds_not_what_repeats_a_pair_already_taken():
+    """A strong memorised pair (user × item), a copy of it under another field's name, and a weaker pair of its own
+    (user × context): greedy takes the strong pair, then the weaker one, never the copy, where ordering the candidates
+    by their score alone would take the copy second."""
+    rng = np.random.default_rng(0)
+    rows = 40_000
+    user, item, context = rng.integers(0, 50, rows), rng.integers(0, 40, rows), rng.integers(0, 4, rows)
+    logit = -1.0 + 1.5 * rng.choice([-1.0, 1.0], (50, 40))[user, item] + 0.8 * rng.choice([-1.0, 1.0], (50, 4))[user, context]
+    label = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(np.int8)
+    columns = {"user": user, "user_copy": user.copy(), "item": item, "context": context}
+    cards = {"user": 50, "user_copy": 50, "item": 40, "context": 4}
+    fold = fold_of(rows, 5, 0)
+
+    def statistic(sources):
+        return standardised_logit(fit_encoding("", sources, tuple(cards[s] for s in sources), columns, label, None, 2, fold)[1])
+
+    base = [statistic((name,)) for name in ("user", "item", "context")]
+    candidates = {pair: statistic(pair) for pair in [("user", "item"), ("user_copy", "item"), ("user", "context"), ("item", "context")]}
+    picks = forward_select(base, candidates, label, 2)
+    assert {picks[0].sources} < {("user", "item"), ("user_copy", "item")}
+    assert picks[1].sources == ("user", "context")
+    assert picks[0].logloss_drop > picks[1].logloss_drop > 0
+    # Without the refit between steps the copy would come second: alone it scores above user × context.
+    first = forward_select(base, candidates, label, 1)[0].logloss_drop
+    copy = ("user_copy", "item") if picks[0].sources == ("user", "item") else ("user", "item")
+    assert forward_select(base, {copy: candidates[copy]}, label, 1)[0].logloss_drop > 0.9 * first
+    assert forward_select(base, {("user", "context"): candidates[("user", "context")]}, label, 1)[0].logloss_drop < 0.5 * first

@@ -312,11 +312,16 @@ def test_encodings_feed_the_deep_model_the_baseline_and_predict(tmp_path):
     frame = synthetic.generate(24_000, 7)
     data = _split_files(tmp_path, frame, 18_000, 21_000)
     config = tmp_path / "config.yaml"
-    config.write_text("schema: {categorical: [inf_zipf20k]}\nsearch: {encodings: {pairs: 4}}\ntrain: {max_epochs: 2, choose: blend}\n")
+    config.write_text("schema: {categorical: [inf_zipf20k]}\nsearch: {encodings: {pairs: 4, pair_order: greedy}}\ntrain: {max_epochs: 2, choose: blend}\n")
     out, _ = _run(tmp_path, "--config", str(config), "--data", str(data), "--model", "fm", "--search", "encodings")
     _check_declared(out)
     found = json.loads((out / "search" / "encodings.json").read_text())
-    assert "te__inf_zipf20k" in found["fields"] and "te__pair_a_x_pair_b" in found["pairs"]
+    assert "te__inf_zipf20k" in found["fields"]
+    # The pairs come from the greedy selection, the planted ones first.
+    picked = found["pair_selection"]
+    assert ["te__" + p["pair"] for p in picked] == found["pairs"] and len(picked) == 4
+    assert {frozenset(p["pair"].split("_x_")) for p in picked[:2]} == {frozenset({"pair_a", "pair_b"}), frozenset({"pair_c", "pair_d"})}
+    assert picked[0]["logloss_drop"] > 0 and picked[1]["logloss_drop"] > 0
     # The derived fields are ranked like any feature (the rank stage's score on train rows' out-of-fold values).
     ranked = [r["feature"] for r in found["ranking"]]
     assert len(ranked) == 2 * len(found["fields"] + found["pairs"]) and "te__pair_a_x_pair_b" in ranked[:4]
