@@ -237,13 +237,19 @@ def standardised_logit(statistic: np.ndarray) -> np.ndarray:
     return ((z - z.mean()) / (z.std() or 1.0)).astype(np.float32)
 
 
-def forward_select(base: list[np.ndarray], candidates: Mapping[tuple[str, ...], np.ndarray], labels: np.ndarray, k: int) -> list[PairPick]:
+def forward_select(
+    base: list[np.ndarray], candidates: Mapping[tuple[str, ...], np.ndarray], labels: np.ndarray, k: int, alpha: float = 0.05
+) -> list[PairPick]:
     """Up to `k` candidates chosen one at a time for what each adds to a logistic model of the label (docs/methods/encodings.md).
 
     `base` and `candidates` are per-row inputs of train rows (out-of-fold statistics: a row's own label never enters).
     The model starts from `base`; each step takes the candidate with the largest score statistic (Rao's test of a zero
     coefficient: (Σ rᵢ xᵢ)² / Σ wᵢ xᵢ², r = y − p, w = p(1 − p), the log-likelihood gain of adding it to first order),
-    adds it and refits, so that a candidate that repeats what is already in is not taken again."""
+    adds it and refits, so that a candidate that repeats what is already in is not taken again. The selection stops
+    when the step's likelihood-ratio statistic 2·n·(loss drop) is below the χ²₁ quantile at `alpha` over the candidates
+    left (Bonferroni): what is left adds no more than the best of that many noise columns would."""
+    from scipy.stats import chi2
+
     labels = labels.astype(np.float64)
     features = np.column_stack([np.ones(labels.size), *base])
     p = _logistic(features, labels)
@@ -253,9 +259,13 @@ def forward_select(base: list[np.ndarray], candidates: Mapping[tuple[str, ...], 
         residual, weight = labels - p, p * (1 - p)
         scores = {key: float(residual @ x) ** 2 / max(float(weight @ (x.astype(np.float64) ** 2)), 1e-12) for key, x in left.items()}
         key = max(scores, key=scores.__getitem__)
-        features = np.column_stack([features, left.pop(key)])
-        p = _logistic(features, labels)
-        new_loss = _log_loss(labels, p)
+        threshold = chi2.isf(alpha / len(left), 1)
+        trial = np.column_stack([features, left.pop(key)])
+        p_trial = _logistic(trial, labels)
+        new_loss = _log_loss(labels, p_trial)
+        if 2 * labels.size * (loss - new_loss) < threshold:
+            break
+        features, p = trial, p_trial
         picks.append(PairPick(key, loss - new_loss))
         loss = new_loss
     return picks

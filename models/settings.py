@@ -26,7 +26,7 @@ class TrainConfig(BaseModel):
     lr_decay: float = Field(0.1, gt=0, le=1)
     """The learning rate is multiplied by this after each epoch without a better valid AUC."""
     embedding_regularizer: float = Field(0.0, ge=0)
-    """L2 on the embeddings looked up."""
+    """L2 on every embedding table: λ/2 · Σ w² added to each step's loss (FuxiCTR's embedding_regularizer)."""
     seed: int = 2021
     """Seed of weights and batch order."""
     device: str = "auto"

@@ -65,6 +65,8 @@ class TrainSection(TrainConfig):
     """torchrec (EmbeddingBagCollection + KeyedJaggedTensor) or plain torch nn.EmbeddingBag."""
     numeric_as_value: bool = False
     """Numeric fields as value × field vector instead of bucket ids."""
+    embedding_regularizer: float = Field(0.05, ge=0)
+    """L2 on every embedding table (FuxiCTR's embedding_regularizer: λ/2 · Σ w² added to each step's loss); 0.05 chosen on validation (the trainer's own default is 0)."""
     baselines: list[Literal["lightgbm", "catboost", "wide"]] = Field(default_factory=lambda: ["lightgbm", "wide"])
     """Baselines fitted beside the deep model on the same splits: GBDTs (derived fields included), early-stopped on valid AUC (catboost: slow on 2 cores), and wide (logistic regression over one-hot fields and the rank stage's significant pairs, its L2 picked on valid; on by default, chosen on validation); [] for none."""
     baseline_params: dict[Literal["lightgbm", "catboost", "wide"], dict[str, Any]] = Field(

@@ -70,6 +70,10 @@ def run(argv: list[str] | None = None) -> int:
         spec = model_spec(cfg.model_copy(update={"train": tc.model_copy(update={"backend": "torchrec"})}))
         model = assemble(feature_map, spec, searched).model
         config = tc
+        if tc.embedding_regularizer > 0 and "embedding_regularizer" not in tc.model_fields_set:  # the default, not asked for
+            config = tc.model_copy(update={"embedding_regularizer": 0.0})  # fused sharded tables take no table-wide L2
+            if dist.get_rank() == 0:
+                print("distributed: the default embedding regulariser is off (fused sharded tables)", file=sys.stderr)
         started = time.perf_counter()
         sharded, result = fit_sharded(model, train, valid, config, ShardingConfig(sparse_optimizer=args.sparse_optimizer))
         device = next(p.device for p in sharded.parameters())

@@ -102,9 +102,9 @@ def test_auto_smoothing_is_estimated_per_encoding_and_shrinks_the_noisy_one_more
 
 
 def test_forward_selection_takes_what_a_pair_adds_not_what_repeats_a_pair_already_taken():
-    """A strong memorised pair (user × item), a copy of it under another field's name, and a weaker pair of its own
-    (user × context): greedy takes the strong pair, then the weaker one, never the copy, where ordering the candidates
-    by their score alone would take the copy second."""
+    """A strong memorised pair (user × item), a copy of it under another field's name, a weaker pair of its own
+    (user × context) and a noise pair: greedy takes the strong pair, then the weaker one, never the copy (where
+    ordering the candidates by their score alone would take the copy second), and stops before the noise."""
     rng = np.random.default_rng(0)
     rows = 40_000
     user, item, context = rng.integers(0, 50, rows), rng.integers(0, 40, rows), rng.integers(0, 4, rows)
@@ -119,9 +119,10 @@ def test_forward_selection_takes_what_a_pair_adds_not_what_repeats_a_pair_alread
 
     base = [statistic((name,)) for name in ("user", "item", "context")]
     candidates = {pair: statistic(pair) for pair in [("user", "item"), ("user_copy", "item"), ("user", "context"), ("item", "context")]}
-    picks = forward_select(base, candidates, label, 2)
+    picks = forward_select(base, candidates, label, 4)
     assert {picks[0].sources} < {("user", "item"), ("user_copy", "item")}
     assert picks[1].sources == ("user", "context")
+    assert len(picks) == 2  # then it stops: the copy repeats the first pick and item × context is noise
     assert picks[0].logloss_drop > picks[1].logloss_drop > 0
     # Without the refit between steps the copy would come second: alone it scores above user × context.
     first = forward_select(base, candidates, label, 1)[0].logloss_drop

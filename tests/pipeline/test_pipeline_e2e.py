@@ -319,7 +319,7 @@ def test_encodings_feed_the_deep_model_the_baseline_and_predict(tmp_path):
     assert "te__inf_zipf20k" in found["fields"]
     # The pairs come from the greedy selection, the planted ones first.
     picked = found["pair_selection"]
-    assert ["te__" + p["pair"] for p in picked] == found["pairs"] and len(picked) == 4
+    assert ["te__" + p["pair"] for p in picked] == found["pairs"] and 2 <= len(picked) <= 4
     assert {frozenset(p["pair"].split("_x_")) for p in picked[:2]} == {frozenset({"pair_a", "pair_b"}), frozenset({"pair_c", "pair_d"})}
     assert picked[0]["logloss_drop"] > 0 and picked[1]["logloss_drop"] > 0
     # The derived fields are ranked like any feature (the rank stage's score on train rows' out-of-fold values).
