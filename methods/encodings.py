@@ -33,7 +33,7 @@ class EncodingsSettings(Settings):
     """Encode the (selected) single-valued categorical fields with at least this many values."""
     pairs: int = Field(10, ge=0)
     """Also encode the crosses of this many pairs of categorical fields, chosen by `pair_order`."""
-    pair_order: Literal["greedy", "gain"] = "gain"
+    pair_order: Literal["greedy", "gain"] = "greedy"
     """greedy: forward selection by what each pair's out-of-fold statistic adds to a logistic model of the single fields' statistics and the pairs already taken, among the rank stage's top `pair_pool` pairs by interaction gain and by adjusted MI; gain: the rank stage's top pairs by interaction gain."""
     pair_pool: int = Field(30, ge=1)
     """greedy: the candidates, the rank stage's top pairs by interaction gain and by adjusted MI (this many of each)."""

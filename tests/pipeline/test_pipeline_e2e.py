@@ -312,12 +312,12 @@ def test_encodings_feed_the_deep_model_the_baseline_and_predict(tmp_path):
     frame = synthetic.generate(24_000, 7)
     data = _split_files(tmp_path, frame, 18_000, 21_000)
     config = tmp_path / "config.yaml"
-    config.write_text("schema: {categorical: [inf_zipf20k]}\nsearch: {encodings: {pairs: 4, pair_order: greedy}}\ntrain: {max_epochs: 2, choose: blend}\n")
+    config.write_text("schema: {categorical: [inf_zipf20k]}\nsearch: {encodings: {pairs: 4}}\ntrain: {max_epochs: 2, choose: blend}\n")
     out, _ = _run(tmp_path, "--config", str(config), "--data", str(data), "--model", "fm", "--search", "encodings")
     _check_declared(out)
     found = json.loads((out / "search" / "encodings.json").read_text())
     assert "te__inf_zipf20k" in found["fields"]
-    # The pairs come from the greedy selection, the planted ones first.
+    # The pairs come from the greedy selection (the default pair_order), the planted ones first.
     picked = found["pair_selection"]
     assert ["te__" + p["pair"] for p in picked] == found["pairs"] and 2 <= len(picked) <= 4
     assert {frozenset(p["pair"].split("_x_")) for p in picked[:2]} == {frozenset({"pair_a", "pair_b"}), frozenset({"pair_c", "pair_d"})}
