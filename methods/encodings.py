@@ -105,7 +105,7 @@ class Encodings(Method):
         return Found(summary, {"encodings": encodings, "folds": settings.folds, "seed": settings.seed})
 
     @staticmethod
-    def _pairs(run: SearchRun, settings: EncodingsSettings) -> tuple[list[tuple[str, str]], list[dict[str, Any]]]:
+    def _pairs(run: SearchRun, settings: EncodingsSettings) -> tuple[list[tuple[str, ...]], list[dict[str, Any]]]:
         """The pairs to encode (both fields categorical), and for `greedy` each pick's log-loss drop."""
         from features.target_stats import fit_encoding, fold_of, forward_select, standardised_logit
 
@@ -129,8 +129,7 @@ class Encodings(Method):
 
         base = [statistic((name,)) for name in specs]
         picks = forward_select(base, {p: statistic(p) for p in pool}, labels, settings.pairs)
-        chosen = [(a, b) for a, b in (p.sources for p in picks)]
-        return chosen, [{"pair": f"{a}_x_{b}", "logloss_drop": p.logloss_drop} for (a, b), p in zip(chosen, picks, strict=True)]
+        return [p.sources for p in picks], [{"pair": "_x_".join(p.sources), "logloss_drop": p.logloss_drop} for p in picks]
 
     @staticmethod
     def _ranking(encodings: list[Any], statistics: list[Any], train: Any) -> list[dict[str, Any]]:
