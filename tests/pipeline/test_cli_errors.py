@@ -148,31 +148,45 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", list(CASES))
-def test_bad_input_exits_2_with_one_line(tmp_path, case):
+# Every case runs in process (main() as `python -m pipeline` calls it; the imports are paid once per worker, where
+# a process per case cost 4-6 s of start-up); these also run as whole processes, so that the entry point's exit code
+# and stderr are checked as a user sees them: an error before any stage (data, config), one inside ingest, one after
+# a stage has finished.
+AS_PROCESS = ("missing file", "bad config key", "a constant label", "chunk counts by rank without the rank stage")
+
+
+def _in_process(args: list[str], capfd) -> tuple[int, str]:
+    from pipeline.cli import main
+
+    capfd.readouterr()
+    try:
+        code = main(args)
+    except SystemExit as exc:  # argparse's own errors
+        code = exc.code
+    return code, capfd.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("case", "whole_process"),
+    [(c, False) for c in CASES] + [(c, True) for c in AS_PROCESS],
+    ids=lambda v: v if isinstance(v, str) else ("process" if v else "in process"),
+)
+def test_bad_input_exits_2_with_one_line(tmp_path, case, whole_process, capfd):
     make_args, expected = CASES[case]
     out = tmp_path / "out"
-    args = [
-        sys.executable,
-        "-m",
-        "pipeline",
-        "run",
-        *make_args(tmp_path),
-        "--out",
-        str(out),
-        "--tracking-uri",
-        tracking_store(tmp_path / "m.db"),
-    ]
-    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    args = ["run", *make_args(tmp_path), "--out", str(out), "--tracking-uri", tracking_store(tmp_path / "m.db")]
+    if whole_process:
+        proc = subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        code, stderr = proc.returncode, proc.stderr
+    else:
+        code, stderr = _in_process(args, capfd)
     # Stage summaries of stages that finished before the error ("ingest: 2,000 rows ...") may precede it.
     lines = [
-        line
-        for line in proc.stderr.splitlines()
-        if line.strip() and "INFO" not in line and not re.match(r"(ingest|rank|search|train): ", line)
+        line for line in stderr.splitlines() if line.strip() and "INFO" not in line and not re.match(r"(ingest|rank|search|train): ", line)
     ]
-    assert proc.returncode == 2, proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], proc.stderr
+    assert code == 2, stderr
+    assert "Traceback" not in stderr
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], stderr
     assert not out.exists()
 
 
