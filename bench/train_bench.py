@@ -47,7 +47,7 @@ from methods.base import ModelSpec
 from methods.unified import UnifiedSettings, layout_for
 from models.embedding import EmbeddingConfig
 from models.registry import build_model
-from models.trainer import TrainConfig, evaluate, fit, resolve_device, resolve_precision, train_report
+from models.trainer import TrainConfig, cpu_bf16_pays, evaluate, fit, resolve_device, resolve_precision, train_report
 from models.unified import shared_model
 from pipeline import catalog
 from pipeline.config import TrainSection
@@ -232,7 +232,8 @@ def main() -> None:
     per_field = sum(f.vocab_size for f in feature_map.fields) * 10
     host = {"fp32_gflops": matmul_gflops(torch.float32), "bf16_gflops": matmul_gflops(torch.bfloat16)}
     print(
-        f"machine: {machine()}; torch threads {args.threads}; matmul fp32 {host['fp32_gflops']:.0f} GFLOPS, bf16 {host['bf16_gflops']:.0f} GFLOPS"
+        f"machine: {machine()}; torch threads {args.threads}; matmul fp32 {host['fp32_gflops']:.0f} GFLOPS, bf16 {host['bf16_gflops']:.0f} GFLOPS "
+        f"({host['bf16_gflops'] / host['fp32_gflops']:.1f}x; precision auto takes {'bf16' if cpu_bf16_pays() else 'fp32'} on this CPU)"
     )
 
     if args.throughput:

@@ -32,6 +32,6 @@ class TrainConfig(BaseModel):
     device: str = "auto"
     """auto (CUDA when present), cpu or cuda; cuda without one is an error."""
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    """auto: bf16 autocast on CUDA and on CPUs whose bf16 matrix products run ≥ 2× fp32's (AMX, AMD Zen 4; timed once per process), fp32 elsewhere; fp16 (with loss scaling) on CUDA only."""
+    """auto: bf16 autocast on CUDA and on CPUs where bf16 matrix products run several times fp32's (AMX; AVX-512 BF16 on AMD, as Zen 4: a rule on the CPU flags, the same on every run), fp32 elsewhere; fp16 (with loss scaling) on CUDA only."""
     checkpoint_seconds: float = Field(600.0, gt=0)
     """Resume checkpoint interval inside an epoch."""

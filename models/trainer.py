@@ -7,10 +7,10 @@ and a miss is counted; after `patience` misses in a row training stops; the
 best epoch's weights are restored.
 
 Mixed precision: autocast to bfloat16 (float16 with loss scaling on GPUs
-without bf16) on CUDA and on CPUs whose bf16 matrix products run at least
-BF16_GAIN times as fast as fp32 (AMX tiles; AVX-512 BF16 where oneDNN runs
-it at full rate, as on AMD Zen 4; measured once per process); weights,
-optimizer state and the loss stay float32. Checkpoints: with a checkpoint
+without bf16) on CUDA and on CPUs whose bf16 matrix products run several
+times as fast as fp32 (AMX tiles; AVX-512 BF16 on AMD, as Zen 4: a rule on the
+CPU's flags, so that a host always trains and scores in one precision);
+weights, optimizer state and the loss stay float32. Checkpoints: with a checkpoint
 path, the full training state (weights, optimizer, best weights, history,
 RNG, position in the epoch) is written atomically after every epoch and
 every `checkpoint_seconds` inside one, and `fit` resumes from it; the batch
@@ -81,38 +81,38 @@ class TrainResult:
         return float(np.median([r.train_samples_per_s for r in self.history])) if self.history else 0.0
 
 
-BF16_GAIN = 2.0
-"""'auto' trains in bf16 on a CPU whose bf16 matrix products run at least this many times as fast as fp32's. Measured on
-2-core hosts (bench/RESULTS.md, `cpu_bf16_speedup`'s product): AMX Xeon ~15x, AMD EPYC Zen 4 (AVX-512 BF16) 3.9-4.5x,
-a Xeon with AVX-512 BF16 but no AMX 0.8-1.4x; a CPU without bf16 instructions emulates them far below fp32."""
+def _cpu_vendor() -> str:
+    """The CPU's vendor id from /proc/cpuinfo ("AuthenticAMD", "GenuineIntel"); "" where there is none to read."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
 
 
 @functools.cache
-def cpu_bf16_speedup() -> float:
-    """How many times as fast as fp32 this CPU's bf16 matrix products run, on AutoInt's projection at batch 4096
-    ([40960 x 128] @ [128 x 384]; best of 3 after a warm-up, ~0.25 s once per process; smaller products separate the
-    hosts less well); 0.0 without bf16 instructions (not timed: emulated bf16 runs far below fp32)."""
-    if not (torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()):
-        return 0.0
-    rates = []
-    for dtype in (torch.float32, torch.bfloat16):
-        a, w = torch.randn(40960, 128, dtype=dtype), torch.randn(128, 384, dtype=dtype)
-        a @ w  # creates the kernel
-        best = float("inf")
-        for _ in range(3):
-            start = time.perf_counter()
-            a @ w
-            best = min(best, time.perf_counter() - start)
-        rates.append(1.0 / best)
-    return rates[1] / rates[0]
+def cpu_bf16_pays() -> bool:
+    """Whether bf16 autocast pays on this CPU: AMX tiles, or AVX-512 BF16 on an AMD CPU.
+
+    A rule on the CPU's flags, not a timing: a timing taken under load can come out either side of any threshold,
+    and then two runs of one seed on one host would train (and score) in different precisions. The rule is what the
+    timings showed on 2-core hosts (bench/RESULTS.md; `bench.train_bench` prints the host's fp32 and bf16 matmul
+    GFLOPS beside its figures): bf16 products run ~15x fp32's with AMX, 3.5-5.4x on AMD EPYC Zen 4 (AVX-512 BF16),
+    and 0.8-1.4x on a Xeon with AVX-512 BF16 but no AMX; a CPU without bf16 instructions emulates them far below fp32.
+    """
+    if torch.cpu._is_amx_tile_supported():
+        return True
+    return torch.cpu._is_avx512_bf16_supported() and _cpu_vendor() == "AuthenticAMD"
 
 
 def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for `name` on `device` (None: plain float32).
 
-    'auto' is bfloat16 on CUDA GPUs that support it (else float16) and on CPUs
-    whose bf16 matrix products run at least BF16_GAIN times as fast as fp32
-    (`cpu_bf16_speedup`); float32 elsewhere.
+    'auto' is bfloat16 on CUDA GPUs that support it (else float16) and on CPUs where it pays (`cpu_bf16_pays`);
+    float32 elsewhere.
     """
     if name == "fp32":
         return None
@@ -124,7 +124,7 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
         raise InputError("precision 'fp16' needs a CUDA GPU; use 'bf16' or 'fp32' on CPU")
     if name == "bf16":
         return torch.bfloat16
-    return torch.bfloat16 if device.type == "cpu" and cpu_bf16_speedup() >= BF16_GAIN else None
+    return torch.bfloat16 if device.type == "cpu" and cpu_bf16_pays() else None
 
 
 def resolve_device(name: str) -> torch.device:

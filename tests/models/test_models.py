@@ -135,21 +135,32 @@ def test_precision_choice():
     cpu = torch.device("cpu")
     assert resolve_precision("fp32", cpu) is None
     assert resolve_precision("bf16", cpu) == torch.bfloat16
-    assert resolve_precision("auto", cpu) == (torch.bfloat16 if trainer.cpu_bf16_speedup() >= trainer.BF16_GAIN else None)
+    assert resolve_precision("auto", cpu) == (torch.bfloat16 if trainer.cpu_bf16_pays() else None)
     with pytest.raises(InputError, match="needs a CUDA GPU"):
         resolve_precision("fp16", cpu)
 
 
-def test_auto_precision_follows_the_measured_bf16_gain(monkeypatch):
-    cpu, measure = torch.device("cpu"), trainer.cpu_bf16_speedup.__wrapped__
-    for gain, expected in ((4.5, torch.bfloat16), (1.2, None), (0.0, None)):  # Zen 4, a Xeon without AMX, no bf16 units
-        monkeypatch.setattr(trainer, "cpu_bf16_speedup", lambda gain=gain: gain)
-        assert resolve_precision("auto", cpu) == expected
+def test_auto_precision_follows_the_cpu_flags_and_never_a_timing(monkeypatch):
+    cpu, rule = torch.device("cpu"), trainer.cpu_bf16_pays.__wrapped__
+    hosts = (  # (AMX, AVX-512 BF16, vendor) -> bf16?
+        ((True, True, "GenuineIntel"), True),  # Sapphire Rapids and later: AMX
+        ((False, True, "AuthenticAMD"), True),  # AMD Zen 4
+        ((False, True, "GenuineIntel"), False),  # a Xeon with AVX-512 BF16 but no AMX: about fp32's rate
+        ((False, False, "AuthenticAMD"), False),  # no bf16 instructions: emulated
+        ((False, True, ""), False),  # nothing to read the vendor from
+    )
+    for (amx, avx512_bf16, vendor), pays in hosts:
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda amx=amx: amx)
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda flag=avx512_bf16: flag)
+        monkeypatch.setattr(trainer, "_cpu_vendor", lambda vendor=vendor: vendor)
+        assert rule() is pays
+        monkeypatch.setattr(trainer, "cpu_bf16_pays", lambda pays=pays: pays)
+        assert resolve_precision("auto", cpu) == (torch.bfloat16 if pays else None)
         assert resolve_precision("fp32", cpu) is None
-    # Without bf16 instructions nothing is timed: bf16 would be emulated.
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
-    assert measure() == 0.0
+    # Nothing is timed: the answer under a loaded host is the answer on an idle one.
+    monkeypatch.setattr(torch, "matmul", lambda *a, **k: pytest.fail("auto precision timed a product"))
+    monkeypatch.setattr(torch.Tensor, "__matmul__", lambda *a, **k: pytest.fail("auto precision timed a product"))
+    rule()
 
 
 def test_bf16_autocast_training_learns():
