@@ -165,6 +165,35 @@ def out_of_fold(encoding: Encoding, keys: np.ndarray, labels: np.ndarray, fold: 
     return out
 
 
+def _draft(
+    name: str,
+    sources: tuple[str, ...],
+    cardinalities: tuple[int, ...],
+    columns: Mapping[str, np.ndarray],
+    labels: np.ndarray,
+    smoothing: float | None,
+) -> tuple[Encoding, np.ndarray, KeyTable]:
+    """The encoding's statistic before its edges and scaling (prior strength given, or estimated from the train table),
+    the train rows' keys and their table."""
+    radix = tuple(int(np.prod(cardinalities[i + 1 :], dtype=np.int64)) for i in range(len(cardinalities)))
+    empty = KeyTable.fit(np.zeros(1, np.int64), np.zeros(1))
+    draft = Encoding(name, sources, radix, empty, float(labels.mean()), 1.0, np.zeros(0), 0.0, 1.0, np.zeros(0), 0.0, 1.0)
+    keys = draft.key(columns)
+    table = KeyTable.fit(keys, labels)
+    draft.smoothing = empirical_bayes_strength(table) if smoothing is None else smoothing
+    return draft, keys, table
+
+
+def out_of_fold_statistic(
+    sources: tuple[str, ...], cardinalities: tuple[int, ...], columns: Mapping[str, np.ndarray], labels: np.ndarray, fold: np.ndarray
+) -> np.ndarray:
+    """The train rows' out-of-fold statistic of `sources` (prior strength estimated), as `fit_encoding` computes it,
+    without the bucket edges, counts and scaling that only a kept encoding needs: what scoring a candidate takes."""
+    labels = labels.astype(np.float64)
+    draft, keys, _ = _draft("", sources, cardinalities, columns, labels, None)
+    return out_of_fold(draft, keys, labels, fold)
+
+
 def fit_encoding(
     name: str,
     sources: tuple[str, ...],
@@ -177,19 +206,14 @@ def fit_encoding(
 ) -> tuple[Encoding, np.ndarray]:
     """The encoding of `sources` fitted on train rows, and the train rows' out-of-fold statistic (`smoothing` None:
     the prior strength estimated from the train table, `empirical_bayes_strength`)."""
-    radix = tuple(int(np.prod(cardinalities[i + 1 :], dtype=np.int64)) for i in range(len(cardinalities)))
     labels = labels.astype(np.float64)
-    empty = KeyTable.fit(np.zeros(1, np.int64), np.zeros(1))
-    draft = Encoding(name, sources, radix, empty, float(labels.mean()), 1.0, np.zeros(0), 0.0, 1.0, np.zeros(0), 0.0, 1.0)
-    keys = draft.key(columns)
-    table = KeyTable.fit(keys, labels)
-    draft.smoothing = empirical_bayes_strength(table) if smoothing is None else smoothing
+    draft, keys, table = _draft(name, sources, cardinalities, columns, labels, smoothing)
     statistic = out_of_fold(draft, keys, labels, fold)
     log_count = others_log_count(table, keys)
     encoding = Encoding(
         name,
         sources,
-        radix,
+        draft.radix,
         table,
         draft.prior,
         draft.smoothing,

@@ -107,7 +107,7 @@ class Encodings(Method):
     @staticmethod
     def _pairs(run: SearchRun, settings: EncodingsSettings) -> tuple[list[tuple[str, ...]], list[dict[str, Any]]]:
         """The pairs to encode (both fields categorical), and for `greedy` each pick's log-loss drop."""
-        from features.target_stats import fit_encoding, fold_of, forward_select, standardised_logit
+        from features.target_stats import fold_of, forward_select, out_of_fold_statistic, standardised_logit
 
         specs = {f.name: f for f in run.feature_map.fields if f.kind == "categorical"}  # ids in every model's data
         if settings.pair_order == "gain":
@@ -125,7 +125,7 @@ class Encodings(Method):
         def statistic(sources: tuple[str, ...]) -> np.ndarray:
             cards = tuple(specs[s].vocab_size for s in sources)
             keys = tuple(specs[s].column for s in sources)
-            return standardised_logit(fit_encoding("", keys, cards, columns, labels, None, 2, fold)[1])
+            return standardised_logit(out_of_fold_statistic(keys, cards, columns, labels, fold))
 
         base = [statistic((name,)) for name in specs]
         picks = forward_select(base, {p: statistic(p) for p in pool}, labels, settings.pairs)
