@@ -105,12 +105,14 @@ def build(model_name: str, params: dict, feature_map, ranks=None):
     return shared_model(params["base"], feature_map, embedding, layout, own)
 
 
-def run_one(name: str, model_name: str, params: dict, regularizer: float, precision: str, data, max_epochs: int, ranks=None) -> dict:
-    """Train one model with BARS settings; its figures as a dict."""
+def run_one(
+    name: str, model_name: str, params: dict, regularizer: float, precision: str, data, max_epochs: int, ranks=None, seed: int = 2021
+) -> dict:
+    """Train one model with BARS settings (seed 2021, as BARS); its figures as a dict."""
     feature_map, train, valid, test = data
-    torch.manual_seed(2021)
+    torch.manual_seed(seed)
     model = build(model_name, params, feature_map, ranks)
-    config = TrainConfig(embedding_regularizer=regularizer, precision=precision, max_epochs=max_epochs)
+    config = TrainConfig(embedding_regularizer=regularizer, precision=precision, max_epochs=max_epochs, seed=seed)
     started = time.perf_counter()
     result = fit(
         model,
@@ -129,6 +131,7 @@ def run_one(name: str, model_name: str, params: dict, regularizer: float, precis
         "params_setting": params,
         "embedding_regularizer": regularizer,
         "precision": precision,
+        "seed": seed,
         "autocast": str(resolve_precision(precision, device)),
         "backend": BACKEND,
         **train_report(model, result, test_auc, test_logloss),
@@ -209,6 +212,9 @@ def main() -> None:
         "--unified-regularizer", type=float, help="embedding regulariser of the unified runs (default: the base model's BARS setting)"
     )
     parser.add_argument("--max-epochs", type=int, default=100)
+    parser.add_argument(
+        "--seeds", default="2021", help="seeds of weights and batch order; each but BARS' 2021 adds ' seed S' to the run's name"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "train")
     parser.add_argument("--fresh", action="store_true")
@@ -263,14 +269,16 @@ def main() -> None:
             jobs.append((name, name, *SETTINGS[name], args.precision))
     if args.fp32_autoint:
         jobs.append(("autoint fp32", "autoint", *SETTINGS["autoint"], "fp32"))
+    seeds = [int(s) for s in args.seeds.split(",")]
+    jobs = [(name if seed == 2021 else f"{name} seed {seed}", *job, seed) for seed in seeds for name, *job in jobs]
     trained_now = set()  # the anchor's full run is compared with these only: the same sitting
-    for name, model_name, params, regularizer, precision in jobs:
+    for name, model_name, params, regularizer, precision, seed in jobs:
         if name in results:
             print(f"{name}: done before (test AUC {results[name]['test_auc']:.6f}); skipped")
             continue
         print(f"{name}: training", flush=True)
         ranks = (lambda: feature_ranks(ingest_dir.parent)) if params.get("chunk_counts") == "rank" else None
-        results[name] = {**run_one(name, model_name, params, regularizer, precision, data, args.max_epochs, ranks), "host": host}
+        results[name] = {**run_one(name, model_name, params, regularizer, precision, data, args.max_epochs, ranks, seed), "host": host}
         trained_now.add(name)
         catalog.write_json(results_file, results)
 
