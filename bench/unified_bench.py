@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--rows", type=int, default=2_000_000, help="rows of the long-tailed data (80/10/10 split)")
     parser.add_argument("--epochs", type=int, help="at most this many epochs, early-stopped on valid (default: per dataset, EPOCHS)")
-    parser.add_argument("--base", default="deepfm", choices=["deepfm", "fm", "autoint", "autoint+"])
+    parser.add_argument("--base", default="deepfm", choices=["deepfm", "dnn", "fm", "autoint", "autoint+"])
     parser.add_argument("--dim", type=int, default=10)
     parser.add_argument("--unified-layout", default="1x1", help="Unified Embedding's TABLESxCHUNKS")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
                 for method in methods:
                     if method != "unified" and (method == "full") != (fraction == 1.0):
                         continue  # the full tables only at 1, where hashing and capped are the full tables
-                    key = f"{dataset}|{method}|{fraction:g}|{seed}"
+                    key = f"{dataset}|{method}|{fraction:g}|{seed}" + ("" if args.base == "deepfm" else f"|{args.base}")
                     if key in results:
                         continue
                     r = run_one(method, fraction, seed, data, args.epochs or EPOCHS[dataset], args)

@@ -11,6 +11,7 @@ from featuremap.errors import InputError
 from models.autoint import AutoInt, AutoIntConfig
 from models.base import CTRModel, init_dense_layers
 from models.deepfm import DeepFM, DeepFMConfig
+from models.dnn import DNN, DNNConfig
 from models.embedding import EmbeddingConfig
 from models.fgcnn import FGCNN, FGCNNConfig
 from models.fm import FM
@@ -42,6 +43,7 @@ MODELS: dict[str, Callable[[FeatureMap, EmbeddingConfig, dict], CTRModel]] = {
     "lr": _plain(LR),
     "fm": _plain(FM),
     "deepfm": _with_config(DeepFM, DeepFMConfig),
+    "dnn": _with_config(DNN, DNNConfig),
     "autoint": _with_config(AutoInt, AutoIntConfig),
     # BARS AutoInt+ on Frappe_x1: 5 attention layers (scaled, layer norm) beside a [400, 400, 400] DNN with batch
     # norm and dropout 0.1.

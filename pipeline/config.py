@@ -55,8 +55,8 @@ def _not_unified(value: Any) -> Any:
 class TrainSection(TrainConfig):
     """The trained model and the trainer (docs/training.md); the trainer's own settings are models/settings.py's."""
 
-    model: Annotated[Literal["lr", "fm", "deepfm", "autoint", "autoint+", "fgcnn"], BeforeValidator(_not_unified)] = "deepfm"
-    """The model (over Unified Embedding's shared tables with search.methods [unified]: fm, deepfm, autoint or autoint+)."""
+    model: Annotated[Literal["lr", "fm", "deepfm", "dnn", "autoint", "autoint+", "fgcnn"], BeforeValidator(_not_unified)] = "deepfm"
+    """The model (over Unified Embedding's shared tables with search.methods [unified]: fm, deepfm, dnn, autoint or autoint+)."""
     params: dict[str, Any] = Field(default_factory=dict)
     """The model's own settings, e.g. {layers: 6, heads: 4, attention_dim: 128}."""
     embedding_dim: int = Field(10, ge=1)
@@ -91,7 +91,7 @@ class OptunaSection(Section):
 
     trials: int = Field(12, ge=1)
     """Trials of the study."""
-    models: list[Literal["lr", "fm", "deepfm", "autoint", "autoint+", "fgcnn"]] = Field(default_factory=lambda: ["fm", "deepfm", "autoint"])
+    models: list[Literal["lr", "fm", "deepfm", "dnn", "autoint", "autoint+", "fgcnn"]] = Field(default_factory=lambda: ["fm", "deepfm", "autoint"])
     """Models the study samples."""
     embedding_dims: list[int] = Field(default_factory=lambda: [4, 8, 10, 16], min_length=1)
     """Embedding widths the study samples."""

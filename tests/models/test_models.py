@@ -59,6 +59,7 @@ def test_lr_cannot_learn_a_pure_interaction_but_fm_can():
     ("name", "params"),
     [
         ("deepfm", {"hidden": [32, 32]}),
+        ("dnn", {"hidden": [32, 32]}),
         ("autoint", {"layers": 2, "heads": 2, "attention_dim": 16}),
         ("autoint+", {"layers": 1, "attention_dim": 8, "heads": 2, "dnn_hidden": [16]}),
         (
@@ -86,7 +87,7 @@ def test_registry_errors():
         build_model("xgboost", FM_XOR, EmbeddingConfig())
     with pytest.raises(InputError, match="unknown setting"):
         build_model("autoint", FM_XOR, EmbeddingConfig(), {"depth": 3})
-    assert set(MODELS) == {"lr", "fm", "deepfm", "autoint", "autoint+", "fgcnn"}
+    assert set(MODELS) == {"lr", "fm", "deepfm", "dnn", "autoint", "autoint+", "fgcnn"}
     with pytest.raises(ValueError, match="budget 2 is too small"):
         shared_model("autoint", FM_XOR, EmbeddingConfig(dim=4), SharedLayout(budget=2), {})
     with pytest.raises(ValueError, match="model 'fgcnn' cannot take shared tables"):
