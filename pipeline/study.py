@@ -53,8 +53,10 @@ class StudySettings:
 
 def _model_params(model: str, depth: int) -> dict[str, Any]:
     """The depth knob of each model family."""
-    if model in ("deepfm", "autoint+"):
-        return {"hidden": [400] * depth} if model == "deepfm" else {"dnn_hidden": [400] * depth}
+    if model in ("deepfm", "dnn"):
+        return {"hidden": [400] * depth}
+    if model == "autoint+":
+        return {"dnn_hidden": [400] * depth}
     if model == "autoint":
         return {"layers": depth}
     return {}
@@ -99,7 +101,7 @@ def run_study(
             "embedding_dim": trial.suggest_categorical("embedding_dim", list(settings.embedding_dims)),
             "learning_rate": trial.suggest_float("learning_rate", *settings.learning_rate, log=True),
         }
-        depth = trial.suggest_int("depth", 1, settings.max_depth) if model in ("deepfm", "autoint", "autoint+") else 0
+        depth = trial.suggest_int("depth", 1, settings.max_depth) if model in ("deepfm", "dnn", "autoint", "autoint+") else 0
         config["params"] = {**settings.base_params.get(model, {}), **_model_params(model, depth)}
         for name, method in METHODS.items():  # in registry order, whatever order the config lists them in
             if name in settings.methods:

@@ -124,6 +124,12 @@ def test_unified_embedding_under_deepfm_uses_only_the_budget():
     assert sum(w.numel() for w in model.embedding_tables()) == 64 + 64 // 4  # the first-order weights: budget / dim
 
 
+def test_dnn_over_shared_tables_has_only_the_budget_and_no_first_order_weights():
+    model, result, _ = _train("dnn", {"hidden": [16]}, shared=SharedLayout(budget=64, tables=2, chunks=2))
+    assert result.best_valid_auc > 0.7
+    assert sum(w.numel() for w in model.embedding_tables()) == 64  # no first-order table beside the shared ones
+
+
 def test_training_config_names_every_registered_model():
     from typing import get_args
 
