@@ -2,7 +2,8 @@
 
 One table per sparse field (id 0 is padding and stays zero), pooled over the
 ids of multi-valued fields; numeric fields fed as values become value × a
-learned field vector. A FeatureEmbedding is composed of:
+learned field vector, or with `piecewise_bins` the piecewise-linear encoding of
+the value (Gorishniy et al., 2022) times a learned matrix. A FeatureEmbedding is composed of:
 - its tables, pooled by a `Lookup`: "torchrec" (an EmbeddingBagCollection fed a
   KeyedJaggedTensor, shardable with DistributedModelParallel), "torch" (plain
   nn.EmbeddingBag per field, for machines without fbgemm), or shared tables a
@@ -15,9 +16,11 @@ The embedding names no method; `copy_weights_from` moves tables between backends
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -66,6 +69,7 @@ class EmbeddingConfig:
     pooling: Pooling = "mean"
     init_std: float = 1e-4
     shared: SharedTables | None = None  # shared tables instead of one per field (a method's layout)
+    piecewise_bins: int = 0  # with numeric_as_value: the piecewise-linear encoding over this many quantile bins
 
 
 class Lookup(ABC):
@@ -162,7 +166,15 @@ class FeatureEmbedding(nn.Module):
         self.keys = [f.name for f in self.sparse]
         self.lookup = SharedLookup() if config.shared is not None else LOOKUPS[config.backend]
         self.bags = self.lookup.build(self)
-        self.field_vectors = nn.Parameter(torch.empty(len(self.dense), config.dim))
+        self.piecewise = bool(self.dense) and config.piecewise_bins > 0
+        bins = config.piecewise_bins if self.piecewise else 0
+        self.field_vectors = nn.Parameter(torch.empty(0 if self.piecewise else len(self.dense), config.dim))
+        # Piecewise-linear encoding: bin edges (train quantiles of each field's values, set once by fit_piecewise before
+        # training and saved with the weights), a [bins, dim] matrix and a bias per field.
+        self.register_buffer("piecewise_edges", torch.linspace(-1.0, 1.0, bins + 1).repeat(len(self.dense) if bins else 0, 1))
+        self.register_buffer("piecewise_fitted", torch.tensor(False))
+        self.piecewise_weight = nn.Parameter(torch.empty(len(self.dense) if bins else 0, bins, config.dim))
+        self.piecewise_bias = nn.Parameter(torch.zeros(len(self.dense) if bins else 0, config.dim))
         self.scalers: tuple[str, ...] = ()  # attribute names of the attached value scalers, applied in name order
         self.reset_parameters()
 
@@ -191,6 +203,35 @@ class FeatureEmbedding(nn.Module):
                 if not self.lookup.shared:  # shared hashed rows have no padding row
                     weight[PADDING_ID].zero_()
             self.field_vectors.normal_(0.0, self.config.init_std)
+            self.piecewise_weight.normal_(0.0, self.config.init_std)
+            self.piecewise_bias.zero_()
+
+    def fit_piecewise(self, columns: Mapping[str, Any], max_rows: int = 1_000_000) -> None:
+        """Set the piecewise-linear encoding's bin edges to the quantiles of each dense field's values in `columns`
+        (the train split's; at most `max_rows` evenly spaced rows). Only once: a fitted embedding (trained, or loaded
+        with its weights) keeps its edges."""
+        if not self.piecewise or bool(self.piecewise_fitted):
+            return
+        levels = np.linspace(0.0, 1.0, self.config.piecewise_bins + 1)
+        edges = []
+        for spec, default in zip(self.dense, self.piecewise_edges.cpu().numpy(), strict=True):
+            values = np.asarray(columns[spec.value_column], dtype=np.float64)
+            sample = values[:: max(1, values.size // max_rows)]
+            sample = sample[np.isfinite(sample)]
+            edges.append(np.quantile(sample, levels) if sample.size else default)
+        with torch.no_grad():
+            self.piecewise_edges.copy_(torch.as_tensor(np.stack(edges), dtype=self.piecewise_edges.dtype))
+            self.piecewise_fitted.fill_(True)
+
+    def _piecewise(self, values: torch.Tensor) -> torch.Tensor:
+        """[rows, fields] values -> [rows, fields, dim]: bias + Σ_t v_t W_t, where v_t is 1 past bin t, 0 before it and
+        the position within it (Gorishniy et al.'s PLE). Values outside the train range are clamped to it; a bin
+        whose edges coincide (tied quantiles) is a step."""
+        lower = self.piecewise_edges[:, :-1]
+        width = (self.piecewise_edges[:, 1:] - lower).clamp(min=1e-6)
+        encoded = ((values.unsqueeze(-1) - lower) / width).clamp(0.0, 1.0)
+        weight = self.piecewise_weight
+        return torch.einsum("rft,ftd->rfd", encoded.to(weight.dtype), weight) + self.piecewise_bias
 
     def table_weights(self) -> dict[str, torch.Tensor]:
         """Each sparse field's table weight, by field name (the shared tables, when shared)."""
@@ -203,6 +244,8 @@ class FeatureEmbedding(nn.Module):
             for name, weight in other.table_weights().items():
                 mine[name].copy_(weight)
             self.field_vectors.copy_(other.field_vectors)
+            for name in ("piecewise_weight", "piecewise_bias", "piecewise_edges", "piecewise_fitted"):
+                getattr(self, name).copy_(getattr(other, name))
 
     def _scaled(self, batch: EncodedBatch) -> list[torch.Tensor]:
         """Pooled embeddings with every value multiplied by the scalers (the same pooling as the tables'); any backend."""
@@ -232,5 +275,6 @@ class FeatureEmbedding(nn.Module):
             parts = self._scaled(batch) if self.scalers else self.lookup.pool(self.bags, batch)
         out = torch.stack(parts, dim=1) if parts else batch.dense.new_zeros(rows, 0, self.config.dim)
         if self.dense:
-            out = torch.cat([out, batch.dense.unsqueeze(-1) * self.field_vectors], dim=1)
+            dense = self._piecewise(batch.dense) if self.piecewise else batch.dense.unsqueeze(-1) * self.field_vectors
+            out = torch.cat([out, dense.to(out.dtype)], dim=1)
         return out

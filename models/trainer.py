@@ -38,6 +38,7 @@ from featuremap.errors import InputError
 from models.base import CTRModel
 from models.batching import EncodedBatch
 from models.data import InMemoryData
+from models.embedding import FeatureEmbedding
 from models.settings import TrainConfig
 
 
@@ -213,6 +214,9 @@ def fit(
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
     autocast = resolve_precision(config.precision, device)
+    for module in model.modules():  # the piecewise-linear encodings' bins from the train rows, before any step
+        if isinstance(module, FeatureEmbedding):
+            module.fit_piecewise(train.columns)
     model.to(device)
     own = {id(p) for group in (hooks.optimizer.param_groups if hooks.optimizer else []) for p in group["params"]}
     own |= {id(p) for p in hooks.exclude}

@@ -27,7 +27,9 @@ def model_spec(cfg: PipelineConfig) -> ModelSpec:
     from models.embedding import EmbeddingConfig
 
     tc = cfg.train
-    embedding = EmbeddingConfig(dim=tc.embedding_dim, backend=tc.backend, numeric_as_value=tc.numeric_as_value)
+    embedding = EmbeddingConfig(
+        dim=tc.embedding_dim, backend=tc.backend, numeric_as_value=tc.numeric_as_value, piecewise_bins=tc.piecewise_bins
+    )
     return ModelSpec(tc.model, dict(tc.params), embedding, tc.seed)
 
 

@@ -64,7 +64,9 @@ class TrainSection(TrainConfig):
     backend: Literal["torch", "torchrec"] = "torchrec"
     """torchrec (EmbeddingBagCollection + KeyedJaggedTensor) or plain torch nn.EmbeddingBag."""
     numeric_as_value: bool = False
-    """Numeric fields as value × field vector instead of bucket ids."""
+    """Numeric fields fed as values instead of bucket ids: value × a field vector, or with piecewise_bins the piecewise-linear encoding."""
+    piecewise_bins: int = Field(0, ge=0)
+    """With numeric_as_value: embed each numeric field by the piecewise-linear encoding of its value over this many quantile bins of its train values (Gorishniy et al., 2022; docs/training.md); 0: value × a field vector."""
     embedding_regularizer: float = Field(0.05, ge=0)
     """L2 on every embedding table (FuxiCTR's embedding_regularizer: λ/2 · Σ w² added to each step's loss); 0.05 chosen on validation (the trainer's own default is 0)."""
     baselines: list[Literal["lightgbm", "catboost", "wide"]] = Field(default_factory=lambda: ["lightgbm", "wide"])

@@ -27,7 +27,9 @@ def run_optuna(cfg: PipelineConfig, out: Path, workdir: Path, feature_map: Featu
 
     def trial_search(config: dict[str, Any], on_epoch=None, target: Path | None = None):
         """Train one configuration (with its methods' searches): (valid AUC, parameters after selection, summaries)."""
-        embedding = EmbeddingConfig(dim=config["embedding_dim"], backend=tc.backend, numeric_as_value=tc.numeric_as_value)
+        embedding = EmbeddingConfig(
+            dim=config["embedding_dim"], backend=tc.backend, numeric_as_value=tc.numeric_as_value, piecewise_bins=tc.piecewise_bins
+        )
         spec = ModelSpec(config["model"], config["params"], embedding, tc.seed)
         trial_model = build(spec, feature_map)
         trial_settings = settings.model_copy(update={"learning_rate": config["learning_rate"], "max_epochs": oc.max_epochs})

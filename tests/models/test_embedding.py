@@ -174,3 +174,37 @@ def test_chunk_count_rules():
     assert chunks_by_rank({"a": 1, "b": 2}, 1) == {"a": 1, "b": 1} and chunks_by_rank({"a": 1}, 3) == {"a": 3}
     # the largest vocabulary gets every chunk; a 2-value field one
     assert chunks_by_cardinality({"item": 4096, "user": 64, "flag": 2}, 4) == {"item": 4, "user": 2, "flag": 1}
+
+
+def test_piecewise_linear_encoding_of_numeric_values():
+    emb = FeatureEmbedding(FM, EmbeddingConfig(dim=3, numeric_as_value=True, piecewise_bins=4, init_std=0.5))
+    assert emb.field_vectors.numel() == 0 and emb.piecewise_weight.shape == (1, 4, 3)
+    # Edges from the train values' quantiles: 0, 1, 2, 3, 4 for values spread evenly over [0, 4].
+    emb.fit_piecewise({"price__num": np.linspace(0.0, 4.0, 401)})
+    torch.testing.assert_close(emb.piecewise_edges[0], torch.tensor([0.0, 1.0, 2.0, 3.0, 4.0]))
+    emb.fit_piecewise({"price__num": np.linspace(10.0, 20.0, 11)})  # fitted once: later calls keep the edges
+    assert emb.piecewise_edges[0, -1].item() == 4.0
+    cols, y = _columns(4)
+    cols["price__num"] = np.array([-3.0, 0.5, 2.25, 9.0], dtype=np.float32)
+    out = emb(make_batch(cols, y, FM, numeric_as_value=True))[:, 2]  # sparse fields first, then the dense one
+    # 1 for each bin wholly below the value, the position inside the bin it falls in, 0 above; clamped to the train range.
+    encoded = torch.tensor([[0, 0, 0, 0], [0.5, 0, 0, 0], [1, 1, 0.25, 0], [1, 1, 1, 1]], dtype=torch.float32)
+    torch.testing.assert_close(out, encoded @ emb.piecewise_weight[0] + emb.piecewise_bias[0])
+    out.sum().backward()
+    assert emb.piecewise_weight.grad is not None
+
+
+def test_piecewise_edges_travel_with_the_weights_and_between_backends():
+    config = EmbeddingConfig(dim=4, numeric_as_value=True, piecewise_bins=8, init_std=0.1)
+    trained = FeatureEmbedding(FM, config)
+    cols, y = _columns(200)
+    trained.fit_piecewise(cols)
+    loaded = FeatureEmbedding(FM, config)  # as predict builds it: unfitted, then the saved state
+    loaded.load_state_dict(trained.state_dict())
+    assert bool(loaded.piecewise_fitted) and torch.equal(loaded.piecewise_edges, trained.piecewise_edges)
+    loaded.fit_piecewise({"price__num": np.zeros(10)})
+    batch = make_batch(cols, y, FM, numeric_as_value=True)
+    torch.testing.assert_close(loaded(batch), trained(batch))
+    rec = FeatureEmbedding(FM, EmbeddingConfig(dim=4, backend="torchrec", numeric_as_value=True, piecewise_bins=8))
+    rec.copy_weights_from(trained)
+    torch.testing.assert_close(rec(batch), trained(batch))

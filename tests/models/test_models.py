@@ -312,3 +312,21 @@ def test_fgcnn_generates_the_expected_feature_maps_and_inner_products():
     assert torch.allclose(pairs, expected, atol=1e-6)
     model = build_model("fgcnn", FM_XOR, EmbeddingConfig(dim=4))
     assert len(model.embedding_tables()) == 6  # two embeddings (generation, classifier) of three fields
+
+
+def test_piecewise_encoding_learns_a_non_monotone_effect_that_a_value_times_a_vector_cannot():
+    # One numeric field; the label depends on |x| only, so any function linear in x scores AUC ~0.5. LR (first-order
+    # weights only) learns it through the piecewise-linear encoding, fitted by the trainer on the train rows.
+    feature_map = FeatureMap(label="y", fields=(FieldSpec(name="x", kind="numeric", column="x", vocab_size=20, value_column="x__num"),))
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=12_000).astype(np.float32)
+    y = (rng.random(x.size) < 1 / (1 + np.exp(-(2.0 * np.abs(x) - 1.6)))).astype(np.int8)
+    cols = {"x": np.zeros(x.size, dtype=np.int32), "x__num": x}
+    train = InMemoryData({k: v[:9600] for k, v in cols.items()}, y[:9600], feature_map, True)
+    valid = InMemoryData({k: v[9600:] for k, v in cols.items()}, y[9600:], feature_map, True)
+    auc = {}
+    for bins in (0, 16):
+        torch.manual_seed(0)
+        model = build_model("lr", feature_map, EmbeddingConfig(dim=4, numeric_as_value=True, piecewise_bins=bins, init_std=0.1))
+        auc[bins] = fit(model, train, valid, TrainConfig(learning_rate=0.05, batch_size=512, max_epochs=6, patience=2)).best_valid_auc
+    assert auc[0] < 0.56 and auc[16] > 0.68, auc
