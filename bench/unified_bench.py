@@ -234,7 +234,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--rows", type=int, default=2_000_000, help="rows of the long-tailed data (80/10/10 split)")
     parser.add_argument("--epochs", type=int, help="at most this many epochs, early-stopped on valid (default: per dataset, EPOCHS)")
-    parser.add_argument("--base", default="deepfm", choices=["deepfm", "dnn", "fm", "autoint", "autoint+"])
+    parser.add_argument(
+        "--base",
+        default="deepfm",
+        choices=["deepfm", "dnn", "fm", "autoint", "autoint+"],
+        help="dnn: the paper's setting (an MLP over the embeddings)",
+    )
     parser.add_argument("--dim", type=int, default=10)
     parser.add_argument("--unified-layout", default="1x1", help="Unified Embedding's TABLESxCHUNKS")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
@@ -293,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = [r for r in results.values() if r["dataset"] == dataset and r["seed"] in seeds and r["fraction"] in fractions]
         summary = summarise(rows)
         print("\n" + table(dataset, summary, fractions) + "\n", flush=True)
-        plot = args.out / f"unified_{dataset}.png"
+        plot = args.out / (f"unified_{dataset}.png" if args.base == "deepfm" else f"unified_{dataset}_{args.base}.png")
         pareto_plot(dataset, summary, plot)
         if not args.quick:
             args.plots.mkdir(parents=True, exist_ok=True)

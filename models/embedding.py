@@ -167,14 +167,15 @@ class FeatureEmbedding(nn.Module):
         self.lookup = SharedLookup() if config.shared is not None else LOOKUPS[config.backend]
         self.bags = self.lookup.build(self)
         self.piecewise = bool(self.dense) and config.piecewise_bins > 0
-        bins = config.piecewise_bins if self.piecewise else 0
         self.field_vectors = nn.Parameter(torch.empty(0 if self.piecewise else len(self.dense), config.dim))
-        # Piecewise-linear encoding: bin edges (train quantiles of each field's values, set once by fit_piecewise before
-        # training and saved with the weights), a [bins, dim] matrix and a bias per field.
-        self.register_buffer("piecewise_edges", torch.linspace(-1.0, 1.0, bins + 1).repeat(len(self.dense) if bins else 0, 1))
-        self.register_buffer("piecewise_fitted", torch.tensor(False))
-        self.piecewise_weight = nn.Parameter(torch.empty(len(self.dense) if bins else 0, bins, config.dim))
-        self.piecewise_bias = nn.Parameter(torch.zeros(len(self.dense) if bins else 0, config.dim))
+        if self.piecewise:  # registered only here, so that the weights of every other embedding keep their keys
+            # Bin edges (train quantiles of each field's values, set once by fit_piecewise before training and saved
+            # with the weights), and a [bins, dim] matrix and a bias per field.
+            fields, bins = len(self.dense), config.piecewise_bins
+            self.register_buffer("piecewise_edges", torch.linspace(-1.0, 1.0, bins + 1).repeat(fields, 1))
+            self.register_buffer("piecewise_fitted", torch.tensor(False))
+            self.piecewise_weight = nn.Parameter(torch.empty(fields, bins, config.dim))
+            self.piecewise_bias = nn.Parameter(torch.zeros(fields, config.dim))
         self.scalers: tuple[str, ...] = ()  # attribute names of the attached value scalers, applied in name order
         self.reset_parameters()
 
@@ -203,8 +204,9 @@ class FeatureEmbedding(nn.Module):
                 if not self.lookup.shared:  # shared hashed rows have no padding row
                     weight[PADDING_ID].zero_()
             self.field_vectors.normal_(0.0, self.config.init_std)
-            self.piecewise_weight.normal_(0.0, self.config.init_std)
-            self.piecewise_bias.zero_()
+            if self.piecewise:
+                self.piecewise_weight.normal_(0.0, self.config.init_std)
+                self.piecewise_bias.zero_()
 
     def fit_piecewise(self, columns: Mapping[str, Any], max_rows: int = 1_000_000) -> None:
         """Set the piecewise-linear encoding's bin edges to the quantiles of each dense field's values in `columns`
@@ -244,8 +246,9 @@ class FeatureEmbedding(nn.Module):
             for name, weight in other.table_weights().items():
                 mine[name].copy_(weight)
             self.field_vectors.copy_(other.field_vectors)
-            for name in ("piecewise_weight", "piecewise_bias", "piecewise_edges", "piecewise_fitted"):
-                getattr(self, name).copy_(getattr(other, name))
+            if self.piecewise:
+                for name in ("piecewise_weight", "piecewise_bias", "piecewise_edges", "piecewise_fitted"):
+                    getattr(self, name).copy_(getattr(other, name))
 
     def _scaled(self, batch: EncodedBatch) -> list[torch.Tensor]:
         """Pooled embeddings with every value multiplied by the scalers (the same pooling as the tables'); any backend."""

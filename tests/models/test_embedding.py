@@ -194,6 +194,12 @@ def test_piecewise_linear_encoding_of_numeric_values():
     assert emb.piecewise_weight.grad is not None
 
 
+def test_embeddings_without_the_encoding_keep_their_weight_keys():
+    # packages saved before the encoding existed load into today's modules
+    keys = set(FeatureEmbedding(FM, EmbeddingConfig(dim=4, numeric_as_value=True)).state_dict())
+    assert not any("piecewise" in k for k in keys) and "field_vectors" in keys
+
+
 def test_piecewise_edges_travel_with_the_weights_and_between_backends():
     config = EmbeddingConfig(dim=4, numeric_as_value=True, piecewise_bins=8, init_std=0.1)
     trained = FeatureEmbedding(FM, config)
