@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 
 from featuremap import FeatureMap
 from models.base import CTRModel
 from models.batching import EncodedBatch
+from models.deepfm import DeepFMConfig as DNNConfig  # the same MLP settings: hidden, dropout, batch_norm
 from models.embedding import EmbeddingConfig, FeatureEmbedding
 from models.layers import MLP
-
-
-@dataclass(frozen=True)
-class DNNConfig:
-    hidden: list[int] = field(default_factory=lambda: [400, 400, 400])
-    dropout: float = 0.0
-    batch_norm: bool = False
 
 
 class DNN(CTRModel):
