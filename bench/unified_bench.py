@@ -2,7 +2,7 @@
 
 Per dataset (the long-tailed synthetic data, `data.synthetic_kind: longtail`, and Frappe_x1), per seed and
 per budget (fractions of the full per-field tables' embedding parameters), trains one base model (DeepFM by
-default) over each embedding method, set up by the pipeline's own methods (methods/unified.py, hashing.py,
+default; `--base dnn`, an MLP over the embeddings, is the setting of the paper's argument) over each embedding method, set up by the pipeline's own methods (methods/unified.py, hashing.py,
 capped.py: their search then apply, as a run with `--search METHOD` does):
 - `full`: one table per field (the budget's reference, fraction 1);
 - `unified`: Unified Embedding, one shared table (`--unified-layout` TABLESxCHUNKS);
@@ -19,6 +19,7 @@ bench/unified_<dataset>.png, and an MLflow run per dataset with the figures and 
 
     python -m bench.unified_bench                     # the sweep (3 seeds, 5 budgets, both datasets)
     python -m bench.unified_bench --quick             # a small long-tailed sample, 1 seed, 2 budgets: minutes
+    python -m bench.unified_bench --base dnn          # the same sweep over an MLP (plots unified_<dataset>_dnn.png)
 """
 
 from __future__ import annotations
