@@ -173,7 +173,8 @@ class FeatureEmbedding(nn.Module):
             # with the weights), and a [bins, dim] matrix and a bias per field.
             fields, bins = len(self.dense), config.piecewise_bins
             self.register_buffer("piecewise_edges", torch.linspace(-1.0, 1.0, bins + 1).repeat(fields, 1))
-            self.register_buffer("piecewise_fitted", torch.tensor(False))
+            # 1 once fitted; uint8, which every collective backend takes
+            self.register_buffer("piecewise_fitted", torch.tensor(0, dtype=torch.uint8))
             self.piecewise_weight = nn.Parameter(torch.empty(fields, bins, config.dim))
             self.piecewise_bias = nn.Parameter(torch.zeros(fields, config.dim))
         self.scalers: tuple[str, ...] = ()  # attribute names of the attached value scalers, applied in name order
@@ -223,7 +224,7 @@ class FeatureEmbedding(nn.Module):
             edges.append(np.quantile(sample, levels) if sample.size else default)
         with torch.no_grad():
             self.piecewise_edges.copy_(torch.as_tensor(np.stack(edges), dtype=self.piecewise_edges.dtype))
-            self.piecewise_fitted.fill_(True)
+            self.piecewise_fitted.fill_(1)
 
     def _piecewise(self, values: torch.Tensor) -> torch.Tensor:
         """[rows, fields] values -> [rows, fields, dim]: bias + Σ_t v_t W_t, where v_t is 1 past bin t, 0 before it and
