@@ -131,6 +131,12 @@ def run_one(method: str, fraction: float, seed: int, data: tuple, epochs: int, a
     }
 
 
+def _base(key: str, result: dict) -> str:
+    """The base model of a stored run: recorded, or (runs stored before it was) the key's fifth part, else DeepFM."""
+    parts = key.split("|")
+    return result.get("base") or (parts[4] if len(parts) > 4 else "deepfm")
+
+
 def _mean_sd(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
@@ -289,14 +295,18 @@ def main(argv: list[str] | None = None) -> int:
                     if key in results:
                         continue
                     r = run_one(method, fraction, seed, data, args.epochs or EPOCHS[dataset], args)
-                    results[key] = {"dataset": dataset, **r}
+                    results[key] = {"dataset": dataset, "base": args.base, **r}
                     catalog.write_json(results_file, results)
                     print(
                         f"  {key}: valid {r['valid_auc']:.4f}, test {r['test_auc']:.4f}, {r['embedding_params']:,} embedding params, "
                         f"{r['epochs']} epoch(s), {r['seconds']:.0f} s",
                         flush=True,
                     )
-        rows = [r for r in results.values() if r["dataset"] == dataset and r["seed"] in seeds and r["fraction"] in fractions]
+        rows = [
+            r
+            for key, r in results.items()
+            if r["dataset"] == dataset and _base(key, r) == args.base and r["seed"] in seeds and r["fraction"] in fractions
+        ]
         summary = summarise(rows)
         print("\n" + table(dataset, summary, fractions) + "\n", flush=True)
         plot = args.out / (f"unified_{dataset}.png" if args.base == "deepfm" else f"unified_{dataset}_{args.base}.png")

@@ -3,7 +3,7 @@
 `batching` (encoded arrays -> EncodedBatch in KeyedJaggedTensor layout),
 `embedding` (the one FeatureEmbedding module: torchrec and plain-torch
 backends, Unified Embedding's shared hashed tables), the models (LR, FM,
-DeepFM, AutoInt(+), FGCNN; `registry` builds any of them by name), `trainer`
+DNN, DeepFM, AutoInt(+), FGCNN; `registry` builds any of them by name), `trainer`
 (the one training loop) and `distributed` (torchrec DistributedModelParallel).
 """
 

@@ -219,7 +219,7 @@ class FeatureEmbedding(nn.Module):
         edges = []
         for spec, default in zip(self.dense, self.piecewise_edges.cpu().numpy(), strict=True):
             values = np.asarray(columns[spec.value_column], dtype=np.float64)
-            sample = values[:: max(1, values.size // max_rows)]
+            sample = values[:: max(1, -(-values.size // max_rows))]  # a stride that keeps at most max_rows
             sample = sample[np.isfinite(sample)]
             edges.append(np.quantile(sample, levels) if sample.size else default)
         with torch.no_grad():

@@ -38,7 +38,7 @@ def _data_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
     parser.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="tag every MLflow run of this run (repeatable)")
     parser.add_argument("--rows", type=int, help="rows of synthetic data when no --data is given")
-    parser.add_argument("--model", help="model for the train stage: lr, fm, deepfm, autoint, autoint+, fgcnn")
+    parser.add_argument("--model", help="model for the train stage: lr, fm, deepfm, dnn, autoint, autoint+, fgcnn")
     parser.add_argument("--device", help="auto (CUDA when present), cpu or cuda")
     parser.add_argument(
         "--engine", choices=["local", "ray"], help="where ingest and rank run: here, or as Ray tasks (engine.kind; default local)"

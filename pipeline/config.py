@@ -66,7 +66,7 @@ class TrainSection(TrainConfig):
     numeric_as_value: bool = False
     """Numeric fields fed as values instead of bucket ids: value × a field vector, or with piecewise_bins the piecewise-linear encoding."""
     piecewise_bins: int = Field(0, ge=0)
-    """With numeric_as_value: embed each numeric field by the piecewise-linear encoding of its value over this many quantile bins of its train values (Gorishniy et al., 2022; docs/training.md); 0: value × a field vector."""
+    """With numeric_as_value: true (required): embed each numeric field by the piecewise-linear encoding of its value over this many quantile bins of its train values (Gorishniy et al., 2022; docs/training.md); 0: value × a field vector."""
     embedding_regularizer: float = Field(0.05, ge=0)
     """L2 on every embedding table (FuxiCTR's embedding_regularizer: λ/2 · Σ w² added to each step's loss); 0.05 chosen on validation (the trainer's own default is 0)."""
     baselines: list[Literal["lightgbm", "catboost", "wide"]] = Field(default_factory=lambda: ["lightgbm", "wide"])
@@ -82,6 +82,8 @@ class TrainSection(TrainConfig):
 
     @model_validator(mode="after")
     def _choice(self) -> TrainSection:
+        if self.piecewise_bins and not self.numeric_as_value:
+            raise ValueError("piecewise_bins encodes numeric fields fed as values; set numeric_as_value: true as well")
         known = ["best", "deep", *self.baselines, *(["blend"] if self.baselines else [])]
         if self.choose not in known:
             raise ValueError(f"choose: {self.choose!r} is not a candidate; use one of {', '.join(known)}")
@@ -93,14 +95,16 @@ class OptunaSection(Section):
 
     trials: int = Field(12, ge=1)
     """Trials of the study."""
-    models: list[Literal["lr", "fm", "deepfm", "dnn", "autoint", "autoint+", "fgcnn"]] = Field(default_factory=lambda: ["fm", "deepfm", "autoint"])
+    models: list[Literal["lr", "fm", "deepfm", "dnn", "autoint", "autoint+", "fgcnn"]] = Field(
+        default_factory=lambda: ["fm", "deepfm", "autoint"]
+    )
     """Models the study samples."""
     embedding_dims: list[int] = Field(default_factory=lambda: [4, 8, 10, 16], min_length=1)
     """Embedding widths the study samples."""
     learning_rate: tuple[float, float] = (1e-4, 1e-2)
     """Learning-rate range (log)."""
     max_depth: int = Field(3, ge=1)
-    """Most DNN layers of DeepFM / AutoInt+, attention layers of AutoInt."""
+    """Most MLP layers of DNN / DeepFM / AutoInt+, attention layers of AutoInt."""
     max_epochs: int = Field(10, ge=1)
     """Most epochs per trial."""
     prune_after: int = Field(2, ge=1)

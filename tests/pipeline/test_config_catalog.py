@@ -31,6 +31,7 @@ def test_defaults_and_overrides(tmp_path):
         ("split:\n  valid: 0.6\n  test: 0.5\n", "must be below 1"),
         ("- a\n- b\n", "must be a mapping"),
         ("rank: [unclosed\n", "not valid YAML"),
+        ("train:\n  piecewise_bins: 16\n", "set numeric_as_value: true as well"),
     ],
 )
 def test_bad_config_is_one_clear_line(tmp_path, text, message):
