@@ -516,3 +516,24 @@ def test_the_budget_baselines_run_as_methods_through_train_and_predict(tmp_path,
     scored, _ = score(find_package(str(out), None), raw, None, "cpu")
     again, _ = score(find_package(str(out), None), raw, None, "cpu")
     assert scored.height == 300 and np.array_equal(scored["probability"].to_numpy(), again["probability"].to_numpy())
+
+
+def test_piecewise_encoding_travels_in_the_package_and_predict_scores_as_the_run_did(tmp_path):
+    # The encodings' derived fields and the raw numeric ones, embedded by the piecewise-linear encoding: its edges are
+    # fitted by the trainer, saved with the weights and used by predict on raw rows (the test holdout).
+    config = tmp_path / "c.yaml"
+    config.write_text("train: {max_epochs: 2, numeric_as_value: true, piecewise_bins: 8, baselines: []}\n")
+    out = tmp_path / "out"
+    assert (
+        main(["run", "--rows", "8000", "--config", str(config), "--stages", "ingest,search,train", "--out", str(out), "--no-tracking"]) == 0
+    )
+    metrics = json.loads((out / "train" / "metrics.json").read_text())
+    assert metrics["kind"] == "deep"
+    target = tmp_path / "p.parquet"
+    assert main(["predict", "--model", str(out), "--data", str(out / "ingest" / "holdout" / "test.parquet"), "--out", str(target)]) == 0
+    from sklearn.metrics import roc_auc_score
+
+    scored = pl.read_parquet(target)
+    assert roc_auc_score(scored[synthetic.LABEL].to_numpy(), scored["probability"].to_numpy()) == pytest.approx(
+        metrics["test_auc"], abs=1e-6
+    )
