@@ -131,10 +131,10 @@ def run_one(method: str, fraction: float, seed: int, data: tuple, epochs: int, a
     }
 
 
-def _base(key: str, result: dict) -> str:
-    """The base model of a stored run: recorded, or (runs stored before it was) the key's fifth part, else DeepFM."""
+def _base(key: str) -> str:
+    """The base model of a stored run: its key's fifth part, DeepFM's runs have none."""
     parts = key.split("|")
-    return result.get("base") or (parts[4] if len(parts) > 4 else "deepfm")
+    return parts[4] if len(parts) > 4 else "deepfm"
 
 
 def _mean_sd(values: list[float]) -> tuple[float, float]:
@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         "--base",
         default="deepfm",
         choices=["deepfm", "dnn", "fm", "autoint", "autoint+"],
-        help="dnn: the paper's setting (an MLP over the embeddings)",
+        help="dnn: an MLP over the embeddings, the setting of the paper's argument",
     )
     parser.add_argument("--dim", type=int, default=10)
     parser.add_argument("--unified-layout", default="1x1", help="Unified Embedding's TABLESxCHUNKS")
@@ -295,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
                     if key in results:
                         continue
                     r = run_one(method, fraction, seed, data, args.epochs or EPOCHS[dataset], args)
-                    results[key] = {"dataset": dataset, "base": args.base, **r}
+                    results[key] = {"dataset": dataset, **r}
                     catalog.write_json(results_file, results)
                     print(
                         f"  {key}: valid {r['valid_auc']:.4f}, test {r['test_auc']:.4f}, {r['embedding_params']:,} embedding params, "
@@ -305,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = [
             r
             for key, r in results.items()
-            if r["dataset"] == dataset and _base(key, r) == args.base and r["seed"] in seeds and r["fraction"] in fractions
+            if r["dataset"] == dataset and _base(key) == args.base and r["seed"] in seeds and r["fraction"] in fractions
         ]
         summary = summarise(rows)
         print("\n" + table(dataset, summary, fractions) + "\n", flush=True)

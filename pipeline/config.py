@@ -52,10 +52,13 @@ def _not_unified(value: Any) -> Any:
     return value
 
 
+ModelName = Literal["lr", "fm", "deepfm", "dnn", "autoint", "autoint+", "fgcnn"]  # models.registry.MODELS' names
+
+
 class TrainSection(TrainConfig):
     """The trained model and the trainer (docs/training.md); the trainer's own settings are models/settings.py's."""
 
-    model: Annotated[Literal["lr", "fm", "deepfm", "dnn", "autoint", "autoint+", "fgcnn"], BeforeValidator(_not_unified)] = "deepfm"
+    model: Annotated[ModelName, BeforeValidator(_not_unified)] = "deepfm"
     """The model (over Unified Embedding's shared tables with search.methods [unified]: fm, deepfm, dnn, autoint or autoint+)."""
     params: dict[str, Any] = Field(default_factory=dict)
     """The model's own settings, e.g. {layers: 6, heads: 4, attention_dim: 128}."""
@@ -81,9 +84,13 @@ class TrainSection(TrainConfig):
     """A baseline trains and early-stops on evenly spaced samples of at most this many train and valid rows (valid and test are scored whole)."""
 
     @model_validator(mode="after")
-    def _choice(self) -> TrainSection:
+    def _piecewise(self) -> TrainSection:
         if self.piecewise_bins and not self.numeric_as_value:
             raise ValueError("piecewise_bins encodes numeric fields fed as values; set numeric_as_value: true as well")
+        return self
+
+    @model_validator(mode="after")
+    def _choice(self) -> TrainSection:
         known = ["best", "deep", *self.baselines, *(["blend"] if self.baselines else [])]
         if self.choose not in known:
             raise ValueError(f"choose: {self.choose!r} is not a candidate; use one of {', '.join(known)}")
@@ -95,9 +102,7 @@ class OptunaSection(Section):
 
     trials: int = Field(12, ge=1)
     """Trials of the study."""
-    models: list[Literal["lr", "fm", "deepfm", "dnn", "autoint", "autoint+", "fgcnn"]] = Field(
-        default_factory=lambda: ["fm", "deepfm", "autoint"]
-    )
+    models: list[ModelName] = Field(default_factory=lambda: ["fm", "deepfm", "autoint"])
     """Models the study samples."""
     embedding_dims: list[int] = Field(default_factory=lambda: [4, 8, 10, 16], min_length=1)
     """Embedding widths the study samples."""

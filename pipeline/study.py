@@ -101,7 +101,7 @@ def run_study(
             "embedding_dim": trial.suggest_categorical("embedding_dim", list(settings.embedding_dims)),
             "learning_rate": trial.suggest_float("learning_rate", *settings.learning_rate, log=True),
         }
-        depth = trial.suggest_int("depth", 1, settings.max_depth) if model in ("deepfm", "dnn", "autoint", "autoint+") else 0
+        depth = trial.suggest_int("depth", 1, settings.max_depth) if _model_params(model, 1) else 0  # models with a depth knob
         config["params"] = {**settings.base_params.get(model, {}), **_model_params(model, depth)}
         for name, method in METHODS.items():  # in registry order, whatever order the config lists them in
             if name in settings.methods:
