@@ -90,6 +90,7 @@ class Method(ABC):
     derives: ClassVar[bool] = False  # adds derived fields to the data (`derived_map`, `derive`); its state goes in the package
     trains: ClassVar[bool] = True  # its search trains a model (so the search stage's unsearched baseline is worth training)
     shardable: ClassVar[bool] = False  # whether distributed training (sharded torchrec tables) can take the state
+    gbdt_input: ClassVar[bool] = True  # its derived fields are inputs of the GBDT baselines too (`derives` only)
 
     def pair_budget(self, settings: Settings) -> dict[str, int]:
         """The rank stage's top pairs the method takes its pairs from, as {ordering: how many} (ordering: a column of
@@ -131,6 +132,10 @@ class Method(ABC):
     def derive(self, state: Any, columns: dict[str, Any], labels: Any | None) -> dict[str, Any]:
         """The derived columns of one split's rows; `labels` are given for train rows only (no row may see its own)."""
         return {}
+
+    def derived_fields(self, state: Any) -> list[str]:
+        """The names of the fields `derived_map` adds."""
+        return [f.name for f in self.derived_map(state, FeatureMap(label="", fields=())).fields]
 
     def study_space(self, trial: Any, ranges: dict[str, tuple[float, float]]) -> dict[str, Any]:
         """The settings an Optuna trial samples for this method (suggestions on `trial`, within the config's `ranges`)."""

@@ -7,6 +7,8 @@ from the registry in `methods/`; nothing here names one.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -107,3 +109,12 @@ def derive(searched: Searched, feature_map: FeatureMap, splits: dict[str, Any]) 
                 added = method.derive(state, data.columns, data.label if name == "train" else None)
                 splits[name] = InMemoryData({**data.columns, **added}, data.label, feature_map, data.numeric_as_value)
     return feature_map, splits
+
+
+def gbdt_map(feature_map: FeatureMap, derivers: Iterable[tuple[Method, Any]]) -> FeatureMap:
+    """The fields the GBDT baselines take: `feature_map` without those derived by a method whose fields are not GBDT
+    inputs (`derivers`: (method, state) of each deriving method applied)."""
+    hidden = {name for method, state in derivers if not method.gbdt_input for name in method.derived_fields(state)}
+    if not hidden:
+        return feature_map
+    return dataclasses.replace(feature_map, fields=tuple(f for f in feature_map.fields if f.name not in hidden))

@@ -14,6 +14,7 @@ from methods.capped import CappedSettings
 from methods.dnis import DNISSettings
 from methods.encodings import EncodingsSettings
 from methods.hashing import HashingSettings
+from methods.leaves import LeavesSettings
 from methods.optfs import OptFSSettings
 from methods.optinter import OptInterSettings
 from methods.unified import UnifiedSettings
@@ -155,13 +156,15 @@ class SearchSection(Section):
     """The search stage: methods that decide features, sizes, interactions or the model before train."""
 
     methods: list[Annotated[str, AfterValidator(_registered_method)]] = Field(default_factory=lambda: ["encodings"])
-    """Any of encodings, optfs, dnis, optinter, unified, hashing, capped (methods/, applied in that order: encodings' derived fields feed the others; dnis searches on optfs's gates) or optuna; optinter, the embedding layouts (unified, hashing, capped) and optuna run alone. The default, [encodings], was chosen on validation (bench/RESULTS.md); [] for none."""
+    """Any of encodings, leaves, optfs, dnis, optinter, unified, hashing, capped (methods/, applied in that order: encodings' derived fields feed the others (leaves' GBDT included); dnis searches on optfs's gates) or optuna; optinter, the embedding layouts (unified, hashing, capped) and optuna run alone. The default, [encodings], was chosen on validation (bench/RESULTS.md); [] for none."""
     max_features: int | None = Field(None, ge=1)
     """Ranking budget: search and train use only the rank stage's top N features (plus OptInter's pair fields); null: all."""
     baseline: bool = True
     """Also train the unsearched model on the same splits: the "before" figures."""
     encodings: EncodingsSettings = Field(default_factory=EncodingsSettings)
     """Statistical encodings settings (methods/encodings.py)."""
+    leaves: LeavesSettings = Field(default_factory=LeavesSettings)
+    """GBDT leaf indices settings (methods/leaves.py)."""
     optfs: OptFSSettings = Field(default_factory=OptFSSettings)
     """OptFS settings (methods/optfs.py)."""
     dnis: DNISSettings = Field(default_factory=DNISSettings)

@@ -22,6 +22,7 @@ import polars as pl
 from featuremap import OOV_ID, FeatureMap
 from methods import METHODS
 from pipeline import catalog
+from pipeline.assemble import gbdt_map
 from pipeline.config import PipelineConfig
 from pipeline.errors import UserError
 
@@ -199,7 +200,7 @@ def score(directory: Path, data: Path, fmt: str | None, device_name: str = "auto
         from features.tabular import tabular, tabular_columns
         from models.baselines import KINDS
 
-        columns, categorical, dtype = tabular_columns(feature_map)
+        columns, categorical, dtype = tabular_columns(gbdt_map(feature_map, derivers))
         frame = encoded.with_columns(pl.Series(name, values) for name, values in derived.items()) if derived else encoded
         x = tabular(frame, columns, dtype)
         for name in set(used) - {DEEP}:

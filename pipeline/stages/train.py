@@ -9,9 +9,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from features.tabular import tabular_columns
 from methods import METHODS
 from pipeline import catalog
-from pipeline.assemble import assemble, derive, model_spec, package_entries, searched_states
+from pipeline.assemble import assemble, derive, gbdt_map, model_spec, package_entries, searched_states
 from pipeline.config import PipelineConfig, method_settings
 from pipeline.errors import UserError
 from pipeline.package import PACKAGE, write_package
@@ -110,9 +111,11 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         "device": str(device),
     }
     base_names = {f.name for f in base_map.fields}
-    added = [f.value_column for f in feature_map.fields if f.name not in base_names]
+    derivers = [(method, state) for method, _, state in searched if method.derives]
+    tabular_map = gbdt_map(feature_map, derivers)  # e.g. without the leaf fields of a GBDT
+    added = [c for c, f in zip(tabular_columns(tabular_map)[0], tabular_map.fields, strict=True) if f.name not in base_names]
     derived = {name: {c: data.columns[c] for c in added} for name, data in splits.items() if data is not None and added}
-    baselines, children, fitted = fit_baselines(cfg, ingest_dir, feature_map, derived, significant_pairs(out, feature_map, cfg))
+    baselines, children, fitted = fit_baselines(cfg, ingest_dir, tabular_map, derived, significant_pairs(out, tabular_map, cfg))
     if baselines:
         report["baselines"] = baselines
         catalog.write_json(workdir / catalog.BASELINES.name, baselines)
@@ -136,7 +139,7 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         package_entries(searched),
         choice.entry(),
         fitted,  # every baseline, so that the package can score with any candidate
-        [(method, state) for method, _, state in searched if method.derives],
+        derivers,
     )
     catalog.write_json(workdir / catalog.TRAIN_METRICS.name, report)
     catalog.write_json(workdir / catalog.HISTORY.name, [record.__dict__ for record in result.history])
