@@ -84,3 +84,31 @@ def test_leaves_train_an_lr_travel_in_the_package_and_stay_out_of_the_baselines(
         scored = pl.read_parquet(target)
         expected = metrics["candidates"]["lr" if kind == "deep" else "lightgbm"]["test_auc"]
         assert roc_auc_score(scored[synthetic.LABEL].to_numpy(), scored["probability"].to_numpy()) == pytest.approx(expected, abs=1e-6)
+
+
+def test_an_lr_over_the_leaves_learns_an_interaction_an_lr_alone_cannot():
+    # The paper's claim in miniature: the trees find the combination (a pure XOR of two fields), the linear model
+    # weighs it. LR on the fields alone stays at chance (tests/models/test_models.py).
+    import torch
+
+    from methods.base import ModelSpec, SearchRun
+    from models.data import InMemoryData
+    from models.embedding import EmbeddingConfig
+    from models.registry import build_model
+    from models.trainer import TrainConfig, fit
+    from tests.models.test_models import FM_XOR, _split
+
+    train, valid = _split()
+    spec = ModelSpec("lr", {}, EmbeddingConfig(dim=4), 0)
+    method = GBDTLeaves()
+    state = method.search(
+        SearchRun(FM_XOR, train, valid, TrainConfig(), spec, None, lambda n, by="gain": []), LeavesSettings(trees=5)
+    ).state
+    derived_map = method.derived_map(state, FM_XOR)
+    train, valid = (
+        InMemoryData({**d.columns, **method.derive(state, d.columns, None)}, d.label, derived_map, False) for d in (train, valid)
+    )
+    torch.manual_seed(0)
+    model = build_model("lr", derived_map, EmbeddingConfig(dim=4, init_std=0.1))
+    result = fit(model, train, valid, TrainConfig(learning_rate=0.01, batch_size=512, max_epochs=8, patience=2))
+    assert result.best_valid_auc > 0.7
