@@ -150,6 +150,20 @@ class Method(ABC):
         return {"name": f"{self.name} retrain", "valid_auc": summary.get("valid_auc_after"), "params": None}
 
 
+def rank_derived(specs: list[Any], columns: dict[str, Any], labels: Any) -> list[dict[str, Any]]:
+    """Derived fields ranked like any feature: the rank stage's score of fields `specs` over their train-row `columns`
+    (ids in each spec's rank column) and `labels`; rank, feature, score, adjusted MI and p-value per field."""
+    import numpy as np
+
+    from features.ranking import rank_features
+    from features.settings import RankParams
+
+    feature_map = FeatureMap(label="label", fields=tuple(specs), splits={"train": {"rows": len(labels)}})
+    batch = {spec.rank_column: columns[spec.rank_column] for spec in specs}
+    ranked = rank_features(iter([(batch, np.asarray(labels).astype(np.int8))]), feature_map, RankParams(pair_budget=0))
+    return ranked.ranking.select("rank", "feature", "score", "adjusted_mi", "p_value").to_dicts()
+
+
 def study_range(ranges: dict[str, tuple[float, float]], key: str) -> tuple[float, float]:
     """The (low, high) range `key` of the study's section, or a ValueError naming the missing key."""
     if key not in ranges:

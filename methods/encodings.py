@@ -17,7 +17,7 @@ from pydantic import Field
 
 from featuremap import FeatureMap
 from featuremap.errors import InputError
-from methods.base import Applied, Found, Method, ModelSpec, SearchRun, Settings
+from methods.base import Applied, Found, Method, ModelSpec, SearchRun, Settings, rank_derived
 
 if TYPE_CHECKING:
     from models.base import CTRModel
@@ -135,18 +135,12 @@ class Encodings(Method):
     def _ranking(encodings: list[Any], statistics: list[Any], train: Any) -> list[dict[str, Any]]:
         """The derived fields ranked like any feature: the rank stage's score on the train rows' out-of-fold bucket ids
         (`statistics`: each encoding's out-of-fold train values, as its fit computed them)."""
-        from features.ranking import rank_features
-        from features.settings import RankParams
         from features.target_stats import others_log_count
 
-        specs = [spec for e in encodings for spec in e.specs()]
         columns: dict[str, Any] = {}
         for e, statistic in zip(encodings, statistics, strict=True):  # as transform_train gives them, without a second pass
             columns |= e.columns(statistic, others_log_count(e.table, e.key(train.columns)))
-        feature_map = FeatureMap(label=train.feature_map.label, fields=tuple(specs), splits={"train": {"rows": len(train)}})
-        batch = {spec.column: columns[spec.column] for spec in specs}
-        ranked = rank_features(iter([(batch, train.label.astype(np.int8))]), feature_map, RankParams(pair_budget=0))
-        return ranked.ranking.select("rank", "feature", "score", "adjusted_mi", "p_value").to_dicts()
+        return rank_derived([spec for e in encodings for spec in e.specs()], columns, train.label)
 
     def save(self, state: dict[str, Any], directory: Path) -> list[str]:
         arrays, meta = {}, []

@@ -20,7 +20,7 @@ from pydantic import Field
 from featuremap import FeatureMap, FieldSpec
 from featuremap.spec import FIRST_VALUE_ID
 from features.tabular import FLOAT32_EXACT
-from methods.base import Applied, Found, Method, ModelSpec, SearchRun, Settings
+from methods.base import Applied, Found, Method, ModelSpec, SearchRun, Settings, rank_derived
 
 if TYPE_CHECKING:
     from models.base import CTRModel
@@ -103,6 +103,9 @@ class GBDTLeaves(Method):
         booster = lgb.Booster(model_str=text)  # only the kept trees, as the package reloads them
         leaves = [int(tree["num_leaves"]) for tree in booster.dump_model()["tree_info"]]
         state = {"model": text, "booster": booster, "columns": names, "categorical": categorical, "wide": wide, "leaves": leaves}
+        specs = self.derived_map(state, FeatureMap(label=run.feature_map.label, fields=())).fields
+        fit_columns = {c: np.asarray(run.train.columns[c])[fit_rows] for c in names}
+        ranking = rank_derived(list(specs), self.derive(state, fit_columns, None), run.train.label[fit_rows])
         summary = {
             "trees": len(leaves),
             "leaves": leaves,
@@ -110,6 +113,7 @@ class GBDTLeaves(Method):
             "gbdt_valid_logloss": result.valid_logloss,
             "columns": names,
             "train_rows": int(fit_rows.size),
+            "ranking": ranking,  # the leaf fields ranked like any feature, on the rows the trees grew on
             "settings": settings.model_dump(),
         }
         return Found(summary, state)
@@ -164,10 +168,14 @@ class GBDTLeaves(Method):
         return model
 
     def report_lines(self, summary: dict[str, Any]) -> list[str]:
-        return [
+        lines = [
             f"GBDT leaves: {summary['trees']} trees of at most {max(summary['leaves'], default=0)} leaves as categorical fields "
             f"(the GBDT's valid AUC {summary['gbdt_valid_auc']:.4f})"
         ]
+        if summary.get("ranking"):
+            top = ", ".join(f"{r['feature']} (score {r['score']:.1f})" for r in summary["ranking"][:5])
+            lines.append(f"Leaf fields ranked like the features, on the train rows the trees grew on: {top}")
+        return lines
 
     def model_row(self, summary: dict[str, Any]) -> dict[str, Any] | None:
         return None  # its GBDT is an input of the model, not a candidate

@@ -34,6 +34,8 @@ def test_each_derived_field_is_one_trees_leaf_and_the_state_round_trips(tmp_path
     found = method.search(run, LeavesSettings(trees=12, num_leaves=7))
     state = found.state
     assert 1 <= found.summary["trees"] <= 12 and len(state["leaves"]) == found.summary["trees"]
+    ranked = found.summary["ranking"]  # the leaf fields ranked like any feature
+    assert sorted(r["feature"] for r in ranked) == method.derived_fields(state) and ranked[0]["score"] >= ranked[-1]["score"]
     derived = method.derive(state, run.valid.columns, None)
     names = [f.name for f in method.derived_map(state, run.feature_map).fields[len(run.feature_map.fields) :]]
     assert names == sorted(derived) == method.derived_fields(state)
