@@ -150,6 +150,41 @@ class Method(ABC):
         return {"name": f"{self.name} retrain", "valid_auc": summary.get("valid_auc_after"), "params": None}
 
 
+class DerivingMethod(Method):
+    """A method that only adds fields to the data (the encodings, GBDT leaves): the model is built on the derived
+    feature map as it is, nothing trains in its search, and its state's `files` travel in the package."""
+
+    derives = True
+    trains = False
+    shardable = True  # the derived fields are ordinary fields
+    files: ClassVar[tuple[str, ...]] = ()  # what `save` writes
+
+    def apply(self, model: CTRModel, state: Any, settings: Settings, spec: ModelSpec, feature_map: FeatureMap) -> Applied:
+        return Applied(model)  # the derived fields are in the data and the feature map the model was built on
+
+    def package_entry(self, settings: Settings, state: Any) -> dict[str, Any]:
+        return {"files": list(self.files)}  # the state travels as files beside the package's weights
+
+    def restore(self, model: CTRModel | None, entry: dict[str, Any], spec: ModelSpec, feature_map: FeatureMap) -> CTRModel:
+        return model
+
+    def model_row(self, summary: dict[str, Any]) -> dict[str, Any] | None:
+        return None  # nothing is trained in the search stage
+
+
+def spaced_rows(rows: int, cap: int) -> Any:
+    """At most `cap` evenly spaced row numbers of `rows` rows, in order (numpy int64)."""
+    import numpy as np
+
+    return np.unique(np.linspace(0, rows - 1, min(rows, cap)).astype(np.int64))
+
+
+def ranking_line(what: str, ranking: list[dict[str, Any]]) -> list[str]:
+    """The report's line on a method's derived fields ranked like the features (its top five), or none."""
+    top = ", ".join(f"{r['feature']} (score {r['score']:.1f})" for r in ranking[:5])
+    return [f"{what} ranked like the features: {top}"] if ranking else []
+
+
 def rank_derived(specs: list[Any], columns: dict[str, Any], labels: Any) -> list[dict[str, Any]]:
     """Derived fields ranked like any feature: the rank stage's score of fields `specs` over their train-row `columns`
     (ids in each spec's rank column) and `labels`; rank, feature, score, adjusted MI and p-value per field."""

@@ -10,17 +10,14 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import Field
 
 from featuremap import FeatureMap
 from featuremap.errors import InputError
-from methods.base import Applied, Found, Method, ModelSpec, SearchRun, Settings, rank_derived
-
-if TYPE_CHECKING:
-    from models.base import CTRModel
+from methods.base import DerivingMethod, Found, SearchRun, Settings, rank_derived, ranking_line, spaced_rows
 
 TABLES = "encodings_tables.npz"
 META = "encodings.meta.json"
@@ -53,14 +50,12 @@ def _fields(feature_map: FeatureMap, min_cardinality: int) -> list[Any]:
     return [f for f in feature_map.fields if f.kind == "categorical" and f.vocab_size >= min_cardinality]
 
 
-class Encodings(Method):
+class Encodings(DerivingMethod):
     name = "encodings"
     settings = EncodingsSettings
     headline = ("fields", "pairs")
     applied_flag = "encodings"
-    derives = True
-    trains = False
-    shardable = True  # the derived fields are ordinary numeric fields
+    files = (TABLES, META)
 
     def pair_budget(self, settings: EncodingsSettings) -> dict[str, int]:
         if not settings.pairs:
@@ -117,7 +112,7 @@ class Encodings(Method):
         if not pool:
             return [], []
         train = run.train
-        rows = np.unique(np.linspace(0, len(train) - 1, min(len(train), settings.select_rows)).astype(np.int64))
+        rows = spaced_rows(len(train), settings.select_rows)
         columns = {specs[n].column: np.asarray(train.columns[specs[n].column])[rows] for n in specs}
         labels = train.label[rows].astype(np.float64)
         fold = fold_of(rows.size, settings.folds, settings.seed)
@@ -195,15 +190,6 @@ class Encodings(Method):
             out |= e.transform_train(columns, labels, fold)
         return out
 
-    def apply(self, model: CTRModel, state: Any, settings: EncodingsSettings, spec: ModelSpec, feature_map: FeatureMap) -> Applied:
-        return Applied(model)  # the derived fields are in the data and the feature map the model was built on
-
-    def package_entry(self, settings: EncodingsSettings, state: dict[str, Any]) -> dict[str, Any]:
-        return {"files": [TABLES, META]}  # the tables travel as files beside the package's weights
-
-    def restore(self, model: CTRModel | None, entry: dict[str, Any], spec: ModelSpec, feature_map: FeatureMap) -> CTRModel:
-        return model
-
     def report_lines(self, summary: dict[str, Any]) -> list[str]:
         strength = summary.get("smoothing", {})
         keys = ", ".join(
@@ -211,10 +197,4 @@ class Encodings(Method):
             for name, count in summary["train_keys"].items()
         )
         lines = [f"Encodings: out-of-fold target statistics and counts of {keys}"]
-        if summary.get("ranking"):
-            top = ", ".join(f"{r['feature']} (score {r['score']:.1f})" for r in summary["ranking"][:5])
-            lines.append(f"Encodings ranked like the features, on train rows: {top}")
-        return lines
-
-    def model_row(self, summary: dict[str, Any]) -> dict[str, Any] | None:
-        return None  # nothing is trained in the search stage
+        return lines + ranking_line("Encodings", summary.get("ranking", []))

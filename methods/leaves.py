@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from pydantic import Field
@@ -20,10 +20,7 @@ from pydantic import Field
 from featuremap import FeatureMap, FieldSpec
 from featuremap.spec import FIRST_VALUE_ID
 from features.tabular import FLOAT32_EXACT
-from methods.base import Applied, Found, Method, ModelSpec, SearchRun, Settings, rank_derived
-
-if TYPE_CHECKING:
-    from models.base import CTRModel
+from methods.base import DerivingMethod, Found, SearchRun, Settings, rank_derived, ranking_line, spaced_rows
 
 MODEL = "leaves_lightgbm.txt"
 META = "leaves.meta.json"
@@ -71,18 +68,12 @@ def _matrix(columns: dict[str, Any], names: list[str], rows: np.ndarray | slice,
     return np.column_stack([np.asarray(columns[c])[rows].astype(dtype) for c in names])
 
 
-def _spaced(rows: int, cap: int) -> np.ndarray:
-    return np.unique(np.linspace(0, rows - 1, min(rows, cap)).astype(np.int64))
-
-
-class GBDTLeaves(Method):
+class GBDTLeaves(DerivingMethod):
     name = "leaves"
     settings = LeavesSettings
     headline = ("trees", "gbdt_valid_auc")
     applied_flag = "leaves"
-    derives = True
-    trains = False
-    shardable = True  # the derived fields are ordinary categorical fields
+    files = (MODEL, META)
     gbdt_input = False
 
     def search(self, run: SearchRun, settings: LeavesSettings) -> Found:
@@ -93,7 +84,7 @@ class GBDTLeaves(Method):
         names, categorical, wide = _inputs(run.feature_map, run.train.columns)
         if not names:
             raise ValueError("no single-valued field to grow trees on")
-        fit_rows, stop_rows = _spaced(len(run.train), settings.max_rows), _spaced(len(run.valid), settings.max_rows)
+        fit_rows, stop_rows = spaced_rows(len(run.train), settings.max_rows), spaced_rows(len(run.valid), settings.max_rows)
         train = (_matrix(run.train.columns, names, fit_rows, wide), run.train.label[fit_rows])
         valid = (_matrix(run.valid.columns, names, stop_rows, wide), run.valid.label[stop_rows])
         params = {"num_leaves": settings.num_leaves, "learning_rate": settings.learning_rate, **settings.params}
@@ -158,24 +149,9 @@ class GBDTLeaves(Method):
             )
         return {f"{PREFIX}{t:03d}": np.ascontiguousarray(leaves[:, t]) for t in range(leaves.shape[1])}
 
-    def apply(self, model: CTRModel, state: Any, settings: LeavesSettings, spec: ModelSpec, feature_map: FeatureMap) -> Applied:
-        return Applied(model)  # the derived fields are in the data and the feature map the model was built on
-
-    def package_entry(self, settings: LeavesSettings, state: dict[str, Any]) -> dict[str, Any]:
-        return {"files": [MODEL, META]}  # the trees travel as files beside the package's weights
-
-    def restore(self, model: CTRModel | None, entry: dict[str, Any], spec: ModelSpec, feature_map: FeatureMap) -> CTRModel:
-        return model
-
     def report_lines(self, summary: dict[str, Any]) -> list[str]:
         lines = [
             f"GBDT leaves: {summary['trees']} trees of at most {max(summary['leaves'], default=0)} leaves as categorical fields "
             f"(the GBDT's valid AUC {summary['gbdt_valid_auc']:.4f})"
         ]
-        if summary.get("ranking"):
-            top = ", ".join(f"{r['feature']} (score {r['score']:.1f})" for r in summary["ranking"][:5])
-            lines.append(f"Leaf fields ranked like the features, on the train rows the trees grew on: {top}")
-        return lines
-
-    def model_row(self, summary: dict[str, Any]) -> dict[str, Any] | None:
-        return None  # its GBDT is an input of the model, not a candidate
+        return lines + ranking_line("Leaf fields (on the train rows the trees grew on)", summary.get("ranking", []))
