@@ -1,5 +1,6 @@
 """GBDT leaf indices as categorical fields: He et al., "Practical Lessons from Predicting Clicks on Ads at Facebook"
-(ADKDD 2014), with a deep model in place of their logistic regression (docs/methods/leaves.md).
+(ADKDD 2014): their logistic regression is `--model lr`, and any other model of the pipeline takes the fields too
+(docs/methods/leaves.md).
 
 The search stage fits a LightGBM on train rows (early-stopped on valid, never test); each of its
 trees becomes a derived categorical field whose value is the leaf a row falls in. Train, the
