@@ -95,9 +95,8 @@ class GBDTLeaves(DerivingMethod):
         booster = lgb.Booster(model_str=text)  # only the kept trees, as the package reloads them
         leaves = [int(tree["num_leaves"]) for tree in booster.dump_model()["tree_info"]]
         state = {"model": text, "booster": booster, "columns": names, "categorical": categorical, "wide": wide, "leaves": leaves}
-        specs = self.derived_map(state, FeatureMap(label=run.feature_map.label, fields=())).fields
         fit_columns = {c: np.asarray(run.train.columns[c])[fit_rows] for c in names}
-        ranking = rank_derived(list(specs), self.derive(state, fit_columns, None), run.train.label[fit_rows])
+        ranking = rank_derived(list(self._specs(state)), self.derive(state, fit_columns, None), run.train.label[fit_rows])
         summary = {
             "trees": len(leaves),
             "leaves": leaves,
@@ -124,11 +123,16 @@ class GBDTLeaves(DerivingMethod):
         text = (directory / MODEL).read_text()
         return {"model": text, "booster": lgb.Booster(model_str=text), **json.loads((directory / META).read_text())}
 
-    def derived_map(self, state: dict[str, Any], feature_map: FeatureMap) -> FeatureMap:
-        added = tuple(
+    @staticmethod
+    def _specs(state: dict[str, Any]) -> tuple[FieldSpec, ...]:
+        """One categorical field per tree, an id per leaf."""
+        return tuple(
             FieldSpec(name=f"{PREFIX}{t:03d}", kind="categorical", column=f"{PREFIX}{t:03d}", vocab_size=FIRST_VALUE_ID + count)
             for t, count in enumerate(state["leaves"])
         )
+
+    def derived_map(self, state: dict[str, Any], feature_map: FeatureMap) -> FeatureMap:
+        added = self._specs(state)
         clash = sorted({f.name for f in feature_map.fields} & {f.name for f in added})
         if clash:
             raise ValueError(f"the input already has field(s) {', '.join(clash)}, the names of derived leaf fields; rename them")
