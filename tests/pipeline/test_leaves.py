@@ -22,7 +22,7 @@ def _search_run(tmp_path, rows=6000):
     out = tmp_path / "out"
     assert main(["run", "--rows", str(rows), "--stages", "ingest", "--out", str(out), "--no-tracking"]) == 0
     fm = catalog.load_feature_map(out / "ingest")
-    cfg = resolved(PipelineConfig(train={"numeric_as_value": False}), fm)
+    cfg = resolved(PipelineConfig(), fm)  # 4,800 train rows: numeric fields as bucket ids
     train, valid = (load_split(out / "ingest", s, fm, False) for s in ("train", "valid"))
     spec = model_spec(cfg)
     return SearchRun(fm, train, valid, cfg.train, spec, build(spec, fm), lambda n, by="gain": [])
