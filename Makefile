@@ -59,7 +59,7 @@ run: setup bytecode
 test: setup bytecode airflow
 	@test -x /usr/bin/chromium || apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 \
 		|| echo "note: no /usr/bin/chromium (apt-get install chromium chromium-driver): the MLflow UI test will be skipped"
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=15
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --durations=15
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -16,10 +16,6 @@ from tests.conftest import ROOT, free_port
 from tests.pipeline import ray_inputs
 
 RAY = ROOT / ".venv" / "bin" / "ray"
-# One xdist worker runs this module (make test: --dist loadgroup), so that one cluster serves both tests: the fixture's
-# `ray stop --force` stops every Ray process of the machine, and a second worker's cluster stopped under a running
-# test left its driver waiting until the 300 s timeout.
-pytestmark = pytest.mark.xdist_group("ray_cluster")
 OUTPUTS = ("ranking.csv", "pairs.csv", "quality.json", "ranking.png")
 
 
