@@ -3,14 +3,17 @@
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import polars as pl
 import pytest
 import yaml
+from filelock import FileLock
 
 from tests.conftest import ROOT, free_port
 from tests.pipeline import ray_inputs
@@ -30,39 +33,60 @@ def _pipeline(*args):
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
 
 
+def _stop(group: int) -> None:
+    """Stop the cluster's processes, and only them: `ray stop --force` would stop every Ray process of the machine,
+    another pytest-xdist worker's cluster included. They share the process group of the `ray start` that made them."""
+    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):  # the GCS and the raylet outlive a SIGTERM
+        try:
+            os.killpg(group, sig)
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline:
+                os.killpg(group, 0)  # raises once no process of the group is left
+                time.sleep(0.2)
+        except ProcessLookupError:
+            return
+
+
 @pytest.fixture(scope="module")
 def cluster():
-    """A local Ray cluster of 2 CPUs (`ray start --head`); its address."""
+    """A local Ray cluster of 2 CPUs (`ray start --head`); its address.
+
+    One at a time on the machine (a file lock): pytest-xdist may run this module's two tests on two workers, and two
+    heads on one host share fixed default ports (the dashboard's 8265 among them); a second head started beside a
+    first one was seen to cut the first one's raylet off its GCS."""
     if not RAY.is_file():
         pytest.skip("ray is not installed in .venv: run make setup")
-    port = free_port()
-    env_dir = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # Ray's socket paths must stay under 108 bytes
-    start = [
-        str(RAY),
-        "start",
-        "--head",
-        "--num-cpus",
-        "2",
-        "--port",
-        str(port),
-        "--node-ip-address",
-        "127.0.0.1",
-        "--include-dashboard",
-        "false",
-    ]
-    started = subprocess.run(
-        [*start, "--disable-usage-stats", "--temp-dir", str(env_dir)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, **AUTH},
-    )
-    assert started.returncode == 0, started.stderr[-2000:]
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        subprocess.run([str(RAY), "stop", "--force"], capture_output=True, timeout=120)
-        shutil.rmtree(env_dir, ignore_errors=True)
+    with FileLock(Path(tempfile.gettempdir()) / "ctr-tests-ray-cluster.lock", timeout=900):
+        port = free_port()
+        env_dir = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # Ray's socket paths must stay under 108 bytes
+        start = [
+            str(RAY),
+            "start",
+            "--head",
+            "--num-cpus",
+            "2",
+            "--port",
+            str(port),
+            "--node-ip-address",
+            "127.0.0.1",
+            "--include-dashboard",
+            "false",
+        ]
+        head = subprocess.Popen(
+            [*start, "--disable-usage-stats", "--temp-dir", str(env_dir)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # its own process group, which the cluster's processes inherit
+            env={**os.environ, **AUTH},
+        )
+        try:
+            _, err = head.communicate(timeout=120)
+            assert head.returncode == 0, err[-2000:]
+            yield f"127.0.0.1:{port}"
+        finally:
+            _stop(head.pid)
+            shutil.rmtree(env_dir, ignore_errors=True)
 
 
 @pytest.mark.slow
