@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -17,6 +18,9 @@ from featuremap import FeatureMap, FieldSpec
 
 # A multi-valued column: flat ids and offsets (len rows + 1), as in a pyarrow ListArray.
 ListColumn = tuple[np.ndarray, np.ndarray]
+# How numeric fields reach a model: False, bucket ids (looked up like ids); True, standardised values; "both", each
+# numeric field twice, its bucket id among the sparse fields and its value among the dense ones.
+NumericInput = bool | Literal["both"]
 
 
 @dataclass
@@ -50,13 +54,13 @@ class EncodedBatch:
         return KeyedJaggedTensor(keys=self.keys, values=self.values, lengths=self.lengths)
 
 
-def sparse_fields(feature_map: FeatureMap, numeric_as_value: bool) -> list[FieldSpec]:
-    """Fields looked up in embedding tables, in feature-map order."""
-    return [f for f in feature_map.fields if not (numeric_as_value and f.kind == "numeric")]
+def sparse_fields(feature_map: FeatureMap, numeric_as_value: NumericInput) -> list[FieldSpec]:
+    """Fields looked up in embedding tables (numeric ones by bucket id unless fed as values alone), in feature-map order."""
+    return [f for f in feature_map.fields if not (numeric_as_value is True and f.kind == "numeric")]
 
 
-def dense_fields(feature_map: FeatureMap, numeric_as_value: bool) -> list[FieldSpec]:
-    """Numeric fields fed as standardised values (value × field vector)."""
+def dense_fields(feature_map: FeatureMap, numeric_as_value: NumericInput) -> list[FieldSpec]:
+    """Numeric fields fed as standardised values (value × field vector, or the piecewise-linear encoding)."""
     return [f for f in feature_map.fields if numeric_as_value and f.kind == "numeric"]
 
 
@@ -64,7 +68,7 @@ def make_batch(
     columns: Mapping[str, np.ndarray | ListColumn],
     label: np.ndarray,
     feature_map: FeatureMap,
-    numeric_as_value: bool = False,
+    numeric_as_value: NumericInput = False,
 ) -> EncodedBatch:
     """Build an EncodedBatch from encoded columns (ids per field; (ids, offsets) for multi-valued)."""
     rows = int(label.shape[0])

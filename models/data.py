@@ -7,7 +7,7 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 
 from featuremap import FeatureMap
-from models.batching import EncodedBatch, ListColumn, make_batch
+from models.batching import EncodedBatch, ListColumn, NumericInput, make_batch
 
 
 def _take_list(column: ListColumn, rows: np.ndarray) -> ListColumn:
@@ -25,7 +25,7 @@ class InMemoryData:
     """Columns of one encoded split (ids, values, multi-valued (ids, offsets)) and its labels."""
 
     def __init__(
-        self, columns: Mapping[str, np.ndarray | ListColumn], label: np.ndarray, feature_map: FeatureMap, numeric_as_value: bool
+        self, columns: Mapping[str, np.ndarray | ListColumn], label: np.ndarray, feature_map: FeatureMap, numeric_as_value: NumericInput
     ) -> None:
         self.columns = dict(columns)
         self.label = np.asarray(label)

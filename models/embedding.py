@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from featuremap import PADDING_ID, FeatureMap
-from models.batching import EncodedBatch, dense_fields, sparse_fields
+from models.batching import EncodedBatch, NumericInput, dense_fields, sparse_fields
 
 Backend = Literal["torch", "torchrec"]
 Pooling = Literal["mean", "sum"]
@@ -65,11 +65,15 @@ class EmbeddingConfig:
 
     dim: int = 10
     backend: Backend = "torch"
-    numeric_as_value: bool = False
+    numeric_as_value: NumericInput = False  # models.batching: bucket ids, values, or both
     pooling: Pooling = "mean"
     init_std: float = 1e-4
     shared: SharedTables | None = None  # shared tables instead of one per field (a method's layout)
     piecewise_bins: int = 0  # with numeric_as_value: the piecewise-linear encoding over this many quantile bins
+
+    def __post_init__(self) -> None:
+        if self.numeric_as_value not in (True, False, "both"):  # the config's auto is decided before (pipeline.assemble.resolved)
+            raise ValueError(f"numeric_as_value must be True, False or 'both', not {self.numeric_as_value!r}")
 
 
 class Lookup(ABC):

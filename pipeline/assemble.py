@@ -24,6 +24,20 @@ if TYPE_CHECKING:
 Searched = list[tuple[Method, Settings, Any]]
 
 
+VALUES_MIN_ROWS = 10_000  # numeric_as_value auto: both from this many train rows (docs/training.md, "Numeric fields")
+
+
+def resolved(cfg: PipelineConfig, feature_map: FeatureMap) -> PipelineConfig:
+    """`cfg` with `train.numeric_as_value: auto` decided by the train split's rows: both (bucket ids and values) from
+    VALUES_MIN_ROWS, bucket ids alone below; any other setting as given."""
+    tc = cfg.train
+    if tc.numeric_as_value != "auto":
+        return cfg
+    rows = feature_map.splits.get("train", {}).get("rows", 0)
+    choice = "both" if rows >= VALUES_MIN_ROWS else False
+    return cfg.model_copy(update={"train": tc.model_copy(update={"numeric_as_value": choice})})
+
+
 def model_spec(cfg: PipelineConfig) -> ModelSpec:
     """The configured model: name, settings, embeddings and seed."""
     from models.embedding import EmbeddingConfig

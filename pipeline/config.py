@@ -45,6 +45,12 @@ __all__ = [
 ]
 
 
+def _numeric_input(value: Any) -> Any:
+    if not isinstance(value, (bool, str)) or value not in (True, False, "both", "auto"):
+        raise PydanticCustomError("numeric_input", "true (values), false (bucket ids), both or auto")
+    return value
+
+
 def _not_unified(value: Any) -> Any:
     if value == "unified":
         raise PydanticCustomError(
@@ -67,10 +73,10 @@ class TrainSection(TrainConfig):
     """Embedding width."""
     backend: Literal["torch", "torchrec"] = "torchrec"
     """torchrec (EmbeddingBagCollection + KeyedJaggedTensor) or plain torch nn.EmbeddingBag."""
-    numeric_as_value: bool = False
-    """Numeric fields fed as values instead of bucket ids: value × a field vector, or with piecewise_bins the piecewise-linear encoding."""
+    numeric_as_value: Annotated[bool | Literal["both", "auto"], BeforeValidator(_numeric_input)] = "auto"
+    """Numeric fields fed as values instead of bucket ids (true: value × a field vector, or with piecewise_bins the piecewise-linear encoding), as bucket ids (false), or both: each numeric field as its bucket id and as its value, two field embeddings; auto: both from 10,000 train rows, bucket ids below (chosen on validation, docs/training.md)."""
     piecewise_bins: int = Field(0, ge=0)
-    """With numeric_as_value: true (required): embed each numeric field by the piecewise-linear encoding of its value over this many quantile bins of its train values (Gorishniy et al., 2022; docs/training.md); 0: value × a field vector."""
+    """With numeric_as_value true, both or auto (not false): embed each numeric field's value by the piecewise-linear encoding of its value over this many quantile bins of its train values (Gorishniy et al., 2022; docs/training.md); 0: value × a field vector."""
     embedding_regularizer: float = Field(0.05, ge=0)
     """L2 on every embedding table (FuxiCTR's embedding_regularizer: λ/2 · Σ w² added to each step's loss); 0.05 chosen on validation (the trainer's own default is 0)."""
     baselines: list[Literal["lightgbm", "catboost", "wide"]] = Field(default_factory=lambda: ["lightgbm", "wide"])
@@ -87,7 +93,7 @@ class TrainSection(TrainConfig):
     @model_validator(mode="after")
     def _piecewise(self) -> TrainSection:
         if self.piecewise_bins and not self.numeric_as_value:
-            raise ValueError("piecewise_bins encodes numeric fields fed as values; set numeric_as_value: true as well")
+            raise ValueError("piecewise_bins encodes numeric fields fed as values; numeric_as_value: false feeds none")
         return self
 
     @model_validator(mode="after")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from featuremap.errors import InputError
 from pipeline import catalog
-from pipeline.assemble import assemble, derive, model_spec, searched_states
+from pipeline.assemble import assemble, derive, model_spec, resolved, searched_states
 from pipeline.cli import EXIT_USER_ERROR
 from pipeline.config import load_config
 from pipeline.errors import UserError
@@ -60,6 +60,7 @@ def run(argv: list[str] | None = None) -> int:
         feature_map = selected_features(cfg.out, feature_map, cfg)  # the rank stage's selection, as train has it
         if cfg.search.methods:  # the search's ranking budget holds for the trained model too
             feature_map = top_features(cfg.out, feature_map, cfg)
+        cfg = resolved(cfg, feature_map)  # numeric_as_value auto, as the train stage decides it
         tc = cfg.train
         train, valid, test = (load_split(ingest_dir, s, feature_map, tc.numeric_as_value) for s in ("train", "valid", "test"))
         if train is None or valid is None or len(valid) == 0:

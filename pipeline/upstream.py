@@ -14,7 +14,7 @@ from pipeline.config import PipelineConfig, method_settings
 from pipeline.errors import UserError
 
 
-def load_split(ingest_dir: Path, split: str, feature_map: FeatureMap, numeric_as_value: bool):
+def load_split(ingest_dir: Path, split: str, feature_map: FeatureMap, numeric_as_value: bool | str):
     """One encoded split in memory (an InMemoryData), or None when the ingest stage wrote no such split."""
     from models.batching import dense_fields, sparse_fields
     from models.data import InMemoryData

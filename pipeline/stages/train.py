@@ -12,7 +12,7 @@ from tqdm import tqdm
 from features.tabular import tabular_columns
 from methods import METHODS
 from pipeline import catalog
-from pipeline.assemble import assemble, derive, gbdt_map, model_spec, package_entries, searched_states
+from pipeline.assemble import assemble, derive, gbdt_map, model_spec, package_entries, resolved, searched_states
 from pipeline.config import PipelineConfig, method_settings
 from pipeline.errors import UserError
 from pipeline.package import PACKAGE, write_package
@@ -46,6 +46,7 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
             }
         )
         searched_names |= set(methods)
+    cfg = resolved(cfg, feature_map)  # numeric_as_value auto, from the train rows
     tc = cfg.train
     train = load_split(ingest_dir, "train", feature_map, tc.numeric_as_value)
     valid = load_split(ingest_dir, "valid", feature_map, tc.numeric_as_value)

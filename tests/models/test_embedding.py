@@ -37,9 +37,11 @@ def test_batch_layout_is_field_major():
     assert batch.values[:5].tolist() == cols["user"].tolist() and batch.dense.shape == (5, 0)
     as_value = make_batch(cols, y, FM, numeric_as_value=True)
     assert as_value.keys == ["user", "tags"] and torch.equal(as_value.dense[:, 0], torch.from_numpy(cols["price__num"]))
+    both = make_batch(cols, y, FM, numeric_as_value="both")  # the bucket id among the ids and the value beside them
+    assert both.keys == batch.keys and torch.equal(both.values, batch.values) and torch.equal(both.dense, as_value.dense)
 
 
-@pytest.mark.parametrize("numeric_as_value", [False, True])
+@pytest.mark.parametrize("numeric_as_value", [False, True, "both"])
 def test_torch_and_torchrec_backends_compute_the_same(numeric_as_value):
     cols, y = _columns(64)
     batch = make_batch(cols, y, FM, numeric_as_value=numeric_as_value)
@@ -47,13 +49,13 @@ def test_torch_and_torchrec_backends_compute_the_same(numeric_as_value):
     rec = FeatureEmbedding(FM, EmbeddingConfig(dim=8, backend="torchrec", numeric_as_value=numeric_as_value))
     rec.copy_weights_from(plain)
     a, b = plain(batch), rec(batch)
-    assert a.shape == (64, 3, 8)
+    assert a.shape == (64, 4 if numeric_as_value == "both" else 3, 8)
     torch.testing.assert_close(a, b)
     # multi-valued rows are the mean of their ids' rows
     table = plain.table_weights()["tags"]
     ids, offsets = cols["tags"]
     expected = table[torch.from_numpy(ids[offsets[0] : offsets[1]]).long()].mean(dim=0)
-    torch.testing.assert_close(a[0, -1 if not numeric_as_value else 1], expected)
+    torch.testing.assert_close(a[0, {False: 2, True: 1, "both": 2}[numeric_as_value]], expected)
 
 
 def test_padding_row_is_zero_and_numeric_values_scale_a_vector():
@@ -65,6 +67,16 @@ def test_padding_row_is_zero_and_numeric_values_scale_a_vector():
     loss = out.sum()
     loss.backward()
     assert emb.table_weights()["user"].grad is not None
+
+
+def test_both_embeds_a_numeric_field_by_its_bucket_and_by_its_value():
+    emb = FeatureEmbedding(FM, EmbeddingConfig(dim=4, numeric_as_value="both", init_std=0.5))
+    assert emb.num_fields == 4 and emb.keys == ["user", "price", "tags"]
+    cols, y = _columns(3)
+    out = emb(make_batch(cols, y, FM, numeric_as_value="both"))
+    bucket_rows = emb.table_weights()["price"][torch.from_numpy(cols["price"]).long()]
+    torch.testing.assert_close(out[:, 1], bucket_rows)  # the bucket id's row, in feature-map order
+    torch.testing.assert_close(out[:, 3], torch.from_numpy(cols["price__num"])[:, None] * emb.field_vectors[0])  # then the value
 
 
 def test_mismatched_batch_is_rejected():

@@ -31,7 +31,8 @@ def test_defaults_and_overrides(tmp_path):
         ("split:\n  valid: 0.6\n  test: 0.5\n", "must be below 1"),
         ("- a\n- b\n", "must be a mapping"),
         ("rank: [unclosed\n", "not valid YAML"),
-        ("train:\n  piecewise_bins: 16\n", "set numeric_as_value: true as well"),
+        ("train:\n  piecewise_bins: 16\n  numeric_as_value: false\n", "numeric_as_value: false feeds none"),
+        ("train:\n  numeric_as_value: maybe\n", "train.numeric_as_value: true \\(values\\), false \\(bucket ids\\), both or auto"),
     ],
 )
 def test_bad_config_is_one_clear_line(tmp_path, text, message):
@@ -59,3 +60,16 @@ def test_staging_commits_atomically_and_cleans_up_on_error(tmp_path):
 def test_missing_feature_map(tmp_path):
     with pytest.raises(InputError, match="run the ingest stage first"):
         catalog.load_feature_map(Path(tmp_path))
+
+
+def test_numeric_auto_feeds_values_beside_buckets_from_ten_thousand_train_rows():
+    from featuremap import FeatureMap
+    from pipeline.assemble import VALUES_MIN_ROWS, model_spec, resolved
+
+    def decided(rows: int, setting: object = "auto") -> object:
+        fm = FeatureMap(label="y", fields=(), splits={"train": {"rows": rows}})
+        return model_spec(resolved(load_config(None, {"train": {"numeric_as_value": setting}}), fm)).embedding.numeric_as_value
+
+    assert load_config(None, {}).train.numeric_as_value == "auto"
+    assert decided(VALUES_MIN_ROWS) == "both" and decided(VALUES_MIN_ROWS - 1) is False
+    assert decided(10**6, False) is False and decided(100, True) is True and decided(100, "both") == "both"

@@ -15,14 +15,14 @@ from pipeline.cli import main
 def _search_run(tmp_path, rows=6000):
     from methods.base import SearchRun
     from pipeline import catalog
-    from pipeline.assemble import build, model_spec
+    from pipeline.assemble import build, model_spec, resolved
     from pipeline.config import PipelineConfig
     from pipeline.upstream import load_split
 
     out = tmp_path / "out"
     assert main(["run", "--rows", str(rows), "--stages", "ingest", "--out", str(out), "--no-tracking"]) == 0
     fm = catalog.load_feature_map(out / "ingest")
-    cfg = PipelineConfig()
+    cfg = resolved(PipelineConfig(), fm)  # 4,800 train rows: numeric fields as bucket ids
     train, valid = (load_split(out / "ingest", s, fm, False) for s in ("train", "valid"))
     spec = model_spec(cfg)
     return SearchRun(fm, train, valid, cfg.train, spec, build(spec, fm), lambda n, by="gain": [])

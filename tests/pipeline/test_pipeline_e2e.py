@@ -518,17 +518,24 @@ def test_the_budget_baselines_run_as_methods_through_train_and_predict(tmp_path,
     assert scored.height == 300 and np.array_equal(scored["probability"].to_numpy(), again["probability"].to_numpy())
 
 
-def test_piecewise_encoding_travels_in_the_package_and_predict_scores_as_the_run_did(tmp_path):
-    # The encodings' derived fields and the raw numeric ones, embedded by the piecewise-linear encoding: its edges are
-    # fitted by the trainer, saved with the weights and used by predict on raw rows (the test holdout).
+@pytest.mark.parametrize("numeric", ["numeric_as_value: true, piecewise_bins: 8", "numeric_as_value: both"])
+def test_numeric_values_travel_in_the_package_and_predict_scores_as_the_run_did(tmp_path, numeric):
+    # The encodings' derived fields and the raw numeric ones, embedded by the piecewise-linear encoding (its edges are
+    # fitted by the trainer, saved with the weights and used by predict on raw rows, the test holdout), or each as
+    # its bucket id and its value.
     config = tmp_path / "c.yaml"
-    config.write_text("train: {max_epochs: 2, numeric_as_value: true, piecewise_bins: 8, baselines: []}\n")
+    config.write_text(f"train: {{max_epochs: 2, {numeric}, baselines: []}}\n")
     out = tmp_path / "out"
     assert (
         main(["run", "--rows", "8000", "--config", str(config), "--stages", "ingest,search,train", "--out", str(out), "--no-tracking"]) == 0
     )
     metrics = json.loads((out / "train" / "metrics.json").read_text())
     assert metrics["kind"] == "deep"
+    from pipeline.package import load_package
+
+    model, *_ = load_package(out / "train" / "package")
+    dense = {f.name for f in model.embedding.dense}
+    assert dense and (dense <= set(model.embedding.keys)) == numeric.endswith("both")  # both: bucket ids and values
     target = tmp_path / "p.parquet"
     assert main(["predict", "--model", str(out), "--data", str(out / "ingest" / "holdout" / "test.parquet"), "--out", str(target)]) == 0
     from sklearn.metrics import roc_auc_score
