@@ -30,7 +30,6 @@ are done; --fresh starts over) and a markdown table is printed at the end.
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import re
@@ -139,6 +138,16 @@ def run_one(
     }
 
 
+def anchor_metrics(stdout: str) -> dict[str, float]:
+    """The valid and test AUC and logloss that ../shared/anchors/fuxictr/run.py --full prints, as `valid_auc`,
+    `test_logloss`, ...: FuxiCTR's `evaluate` returns a dict or an OrderedDict (2.3.10), of floats or numpy floats."""
+    found = {}
+    for split, body in re.findall(r"\b(valid|test) (?:OrderedDict\(\[|\{)([^\n]*)", stdout):
+        values = dict(re.findall(r"'(\w+)'[,:]\s*(?:np\.float64\()?([-+\d.eE]+)", body))
+        found |= {f"{split}_auc": float(values["AUC"]), f"{split}_logloss": float(values["logloss"])}
+    return found
+
+
 def fuxictr(python: str | None, work: Path, epochs: int | None, threads: int) -> dict | None:
     """FuxiCTR's AutoInt (../shared/anchors/fuxictr/run.py) run now on this host: the training samples/s of each of
     `epochs` epochs, or with `epochs` None its full run's valid and test AUC and logloss. None without `python`."""
@@ -155,11 +164,9 @@ def fuxictr(python: str | None, work: Path, epochs: int | None, threads: int) ->
     rates = [float(x.replace(",", "")) for x in re.findall(r"epoch \d+: ([\d,]+) training samples/s", done.stdout)]
     if rates:
         found |= {"samples_per_s_by_epoch": rates, "samples_per_s": statistics.median(rates)}
-    for line in done.stdout.splitlines():
-        split, _, figures = line.partition(" ")
-        if split in ("valid", "test") and figures.startswith("{"):
-            values = ast.literal_eval(figures)
-            found |= {f"{split}_auc": float(values["AUC"]), f"{split}_logloss": float(values["logloss"])}
+    found |= anchor_metrics(done.stdout)
+    if epochs is None and "test_auc" not in found:
+        raise SystemExit(f"the FuxiCTR anchor printed no valid/test metrics: {done.stdout[-3000:]}")
     print(f"FuxiCTR anchor ({found['wall_s']:.0f} s): " + ", ".join(f"{k} {v}" for k, v in found.items() if k != "wall_s"), flush=True)
     return found
 
