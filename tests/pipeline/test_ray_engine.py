@@ -52,8 +52,8 @@ def cluster():
     """A local Ray cluster of 2 CPUs (`ray start --head`); its address.
 
     One at a time on the machine (a file lock): pytest-xdist may run this module's two tests on two workers, and two
-    heads on one host share fixed default ports (the dashboard's 8265 among them); a second head started beside a
-    first one was seen to cut the first one's raylet off its GCS."""
+    heads on one host share fixed default ports (the dashboard's 8265 among them); the first one's GCS was seen to
+    lose its raylet at the moment a second head started."""
     if not RAY.is_file():
         pytest.skip("ray is not installed in .venv: run make setup")
     with FileLock(Path(tempfile.gettempdir()) / "ctr-tests-ray-cluster.lock", timeout=900):
