@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -13,8 +14,11 @@ from pipeline import catalog
 from pipeline.config import PipelineConfig, method_settings
 from pipeline.errors import UserError
 
+if TYPE_CHECKING:
+    from models.batching import NumericInput
 
-def load_split(ingest_dir: Path, split: str, feature_map: FeatureMap, numeric_as_value: bool | str):
+
+def load_split(ingest_dir: Path, split: str, feature_map: FeatureMap, numeric_as_value: NumericInput):
     """One encoded split in memory (an InMemoryData), or None when the ingest stage wrote no such split."""
     from models.batching import dense_fields, sparse_fields
     from models.data import InMemoryData

@@ -23,7 +23,7 @@ def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
     ingest_dir = catalog.stage_path(out, "ingest")
     full_map = catalog.load_feature_map(ingest_dir)
     feature_map = top_features(out, selected_features(out, full_map, cfg), cfg)
-    cfg = resolved(cfg, full_map)  # numeric_as_value auto, from the train rows
+    cfg = resolved(cfg, feature_map)  # numeric_as_value auto, from the train rows
     tc = cfg.train
     train = load_split(ingest_dir, "train", feature_map, tc.numeric_as_value)
     valid = load_split(ingest_dir, "valid", feature_map, tc.numeric_as_value)
