@@ -427,6 +427,8 @@ def main() -> None:
     parser.add_argument("--trainer-rows", type=int, default=1_000_000, help="train rows of --trainer's split")
     parser.add_argument("--trainer-epochs", type=int, default=3, help="most epochs of --trainer")
     args = parser.parse_args()
+    if not set(args.loss_read.split(",")) <= {"step", "epoch"}:
+        parser.error(f"--loss-read takes step, epoch or step,epoch, not {args.loss_read!r}")
     backend, said = default_backend() if args.backend is None else (args.backend, args.backend)
     args.backend = backend
     device = torch.device(args.device)
