@@ -207,10 +207,11 @@ def study_range(ranges: dict[str, tuple[float, float]], key: str) -> tuple[float
 
 
 def load_tensors(path: Path) -> dict[str, Any] | None:
-    """A state saved with torch.save, or None when the file is absent."""
+    """A state saved with torch.save, on the CPU (a search on a GPU saves its tensors there; a package may be scored
+    on a machine without one), or None when the file is absent."""
     import torch
 
-    return torch.load(path, weights_only=True) if path.is_file() else None
+    return torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
 
 
 def auc_text(value: float | None) -> str:

@@ -69,7 +69,7 @@ class OptFS(Method):
 
         torch.save({k: state[k] for k in ("logits", "rewind", "init")}, directory / STATE)
         kept = [
-            pl.DataFrame({"field": name, "id": torch.nonzero(mask).flatten().numpy()}, schema={"field": pl.String, "id": pl.Int64})
+            pl.DataFrame({"field": name, "id": torch.nonzero(mask).flatten().cpu().numpy()}, schema={"field": pl.String, "id": pl.Int64})
             for name, mask in state["kept"].items()
         ]
         pl.concat(kept).write_parquet(directory / KEPT)

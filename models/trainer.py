@@ -237,7 +237,10 @@ def fit(
             best_state = state["best_model"]
             result = TrainResult([EpochRecord(**r) for r in state["history"]], **state["best"])
             misses, first_epoch, first_batch, carried = state["misses"], state["epoch"], state["batch"], tuple(state["running"])
-            torch.set_rng_state(state["rng"])
+            # map_location put the generator states on the device; the setters take them on the CPU
+            torch.set_rng_state(state["rng"].cpu())
+            if device.type == "cuda" and state.get("cuda_rng"):  # dropout on a GPU draws from its own generator
+                torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
             print(f"train: resuming from {checkpoint} at epoch {first_epoch}, batch {first_batch}", file=sys.stderr)
         else:
             print(f"train: {checkpoint} was written for other settings; starting afresh", file=sys.stderr)
@@ -259,6 +262,7 @@ def fit(
             "batch": batch,
             "running": list(running),
             "rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
         }
         _save_atomic(state, checkpoint)
 

@@ -75,7 +75,8 @@ def test_deep_models_learn_the_interaction(name, params):
 
 def test_best_epoch_weights_are_restored_and_lr_decays():
     model, result, valid = _train("fm", epochs=30)
-    auc, _ = evaluate(model, valid, 4096, torch.device("cpu"))
+    device = resolve_device("auto")  # where fit trained and scored it (a GPU when there is one), in its precision
+    auc, _ = evaluate(model, valid, 4096, device, resolve_precision("auto", device))
     assert auc == pytest.approx(result.best_valid_auc, abs=1e-9)
     assert len(result.history) < 30  # early stopping
     decayed = [r.learning_rate for r in result.history]
