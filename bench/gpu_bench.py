@@ -81,11 +81,16 @@ def frappe_map() -> FeatureMap:
     return FeatureMap(label="label", fields=fields)
 
 
+def random_ids(feature_map: FeatureMap, rows: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Uniform value ids of every field (no padding, no OOV)."""
+    return {f.name: rng.integers(FIRST_VALUE_ID, f.vocab_size, rows) for f in feature_map.fields}
+
+
 def batches(feature_map: FeatureMap, count: int, size: int, seed: int):
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(count):
-        cols = {f.name: rng.integers(FIRST_VALUE_ID, f.vocab_size, size) for f in feature_map.fields}
+        cols = random_ids(feature_map, size, rng)
         out.append(make_batch(cols, rng.integers(0, 2, size).astype(np.float32), feature_map))
     return out
 
@@ -298,7 +303,7 @@ def planted_split(feature_map: FeatureMap, rows: int, seed: int, effects: dict[s
     from models.data import InMemoryData
 
     rng = np.random.default_rng(seed)
-    columns = {f.name: rng.integers(FIRST_VALUE_ID, f.vocab_size, rows) for f in feature_map.fields}
+    columns = random_ids(feature_map, rows, rng)
     logit = sum(effects[name][ids] for name, ids in columns.items())
     label = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(np.float32)
     return InMemoryData(columns, label, feature_map, numeric_as_value=False)
