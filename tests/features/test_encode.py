@@ -144,3 +144,17 @@ def test_labels_minus_one_one_and_threshold():
 def test_bad_labels_and_empty_columns(frame, message):
     with pytest.raises(InputError, match=message):
         Encoder(_schema(c="categorical"), EncoderParams()).fit(pl.LazyFrame(frame, schema_overrides={"c": pl.Int64}))
+
+
+@pytest.mark.parametrize("bins", [4, 127, 128, 300])
+def test_float_quantile_buckets_count_the_edges_below_at_any_number_of_bins(bins):
+    # The comparisons add up in one byte below 128 edges and in four from there: the count must not wrap.
+    rng = np.random.default_rng(2)
+    values = rng.normal(size=5_000)
+    train = pl.LazyFrame({"y": rng.integers(0, 2, values.size), "n": values})
+    enc = Encoder(_schema(n="numeric"), EncoderParams(numeric_bucketing="quantile", numeric_bins=bins)).fit(train)
+    edges = np.asarray(enc.edges["n"])
+    probes = [-9.0, *edges.tolist(), *(edges + 1e-9).tolist(), 9.0, None, float("nan")]
+    got = enc.transform(pl.LazyFrame({"y": [0] * len(probes), "n": probes})).collect()["n"].to_list()
+    assert len(edges) == bins - 1
+    assert got == [MISSING_ID if v is None or v != v else FIRST_VALUE_ID + int((edges < v).sum()) for v in probes]
