@@ -24,7 +24,6 @@ import polars as pl
 from featuremap import FIRST_VALUE_ID, MISSING_ID, OOV_ID, FeatureMap, FieldSpec
 from featuremap.errors import InputError
 from features.buckets import quantile_edges
-from features.moments import Moments, exponent_sums
 from features.schema import Schema
 
 NumericBucketing = Literal["auto", "quantile", "log"]
@@ -46,7 +45,8 @@ class EncoderParams:
       collision of v=1 with v=3), or 'auto' (ingest picks log for Criteo;
       anything else, and an encoder used directly, gets quantile).
     numeric_bins: number of quantile bins.
-    quantile_sample_rows: at most this many train rows are sampled (every k-th row) for the bin edges.
+    quantile_sample_rows: at most this many train rows are sampled (every k-th row) for the bin edges and the
+      numeric fields' mean and sd.
     """
 
     min_count: int = 1
@@ -57,14 +57,15 @@ class EncoderParams:
 
 @dataclass
 class FitCounts:
-    """What `Encoder.fit_counts` decides from: train rows, positives, bad labels, non-missing values per field, exact
-    moments per numeric field, and (value, count) tables per vocabulary. Parts' counts `merge` into the whole's."""
+    """What `Encoder.fit_counts` decides from: train rows, positives, bad labels, non-missing values per field, the
+    least and greatest value per numeric field, and (value, count) tables per vocabulary. Parts' counts `merge` into
+    the whole's."""
 
     rows: int
     positives: int
     label_bad: int
     present: dict[str, int]
-    moments: dict[str, Moments]
+    ranges: dict[str, tuple[float, float]]  # (min, max) per numeric field; (inf, -inf) when it has no values
     tokens: dict[str, list[pl.DataFrame]]  # one table per part, added up in `fit_counts`
 
     def merge(self, other: FitCounts) -> FitCounts:
@@ -74,8 +75,9 @@ class FitCounts:
         self.label_bad += other.label_bad
         for name, count in other.present.items():
             self.present[name] += count
-        for name, moments in other.moments.items():
-            self.moments[name].merge(moments)
+        for name, (low, high) in other.ranges.items():
+            mine = self.ranges[name]
+            self.ranges[name] = (min(mine[0], low), max(mine[1], high))
         for name, tables in other.tokens.items():
             self.tokens[name].extend(tables)
         return self
@@ -137,21 +139,22 @@ class Encoder:
 
     # -- fit ------------------------------------------------------------------------------------
     # Fitting counts (`count`) and then decides (`fit_counts`); the counts of parts of the train split add up to the
-    # counts of the whole exactly (integers, exact moments), so a split counted in parts by several workers
-    # (`pipeline.ray_engine`) fits the same encoder as one pass. The quantile edges come from a sample of every k-th
-    # train row (`edge_sample`), which parts take by their rows' number in the whole split.
+    # counts of the whole exactly (integers, least and greatest values), so a split counted in parts by several workers
+    # (`pipeline.ray_engine`) fits the same encoder as one pass. The quantile edges and the numeric fields' mean and
+    # sd come from a sample of every k-th train row (`sample`), which parts take by their rows' number in the whole
+    # split: the same rows, in the same order, however the split was parted.
     def fit(self, train: pl.LazyFrame, origin: str = "train split") -> Encoder:
         """Learn vocabularies, bucket edges and scaling from the train split."""
         self.fit_counts(self.count(train, origin), origin)
-        if self.quantile_fields():
-            self.fit_edges(self.edge_sample(train, 0))
+        if self.numeric_fields():
+            self.fit_sample(self.sample(train, 0))
         return self
 
     def count(self, train: pl.LazyFrame, origin: str = "train split") -> FitCounts:
-        """What fitting needs from (a part of) the train split: label checks, presence, exact moments, token counts."""
+        """What fitting needs from (a part of) the train split: label checks, presence, value ranges, token counts."""
         train = self._nan_to_null(train)
         self._raw_dtypes = train.collect_schema()
-        numeric = [n for n, k in self.schema.kinds.items() if k == "numeric"]
+        numeric = self.numeric_fields()
         checks = self._label_checks() + [pl.col(name).is_not_null().sum().alias(name) for name in self.schema.kinds]
         for name in numeric:
             v = pl.col(name).cast(pl.Float64)
@@ -166,29 +169,27 @@ class Encoder:
             elif self._uses_vocab(name):
                 queries.append(_token_counts(train.select(self._token(name).alias("value"))))
                 names.append(name)
-        tokens = pl.collect_all(queries, engine="streaming")  # one read of the train rows, shared
-        # Each its own read: sharing one with the queries above, polars would cache the train rows in memory.
-        separate = pl.QueryOptFlags(comm_subplan_elim=False)
-        row, *sums = pl.collect_all(
-            [train.select(checks), *(exponent_sums(train, n) for n in numeric)], engine="streaming", optimizations=separate
-        )
-        checks_row = row.row(0, named=True)
-        moments = {}
-        for name, table in zip(numeric, sums, strict=True):
+        tokens = pl.collect_all(queries, engine="streaming")
+        # Its own read: sharing one with the queries above, polars would cache the train rows in memory.
+        checks_row = train.select(checks).collect(engine="streaming").row(0, named=True)
+        ranges = {}
+        for name in numeric:
             if checks_row[f"{name}.inf"]:
                 raise InputError(f"{origin}: column {name!r} has infinite values; replace them or drop the column with schema.drop")
-            moments[name] = Moments.from_sums(table, checks_row[name], checks_row[f"{name}.min"], checks_row[f"{name}.max"])
+            low, high = checks_row[f"{name}.min"], checks_row[f"{name}.max"]
+            ranges[name] = (math.inf if low is None else low, -math.inf if high is None else high)
         return FitCounts(
             rows=int(checks_row["__rows"]),
             positives=int(checks_row["__positives"] or 0),
             label_bad=int(checks_row["__label_bad"] or 0),
             present={name: int(checks_row[name]) for name in self.schema.kinds},
-            moments=moments,
+            ranges=ranges,
             tokens={name: [table] for name, table in zip(names, tokens, strict=True)},
         )
 
     def fit_counts(self, counts: FitCounts, origin: str = "train split") -> Encoder:
-        """Decide the train row count, the scaling and the vocabularies from the train split's counts (edges: `fit_edges`)."""
+        """Decide the train row count, the coverage and range of each field and the vocabularies from the train split's
+        counts (edges and scaling: `fit_sample`)."""
         self.train_rows = counts.rows
         if self.train_rows == 0:
             raise InputError(f"{origin}: no rows; check the input and the split fractions")
@@ -201,8 +202,8 @@ class Encoder:
                 raise InputError(f"{origin}: column {name!r} has no values (all missing); drop it with schema.drop")
             stats = {"coverage": present / self.train_rows}
             if kind == "numeric":
-                m = counts.moments[name]
-                stats |= {"mean": m.mean, "std": m.std, "min": m.low, "max": m.high}
+                low, high = counts.ranges[name]
+                stats |= {"mean": 0.0, "std": 0.0, "min": low, "max": high}  # mean and sd: `fit_sample`
             self.stats[name] = stats
         for name, tables in counts.tokens.items():
             self.vocabs[name] = (
@@ -216,6 +217,10 @@ class Encoder:
             )
         return self
 
+    def numeric_fields(self) -> list[str]:
+        """The numeric fields: the sample's columns (every one is standardised; the quantile ones are also bucketed)."""
+        return [n for n, k in self.schema.kinds.items() if k == "numeric"]
+
     def quantile_fields(self) -> list[str]:
         """The numeric fields bucketed by quantile edges (the others have vocabularies)."""
         return [n for n, k in self.schema.kinds.items() if k == "numeric" and not self._uses_vocab(n)]
@@ -225,24 +230,35 @@ class Encoder:
         """The quantile sample takes every k-th train row: k from the train row count (after `fit_counts`)."""
         return max(1, -(-self.train_rows // self.params.quantile_sample_rows))  # the sample holds at most that many rows
 
-    def edge_sample(self, train: pl.LazyFrame, first_row: int) -> pl.DataFrame:
-        """The quantile fields of the train rows whose number in the split (this part's first: `first_row`) is a
+    def sample(self, train: pl.LazyFrame, first_row: int) -> pl.DataFrame:
+        """The numeric fields of the train rows whose number in the split (this part's first: `first_row`) is a
         multiple of `sample_every`."""
         every = self.sample_every
-        numbered = self._nan_to_null(train).select(self.quantile_fields()).with_row_index("__i", offset=first_row)
+        numbered = self._nan_to_null(train).select(self.numeric_fields()).with_row_index("__i", offset=first_row)
         return numbered.filter(pl.col("__i") % every == 0).drop("__i").collect(engine="streaming")
 
-    def fit_edges(self, sample: pl.DataFrame) -> None:
-        """Quantile bucket edges from the train sample (`edge_sample`, parts concatenated in row order), fields on
-        threads: numpy's partition releases the GIL (six fields of 1.6 M rows: 0.29 -> 0.17 s on two cores)."""
+    def fit_sample(self, sample: pl.DataFrame) -> None:
+        """From the train sample (`sample`, parts concatenated in row order): each numeric field's mean and sd (ddof
+        1), which standardise its values, and the quantile fields' bucket edges. Fields run on threads: numpy's
+        partition releases the GIL (six fields of 1.6 M rows: 0.29 -> 0.17 s on two cores). The sample holds every
+        train row up to `quantile_sample_rows` of them; past that, exact moments over every row (summed exactly so that
+        parts gave the same bits) took a read per field, a sixth of a 50 M-row ingest (bench/RESULTS.md, "Out of
+        core"), for a mean within about sd / 1000 of the sample's."""
 
-        def edges(name: str) -> list[float]:
+        def fit(name: str) -> tuple[float, float, list[float] | None]:
             values = sample[name].drop_nulls().cast(pl.Float64).to_numpy()
-            return quantile_edges(values, self.params.numeric_bins).tolist() if values.size else []
+            mean = float(values.mean()) if values.size else 0.0
+            std = float(values.std(ddof=1)) if values.size > 1 else 0.0
+            if name not in quantile:
+                return mean, std, None
+            return mean, std, quantile_edges(values, self.params.numeric_bins).tolist() if values.size else []
 
-        names = self.quantile_fields()
+        names, quantile = self.numeric_fields(), set(self.quantile_fields())
         with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-            self.edges |= dict(zip(names, pool.map(edges, names), strict=True))
+            for name, (mean, std, edges) in zip(names, pool.map(fit, names), strict=True):
+                self.stats[name] |= {"mean": mean, "std": std}
+                if edges is not None:
+                    self.edges[name] = edges
 
     def _label_checks(self) -> list[pl.Expr]:
         bad = self.schema.label_bad_expr()

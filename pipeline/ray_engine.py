@@ -8,9 +8,9 @@ merged result equals one local pass. The scores that draw their null batch by ba
 
 Ingest (parquet input): the driver decides what needs the whole input but few rows (`features.ingest.prepare`: the
 schema from the first rows, the time split's cuts, the integer-id test), then three rounds of tasks, one per part
-(a run of one file's row groups): count (`Encoder.count`: exact moments and token counts, which the driver adds up
-and fits the encoder from), sample every k-th train row for the quantile edges (each part numbered from its first
-train row in the whole split), and encode, each part writing its rows of each split to a part file. The stage then
+(a run of one file's row groups): count (`Encoder.count`: label checks, value ranges and token counts, which the
+driver adds up and fits the encoder from), sample every k-th train row for the numeric fields' mean, sd and quantile
+edges (each part numbered from its first train row in the whole split), and encode, each part writing its rows of each split to a part file. The stage then
 writes each split as one file from its parts in row order, as a local run writes it. Rows are split by a hash of
 their number in the whole input, so a part split apart lands each row where the whole input split at once puts it.
 
@@ -119,8 +119,8 @@ def ingest_count(plan: Prepared, part: Part) -> tuple[FitCounts | None, dict[str
 
 
 def ingest_sample(plan: Prepared, encoder: Encoder, part: Part, first_train_row: int) -> pl.DataFrame:
-    """One task: the part's rows of the quantile sample (every k-th train row of the whole split)."""
-    return encoder.edge_sample(plan.part_splits(part.source, part.frame(), part.first_row)["train"], first_train_row)
+    """One task: the part's rows of the numeric fields' sample (every k-th train row of the whole split)."""
+    return encoder.sample(plan.part_splits(part.source, part.frame(), part.first_row)["train"], first_train_row)
 
 
 def ingest_write(plan: Prepared, encoder: Encoder, part: Part, directory: str, keep_holdout: bool) -> dict[str, str]:
@@ -152,12 +152,12 @@ def ingest_on_ray(
     encoder.fit_counts(total, f"{raw.origin} (train split)")
     for name in dict.fromkeys(name for _, bad in counted for name in bad):  # valid before test, as a local run checks
         encoder.raise_on_bad_labels(sum(bad.get(name, 0) for _, bad in counted), f"{raw.origin} ({name} split)")
-    if encoder.quantile_fields():
+    if encoder.numeric_fields():
         task, encoder_ref, first, futures = ray.remote(ingest_sample), ray.put(encoder), 0, []
         for part, rows in train:
             futures.append(task.remote(plan_ref, encoder_ref, part, first))
             first += rows
-        encoder.fit_edges(pl.concat(ray.get(futures)))
+        encoder.fit_sample(pl.concat(ray.get(futures)))
     encoder_ref = ray.put(encoder)
     task = ray.remote(ingest_write)
     written: dict[str, list[str]] = {}

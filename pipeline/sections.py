@@ -122,7 +122,7 @@ class EncodeConfig(Section):
     numeric_bins: int = Field(16, ge=2)
     """Quantile bins per numeric field."""
     quantile_sample_rows: int = Field(1_000_000, ge=1000)
-    """At most this many train rows (every k-th) are sampled to fit the quantile edges."""
+    """At most this many train rows (every k-th) are sampled to fit the quantile edges and the numeric fields' mean and sd."""
 
 
 QualityConfig = QualityParams  # the section is the quality report's own settings class

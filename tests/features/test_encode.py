@@ -158,3 +158,24 @@ def test_float_quantile_buckets_count_the_edges_below_at_any_number_of_bins(bins
     got = enc.transform(pl.LazyFrame({"y": [0] * len(probes), "n": probes})).collect()["n"].to_list()
     assert len(edges) == bins - 1
     assert got == [MISSING_ID if v is None or v != v else FIRST_VALUE_ID + int((edges < v).sum()) for v in probes]
+
+
+@pytest.mark.parametrize("bucketing", ["quantile", "log"])
+def test_mean_and_sd_come_from_every_kth_train_row(bucketing):
+    # Past quantile_sample_rows train rows the scaling is the sample's (every k-th row, k rounded up); the range,
+    # coverage and vocabularies still count every row; missing values stay out of the mean.
+    rng = np.random.default_rng(3)
+    values = rng.lognormal(2.0, 1.0, 10_500)
+    values[::7] = np.nan
+    train = pl.LazyFrame({"y": rng.integers(0, 2, values.size), "n": values})
+    enc = Encoder(_schema(n="numeric"), EncoderParams(numeric_bucketing=bucketing, quantile_sample_rows=1_000)).fit(train)
+    kept = values[::11]  # k = ceil(10,500 / 1,000)
+    kept = kept[~np.isnan(kept)]
+    stats = enc.stats["n"]
+    assert (stats["mean"], stats["std"]) == (float(kept.mean()), float(kept.std(ddof=1)))
+    assert (stats["min"], stats["max"]) == (np.nanmin(values), np.nanmax(values))
+    assert stats["coverage"] == pytest.approx(1 - 1_500 / 10_500)
+    assert (bucketing == "quantile") == ("n" in enc.edges)
+    scaled = enc.transform(train).collect()["n__num"].to_numpy()
+    np.testing.assert_allclose(scaled[~np.isnan(values)], ((values - kept.mean()) / kept.std(ddof=1))[~np.isnan(values)], rtol=1e-6)
+    assert (scaled[np.isnan(values)] == 0).all()
