@@ -31,13 +31,19 @@ def run_ingest(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         else:
             if cfg.engine.kind == "ray":
                 print(f"ingest: engine ray reads parquet files in parts; this input ({raw.format}) is ingested here", file=sys.stderr)
-            result = ingest(raw, params, scratch)
+            result = ingest(raw, params, scratch, catalog.sink)
         for note in result.notes:
             print(f"ingest: {note}", file=sys.stderr)
         targets = {catalog.split_file(workdir, name): frame for name, frame in result.splits.items()}
         if cfg.split.keep_raw_holdout:
-            targets |= {workdir / catalog.HOLDOUT[name].name: frame for name, frame in result.holdout.items()}
+            targets |= {
+                workdir / catalog.HOLDOUT[name].name: frame for name, frame in result.holdout.items() if name not in result.holdout_files
+            }
         catalog.sink_all(targets)
+        if cfg.split.keep_raw_holdout:  # written already, and read by the encoded splits just written
+            for name, path in result.holdout_files.items():
+                (workdir / catalog.HOLDOUT[name].name).parent.mkdir(parents=True, exist_ok=True)
+                path.replace(workdir / catalog.HOLDOUT[name].name)
         splits: dict[str, dict[str, float]] = {}
         for name in result.splits:
             labels = (

@@ -76,16 +76,20 @@ def test_synthetic_is_deterministic_and_shard_size_free(tmp_path):
     [
         (("data",), SplitParams(valid=0.1, test=0.2, seed=3)),
         (("data",), SplitParams(valid=0.0, test=0.2, seed=3)),
+        (("data",), SplitParams(valid=0.00001, test=0.2, seed=3)),
         (("data",), SplitParams(method="time", time_column="t", valid=0.1, test=0.1)),
         (("train", "test"), SplitParams(valid=0.2, test=0.1, seed=3)),
         (("train",), SplitParams(valid=0.1, test=0.1, seed=3)),
         (("train", "valid", "test"), SplitParams()),
     ],
-    ids=["random", "random, no valid", "time, missing times", "valid carved from train", "both carved", "all given"],
+    ids=["random", "random, no valid", "random, valid empty", "time, missing times", "valid carved from train", "both carved", "all given"],
 )
-def test_valid_and_test_staged_in_one_read_are_the_rows_split_directly(tmp_path, files, split):
+@pytest.mark.parametrize("sink", [None, "partitioned"])
+def test_valid_and_test_staged_in_one_read_are_the_rows_split_directly(tmp_path, files, split, sink):
     # With a scratch directory, ingest writes the rows carved out of an input for valid and test once and reads them
     # from there: the encoded splits and raw holdouts must be those of splitting the input directly, row for row.
+    # With a sink (and no join) the carved rows are written as one holdout file per split, also for a split that
+    # gets no rows (the partitioned sink writes no file for it); without, as one tagged file.
     from features.ingest import IngestParams, ingest, load_raw
 
     rng = np.random.default_rng(0)
@@ -105,10 +109,21 @@ def test_valid_and_test_staged_in_one_read_are_the_rows_split_directly(tmp_path,
     params = IngestParams(source=SourceOptions(format="csv"), split=split)
     direct = ingest(load_raw(data if files != ("data",) else data / "data.csv", params, 0, 0), params)
     scratch = tmp_path / "scratch"
-    staged = ingest(load_raw(data if files != ("data",) else data / "data.csv", params, 0, 0), params, scratch)
+    write = (lambda frame, target: frame.sink_parquet(target, row_group_size=500)) if sink else None
+    staged = ingest(load_raw(data if files != ("data",) else data / "data.csv", params, 0, 0), params, scratch, write)
     assert set(staged.splits) == set(direct.splits) and set(staged.holdout) == set(direct.holdout)
     for ours, theirs in ((staged.splits, direct.splits), (staged.holdout, direct.holdout)):
         for name in theirs:
             assert ours[name].collect().equals(theirs[name].collect()), name
-    carved = sorted(p.name for p in scratch.glob("carved-*.parquet"))
-    assert carved == ([] if files == ("train", "valid", "test") else [f"carved-{'all' if files == ('data',) else 'train'}.parquet"])
+    source = "all" if files == ("data",) else "train"
+    carved_names = [] if files == ("train", "valid", "test") else [n for n in ("valid", "test") if n not in files and getattr(split, n) > 0]
+    if sink:
+        assert staged.holdout_files == {n: scratch / f"carved-{source}" / f"{n}.parquet" for n in carved_names}
+        for name, path in staged.holdout_files.items():
+            assert pl.read_parquet(path).equals(direct.holdout[name].collect()), name
+        assert not list(scratch.glob("carved-*.parquet"))
+    else:
+        assert staged.holdout_files == {}
+        assert sorted(p.name for p in scratch.glob("carved-*.parquet")) == ([f"carved-{source}.parquet"] if carved_names else [])
+    if split.valid == 0.00001:
+        assert staged.splits["valid"].collect().height == 0 and staged.splits["test"].collect().height > 0
