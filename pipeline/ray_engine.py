@@ -127,10 +127,10 @@ def ingest_write(plan: Prepared, encoder: Encoder, part: Part, directory: str, k
     """One task: the part's encoded rows of each split (and its raw valid/test rows) written to part files."""
     splits = plan.part_splits(part.source, part.frame(), part.first_row)
     frames = {name: encoder.transform(frame) for name, frame in splits.items()}
-    if keep_holdout:
-        frames |= {f"holdout/{name}": frame for name, frame in plan.holdout(splits).items()}
-    paths = {name: Path(directory) / name / f"{part.source}-{part.first_row:012d}.parquet" for name in frames}
-    catalog.sink_all({paths[name]: frame for name, frame in frames.items()})
+    holdout = {f"holdout/{name}": frame for name, frame in plan.holdout(splits).items()} if keep_holdout else {}
+    paths = {name: Path(directory) / name / f"{part.source}-{part.first_row:012d}.parquet" for name in frames | holdout}
+    catalog.sink_all({paths[name]: frame for name, frame in frames.items()}, statistics=catalog.ENCODED_STATISTICS)
+    catalog.sink_all({paths[name]: frame for name, frame in holdout.items()})
     return {name: str(path) for name, path in paths.items()}
 
 

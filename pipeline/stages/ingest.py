@@ -34,14 +34,13 @@ def run_ingest(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
             result = ingest(raw, params, scratch, catalog.sink)
         for note in result.notes:
             print(f"ingest: {note}", file=sys.stderr)
-        targets = {catalog.split_file(workdir, name): frame for name, frame in result.splits.items()}
+        catalog.sink_all(
+            {catalog.split_file(workdir, name): frame for name, frame in result.splits.items()}, statistics=catalog.ENCODED_STATISTICS
+        )
         if cfg.split.keep_raw_holdout:
-            targets |= {
-                workdir / catalog.HOLDOUT[name].name: frame for name, frame in result.holdout.items() if name not in result.holdout_files
-            }
-        catalog.sink_all(targets)
-        if cfg.split.keep_raw_holdout:  # written already, and read by the encoded splits just written
-            for name, path in result.holdout_files.items():
+            holdout = result.holdout.items()
+            catalog.sink_all({workdir / catalog.HOLDOUT[name].name: frame for name, frame in holdout if name not in result.holdout_files})
+            for name, path in result.holdout_files.items():  # written already, and read by the encoded splits just written
                 (workdir / catalog.HOLDOUT[name].name).parent.mkdir(parents=True, exist_ok=True)
                 path.replace(workdir / catalog.HOLDOUT[name].name)
         splits: dict[str, dict[str, float]] = {}
