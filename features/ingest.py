@@ -244,16 +244,16 @@ def _staged(
         if sink is not None and not plan.params.joins:
             directory = scratch / f"carved-{source}"
             directory.mkdir(parents=True, exist_ok=True)
+            named = _SplitFiles(directory)
             sink(
-                rows,
-                pl.PartitionBy(
-                    directory, key=SPLIT_TAG, include_key=False, approximate_bytes_per_file=None, file_path_provider=_one_file(directory)
-                ),
+                rows, pl.PartitionBy(directory, key=SPLIT_TAG, include_key=False, approximate_bytes_per_file=None, file_path_provider=named)
             )
             for name in names:
                 files[name] = directory / f"{name}.parquet"
-                if not files[name].exists():  # no rows for this split: the partitioned sink writes no file
+                if name not in named.seen:  # no rows for this split: the partitioned sink writes no file
                     sink(rows.drop(SPLIT_TAG).clear(), files[name])
+                elif not files[name].is_file():
+                    raise RuntimeError(f"{files[name]}: the partitioned sink wrote the {name} rows elsewhere")
                 staged[name] = pl.scan_parquet(files[name])
             continue
         path = scratch / f"carved-{source}.parquet"
@@ -264,19 +264,21 @@ def _staged(
     return staged, files
 
 
-def _one_file(directory: Path) -> Callable[[pl.io.partition.FileProviderArgs], Path]:
-    """A partitioned sink's file names: `directory/SPLIT.parquet`, and an error if polars starts a second file for a
-    split (it would overwrite the first)."""
-    seen: set[str] = set()
+class _SplitFiles:
+    """A partitioned sink's file names, `SPLIT.parquet` relative to its base directory (polars puts a relative name
+    under the base: the base itself, when relative, would be taken twice), the splits that got a file (`seen`), and an
+    error if polars starts a second file for a split (it would overwrite the first)."""
 
-    def path(args: pl.io.partition.FileProviderArgs) -> Path:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.seen: set[str] = set()
+
+    def __call__(self, args: pl.io.partition.FileProviderArgs) -> str:
         name = str(args.partition_keys[SPLIT_TAG][0])
-        if name in seen:
-            raise RuntimeError(f"{directory}: polars wrote the {name} rows in two files")
-        seen.add(name)
-        return directory / f"{name}.parquet"
-
-    return path
+        if name in self.seen:
+            raise RuntimeError(f"{self.directory}: polars wrote the {name} rows in two files")
+        self.seen.add(name)
+        return f"{name}.parquet"
 
 
 def read_for_scoring(path: Path, params: IngestParams, scratch: Path | None = None) -> pl.LazyFrame:

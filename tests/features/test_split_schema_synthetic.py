@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import polars as pl
 import pytest
@@ -84,12 +86,13 @@ def test_synthetic_is_deterministic_and_shard_size_free(tmp_path):
     ],
     ids=["random", "random, no valid", "random, valid empty", "time, missing times", "valid carved from train", "both carved", "all given"],
 )
-@pytest.mark.parametrize("sink", [None, "partitioned"])
-def test_valid_and_test_staged_in_one_read_are_the_rows_split_directly(tmp_path, files, split, sink):
+@pytest.mark.parametrize("sink", [None, "partitioned", "partitioned, relative scratch"])
+def test_valid_and_test_staged_in_one_read_are_the_rows_split_directly(tmp_path, monkeypatch, files, split, sink):
     # With a scratch directory, ingest writes the rows carved out of an input for valid and test once and reads them
     # from there: the encoded splits and raw holdouts must be those of splitting the input directly, row for row.
     # With a sink (and no join) the carved rows are written as one holdout file per split, also for a split that
-    # gets no rows (the partitioned sink writes no file for it); without, as one tagged file.
+    # gets no rows (the partitioned sink writes no file for it); without, as one tagged file. A relative scratch
+    # directory (`make run`'s) once sent the files to scratch/carved-all/scratch/carved-all/ and left the splits empty.
     from features.ingest import IngestParams, ingest, load_raw
 
     rng = np.random.default_rng(0)
@@ -109,6 +112,9 @@ def test_valid_and_test_staged_in_one_read_are_the_rows_split_directly(tmp_path,
     params = IngestParams(source=SourceOptions(format="csv"), split=split)
     direct = ingest(load_raw(data if files != ("data",) else data / "data.csv", params, 0, 0), params)
     scratch = tmp_path / "scratch"
+    if sink == "partitioned, relative scratch":
+        monkeypatch.chdir(tmp_path)
+        scratch = Path("scratch")
     write = (lambda frame, target: frame.sink_parquet(target, row_group_size=500)) if sink else None
     staged = ingest(load_raw(data if files != ("data",) else data / "data.csv", params, 0, 0), params, scratch, write)
     assert set(staged.splits) == set(direct.splits) and set(staged.holdout) == set(direct.holdout)
@@ -119,6 +125,9 @@ def test_valid_and_test_staged_in_one_read_are_the_rows_split_directly(tmp_path,
     carved_names = [] if files == ("train", "valid", "test") else [n for n in ("valid", "test") if n not in files and getattr(split, n) > 0]
     if sink:
         assert staged.holdout_files == {n: scratch / f"carved-{source}" / f"{n}.parquet" for n in carved_names}
+        assert sorted(p.relative_to(scratch).as_posix() for p in scratch.rglob("*.parquet")) == sorted(
+            f"carved-{source}/{n}.parquet" for n in carved_names
+        )
         for name, path in staged.holdout_files.items():
             assert pl.read_parquet(path).equals(direct.holdout[name].collect()), name
         assert not list(scratch.glob("carved-*.parquet"))
