@@ -33,6 +33,7 @@ DENSE_MIN_SPAN = 1 << 16  # integer vocabularies whose values span up to the lar
 DENSE_SPAN_PER_VALUE = 4
 DENSE_BUCKET_SPAN = 1 << 22  # integer fields whose train values span up to this take their quantile bucket from a table
 SET_SUFFIX = "__set"
+OWN_SAMPLE_SHARE = 0.1  # numeric fields with values in fewer train rows than this share are sampled by their own values
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ class Encoder:
         self.edges: dict[str, list[float]] = {}
         self.stats: dict[str, dict[str, float]] = {}
         self.train_rows = 0
+        self.present: dict[str, int] = {}  # non-missing train values per field (`fit_counts`; not saved)
         self._raw_dtypes: pl.Schema = pl.Schema()
 
     # -- token expressions: the raw value each vocabulary is built over ----------------------------
@@ -142,7 +144,8 @@ class Encoder:
     # counts of the whole exactly (integers, least and greatest values), so a split counted in parts by several workers
     # (`pipeline.ray_engine`) fits the same encoder as one pass. The quantile edges and the numeric fields' mean and
     # sd come from a sample of every k-th train row (`sample`), which parts take by their rows' number in the whole
-    # split: the same rows, in the same order, however the split was parted.
+    # split: the same rows, in the same order, however the split was parted (a sparse field: every k-th of its values,
+    # numbered likewise).
     def fit(self, train: pl.LazyFrame, origin: str = "train split") -> Encoder:
         """Learn vocabularies, bucket edges and scaling from the train split."""
         self.fit_counts(self.count(train, origin), origin)
@@ -194,6 +197,7 @@ class Encoder:
         """Decide the train row count, the coverage and range of each field and the vocabularies from the train split's
         counts (edges and scaling: `fit_sample`)."""
         self.train_rows = counts.rows
+        self.present = dict(counts.present)
         if self.train_rows == 0:
             raise InputError(f"{origin}: no rows; check the input and the split fractions")
         self.raise_on_bad_labels(counts.label_bad, origin)
@@ -233,20 +237,47 @@ class Encoder:
         """The quantile sample takes every k-th train row: k from the train row count (after `fit_counts`)."""
         return max(1, -(-self.train_rows // self.params.quantile_sample_rows))  # the sample holds at most that many rows
 
-    def sample(self, train: pl.LazyFrame, first_row: int) -> pl.DataFrame:
-        """The numeric fields of the train rows whose number in the split (this part's first: `first_row`) is a
-        multiple of `sample_every`."""
-        every = self.sample_every
-        numbered = self._nan_to_null(train).select(self.numeric_fields()).with_row_index("__i", offset=first_row)
-        return numbered.filter(pl.col("__i") % every == 0).drop("__i").collect(engine="streaming")
+    @property
+    def own_samples(self) -> dict[str, int]:
+        """The numeric fields sampled by their own values, each with its k (after `fit_counts`): when the sample skips
+        rows, a field with values in under OWN_SAMPLE_SHARE of the train rows would get under a tenth of
+        `quantile_sample_rows` values in it (a field with 150 values in 200 k rows: none at k = 200); such a field
+        takes every k-th of its own values instead, k from its count of values."""
+        if self.sample_every == 1:
+            return {}
+        rows = self.params.quantile_sample_rows
+        return {
+            n: max(1, -(-self.present[n] // rows)) for n in self.numeric_fields() if self.present[n] < OWN_SAMPLE_SHARE * self.train_rows
+        }
 
-    def fit_sample(self, sample: pl.DataFrame) -> None:
-        """From the train sample (`sample`, parts concatenated in row order): each numeric field's mean and sd (ddof
-        1), which standardise its values, and the quantile fields' bucket edges. Fields run on threads: numpy's
-        partition releases the GIL (six fields of 1.6 M rows: 0.29 -> 0.17 s on two cores). The sample holds every
-        train row up to `quantile_sample_rows` of them; past that, exact moments over every row (summed exactly so that
-        parts gave the same bits) took a read per field, a sixth of a 50 M-row ingest (bench/RESULTS.md, "Out of
-        core"), for a mean within about sd / 1000 of the sample's."""
+    def sample(self, train: pl.LazyFrame, first_row: int, first_values: dict[str, int] | None = None) -> dict[str, pl.Series]:
+        """Each numeric field's sampled values (nulls included): of the train rows whose number in the split (this
+        part's first: `first_row`) is a multiple of `sample_every`, or, for a field in `own_samples`, of its values
+        whose number among the split's values of that field (this part's first: `first_values[field]`, 0 when not
+        given) is a multiple of its k. Each field sampled on its own is its own read."""
+        train = self._nan_to_null(train)
+        own, every = self.own_samples, self.sample_every
+        shared = [n for n in self.numeric_fields() if n not in own]
+        queries = [train.select(shared).with_row_index("__i", offset=first_row).filter(pl.col("__i") % every == 0)] if shared else []
+        for name, k in own.items():
+            values = train.select(name).drop_nulls().with_row_index("__i", offset=(first_values or {}).get(name, 0))
+            queries.append(values.filter(pl.col("__i") % k == 0))
+        frames = pl.collect_all(queries, engine="streaming", optimizations=pl.QueryOptFlags(comm_subplan_elim=False))
+        return {name: frame[name] for frame in frames for name in frame.columns if name != "__i"}
+
+    @staticmethod
+    def join_samples(parts: list[dict[str, pl.Series]]) -> dict[str, pl.Series]:
+        """The samples of parts of the train split (`sample`), in row order, as the whole split's."""
+        return {name: pl.concat([part[name] for part in parts]) for name in parts[0]} if parts else {}
+
+    def fit_sample(self, sample: dict[str, pl.Series]) -> None:
+        """From the train sample (`sample`, parts joined in row order by `join_samples`): each numeric field's mean
+        and sd (ddof 1), which standardise its values, and the quantile fields' bucket edges. Fields run on threads:
+        numpy's partition releases the GIL (six fields of 1.6 M rows: 0.29 -> 0.17 s on two cores). The sample holds
+        every train row up to `quantile_sample_rows` of them; past that, exact moments over every row (summed exactly
+        so that parts gave the same bits) took a read per field, a sixth of a 50 M-row ingest (bench/RESULTS.md, "Out
+        of core"), for a mean within about sd / 1000 of the sample's when the field has a value in most rows, and
+        within sd / 300 at worst for the rest (sampled by their own values, at least a tenth of that many of them)."""
 
         def fit(name: str) -> tuple[float, float, list[float] | None]:
             values = sample[name].drop_nulls().cast(pl.Float64).to_numpy()
@@ -330,7 +361,7 @@ class Encoder:
                 # there) and for a missing token (index 0). A `when(inside)` around the gather ran 1.3x slower.
                 table = np.full(span + 2, OOV_ID, dtype=np.int32)
                 table[values.to_numpy() - low + 1] = ids.to_numpy()
-                offset = (token.cast(pl.Int64) - (low - 1)).clip(0, span + 1).fill_null(0)
+                offset = (token.cast(pl.Int64) - low + 1).clip(0, span + 1).fill_null(0)  # low - 1 may not fit in Int64
                 return frame, pl.lit(pl.Series(table)).gather(offset)
         tok, joined = f"__tok_{vocab_name}", f"__id_{vocab_name}"
         table = vocab.lazy().select(pl.col("value"), pl.col("id").alias(joined))

@@ -10,8 +10,9 @@ Ingest (parquet input): the driver decides what needs the whole input but few ro
 schema from the first rows, the time split's cuts, the integer-id test), then three rounds of tasks, one per part
 (a run of one file's row groups): count (`Encoder.count`: label checks, value ranges and token counts, which the
 driver adds up and fits the encoder from), sample every k-th train row for the numeric fields' mean, sd and quantile
-edges (each part numbered from its first train row in the whole split), and encode, each part writing its rows of each split to a part file. The stage then
-writes each split as one file from its parts in row order, as a local run writes it. Rows are split by a hash of
+edges (each part numbered from its first train row in the whole split; a sparse field's values from its first value),
+and encode, each part writing its rows of each split to a part file. The stage then writes each split as one file
+from its parts in row order, as a local run writes it. Rows are split by a hash of
 their number in the whole input, so a part split apart lands each row where the whole input split at once puts it.
 
 Tasks read and write by path: on a cluster, every node must see the input and `OUT` (a shared filesystem) and have
@@ -118,9 +119,10 @@ def ingest_count(plan: Prepared, part: Part) -> tuple[FitCounts | None, dict[str
     return counts, bad
 
 
-def ingest_sample(plan: Prepared, encoder: Encoder, part: Part, first_train_row: int) -> pl.DataFrame:
-    """One task: the part's rows of the numeric fields' sample (every k-th train row of the whole split)."""
-    return encoder.sample(plan.part_splits(part.source, part.frame(), part.first_row)["train"], first_train_row)
+def ingest_sample(plan: Prepared, encoder: Encoder, part: Part, first_train_row: int, first_values: dict[str, int]) -> dict[str, pl.Series]:
+    """One task: the part's share of the numeric fields' sample (every k-th train row of the whole split; for a sparse
+    field, every k-th of its values)."""
+    return encoder.sample(plan.part_splits(part.source, part.frame(), part.first_row)["train"], first_train_row, first_values)
 
 
 def ingest_write(plan: Prepared, encoder: Encoder, part: Part, directory: str, keep_holdout: bool) -> dict[str, str]:
@@ -144,7 +146,8 @@ def ingest_on_ray(
     plan_ref = ray.put(plan)
     counted = ray.get([ray.remote(ingest_count).remote(plan_ref, part) for part in parts])
     encoder = Encoder(plan.schema, plan.encoder_params)
-    train = [(part, counts.rows) for part, (counts, _) in zip(parts, counted, strict=True) if counts is not None]  # in row order
+    # In row order; copied before the merge below, which adds every part's counts into the first part's.
+    train = [(part, counts.rows, dict(counts.present)) for part, (counts, _) in zip(parts, counted, strict=True) if counts is not None]
     total = None
     for counts, _ in counted:
         if counts is not None:
@@ -154,10 +157,12 @@ def ingest_on_ray(
         encoder.raise_on_bad_labels(sum(bad.get(name, 0) for _, bad in counted), f"{raw.origin} ({name} split)")
     if encoder.numeric_fields():
         task, encoder_ref, first, futures = ray.remote(ingest_sample), ray.put(encoder), 0, []
-        for part, rows in train:
-            futures.append(task.remote(plan_ref, encoder_ref, part, first))
+        values = dict.fromkeys(encoder.own_samples, 0)  # a sparse field's values before the part, in the whole split
+        for part, rows, present in train:
+            futures.append(task.remote(plan_ref, encoder_ref, part, first, dict(values)))
             first += rows
-        encoder.fit_sample(pl.concat(ray.get(futures)))
+            values = {name: count + present[name] for name, count in values.items()}
+        encoder.fit_sample(Encoder.join_samples(ray.get(futures)))
     encoder_ref = ray.put(encoder)
     task = ray.remote(ingest_write)
     written: dict[str, list[str]] = {}

@@ -179,3 +179,45 @@ def test_mean_and_sd_come_from_every_kth_train_row(bucketing):
     scaled = enc.transform(train).collect()["n__num"].to_numpy()
     np.testing.assert_allclose(scaled[~np.isnan(values)], ((values - kept.mean()) / kept.std(ddof=1))[~np.isnan(values)], rtol=1e-6)
     assert (scaled[np.isnan(values)] == 0).all()
+
+
+def test_a_sparse_numeric_field_is_sampled_by_its_own_values_the_same_whole_or_in_parts():
+    # A field with values in few rows would get almost none of every k-th row: it takes every k-th of its own values
+    # (k from its count of values), numbered across parts as in the whole split, so parts give the whole's sample.
+    rng = np.random.default_rng(4)
+    rows = 60_000
+    sparse = np.full(rows, np.nan)
+    at = rng.choice(rows, 4_500, replace=False)
+    sparse[at] = rng.normal(5_000, 100, at.size)
+    rare = np.full(rows, np.nan)
+    rare[rng.choice(rows, 150, replace=False)] = rng.normal(-3, 2, 150)
+    dense = rng.normal(size=rows)
+    train = pl.DataFrame({"y": rng.integers(0, 2, rows), "s": sparse, "r": rare, "d": dense})
+    enc = Encoder(_schema(s="numeric", r="numeric", d="numeric"), EncoderParams(numeric_bucketing="quantile", quantile_sample_rows=1_000))
+    enc.fit(train.lazy())
+    assert enc.sample_every == 60 and enc.own_samples == {"s": 5, "r": 1}
+    values = sparse[~np.isnan(sparse)][::5]
+    assert (enc.stats["s"]["mean"], enc.stats["s"]["std"]) == (float(values.mean()), float(values.std(ddof=1)))
+    assert enc.stats["r"]["mean"] == float(np.nanmean(rare))  # all 150 values (every 60th row would hold 2 or 3)
+    assert enc.stats["d"]["mean"] == float(dense[::60].mean())
+    whole = enc.sample(train.lazy(), 0)
+    parts, first_values = [], {"s": 0, "r": 0}
+    for start, end in ((0, 7_777), (7_777, 31_001), (31_001, rows)):
+        part = train.slice(start, end - start)
+        parts.append(enc.sample(part.lazy(), start, first_values))
+        first_values = {n: c + part[n].is_not_nan().sum() for n, c in first_values.items()}
+    joined = Encoder.join_samples(parts)
+    assert set(joined) == set(whole) == {"s", "r", "d"}
+    assert all(joined[n].equals(whole[n]) for n in whole)
+
+
+def test_a_dense_lookup_at_the_ends_of_int64():
+    # The table's offset is taken from the least value: at Int64's minimum, one below it does not fit in Int64.
+    least, most = -(2**63), 2**63 - 1
+    for values in ([least, least + 1, least + 1, least + 5], [most - 5, most, most, most - 1]):
+        train = pl.LazyFrame({"y": [0, 1, 0, 1], "i": values}, schema={"y": pl.Int64, "i": pl.Int64})
+        enc = Encoder(_schema(i="categorical")).fit(train)
+        probes = pl.LazyFrame({"y": [0] * 5, "i": [values[0], values[1], values[3], None, 0]}, schema={"y": pl.Int64, "i": pl.Int64})
+        vocab = dict(zip(enc.vocabs["i"]["value"].to_list(), enc.vocabs["i"]["id"].to_list(), strict=True))
+        want = [vocab[values[0]], vocab[values[1]], vocab[values[3]], MISSING_ID, OOV_ID]
+        assert enc.transform(probes).collect()["i"].to_list() == want

@@ -1,5 +1,6 @@
 """Inputs for the Ray engine's ingest tests: parquet files in small row groups, several per input, with every kind of
-field (strings with nulls, integer ids, floats with NaN, counts, multi-valued), a side table and a time column."""
+field (strings with nulls, integer ids, floats with NaN, counts, a float in 4 % of rows, multi-valued), a side table and
+a time column."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ def frame(rows: int, seed: int) -> pl.DataFrame:
     x[rng.random(rows) < 0.05] = np.nan
     city = rng.choice(["a", "b", "c", "d", "e", "f", "g"], rows).astype(object)
     city[rng.random(rows) < 0.03] = None
+    bid = np.where(rng.random(rows) < 0.04, rng.lognormal(1.0, 0.5, rows), np.nan)  # sampled by its own values
     tags = ["|".join(rng.choice(list("pqrstu"), rng.integers(0, 4), replace=False)) for _ in range(rows)]
     logit = 0.8 * np.nan_to_num(x) + (city == "a") - 1.0
     return pl.DataFrame(
@@ -24,6 +26,7 @@ def frame(rows: int, seed: int) -> pl.DataFrame:
             "item": rng.integers(0, 400, rows),
             "x": x,
             "count": rng.poisson(3.0, rows),
+            "bid": bid,
             "tags": tags,
             "t": rng.integers(0, 10_000, rows),
         }
