@@ -544,3 +544,22 @@ def test_numeric_values_travel_in_the_package_and_predict_scores_as_the_run_did(
     assert roc_auc_score(scored[synthetic.LABEL].to_numpy(), scored["probability"].to_numpy()) == pytest.approx(
         metrics["test_auc"], abs=1e-6
     )
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_ingest_into_a_relative_directory_writes_every_split_and_the_holdouts_when_kept(tmp_path, monkeypatch, keep):
+    # `make run` writes under a relative OUT: the carved valid/test rows (the raw holdouts) must land where the
+    # encoded splits read them, and move into OUT/ingest/holdout only when kept; no scratch is left behind.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.yaml").write_text(f"split: {{keep_raw_holdout: {str(keep).lower()}}}\n")
+    assert main(["ingest", "--rows", "5000", "--config", "c.yaml", "--out", "rel", "--no-tracking"]) == 0
+    stage = tmp_path / "rel" / "ingest"
+    rows = {name: pl.read_parquet(stage / f"{name}.parquet").height for name in ("train", "valid", "test")}
+    assert rows["valid"] > 300 and rows["test"] > 300 and sum(rows.values()) == 5000
+    holdout = sorted(p.name for p in (stage / "holdout").glob("*.parquet")) if (stage / "holdout").exists() else []
+    assert holdout == (["test.parquet", "valid.parquet"] if keep else [])
+    if keep:
+        for name in ("valid", "test"):
+            raw, encoded = pl.read_parquet(stage / "holdout" / f"{name}.parquet"), pl.read_parquet(stage / f"{name}.parquet")
+            assert raw.height == rows[name] and raw[synthetic.LABEL].cast(pl.Int8).equals(encoded[synthetic.LABEL])
+    assert not [p for p in tmp_path.rglob("*") if p.name.startswith(".staged") or p.name.startswith("carved-")]
