@@ -241,7 +241,7 @@ class Encoder:
     def own_samples(self) -> dict[str, int]:
         """The numeric fields sampled by their own values, each with its k (after `fit_counts`): when the sample skips
         rows, a field with values in under OWN_SAMPLE_SHARE of the train rows would get under a tenth of
-        `quantile_sample_rows` values in it (a field with 150 values in 200 k rows: none at k = 200); such a field
+        `quantile_sample_rows` values in it (a field with 150 values in 200 k rows: 0 or 1 at k = 200); such a field
         takes every k-th of its own values instead, k from its count of values."""
         if self.sample_every == 1:
             return {}
@@ -276,8 +276,9 @@ class Encoder:
         numpy's partition releases the GIL (six fields of 1.6 M rows: 0.29 -> 0.17 s on two cores). The sample holds
         every train row up to `quantile_sample_rows` of them; past that, exact moments over every row (summed exactly
         so that parts gave the same bits) took a read per field, a sixth of a 50 M-row ingest (bench/RESULTS.md, "Out
-        of core"), for a mean within about sd / 1000 of the sample's when the field has a value in most rows, and
-        within sd / 300 at worst for the rest (sampled by their own values, at least a tenth of that many of them)."""
+        of core"), for a mean within about sd / 1000 of the whole split's (sd / 300 at worst, for a field with values
+        in a tenth of the rows; a sparser one is sampled by its own values: up to `quantile_sample_rows` of them, all
+        of them when it has fewer)."""
 
         def fit(name: str) -> tuple[float, float, list[float] | None]:
             values = sample[name].drop_nulls().cast(pl.Float64).to_numpy()

@@ -233,7 +233,7 @@ def _staged(
     that input writes: their label check, encoded split and raw holdout then read those rows alone, where each read
     the whole input to keep a tenth of it (bench/RESULTS.md, "Out of core"). Without joins the carved rows are the
     raw holdouts (the columns as read): `sink` writes them as one file per split, which the caller moves into place
-    (a 50 M-row ingest: 1.4 s less than writing the holdouts again); with joins, or no `sink`, one lz4 file tagged
+    (a 50 M-row ingest: 1.5-1.9 s less than writing the holdouts again); with joins, or no `sink`, one lz4 file tagged
     with each row's split. Also the files already in their final form, by split."""
     staged, files = dict(splits), {}
     for source, src in raw.frames.items():
