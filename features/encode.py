@@ -93,6 +93,19 @@ def _numbered_by_row(ids: pl.Series) -> bool:
     return bool((ids.to_numpy() == np.arange(FIRST_VALUE_ID, FIRST_VALUE_ID + ids.len())).all())
 
 
+def _mean_sd(values: np.ndarray) -> tuple[float, float]:
+    """The mean and sd (ddof 1) of finite values; 0 for no values (sd: below two). Values whose sum passes the largest
+    float (near 1e308) are scaled down by their largest magnitude first."""
+    if not values.size:
+        return 0.0, 0.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean, std = float(values.mean()), float(values.std(ddof=1)) if values.size > 1 else 0.0
+    if not (math.isfinite(mean) and math.isfinite(std)):
+        scale = float(np.abs(values).max())
+        mean, std = float((values / scale).mean()) * scale, float((values / scale).std(ddof=1)) * scale if values.size > 1 else 0.0
+    return mean, std
+
+
 def _log_bucket(col: pl.Expr) -> pl.Expr:
     v = col.cast(pl.Float64)
     return pl.when(v > 2).then((v.log() ** 2).floor() + 3).otherwise(v.floor()).cast(pl.Int64)
@@ -282,8 +295,7 @@ class Encoder:
 
         def fit(name: str) -> tuple[float, float, list[float] | None]:
             values = sample[name].drop_nulls().cast(pl.Float64).to_numpy()
-            mean = float(values.mean()) if values.size else 0.0
-            std = float(values.std(ddof=1)) if values.size > 1 else 0.0
+            mean, std = _mean_sd(values)
             if name not in quantile:
                 return mean, std, None
             return mean, std, quantile_edges(values, self.params.numeric_bins).tolist() if values.size else []

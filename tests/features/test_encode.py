@@ -221,3 +221,12 @@ def test_a_dense_lookup_at_the_ends_of_int64():
         vocab = dict(zip(enc.vocabs["i"]["value"].to_list(), enc.vocabs["i"]["id"].to_list(), strict=True))
         want = [vocab[values[0]], vocab[values[1]], vocab[values[3]], MISSING_ID, OOV_ID]
         assert enc.transform(probes).collect()["i"].to_list() == want
+
+
+def test_mean_and_sd_of_values_near_the_largest_float():
+    # Their sum passes the largest float: the scaling must still be finite (values are divided by the largest first).
+    train = pl.LazyFrame({"y": [0, 1, 0], "n": [1.7e308, 1.7e308, 1.5e308]})
+    enc = Encoder(_schema(n="numeric"), EncoderParams(numeric_bucketing="quantile")).fit(train)
+    assert enc.stats["n"]["mean"] == pytest.approx(1.6333333333333333e308, rel=1e-12)
+    assert enc.stats["n"]["std"] == pytest.approx(1.1547005383792516e307, rel=1e-12)
+    assert np.isfinite(enc.transform(train).collect()["n__num"].to_numpy()).all()
