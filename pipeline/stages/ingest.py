@@ -20,7 +20,7 @@ def run_ingest(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
     """Read, split and encode the input; write encoded parquet, the encoder and the feature map."""
     started = time.perf_counter()
     params = ingest_params(cfg)
-    scratch = workdir / ".staged"  # compressed text decompressed once, as parquet; removed before the stage commits
+    scratch = workdir / ".staged"  # text parsed once and the carved valid/test rows, as parquet; removed before commit
     parts = workdir / ".parts"  # the Ray engine's part files, written as one file per split below; removed likewise
     try:
         raw = load_raw(cfg.data.path, params, cfg.data.synthetic_rows, cfg.data.synthetic_seed, scratch, cfg.data.synthetic_kind)
