@@ -98,11 +98,15 @@ def _mean_sd(values: np.ndarray) -> tuple[float, float]:
     float (near 1e308) are scaled down by their largest magnitude first."""
     if not values.size:
         return 0.0, 0.0
+
+    def moments(v: np.ndarray) -> tuple[float, float]:
+        return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
+
     with np.errstate(over="ignore", invalid="ignore"):
-        mean, std = float(values.mean()), float(values.std(ddof=1)) if values.size > 1 else 0.0
+        mean, std = moments(values)
     if not (math.isfinite(mean) and math.isfinite(std)):
         scale = float(np.abs(values).max())
-        mean, std = float((values / scale).mean()) * scale, float((values / scale).std(ddof=1)) * scale if values.size > 1 else 0.0
+        mean, std = (m * scale for m in moments(values / scale))
     return mean, std
 
 
@@ -188,7 +192,7 @@ class Encoder:
             elif self._uses_vocab(name):
                 queries.append(_token_counts(train.select(self._token(name).alias("value"))))
                 names.append(name)
-        tokens = pl.collect_all(queries, engine="streaming")
+        tokens = dict(zip(names, pl.collect_all(queries, engine="streaming"), strict=True))
         # Its own read: sharing one with the queries above, polars would cache the train rows in memory.
         checks_row = train.select(checks).collect(engine="streaming").row(0, named=True)
         ranges = {}
@@ -201,9 +205,9 @@ class Encoder:
             rows=int(checks_row["__rows"]),
             positives=int(checks_row["__positives"] or 0),
             label_bad=int(checks_row["__label_bad"] or 0),
-            present={n: int(tokens[names.index(n)]["count"].sum()) if n in counted else int(checks_row[n]) for n in self.schema.kinds},
+            present={n: int(tokens[n]["count"].sum()) if n in counted else int(checks_row[n]) for n in self.schema.kinds},
             ranges=ranges,
-            tokens={name: [table] for name, table in zip(names, tokens, strict=True)},
+            tokens={name: [table] for name, table in tokens.items()},
         )
 
     def fit_counts(self, counts: FitCounts, origin: str = "train split") -> Encoder:

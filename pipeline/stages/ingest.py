@@ -41,8 +41,9 @@ def run_ingest(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
             holdout = result.holdout.items()
             catalog.sink_all({workdir / catalog.HOLDOUT[name].name: frame for name, frame in holdout if name not in result.holdout_files})
             for name, path in result.holdout_files.items():  # written already, and read by the encoded splits just written
-                (workdir / catalog.HOLDOUT[name].name).parent.mkdir(parents=True, exist_ok=True)
-                path.replace(workdir / catalog.HOLDOUT[name].name)
+                target = workdir / catalog.HOLDOUT[name].name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                path.replace(target)
         splits: dict[str, dict[str, float]] = {}
         for name in result.splits:
             labels = (
