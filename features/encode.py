@@ -58,15 +58,14 @@ class EncoderParams:
 
 @dataclass
 class FitCounts:
-    """What `Encoder.fit_counts` decides from: train rows, positives, bad labels, non-missing values per field, the
-    least and greatest value per numeric field, and (value, count) tables per vocabulary. Parts' counts `merge` into
-    the whole's."""
+    """What `Encoder.fit_counts` decides from: train rows, positives, bad labels, non-missing values per field other
+    than numeric (those: `NumericScan`), and (value, count) tables per vocabulary. Parts' counts `merge` into the
+    whole's."""
 
     rows: int
     positives: int
     label_bad: int
     present: dict[str, int]
-    ranges: dict[str, tuple[float, float]]  # (min, max) per numeric field; (inf, -inf) when it has no values
     tokens: dict[str, list[pl.DataFrame]]  # one table per part, added up in `fit_counts`
 
     def merge(self, other: FitCounts) -> FitCounts:
@@ -76,12 +75,30 @@ class FitCounts:
         self.label_bad += other.label_bad
         for name, count in other.present.items():
             self.present[name] += count
-        for name, (low, high) in other.ranges.items():
-            mine = self.ranges[name]
-            self.ranges[name] = (min(mine[0], low), max(mine[1], high))
         for name, tables in other.tokens.items():
             self.tokens[name].extend(tables)
         return self
+
+
+@dataclass(frozen=True)
+class NumericScan:
+    """What one read of the numeric columns of (a part of) the train split gives (`Encoder.scan`): per field its
+    non-missing values, its least and greatest value ((inf, -inf) without values) and the values (nulls included) of
+    the train rows whose number in the whole split is a multiple of `Encoder.sample_every`."""
+
+    present: dict[str, int]
+    ranges: dict[str, tuple[float, float]]
+    sample: dict[str, pl.Series]
+
+    @staticmethod
+    def join(parts: list[NumericScan]) -> NumericScan:
+        """The scans of parts of the train split, in row order, as the whole split's."""
+        names = list(parts[0].present)
+        return NumericScan(
+            present={n: sum(p.present[n] for p in parts) for n in names},
+            ranges={n: (min(p.ranges[n][0] for p in parts), max(p.ranges[n][1] for p in parts)) for n in names},
+            sample={n: pl.concat([p.sample[n] for p in parts]) for n in names},
+        )
 
 
 def _token_counts(tokens: pl.LazyFrame) -> pl.LazyFrame:
@@ -111,8 +128,9 @@ def _mean_sd(values: np.ndarray) -> tuple[float, float]:
 
 
 def _log_bucket(col: pl.Expr) -> pl.Expr:
+    # An infinity has no bucket (null, not a cast error): fitting then says which column has one (`Encoder.scan`).
     v = col.cast(pl.Float64)
-    return pl.when(v > 2).then((v.log() ** 2).floor() + 3).otherwise(v.floor()).cast(pl.Int64)
+    return pl.when(v > 2).then((v.log() ** 2).floor() + 3).otherwise(v.floor()).cast(pl.Int64, strict=False)
 
 
 class Encoder:
@@ -158,30 +176,27 @@ class Encoder:
 
     # -- fit ------------------------------------------------------------------------------------
     # Fitting counts (`count`) and then decides (`fit_counts`); the counts of parts of the train split add up to the
-    # counts of the whole exactly (integers, least and greatest values), so a split counted in parts by several workers
-    # (`pipeline.ray_engine`) fits the same encoder as one pass. The quantile edges and the numeric fields' mean and
-    # sd come from a sample of every k-th train row (`sample`), which parts take by their rows' number in the whole
-    # split: the same rows, in the same order, however the split was parted (a sparse field: every k-th of its values,
-    # numbered likewise).
+    # counts of the whole exactly (integers), so a split counted in parts by several workers (`pipeline.ray_engine`)
+    # fits the same encoder as one pass. Then one read of the numeric columns (`scan`) gives their coverage and range
+    # (which add up likewise) and a sample of every k-th train row, which parts take by their rows' number in the
+    # whole split: the same rows, in the same order, however the split was parted. The sample gives the quantile edges
+    # and the numeric fields' mean and sd; a sparse field's, every k-th of its values (`sample_own`, numbered likewise).
     def fit(self, train: pl.LazyFrame, origin: str = "train split") -> Encoder:
         """Learn vocabularies, bucket edges and scaling from the train split."""
         self.fit_counts(self.count(train, origin), origin)
         if self.numeric_fields():
-            self.fit_sample(self.sample(train, 0))
+            sample = self.fit_scan(self.scan(train, 0, origin), origin)
+            self.fit_sample(sample | self.sample_own(train))
         return self
 
     def count(self, train: pl.LazyFrame, origin: str = "train split") -> FitCounts:
-        """What fitting needs from (a part of) the train split: label checks, presence, value ranges, token counts."""
+        """What fitting needs from (a part of) the train split but the numeric columns (`scan`): label checks, the
+        presence of the other fields, token counts."""
         train = self._nan_to_null(train)
         self._raw_dtypes = train.collect_schema()
-        numeric = self.numeric_fields()
         # A categorical field's non-missing values are its token counts' total (tokens are its values, nulls dropped):
-        # the checks read the label, numeric and multi-valued columns only (a 50 M-row ingest: 1 s less).
-        counted = [n for n, k in self.schema.kinds.items() if k == "categorical"]
-        checks = self._label_checks() + [pl.col(n).is_not_null().sum().alias(n) for n in self.schema.kinds if n not in counted]
-        for name in numeric:
-            v = pl.col(name).cast(pl.Float64)
-            checks += [v.min().alias(f"{name}.min"), v.max().alias(f"{name}.max"), v.is_infinite().sum().alias(f"{name}.inf")]
+        # the checks read the label and multi-valued columns only.
+        checks = self._label_checks() + [pl.col(n).is_not_null().sum().alias(n) for n, k in self.schema.kinds.items() if k == "multi"]
         queries, names = [], []
         for name, kind in self.schema.kinds.items():
             if kind == "multi":
@@ -195,24 +210,21 @@ class Encoder:
         tokens = dict(zip(names, pl.collect_all(queries, engine="streaming"), strict=True))
         # Its own read: sharing one with the queries above, polars would cache the train rows in memory.
         checks_row = train.select(checks).collect(engine="streaming").row(0, named=True)
-        ranges = {}
-        for name in numeric:
-            if checks_row[f"{name}.inf"]:
-                raise InputError(f"{origin}: column {name!r} has infinite values; replace them or drop the column with schema.drop")
-            low, high = checks_row[f"{name}.min"], checks_row[f"{name}.max"]
-            ranges[name] = (math.inf if low is None else low, -math.inf if high is None else high)
         return FitCounts(
             rows=int(checks_row["__rows"]),
             positives=int(checks_row["__positives"] or 0),
             label_bad=int(checks_row["__label_bad"] or 0),
-            present={n: int(tokens[n]["count"].sum()) if n in counted else int(checks_row[n]) for n in self.schema.kinds},
-            ranges=ranges,
+            present={
+                n: int(checks_row[n]) if k == "multi" else int(tokens[n]["count"].sum())
+                for n, k in self.schema.kinds.items()
+                if k != "numeric"
+            },
             tokens={name: [table] for name, table in tokens.items()},
         )
 
     def fit_counts(self, counts: FitCounts, origin: str = "train split") -> Encoder:
-        """Decide the train row count, the coverage and range of each field and the vocabularies from the train split's
-        counts (edges and scaling: `fit_sample`)."""
+        """Decide the train row count, the coverage of each field but the numeric ones (`fit_scan`) and the
+        vocabularies from the train split's counts."""
         self.train_rows = counts.rows
         self.present = dict(counts.present)
         if self.train_rows == 0:
@@ -221,14 +233,8 @@ class Encoder:
         if counts.positives in (0, self.train_rows):
             raise InputError(f"{origin}: label column {self.schema.label!r} has a single class; a CTR label needs both")
         for name, kind in self.schema.kinds.items():
-            present = counts.present[name]
-            if present == 0:
-                raise InputError(f"{origin}: column {name!r} has no values (all missing); drop it with schema.drop")
-            stats = {"coverage": present / self.train_rows}
-            if kind == "numeric":
-                low, high = counts.ranges[name]
-                stats |= {"mean": 0.0, "std": 0.0, "min": low, "max": high}  # mean and sd: `fit_sample`
-            self.stats[name] = stats
+            # A numeric field's stats: `fit_scan` (its entry made here keeps the fields' order in encoder.json).
+            self.stats[name] = {} if kind == "numeric" else {"coverage": self._coverage(name, counts.present[name], origin)}
         for name, tables in counts.tokens.items():
             self.vocabs[name] = (
                 pl.concat(tables)
@@ -256,7 +262,7 @@ class Encoder:
 
     @property
     def own_samples(self) -> dict[str, int]:
-        """The numeric fields sampled by their own values, each with its k (after `fit_counts`): when the sample skips
+        """The numeric fields sampled by their own values, each with its k (after `fit_scan`): when the sample skips
         rows, a field with values in under OWN_SAMPLE_SHARE of the train rows would get under a tenth of
         `quantile_sample_rows` values in it (a field with 150 values in 200 k rows: 0 or 1 at k = 200); such a field
         takes every k-th of its own values instead, k from its count of values."""
@@ -267,28 +273,81 @@ class Encoder:
             n: max(1, -(-self.present[n] // rows)) for n in self.numeric_fields() if self.present[n] < OWN_SAMPLE_SHARE * self.train_rows
         }
 
-    def sample(self, train: pl.LazyFrame, first_row: int, first_values: dict[str, int] | None = None) -> dict[str, pl.Series]:
-        """Each numeric field's sampled values (nulls included): of the train rows whose number in the split (this
-        part's first: `first_row`) is a multiple of `sample_every`, or, for a field in `own_samples`, of its values
-        whose number among the split's values of that field (this part's first: `first_values[field]`, 0 when not
-        given) is a multiple of its k. Each field sampled on its own is its own read."""
+    def _coverage(self, name: str, present: int, origin: str) -> float:
+        """The field's share of train rows with a value; an error when it has none."""
+        if present == 0:
+            raise InputError(f"{origin}: column {name!r} has no values (all missing); drop it with schema.drop")
+        self.present[name] = present
+        return present / self.train_rows
+
+    def scan(self, train: pl.LazyFrame, first_row: int = 0, origin: str = "train split") -> NumericScan:
+        """The numeric fields' presence, range and sample of every k-th row (`NumericScan`) from one read of (a part
+        of) the train split whose first row is the split's `first_row` (k: `sample_every`, after `fit_counts`). The
+        read is streamed in batches, each giving its aggregates and its sampled rows: a query for each took a read
+        apiece (a 50 M-row ingest: 1.2 s less; bench/RESULTS.md, "Out of core")."""
         train = self._nan_to_null(train)
-        own, every = self.own_samples, self.sample_every
-        shared = [n for n in self.numeric_fields() if n not in own]
-        queries = [train.select(shared).with_row_index("__i", offset=first_row).filter(pl.col("__i") % every == 0)] if shared else []
-        for name, k in own.items():
-            values = train.select(name).drop_nulls().with_row_index("__i", offset=(first_values or {}).get(name, 0))
-            queries.append(values.filter(pl.col("__i") % k == 0))
+        self._raw_dtypes = train.collect_schema()
+        names, every = self.numeric_fields(), self.sample_every
+        aggregates = []
+        for name in names:
+            v = pl.col(name) if self._raw_dtypes[name].is_numeric() else pl.col(name).cast(pl.Float64)
+            # Least and greatest in the column's own type, then as floats: the same as casting first (rounding is monotone).
+            aggregates += [
+                v.count().alias(f"{name}.n"),
+                v.min().cast(pl.Float64).alias(f"{name}.min"),
+                v.max().cast(pl.Float64).alias(f"{name}.max"),
+            ]
+        rows = train.select(names).with_row_index("__i", offset=first_row)
+        totals, samples = [], []
+        for batch in rows.collect_batches(engine="streaming"):
+            totals.append(batch.select(aggregates))
+            samples.append(batch.filter(pl.col("__i") % every == 0))
+        if not totals:  # no rows: an empty frame's aggregates and sample
+            empty = rows.clear().collect()
+            totals, samples = [empty.select(aggregates)], [empty]
+        total = pl.concat(totals).select(
+            [pl.col(f"{n}.n").sum() for n in names] + [pl.col(f"{n}.min").min() for n in names] + [pl.col(f"{n}.max").max() for n in names]
+        )
+        total_row = total.row(0, named=True)
+        ranges = {}
+        for name in names:
+            low, high = total_row[f"{name}.min"], total_row[f"{name}.max"]
+            low, high = (math.inf if low is None else low), (-math.inf if high is None else high)
+            if low == -math.inf or high == math.inf:  # NaN is missing (`_nan_to_null`): an infinity is the least or greatest value
+                raise InputError(f"{origin}: column {name!r} has infinite values; replace them or drop the column with schema.drop")
+            ranges[name] = (low, high)
+        sample = pl.concat(samples)
+        return NumericScan({n: int(total_row[f"{n}.n"]) for n in names}, ranges, {n: sample[n] for n in names})
+
+    def fit_scan(self, scan: NumericScan, origin: str = "train split") -> dict[str, pl.Series]:
+        """The numeric fields' coverage and range from the train split's scan (`scan`; parts' joined by
+        `NumericScan.join`); returns its sample, which `fit_sample` takes (with `sample_own`'s for sparse fields)."""
+        for name in self.numeric_fields():
+            coverage = self._coverage(name, scan.present[name], origin)
+            low, high = scan.ranges[name]
+            self.stats[name] = {"coverage": coverage, "mean": 0.0, "std": 0.0, "min": low, "max": high}  # mean, sd: `fit_sample`
+        return dict(scan.sample)
+
+    def sample_own(self, train: pl.LazyFrame, first_values: dict[str, int] | None = None) -> dict[str, pl.Series]:
+        """Each field in `own_samples` (after `fit_scan`): every k-th of its values in the split, numbered from this
+        part's first value (`first_values[field]`, 0 when not given); a read per field."""
+        if not self.own_samples:
+            return {}
+        train = self._nan_to_null(train)
+        queries = [
+            train.select(name).drop_nulls().with_row_index("__i", offset=(first_values or {}).get(name, 0)).filter(pl.col("__i") % k == 0)
+            for name, k in self.own_samples.items()
+        ]
         frames = pl.collect_all(queries, engine="streaming", optimizations=pl.QueryOptFlags(comm_subplan_elim=False))
-        return {name: frame[name] for frame in frames for name in frame.columns if name != "__i"}
+        return {name: frame[name] for name, frame in zip(self.own_samples, frames, strict=True)}
 
     @staticmethod
     def join_samples(parts: list[dict[str, pl.Series]]) -> dict[str, pl.Series]:
-        """The samples of parts of the train split (`sample`), in row order, as the whole split's."""
+        """The samples of parts of the train split (`sample_own`), in row order, as the whole split's."""
         return {name: pl.concat([part[name] for part in parts]) for name in parts[0]} if parts else {}
 
     def fit_sample(self, sample: dict[str, pl.Series]) -> None:
-        """From the train sample (`sample`, parts joined in row order by `join_samples`): each numeric field's mean
+        """From the train sample (`fit_scan`'s, with `sample_own`'s for sparse fields): each numeric field's mean
         and sd (ddof 1), which standardise its values, and the quantile fields' bucket edges. Fields run on threads:
         numpy's partition releases the GIL (six fields of 1.6 M rows: 0.29 -> 0.17 s on two cores). The sample holds
         every train row up to `quantile_sample_rows` of them; past that, exact moments over every row (summed exactly

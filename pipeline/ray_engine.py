@@ -7,13 +7,14 @@ merged result equals one local pass. The scores that draw their null batch by ba
 `permutation`) depend on where batches start; they run with the local engine.
 
 Ingest (parquet input): the driver decides what needs the whole input but few rows (`features.ingest.prepare`: the
-schema from the first rows, the time split's cuts, the integer-id test), then three rounds of tasks, one per part
-(a run of one file's row groups): count (`Encoder.count`: label checks, value ranges and token counts, which the
-driver adds up and fits the encoder from), sample every k-th train row for the numeric fields' mean, sd and quantile
-edges (each part numbered from its first train row in the whole split; a sparse field's values from its first value),
-and encode, each part writing its rows of each split to a part file. The stage then writes each split as one file
-from its parts in row order, as a local run writes it. Rows are split by a hash of
-their number in the whole input, so a part split apart lands each row where the whole input split at once puts it.
+schema from the first rows, the time split's cuts, the integer-id test), then rounds of tasks, one per part
+(a run of one file's row groups): count (`Encoder.count`: label checks and token counts, which the driver adds up and
+fits the encoder from), scan the numeric columns (`Encoder.scan`: their presence and ranges, which add up likewise, and
+every k-th train row for their mean, sd and quantile edges, each part numbered from its first train row in the whole
+split; a sparse field's values, in a round of their own, from its first value), and encode, each part writing its
+rows of each split to a part file. The stage then writes each split as one file from its parts in row order, as a
+local run writes it. Rows are split by a hash of their number in the whole input, so a part split apart lands each
+row where the whole input split at once puts it.
 
 Tasks read and write by path: on a cluster, every node must see the input and `OUT` (a shared filesystem) and have
 this project installed (the same venv, or a Ray runtime environment).
@@ -28,7 +29,7 @@ from typing import Any
 import polars as pl
 
 from featuremap import FeatureMap
-from features.encode import Encoder, FitCounts
+from features.encode import Encoder, FitCounts, NumericScan
 from features.ingest import IngestParams, IngestResult, Prepared, RawInput, prepare
 from features.ranking import Counted, count_batches
 from features.settings import RankParams
@@ -119,10 +120,15 @@ def ingest_count(plan: Prepared, part: Part) -> tuple[FitCounts | None, dict[str
     return counts, bad
 
 
-def ingest_sample(plan: Prepared, encoder: Encoder, part: Part, first_train_row: int, first_values: dict[str, int]) -> dict[str, pl.Series]:
-    """One task: the part's share of the numeric fields' sample (every k-th train row of the whole split; for a sparse
-    field, every k-th of its values)."""
-    return encoder.sample(plan.part_splits(part.source, part.frame(), part.first_row)["train"], first_train_row, first_values)
+def ingest_scan(plan: Prepared, encoder: Encoder, part: Part, first_train_row: int) -> NumericScan:
+    """One task: the part's numeric presence and ranges, and its share of every k-th train row of the whole split."""
+    train = plan.part_splits(part.source, part.frame(), part.first_row)["train"]
+    return encoder.scan(train, first_train_row, f"{plan.origin} (train split)")
+
+
+def ingest_sample_own(plan: Prepared, encoder: Encoder, part: Part, first_values: dict[str, int]) -> dict[str, pl.Series]:
+    """One task: the part's share of each sparse numeric field's sample (every k-th of its values in the whole split)."""
+    return encoder.sample_own(plan.part_splits(part.source, part.frame(), part.first_row)["train"], first_values)
 
 
 def ingest_write(plan: Prepared, encoder: Encoder, part: Part, directory: str, keep_holdout: bool) -> dict[str, str]:
@@ -147,7 +153,7 @@ def ingest_on_ray(
     counted = ray.get([ray.remote(ingest_count).remote(plan_ref, part) for part in parts])
     encoder = Encoder(plan.schema, plan.encoder_params)
     # In row order; copied before the merge below, which adds every part's counts into the first part's.
-    train = [(part, counts.rows, dict(counts.present)) for part, (counts, _) in zip(parts, counted, strict=True) if counts is not None]
+    train = [(part, counts.rows) for part, (counts, _) in zip(parts, counted, strict=True) if counts is not None]
     total = None
     for counts, _ in counted:
         if counts is not None:
@@ -156,13 +162,20 @@ def ingest_on_ray(
     for name in dict.fromkeys(name for _, bad in counted for name in bad):  # valid before test, as a local run checks
         encoder.raise_on_bad_labels(sum(bad.get(name, 0) for _, bad in counted), f"{raw.origin} ({name} split)")
     if encoder.numeric_fields():
-        task, encoder_ref, first, futures = ray.remote(ingest_sample), ray.put(encoder), 0, []
-        values = dict.fromkeys(encoder.own_samples, 0)  # a sparse field's values before the part, in the whole split
-        for part, rows, present in train:
-            futures.append(task.remote(plan_ref, encoder_ref, part, first, dict(values)))
+        task, encoder_ref, first, futures = ray.remote(ingest_scan), ray.put(encoder), 0, []
+        for part, rows in train:  # each part numbered from its first train row in the whole split
+            futures.append(task.remote(plan_ref, encoder_ref, part, first))
             first += rows
-            values = {name: count + present[name] for name, count in values.items()}
-        encoder.fit_sample(Encoder.join_samples(ray.get(futures)))
+        scans = ray.get(futures)
+        sample = encoder.fit_scan(NumericScan.join(scans), f"{raw.origin} (train split)")
+        if encoder.own_samples:
+            task, encoder_ref, futures = ray.remote(ingest_sample_own), ray.put(encoder), []
+            values = dict.fromkeys(encoder.own_samples, 0)  # a sparse field's values before the part, in the whole split
+            for (part, _), scan in zip(train, scans, strict=True):
+                futures.append(task.remote(plan_ref, encoder_ref, part, dict(values)))
+                values = {name: count + scan.present[name] for name, count in values.items()}
+            sample |= Encoder.join_samples(ray.get(futures))
+        encoder.fit_sample(sample)
     encoder_ref = ray.put(encoder)
     task = ray.remote(ingest_write)
     written: dict[str, list[str]] = {}

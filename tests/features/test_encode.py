@@ -5,7 +5,7 @@ import pytest
 from featuremap import FIRST_VALUE_ID, MISSING_ID, OOV_ID
 from featuremap.errors import InputError
 from features import encode
-from features.encode import Encoder, EncoderParams
+from features.encode import Encoder, EncoderParams, NumericScan
 from features.schema import Schema
 
 
@@ -146,6 +146,21 @@ def test_bad_labels_and_empty_columns(frame, message):
         Encoder(_schema(c="categorical"), EncoderParams()).fit(pl.LazyFrame(frame, schema_overrides={"c": pl.Int64}))
 
 
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ([1.0, float("inf"), 2.0, None], "has infinite values"),
+        ([1.0, None, float("-inf"), 2.0], "has infinite values"),
+        ([None, float("nan"), None, float("nan")], "has no values"),  # NaN is missing
+    ],
+)
+@pytest.mark.parametrize("bucketing", ["quantile", "log"])
+def test_a_numeric_field_with_an_infinity_or_no_values_is_an_input_error(values, message, bucketing):
+    train = pl.LazyFrame({"y": [0, 1, 0, 1], "n": values}, schema={"y": pl.Int64, "n": pl.Float64})
+    with pytest.raises(InputError, match=f"column 'n' {message}"):
+        Encoder(_schema(n="numeric"), EncoderParams(numeric_bucketing=bucketing)).fit(train)
+
+
 @pytest.mark.parametrize("bins", [4, 127, 128, 300])
 def test_float_quantile_buckets_count_the_edges_below_at_any_number_of_bins(bins):
     # The comparisons add up in one byte below 128 edges and in four from there: the count must not wrap.
@@ -200,15 +215,19 @@ def test_a_sparse_numeric_field_is_sampled_by_its_own_values_the_same_whole_or_i
     assert (enc.stats["s"]["mean"], enc.stats["s"]["std"]) == (float(values.mean()), float(values.std(ddof=1)))
     assert enc.stats["r"]["mean"] == float(np.nanmean(rare))  # all 150 values (every 60th row would hold 2 or 3)
     assert enc.stats["d"]["mean"] == float(dense[::60].mean())
-    whole = enc.sample(train.lazy(), 0)
-    parts, first_values = [], {"s": 0, "r": 0}
+    whole = enc.scan(train.lazy()).sample | enc.sample_own(train.lazy())
+    scans, own, first_values = [], [], {"s": 0, "r": 0}
     for start, end in ((0, 7_777), (7_777, 31_001), (31_001, rows)):
         part = train.slice(start, end - start)
-        parts.append(enc.sample(part.lazy(), start, first_values))
-        first_values = {n: c + part[n].is_not_nan().sum() for n, c in first_values.items()}
-    joined = Encoder.join_samples(parts)
+        scans.append(enc.scan(part.lazy(), start))
+        own.append(enc.sample_own(part.lazy(), first_values))
+        first_values = {n: c + scans[-1].present[n] for n, c in first_values.items()}
+    scan = NumericScan.join(scans)
+    joined = scan.sample | Encoder.join_samples(own)
     assert set(joined) == set(whole) == {"s", "r", "d"}
     assert all(joined[n].equals(whole[n]) for n in whole)
+    assert scan.present == {"s": 4_500, "r": 150, "d": rows}
+    assert scan.ranges["s"] == (float(np.nanmin(sparse)), float(np.nanmax(sparse))) and scan.ranges["d"] == (dense.min(), dense.max())
 
 
 def test_a_dense_lookup_at_the_ends_of_int64():
