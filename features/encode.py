@@ -283,8 +283,9 @@ class Encoder:
     def scan(self, train: pl.LazyFrame, first_row: int = 0, origin: str = "train split") -> NumericScan:
         """The numeric fields' presence, range and sample of every k-th row (`NumericScan`) from one read of (a part
         of) the train split whose first row is the split's `first_row` (k: `sample_every`, after `fit_counts`). The
-        read is streamed in batches, each giving its aggregates and its sampled rows: a query for each took a read
-        apiece (a 50 M-row ingest: 1.2 s less; bench/RESULTS.md, "Out of core")."""
+        read is streamed in batches (polars' `collect_batches`, marked unstable in 2.1: requirements.lock pins it),
+        each giving its aggregates and its sampled rows: a query for each took a read apiece (a 50 M-row ingest: 1.2 s
+        less; bench/RESULTS.md, "Out of core")."""
         train = self._nan_to_null(train)
         self._raw_dtypes = train.collect_schema()
         names, every = self.numeric_fields(), self.sample_every
