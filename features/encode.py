@@ -128,9 +128,11 @@ def _mean_sd(values: np.ndarray) -> tuple[float, float]:
 
 
 def _log_bucket(col: pl.Expr) -> pl.Expr:
-    # An infinity has no bucket (null, not a cast error): fitting then says which column has one (`Encoder.scan`).
+    # Never a cast error: a value below Int64's least (-inf too) takes the least, +inf and NaN no bucket (null); fitting
+    # says which column has an infinity (`Encoder.scan`).
     v = col.cast(pl.Float64)
-    return pl.when(v > 2).then((v.log() ** 2).floor() + 3).otherwise(v.floor()).cast(pl.Int64, strict=False)
+    bucket = pl.when(v > 2).then((v.log() ** 2).floor() + 3).otherwise(v.floor())
+    return bucket.clip(lower_bound=float(-(2**63))).cast(pl.Int64, strict=False)
 
 
 class Encoder:
@@ -285,10 +287,14 @@ class Encoder:
         of) the train split whose first row is the split's `first_row` (k: `sample_every`, after `fit_counts`). The
         read is streamed in batches (polars' `collect_batches`, marked unstable in 2.1: requirements.lock pins it),
         each giving its aggregates and its sampled rows: a query for each took a read apiece (a 50 M-row ingest: 1.2 s
-        less; bench/RESULTS.md, "Out of core")."""
+        less; bench/RESULTS.md, "Out of core"). polars reads ahead of the loop without a limit; the loop's two small
+        queries a batch keep up (50 M rows: 0.3 GB more than the two queries, flat from the first half second), but a
+        stalled loop would let batches pile up."""
         train = self._nan_to_null(train)
         self._raw_dtypes = train.collect_schema()
         names, every = self.numeric_fields(), self.sample_every
+        if not names:
+            return NumericScan({}, {}, {})
         aggregates = []
         for name in names:
             v = pl.col(name) if self._raw_dtypes[name].is_numeric() else pl.col(name).cast(pl.Float64)

@@ -159,8 +159,6 @@ def ingest_on_ray(
         if counts is not None:
             total = counts if total is None else total.merge(counts)
     encoder.fit_counts(total, f"{raw.origin} (train split)")
-    for name in dict.fromkeys(name for _, bad in counted for name in bad):  # valid before test, as a local run checks
-        encoder.raise_on_bad_labels(sum(bad.get(name, 0) for _, bad in counted), f"{raw.origin} ({name} split)")
     if encoder.numeric_fields():
         task, encoder_ref, first, futures = ray.remote(ingest_scan), ray.put(encoder), 0, []
         for part, rows in train:  # each part numbered from its first train row in the whole split
@@ -176,6 +174,9 @@ def ingest_on_ray(
                 values = {name: count + scan.present[name] for name, count in values.items()}
             sample |= Encoder.join_samples(ray.get(futures))
         encoder.fit_sample(sample)
+    # After the whole fit, as a local run checks them (its errors in its order: the train split's first).
+    for name in dict.fromkeys(name for _, bad in counted for name in bad):  # valid before test
+        encoder.raise_on_bad_labels(sum(bad.get(name, 0) for _, bad in counted), f"{raw.origin} ({name} split)")
     encoder_ref = ray.put(encoder)
     task = ray.remote(ingest_write)
     written: dict[str, list[str]] = {}

@@ -161,6 +161,17 @@ def test_a_numeric_field_with_an_infinity_or_no_values_is_an_input_error(values,
         Encoder(_schema(n="numeric"), EncoderParams(numeric_bucketing=bucketing)).fit(train)
 
 
+def test_a_log_bucket_never_fails_to_cast():
+    # Below Int64's least a value takes the least (its own bucket, counted like any); at scoring, +inf has no bucket
+    # (out of vocabulary) and NaN is missing.
+    train = pl.LazyFrame({"y": [0, 1, 0, 1, 0, 1], "n": [1.0, -1e19, 5.0, -1e300, 5.0, 1.0]})
+    enc = Encoder(_schema(n="numeric"), EncoderParams(numeric_bucketing="log")).fit(train)
+    ids = enc.transform(train).collect()["n"].to_list()
+    assert ids[1] == ids[3] >= FIRST_VALUE_ID and len(set(ids)) == 3
+    probes = pl.LazyFrame({"y": [0, 0, 0], "n": [float("inf"), float("nan"), -1e19]})
+    assert enc.transform(probes).collect()["n"].to_list() == [OOV_ID, MISSING_ID, ids[1]]
+
+
 @pytest.mark.parametrize("bins", [4, 127, 128, 300])
 def test_float_quantile_buckets_count_the_edges_below_at_any_number_of_bins(bins):
     # The comparisons add up in one byte below 128 edges and in four from there: the count must not wrap.

@@ -94,7 +94,16 @@ def test_text_input_is_ingested_here_with_a_note(tmp_path, monkeypatch, capsys, 
     assert "ingest: engine ray reads parquet files in parts; this input (csv) is ingested here" in capsys.readouterr().err
 
 
-def test_bad_labels_in_a_part_fail_with_the_local_engines_message(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    ("train_fault", "expected"),
+    [
+        (None, "(test split): label column 'click' is not binary"),
+        # A fault the numeric scan finds in train comes first on either engine, before the test split's labels.
+        ("infinity", "(train split): column 'x' has infinite values"),
+        ("no values", "(train split): column 'bid' has no values"),
+    ],
+)
+def test_bad_labels_in_a_part_fail_with_the_local_engines_message(tmp_path, monkeypatch, train_fault, expected):
     import polars as pl
 
     from featuremap.errors import InputError
@@ -102,12 +111,18 @@ def test_bad_labels_in_a_part_fail_with_the_local_engines_message(tmp_path, monk
     monkeypatch.setattr(ray_engine, "_ray", lambda engine: _InProcess())
     given = tmp_path / "given"
     given.mkdir()
-    ray_inputs.frame(3_000, 1).write_parquet(given / "train.parquet", row_group_size=500)
+    train = ray_inputs.frame(3_000, 1)
+    if train_fault == "infinity":
+        train = train.with_columns(pl.when(pl.int_range(pl.len()) == 2_100).then(float("inf")).otherwise(pl.col("x")).alias("x"))
+    elif train_fault == "no values":
+        train = train.with_columns(pl.lit(None, pl.Float64).alias("bid"))
+    train.write_parquet(given / "train.parquet", row_group_size=500)
     test = ray_inputs.frame(1_000, 2).with_columns(pl.when(pl.int_range(pl.len()) == 700).then(5).otherwise(pl.col("click")).alias("click"))
     test.write_parquet(given / "test.parquet", row_group_size=300)
+    overrides = {"engine": {"shards": 4}} | ({"schema": {"numeric": ["bid"]}} if train_fault == "no values" else {})
     messages = []
     for engine in ("local", "ray"):
         with pytest.raises(InputError) as caught:
-            _ingest(tmp_path, engine, [given], {"engine": {"shards": 4}}, engine)
+            _ingest(tmp_path, engine, [given], overrides, engine)
         messages.append(str(caught.value))
-    assert messages[0] == messages[1] and "(test split)" in messages[0] and "not binary" in messages[0]
+    assert messages[0] == messages[1] and expected in messages[0]
