@@ -33,6 +33,7 @@ DENSE_MIN_SPAN = 1 << 16  # integer vocabularies whose values span up to the lar
 DENSE_SPAN_PER_VALUE = 4
 DENSE_BUCKET_SPAN = 1 << 22  # integer fields whose train values span up to this take their quantile bucket from a table
 SET_SUFFIX = "__set"
+SCAN_BATCH_ROWS = 1 << 17  # rows per batch of `Encoder.scan`
 OWN_SAMPLE_SHARE = 0.1  # numeric fields with values in fewer train rows than this share are sampled by their own values
 
 
@@ -306,7 +307,8 @@ class Encoder:
             ]
         rows = train.select(names).with_row_index("__i", offset=first_row)
         totals, samples = [], []
-        for batch in rows.collect_batches(engine="streaming"):
+        # Batches of at least 128 k rows: polars' own follow the row groups (0.46 -> 0.21 s for 2 M rows in groups of 2 k).
+        for batch in rows.collect_batches(chunk_size=SCAN_BATCH_ROWS, engine="streaming"):
             totals.append(batch.select(aggregates))
             samples.append(batch.filter(pl.col("__i") % every == 0))
         if not totals:  # no rows: an empty frame's aggregates and sample
