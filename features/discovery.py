@@ -100,5 +100,8 @@ def split_files(path: Path) -> dict[str, list[Path]] | None:
         if matches:
             found[name] = matches
     if "train" not in found:
+        if found:  # read as one input, the holdout files would be split again, their rows into train
+            named = ", ".join(p.name for files in found.values() for p in files)
+            raise InputError(f"{path}: split files ({named}) without a train file; add train.* or rename them")
         return None
     return found

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import polars as pl
 
+from features.encode import vocab_path
 from features.quality import population_stability_index
 
 TOP_VALUES = 100  # the champion's most frequent train values each get a bucket; the rest share one
@@ -28,7 +29,7 @@ class FittedData:
     kinds: dict[str, str]
     click_rate: float
     numeric: dict[str, tuple[float, float]]
-    vocab_dir: Path
+    directory: Path  # the ingest output (vocabularies: `features.encode.vocab_path`)
 
     @classmethod
     def load(cls, directory: Path) -> FittedData:
@@ -42,7 +43,7 @@ class FittedData:
             for name, kind in kinds.items()
             if kind == "numeric" and stats.get(name, {}).get("mean") is not None
         }
-        return cls(kinds, float(feature_map["splits"]["train"]["positive_rate"]), numeric, directory / "vocab")
+        return cls(kinds, float(feature_map["splits"]["train"]["positive_rate"]), numeric, directory)
 
 
 @dataclass
@@ -108,7 +109,7 @@ def compare(champion: FittedData, today: FittedData) -> DataChecks:
             drift[name] = abs(today.numeric[name][0] - mean) / sd if sd > 0 else (0.0 if today.numeric[name][0] == mean else math.inf)
             numeric.add(name)
             continue
-        old, new = champion.vocab_dir / f"{name}.parquet", today.vocab_dir / f"{name}.parquet"
+        old, new = vocab_path(champion.directory, name), vocab_path(today.directory, name)
         if old.is_file() and new.is_file():
             old_counts, new_counts = pl.read_parquet(old), pl.read_parquet(new)
             if old_counts["value"].dtype != new_counts["value"].dtype:

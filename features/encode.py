@@ -9,6 +9,7 @@ most frequent first.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -16,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 import numpy as np
 import polars as pl
@@ -100,6 +101,16 @@ class NumericScan:
             ranges={n: (min(p.ranges[n][0] for p in parts), max(p.ranges[n][1] for p in parts)) for n in names},
             sample={n: pl.concat([p.sample[n] for p in parts]) for n in names},
         )
+
+
+def vocab_path(directory: Path, name: str) -> Path:
+    """Where `Encoder.save` writes vocabulary `name` under an ingest output `directory`: vocab/NAME.parquet, the name
+    percent-quoted; a quoted name past 120 characters keeps its first 80 and a hash of the whole (file names end at
+    255 bytes: 30 CJK characters quote to 270)."""
+    stem = quote(name, safe="")
+    if len(stem) > 120:
+        stem = f"{stem[:80]}~{hashlib.blake2b(name.encode(), digest_size=8).hexdigest()}"
+    return directory / "vocab" / f"{stem}.parquet"
 
 
 def _token_counts(tokens: pl.LazyFrame) -> pl.LazyFrame:
@@ -553,7 +564,7 @@ class Encoder:
         """Write encoder.json and one vocabulary parquet per vocabulary into `directory`."""
         (directory / "vocab").mkdir(parents=True, exist_ok=True)
         for name, vocab in self.vocabs.items():
-            vocab.write_parquet(directory / "vocab" / f"{quote(name, safe='')}.parquet")
+            vocab.write_parquet(vocab_path(directory, name))
         state = {
             "schema": asdict(self.schema),
             "params": asdict(self.params),
@@ -574,5 +585,7 @@ class Encoder:
         encoder.edges = state["edges"]
         encoder.stats = state["stats"]
         encoder.train_rows = state["train_rows"]
-        encoder.vocabs = {unquote(p.stem): pl.read_parquet(p) for p in sorted((directory / "vocab").glob("*.parquet"))}
+        kinds = encoder.schema.kinds
+        names = [n for f, k in kinds.items() if encoder._uses_vocab(f) for n in ((f, f + SET_SUFFIX) if k == "multi" else (f,))]
+        encoder.vocabs = {name: pl.read_parquet(vocab_path(directory, name)) for name in names}
         return encoder

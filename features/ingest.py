@@ -132,6 +132,9 @@ def _join(frame: pl.LazyFrame, spec: JoinSpec, multi_separator: str, scratch: Pa
     for name, schema in ((str(spec.path), right), ("the data", left)):
         if spec.key not in schema:
             raise InputError(f"{name}: join key {spec.key!r} not found; columns are {', '.join(schema.names())}")
+    clash = [c for c in right.names() if c != spec.key and c in left]
+    if clash:  # polars would add them as `NAME_right` features: the label's name among them would leak it
+        raise InputError(f"{spec.path}: column(s) {', '.join(clash)} also in the data; rename or drop them in the side table")
     side = side.unique(subset=[spec.key], keep="first", maintain_order=True).with_columns(pl.col(spec.key).cast(left[spec.key]))
     return frame.join(side, on=spec.key, how="left", maintain_order="left")
 

@@ -79,15 +79,20 @@ def read_criteo(paths: list[Path], opts: SourceOptions, scratch: Path | None = N
     return RawSource(frame, opts.label or CRITEO_LABEL, kinds)
 
 
-def _names(header: str, separator: str) -> list[str]:
-    return next(csv.reader([header], delimiter=separator), [])
+def _names(header: str, separator: str, path: Path) -> list[str]:
+    if "\r" in header.rstrip("\r\n"):
+        raise InputError(f"{path}: the header line holds a bare carriage return (old Mac line ends?); lines must end in \\n or \\r\\n")
+    try:
+        return next(csv.reader([header], delimiter=separator), [])
+    except csv.Error as exc:  # e.g. a header field past csv's size limit
+        raise InputError(f"{path}: the header line cannot be read as {separator!r}-separated text ({exc})") from exc
 
 
 def _csv_separator(path: Path, header: str, opts: SourceOptions, notes: list[str]) -> str:
     """The separator: the configured one, else `\t` for .tsv and `,` otherwise, sniffed when that leaves one column."""
     default = "\t" if data_suffix(path) == ".tsv" else ","
     separator = opts.separator or default
-    if len(_names(header, separator)) > 1:
+    if len(_names(header, separator, path)) > 1:
         return separator
     likely = max((s for s in SNIFF_SEPARATORS if s != separator), key=header.count)
     if header.count(likely) == 0:
@@ -121,9 +126,9 @@ def read_csv(paths: list[Path], opts: SourceOptions, scratch: Path | None = None
     notes: list[str] = []
     headers = {p: first_line(p) for p in paths}  # one read each (a decompressing one for a compressed file)
     separator = _csv_separator(paths[0], headers[paths[0]], opts, notes)
-    names = _names(headers[paths[0]], separator)
+    names = _names(headers[paths[0]], separator, paths[0])
     for p, header in headers.items():
-        _check_header(p, _names(header, separator))
+        _check_header(p, _names(header, separator, p))
     options = {"separator": separator, "infer_schema_length": INFER_ROWS}
     frame = delimited_frame(paths, Scratch(scratch), separator, len(names), header=True, options=options, how="vertical_relaxed")
     _require_rows(frame, paths, "has a header but no data rows")

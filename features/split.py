@@ -50,11 +50,23 @@ def time_cuts(frame: pl.LazyFrame, params: SplitParams) -> tuple:
     col = params.time_column
     if col is None:
         raise InputError("split.method is 'time' but split.time_column is not set; name the timestamp column")
-    cuts = frame.select(
-        pl.col(col).quantile(1.0 - params.valid - params.test, "lower").alias("a"),
-        pl.col(col).quantile(1.0 - params.test, "lower").alias("b"),
-    ).collect(engine="streaming")
-    return cuts.row(0)
+    a, b = (
+        frame.select(
+            pl.col(col).quantile(1.0 - params.valid - params.test, "lower").alias("a"),
+            pl.col(col).quantile(1.0 - params.test, "lower").alias("b"),
+        )
+        .collect(engine="streaming")
+        .row(0)
+    )
+    if a is None:
+        raise InputError(f"split.time_column {col!r} has no values; name a filled timestamp column or use split.method: random")
+    if params.valid > 0 and params.test > 0 and a == b:  # valid holds a <= t < b
+        raise InputError(
+            f"split.time_column {col!r}: the valid split would be empty (the cuts at {1.0 - params.valid - params.test:g} and "
+            f"{1.0 - params.test:g} of its rows both fall on {a}); too few distinct times for these fractions: widen "
+            "split.valid, use a finer time column, or split.method: random"
+        )
+    return a, b
 
 
 def _time_conditions(frame: pl.LazyFrame, params: SplitParams, cuts: tuple | None) -> dict[str, pl.Expr]:

@@ -316,7 +316,9 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> PipelineConfig:
         if not path.is_file():
             raise UserError(f"{path}: config file not found")
         try:
-            loaded = yaml.safe_load(path.read_text())
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as exc:
+            raise UserError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save the config as UTF-8") from exc
         except yaml.YAMLError as exc:
             raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
         if loaded is not None and not isinstance(loaded, dict):

@@ -63,7 +63,10 @@ def run_pipeline(cfg: PipelineConfig, force: bool = False) -> dict[str, dict]:
     `force`. OUT/run.json records what each stage did. One run at a time writes OUT (a lock)."""
     stages = plan(cfg)
     created = _first_missing(cfg.out)
-    cfg.out.mkdir(parents=True, exist_ok=True)
+    try:
+        cfg.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # OUT, or a folder above it, is a file
+        raise UserError(f"{cfg.out}: cannot make the output directory ({exc.strerror}); give --out a directory path") from exc
     try:
         with cache.out_lock(cfg.out):
             cache.remove_stale_staging(cfg.out)

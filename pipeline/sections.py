@@ -45,7 +45,7 @@ class DataConfig(Section):
     """[start, end) index ranges, one per field, for variable-length libsvm rows."""
     synthetic_rows: int = Field(200_000, ge=1)
     """Rows of the built-in synthetic data."""
-    synthetic_seed: int = 7
+    synthetic_seed: int = Field(7, ge=0, lt=2**32)
     """Seed of the built-in synthetic data."""
     synthetic_kind: Literal["planted", "longtail"] = "planted"
     """The built-in data: planted (few planted effects among noise fields) or longtail (web-like fields of 10^5-10^7 Zipf values; data/README.md)."""
@@ -106,7 +106,7 @@ class SplitConfig(Section):
     """Share of rows for test."""
     time_column: str | None = None
     """Required for `method: time`; never a feature."""
-    seed: int = 2021
+    seed: int = Field(2021, ge=0, lt=2**64)
     """Seed of the random split."""
     keep_raw_holdout: bool = True
     """Also keep the valid and test rows as read (ingest/holdout/), so that the promote stage can score the champion's package on them."""
@@ -119,7 +119,7 @@ class EncodeConfig(Section):
     """Values seen fewer times in train go to the field's OOV id."""
     numeric_bucketing: Literal["quantile", "log"] | None = None
     """Null: log for Criteo, quantile otherwise."""
-    numeric_bins: int = Field(16, ge=2)
+    numeric_bins: int = Field(16, ge=2, le=1 << 16)
     """Quantile bins per numeric field."""
     quantile_sample_rows: int = Field(1_000_000, ge=1000)
     """At most this many train rows (every k-th) are sampled to fit the quantile edges and the numeric fields' mean and sd."""

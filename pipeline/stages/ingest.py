@@ -9,6 +9,8 @@ from pathlib import Path
 
 import polars as pl
 
+from featuremap.errors import InputError
+from features.encode import VALUE_SUFFIX
 from features.ingest import ingest, load_raw
 from pipeline import catalog
 from pipeline.config import PipelineConfig
@@ -45,13 +47,27 @@ def run_ingest(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 path.replace(target)
         splits: dict[str, dict[str, float]] = {}
+        values = [spec.value_column for spec in result.encoder.field_specs() if spec.value_column is not None]
         for name in result.splits:
-            labels = (
+            # Train's infinities stop the fit; a valid or test value is checked as written (inf read, or past float32).
+            checked = values if name != "train" else []
+            counts = (
                 pl.scan_parquet(catalog.split_file(workdir, name))
-                .select(pl.len().alias("rows"), pl.col(result.schema.label).cast(pl.Int64).sum().alias("pos"))
+                .select(
+                    pl.len().alias("rows"),
+                    pl.col(result.schema.label).cast(pl.Int64).sum().alias("pos"),
+                    *[pl.col(c).is_infinite().any().alias(c) for c in checked],
+                )
                 .collect()
+                .row(0, named=True)
             )
-            rows, pos = labels.row(0)
+            infinite = [c.removesuffix(VALUE_SUFFIX) for c in checked if counts[c]]
+            if infinite:
+                raise InputError(
+                    f"{result.origin} ({name} split): column {infinite[0]!r} has infinite values (or values past float32's range "
+                    "once standardised); replace them or drop the column with schema.drop"
+                )
+            rows, pos = counts["rows"], counts["pos"] or 0
             splits[name] = {"rows": int(rows), "positive_rate": float(pos / rows) if rows else 0.0}
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -7,6 +7,7 @@ import polars as pl
 import pytest
 
 from features.drift import FittedData, compare, vocabulary_psi
+from features.encode import vocab_path
 from features.quality import population_stability_index
 
 
@@ -32,30 +33,31 @@ def _fitted(tmp_path, name, kinds, rate, numeric, vocabs):
     stats = {n: {"mean": m, "std": s} for n, (m, s) in numeric.items()}
     (directory / "encoder.json").write_text(json.dumps({"stats": stats}))
     for field, frame in vocabs.items():
-        frame.write_parquet(directory / "vocab" / f"{field}.parquet")
+        frame.write_parquet(vocab_path(directory, field))  # where ingest writes it
     return FittedData.load(directory)
 
 
 def test_compare_reports_schema_changes_click_rate_and_drift_and_the_failures_name_them(tmp_path):
     shares = [0.6, 0.3, 0.1]
     champion = _fitted(
-        tmp_path, "champion", {"a": "categorical", "b": "categorical", "x": "numeric", "gone": "categorical"}, 0.20,
-        {"x": (10.0, 2.0)}, {"a": _counts(shares), "b": _counts(shares), "gone": _counts(shares)},
+        tmp_path, "champion", {"a": "categorical", "b/site": "categorical", "x": "numeric", "gone": "categorical"}, 0.20,
+        {"x": (10.0, 2.0)}, {"a": _counts(shares), "b/site": _counts(shares), "gone": _counts(shares)},
     )  # fmt: skip
     same = compare(champion, champion)
     assert same.schema_changes == [] and same.click_rate_change == 0 and max(same.drift.values()) == pytest.approx(0, abs=1e-9)
     assert same.failures(0.5, 0.25, 0.5) == []
     today = _fitted(
-        tmp_path, "today", {"a": "categorical", "b": "categorical", "x": "numeric", "new": "numeric"}, 0.35,
-        {"x": (13.0, 2.0), "new": (0.0, 1.0)}, {"a": _counts(shares), "b": _counts([0.1, 0.3, 0.6])},
+        tmp_path, "today", {"a": "categorical", "b/site": "categorical", "x": "numeric", "new": "numeric"}, 0.35,
+        {"x": (13.0, 2.0), "new": (0.0, 1.0)}, {"a": _counts(shares), "b/site": _counts([0.1, 0.3, 0.6])},
     )  # fmt: skip
     checks = compare(champion, today)
     assert checks.schema_changes == ["new field(s) new", "missing field(s) gone"]
     assert checks.click_rate_change == pytest.approx(0.75)
-    assert checks.drift["a"] == pytest.approx(0, abs=1e-9) and checks.drift["b"] > 0.25 and checks.drift["x"] == pytest.approx(1.5)
+    # "b/site": a name that its vocabulary's file name quotes
+    assert checks.drift["a"] == pytest.approx(0, abs=1e-9) and checks.drift["b/site"] > 0.25 and checks.drift["x"] == pytest.approx(1.5)
     failures = checks.failures(0.5, 0.25, 0.5)
     assert len(failures) == 3
     assert failures[0].startswith("schema changed: new field(s) new; missing field(s) gone")
     assert "train click rate 0.3500 against the champion's 0.2000 (+75%" in failures[1]
-    assert "x (mean shift 1.500)" in failures[2] and "b (PSI" in failures[2] and "a (" not in failures[2]
+    assert "x (mean shift 1.500)" in failures[2] and "b/site (PSI" in failures[2] and "a (" not in failures[2]
     assert compare(champion, today).failures(1.0, 10.0, 2.0) == failures[:1]  # looser limits: only the schema change

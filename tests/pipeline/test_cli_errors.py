@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from tests.conftest import ROOT, tracking_store
@@ -21,6 +22,30 @@ def _write(path: Path, text: str) -> Path:
 def _write_bytes(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+def _files(directory: Path, files: dict[str, str]) -> Path:
+    directory.mkdir()
+    for name, text in files.items():
+        _write(directory / name, text)
+    return directory
+
+
+def _parquet(path: Path, frame: pl.DataFrame) -> Path:
+    frame.write_parquet(path)
+    return path
+
+
+def _rows(n: int, start: int = 0, a: str | None = None) -> str:
+    return "label,a,b,t\n" + "".join(
+        f"{i % 2},{a if a and i == start + 3 else i / 7:.6},{'xyz'[i % 3]},{i % 3}\n" for i in range(start, start + n)
+    )
+
+
+def _join_case(d: Path) -> list[str]:
+    side = _write(d / "side.csv", "b,label\nx,1\ny,0\n")
+    config = _write(d / "j.yaml", f"data: {{joins: [{{path: {side}, key: b}}]}}\n")
+    return ["--data", str(_write(d / "d.csv", _rows(60))), "--config", str(config)]
 
 
 CASES = {
@@ -141,6 +166,53 @@ CASES = {
         ],
         "a search setting takes the rank stage's order; run rank first",
     ),
+    "bare carriage returns": (
+        lambda d: ["--data", str(_write(d / "cr.csv", "label,a,b\r1,2,3\r0,1,2\r"))],
+        "cr.csv: the header line holds a bare carriage return",
+    ),
+    "negative split seed": (
+        lambda d: ["--config", str(_write(d / "s.yaml", "split: {seed: -1}\n"))],
+        "split.seed: Input should be greater than or equal to 0",
+    ),
+    "config not UTF-8": (
+        lambda d: ["--config", str(_write_bytes(d / "u.yaml", "split: {valid: 0.2}\n".encode("utf-16")))],
+        "u.yaml: not UTF-8 text",
+    ),
+    "an infinity in the test split": (
+        lambda d: [
+            "--data",
+            str(_files(d / "given", {"train.csv": _rows(60), "valid.csv": _rows(20, 60), "test.csv": _rows(20, 80, "inf")})),
+        ],
+        "(test split): column 'a' has infinite values",
+    ),
+    "valid and test files without train": (
+        lambda d: ["--data", str(_files(d / "holdouts", {"valid.csv": _rows(20), "test.csv": _rows(20, 20)}))],
+        "split files (valid.csv, test.csv) without a train file",
+    ),
+    "a time split with too few distinct times": (
+        lambda d: [
+            "--data",
+            str(_write(d / "t.csv", _rows(90))),
+            "--config",
+            str(_write(d / "t.yaml", "split: {method: time, time_column: t}\n")),
+        ],
+        "split.time_column 't': the valid split would be empty",
+    ),
+    "a time column without values": (
+        lambda d: [
+            "--data",
+            str(
+                _parquet(
+                    d / "t.parquet",
+                    pl.DataFrame({"label": [1, 0] * 20, "a": range(40), "t": [None] * 40}, schema_overrides={"t": pl.Datetime}),
+                )
+            ),
+            "--config",
+            str(_write(d / "t.yaml", "split: {method: time, time_column: t}\n")),
+        ],
+        "split.time_column 't' has no values",
+    ),
+    "a side table that repeats a column of the data": (_join_case, "side.csv: column(s) label also in the data"),
     "unknown chunk count rule": (
         lambda d: ["--config", str(_write(d / "c.yaml", "search: {methods: [unified], unified: {chunks: 2, chunk_counts: sizes}}\n"))],
         "search.unified.chunk_counts",
@@ -188,6 +260,14 @@ def test_bad_input_exits_2_with_one_line(tmp_path, case, whole_process, capfd):
     assert "Traceback" not in stderr
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], stderr
     assert not out.exists()
+
+
+def test_an_output_path_that_is_a_file(tmp_path, capfd):
+    taken = _write(tmp_path / "taken", "")
+    for out in (taken, taken / "sub"):
+        code, stderr = _in_process(["run", "--rows", "2000", "--out", str(out), "--no-tracking"], capfd)
+        assert code == 2 and "cannot make the output directory" in stderr and "Traceback" not in stderr
+    assert taken.read_text() == ""
 
 
 def test_nested_output_directories_are_removed_on_error(tmp_path):
