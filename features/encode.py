@@ -69,12 +69,16 @@ class FitCounts:
     label_bad: int
     present: dict[str, int]
     tokens: dict[str, list[pl.DataFrame]]  # one table per part, added up in `fit_counts`
+    label_minus_ones: int = 0  # labels -1 and 0 (a numeric label): both in one split is three classes
+    label_zeros: int = 0
 
     def merge(self, other: FitCounts) -> FitCounts:
         """These counts plus `other`'s (the next part)."""
         self.rows += other.rows
         self.positives += other.positives
         self.label_bad += other.label_bad
+        self.label_minus_ones += other.label_minus_ones
+        self.label_zeros += other.label_zeros
         for name, count in other.present.items():
             self.present[name] += count
         for name, tables in other.tokens.items():
@@ -228,6 +232,8 @@ class Encoder:
             rows=int(checks_row["__rows"]),
             positives=int(checks_row["__positives"] or 0),
             label_bad=int(checks_row["__label_bad"] or 0),
+            label_minus_ones=int(checks_row.get("__minus_ones") or 0),
+            label_zeros=int(checks_row.get("__zeros") or 0),
             present={
                 n: int(checks_row[n]) if k == "multi" else int(tokens[n]["count"].sum())
                 for n, k in self.schema.kinds.items()
@@ -244,6 +250,11 @@ class Encoder:
         if self.train_rows == 0:
             raise InputError(f"{origin}: no rows; check the input and the split fractions")
         self.raise_on_bad_labels(counts.label_bad, origin)
+        if counts.label_minus_ones and counts.label_zeros:
+            raise InputError(
+                f"{origin}: label column {self.schema.label!r} holds -1, 0 and 1; a binary label is 0/1 or -1/1 "
+                "(set data.positive to the click values to read every other value as 0)"
+            )
         if counts.positives in (0, self.train_rows):
             raise InputError(f"{origin}: label column {self.schema.label!r} has a single class; a CTR label needs both")
         for name, kind in self.schema.kinds.items():
@@ -392,11 +403,15 @@ class Encoder:
 
     def _label_checks(self) -> list[pl.Expr]:
         bad = self.schema.label_bad_expr()
-        return [
+        checks = [
             pl.len().alias("__rows"),
             self.schema.label_expr().cast(pl.Int64).sum().alias("__positives"),
             bad.sum().alias("__label_bad"),
         ]
+        if self.schema.positive is None and self.schema.label_threshold is None:  # a numeric label read as -1/1 or 0/1
+            raw = pl.col(self.schema.label).cast(pl.Float64, strict=False)
+            checks += [(raw == -1).sum().alias("__minus_ones"), (raw == 0).sum().alias("__zeros")]
+        return checks
 
     def raise_on_bad_labels(self, bad: int, origin: str) -> None:
         """Raise InputError when `bad` (> 0) labels are missing or not binary, saying what the label must be."""

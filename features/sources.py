@@ -157,7 +157,8 @@ def read_libsvm(paths: list[Path], opts: SourceOptions, scratch: Path | None = N
     if bad_index.height:
         row = bad_index.row(0, named=True)
         raise InputError(f"{row['file']}: line {row['line_no']} has a token that is not idx:val")
-    y = pl.when(pl.col(LIBSVM_LABEL) < 0).then(0.0).otherwise(pl.col(LIBSVM_LABEL)).alias(LIBSVM_LABEL)
+    # -1 is 0; any other value stays, for the label check to judge (-2 is no binary label)
+    y = pl.when(pl.col(LIBSVM_LABEL) == -1).then(0.0).otherwise(pl.col(LIBSVM_LABEL)).alias(LIBSVM_LABEL)
     kinds: dict[str, FieldKind] = {}
     if opts.libsvm_field_ranges:
         columns = []

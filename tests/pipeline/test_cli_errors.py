@@ -213,6 +213,14 @@ CASES = {
         "split.time_column 't' has no values",
     ),
     "a side table that repeats a column of the data": (_join_case, "side.csv: column(s) label also in the data"),
+    "labels -1, 0 and 1": (
+        lambda d: ["--data", str(_write(d / "m.csv", "label,a\n" + "-1,1\n0,2\n1,3\n" * 20))],
+        "label column 'label' holds -1, 0 and 1",
+    ),
+    "a libsvm label of -2": (
+        lambda d: ["--data", str(_write(d / "n.libsvm", "1 1:1 5:1\n-2 2:1 6:1\n0 3:1 5:1\n" * 20)), "--format", "libsvm"],
+        "is not binary",
+    ),
     "unknown chunk count rule": (
         lambda d: ["--config", str(_write(d / "c.yaml", "search: {methods: [unified], unified: {chunks: 2, chunk_counts: sizes}}\n"))],
         "search.unified.chunk_counts",
