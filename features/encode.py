@@ -429,8 +429,8 @@ class Encoder:
                     f"{origin}: label column {self.schema.label!r} has {bad} missing or non-numeric values; drop or fill those rows"
                 )
             raise InputError(
-                f"{origin}: label column {self.schema.label!r} is not binary (0/1 or -1/1); "
-                "pick another label column (data.label), or set data.label_threshold or data.positive to binarise it"
+                f"{origin}: label column {self.schema.label!r} is not binary (0/1 or -1/1): {bad} missing or other values; drop "
+                "those rows, pick another label column (data.label), or set data.label_threshold or data.positive to binarise it"
             )
 
     def bad_labels(self, frame: pl.LazyFrame) -> int:

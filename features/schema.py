@@ -152,7 +152,7 @@ def _infer_kind(name: str, series: pl.Series, separator: str) -> FieldKind:
         if values.len() and values.str.contains(separator, literal=True).mean() >= MULTI_SHARE:
             return "multi"
         return "categorical"
-    if dtype.is_float():
+    if dtype.is_float() or dtype.is_decimal():  # a price as Decimal(10, 2) is a quantity, not an id
         return "numeric"
     if dtype.is_integer():
         if _ID_NAME.search(name) or series.n_unique() <= LOW_CARDINALITY:
@@ -171,10 +171,15 @@ def infer_schema(source: RawSource, opts: SchemaOptions, origin: str) -> Schema:
         raise InputError(f"{origin}: no label column found (looked for {', '.join(LABEL_NAMES)}); set data.label to the label column")
     if label not in columns:
         raise InputError(f"{origin}: label column {label!r} not found; columns are {', '.join(columns.names())}")
-    for key, names in (("categorical", opts.categorical), ("numeric", opts.numeric), ("multi", opts.multi), ("drop", opts.drop)):
+    lists = (("categorical", opts.categorical), ("numeric", opts.numeric), ("multi", opts.multi), ("drop", opts.drop))
+    for key, names in lists:
         missing = [n for n in names if n not in columns]
         if missing:
             raise InputError(f"{origin}: schema.{key} names unknown column(s) {', '.join(missing)}")
+        if label in names:  # it was ignored there, silently
+            raise InputError(f"{origin}: schema.{key} names the label column {label!r}; the label is never a feature")
+    if any(not c.strip() for c in columns.names()):  # a text header says so where it is read; parquet can hold one too
+        raise InputError(f"{origin}: a column has an empty name; name every column")
     kept = [c for c in columns.names() if c not in (*opts.drop, PANDAS_INDEX)]
     reserved = [c for c in kept if c.startswith(RESERVED_PREFIX) or c.endswith(RESERVED_SUFFIXES)]
     if reserved:

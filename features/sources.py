@@ -128,7 +128,11 @@ def read_csv(paths: list[Path], opts: SourceOptions, scratch: Path | None = None
     separator = _csv_separator(paths[0], headers[paths[0]], opts, notes)
     names = _names(headers[paths[0]], separator, paths[0])
     for p, header in headers.items():
-        _check_header(p, _names(header, separator, p))
+        theirs = _names(header, separator, p)
+        _check_header(p, theirs)
+        if theirs != names:  # polars' own error on this blamed the first file and asked about its encoding
+            differ = "the same columns in another order" if sorted(theirs) == sorted(names) else "other columns"
+            raise InputError(f"{p}: its header has {differ} than {paths[0].name}'s; give every file the same header")
     options = {"separator": separator, "infer_schema_length": INFER_ROWS}
     frame = delimited_frame(paths, Scratch(scratch), separator, len(names), header=True, options=options, how="vertical_relaxed")
     _require_rows(frame, paths, "has a header but no data rows")

@@ -68,6 +68,14 @@ def test_id_names_need_a_real_id_suffix():
     assert kinds == {"paid": "numeric", "valid": "numeric", "userId": "categorical", "shop_id": "categorical", "ID": "categorical"}
 
 
+def test_a_decimal_column_is_numeric():
+    from decimal import Decimal
+
+    prices = [Decimal(f"{i % 97}.{i % 10}5") for i in range(200)]
+    frame = pl.LazyFrame({"y": [0, 1] * 100, "price": prices}, schema_overrides={"price": pl.Decimal(10, 2)})
+    assert infer_schema(RawSource(frame, None), SchemaOptions(label="y"), "t").kinds == {"price": "numeric"}
+
+
 def test_column_names_that_are_not_file_names(tmp_path):
     frame = pl.LazyFrame({"y": [0, 1, 0, 1], "site/page": ["a", "b", "a", "c"]})
     enc = Encoder(Schema(label="y", kinds={"site/page": "categorical"}), EncoderParams()).fit(frame)

@@ -213,6 +213,22 @@ CASES = {
         "split.time_column 't' has no values",
     ),
     "a side table that repeats a column of the data": (_join_case, "side.csv: column(s) label also in the data"),
+    "csv files whose headers differ": (
+        lambda d: ["--data", str(_write(d / "a.csv", _rows(30))), "--data", str(_write(d / "b.csv", "b,a,label,t\nx,1,0,2\n"))],
+        "b.csv: its header has the same columns in another order than a.csv's",
+    ),
+    "a parquet column without a name": (
+        lambda d: ["--data", str(_parquet(d / "e.parquet", pl.DataFrame({"label": [0, 1] * 20, "": range(40), "a": range(40)})))],
+        "a column has an empty name",
+    ),
+    "the label listed in the schema": (
+        lambda d: ["--data", str(_write(d / "d.csv", _rows(30))), "--config", str(_write(d / "s.yaml", "schema: {drop: [label]}\n"))],
+        "schema.drop names the label column 'label'",
+    ),
+    "a column given two kinds": (
+        lambda d: ["--config", str(_write(d / "s.yaml", "schema: {numeric: [a], categorical: [a]}\n"))],
+        "column 'a' is in both schema.categorical and schema.numeric",
+    ),
     "labels -1, 0 and 1": (
         lambda d: ["--data", str(_write(d / "m.csv", "label,a\n" + "-1,1\n0,2\n1,3\n" * 20))],
         "label column 'label' holds -1, 0 and 1",
