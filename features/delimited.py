@@ -167,7 +167,11 @@ def delimited_chunks(
         if error is not None:
             if even:  # the counts added up, so some line has too many fields: name it
                 _checked_lines(chunk, path, first, separator, expected, quoted, with_header)
-            raise InputError(f"{path}: lines {first}-{line_no - 1} do not parse ({str(error).splitlines()[0]})") from error
+            said = str(error).splitlines()[0]
+            # Types inferred from the first rows (not a format's fixed ones): a later value that does not fit them
+            late = "; a column typed from its first rows holds other text later: list it in data.text_columns"
+            hint = late if "schema" not in options and "could not parse" in said else ""
+            raise InputError(f"{path}: lines {first}-{line_no - 1} do not parse ({said}){hint}") from error
         yield frame
 
 

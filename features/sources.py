@@ -40,6 +40,7 @@ class SourceOptions:
     separator: str | None = None
     multi_separator: str = "|"
     libsvm_field_ranges: tuple[tuple[int, int], ...] | None = None
+    text_columns: tuple[str, ...] = ()  # CSV columns read as text whatever their first rows look like
 
 
 @dataclass
@@ -133,7 +134,12 @@ def read_csv(paths: list[Path], opts: SourceOptions, scratch: Path | None = None
         if theirs != names:  # polars' own error on this blamed the first file and asked about its encoding
             differ = "the same columns in another order" if sorted(theirs) == sorted(names) else "other columns"
             raise InputError(f"{p}: its header has {differ} than {paths[0].name}'s; give every file the same header")
-    options = {"separator": separator, "infer_schema_length": INFER_ROWS}
+    options: dict = {"separator": separator, "infer_schema_length": INFER_ROWS}
+    if opts.text_columns:
+        unknown = [c for c in opts.text_columns if c not in names]
+        if unknown:
+            raise InputError(f"{paths[0]}: data.text_columns names unknown column(s) {', '.join(unknown)}")
+        options["schema_overrides"] = dict.fromkeys(opts.text_columns, pl.String)
     frame = delimited_frame(paths, Scratch(scratch), separator, len(names), header=True, options=options, how="vertical_relaxed")
     _require_rows(frame, paths, "has a header but no data rows")
     return RawSource(frame, opts.label, {}, notes)

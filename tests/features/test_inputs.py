@@ -295,3 +295,15 @@ def test_text_that_is_not_utf8_is_a_one_line_error(tmp_path):
     path.write_bytes("y,a\n1,2\n0,3\n".encode("utf-16"))
     with pytest.raises(InputError, match=r"u16\.csv: cannot be read as csv \(invalid utf-8 sequence\); is it UTF-8 text"):
         open_source([path], SourceOptions(format="csv")).frame.collect()
+
+
+def test_a_column_with_text_after_its_first_rows_reads_as_text_when_listed(tmp_path):
+    # Typed from its first rows (digits), the column meets text later: an error that says what to do, and the listed
+    # column (data.text_columns) reads as text.
+    rows = delimited.INFER_ROWS + 500
+    path = tmp_path / "late.csv"
+    path.write_text("label,cnt\n" + "".join(f"{i % 2},{i if i < rows - 3 else 'abc'}\n" for i in range(rows)))
+    with pytest.raises(InputError, match=r"do not parse .*list it in data\.text_columns"):
+        open_source([path], SourceOptions(format="csv")).frame.collect()
+    frame = open_source([path], SourceOptions(format="csv", text_columns=("cnt",))).frame.collect()
+    assert frame["cnt"].dtype == pl.String and frame["cnt"][-1] == "abc" and frame.height == rows
