@@ -206,11 +206,24 @@ def read_parquet(paths: list[Path], opts: SourceOptions, scratch: Path | None = 
             files.append(p)
     try:
         frame = pl.scan_parquet(files)
-        frame.collect_schema()
+        first = frame.collect_schema()
+        if len(files) > 1:  # polars' own error on a mismatch asks for its scan options; say which file differs, and how
+            for f in files[1:]:
+                _same_columns(f, dict(pl.read_parquet_schema(f)), files[0], dict(first))
     except (pl.exceptions.ComputeError, OSError) as exc:
         raise InputError(f"{files[0]}: not a readable parquet file ({str(exc).splitlines()[0]})") from exc
     _require_rows(frame, files)
     return RawSource(frame, opts.label, {}, files=tuple(files))
+
+
+def _same_columns(path: Path, schema: dict, first: Path, expected: dict) -> None:
+    """An error naming how `path`'s columns differ from the first file's (their order may: polars reads by name)."""
+    if schema == expected:
+        return
+    said = [f"lacks {', '.join(c for c in expected if c not in schema)}"] if set(expected) - set(schema) else []
+    said += [f"adds {', '.join(c for c in schema if c not in expected)}"] if set(schema) - set(expected) else []
+    said += [f"{c} is {schema[c]} here, {expected[c]} there" for c in expected if c in schema and schema[c] != expected[c]]
+    raise InputError(f"{path}: its columns differ from {first.name}'s ({'; '.join(said)}); give every file the same columns and types")
 
 
 READERS: dict[str, Reader] = {

@@ -229,6 +229,15 @@ CASES = {
         lambda d: ["--config", str(_write(d / "s.yaml", "schema: {numeric: [a], categorical: [a]}\n"))],
         "column 'a' is in both schema.categorical and schema.numeric",
     ),
+    "parquet shards whose types differ": (
+        lambda d: [
+            "--data",
+            str(_parquet(d / "a.parquet", pl.DataFrame({"label": [0, 1] * 20, "a": range(40)}))),
+            "--data",
+            str(_parquet(d / "b.parquet", pl.DataFrame({"a": range(40), "label": [0, 1] * 20}, schema_overrides={"label": pl.Int32}))),
+        ],
+        "b.parquet: its columns differ from a.parquet's (label is Int32 here, Int64 there)",
+    ),
     "labels -1, 0 and 1": (
         lambda d: ["--data", str(_write(d / "m.csv", "label,a\n" + "-1,1\n0,2\n1,3\n" * 20))],
         "label column 'label' holds -1, 0 and 1",
