@@ -12,7 +12,7 @@ from featuremap.errors import InputError
 from features import synthetic
 from features.discovery import detect_format, split_files
 from features.encode import Encoder, EncoderParams
-from features.schema import ID_TEST_ALPHA, Schema, SchemaOptions, infer_schema, integer_ids
+from features.schema import ID_TEST_ALPHA, SAMPLE_ROWS, Schema, SchemaOptions, infer_schema, integer_ids
 from features.sources import RawSource, SourceOptions, open_source
 from features.split import SPLIT_TAG, SplitParams, carved_rows, check_fractions, source_splits, time_cuts
 
@@ -215,6 +215,11 @@ def prepare(raw: RawInput, params: IngestParams, scratch: Path | None = None) ->
         encoder_params = replace(encoder_params, numeric_bucketing="log" if raw.format == "criteo" else "quantile")
     mapping = schema.label_mapping()
     notes = raw.notes + ([f"{raw.origin}: {mapping}"] if mapping else [])
+    if numbers := _numbers_as_text(splits["train"], schema):
+        notes.append(
+            f"{raw.origin}: column(s) {', '.join(numbers)} read as ids (text) though nearly every value is a number; if "
+            "the rest mean missing (NA, NULL), list them in data.null_values to read the column(s) as numbers"
+        )
     if retyped:
         notes.append(
             f"{raw.origin}: integer column(s) {', '.join(retyped)} read as ids (categorical): on train rows their exact values "
@@ -303,6 +308,17 @@ def read_for_scoring(path: Path, params: IngestParams, scratch: Path | None = No
     for spec in params.joins:
         frame = _join(frame, spec, params.schema.multi_separator, scratch)
     return frame
+
+
+def _numbers_as_text(train: pl.LazyFrame, schema: Schema) -> list[str]:
+    """The text columns taken as categorical whose values, on the first train rows, are numbers but for under 1 %."""
+    dtypes = train.collect_schema()
+    text = [n for n, k in schema.kinds.items() if k == "categorical" and dtypes[n] == pl.String]
+    if not text:
+        return []
+    head = train.select(text).head(SAMPLE_ROWS).collect()
+    shares = head.select(pl.col(n).cast(pl.Float64, strict=False).is_not_null().sum() / pl.col(n).is_not_null().sum() for n in text)
+    return [n for n in text if (shares[n][0] or 0) >= 0.99 and shares[n][0] < 1]
 
 
 def _integer_ids(schema: Schema, train: pl.LazyFrame, opts: SchemaOptions, known: dict[str, str]) -> tuple[Schema, list[str]]:

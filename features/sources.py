@@ -41,6 +41,7 @@ class SourceOptions:
     multi_separator: str = "|"
     libsvm_field_ranges: tuple[tuple[int, int], ...] | None = None
     text_columns: tuple[str, ...] = ()  # CSV columns read as text whatever their first rows look like
+    null_values: tuple[str, ...] = ()  # CSV cell texts read as missing, besides the empty cell
 
 
 @dataclass
@@ -135,6 +136,8 @@ def read_csv(paths: list[Path], opts: SourceOptions, scratch: Path | None = None
             differ = "the same columns in another order" if sorted(theirs) == sorted(names) else "other columns"
             raise InputError(f"{p}: its header has {differ} than {paths[0].name}'s; give every file the same header")
     options: dict = {"separator": separator, "infer_schema_length": INFER_ROWS}
+    if opts.null_values:
+        options["null_values"] = list(opts.null_values)
     if opts.text_columns:
         unknown = [c for c in opts.text_columns if c not in names]
         if unknown:

@@ -22,6 +22,7 @@ def ingest_params(cfg: PipelineConfig) -> IngestParams:
             multi_separator=data.multi_separator,
             libsvm_field_ranges=tuple(tuple(r) for r in data.libsvm_field_ranges) if data.libsvm_field_ranges else None,
             text_columns=tuple(data.text_columns),
+            null_values=tuple(data.null_values),
         ),
         schema=SchemaOptions(
             label=data.label,

@@ -37,6 +37,8 @@ class DataConfig(Section):
     """Text label value(s) that mean a click (every other value is 0); yes/no, true/false, 1/0, X/no_X are read without it. Quote it in YAML."""
     separator: str | None = Field(None, min_length=1, max_length=1)
     """CSV separator (tab: `tab`); null: `,`, or tab for .tsv, or the one a one-column header holds (said on stderr)."""
+    null_values: list[str] = Field(default_factory=list)
+    """CSV/TSV cell texts read as missing besides the empty cell (e.g. NA, NULL, \\N)."""
     text_columns: list[str] = Field(default_factory=list)
     """CSV/TSV columns read as text whatever their first 10,000 rows look like (an id of digits that holds letters later on)."""
     multi_separator: str = Field("|", min_length=1)

@@ -13,7 +13,7 @@ from featuremap.errors import InputError
 from features import delimited, textio
 from features.discovery import data_files, detect_format, split_files
 from features.encode import Encoder, EncoderParams
-from features.ingest import IngestParams, ingest, load_raw
+from features.ingest import IngestParams, ingest, load_raw, prepare
 from features.schema import SchemaOptions, infer_schema
 from features.sources import SourceOptions, open_source
 from tests.conftest import shared
@@ -307,3 +307,14 @@ def test_a_column_with_text_after_its_first_rows_reads_as_text_when_listed(tmp_p
         open_source([path], SourceOptions(format="csv")).frame.collect()
     frame = open_source([path], SourceOptions(format="csv", text_columns=("cnt",))).frame.collect()
     assert frame["cnt"].dtype == pl.String and frame["cnt"][-1] == "abc" and frame.height == rows
+
+
+def test_na_cells_are_missing_when_listed_and_a_note_says_so_when_not(tmp_path):
+    # One 'NA' in a float column made it text (and ids), silently; the run now says so, and data.null_values fixes it.
+    path = tmp_path / "na.csv"
+    path.write_text("label,x\n" + "".join(f"{i % 2},{'NA' if i == 7 else i / 3}\n" for i in range(400)))
+    for nulls, kind in (((), "categorical"), (("NA",), "numeric")):
+        params = IngestParams(source=SourceOptions(format="csv", null_values=nulls))
+        plan, _ = prepare(load_raw(path, params, 0, 0, tmp_path / kind), params, tmp_path / kind)
+        noted = any("x read as ids (text) though nearly every value is a number" in n for n in plan.notes)
+        assert plan.schema.kinds == {"x": kind} and noted == (not nulls)
