@@ -109,10 +109,10 @@ class NumericScan:
 
 def vocab_path(directory: Path, name: str) -> Path:
     """Where `Encoder.save` writes vocabulary `name` under an ingest output `directory`: vocab/NAME.parquet, the name
-    percent-quoted; a quoted name past 120 characters keeps its first 80 and a hash of the whole (file names end at
-    255 bytes: 30 CJK characters quote to 270)."""
+    percent-quoted; where that passes a file name's 255 bytes (30 CJK characters quote to 270), the quoted name's first
+    80 characters and a hash of the whole (so every name that fitted keeps its file)."""
     stem = quote(name, safe="")
-    if len(stem) > 120:
+    if len(stem) + len(".parquet") > 255:
         stem = f"{stem[:80]}~{hashlib.blake2b(name.encode(), digest_size=8).hexdigest()}"
     return directory / "vocab" / f"{stem}.parquet"
 
@@ -602,5 +602,8 @@ class Encoder:
         encoder.train_rows = state["train_rows"]
         kinds = encoder.schema.kinds
         names = [n for f, k in kinds.items() if encoder._uses_vocab(f) for n in ((f, f + SET_SUFFIX) if k == "multi" else (f,))]
+        missing = [str(vocab_path(directory, n)) for n in names if not vocab_path(directory, n).is_file()]
+        if missing:
+            raise InputError(f"{missing[0]}: vocabulary file not found beside {path.name}; rerun the ingest stage")
         encoder.vocabs = {name: pl.read_parquet(vocab_path(directory, name)) for name in names}
         return encoder

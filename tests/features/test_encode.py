@@ -162,12 +162,14 @@ def test_a_numeric_field_with_an_infinity_or_no_values_is_an_input_error(values,
 
 
 def test_names_that_make_long_or_odd_file_names_save_and_load(tmp_path):
-    # 36 CJK characters quote to 324 bytes, past a file name's 255: the vocabulary's file keeps a prefix and a hash.
-    long, odd = "广告位置名称" * 6, "site/id %"
-    train = pl.LazyFrame({"y": [0, 1, 0, 1], long: ["a", "b", "a", "c"], odd: [5, 6, 5, 7]})
-    enc = Encoder(_schema(**{long: "categorical", odd: "categorical"})).fit(train)
+    # 36 CJK characters quote to 324 bytes, past a file name's 255: the vocabulary's file keeps a prefix and a hash; a
+    # name that fits keeps its quoted file name (as saved before).
+    long, odd, fits = "广告位置名称" * 6, "site/id %", "c" * 200
+    train = pl.LazyFrame({"y": [0, 1, 0, 1], long: ["a", "b", "a", "c"], odd: [5, 6, 5, 7], fits: [1, 1, 2, 2]})
+    enc = Encoder(_schema(**{long: "categorical", odd: "categorical", fits: "categorical"})).fit(train)
     enc.save(tmp_path)
-    assert sorted(len(p.name.encode()) for p in (tmp_path / "vocab").iterdir()) == [len("site%2Fid%20%25.parquet"), 80 + 1 + 16 + 8]
+    names = sorted((p.name for p in (tmp_path / "vocab").iterdir()), key=len)
+    assert names[0] == "site%2Fid%20%25.parquet" and len(names[1]) == 80 + 1 + 16 + len(".parquet") and names[2] == f"{fits}.parquet"
     assert Encoder.load(tmp_path).transform(train).collect().equals(enc.transform(train).collect())
 
 
