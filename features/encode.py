@@ -213,8 +213,10 @@ class Encoder:
         train = self._nan_to_null(train)
         self._raw_dtypes = train.collect_schema()
         # A categorical field's non-missing values are its token counts' total (tokens are its values, nulls dropped):
-        # the checks read the label and multi-valued columns only.
-        checks = self._label_checks() + [pl.col(n).is_not_null().sum().alias(n) for n, k in self.schema.kinds.items() if k == "multi"]
+        # the checks read the label and multi-valued columns only. A multi-valued field has a value where its list has
+        # an element (an empty list encodes as missing).
+        multi = [n for n, k in self.schema.kinds.items() if k == "multi"]
+        checks = self._label_checks() + [(self._elements(n).list.len().fill_null(0) > 0).sum().alias(n) for n in multi]
         queries, names = [], []
         for name, kind in self.schema.kinds.items():
             if kind == "multi":

@@ -160,7 +160,8 @@ def read_libsvm(paths: list[Path], opts: SourceOptions, scratch: Path | None = N
     tokens = text_lines(paths, Scratch(scratch)).with_columns(pl.col(LINE).str.extract_all(r"\S+").alias("tok"))
     label = pl.col("tok").list.first().cast(pl.Float64, strict=False)
     pairs = pl.col("tok").list.slice(1)
-    index = pairs.list.eval(pl.element().str.split(":").list.first().cast(pl.Int64, strict=False))
+    # `idx:val`, one colon, a value after it: `7::1` or a bare `7` is no pair (null, then the error below)
+    index = pairs.list.eval(pl.element().str.extract(r"^(\d+):[^:]+$", 1).cast(pl.Int64, strict=False))
     parsed = tokens.select("file", "line_no", label.alias(LIBSVM_LABEL), index.alias("idx"))
     bad_label = parsed.filter(pl.col(LIBSVM_LABEL).is_null()).head(1).collect(engine="streaming")
     if bad_label.height:

@@ -242,6 +242,22 @@ CASES = {
         lambda d: _join_case(d, "b,price\n1,0.5\n2,0.7\n"),
         "no join key 'b' of the data's first 10,000 rows is in the side table (keys read as String in the data, Int64 here)",
     ),
+    "a libsvm token that is no idx:val pair": (
+        lambda d: ["--data", str(_write(d / "t.libsvm", "1 1:1 5:1\n0 2:1 6\n" * 20)), "--format", "libsvm"],
+        "line 2 has a token that is not idx:val",
+    ),
+    "a list column whose lists are all empty": (
+        lambda d: [
+            "--data",
+            str(
+                _parquet(
+                    d / "l.parquet",
+                    pl.DataFrame({"label": [0, 1] * 20, "a": range(40), "tags": [[]] * 40}, schema_overrides={"tags": pl.List(pl.String)}),
+                )
+            ),
+        ],
+        "column 'tags' has no values",
+    ),
     "labels -1, 0 and 1": (
         lambda d: ["--data", str(_write(d / "m.csv", "label,a\n" + "-1,1\n0,2\n1,3\n" * 20))],
         "label column 'label' holds -1, 0 and 1",
