@@ -62,6 +62,8 @@ def _check_files(paths: list[Path]) -> None:
     for p in paths:
         if not p.exists():
             raise InputError(f"{p}: file not found; check data.path")
+        if not (p.is_file() or p.is_dir()):  # read twice or more (header, types, rows), a pipe or a device cannot be
+            raise InputError(f"{p}: not a regular file (a pipe or a device); save the data to a file first")
         if p.is_file() and p.stat().st_size == 0:
             raise InputError(f"{p}: file is empty; give data.path a file with rows")
 

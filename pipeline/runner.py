@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import shutil
 import sys
@@ -115,8 +116,13 @@ def _run_locked(cfg: PipelineConfig, stages: list[str], force: bool) -> dict[str
                             cache.write_stage_record(workdir, name, fingerprint, output)
                     except OSError as exc:  # disk full, read-only or failing disk: the staging directory is gone
                         where = f" ({exc.filename})" if exc.filename else ""
+                        # Disk full or read-only, or a file under OUT: a write; else it may be a read (an input that is a
+                        # device or a pipe: "No such device")
+                        under_out = exc.filename and Path(exc.filename).resolve().is_relative_to(cfg.out.resolve())
+                        writing = exc.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT) or under_out
+                        what = "write error" if writing else "read or write error"
                         raise UserError(
-                            f"{name}: write error: {exc.strerror or exc}{where}; committed outputs are intact, rerun once fixed"
+                            f"{name}: {what}: {exc.strerror or exc}{where}; committed outputs are intact, rerun once fixed"
                         ) from exc
                     final = catalog.stage_path(cfg.out, name)
                     metrics = {**output.metrics, "wall_seconds": time.perf_counter() - started}

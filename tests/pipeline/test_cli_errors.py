@@ -258,6 +258,7 @@ CASES = {
         ],
         "column 'tags' has no values",
     ),
+    "a device as the input": (lambda d: ["--data", "/dev/null", "--format", "csv"], "/dev/null: not a regular file (a pipe or a device)"),
     "labels -1, 0 and 1": (
         lambda d: ["--data", str(_write(d / "m.csv", "label,a\n" + "-1,1\n0,2\n1,3\n" * 20))],
         "label column 'label' holds -1, 0 and 1",
