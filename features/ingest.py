@@ -125,9 +125,6 @@ def _several(paths: list[Path], opts: SourceOptions, scratch: Path | None) -> Ra
     return RawInput({"all": open_source(paths, opts, scratch)}, ", ".join(map(str, paths)), fmt)
 
 
-JOIN_PROBE_ROWS = 10_000  # rows of the data whose keys are looked up when the side table's keys are of another type
-
-
 def _join(frame: pl.LazyFrame, spec: JoinSpec, multi_separator: str, scratch: Path | None = None) -> pl.LazyFrame:
     fmt = spec.format or detect_format(spec.path)
     side = open_source([spec.path], SourceOptions(format=fmt, multi_separator=multi_separator), scratch).frame
@@ -139,13 +136,6 @@ def _join(frame: pl.LazyFrame, spec: JoinSpec, multi_separator: str, scratch: Pa
     if clash:  # polars would add them as `NAME_right` features: the label's name among them would leak it
         raise InputError(f"{spec.path}: column(s) {', '.join(clash)} also in the data; rename or drop them in the side table")
     side = side.unique(subset=[spec.key], keep="first", maintain_order=True).with_columns(pl.col(spec.key).cast(left[spec.key]))
-    if (left[spec.key] == pl.String) != (right[spec.key] == pl.String):  # cast to match, text and numbers rarely do
-        probe = frame.select(spec.key).head(JOIN_PROBE_ROWS).join(side.select(spec.key), on=spec.key, how="semi")
-        if not probe.select(pl.len()).collect().item():
-            raise InputError(
-                f"{spec.path}: no join key {spec.key!r} of the data's first {JOIN_PROBE_ROWS:,} rows is in the side table "
-                f"(keys read as {left[spec.key]} in the data, {right[spec.key]} here); give both the same kind of key"
-            )
     return frame.join(side, on=spec.key, how="left", maintain_order="left")
 
 
