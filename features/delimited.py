@@ -169,7 +169,10 @@ def delimited_chunks(
                 _checked_lines(chunk, path, first, separator, expected, quoted, with_header)
             said = str(error).splitlines()[0]
             # Types inferred from the first rows (not a format's fixed ones): a later value that does not fit them
-            late = "; a column typed from its first rows holds other text later: list it in data.text_columns"
+            late = (
+                "; a column typed from its first rows holds other text later: if that text means missing (NA), list it in "
+                "data.null_values; if the column is ids, list the column in data.text_columns"
+            )
             hint = late if "schema" not in options and "could not parse" in said else ""
             raise InputError(f"{path}: lines {first}-{line_no - 1} do not parse ({said}){hint}") from error
         yield frame

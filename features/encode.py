@@ -254,7 +254,7 @@ class Encoder:
         self.raise_on_bad_labels(counts.label_bad, origin)
         if counts.label_minus_ones and counts.label_zeros:
             raise InputError(
-                f"{origin}: label column {self.schema.label!r} holds -1, 0 and 1; a binary label is 0/1 or -1/1 "
+                f"{origin}: label column {self.schema.label!r} holds both -1 and 0; a binary label is 0/1 or -1/1 "
                 "(set data.positive to the click values to read every other value as 0)"
             )
         if counts.positives in (0, self.train_rows):

@@ -132,9 +132,6 @@ def _join(frame: pl.LazyFrame, spec: JoinSpec, multi_separator: str, scratch: Pa
     for name, schema in ((str(spec.path), right), ("the data", left)):
         if spec.key not in schema:
             raise InputError(f"{name}: join key {spec.key!r} not found; columns are {', '.join(schema.names())}")
-    clash = [c for c in right.names() if c != spec.key and c in left]
-    if clash:  # polars would add them as `NAME_right` features: the label's name among them would leak it
-        raise InputError(f"{spec.path}: column(s) {', '.join(clash)} also in the data; rename or drop them in the side table")
     side = side.unique(subset=[spec.key], keep="first", maintain_order=True).with_columns(pl.col(spec.key).cast(left[spec.key]))
     return frame.join(side, on=spec.key, how="left", maintain_order="left")
 
@@ -192,6 +189,11 @@ def prepare(raw: RawInput, params: IngestParams, scratch: Path | None = None) ->
     first = next(iter(raw.frames.values()))
     schema_source = RawSource(joined.get("train", joined.get("all")), first.label, first.known_kinds)
     schema = infer_schema(schema_source, params.schema, raw.origin)
+    if params.joins and f"{schema.label}_right" in schema.kinds:  # a side table's column named as the label: a leak
+        raise InputError(
+            f"{raw.origin}: a side table (data.joins) has a column named like the label {schema.label!r}, joined as "
+            f"{schema.label}_right: the label itself as a feature; rename or drop it in the side table"
+        )
     cuts = time_cuts(joined["all"], params.split) if "all" in joined and params.split.method == "time" else None
     read = tuple(first.frame.collect_schema().names())
     plan = Prepared(params, schema, params.encoder, frozenset(frames), read, cuts, raw.origin, ())
@@ -205,7 +207,8 @@ def prepare(raw: RawInput, params: IngestParams, scratch: Path | None = None) ->
         encoder_params = replace(encoder_params, numeric_bucketing="log" if raw.format == "criteo" else "quantile")
     mapping = schema.label_mapping()
     notes = raw.notes + ([f"{raw.origin}: {mapping}"] if mapping else [])
-    if numbers := _numbers_as_text(splits["train"], schema):
+    listed = set(params.source.text_columns)  # read as text on purpose
+    if raw.format == "csv" and (numbers := [n for n in _numbers_as_text(splits["train"], schema) if n not in listed]):
         notes.append(
             f"{raw.origin}: column(s) {', '.join(numbers)} read as ids (text) though nearly every value is a number; if "
             "the rest mean missing (NA, NULL), list them in data.null_values to read the column(s) as numbers"

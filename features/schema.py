@@ -152,9 +152,9 @@ def _infer_kind(name: str, series: pl.Series, separator: str) -> FieldKind:
         if values.len() and values.str.contains(separator, literal=True).mean() >= MULTI_SHARE:
             return "multi"
         return "categorical"
-    if dtype.is_float() or dtype.is_decimal():  # a price as Decimal(10, 2) is a quantity, not an id
+    if dtype.is_float() or (dtype.is_decimal() and dtype.scale):  # a price as Decimal(10, 2) is a quantity
         return "numeric"
-    if dtype.is_integer():
+    if dtype.is_integer() or dtype.is_decimal():  # Decimal(38, 0): a database's integer (Snowflake, Oracle)
         if _ID_NAME.search(name) or series.n_unique() <= LOW_CARDINALITY:
             return "categorical"
         return "numeric"
@@ -178,6 +178,12 @@ def infer_schema(source: RawSource, opts: SchemaOptions, origin: str) -> Schema:
             raise InputError(f"{origin}: schema.{key} names unknown column(s) {', '.join(missing)}")
         if label in names:  # it was ignored there, silently
             raise InputError(f"{origin}: schema.{key} names the label column {label!r}; the label is never a feature")
+    listed: dict[str, str] = {}
+    for key, names in lists:  # one kind per column (a later list won, silently)
+        for name in names:
+            if name in listed:
+                raise InputError(f"{origin}: column {name!r} is in both schema.{listed[name]} and schema.{key}; give it one")
+            listed[name] = key
     if any(not c.strip() for c in columns.names()):  # a text header says so where it is read; parquet can hold one too
         raise InputError(f"{origin}: a column has an empty name; name every column")
     kept = [c for c in columns.names() if c not in (*opts.drop, PANDAS_INDEX)]

@@ -84,6 +84,7 @@ def read_criteo(paths: list[Path], opts: SourceOptions, scratch: Path | None = N
 
 
 def _names(header: str, separator: str, path: Path) -> list[str]:
+    header = header.removeprefix("\ufeff")  # a UTF-8 byte-order mark (Excel's), which polars drops too
     if "\r" in header.rstrip("\r\n"):
         raise InputError(f"{path}: the header line holds a bare carriage return (old Mac line ends?); lines must end in \\n or \\r\\n")
     try:
@@ -224,6 +225,11 @@ def read_parquet(paths: list[Path], opts: SourceOptions, scratch: Path | None = 
 
 def _same_columns(path: Path, schema: dict, first: Path, expected: dict) -> None:
     """An error naming how `path`'s columns differ from the first file's (their order may: polars reads by name)."""
+    if schema == expected:
+        return
+    # A column all null in one file (pandas writes its type as null) is any type: polars reads it so.
+    schema = {c: expected.get(c, t) if t in (pl.Null, pl.List(pl.Null)) else t for c, t in schema.items()}
+    expected = {c: schema.get(c, t) if t in (pl.Null, pl.List(pl.Null)) else t for c, t in expected.items()}
     if schema == expected:
         return
     said = [f"lacks {', '.join(c for c in expected if c not in schema)}"] if set(expected) - set(schema) else []

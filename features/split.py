@@ -63,8 +63,8 @@ def time_cuts(frame: pl.LazyFrame, params: SplitParams) -> tuple:
     if params.valid > 0 and params.test > 0 and a == b:  # valid holds a <= t < b
         raise InputError(
             f"split.time_column {col!r}: the valid split would be empty (the cuts at {1.0 - params.valid - params.test:g} and "
-            f"{1.0 - params.test:g} of its rows both fall on {a}); too few distinct times for these fractions: widen "
-            "split.valid, use a finer time column, or split.method: random"
+            f"{1.0 - params.test:g} of its rows both fall on {a}, which holds that share of the rows or more, or the times "
+            "are too few); widen split.valid, use a finer time column, or split.method: random"
         )
     return a, b
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from features.settings import QualityParams, RankParams, SelectParams
 from methods.base import Settings as Section  # one base for every section: unknown keys are errors, docstrings document
@@ -97,17 +97,6 @@ class SchemaConfig(Section):
     """Columns to treat as multi-valued."""
     drop: list[str] = Field(default_factory=list)
     """Columns left out."""
-
-    @model_validator(mode="after")
-    def _one_kind_each(self) -> SchemaConfig:
-        lists = {"categorical": self.categorical, "numeric": self.numeric, "multi": self.multi, "drop": self.drop}
-        seen: dict[str, str] = {}
-        for key, names in lists.items():
-            for name in names:
-                if name in seen:
-                    raise ValueError(f"column {name!r} is in both schema.{seen[name]} and schema.{key}; give it one")
-                seen[name] = key
-        return self
 
 
 class SplitConfig(Section):

@@ -68,12 +68,15 @@ def test_id_names_need_a_real_id_suffix():
     assert kinds == {"paid": "numeric", "valid": "numeric", "userId": "categorical", "shop_id": "categorical", "ID": "categorical"}
 
 
-def test_a_decimal_column_is_numeric():
+def test_a_decimal_column_is_numeric_unless_it_holds_integers():
     from decimal import Decimal
 
     prices = [Decimal(f"{i % 97}.{i % 10}5") for i in range(200)]
-    frame = pl.LazyFrame({"y": [0, 1] * 100, "price": prices}, schema_overrides={"price": pl.Decimal(10, 2)})
-    assert infer_schema(RawSource(frame, None), SchemaOptions(label="y"), "t").kinds == {"price": "numeric"}
+    ids = [Decimal(i % 150) for i in range(200)]  # Decimal(38, 0), a database's integer: the integers' rules
+    frame = pl.LazyFrame(
+        {"y": [0, 1] * 100, "price": prices, "user_id": ids}, schema_overrides={"price": pl.Decimal(10, 2), "user_id": pl.Decimal(38, 0)}
+    )
+    assert infer_schema(RawSource(frame, None), SchemaOptions(label="y"), "t").kinds == {"price": "numeric", "user_id": "categorical"}
 
 
 def test_column_names_that_are_not_file_names(tmp_path):

@@ -303,7 +303,7 @@ def test_a_column_with_text_after_its_first_rows_reads_as_text_when_listed(tmp_p
     rows = delimited.INFER_ROWS + 500
     path = tmp_path / "late.csv"
     path.write_text("label,cnt\n" + "".join(f"{i % 2},{i if i < rows - 3 else 'abc'}\n" for i in range(rows)))
-    with pytest.raises(InputError, match=r"do not parse .*list it in data\.text_columns"):
+    with pytest.raises(InputError, match=r"do not parse .*list the column in data\.text_columns"):
         open_source([path], SourceOptions(format="csv")).frame.collect()
     frame = open_source([path], SourceOptions(format="csv", text_columns=("cnt",))).frame.collect()
     assert frame["cnt"].dtype == pl.String and frame["cnt"][-1] == "abc" and frame.height == rows

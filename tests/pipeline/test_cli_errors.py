@@ -212,7 +212,7 @@ CASES = {
         ],
         "split.time_column 't' has no values",
     ),
-    "a side table that repeats a column of the data": (_join_case, "side.csv: column(s) label also in the data"),
+    "a side table with a column named like the label": (_join_case, "a side table (data.joins) has a column named like the label 'label'"),
     "csv files whose headers differ": (
         lambda d: ["--data", str(_write(d / "a.csv", _rows(30))), "--data", str(_write(d / "b.csv", "b,a,label,t\nx,1,0,2\n"))],
         "b.csv: its header has the same columns in another order than a.csv's",
@@ -226,7 +226,12 @@ CASES = {
         "schema.drop names the label column 'label'",
     ),
     "a column given two kinds": (
-        lambda d: ["--config", str(_write(d / "s.yaml", "schema: {numeric: [a], categorical: [a]}\n"))],
+        lambda d: [
+            "--data",
+            str(_write(d / "d.csv", _rows(30))),
+            "--config",
+            str(_write(d / "s.yaml", "schema: {numeric: [a], categorical: [a]}\n")),
+        ],
         "column 'a' is in both schema.categorical and schema.numeric",
     ),
     "parquet shards whose types differ": (
@@ -257,7 +262,7 @@ CASES = {
     "a device as the input": (lambda d: ["--data", "/dev/null", "--format", "csv"], "/dev/null: not a regular file (a pipe or a device)"),
     "labels -1, 0 and 1": (
         lambda d: ["--data", str(_write(d / "m.csv", "label,a\n" + "-1,1\n0,2\n1,3\n" * 20))],
-        "label column 'label' holds -1, 0 and 1",
+        "label column 'label' holds both -1 and 0",
     ),
     "a libsvm label of -2": (
         lambda d: ["--data", str(_write(d / "n.libsvm", "1 1:1 5:1\n-2 2:1 6:1\n0 3:1 5:1\n" * 20)), "--format", "libsvm"],
