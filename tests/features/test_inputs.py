@@ -318,3 +318,18 @@ def test_na_cells_are_missing_when_listed_and_a_note_says_so_when_not(tmp_path):
         plan, _ = prepare(load_raw(path, params, 0, 0, tmp_path / kind), params, tmp_path / kind)
         noted = any("x read as ids (text) though nearly every value is a number" in n for n in plan.notes)
         assert plan.schema.kinds == {"x": kind} and noted == (not nulls)
+
+
+def test_valid_inputs_the_file_checks_must_let_through(tmp_path):
+    # A byte-order mark on one CSV file (Excel's), and a parquet column all null in one file (pandas writes its type as
+    # null): polars reads both, so the header and schema comparisons between files must too.
+    (tmp_path / "csv").mkdir()
+    (tmp_path / "csv" / "a.csv").write_bytes(b"\xef\xbb\xbflabel,u\n1,a\n0,b\n")
+    (tmp_path / "csv" / "b.csv").write_text("label,u\n0,a\n1,b\n")
+    files = sorted((tmp_path / "csv").iterdir())
+    assert open_source(files, SourceOptions(format="csv", text_columns=("label",))).frame.collect().height == 4
+    (tmp_path / "pq").mkdir()
+    pl.DataFrame({"label": [0, 1], "c": ["a", "b"]}).write_parquet(tmp_path / "pq" / "a.parquet")
+    pl.DataFrame({"label": [1, 0], "c": [None, None]}, schema_overrides={"c": pl.Null}).write_parquet(tmp_path / "pq" / "b.parquet")
+    frame = open_source(sorted((tmp_path / "pq").iterdir()), SourceOptions(format="parquet")).frame.collect()
+    assert frame["c"].to_list() == ["a", "b", None, None]
