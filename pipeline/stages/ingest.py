@@ -49,14 +49,13 @@ def run_ingest(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         splits: dict[str, dict[str, float]] = {}
         # Train's infinities stop the fit; a valid or test value is checked as written (inf read, or past float32 once
         # standardised), but for columns read as integers, which can be neither (a 50 M-row ingest: 0.38 s for all).
-        read_as = next(iter(raw.frames.values())).frame.collect_schema()  # a joined column is not in it: checked
-        values = [
-            spec.value_column
-            for spec in result.encoder.field_specs()
-            if spec.value_column is not None and not (spec.name in read_as and read_as[spec.name].is_integer())
-        ]
+        specs = [spec for spec in result.encoder.field_specs() if spec.value_column is not None]
         for name in result.splits:
-            checked = values if name != "train" else []
+            # the split's own file when given (a column may be integers in train and floats there), else the input's
+            source = raw.frames.get(name) or next(iter(raw.frames.values()))
+            read_as = source.frame.collect_schema()  # a joined column is not in it: checked
+            integers = {n for n, dtype in read_as.items() if dtype.is_integer()}
+            checked = [spec.value_column for spec in specs if spec.name not in integers] if name != "train" else []
             counts = (
                 pl.scan_parquet(catalog.split_file(workdir, name))
                 .select(

@@ -185,6 +185,24 @@ CASES = {
         ],
         "(test split): column 'a' has infinite values",
     ),
+    "an infinity in a test file whose column is integers in train": (
+        lambda d: [
+            "--data",
+            str(
+                _files(
+                    d / "given",
+                    {
+                        "train.csv": "label,a,b\n" + "".join(f"{i % 2},{i * 7 % 50},{'xy'[i % 2]}\n" for i in range(60)),
+                        "valid.csv": "label,a,b\n" + "".join(f"{i % 2},{i % 50},x\n" for i in range(20)),
+                        "test.csv": "label,a,b\n" + "".join(f"{i % 2},{'inf' if i == 3 else i / 2},y\n" for i in range(20)),
+                    },
+                )
+            ),
+            "--config",
+            str(_write(d / "n.yaml", "schema: {numeric: [a]}\n")),
+        ],
+        "(test split): column 'a' has infinite values",
+    ),
     "valid and test files without train": (
         lambda d: ["--data", str(_files(d / "holdouts", {"valid.csv": _rows(20), "test.csv": _rows(20, 20)}))],
         "split files (valid.csv, test.csv) without a train file",
