@@ -42,6 +42,10 @@ def _rows(n: int, start: int = 0, a: str | None = None) -> str:
     )
 
 
+def _with_config(d: Path, data: Path, config: str) -> list[str]:
+    return ["--data", str(data), "--config", str(_write(d / "c.yaml", config))]
+
+
 def _join_case(d: Path) -> list[str]:
     side = _write(d / "side.csv", "b,label\nx,1\ny,0\n")
     config = _write(d / "j.yaml", f"data: {{joins: [{{path: {side}, key: b}}]}}\n")
@@ -208,26 +212,17 @@ CASES = {
         "split files (valid.csv, test.csv) without a train file",
     ),
     "a time split with too few distinct times": (
-        lambda d: [
-            "--data",
-            str(_write(d / "t.csv", _rows(90))),
-            "--config",
-            str(_write(d / "t.yaml", "split: {method: time, time_column: t}\n")),
-        ],
+        lambda d: _with_config(d, _write(d / "t.csv", _rows(90)), "split: {method: time, time_column: t}\n"),
         "split.time_column 't': the valid split would be empty",
     ),
     "a time column without values": (
-        lambda d: [
-            "--data",
-            str(
-                _parquet(
-                    d / "t.parquet",
-                    pl.DataFrame({"label": [1, 0] * 20, "a": range(40), "t": [None] * 40}, schema_overrides={"t": pl.Datetime}),
-                )
+        lambda d: _with_config(
+            d,
+            _parquet(
+                d / "t.parquet", pl.DataFrame({"label": [1, 0] * 20, "a": range(40), "t": [None] * 40}, schema_overrides={"t": pl.Datetime})
             ),
-            "--config",
-            str(_write(d / "t.yaml", "split: {method: time, time_column: t}\n")),
-        ],
+            "split: {method: time, time_column: t}\n",
+        ),
         "split.time_column 't' has no values",
     ),
     "a side table with a column named like the label": (_join_case, "a side table (data.joins) has a column named like the label 'label'"),
@@ -240,16 +235,11 @@ CASES = {
         "a column has an empty name",
     ),
     "the label listed in the schema": (
-        lambda d: ["--data", str(_write(d / "d.csv", _rows(30))), "--config", str(_write(d / "s.yaml", "schema: {drop: [label]}\n"))],
+        lambda d: _with_config(d, _write(d / "d.csv", _rows(30)), "schema: {drop: [label]}\n"),
         "schema.drop names the label column 'label'",
     ),
     "a column given two kinds": (
-        lambda d: [
-            "--data",
-            str(_write(d / "d.csv", _rows(30))),
-            "--config",
-            str(_write(d / "s.yaml", "schema: {numeric: [a], categorical: [a]}\n")),
-        ],
+        lambda d: _with_config(d, _write(d / "d.csv", _rows(30)), "schema: {numeric: [a], categorical: [a]}\n"),
         "column 'a' is in both schema.categorical and schema.numeric",
     ),
     "parquet shards whose types differ": (
