@@ -184,6 +184,18 @@ class Encoder:
             col = col.str.split(self.schema.multi_separator).list.eval(pl.element().filter(pl.element() != ""))
         return col
 
+    def _vocab_names(self) -> list[str]:
+        """The vocabularies, in schema order: each field's that has one, and a multi-valued field's set vocabulary."""
+        kinds = self.schema.kinds
+        return [n for f, k in kinds.items() if self._uses_vocab(f) for n in ((f, f + SET_SUFFIX) if k == "multi" else (f,))]
+
+    def _vocab_token(self, vocab: str) -> pl.Expr:
+        """What vocabulary `vocab` counts, a row each (a multi-valued field's elements exploded)."""
+        field = vocab.removesuffix(SET_SUFFIX)
+        if field != vocab:
+            return self._set_token(field)
+        return self._token(field).explode() if self.schema.kinds[field] == "multi" else self._token(field)
+
     def _set_token(self, name: str) -> pl.Expr:
         elements = self._elements(name)
         return (
@@ -217,16 +229,8 @@ class Encoder:
         # an element (an empty list encodes as missing).
         multi = [n for n, k in self.schema.kinds.items() if k == "multi"]
         checks = self._label_checks() + [(self._elements(n).list.len().fill_null(0) > 0).sum().alias(n) for n in multi]
-        queries, names = [], []
-        for name, kind in self.schema.kinds.items():
-            if kind == "multi":
-                queries.append(_token_counts(train.select(self._token(name).alias("value")).explode("value")))
-                names.append(name)
-                queries.append(_token_counts(train.select(self._set_token(name).alias("value"))))
-                names.append(name + SET_SUFFIX)
-            elif self._uses_vocab(name):
-                queries.append(_token_counts(train.select(self._token(name).alias("value"))))
-                names.append(name)
+        names = self._vocab_names()
+        queries = [_token_counts(train.select(self._vocab_token(name).alias("value"))) for name in names]
         tokens = dict(zip(names, pl.collect_all(queries, engine="streaming"), strict=True))
         # Its own read: sharing one with the queries above, polars would cache the train rows in memory.
         checks_row = train.select(checks).collect(engine="streaming").row(0, named=True)
@@ -602,8 +606,7 @@ class Encoder:
         encoder.edges = state["edges"]
         encoder.stats = state["stats"]
         encoder.train_rows = state["train_rows"]
-        kinds = encoder.schema.kinds
-        names = [n for f, k in kinds.items() if encoder._uses_vocab(f) for n in ((f, f + SET_SUFFIX) if k == "multi" else (f,))]
+        names = encoder._vocab_names()
         missing = [str(vocab_path(directory, n)) for n in names if not vocab_path(directory, n).is_file()]
         if missing:
             raise InputError(f"{missing[0]}: vocabulary file not found beside {path.name}; rerun the ingest stage")

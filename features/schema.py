@@ -171,16 +171,14 @@ def infer_schema(source: RawSource, opts: SchemaOptions, origin: str) -> Schema:
         raise InputError(f"{origin}: no label column found (looked for {', '.join(LABEL_NAMES)}); set data.label to the label column")
     if label not in columns:
         raise InputError(f"{origin}: label column {label!r} not found; columns are {', '.join(columns.names())}")
-    lists = (("categorical", opts.categorical), ("numeric", opts.numeric), ("multi", opts.multi), ("drop", opts.drop))
-    for key, names in lists:
+    listed: dict[str, str] = {}
+    for key, names in (("categorical", opts.categorical), ("numeric", opts.numeric), ("multi", opts.multi), ("drop", opts.drop)):
         missing = [n for n in names if n not in columns]
         if missing:
             raise InputError(f"{origin}: schema.{key} names unknown column(s) {', '.join(missing)}")
         if label in names:  # it was ignored there, silently
             raise InputError(f"{origin}: schema.{key} names the label column {label!r}; the label is never a feature")
-    listed: dict[str, str] = {}
-    for key, names in lists:  # one kind per column (a later list won, silently)
-        for name in names:
+        for name in names:  # one kind per column (a later list won, silently)
             if name in listed:
                 raise InputError(f"{origin}: column {name!r} is in both schema.{listed[name]} and schema.{key}; give it one")
             listed[name] = key

@@ -152,8 +152,7 @@ def ingest_on_ray(
     plan_ref = ray.put(plan)
     counted = ray.get([ray.remote(ingest_count).remote(plan_ref, part) for part in parts])
     encoder = Encoder(plan.schema, plan.encoder_params)
-    # In row order; copied before the merge below, which adds every part's counts into the first part's.
-    train = [(part, counts.rows) for part, (counts, _) in zip(parts, counted, strict=True) if counts is not None]
+    train = [(part, counts.rows) for part, (counts, _) in zip(parts, counted, strict=True) if counts is not None]  # in row order
     total = None
     for counts, _ in counted:
         if counts is not None:

@@ -10,7 +10,6 @@ from pathlib import Path
 import polars as pl
 
 from featuremap.errors import InputError
-from features.encode import VALUE_SUFFIX
 from features.ingest import ingest, load_raw
 from pipeline import catalog
 from pipeline.config import PipelineConfig
@@ -49,13 +48,12 @@ def run_ingest(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         splits: dict[str, dict[str, float]] = {}
         # Train's infinities stop the fit; a valid or test value is checked as written (inf read, or past float32 once
         # standardised), but for columns read as integers, which can be neither (a 50 M-row ingest: 0.38 s for all).
-        specs = [spec for spec in result.encoder.field_specs() if spec.value_column is not None]
+        values = {spec.value_column: spec.name for spec in result.encoder.field_specs() if spec.value_column is not None}
         for name in result.splits:
-            # the split's own file when given (a column may be integers in train and floats there), else the input's
-            source = raw.frames.get(name) or next(iter(raw.frames.values()))
-            read_as = source.frame.collect_schema()  # a joined column is not in it: checked
-            integers = {n for n, dtype in read_as.items() if dtype.is_integer()}
-            checked = [spec.value_column for spec in specs if spec.name not in integers] if name != "train" else []
+            checked: dict[str, str] = {}
+            if name != "train":  # the split's own file when given (integers in train may be floats there), else the input's
+                read_as = (raw.frames.get(name) or next(iter(raw.frames.values()))).frame.collect_schema()  # no joined columns
+                checked = {c: field for c, field in values.items() if not (field in read_as and read_as[field].is_integer())}
             counts = (
                 pl.scan_parquet(catalog.split_file(workdir, name))
                 .select(
@@ -66,7 +64,7 @@ def run_ingest(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
                 .collect()
                 .row(0, named=True)
             )
-            infinite = [c.removesuffix(VALUE_SUFFIX) for c in checked if counts[c]]
+            infinite = [field for c, field in checked.items() if counts[c]]
             if infinite:
                 raise InputError(
                     f"{result.origin} ({name} split): column {infinite[0]!r} has infinite values (or values past float32's range "
