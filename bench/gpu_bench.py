@@ -343,10 +343,11 @@ def trainer_check(device: torch.device, args: argparse.Namespace) -> dict:
     return found
 
 
-ATTENTION_PATHS = {  # name: (layers.BLOCK_ATTENTION_MAX, layers.FUSED_ATTENTION)
-    "fused": (None, True),  # the block path with its hand-written backward (the default in fp32 and under bf16 autocast)
-    "block": (None, False),  # the block path through autograd
-    "per_head": (0, False),  # per-head einsums
+ATTENTION_PATHS = {  # name: (layers.BLOCK_ATTENTION_MAX, layers.FUSED_ATTENTION, layers.CPU_KERNEL)
+    "kernel": (None, True, True),  # the C++ per-head kernel (fp32 on the CPU, where it builds: the default there)
+    "fused": (None, True, False),  # the block path with its hand-written backward (the default under bf16 autocast)
+    "block": (None, False, False),  # the block path through autograd
+    "per_head": (0, False, False),  # per-head einsums
 }
 
 
@@ -362,15 +363,15 @@ def attention_ab(device: torch.device, args: argparse.Namespace) -> dict:
     scaler = torch.amp.GradScaler(device.type, enabled=False)
     data = [b.to(device) for b in batches(feature_map, 4, args.batch, seed=0)]
     found = {}
-    defaults = layers.BLOCK_ATTENTION_MAX, layers.FUSED_ATTENTION
+    defaults = layers.BLOCK_ATTENTION_MAX, layers.FUSED_ATTENTION, layers.CPU_KERNEL
     for precision in args.precisions.split(","):
         dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
         rates: dict[str, list[float]] = {name: [] for name in ATTENTION_PATHS}
         try:
             for _ in range(args.attention_ab):
-                for name, (limit, fused) in ATTENTION_PATHS.items():
+                for name, (limit, fused, kernel) in ATTENTION_PATHS.items():
                     layers.BLOCK_ATTENTION_MAX = defaults[0] if limit is None else limit
-                    layers.FUSED_ATTENTION = fused
+                    layers.FUSED_ATTENTION, layers.CPU_KERNEL = fused, kernel
                     train_step(model, optimizer, scaler, data[0], dtype)  # warm-up after the switch
                     if device.type == "cuda":
                         torch.cuda.synchronize()
@@ -381,7 +382,7 @@ def attention_ab(device: torch.device, args: argparse.Namespace) -> dict:
                         torch.cuda.synchronize()
                     rates[name].append(args.steps * args.batch / (time.perf_counter() - started))
         finally:
-            layers.BLOCK_ATTENTION_MAX, layers.FUSED_ATTENTION = defaults
+            layers.BLOCK_ATTENTION_MAX, layers.FUSED_ATTENTION, layers.CPU_KERNEL = defaults
         medians = {name: float(np.median(r)) for name, r in rates.items()}
         base = medians["per_head"]
         print(

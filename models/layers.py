@@ -7,6 +7,8 @@ import functools
 import torch
 from torch import nn
 
+from models import kernels
+
 
 class MLP(nn.Sequential):
     """Linear -> [BatchNorm] -> ReLU -> [Dropout] per hidden layer; `out_dim` adds a final linear layer."""
@@ -55,10 +57,11 @@ class MultiHeadSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows, fields, _ = x.shape
+        device = x.device.type
+        compute = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
         # softmax(QK^T [/ sqrt(d_h)]) V per head; unscaled is the paper's and FuxiCTR's default.
-        if fields * self.heads <= BLOCK_ATTENTION_MAX:
-            device = x.device.type
-            compute = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+        kernel = FUSED_ATTENTION and compute is None and _cpu_kernel(x, self.qkv.weight, self.heads) is not None
+        if fields * self.heads <= BLOCK_ATTENTION_MAX or kernel:
             if FUSED_ATTENTION and compute in (None, torch.bfloat16):
                 # Identity residual and no LayerNorm: the residual add and the ReLU run inside the fused function too
                 # (under autocast only for a bf16 input: autocast adds a float32 one in float32, below).
@@ -107,6 +110,21 @@ def _block_forward(x: torch.Tensor, weight: torch.Tensor, heads: int, scale: boo
 
 BLOCK_ATTENTION_MAX = 64  # fields x heads up to which attention runs as one masked product (scores cost heads x more)
 FUSED_ATTENTION = True  # the block path as one autograd function with a hand-written backward (fp32, or bf16 autocast)
+CPU_KERNEL = True  # in that function, fp32 on the CPU: the per-head C++ kernel where it builds (models/kernels)
+KERNEL_FIELDS, KERNEL_HEAD_DIMS = 16, (16, 32, 64)  # the shapes it is compiled for
+
+
+def _cpu_kernel(x: torch.Tensor, weight: torch.Tensor, heads: int):
+    """The C++ field attention module when it applies to these tensors (fp32 on the CPU, its shapes), else None."""
+    if not CPU_KERNEL or x.device.type != "cpu" or x.dtype != torch.float32 or weight.dtype != torch.float32:
+        return None
+    if x.shape[1] > KERNEL_FIELDS or (weight.shape[0] // 3) // heads not in KERNEL_HEAD_DIMS or (weight.shape[0] // 3) % heads:
+        return None
+    return kernels.field_attention()
+
+
+def _scale_factor(head_dim: int, scale: bool) -> float:
+    return head_dim**-0.5 if scale else 1.0
 
 
 class _FusedBlockAttention(torch.autograd.Function):
@@ -125,11 +143,18 @@ class _FusedBlockAttention(torch.autograd.Function):
         ctx.dtypes = x.dtype, weight.dtype
         if compute is not None:  # bf16 autocast's arithmetic, every product and the softmax in bf16, cast once here
             x, weight = x.to(compute), weight.to(compute)
-        q, k, v, probs, out = _block_forward(x, weight, heads, scale)
+        kernel = _cpu_kernel(x, weight, heads)
+        if kernel is not None:  # exact per-head attention in C++ (models/kernels): probs are [rows, heads, keys, 16]
+            rows, fields, in_dim = x.shape
+            flat = x.reshape(rows * fields, in_dim)
+            q, k, v = (torch.mm(flat, w.t()).view(rows, fields, -1) for w in weight.chunk(3))
+            out, probs = kernel.forward(q, k, v, heads, _scale_factor(q.shape[-1] // heads, scale))
+        else:
+            q, k, v, probs, out = _block_forward(x, weight, heads, scale)
         if fold:
             out.add_(x).relu_()
         ctx.save_for_backward(x, weight, q, k, v, probs, out if fold else None)
-        ctx.heads, ctx.scale, ctx.fold = heads, scale, fold
+        ctx.heads, ctx.scale, ctx.fold, ctx.kernel = heads, scale, fold, kernel
         return out
 
     @staticmethod
@@ -141,15 +166,23 @@ class _FusedBlockAttention(torch.autograd.Function):
         if ctx.fold:
             grad = torch.ops.aten.threshold_backward(grad, out, 0)  # through the ReLU
         grad = grad.contiguous()
-        grad_heads = grad.view(rows, fields * ctx.heads, -1)
-        grad_scores = torch._softmax_backward_data(torch.bmm(grad_heads, v.transpose(1, 2)), probs, -1, probs.dtype)
-        if ctx.scale:
-            grad_scores.mul_(q.shape[-1] ** -0.5)
-        grads = [
-            g.view(rows * fields, -1)
-            for g in (torch.bmm(grad_scores, k), torch.bmm(grad_scores.transpose(1, 2), q), torch.bmm(probs.transpose(1, 2), grad_heads))
-        ]
-        del grad_scores
+        if ctx.kernel is not None:
+            scale = _scale_factor(q.shape[-1] // ctx.heads, ctx.scale)
+            grads = [g.view(rows * fields, -1) for g in ctx.kernel.backward(grad, q, k, v, probs, ctx.heads, scale)]
+        else:
+            grad_heads = grad.view(rows, fields * ctx.heads, -1)
+            grad_scores = torch._softmax_backward_data(torch.bmm(grad_heads, v.transpose(1, 2)), probs, -1, probs.dtype)
+            if ctx.scale:
+                grad_scores.mul_(q.shape[-1] ** -0.5)
+            grads = [
+                g.view(rows * fields, -1)
+                for g in (
+                    torch.bmm(grad_scores, k),
+                    torch.bmm(grad_scores.transpose(1, 2), q),
+                    torch.bmm(probs.transpose(1, 2), grad_heads),
+                )
+            ]
+            del grad_scores
         grad_x = grad_weight = None
         blocks = weight.chunk(3)
         if ctx.needs_input_grad[0]:

@@ -71,7 +71,7 @@ def test_gpu_bench_attention_paths_interleave(tmp_path):
     found = json.loads(out.read_text())["attention_ab"]
     assert set(found) == {"fp32", "bf16"}  # each precision's own interleaved rounds
     for precision in found.values():
-        assert set(precision["median"]) == {"fused", "block", "per_head"} and min(precision["median"].values()) > 0
+        assert set(precision["median"]) == {"kernel", "fused", "block", "per_head"} and min(precision["median"].values()) > 0
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")

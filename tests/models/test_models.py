@@ -231,6 +231,7 @@ def test_interrupted_training_resumes_to_the_same_result(tmp_path, interrupt_aft
 def test_attention_matches_the_reference_formula_forward_and_backward(block, fused, monkeypatch):
     monkeypatch.setattr(layers, "BLOCK_ATTENTION_MAX", 64 if block else 0)
     monkeypatch.setattr(layers, "FUSED_ATTENTION", fused)
+    monkeypatch.setattr(layers, "CPU_KERNEL", False)  # the C++ kernel has its own tests (test_field_attention_kernel.py)
     torch.manual_seed(0)
     # A projected residual, the identity one (folded into the fused function), and LayerNorm.
     for scale, in_dim, layer_norm in ((False, 12, False), (True, 12, False), (False, 16, False), (True, 16, False), (False, 16, True)):

@@ -1,0 +1,80 @@
+"""CPU kernels compiled from the C++ beside this file on first use, with the pure-torch paths as the fallback.
+
+`field_attention()` returns the compiled module, or None where it cannot be had: not Linux on x86-64, no C++ compiler
+or ninja, a failed build, or `PIPELINE_CPU_KERNELS=0` in the environment. The build (~30 s, once per host and torch
+version) goes through `torch.utils.cpp_extension.load` into torch's extension cache (`TORCH_EXTENSIONS_DIR`, default
+~/.cache/torch_extensions), under a name that hashes the source, the compiler flags, torch's version and the CPU's
+flags: it is compiled for the CPU it runs on (-march=native), and a cache carried to another CPU builds anew instead
+of loading code that CPU may not run. Concurrent processes wait on torch's lock file for one build.
+`python -m models.kernels` builds it ahead (make setup does).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import sys
+import warnings
+from pathlib import Path
+from types import ModuleType
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("field_attention.cpp")
+FLAGS = ("-O3", "-march=native", "-fopenmp")  # -fopenmp: at::parallel_for runs serially in code built without it
+
+
+def enabled() -> bool:
+    return os.environ.get("PIPELINE_CPU_KERNELS", "1") != "0"
+
+
+def _cpu_flags() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return line
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _missing_tools() -> str | None:
+    if sys.platform != "linux" or platform.machine() not in ("x86_64", "AMD64"):
+        return f"{sys.platform}/{platform.machine()} (the kernel is built for Linux on x86-64)"
+    compiler = os.environ.get("CXX", "c++")
+    if shutil.which(compiler) is None:
+        return f"no C++ compiler ({compiler})"
+    try:
+        from torch.utils.cpp_extension import verify_ninja_availability
+
+        verify_ninja_availability()
+    except RuntimeError:
+        return "no ninja"
+    return None
+
+
+@functools.cache
+def field_attention() -> ModuleType | None:
+    """The per-head field attention kernel (models/kernels/field_attention.cpp), or None: see the module docstring."""
+    if not enabled():
+        return None
+    missing = _missing_tools()
+    if missing:
+        log.info("CPU attention kernel not built: %s; AutoInt uses its batched-product path", missing)
+        return None
+    import torch
+    from torch.utils.cpp_extension import load
+
+    key = hashlib.sha256("\n".join([SOURCE.read_text(), " ".join(FLAGS), torch.__version__, _cpu_flags()]).encode()).hexdigest()[:16]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return load(f"field_attention_{key}", [str(SOURCE)], extra_cflags=list(FLAGS), extra_ldflags=["-fopenmp"], verbose=False)
+    except Exception as error:  # any build failure falls back to the torch path, said once
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        log.warning("CPU attention kernel failed to build (%s); AutoInt uses its batched-product path", first[:200])
+        return None

@@ -1,0 +1,129 @@
+"""The C++ per-head field attention (models/kernels/field_attention.cpp) against the formula, and its fallback."""
+
+import logging
+
+import pytest
+import torch
+
+from models import kernels, layers
+from models.layers import MultiHeadSelfAttention
+
+
+@pytest.fixture(scope="module")
+def kernel():
+    # Where the tools are there (Linux x86-64, a C++ compiler, ninja: CI and the dev hosts), the kernel must build:
+    # a build error fails here instead of silently falling back to the batched-product path.
+    missing = kernels._missing_tools()
+    if missing:
+        pytest.skip(f"the kernel cannot be built here: {missing}")
+    module = kernels.field_attention()
+    assert module is not None, "the CPU attention kernel failed to build (see the log above)"
+    return module
+
+
+def reference(layer: MultiHeadSelfAttention, x: torch.Tensor) -> torch.Tensor:
+    """AutoInt's layer written out per head, in float64: relu(softmax(q k^T [* d^-1/2]) v + residual)."""
+    rows, fields, _ = x.shape
+    heads = layer.heads
+    q, k, v = layer.qkv(x).view(rows, fields, 3, heads, -1).permute(2, 0, 3, 1, 4)
+    scores = q @ k.transpose(-1, -2) * (q.shape[-1] ** -0.5 if layer.scale else 1.0)
+    out = (torch.softmax(scores, dim=-1) @ v).transpose(1, 2).reshape(rows, fields, -1)
+    return torch.relu(out + (layer.residual(x) if layer.residual is not None else x))
+
+
+@pytest.mark.parametrize(
+    "fields, heads, head_dim",
+    [(1, 1, 16), (3, 2, 32), (10, 4, 32), (16, 4, 32), (7, 3, 64), (10, 8, 16)],
+    ids=["1 field", "3 fields", "Frappe: 10 x 4 x 32", "16 fields (the most)", "head dim 64", "8 heads (past the block path's 64)"],
+)
+@pytest.mark.parametrize("scale", [False, True])
+@pytest.mark.parametrize("residual", ["identity", "projected"])
+def test_kernel_matches_the_formula_forward_and_backward(kernel, fields, heads, head_dim, scale, residual, monkeypatch):
+    calls = []
+    monkeypatch.setattr(kernels, "field_attention", lambda: calls.append(1) or kernel)
+    torch.manual_seed(fields * 100 + heads)
+    width = heads * head_dim
+    in_dim = width if residual == "identity" else 12
+    layer = MultiHeadSelfAttention(in_dim, width, heads=heads, scale=scale)
+    with torch.no_grad():  # scores of several units, so that the softmax is far from uniform
+        layer.qkv.weight.mul_(3.0)
+    x = torch.randn(45, fields, in_dim, requires_grad=True)  # 45 rows: uneven chunks for the threads
+    got = layer(x)
+    assert calls, "the kernel was not used for this shape"
+    probe = torch.randn_like(got)
+    got_grads = torch.autograd.grad((got * probe).sum(), [x, layer.qkv.weight])
+
+    exact = layer.double()
+    x64 = x.detach().double().requires_grad_()
+    expected = reference(exact, x64)
+    expected_grads = torch.autograd.grad((expected * probe.double()).sum(), [x64, exact.qkv.weight])
+    assert torch.allclose(got.double(), expected, rtol=1e-5, atol=1e-5 * expected.abs().max().item())
+    for a, b in zip(got_grads, expected_grads, strict=True):
+        assert torch.allclose(a.double(), b, rtol=1e-4, atol=1e-5 * b.abs().max().item())
+
+
+def test_kernel_agrees_with_the_batched_product_path(kernel, monkeypatch):
+    torch.manual_seed(0)
+    layer = MultiHeadSelfAttention(128, 128, heads=4)
+    x = torch.randn(300, 10, 128, requires_grad=True)
+    probe = torch.randn(300, 10, 128)
+
+    def run(use_kernel: bool) -> list[torch.Tensor]:
+        monkeypatch.setattr(layers, "CPU_KERNEL", use_kernel)
+        out = layer(x)
+        return [out, *torch.autograd.grad((out * probe).sum(), [x, layer.qkv.weight])]
+
+    for a, b in zip(run(True), run(False), strict=True):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5 * b.abs().max().item())
+
+
+def test_kernel_results_do_not_depend_on_the_thread_count(kernel):
+    torch.manual_seed(0)
+    q, k, v, grad = (torch.randn(301, 10, 128) for _ in range(4))
+
+    def run(threads: int) -> list[torch.Tensor]:
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            out, probs = kernel.forward(q, k, v, 4, 1.0)
+            return [out, probs, *kernel.backward(grad, q, k, v, probs, 4, 1.0)]
+        finally:
+            torch.set_num_threads(before)
+
+    for a, b in zip(run(1), run(2), strict=True):
+        assert torch.equal(a, b)  # each row's blocks in a fixed order, whatever the split over threads
+
+
+def test_kernel_is_not_used_where_it_does_not_apply(kernel, monkeypatch):
+    calls = []
+    monkeypatch.setattr(kernels, "field_attention", lambda: calls.append(1) or kernel)
+    layer = MultiHeadSelfAttention(32, 32, heads=2)
+    layer(torch.randn(4, 17, 32))  # 17 fields: above the 16 it is compiled for
+    MultiHeadSelfAttention(24, 24, heads=2)(torch.randn(4, 5, 24))  # head dim 12
+    layer.double()(torch.randn(4, 5, 32, dtype=torch.float64))  # float64
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # bf16 autocast keeps its own path
+        layer.float()(torch.randn(4, 5, 32))
+    assert calls == []
+    layer(torch.randn(4, 5, 32))
+    assert calls  # used for a shape it is compiled for
+
+
+def test_kernel_off_by_environment_and_a_failed_build_falls_back_with_one_warning(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("PIPELINE_CPU_KERNELS", "0")
+    assert kernels.field_attention.__wrapped__() is None
+    monkeypatch.delenv("PIPELINE_CPU_KERNELS")
+    if kernels._missing_tools():
+        pytest.skip("no C++ toolchain here: the build failure path cannot run")
+    broken = tmp_path / "field_attention.cpp"
+    broken.write_text("this is not C++\n")
+    monkeypatch.setattr(kernels, "SOURCE", broken)
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "cache"))
+    with caplog.at_level(logging.WARNING, logger="models.kernels"):
+        assert kernels.field_attention.__wrapped__() is None
+    assert [r.getMessage().split(" (")[0] for r in caplog.records] == ["CPU attention kernel failed to build"]
+    # ... and the layer then runs its batched-product path.
+    monkeypatch.setattr(kernels, "field_attention", lambda: None)
+    torch.manual_seed(0)
+    layer = MultiHeadSelfAttention(32, 32, heads=2)
+    x = torch.randn(6, 5, 32, dtype=torch.float64)
+    assert torch.allclose(layer.double()(x), reference(layer, x))
