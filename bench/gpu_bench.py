@@ -442,9 +442,15 @@ def main() -> None:
         print("error: --device cuda but no CUDA GPU is visible", file=sys.stderr)
         sys.exit(2)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    cpu = ""
+    if device.type == "cpu":  # as models/trainer.fit does on the CPU: the allocator setting, the kernel built before timing
+        from models import kernels
+
+        retained = kernels.retain_freed_memory()
+        cpu = f"; attention kernel {'built' if kernels.field_attention() else 'not available'}, freed memory {'kept' if retained else 'returned'}"
     print(
         f"device: {name}; torch {torch.__version__}; python {platform.python_version()}; batch {args.batch}, {args.steps} timed steps; "
-        f"backend {said}"
+        f"backend {said}{cpu}"
     )
     if args.attention_ab:
         ab = attention_ab(device, args)

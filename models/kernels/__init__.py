@@ -3,14 +3,17 @@
 `field_attention()` returns the compiled module, or None where it cannot be had: not Linux on x86-64, no C++ compiler
 or ninja, a failed build, or `PIPELINE_CPU_KERNELS=0` in the environment. The build (~30 s, once per host and torch
 version) goes through `torch.utils.cpp_extension.load` into torch's extension cache (`TORCH_EXTENSIONS_DIR`, default
-~/.cache/torch_extensions), under a name that hashes the source, the compiler flags, torch's version and the CPU's
-flags: it is compiled for the CPU it runs on (-march=native), and a cache carried to another CPU builds anew instead
-of loading code that CPU may not run. Concurrent processes wait on torch's lock file for one build.
+~/.cache/torch_extensions), under a name that hashes the source's text and path, the compiler flags, torch's version
+and the CPU's flags: it is compiled for the CPU it runs on (-march=native), a cache carried to another CPU
+builds anew instead of loading code that CPU may not run, and two checkouts do not rebuild over each other.
+Concurrent processes wait on torch's lock file for one build.
 `python -m models.kernels` builds it ahead (make setup does).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import functools
 import hashlib
 import logging
@@ -69,7 +72,9 @@ def field_attention() -> ModuleType | None:
     import torch
     from torch.utils.cpp_extension import load
 
-    key = hashlib.sha256("\n".join([SOURCE.read_text(), " ".join(FLAGS), torch.__version__, _cpu_flags()]).encode()).hexdigest()[:16]
+    # The source's path too: torch rebuilds an extension whose recorded source path changed (another checkout).
+    parts = [str(SOURCE.resolve()), SOURCE.read_text(), " ".join(FLAGS), torch.__version__, _cpu_flags()]
+    key = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -78,3 +83,23 @@ def field_attention() -> ModuleType | None:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         log.warning("CPU attention kernel failed to build (%s); AutoInt uses its batched-product path", first[:200])
         return None
+
+
+@functools.cache
+def retain_freed_memory() -> bool:
+    """Keep freed large blocks in the process's heap (glibc only): True where set, once per process.
+
+    Training allocates and frees tensors of tens of MB every step (AutoInt on Frappe: ~21 MB each, dozens a step).
+    glibc gives such blocks back to the kernel (mmap above its threshold, heap trimming above another), so every step
+    page-faults them in again and zeroes them: the C++ attention backward took 14.5 ms a call with fresh pages and 7 ms
+    with reused ones (bench/RESULTS.md, "A C++ kernel for AutoInt's attention"). This raises the mmap threshold to its
+    ceiling (32 MiB) and the trim threshold to 1 GiB, as `mallopt` allows at run time; the process keeps up to that much
+    freed memory for reuse. jemalloc or tcmalloc through LD_PRELOAD do the same and override this.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.gnu_get_libc_version  # noqa: B018 - glibc's own symbol: other C libraries' mallopt differ
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(libc.mallopt(m_mmap_threshold, 32 << 20)) and bool(libc.mallopt(m_trim_threshold, 1 << 30))

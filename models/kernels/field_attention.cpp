@@ -53,6 +53,11 @@ inline vf vexp(vf x) {
   return p * scale;
 }
 
+// Ask for the next row's [fields x width] block of x (contiguous) while this row is computed.
+inline void prefetch_block(const float* x, int64_t floats) {
+  for (int64_t o = 0; o < floats; o += 16) __builtin_prefetch(x + o, 0, 3);
+}
+
 // xT[c][i] = x[i][c] for i < F (rows at stride ld), 0 for the padding lanes.
 template <int F, int D>
 inline void transpose(const float* x, int64_t ld, float* xT) {
@@ -105,6 +110,10 @@ std::tuple<torch::Tensor, torch::Tensor> forward_t(const torch::Tensor& q, const
     vf s[F];
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t at = b * F * width;
+      if (b + 1 < b1) {
+        prefetch_block(Q + at + F * width, F * width), prefetch_block(K + at + F * width, F * width);
+        prefetch_block(V + at + F * width, F * width);
+      }
       for (int64_t h = 0; h < heads; ++h) {
         transpose<F, D>(Q + at + h * D, width, qT);
         products_t<F, D>(qT, K + at + h * D, width, s);
@@ -144,6 +153,11 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> backward_t(const torch::
     vf d[F];
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t at = b * F * width;
+      if (b + 1 < b1) {
+        prefetch_block(Q + at + F * width, F * width), prefetch_block(K + at + F * width, F * width);
+        prefetch_block(V + at + F * width, F * width), prefetch_block(G + at + F * width, F * width);
+        prefetch_block(PR + (b + 1) * heads * F * L, heads * F * L);
+      }
       for (int64_t h = 0; h < heads; ++h) {
         const float* p = PR + (b * heads + h) * F * L;
         const float* g = G + at + h * D;

@@ -127,3 +127,38 @@ def test_kernel_off_by_environment_and_a_failed_build_falls_back_with_one_warnin
     layer = MultiHeadSelfAttention(32, 32, heads=2)
     x = torch.randn(6, 5, 32, dtype=torch.float64)
     assert torch.allclose(layer.double()(x), reference(layer, x))
+
+
+def test_training_on_the_cpu_builds_the_kernel_first_and_keeps_freed_memory(monkeypatch):
+    from featuremap import FeatureMap, FieldSpec
+    from models.data import InMemoryData
+    from models.embedding import EmbeddingConfig
+    from models.registry import build_model
+    from models.trainer import TrainConfig, fit
+
+    events = []
+    monkeypatch.setattr(kernels, "field_attention", lambda: events.append("kernel") or None)
+    monkeypatch.setattr(kernels, "retain_freed_memory", lambda: events.append("memory") or True)
+    rng = torch.Generator().manual_seed(0)
+    names = [f"f{i}" for i in range(3)]
+    feature_map = FeatureMap(label="y", fields=tuple(FieldSpec(name=n, kind="categorical", column=n, vocab_size=5) for n in names))
+    x = torch.randint(0, 5, (64, 3), generator=rng).numpy()
+    y = (x[:, 0] > 2).astype("int8")
+    data = InMemoryData({n: x[:, i] for i, n in enumerate(names)}, y, feature_map, False)
+    model = build_model("autoint", feature_map, EmbeddingConfig(dim=16), {"layers": 1, "heads": 1, "attention_dim": 16})
+    original_forward = model.forward
+    monkeypatch.setattr(model, "forward", lambda batch: events.append("step") or original_forward(batch))
+    fit(model, data, data, TrainConfig(max_epochs=1, batch_size=32, precision="fp32", device="cpu"))
+    assert events[:2] == ["memory", "kernel"] and "step" in events  # before the first step (and its timing)
+    events.clear()
+    fit(build_model("fm", feature_map, EmbeddingConfig(dim=4)), data, data, TrainConfig(max_epochs=1, batch_size=32, device="cpu"))
+    assert events == ["memory"]  # no attention layer: nothing to build
+
+
+def test_retain_freed_memory_is_set_once_where_glibc_is():
+    import platform
+
+    first = kernels.retain_freed_memory()
+    assert kernels.retain_freed_memory() is first
+    if platform.libc_ver()[0] == "glibc":
+        assert first is True
