@@ -147,12 +147,13 @@ class _FusedBlockAttention(torch.autograd.Function):
         if kernel is not None:  # exact per-head attention in C++ (models/kernels): probs are [rows, heads, keys, 16]
             rows, fields, in_dim = x.shape
             flat = x.reshape(rows * fields, in_dim)
-            q, k, v = (torch.mm(flat, w.t()).view(rows, fields, -1) for w in weight.chunk(3))
-            out, probs = kernel.forward(q, k, v, heads, _scale_factor(q.shape[-1] // heads, scale))
+            q, k, v = (torch.mm(flat, w.t()).view(rows, fields, -1) for w in weight.chunk(3))  # three: faster than one here
+            # With the residual, the kernel returns relu(attention + x)
+            out, probs = kernel.forward(q, k, v, heads, _scale_factor(q.shape[-1] // heads, scale), x.contiguous() if fold else None)
         else:
             q, k, v, probs, out = _block_forward(x, weight, heads, scale)
-        if fold:
-            out.add_(x).relu_()
+            if fold:
+                out.add_(x).relu_()
         ctx.save_for_backward(x, weight, q, k, v, probs, out if fold else None)
         ctx.heads, ctx.scale, ctx.fold, ctx.kernel = heads, scale, fold, kernel
         return out
@@ -162,32 +163,34 @@ class _FusedBlockAttention(torch.autograd.Function):
     def backward(ctx, grad):
         x, weight, q, k, v, probs, out = ctx.saved_tensors
         rows, fields, in_dim = x.shape
-        grad = grad.to(x.dtype)
-        if ctx.fold:
-            grad = torch.ops.aten.threshold_backward(grad, out, 0)  # through the ReLU
-        grad = grad.contiguous()
-        if ctx.kernel is not None:
+        grad = grad.to(x.dtype).contiguous()
+        if ctx.kernel is not None:  # one [rows * fields, 3 * width] gradient of q | k | v, the ReLU's gradient inside
             scale = _scale_factor(q.shape[-1] // ctx.heads, ctx.scale)
-            grads = [g.view(rows * fields, -1) for g in ctx.kernel.backward(grad, q, k, v, probs, ctx.heads, scale)]
-        else:
-            grad_heads = grad.view(rows, fields * ctx.heads, -1)
-            grad_scores = torch._softmax_backward_data(torch.bmm(grad_heads, v.transpose(1, 2)), probs, -1, probs.dtype)
-            if ctx.scale:
-                grad_scores.mul_(q.shape[-1] ** -0.5)
-            grads = [
-                g.view(rows * fields, -1)
-                for g in (
-                    torch.bmm(grad_scores, k),
-                    torch.bmm(grad_scores.transpose(1, 2), q),
-                    torch.bmm(probs.transpose(1, 2), grad_heads),
-                )
-            ]
-            del grad_scores
+            dqkv, masked = ctx.kernel.backward(grad, q, k, v, probs, ctx.heads, scale, out)
+            dqkv = dqkv.view(rows * fields, -1)
+            grad_x = grad_weight = None
+            if ctx.needs_input_grad[0]:  # the residual's gradient (the kernel's own tensor) takes the product in place
+                grad_x = masked.view(rows * fields, -1).addmm_(dqkv, weight) if ctx.fold else torch.mm(dqkv, weight)
+                grad_x = grad_x.view(rows, fields, in_dim).to(ctx.dtypes[0])
+            if ctx.needs_input_grad[1]:
+                grad_weight = torch.mm(dqkv.t(), x.reshape(rows * fields, in_dim)).to(ctx.dtypes[1])
+            return grad_x, grad_weight, None, None, None, None
+        if ctx.fold:
+            grad = torch.ops.aten.threshold_backward(grad, out, 0)  # through the ReLU: a tensor of its own
+        grad_heads = grad.view(rows, fields * ctx.heads, -1)
+        grad_scores = torch._softmax_backward_data(torch.bmm(grad_heads, v.transpose(1, 2)), probs, -1, probs.dtype)
+        if ctx.scale:
+            grad_scores.mul_(q.shape[-1] ** -0.5)
+        grads = [
+            g.view(rows * fields, -1)
+            for g in (torch.bmm(grad_scores, k), torch.bmm(grad_scores.transpose(1, 2), q), torch.bmm(probs.transpose(1, 2), grad_heads))
+        ]
+        del grad_scores
         grad_x = grad_weight = None
         blocks = weight.chunk(3)
         if ctx.needs_input_grad[0]:
             first = grads[0], blocks[0]
-            grad_x = torch.addmm(grad.view(rows * fields, -1), *first) if ctx.fold else torch.mm(*first)
+            grad_x = grad.view(rows * fields, -1).addmm_(*first) if ctx.fold else torch.mm(*first)
             for g, w in zip(grads[1:], blocks[1:], strict=True):
                 grad_x.addmm_(g, w)
             grad_x = grad_x.view(rows, fields, in_dim).to(ctx.dtypes[0])

@@ -89,17 +89,19 @@ def field_attention() -> ModuleType | None:
 def retain_freed_memory() -> bool:
     """Keep freed large blocks in the process's heap (glibc only): True where set, once per process.
 
-    Training allocates and frees tensors of tens of MB every step (AutoInt on Frappe: ~21 MB each, dozens a step).
-    glibc gives such blocks back to the kernel (mmap above its threshold, heap trimming above another), so every step
-    page-faults them in again and zeroes them: the C++ attention backward took 14.5 ms a call with fresh pages and 7 ms
-    with reused ones (bench/RESULTS.md, "A C++ kernel for AutoInt's attention"). This raises the mmap threshold to its
-    ceiling (32 MiB) and the trim threshold to 1 GiB, as `mallopt` allows at run time; the process keeps up to that much
-    freed memory for reuse. jemalloc or tcmalloc through LD_PRELOAD do the same and override this.
+    Training allocates and frees tensors of tens of MB every step (AutoInt on Frappe: 21 MB each and a 63 MB gradient
+    per attention layer, dozens a step). glibc gives such blocks back to the kernel (a mapping of their own above its
+    mmap threshold, heap trimming above another), so every step page-faults them in again and zeroes them: the C++
+    attention backward took 14.5 ms a call with fresh pages and 7 ms with reused ones (bench/RESULTS.md, "A C++ kernel
+    for AutoInt's attention"). This serves every block from the heap (`mallopt(M_MMAP_MAX, 0)`, no mappings of their
+    own) and raises the trim threshold to 1 GiB, as the environment variables MALLOC_MMAP_MAX_=0 and
+    MALLOC_TRIM_THRESHOLD_ would: the process keeps what it freed for reuse. jemalloc or tcmalloc through LD_PRELOAD
+    override this.
     """
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         libc.gnu_get_libc_version  # noqa: B018 - glibc's own symbol: other C libraries' mallopt differ
     except (OSError, AttributeError):
         return False
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    return bool(libc.mallopt(m_mmap_threshold, 32 << 20)) and bool(libc.mallopt(m_trim_threshold, 1 << 30))
+    m_trim_threshold, m_mmap_max = -1, -4
+    return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 1 << 30))

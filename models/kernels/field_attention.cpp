@@ -1,8 +1,13 @@
 // AutoInt's per-head self-attention over a handful of fields, forward and backward, fp32 on the CPU.
 //
 // For each row b and head h, with q, k, v the [fields x d] blocks of that head (rows at a stride of heads * d):
-//   forward:  P = softmax(q k^T * scale) by rows, out = P v
-//   backward: dP = g v^T, dS = P * (dP - rowsum(P * dP)) * scale, dq = dS k, dk = dS^T q, dv = P^T g
+//   forward:  P = softmax(q k^T * scale) by rows, out = P v, or relu(P v + x) given AutoInt's identity residual x
+//   backward: dP = g v^T, dS = P * (dP - rowsum(P * dP)) * scale, dq = dS k, dk = dS^T q, dv = P^T g, where g is the
+//             incoming gradient, or that gradient through the ReLU (zero where out <= 0) given the forward's out
+// q, k and v are [rows, fields, heads * d], each contiguous or a slice of one [rows, fields, n] tensor (fields at any
+// stride, the last dimension contiguous); their gradients come out in one [rows, fields, 3 * heads * d] tensor
+// (dq | dk | dv per field), so the caller's input and weight gradients are one matrix product each. The residual add,
+// the ReLU and its gradient are done here on data in cache, not as passes of their own over [rows, fields, heads * d].
 // The exact per-head arithmetic: the batched-product path in models/layers.py scores every (field, head) against every
 // (field, head) and masks, heads x the work, and torch's softmax over rows of ~10 is slow. Here a block is a few
 // hundred vector FMAs: the query fields sit in the lanes of one 16-float vector (fields <= 16), so the softmax over
@@ -17,6 +22,7 @@
 #include <cstdint>
 #include <cstring>
 #include <tuple>
+#include <vector>
 
 namespace {
 
@@ -53,11 +59,6 @@ inline vf vexp(vf x) {
   return p * scale;
 }
 
-// Ask for the next row's [fields x width] block of x (contiguous) while this row is computed.
-inline void prefetch_block(const float* x, int64_t floats) {
-  for (int64_t o = 0; o < floats; o += 16) __builtin_prefetch(x + o, 0, 3);
-}
-
 // xT[c][i] = x[i][c] for i < F (rows at stride ld), 0 for the padding lanes.
 template <int F, int D>
 inline void transpose(const float* x, int64_t ld, float* xT) {
@@ -78,8 +79,9 @@ inline void products_t(const float* xT, const float* y, int64_t ld, vf* sT) {
 }
 
 // out[r] = sum_s w(r, s) x[s] for r < F, where w(r, s) = coef[s * L + r] (by_column) or coef[r * L + s].
+// With `residual` (by_column only), out[r] = relu(that + residual[r]), residual rows at stride ldo.
 template <int F, int D, bool by_column>
-inline void combine(const float* coef, const float* x, int64_t ldx, float* out, int64_t ldo) {
+inline void combine(const float* coef, const float* x, int64_t ldx, float* out, int64_t ldo, const float* residual = nullptr) {
   constexpr int V = D / 16;
   vf acc[F][V];
   for (int r = 0; r < F; ++r)
@@ -92,31 +94,33 @@ inline void combine(const float* coef, const float* x, int64_t ldx, float* out, 
       for (int u = 0; u < V; ++u) acc[r][u] += w * xs[u];
     }
   }
+  if (residual != nullptr) {
+    for (int r = 0; r < F; ++r)
+      for (int u = 0; u < V; ++u) acc[r][u] = vmax(acc[r][u] + vload(residual + r * ldo + 16 * u), bc(0.f));
+  }
   for (int r = 0; r < F; ++r)
     for (int u = 0; u < V; ++u) vstore(out + r * ldo + 16 * u, acc[r][u]);
 }
 
 template <int F, int D>
 std::tuple<torch::Tensor, torch::Tensor> forward_t(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                                                  int64_t heads, double scale) {
-  const int64_t rows = q.size(0), width = q.size(2);
-  auto out = torch::empty_like(q);
+                                                  const c10::optional<torch::Tensor>& residual, int64_t heads, double scale) {
+  const int64_t rows = q.size(0), width = q.size(2), lq = q.stride(1), lk = k.stride(1), lv = v.stride(1);
+  auto out = torch::empty({rows, F, width}, q.options());
   auto probs = torch::empty({rows, heads, F, L}, q.options());  // probs[b][h][j][i]: query i's weight on key j
-  const float *Q = q.data_ptr<float>(), *K = k.data_ptr<float>(), *V = v.data_ptr<float>();
+  const float *Q0 = q.data_ptr<float>(), *K0 = k.data_ptr<float>(), *V0 = v.data_ptr<float>();
+  const float* X = residual ? residual->data_ptr<float>() : nullptr;
   float *O = out.data_ptr<float>(), *PR = probs.data_ptr<float>();
   const float sc = static_cast<float>(scale);
   at::parallel_for(0, rows, 16, [&](int64_t b0, int64_t b1) {
     alignas(64) float qT[D * L];
     vf s[F];
     for (int64_t b = b0; b < b1; ++b) {
-      const int64_t at = b * F * width;
-      if (b + 1 < b1) {
-        prefetch_block(Q + at + F * width, F * width), prefetch_block(K + at + F * width, F * width);
-        prefetch_block(V + at + F * width, F * width);
-      }
+      const float *Q = Q0 + b * F * lq, *K = K0 + b * F * lk, *V = V0 + b * F * lv;
+      const int64_t at = b * F * width;  // this row in out (and the residual)
       for (int64_t h = 0; h < heads; ++h) {
-        transpose<F, D>(Q + at + h * D, width, qT);
-        products_t<F, D>(qT, K + at + h * D, width, s);
+        transpose<F, D>(Q + h * D, lq, qT);
+        products_t<F, D>(qT, K + h * D, lk, s);
         vf m = s[0] * sc;
         for (int j = 1; j < F; ++j) m = vmax(m, s[j] * sc);
         vf sum = bc(0.f);
@@ -130,21 +134,25 @@ std::tuple<torch::Tensor, torch::Tensor> forward_t(const torch::Tensor& q, const
       }
       // Read back once every head's probabilities are stored: a scalar load of a vector still in flight stalls.
       for (int64_t h = 0; h < heads; ++h)
-        combine<F, D, true>(PR + (b * heads + h) * F * L, V + at + h * D, width, O + at + h * D, width);
+        combine<F, D, true>(PR + (b * heads + h) * F * L, V + h * D, lv, O + at + h * D, width,
+                            X != nullptr ? X + at + h * D : nullptr);
     }
   });
   return {out, probs};
 }
 
+// Returns (dqkv, the gradient through the ReLU given `out`, else an empty tensor).
 template <int F, int D>
-std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> backward_t(const torch::Tensor& grad, const torch::Tensor& q,
-                                                                   const torch::Tensor& k, const torch::Tensor& v,
-                                                                   const torch::Tensor& probs, int64_t heads, double scale) {
-  const int64_t rows = q.size(0), width = q.size(2);
-  auto dq = torch::empty_like(q), dk = torch::empty_like(k), dv = torch::empty_like(v);
-  const float *Q = q.data_ptr<float>(), *K = k.data_ptr<float>(), *V = v.data_ptr<float>();
+std::tuple<torch::Tensor, torch::Tensor> backward_t(const torch::Tensor& grad, const torch::Tensor& q, const torch::Tensor& k,
+                                                    const torch::Tensor& v, const torch::Tensor& probs,
+                                                    const c10::optional<torch::Tensor>& out, int64_t heads, double scale) {
+  const int64_t rows = q.size(0), width = q.size(2), lq = q.stride(1), lk = k.stride(1), lv = v.stride(1), ld = 3 * width;
+  auto dqkv = torch::empty({rows, F, ld}, q.options());
+  auto masked = out ? torch::empty_like(grad) : torch::empty({0}, grad.options());
+  const float *Q0 = q.data_ptr<float>(), *K0 = k.data_ptr<float>(), *V0 = v.data_ptr<float>();
   const float *G = grad.data_ptr<float>(), *PR = probs.data_ptr<float>();
-  float *DQ = dq.data_ptr<float>(), *DK = dk.data_ptr<float>(), *DV = dv.data_ptr<float>();
+  const float* OUT = out ? out->data_ptr<float>() : nullptr;
+  float *DQKV = dqkv.data_ptr<float>(), *GM = out ? masked.data_ptr<float>() : nullptr;
   const float sc = static_cast<float>(scale);
   at::parallel_for(0, rows, 16, [&](int64_t b0, int64_t b1) {
     alignas(64) float gT[D * L];
@@ -152,36 +160,43 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> backward_t(const torch::
     float* ds = ds_buffer.data();  // dS^T per head: ds[h][j][i]
     vf d[F];
     for (int64_t b = b0; b < b1; ++b) {
+      const float *Q = Q0 + b * F * lq, *K = K0 + b * F * lk, *V = V0 + b * F * lv;
+      float* DQ = DQKV + b * F * ld;  // this row's dq; its dk at DQ + width, its dv at DQ + 2 * width
       const int64_t at = b * F * width;
-      if (b + 1 < b1) {
-        prefetch_block(Q + at + F * width, F * width), prefetch_block(K + at + F * width, F * width);
-        prefetch_block(V + at + F * width, F * width), prefetch_block(G + at + F * width, F * width);
-        prefetch_block(PR + (b + 1) * heads * F * L, heads * F * L);
+      const float* row_grad = G + at;
+      if (OUT != nullptr) {  // through the ReLU: the gradient where the output is positive
+        for (int64_t o = 0; o < F * width; o += 16) vstore(GM + at + o, vload(OUT + at + o) > 0.f ? vload(G + at + o) : bc(0.f));
+        row_grad = GM + at;
       }
       for (int64_t h = 0; h < heads; ++h) {
         const float* p = PR + (b * heads + h) * F * L;
-        const float* g = G + at + h * D;
+        const float* g = row_grad + h * D;
         transpose<F, D>(g, width, gT);
-        products_t<F, D>(gT, V + at + h * D, width, d);  // dP^T
+        products_t<F, D>(gT, V + h * D, lv, d);  // dP^T
         vf dot = bc(0.f);
         for (int j = 0; j < F; ++j) dot += vload(p + j * L) * d[j];
         for (int j = 0; j < F; ++j) vstore(ds + (h * F + j) * L, vload(p + j * L) * (d[j] - dot) * sc);
-        combine<F, D, false>(p, g, width, DV + at + h * D, width);  // dv[j] = sum_i P[i][j] g[i]
+        combine<F, D, false>(p, g, width, DQ + 2 * width + h * D, ld);  // dv[j] = sum_i P[i][j] g[i]
       }
       for (int64_t h = 0; h < heads; ++h) {
         const float* s = ds + h * F * L;
-        combine<F, D, true>(s, K + at + h * D, width, DQ + at + h * D, width);   // dq[i] = sum_j dS[i][j] k[j]
-        combine<F, D, false>(s, Q + at + h * D, width, DK + at + h * D, width);  // dk[j] = sum_i dS[i][j] q[i]
+        combine<F, D, true>(s, K + h * D, lk, DQ + h * D, ld);           // dq[i] = sum_j dS[i][j] k[j]
+        combine<F, D, false>(s, Q + h * D, lq, DQ + width + h * D, ld);  // dk[j] = sum_i dS[i][j] q[i]
       }
     }
   });
-  return {dq, dk, dv};
+  return {dqkv, masked};
 }
 
-void check(const torch::Tensor& t, const torch::Tensor& like, const char* name) {
-  TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == torch::kFloat32 && t.is_contiguous(), name,
-              ": a contiguous float32 CPU tensor is needed");
-  TORCH_CHECK(t.sizes() == like.sizes(), name, ": shape ", t.sizes(), " differs from ", like.sizes());
+// A float32 CPU tensor of `shape`: contiguous, or (`sliced`) [rows, fields, n] with fields at any stride >= n and the
+// rows at fields times that.
+void check(const torch::Tensor& t, at::IntArrayRef shape, const char* name, bool sliced = false) {
+  const bool layout = t.is_contiguous() || (sliced && t.dim() == 3 && t.stride(2) == 1 && t.stride(1) >= t.size(2) &&
+                                            t.stride(0) == t.size(1) * t.stride(1));
+  TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == torch::kFloat32 && layout, name,
+              sliced ? ": a float32 CPU tensor, contiguous or a slice of the last dimension, is needed"
+                     : ": a contiguous float32 CPU tensor is needed");
+  TORCH_CHECK(t.sizes() == shape, name, ": shape ", t.sizes(), " differs from ", shape);
 }
 
 template <typename Fn>
@@ -212,23 +227,36 @@ auto dispatch(int64_t fields, int64_t dim, Fn&& fn) {
   TORCH_CHECK(false, "fields ", fields, " (1-16) or head dim ", dim, " (16, 32, 64) outside the kernel's range");
 }
 
-std::tuple<torch::Tensor, torch::Tensor> forward(torch::Tensor q, torch::Tensor k, torch::Tensor v, int64_t heads, double scale) {
+void check_qkv(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t heads) {
   TORCH_CHECK(q.dim() == 3 && heads > 0 && q.size(2) % heads == 0, "q: [rows, fields, heads * d] expected");
-  check(q, q, "q"), check(k, q, "k"), check(v, q, "v");
-  return dispatch(q.size(1), q.size(2) / heads, [&](auto f, auto d) { return forward_t<decltype(f)::value, decltype(d)::value>(q, k, v, heads, scale); });
+  check(q, q.sizes(), "q", true), check(k, q.sizes(), "k", true), check(v, q.sizes(), "v", true);
 }
 
-std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> backward(torch::Tensor grad, torch::Tensor q, torch::Tensor k, torch::Tensor v,
-                                                                 torch::Tensor probs, int64_t heads, double scale) {
-  TORCH_CHECK(q.dim() == 3 && heads > 0 && q.size(2) % heads == 0, "q: [rows, fields, heads * d] expected");
-  check(q, q, "q"), check(k, q, "k"), check(v, q, "v"), check(grad, q, "grad");
+std::tuple<torch::Tensor, torch::Tensor> forward(torch::Tensor q, torch::Tensor k, torch::Tensor v, int64_t heads, double scale,
+                                                 c10::optional<torch::Tensor> residual) {
+  check_qkv(q, k, v, heads);
+  if (residual) check(*residual, q.sizes(), "residual");
+  return dispatch(q.size(1), q.size(2) / heads, [&](auto f, auto d) {
+    return forward_t<decltype(f)::value, decltype(d)::value>(q, k, v, residual, heads, scale);
+  });
+}
+
+std::tuple<torch::Tensor, torch::Tensor> backward(torch::Tensor grad, torch::Tensor q, torch::Tensor k, torch::Tensor v, torch::Tensor probs,
+                                                  int64_t heads, double scale, c10::optional<torch::Tensor> out) {
+  check_qkv(q, k, v, heads), check(grad, q.sizes(), "grad");
+  if (out) check(*out, q.sizes(), "out");
   TORCH_CHECK(probs.is_contiguous() && probs.numel() == q.size(0) * heads * q.size(1) * L, "probs: the forward's");
-  return dispatch(q.size(1), q.size(2) / heads, [&](auto f, auto d) { return backward_t<decltype(f)::value, decltype(d)::value>(grad, q, k, v, probs, heads, scale); });
+  return dispatch(q.size(1), q.size(2) / heads, [&](auto f, auto d) {
+    return backward_t<decltype(f)::value, decltype(d)::value>(grad, q, k, v, probs, out, heads, scale);
+  });
 }
 
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("forward", &forward, "per-head field attention: (out, probs)");
-  m.def("backward", &backward, "its gradients: (dq, dk, dv)");
+  m.def("forward", &forward, "per-head field attention: (out, probs)", py::arg("q"), py::arg("k"), py::arg("v"),
+        py::arg("heads"), py::arg("scale"), py::arg("residual") = py::none());
+  m.def("backward", &backward, "its gradients: (dqkv, the gradient through the ReLU given out, else an empty tensor)",
+        py::arg("grad"), py::arg("q"), py::arg("k"), py::arg("v"), py::arg("probs"), py::arg("heads"), py::arg("scale"),
+        py::arg("out") = py::none());
 }

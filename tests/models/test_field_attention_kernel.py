@@ -79,19 +79,37 @@ def test_kernel_agrees_with_the_batched_product_path(kernel, monkeypatch):
 
 def test_kernel_results_do_not_depend_on_the_thread_count(kernel):
     torch.manual_seed(0)
-    q, k, v, grad = (torch.randn(301, 10, 128) for _ in range(4))
+    q, k, v, x, grad = (torch.randn(301, 10, 128) for _ in range(5))
 
     def run(threads: int) -> list[torch.Tensor]:
         before = torch.get_num_threads()
         torch.set_num_threads(threads)
         try:
-            out, probs = kernel.forward(q, k, v, 4, 1.0)
-            return [out, probs, *kernel.backward(grad, q, k, v, probs, 4, 1.0)]
+            out, probs = kernel.forward(q, k, v, 4, 1.0, x)
+            return [out, probs, *kernel.backward(grad, q, k, v, probs, 4, 1.0, out)]
         finally:
             torch.set_num_threads(before)
 
     for a, b in zip(run(1), run(2), strict=True):
         assert torch.equal(a, b)  # each row's blocks in a fixed order, whatever the split over threads
+
+
+def test_kernel_takes_q_k_v_as_slices_of_one_tensor_and_checks_its_inputs(kernel):
+    torch.manual_seed(0)
+    qkv, grad = torch.randn(33, 10, 3 * 64), torch.randn(33, 10, 64)
+    views = qkv.split(64, dim=-1)  # fields at a stride of 192
+    copies = [t.contiguous() for t in views]
+    sliced, contiguous = kernel.forward(*views, 2, 0.25), kernel.forward(*copies, 2, 0.25)
+    assert all(torch.equal(a, b) for a, b in zip(sliced, contiguous, strict=True))
+    dqkv, masked = kernel.backward(grad, *views, sliced[1], 2, 0.25)
+    assert torch.equal(dqkv, kernel.backward(grad, *copies, sliced[1], 2, 0.25)[0])
+    assert dqkv.shape == (33, 10, 192) and masked.numel() == 0  # no out given: no ReLU to go through
+    with pytest.raises(RuntimeError, match="q: a float32 CPU tensor"):
+        kernel.forward(qkv.transpose(0, 1)[..., :64], *copies[1:], 2, 0.25)
+    with pytest.raises(RuntimeError, match="residual: shape"):
+        kernel.forward(*copies, 2, 0.25, torch.randn(33, 10, 32))
+    with pytest.raises(RuntimeError, match="outside the kernel's range"):
+        kernel.forward(*(t[:, :, :24].contiguous() for t in copies), 2, 0.25)
 
 
 def test_kernel_is_not_used_where_it_does_not_apply(kernel, monkeypatch):
