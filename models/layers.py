@@ -135,7 +135,9 @@ class _FusedBlockAttention(torch.autograd.Function):
     2-core CPU, 10 fields x 4 heads): the key gradient comes out of its product already [rows, fields * heads, d_h]
     (autograd's is transposed and then copied to undo the view); the three projections' input gradients, and the
     residual's, accumulate inside the matrix products (addmm with beta 1) instead of three separate tensor adds; the
-    residual add and the ReLU run in place on the attention output.
+    residual add and the ReLU run in place on the attention output. Where the C++ kernel applies (`_cpu_kernel`), the
+    attention, the residual add, the ReLU and its gradient are the kernel's, and the input and weight gradients are one
+    product each over its [rows * fields, 3 * width] gradient of q | k | v.
     """
 
     @staticmethod

@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <cstring>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -59,12 +60,49 @@ inline vf vexp(vf x) {
   return p * scale;
 }
 
-// xT[c][i] = x[i][c] for i < F (rows at stride ld), 0 for the padding lanes.
+// Lane j of swap_blocks<B, false>(a, b): a[j] where bit B of j is clear, else b[j - B]; of swap_blocks<B, true>(a, b):
+// a[j + B] where it is clear, else b[j]. Applied to rows i and i + B for every i with bit B clear, it swaps the
+// off-diagonal B x B blocks of each 2B x 2B block; for B = 8, 4, 2, 1 in turn that transposes a 16 x 16 matrix.
+constexpr int swap_index(int B, bool high, int j) { return (j & B) ? (high ? L + j : L + j - B) : (high ? j + B : j); }
+
+#if defined(__clang__)
+template <int B, bool high, int... J>
+inline vf swap_blocks(vf a, vf b, std::integer_sequence<int, J...>) {
+  return __builtin_shufflevector(a, b, swap_index(B, high, J)...);
+}
+#endif
+
+template <int B, bool high>
+inline vf swap_blocks(vf a, vf b) {
+#if defined(__clang__)
+  return swap_blocks<B, high>(a, b, std::make_integer_sequence<int, L>{});
+#else
+  constexpr vi mask = {swap_index(B, high, 0),  swap_index(B, high, 1),  swap_index(B, high, 2),  swap_index(B, high, 3),
+                       swap_index(B, high, 4),  swap_index(B, high, 5),  swap_index(B, high, 6),  swap_index(B, high, 7),
+                       swap_index(B, high, 8),  swap_index(B, high, 9),  swap_index(B, high, 10), swap_index(B, high, 11),
+                       swap_index(B, high, 12), swap_index(B, high, 13), swap_index(B, high, 14), swap_index(B, high, 15)};
+  return __builtin_shuffle(a, b, mask);
+#endif
+}
+
+template <int B>
+inline void swap_stage(vf* m) {
+  for (int i = 0; i < L; ++i) {
+    if (i & B) continue;
+    const vf low = swap_blocks<B, false>(m[i], m[i + B]), high = swap_blocks<B, true>(m[i], m[i + B]);
+    m[i] = low, m[i + B] = high;
+  }
+}
+
+// xT[c][i] = x[i][c] for i < F (rows at stride ld), 0 for the padding lanes: each 16 columns as a 16 x 16 transpose
+// in registers (64 two-vector shuffles), the rows past F zero.
 template <int F, int D>
 inline void transpose(const float* x, int64_t ld, float* xT) {
-  for (int c = 0; c < D; ++c) {
-    for (int i = 0; i < F; ++i) xT[c * L + i] = x[i * ld + c];
-    for (int i = F; i < L; ++i) xT[c * L + i] = 0.f;
+  for (int c0 = 0; c0 < D; c0 += L) {
+    vf m[L];
+    for (int i = 0; i < L; ++i) m[i] = i < F ? vload(x + i * ld + c0) : bc(0.f);
+    swap_stage<8>(m), swap_stage<4>(m), swap_stage<2>(m), swap_stage<1>(m);
+    for (int c = 0; c < L; ++c) *(vf*)(xT + (c0 + c) * L) = m[c];
   }
 }
 
