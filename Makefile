@@ -43,7 +43,7 @@ endif
 # otherwise compile ~60 modules again before it starts (0.17 s of each process, bench/RESULTS.md).
 bytecode: setup
 	$(PY) -m compileall -q -j 0 featuremap features methods models pipeline bench >/dev/null
-	$(PY) -m models.kernels  # AutoInt's C++ attention kernel, built once per host (~30 s; the torch path where it cannot)
+	$(PY) -m models.kernels  # AutoInt's C++ attention kernel, built once per host (~40 s; the torch path where it cannot)
 
 # Airflow gets its own venv: it conflicts with mlflow's fastapi pin. Its tasks call $(PY).
 airflow: $(AIRFLOW_STAMP)

@@ -1,13 +1,13 @@
 """CPU kernels compiled from the C++ beside this file on first use, with the pure-torch paths as the fallback.
 
 `field_attention()` returns the compiled module, or None where it cannot be had: not Linux on x86-64, no C++ compiler
-or ninja, a failed build, or `PIPELINE_CPU_KERNELS=0` in the environment. The build (~30 s, once per host and torch
+or ninja, a failed build, or `PIPELINE_CPU_KERNELS=0` in the environment. The build (~40 s, once per host and torch
 version) goes through `torch.utils.cpp_extension.load` into torch's extension cache (`TORCH_EXTENSIONS_DIR`, default
 ~/.cache/torch_extensions), under a name that hashes the source's text and path, the compiler flags, torch's version
 and the CPU's flags: it is compiled for the CPU it runs on (-march=native), a cache carried to another CPU
 builds anew instead of loading code that CPU may not run, and two checkouts do not rebuild over each other.
 Concurrent processes wait on torch's lock file for one build.
-`python -m models.kernels` builds it ahead (make setup does).
+`python -m models.kernels` builds it ahead (`make run` and `make test` do, in their bytecode step).
 """
 
 from __future__ import annotations

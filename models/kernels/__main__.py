@@ -1,4 +1,4 @@
-"""`python -m models.kernels` (make setup): build the CPU kernels ahead, say what happened, never fail."""
+"""`python -m models.kernels` (make bytecode, under make run and make test): build the CPU kernels ahead, say what happened, never fail."""
 
 import logging
 
