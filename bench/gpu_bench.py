@@ -446,8 +446,8 @@ def main() -> None:
     if device.type == "cpu":  # as models/trainer.fit does on the CPU: the allocator setting, the kernel built before timing
         from models import kernels
 
-        retained = kernels.retain_freed_memory()
-        cpu = f"; attention kernel {'built' if kernels.field_attention() else 'not available'}, freed memory {'kept' if retained else 'returned'}"
+        built, retained = kernels.prepare_cpu_training(attention=True)
+        cpu = f"; attention kernel {'built' if built else 'not available'}, freed memory {'kept' if retained else 'returned'}"
     print(
         f"device: {name}; torch {torch.__version__}; python {platform.python_version()}; batch {args.batch}, {args.steps} timed steps; "
         f"backend {said}{cpu}"

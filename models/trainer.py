@@ -220,10 +220,8 @@ def fit(
         if isinstance(module, FeatureEmbedding):
             module.fit_piecewise(train.columns)
     model.to(device)
-    if device.type == "cpu":
-        kernels.retain_freed_memory()
-        if autocast is None and any(isinstance(m, MultiHeadSelfAttention) for m in model.modules()):
-            kernels.field_attention()  # built (~40 s) or loaded here, not inside the first epoch's timing
+    if device.type == "cpu":  # the kernel built here, not inside the first epoch's timing
+        kernels.prepare_cpu_training(autocast is None and any(isinstance(m, MultiHeadSelfAttention) for m in model.modules()))
     own = {id(p) for group in (hooks.optimizer.param_groups if hooks.optimizer else []) for p in group["params"]}
     own |= {id(p) for p in hooks.exclude}
     # The fused kernel: one pass over each parameter per step. On a 13 M-row embedding table that is 20 ms a step

@@ -105,3 +105,10 @@ def retain_freed_memory() -> bool:
         return False
     m_trim_threshold, m_mmap_max = -1, -4
     return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 1 << 30))
+
+
+def prepare_cpu_training(attention: bool) -> tuple[bool, bool]:
+    """Before CPU training's first timed step: keep freed memory (`retain_freed_memory`) and, for a model with fp32
+    attention, build or load the kernel (~40 s the first time on a host). (kernel available, freed memory kept)."""
+    retained = retain_freed_memory()
+    return attention and field_attention() is not None, retained

@@ -18,7 +18,6 @@
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
-#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <tuple>
