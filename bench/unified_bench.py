@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--base",
         default="deepfm",
-        choices=["deepfm", "dnn", "fm", "autoint", "autoint+"],
+        choices=["deepfm", "dnn", "dcnv2", "fm", "autoint", "autoint+"],
         help="dnn: an MLP over the embeddings, the setting of the paper's argument",
     )
     parser.add_argument("--dim", type=int, default=10)

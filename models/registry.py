@@ -10,6 +10,7 @@ from featuremap import FeatureMap
 from featuremap.errors import InputError
 from models.autoint import AutoInt, AutoIntConfig
 from models.base import CTRModel, init_dense_layers
+from models.dcnv2 import DCNv2, DCNv2Config
 from models.deepfm import DeepFM, DeepFMConfig
 from models.dnn import DNN, DNNConfig
 from models.embedding import EmbeddingConfig
@@ -44,6 +45,7 @@ MODELS: dict[str, Callable[[FeatureMap, EmbeddingConfig, dict], CTRModel]] = {
     "fm": _plain(FM),
     "deepfm": _with_config(DeepFM, DeepFMConfig),
     "dnn": _with_config(DNN, DNNConfig),
+    "dcnv2": _with_config(DCNv2, DCNv2Config),
     "autoint": _with_config(AutoInt, AutoIntConfig),
     # BARS AutoInt+ on Frappe_x1: 5 attention layers (scaled, layer norm) beside a [400, 400, 400] DNN with batch
     # norm and dropout 0.1.

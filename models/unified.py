@@ -27,7 +27,7 @@ HASH_PRIME = 2**31 - 1  # shared by the per-field hashed tables of models/budget
 
 # Models that take a layout's tables (shared or budgeted) in place of their one embedding module (FGCNN has two, LR
 # one-wide weights: a budget would not mean the same there).
-BASES = ("autoint", "autoint+", "deepfm", "dnn", "fm")
+BASES = ("autoint", "autoint+", "dcnv2", "deepfm", "dnn", "fm")
 
 
 @dataclass(frozen=True)

@@ -59,14 +59,14 @@ def _not_unified(value: Any) -> Any:
     return value
 
 
-ModelName = Literal["lr", "fm", "deepfm", "dnn", "autoint", "autoint+", "fgcnn"]  # models.registry.MODELS' names
+ModelName = Literal["lr", "fm", "deepfm", "dnn", "dcnv2", "autoint", "autoint+", "fgcnn"]  # models.registry.MODELS' names
 
 
 class TrainSection(TrainConfig):
     """The trained model and the trainer (docs/training.md); the trainer's own settings are models/settings.py's."""
 
     model: Annotated[ModelName, BeforeValidator(_not_unified)] = "deepfm"
-    """The model (over Unified Embedding's shared tables with search.methods [unified]: fm, deepfm, dnn, autoint or autoint+)."""
+    """The model (over Unified Embedding's shared tables with search.methods [unified]: fm, deepfm, dnn, dcnv2, autoint or autoint+)."""
     params: dict[str, Any] = Field(default_factory=dict)
     """The model's own settings, e.g. {layers: 6, heads: 4, attention_dim: 128}."""
     embedding_dim: int = Field(10, ge=1)

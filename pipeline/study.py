@@ -55,6 +55,8 @@ def _model_params(model: str, depth: int) -> dict[str, Any]:
     """The depth knob of each model family."""
     if model in ("deepfm", "dnn"):
         return {"hidden": [400] * depth}
+    if model == "dcnv2":  # depth: its cross layers (the MLP beside them keeps its configured width and depth)
+        return {"cross_layers": depth}
     if model == "autoint+":
         return {"dnn_hidden": [400] * depth}
     if model == "autoint":

@@ -88,7 +88,7 @@ def test_registry_errors():
         build_model("xgboost", FM_XOR, EmbeddingConfig())
     with pytest.raises(InputError, match="unknown setting"):
         build_model("autoint", FM_XOR, EmbeddingConfig(), {"depth": 3})
-    assert set(MODELS) == {"lr", "fm", "deepfm", "dnn", "autoint", "autoint+", "fgcnn"}
+    assert set(MODELS) == {"lr", "fm", "deepfm", "dnn", "dcnv2", "autoint", "autoint+", "fgcnn"}
     with pytest.raises(ValueError, match="budget 2 is too small"):
         shared_model("autoint", FM_XOR, EmbeddingConfig(dim=4), SharedLayout(budget=2), {})
     with pytest.raises(ValueError, match="model 'fgcnn' cannot take shared tables"):
