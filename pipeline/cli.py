@@ -6,11 +6,11 @@ import argparse
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from featuremap.errors import InputError
 from methods import METHODS
-from pipeline.config import STAGE_ORDER, load_config
+from pipeline.config import STAGE_ORDER, ModelName, load_config
 from pipeline.errors import UserError
 
 EXIT_USER_ERROR = 2
@@ -38,7 +38,7 @@ def _data_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
     parser.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="tag every MLflow run of this run (repeatable)")
     parser.add_argument("--rows", type=int, help="rows of synthetic data when no --data is given")
-    parser.add_argument("--model", help="model for the train stage: lr, fm, deepfm, dnn, autoint, autoint+, fgcnn")
+    parser.add_argument("--model", help=f"model for the train stage: {', '.join(get_args(ModelName))}")
     parser.add_argument("--device", help="auto (CUDA when present), cpu or cuda")
     parser.add_argument(
         "--engine", choices=["local", "ray"], help="where ingest and rank run: here, or as Ray tasks (engine.kind; default local)"

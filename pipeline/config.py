@@ -116,7 +116,7 @@ class OptunaSection(Section):
     learning_rate: tuple[float, float] = (1e-4, 1e-2)
     """Learning-rate range (log)."""
     max_depth: int = Field(3, ge=1)
-    """Most MLP layers of DNN / DeepFM / AutoInt+, attention layers of AutoInt."""
+    """Most MLP layers of DNN / DeepFM / AutoInt+, attention layers of AutoInt, cross layers of DCN-V2."""
     max_epochs: int = Field(10, ge=1)
     """Most epochs per trial."""
     prune_after: int = Field(2, ge=1)

@@ -52,3 +52,12 @@ def test_corrupt_study_storage_is_a_user_error(tmp_path):
     storage.write_bytes(b"this is not a sqlite database" * 100)
     with pytest.raises(InputError, match="locked or corrupt"):
         run_study(storage, StudySettings(trials=1), _fake([]))
+
+
+def test_each_model_family_has_its_depth_knob():
+    from pipeline.study import _model_params
+
+    assert _model_params("dnn", 2) == {"hidden": [400, 400]}
+    assert _model_params("autoint", 2) == {"layers": 2}
+    assert _model_params("dcnv2", 2) == {"cross_layers": 2}  # its MLP keeps the configured hidden layers
+    assert _model_params("fm", 2) == {}
