@@ -65,7 +65,10 @@ class CrossNetMix(nn.Module):
         super().__init__()
 
         def weights(*shape: int) -> nn.ParameterList:
-            return nn.ParameterList(nn.Parameter(nn.init.xavier_normal_(torch.empty(*shape))) for _ in range(layers))
+            # each expert's matrix Xavier-initialised as the 2-d matrix it is (fans from its own two sides)
+            return nn.ParameterList(
+                nn.Parameter(torch.stack([nn.init.xavier_normal_(torch.empty(*shape[1:])) for _ in range(shape[0])])) for _ in range(layers)
+            )
 
         self.v = weights(experts, dim, rank)
         self.c = weights(experts, rank, rank)

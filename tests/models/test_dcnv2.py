@@ -104,3 +104,12 @@ def test_dcnv2_over_unified_embedding_has_only_the_budget():
     model, result, _ = _train("dcnv2", {"hidden": [16], "cross_layers": 1}, shared=SharedLayout(budget=64, tables=2, chunks=2))
     assert result.best_valid_auc > 0.7
     assert sum(w.numel() for w in model.embedding_tables()) == 64  # no first-order table beside the shared ones
+
+
+def test_each_experts_matrix_is_xavier_initialised_on_its_own_fans():
+    torch.manual_seed(0)
+    net = CrossNetMix(400, 1, rank=32, experts=4)
+    for matrices, (fan_a, fan_b) in ((net.v[0], (400, 32)), (net.c[0], (32, 32)), (net.u[0], (32, 400))):
+        expected = (2 / (fan_a + fan_b)) ** 0.5
+        for expert in matrices:
+            assert expert.std().item() == pytest.approx(expected, rel=0.1)
