@@ -20,6 +20,7 @@ bench/unified_<dataset>.png, and an MLflow run per dataset with the figures and 
     python -m bench.unified_bench                     # the sweep (3 seeds, 5 budgets, both datasets)
     python -m bench.unified_bench --quick             # a small long-tailed sample, 1 seed, 2 budgets: minutes
     python -m bench.unified_bench --base dnn          # the same sweep over an MLP (plots unified_<dataset>_dnn.png)
+    python -m bench.unified_bench --base dcnv2        # over DCN-V2's cross network and MLP
 """
 
 from __future__ import annotations
@@ -245,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         "--base",
         default="deepfm",
         choices=["deepfm", "dnn", "dcnv2", "fm", "autoint", "autoint+"],
-        help="dnn: an MLP over the embeddings, the setting of the paper's argument",
+        help="dnn: an MLP over the embeddings, the setting of the paper's argument; dcnv2: DCN-V2 (cross layers beside an MLP)",
     )
     parser.add_argument("--dim", type=int, default=10)
     parser.add_argument("--unified-layout", default="1x1", help="Unified Embedding's TABLESxCHUNKS")
