@@ -56,11 +56,13 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "frappe"
 
 # Published BARS Frappe_x1 test AUC (reczoo/BARS) and each model's settings there.
-BARS_TEST_AUC = {"lr": 0.9356, "fm": 0.9671, "deepfm": 0.9842, "autoint": 0.9831, "autoint+": 0.9848}
+BARS_TEST_AUC = {"lr": 0.9356, "fm": 0.9671, "deepfm": 0.9842, "dcnv2": 0.9845, "autoint": 0.9831, "autoint+": 0.9848}
 SETTINGS: dict[str, tuple[dict, float]] = {  # model -> (model params, embedding regulariser)
     "lr": ({}, 0.0),
     "fm": ({}, 0.0),
     "deepfm": ({"hidden": [400, 400, 400], "dropout": 0.2, "batch_norm": True}, 0.05),
+    # BARS DCNv2_frappe_x1 (tuner config 03, run 1, seed 2021): parallel, 4 full-rank cross layers
+    "dcnv2": ({"structure": "parallel", "cross_layers": 4, "hidden": [400, 400, 400], "dropout": 0.4, "batch_norm": True}, 0.05),
     "autoint": ({}, 0.05),
     "autoint+": ({}, 0.1),
     "fgcnn": ({}, 0.05),
@@ -197,7 +199,7 @@ def throughput(data, epochs: int, host: dict, anchor: dict | None) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="lr,fm,deepfm,fgcnn,autoint,autoint+,unified")
+    parser.add_argument("--models", default="lr,fm,deepfm,dcnv2,fgcnn,autoint,autoint+,unified")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     parser.add_argument("--fp32-autoint", action="store_true", help="also train AutoInt in fp32 (the precision comparison)")
     parser.add_argument("--budgets", default="0.25,0.125", help="unified embedding budgets, as fractions of the per-field tables")
