@@ -26,7 +26,11 @@ def _with_config(cls: type, config_cls: type, **fixed: Any) -> Callable[[Feature
         unknown = sorted(set(params) - names)
         if unknown:
             raise InputError(f"unknown setting(s) {', '.join(unknown)} for this model; known: {', '.join(sorted(names))}")
-        return cls(feature_map, embedding, config_cls(**{**fixed, **params}))
+        try:
+            config = config_cls(**{**fixed, **params})
+        except ValueError as error:  # a setting out of its range (a config's own check): bad input, not a crash
+            raise InputError(f"model settings: {error}") from None
+        return cls(feature_map, embedding, config)
 
     return build
 
