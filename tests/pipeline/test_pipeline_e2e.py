@@ -307,6 +307,21 @@ def test_the_run_chooses_among_deep_gbdt_and_blend_and_each_kind_scores_raw_rows
     assert probs.shape == (3_000,) and roc_auc_score(frame[21_000:][synthetic.LABEL], probs) == pytest.approx(report["test_auc"], abs=1e-6)
 
 
+def test_dcnv2_with_low_rank_experts_trains_packages_and_scores_raw_rows(tmp_path):
+    frame = synthetic.generate(12_000, 7)
+    data = _split_files(tmp_path, frame, 9_000, 10_500)
+    config = tmp_path / "config.yaml"
+    config.write_text("train: {max_epochs: 2, baselines: [], params: {hidden: [16], cross_layers: 2, low_rank: 4, experts: 2}}\n")
+    out = tmp_path / "out"
+    assert main(["run", "--config", str(config), "--data", str(data), "--model", "dcnv2", "--out", str(out), "--no-tracking"]) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["deep_model"] == "dcnv2" and report["test_auc"] > 0.6
+    spec = json.loads((out / "train" / "package" / "model.json").read_text())
+    assert spec["model"] == "dcnv2" and spec["params"]["low_rank"] == 4
+    # The package rebuilds the mixture of experts and scores the raw test file as the train stage scored the test split.
+    _score_each_kind(out / "train" / "package", data / "test.parquet", {"dcnv2": report["candidates"]["dcnv2"]})
+
+
 def test_encodings_feed_the_deep_model_the_baseline_and_predict(tmp_path):
 
     frame = synthetic.generate(24_000, 7)
