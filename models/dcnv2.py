@@ -5,7 +5,7 @@ concatenated field embeddings."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import nn
@@ -34,8 +34,8 @@ class DCNv2Config:
     batch_norm: bool = False
 
     def __post_init__(self) -> None:
-        if self.structure not in ("parallel", "stacked", "crossnet_only"):
-            raise ValueError(f"structure {self.structure!r}: use parallel, stacked or crossnet_only")
+        if self.structure not in get_args(Structure):
+            raise ValueError(f"structure {self.structure!r}: use {', '.join(get_args(Structure))}")
         if self.cross_layers < 1 or self.low_rank < 0 or self.experts < 1:
             raise ValueError("cross_layers and experts must be at least 1, low_rank at least 0")
         if self.structure != "crossnet_only" and not self.hidden:
@@ -102,8 +102,8 @@ class DCNv2(CTRModel):
         else:
             self.crossnet = CrossNetV2(dim, config.cross_layers)
         self.dnn = MLP(dim, config.hidden, config.dropout, config.batch_norm) if config.structure != "crossnet_only" else None
-        final = {"parallel": dim + config.hidden[-1], "stacked": config.hidden[-1]} if config.hidden else {}
-        self.fc = nn.Linear(final.get(config.structure, dim), 1)
+        width = config.hidden[-1] if self.dnn is not None else 0  # the MLP's output width
+        self.fc = nn.Linear({"parallel": dim + width, "stacked": width, "crossnet_only": dim}[config.structure], 1)
 
     def forward(self, batch: EncodedBatch) -> torch.Tensor:
         x0 = self.embedding(batch).flatten(1)
