@@ -16,7 +16,6 @@ from featuremap.errors import InputError
 from pipeline import cache, catalog
 from pipeline.config import STAGE_ORDER, PipelineConfig
 from pipeline.errors import UserError
-from pipeline.package import probabilities
 from pipeline.stages import run_stage
 from pipeline.tracking import UI_MODE, Tracker
 
@@ -149,7 +148,7 @@ def _run_locked(cfg: PipelineConfig, stages: list[str], force: bool) -> dict[str
                         registered = cfg.tracking.registered_model or f"ctr-{deep.replace('+', '-plus')}"
                         chosen = {"name": output.report.get("model"), "kind": output.report.get("kind", "deep")}
                         version = run.log_model(
-                            output.model, final / output.package, registered if cfg.tracking.register_model else None, chosen, probabilities
+                            output.model, final / output.package, registered if cfg.tracking.register_model else None, chosen
                         )
                         if version is not None:
                             output.report["registered_model"] = f"models:/{registered}/{version}"

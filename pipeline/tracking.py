@@ -1,4 +1,4 @@
-"""MLflow tracking: the only module that imports mlflow.
+"""MLflow tracking: with the logged model entry `pipeline.pyfunc_model`, the only module that imports mlflow.
 
 A parent run per pipeline run and a nested run per stage. With no URI in the
 config or MLFLOW_TRACKING_URI, runs go to a sqlite store `mlflow.db` in the
@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from collections.abc import Callable, Iterator, Mapping
+import warnings
+from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,6 @@ class RunHandle:
         package: Path,
         registered_name: str | None,
         chosen: Mapping[str, Any] | None = None,
-        scorer: Callable[[Path, Path], Any] | None = None,
     ) -> str | None:
         """Log the chosen model and its scoring package (weights, spec, encoder, feature map, boosters) to this run;
         register it under `registered_name`. A deep model is logged as torch (pickled: it takes EncodedBatch / KJT
@@ -94,7 +94,7 @@ class RunHandle:
                 model.cpu(), name="model", serialization_format="pickle", pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"]
             )
         else:
-            info = _log_package_model(package, scorer)
+            info = _log_package_model(package)
         if registered_name is None:
             return None
         version = self._mlflow.register_model(info.model_uri, registered_name, tags={"run_id": self.run_id or ""})
@@ -104,37 +104,39 @@ class RunHandle:
         return str(version.version)
 
 
-def _log_package_model(package: Path, scorer: Callable[[Path, Path], Any]) -> Any:
-    """Log a pyfunc model that scores raw rows (a pandas DataFrame with the training data's columns) with the package's
-    chosen candidate through `scorer(package, parquet file) -> probabilities`, carrying the project's code so that
-    `mlflow.pyfunc.load_model` needs only the libraries."""
+def _log_package_model(package: Path) -> Any:
+    """Log a pyfunc model that scores raw rows with the package's chosen candidate (`pipeline/pyfunc_model.py`, logged
+    as code), carrying the project's code so that `mlflow.pyfunc.load_model` needs only the libraries."""
     import mlflow.pyfunc
-
-    class PackageModel(mlflow.pyfunc.PythonModel):  # defined here, so that mlflow is imported only when it is used
-        def __init__(self, score: Callable[[Path, Path], Any]) -> None:
-            self.score = score  # pickled by reference: pipeline.package's, from the logged code
-
-        def load_context(self, context: Any) -> None:
-            self.package = Path(context.artifacts["package"])
-
-        def predict(self, context: Any, model_input: Any, params: dict | None = None) -> Any:
-            import tempfile
-
-            import polars as pl
-
-            with tempfile.TemporaryDirectory() as tmp:
-                rows = Path(tmp) / "rows.parquet"
-                pl.from_pandas(model_input).write_parquet(rows)
-                return self.score(self.package, rows)
+    import numpy as np
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Schema, TensorSpec
 
     root = Path(__file__).resolve().parent.parent
-    return mlflow.pyfunc.log_model(
-        name="model",
-        python_model=PackageModel(scorer),
-        artifacts={"package": str(package)},
-        code_paths=[str(root / name) for name in ("featuremap", "features", "methods", "models", "pipeline")],
-        pip_requirements=["torch", "polars", "pyarrow", "scikit-learn", "lightgbm", "catboost", "pydantic", "pyyaml", "jinja2"],
-    )
+    # The output declared (one click probability per row); the input left open: it is the training data's raw columns
+    # (side tables of joins are read by the package), and the package checks it (a missing feature is a one-line error).
+    signature = ModelSignature(inputs=None, outputs=Schema([TensorSpec(np.dtype(np.float64), (-1,), "probability")]))
+    with warnings.catch_warnings():  # MLflow's advice to give an input example, which an open input does not take
+        warnings.filterwarnings("ignore", message=".*input example was not provided", category=UserWarning)
+        return mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(Path(__file__).with_name("pyfunc_model.py")),
+            signature=signature,
+            artifacts={"package": str(package)},
+            code_paths=[str(root / name) for name in ("featuremap", "features", "methods", "models", "pipeline")],
+            pip_requirements=[
+                "torch",
+                "polars",
+                "pyarrow",
+                "pandas",
+                "scikit-learn",
+                "lightgbm",
+                "catboost",
+                "pydantic",
+                "pyyaml",
+                "jinja2",
+            ],
+        )
 
 
 class Tracker:
@@ -156,6 +158,8 @@ class Tracker:
             # A tracking server that is down should fail fast, not retry for minutes.
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+            # Logging a pyfunc copies its artifacts through MLflow's downloader: no progress bar in a run's log.
+            os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
             import mlflow
 
             try:

@@ -162,7 +162,9 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         }
         for r in result.history
     ]
+    epochs = len(result.history)
     test_text = f", test AUC {test_auc:.4f}" if test_auc is not None else ""
+    test_text += f" after {epochs} epoch{'s' if epochs != 1 else ''}"
     test_text += "".join(f"; {name} valid AUC {c['valid_auc']:.4f}" for name, c in choice.candidates.items() if name != model_name)
     test_text += f"; chosen: {choice.name} ({choice.kind})"
     return StageOutput(
@@ -171,7 +173,7 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         artifacts=[
             o.name for o in (catalog.TRAIN_METRICS, catalog.HISTORY, catalog.LEARNING_CURVE, *([catalog.BASELINES] if baselines else []))
         ],
-        summary=f"train: {model_name} valid AUC {result.best_valid_auc:.4f}{test_text} after {len(result.history)} epochs -> {out / 'train'}",
+        summary=f"train: {model_name} valid AUC {result.best_valid_auc:.4f}{test_text} -> {out / 'train'}",
         steps=steps,
         report=report,
         model=model,
