@@ -49,6 +49,10 @@ def plan(cfg: PipelineConfig) -> list[str]:
         from models.trainer import resolve_device, resolve_precision
 
         resolve_precision(cfg.train.precision, resolve_device(cfg.train.device))
+    if {"search", "train"} & set(wanted):  # the model's settings too (a typo, a value out of range)
+        from models.registry import check_settings
+
+        check_settings(cfg.train.model, cfg.train.params)
     has_ingest = catalog.FEATURE_MAP.at(cfg.out).is_file()
     for stage in ("rank", "search", "train"):
         if stage in wanted and "ingest" not in wanted and not has_ingest:

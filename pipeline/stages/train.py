@@ -63,9 +63,12 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
     train, valid, test = splits["train"], splits["valid"], splits["test"]
     try:
         applied = assemble(feature_map, spec, searched)
-    except (ValueError, RuntimeError) as exc:
+    except (ValueError, RuntimeError, TypeError) as exc:  # torch's own refusal of a size (a layer of -4 units, heads)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if not searched:
+            raise UserError(f"train.params: {spec.name} cannot be built with {spec.params} ({first})") from exc
         raise UserError(
-            f"{search_dir}: the search output does not fit this model ({str(exc).splitlines()[0]}); rerun the search stage"
+            f"{search_dir}: the search output does not fit this model ({first}); check train.params, or rerun the search stage"
         ) from exc
     model, hooks, model_name = applied.model, applied.hooks, applied.name
     applied_names = [method.name for method, _, _ in searched]

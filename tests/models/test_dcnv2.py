@@ -96,8 +96,10 @@ def test_bad_settings_are_errors():
         DCNv2Config(cross_layers=0)
     with pytest.raises(InputError, match="unknown setting"):
         build_model("dcnv2", FM_XOR, EmbeddingConfig(), {"num_cross_layers": 3})
-    with pytest.raises(InputError, match="model settings: structure 'wide'"):  # the CLI's one-line error, not a traceback
+    with pytest.raises(InputError, match="model settings: structure: Input should be"):  # one line from the CLI, no traceback
         build_model("dcnv2", FM_XOR, EmbeddingConfig(), {"structure": "wide"})
+    with pytest.raises(InputError, match="needs hidden layers"):
+        build_model("dcnv2", FM_XOR, EmbeddingConfig(), {"structure": "stacked", "hidden": []})
 
 
 def test_dcnv2_over_unified_embedding_has_only_the_budget():

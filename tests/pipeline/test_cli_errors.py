@@ -374,6 +374,24 @@ def test_gpu_asked_for_where_there_is_none(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ("{model: dcnv2, params: {structure: wide}}", "structure: Input should be 'parallel', 'stacked' or 'crossnet_only'"),
+        ("{model: dcnv2, params: {cross_layers: 0}}", "cross_layers and experts must be at least 1"),  # the config's own check
+        ("{model: dnn, params: {hidden: abc}}", "hidden: Input should be a valid list (got 'abc')"),
+        ("{model: deepfm, params: {hiden: [8]}}", "unknown setting(s) hiden"),
+        ("{model: fm, params: {hidden: [8]}}", "model takes no settings"),
+    ],
+)
+def test_bad_model_settings_are_refused_before_any_stage_runs(tmp_path, capfd, params, expected):
+    config = _write(tmp_path / "c.yaml", f"train: {params}\n")
+    out = tmp_path / "out"
+    code, stderr = _in_process(["run", "--rows", "2000", "--config", str(config), "--out", str(out), "--no-tracking"], capfd)
+    assert code == 2 and expected in stderr and "Traceback" not in stderr, stderr
+    assert "ingest:" not in stderr and not out.exists()
+
+
 def test_feature_map_that_does_not_match_the_data(tmp_path):
     out = tmp_path / "out"
     assert (
