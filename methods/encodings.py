@@ -76,8 +76,13 @@ class Encodings(DerivingMethod):
             except InputError:  # no rank output, or no pair of single-valued fields: the fields alone
                 ranked = []
             groups += [(f"te__{a}_x_{b}", (a, b)) for a, b in ranked]
-        if not groups:
-            raise ValueError(f"no categorical field has {settings.min_cardinality}+ values and no pair was ranked: nothing to encode")
+        if not groups:  # the default method on data it has nothing for: it adds no field, and says so
+            note = f"nothing to encode: no categorical field has {settings.min_cardinality}+ values and no pair was ranked"
+            summary = {"fields": [], "pairs": [], "train_keys": {}, "smoothing": {}, "ranking": [], "pair_selection": selection}
+            return Found(
+                {**summary, "settings": settings.model_dump(), "note": note},
+                {"encodings": [], "folds": settings.folds, "seed": settings.seed},
+            )
         train = run.train
         fold = fold_of(len(train), settings.folds, settings.seed)
         strength = None if settings.smoothing == "auto" else settings.smoothing  # None: estimated per encoding
@@ -191,6 +196,8 @@ class Encodings(DerivingMethod):
         return out
 
     def report_lines(self, summary: dict[str, Any]) -> list[str]:
+        if not summary["train_keys"]:
+            return [f"Encodings: {summary.get('note', 'none')}"]
         strength = summary.get("smoothing", {})
         keys = ", ".join(
             f"{name} ({count:,} keys" + (f", a = {strength[name]:.3g})" if name in strength else ")")

@@ -84,6 +84,7 @@ def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         lambda n, by="gain": candidate_pairs(out, feature_map, n, by),
         ranks=lambda: feature_ranks(out),
     )
+    notes: list[str] = []
     for name, method in METHODS.items():
         if name not in cfg.search.methods:
             continue
@@ -93,6 +94,8 @@ def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         except ValueError as exc:
             raise UserError(f"search {name} with model {tc.model!r}: {exc}") from exc
         method.save(found.state, workdir)
+        if "note" in found.summary:  # a method that found nothing to do on this data (the run goes on without it)
+            notes.append(f"{name}: {found.summary['note']}")
         record(name, started, found.summary, method.headline)
         run.earlier += (name,)
         if method.derives:  # the later methods (and the study) search on the data with the derived fields
@@ -113,7 +116,7 @@ def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         params={"methods": ",".join(cfg.search.methods), **{name: method_settings(cfg, name).model_dump() for name in METHODS}},
         metrics=metrics,
         artifacts=artifacts,
-        summary=f"search: {', '.join(cfg.search.methods)} -> {out / 'search'}",
+        summary=f"search: {', '.join(cfg.search.methods)}{''.join(f'; {n}' for n in notes)} -> {out / 'search'}",
         report={"search": {"fields": kept_fields, **report}},
         children=children,
         cleanup=cleanup,

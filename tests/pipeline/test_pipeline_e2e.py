@@ -351,6 +351,25 @@ def test_encodings_feed_the_deep_model_the_baseline_and_predict(tmp_path):
     _score_each_kind(package, data / "test.parquet", report["candidates"])
 
 
+def test_encodings_with_nothing_to_encode_say_so_and_the_run_goes_on(tmp_path, capsys):
+    # Few values per field and labels independent of them: no field reaches min_cardinality and no pair is ranked.
+    rng = np.random.default_rng(3)
+    frame = pl.DataFrame({"label": rng.integers(0, 2, 4_000), **{f"f{i}": rng.integers(0, 6, 4_000) for i in range(4)}})
+    data = tmp_path / "d.csv"
+    frame.write_csv(data)
+    config = tmp_path / "config.yaml"
+    config.write_text("train: {max_epochs: 1, baselines: []}\n")
+    out = tmp_path / "out"
+    assert main(["run", "--data", str(data), "--config", str(config), "--model", "lr", "--out", str(out), "--no-tracking"]) == 0
+    found = json.loads((out / "search" / "encodings.json").read_text())
+    assert found["fields"] == [] and found["pairs"] == [] and found["note"].startswith("nothing to encode")
+    assert "encodings: nothing to encode" in capsys.readouterr().err
+    spec = json.loads((out / "train" / "package" / "model.json").read_text())
+    assert not any(name.startswith(("te__", "cnt__")) for name in spec["fields"])
+    assert main(["predict", "--model", str(out), "--data", str(data), "--out", str(tmp_path / "p.parquet")]) == 0
+    assert pl.read_parquet(tmp_path / "p.parquet").height == 4_000
+
+
 def test_search_stage_optfs_then_dnis_feeds_train_and_predict(tmp_path):
     from sklearn.metrics import roc_auc_score
 
