@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import os
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -523,24 +524,30 @@ class Encoder:
         small = pl.Int8 if len(edges) < 128 else pl.Int32  # 1-byte counts add faster (the sum fits below 128 edges)
         return pl.sum_horizontal([(v > e).cast(small) for e in edges] or [pl.lit(0, pl.Int32)]).cast(pl.Int32)
 
-    def transform(self, frame: pl.LazyFrame, require_label: bool = True) -> pl.LazyFrame:
+    def transform(self, frame: pl.LazyFrame, require_label: bool = True, fields: Collection[str] | None = None) -> pl.LazyFrame:
         """Encode a raw frame: label as Int8, ids as Int32, numeric values as standardised Float32.
 
-        With `require_label=False` (scoring new data) a frame without the label column is encoded without it.
+        With `require_label=False` (scoring new data) a frame without the label column is encoded without it; with
+        `fields`, only those features are encoded (and only their columns need be there). A missing feature column is
+        polars' ColumnNotFoundError naming every one missing.
         """
         if not self.stats:
             raise RuntimeError("Encoder.transform called before fit")
+        kinds = {name: kind for name, kind in self.schema.kinds.items() if fields is None or name in fields}
         frame = self._nan_to_null(frame)
         self._raw_dtypes = frame.collect_schema()
+        missing = [name for name in kinds if name not in self._raw_dtypes]
+        if missing:
+            raise pl.exceptions.ColumnNotFoundError(", ".join(missing))
         ids: dict[str, pl.Expr] = {}
-        for name, kind in self.schema.kinds.items():
+        for name, kind in kinds.items():
             if kind == "multi":
                 frame, ids[name + SET_SUFFIX] = self._lookup(frame, self._set_token(name), name + SET_SUFFIX)
             elif self._uses_vocab(name):
                 frame, ids[name] = self._lookup(frame, self._token(name), name)
         has_label = require_label or self.schema.label in frame.collect_schema()
         exprs = [self.schema.label_expr()] if has_label else []
-        for name, kind in self.schema.kinds.items():
+        for name, kind in kinds.items():
             exprs.append(self._code(name, ids.get(name)).alias(name))
             if kind == "numeric":
                 s = self.stats[name]

@@ -160,7 +160,8 @@ def score(directory: Path, data: Path, fmt: str | None, device_name: str = "auto
     try:
         if feature_map.label in raw.collect_schema():  # labels read as training read them, or a one-line error
             encoder.check_labels(raw, str(data))
-        encoded = encoder.transform(raw, require_label=False).collect(engine="streaming")
+        # Only the fields the package scores with: a column the run dropped (rank selection) need not be sent.
+        encoded = encoder.transform(raw, require_label=False, fields={f.name for f in base_map.fields}).collect(engine="streaming")
     except pl.exceptions.ColumnNotFoundError as exc:
         first = str(exc).strip().splitlines()[0]
         raise UserError(f"{data}: a feature the model was trained on is missing ({first}); give the same columns as training") from exc

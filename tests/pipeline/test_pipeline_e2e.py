@@ -245,9 +245,21 @@ def test_predict_scores_raw_rows_with_the_logged_and_registered_model(tmp_path, 
     assert "oov_share_max 1.0000" in done.stderr
     scored = pl.read_csv(tmp_path / "unseen.csv")
     assert scored.columns == ["probability"] and scored.height == 3_000
-    # A file lacking a trained feature, and an unknown registered model: one-line errors, exit 2, no output.
+    # Only the features the package scores with need be sent: the columns the rank stage dropped may be left out.
+    fields = json.loads((out / "train" / "package" / "model.json").read_text())["fields"]
+    used = [name for name in frame.columns if name in fields]  # the input columns among them (not the derived ones)
+    assert 0 < len(used) < len(frame.columns) - 1
+    frame[27_000:].select(*used, synthetic.LABEL).write_parquet(tmp_path / "used.parquet")
+    done = predict(str(out), tmp_path / "used.parquet", tmp_path / "used_scored.parquet")
+    assert done.returncode == 0, done.stderr
+    scored = pl.read_parquet(tmp_path / "used_scored.parquet")
+    assert roc_auc_score(scored[synthetic.LABEL], scored["probability"]) == pytest.approx(report["test_auc"], abs=1e-6)
+    # A file lacking a trained feature (categorical, numeric), and an unknown registered model: one-line errors, exit 2,
+    # no output.
     frame[27_000:].drop("inf_c5").write_parquet(tmp_path / "short.parquet")
-    for reference, raw in ((str(out), tmp_path / "short.parquet"), ("models:/no-such-model/1", data / "test.parquet")):
+    frame[27_000:].drop("num_signal").write_parquet(tmp_path / "short_numeric.parquet")
+    cases = [(str(out), tmp_path / "short.parquet"), (str(out), tmp_path / "short_numeric.parquet")]
+    for reference, raw in [*cases, ("models:/no-such-model/1", data / "test.parquet")]:
         done = predict(reference, raw, tmp_path / "bad.parquet", process=reference.startswith("models:/"))
         assert done.returncode == 2 and done.stderr.count("\n") == 1 and done.stderr.startswith("error: "), done.stderr
         assert not (tmp_path / "bad.parquet").exists()
