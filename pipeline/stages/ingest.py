@@ -71,6 +71,7 @@ def run_ingest(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
                     "once standardised); replace them or drop the column with schema.drop"
                 )
             rows, pos = counts["rows"], counts["pos"] or 0
+            _check_holdout(name, int(rows), int(pos), getattr(cfg.split, name, 0.0), result.origin)
             splits[name] = {"rows": int(rows), "positive_rate": float(pos / rows) if rows else 0.0}
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -103,3 +104,20 @@ def run_ingest(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         artifacts=[catalog.FEATURE_MAP.name, catalog.ENCODER.name],
         summary=f"ingest: {total:,} rows, {len(kinds)} fields -> {out / 'ingest'}",
     )
+
+
+def _check_holdout(name: str, rows: int, positives: int, fraction: float, origin: str) -> None:
+    """A valid or test split that cannot be scored is bad input, said before rank and train run: no rows where rows were
+    asked for (a fraction of too small an input), or labels of one class (AUC undefined: the run would choose on NaN).
+    A split set to 0 on purpose (`split.valid: 0`) may stay empty."""
+    if name == "train":
+        return
+    if rows == 0 and fraction > 0:
+        raise InputError(
+            f"{origin}: the {name} split got no rows (split.{name} = {fraction:g} of too few input rows); give more rows or a larger split.{name}"
+        )
+    if rows and positives in (0, rows):
+        raise InputError(
+            f"{origin} ({name} split): its {rows:,} row(s) all have label {1 if positives else 0}, so AUC is undefined on it; give more rows "
+            f"(or, for a time split, a {name} period with clicks and non-clicks)"
+        )

@@ -276,6 +276,8 @@ CASES = {
         lambda d: ["--data", str(_write(d / "n.libsvm", "1 1:1 5:1\n-2 2:1 6:1\n0 3:1 5:1\n" * 20)), "--format", "libsvm"],
         "is not binary",
     ),
+    "too few rows for a valid split": (lambda d: ["--rows", "5"], "the valid split got no rows (split.valid = 0.1"),
+    "a valid split of one class": (lambda d: ["--rows", "20"], "(valid split): its 1 row(s) all have label 1, so AUC is undefined"),
     "unknown chunk count rule": (
         lambda d: ["--config", str(_write(d / "c.yaml", "search: {methods: [unified], unified: {chunks: 2, chunk_counts: sizes}}\n"))],
         "search.unified.chunk_counts",
