@@ -119,7 +119,8 @@ def _first_bad_count(lines: pl.LazyFrame, separator: str, expected: int, quoted:
     counts = lines.with_columns((line.str.count_matches(separator, literal=True) + 1).alias("n"))
     if header:
         counts = counts.filter(pl.col("line_no") > 1)
-    bad = counts.filter(pl.col("n") != expected).head(1).collect(engine="streaming")
+    blank = pl.col(LINE).fill_null("").str.strip_chars_end("\r") == ""  # no row: polars reads it as nulls, dropped after
+    bad = counts.filter((pl.col("n") != expected) & ~blank).head(1).collect(engine="streaming")
     return bad.row(0, named=True) if bad.height else None
 
 
@@ -142,7 +143,7 @@ def delimited_chunks(
     if whole and codec is None:
         frame = _parsed_whole(path, separator, expected, header, options)
         if frame is not None:
-            yield frame
+            yield _without_blank_lines(frame)
             return
     quoted = _quoted(options)
     line_no, schema = 1, options.get("schema")
@@ -175,12 +176,18 @@ def delimited_chunks(
             )
             hint = late if "schema" not in options and "could not parse" in said else ""
             raise InputError(f"{path}: lines {first}-{line_no - 1} do not parse ({said}){hint}") from error
-        yield frame
+        yield _without_blank_lines(frame)
 
 
 def _quoted(options: dict) -> bool:
     """Whether polars `options` treat double quotes as quoting (Criteo's reader turns them off)."""
     return options.get("quote_char", '"') is not None
+
+
+def _without_blank_lines(frame: pl.DataFrame) -> pl.DataFrame:
+    """The frame without the all-null rows polars reads from blank lines (and from lines of empty fields alone, which
+    carry no label either); only a frame with `_short_lines` can have them."""
+    return frame.filter(pl.any_horizontal(pl.all().is_not_null())) if _short_lines(frame) else frame
 
 
 def _short_lines(frame: pl.DataFrame) -> bool:

@@ -161,6 +161,7 @@ def read_libsvm(paths: list[Path], opts: SourceOptions, scratch: Path | None = N
     indices are categorical tokens.
     """
     tokens = text_lines(paths, Scratch(scratch)).with_columns(pl.col(LINE).str.extract_all(r"\S+").alias("tok"))
+    tokens = tokens.filter(pl.col("tok").list.len() > 0)  # blank lines (a file ending in two newlines) are no rows
     label = pl.col("tok").list.first().cast(pl.Float64, strict=False)
     pairs = pl.col("tok").list.slice(1)
     # `idx:val`, one colon, a value after it: `7::1` or a bare `7` is no pair (null, then the error below)

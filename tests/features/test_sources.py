@@ -99,6 +99,24 @@ def test_a_plain_file_read_whole_is_the_file_read_in_chunks(tmp_path, monkeypatc
         open_source([path], SourceOptions(format="csv"))
 
 
+@pytest.mark.parametrize("whole", [True, False])
+def test_blank_lines_are_no_rows(tmp_path, monkeypatch, whole):
+    # A file that ends in blank lines (or has one in the middle, CRLF or not) reads as if they were not there; a short
+    # line is still named.
+    if not whole:
+        monkeypatch.setattr(delimited, "WHOLE_FILE_RATIO", 1 << 40)
+    path = tmp_path / "d.csv"
+    path.write_text("y,a,b\n1,x,2\n\n0,y,3\r\n\r\n1,z,\n\n\n")
+    frame = open_source([path], SourceOptions(format="csv")).frame.collect()
+    assert frame["y"].to_list() == [1, 0, 1] and frame["b"].to_list() == [2, 3, None]
+    path.write_text("y,a,b\n1,x,2\n\n0,3\n")
+    with pytest.raises(InputError, match=r"line 4 has 2 columns, expected 3"):
+        open_source([path], SourceOptions(format="csv"))
+    svm = tmp_path / "d.libsvm"
+    svm.write_text("1 1:1 5:1\n\n0 2:1 6:1\n\n\n")
+    assert open_source([svm], SourceOptions(format="libsvm")).frame.collect()["label"].to_list() == [1.0, 0.0]
+
+
 @pytest.mark.parametrize(("content", "message"), [("", "file is empty"), ("y,a\n", "header but no data rows")])
 def test_empty_and_header_only(tmp_path, content, message):
     path = tmp_path / "d.csv"
