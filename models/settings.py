@@ -9,6 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+DEVICE_PATTERN = r"^(auto|cpu|cuda(:\d+)?)$"  # the devices training and scoring run on
+
 
 class TrainConfig(BaseModel):
     """Optimisation settings (BARS defaults)."""
@@ -29,8 +31,8 @@ class TrainConfig(BaseModel):
     """L2 on every embedding table: λ/2 · Σ w² added to each step's loss (FuxiCTR's embedding_regularizer)."""
     seed: int = 2021
     """Seed of weights and batch order."""
-    device: str = "auto"
-    """auto (CUDA when present), cpu or cuda; cuda without one is an error."""
+    device: str = Field("auto", pattern=DEVICE_PATTERN)
+    """auto (CUDA when present), cpu, cuda or cuda:N; cuda without one is an error."""
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     """auto: bf16 autocast on CUDA and on CPUs where bf16 matrix products run several times fp32's (AMX; AVX-512 BF16 on AMD, as Zen 4: a rule on the CPU flags, the same on every run), fp32 elsewhere; fp16 (with loss scaling) on CUDA only."""
     checkpoint_seconds: float = Field(600.0, gt=0)

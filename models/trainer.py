@@ -24,6 +24,7 @@ import copy
 import dataclasses
 import functools
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -41,7 +42,7 @@ from models.batching import EncodedBatch
 from models.data import InMemoryData
 from models.embedding import FeatureEmbedding
 from models.layers import MultiHeadSelfAttention
-from models.settings import TrainConfig
+from models.settings import DEVICE_PATTERN, TrainConfig
 
 
 @dataclass
@@ -131,7 +132,10 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
 
 
 def resolve_device(name: str) -> torch.device:
-    """'auto' -> CUDA when present, else CPU; asking for CUDA without one is a InputError."""
+    """'auto' -> CUDA when present, else CPU; asking for CUDA without one, or for a device that is none of auto, cpu,
+    cuda and cuda:N, is an InputError."""
+    if not re.match(DEVICE_PATTERN, name):
+        raise InputError(f"device {name!r}: use auto, cpu, cuda or cuda:N")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():

@@ -276,6 +276,7 @@ CASES = {
         lambda d: ["--data", str(_write(d / "n.libsvm", "1 1:1 5:1\n-2 2:1 6:1\n0 3:1 5:1\n" * 20)), "--format", "libsvm"],
         "is not binary",
     ),
+    "a device that is none": (lambda d: ["--device", "gpu"], "train.device: String should match pattern"),
     "too few rows for a valid split": (lambda d: ["--rows", "5"], "the valid split got no rows (split.valid = 0.1"),
     "a valid split of one class": (lambda d: ["--rows", "20"], "(valid split): its 1 row(s) all have label 1, so AUC is undefined"),
     "unknown chunk count rule": (
@@ -392,6 +393,15 @@ def test_bad_model_settings_are_refused_before_any_stage_runs(tmp_path, capfd, p
     code, stderr = _in_process(["run", "--rows", "2000", "--config", str(config), "--out", str(out), "--no-tracking"], capfd)
     assert code == 2 and expected in stderr and "Traceback" not in stderr, stderr
     assert "ingest:" not in stderr and not out.exists()
+
+
+def test_predict_device_that_is_none():
+    from featuremap.errors import InputError
+    from models.trainer import resolve_device
+
+    with pytest.raises(InputError, match="device 'mps': use auto, cpu, cuda or cuda:N"):
+        resolve_device("mps")
+    assert resolve_device("cpu").type == "cpu"
 
 
 def test_feature_map_that_does_not_match_the_data(tmp_path):
