@@ -162,8 +162,12 @@ class RunJournal:
 
 @contextlib.contextmanager
 def out_lock(out: Path) -> Iterator[None]:
-    """Hold OUT's lock for the block; another holder is an error at once."""
-    with open(out / LOCK, "a+") as handle:
+    """Hold OUT's lock for the block; another holder is an error at once, and so is an OUT that cannot be written."""
+    try:
+        handle = open(out / LOCK, "a+")  # noqa: SIM115 (closed by the with below)
+    except OSError as exc:
+        raise UserError(f"{out}: cannot write in the output directory ({exc.strerror or exc}); give --out a writable directory") from exc
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -39,7 +39,7 @@ def _data_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="tag every MLflow run of this run (repeatable)")
     parser.add_argument("--rows", type=int, help="rows of synthetic data when no --data is given")
     parser.add_argument("--model", help=f"model for the train stage: {', '.join(get_args(ModelName))}")
-    parser.add_argument("--device", help="auto (CUDA when present), cpu or cuda")
+    parser.add_argument("--device", help="auto (CUDA when present), cpu, cuda or cuda:N")
     parser.add_argument(
         "--engine", choices=["local", "ray"], help="where ingest and rank run: here, or as Ray tasks (engine.kind; default local)"
     )
@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--data", type=Path, required=True, help="raw file to score, in the training data's format")
     pred.add_argument("--format", help="criteo, csv, libsvm or parquet (default: the training run's, else from the file name)")
     pred.add_argument("--out", type=Path, required=True, help="predictions file (.parquet, or .csv)")
-    pred.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    pred.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
     pred.add_argument("--tracking-uri", help="MLflow tracking URI for runs:/ and models:/ references")
     dash = sub.add_parser("dashboard", help="serve the Optuna dashboard on a run's study")
     dash.add_argument("--storage", type=Path, required=True, help="a run's output directory or its study.db")
@@ -140,10 +140,15 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from pipeline.package import find_package, score, write_predictions
+    from pipeline.package import check_writable, find_package, score, write_predictions
 
     if args.out.exists() and args.out.is_dir():
         raise UserError(f"{args.out}: is a directory; give a file name for the predictions")
+    if args.out.suffix.lower() not in (".parquet", ".csv"):
+        raise UserError(f"{args.out}: give the predictions file a .parquet or .csv name")
+    if args.out.exists() and args.data.exists() and args.out.resolve() == args.data.resolve():
+        raise UserError(f"{args.out}: is the input file; give the predictions another name")
+    check_writable(args.out)  # before scoring, not after it
     package = find_package(args.model, args.tracking_uri)
     frame, metrics = score(package, args.data, args.format, args.device)
     write_predictions(frame, args.out)

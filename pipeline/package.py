@@ -235,15 +235,35 @@ def blend_weights(chosen: dict) -> dict[str, float]:
     return {DEEP: chosen["weight"], chosen["gbdt"]: 1.0 - chosen["weight"]}
 
 
+def _temporary(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp")
+
+
+def check_writable(path: Path) -> None:
+    """A UserError now if the predictions cannot be written to `path` (its folder cannot be made, or written to)."""
+    tmp = _temporary(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.touch()
+        tmp.unlink()
+    except OSError as exc:
+        raise UserError(f"{path}: cannot write the predictions there ({exc.strerror or exc})") from exc
+
+
 def write_predictions(frame: pl.DataFrame, path: Path) -> None:
-    """Write predictions as parquet (or CSV for a .csv name) through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    if path.suffix.lower() == ".csv":
-        frame.write_csv(tmp)
-    else:
-        frame.write_parquet(tmp)
-    tmp.replace(path)
+    """Write predictions as parquet (or CSV for a .csv name) through a temporary file and a rename; a write that fails
+    (a full disk) leaves neither."""
+    check_writable(path)
+    tmp = _temporary(path)
+    try:
+        if path.suffix.lower() == ".csv":
+            frame.write_csv(tmp)
+        else:
+            frame.write_parquet(tmp)
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"{path}: could not write the predictions ({exc.strerror or exc})") from exc
     print(f"predict: {frame.height:,} rows -> {path}", file=sys.stderr)
 
 

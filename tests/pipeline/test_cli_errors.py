@@ -1,6 +1,7 @@
 """Each bad input: one line on stderr naming the problem, exit code 2, no traceback, no output directory."""
 
 import gzip
+import os
 import re
 import subprocess
 import sys
@@ -393,6 +394,45 @@ def test_bad_model_settings_are_refused_before_any_stage_runs(tmp_path, capfd, p
     code, stderr = _in_process(["run", "--rows", "2000", "--config", str(config), "--out", str(out), "--no-tracking"], capfd)
     assert code == 2 and expected in stderr and "Traceback" not in stderr, stderr
     assert "ingest:" not in stderr and not out.exists()
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A directory this process cannot write in (chmod for a user; chattr +i for root, whom modes do not stop)."""
+    path = tmp_path / "ro"
+    path.mkdir()
+    if os.geteuid() != 0:
+        path.chmod(0o555)
+        yield path
+        path.chmod(0o755)
+        return
+    if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+        pytest.skip("root, and chattr cannot make a read-only directory here")
+    yield path
+    subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def test_an_output_directory_that_cannot_be_written(read_only_dir, capfd):
+    code, stderr = _in_process(["ingest", "--rows", "2000", "--out", str(read_only_dir), "--no-tracking"], capfd)
+    assert code == 2 and "cannot write in the output directory" in stderr and "Traceback" not in stderr, stderr
+    assert list(read_only_dir.iterdir()) == []
+
+
+def test_predict_refuses_an_output_it_cannot_or_should_not_write(tmp_path, read_only_dir, capfd):
+    data = tmp_path / "rows.parquet"
+    pl.DataFrame({"label": [0, 1] * 10, "a": range(20)}).write_parquet(data)
+    _write(tmp_path / "afile", "")
+    cases = {
+        str(tmp_path / "p.txt"): "give the predictions file a .parquet or .csv name",
+        str(data): "is the input file",
+        str(tmp_path / "afile" / "p.parquet"): "cannot write the predictions there",
+        str(read_only_dir / "p.parquet"): "cannot write the predictions there",
+    }
+    for target, expected in cases.items():
+        # said before the model is looked for (a missing one here), so before any scoring
+        code, stderr = _in_process(["predict", "--model", str(tmp_path / "no-run"), "--data", str(data), "--out", target], capfd)
+        assert code == 2 and expected in stderr and "Traceback" not in stderr, (target, stderr)
+    assert pl.read_parquet(data).height == 20 and list(read_only_dir.iterdir()) == []
 
 
 def test_predict_device_that_is_none():
