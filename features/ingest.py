@@ -90,7 +90,11 @@ def load_raw(
     Compressed text is staged as parquet under `scratch` (see `open_source`), which must outlive the frames.
     """
     if path is None:
-        frame = synthetic.generate(synthetic_rows, synthetic_seed, synthetic_kind).lazy()
+        if scratch is not None and synthetic_rows > synthetic.IN_MEMORY_ROWS:  # out of core, as any parquet input
+            shards = synthetic.write_parquet_shards(scratch / "synthetic", synthetic_rows, synthetic_seed, kind=synthetic_kind)
+            frame = pl.scan_parquet(shards)
+        else:
+            frame = synthetic.generate(synthetic_rows, synthetic_seed, synthetic_kind).lazy()
         named = "" if synthetic_kind == "planted" else f", kind={synthetic_kind}"
         return RawInput(
             {"all": RawSource(frame, synthetic.LABEL, synthetic.kinds(synthetic_kind))},

@@ -19,6 +19,7 @@ embeddings at a parameter budget. `generate`, `iter_chunks`, `kinds` and
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,10 +29,14 @@ import numpy as np
 import polars as pl
 
 from featuremap import FieldKind
+from featuremap.errors import InputError
 from features import longtail
 from features.longtail import zipf_ids
 
 CHUNK_ROWS = 1 << 20
+# `pipeline run --rows N` holds up to this many rows in memory (~0.6 GB); more are written to the ingest's scratch as
+# parquet shards and read out of core, like any parquet input.
+IN_MEMORY_ROWS = 4 * CHUNK_ROWS
 LABEL = "label"
 SyntheticKind = Literal["planted", "longtail"]
 INFORMATIVE = ("inf_c2", "inf_c5", "inf_c10", "inf_zipf20k", "num_signal")
@@ -128,10 +133,27 @@ def generate(rows: int, seed: int = 7, kind: SyntheticKind = "planted") -> pl.Da
     return pl.concat(list(iter_chunks(rows, seed, kind)))
 
 
+def shard_bytes_per_row(kind: SyntheticKind = "planted", sample_rows: int = 20_000) -> float:
+    """Parquet bytes a row of `kind` takes in `write_parquet_shards`' files (from a sample written to memory), with a
+    tenth to spare: what a run of many rows will need on disk."""
+    import io
+
+    buffer = io.BytesIO()
+    next(iter_chunks(sample_rows, 7, kind)).write_parquet(buffer, row_group_size=CHUNK_ROWS)
+    return 1.1 * buffer.tell() / sample_rows
+
+
 def write_parquet_shards(
     directory: Path, rows: int, seed: int = 7, shard_rows: int = 4 * CHUNK_ROWS, kind: SyntheticKind = "planted", part: int = 0
 ) -> list[Path]:
-    """Write the dataset (its `part`, see iter_chunks) as parquet shards without holding more than one shard in memory."""
+    """Write the dataset (its `part`, see iter_chunks) as parquet shards without holding more than one shard in memory;
+    an InputError first if the disk there cannot hold them."""
+    existing = next(p for p in (directory, *directory.parents) if p.exists())
+    need, free = rows * shard_bytes_per_row(kind), shutil.disk_usage(existing).free
+    if need > free:
+        raise InputError(
+            f"{directory}: {rows:,} synthetic rows need about {need / 2**30:.1f} GiB of parquet, {free / 2**30:.1f} GiB free there"
+        )
     directory.mkdir(parents=True, exist_ok=True)
     paths, buffer, buffered = [], [], 0
     for chunk in iter_chunks(rows, seed, kind, part):

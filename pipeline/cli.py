@@ -128,14 +128,41 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _generate(args: argparse.Namespace) -> int:
+    """Write the shards into a hidden folder beside OUT and move them in when all are written: an interrupted or
+    failed run leaves no shard in OUT, and shards of an earlier run are never mixed with new ones."""
+    import shutil
+    import tempfile
+
     from features.synthetic import write_parquet_shards
 
     if args.rows < 1:
         raise UserError("--rows must be at least 1")
+    if args.seed < 0:
+        raise UserError("--seed must be 0 or more")
     if args.part < 0 or (args.part and args.kind != "planted"):
         raise UserError("--part must be 0 or more, and is for --kind planted only")
-    paths = write_parquet_shards(args.out, args.rows, args.seed, kind=args.kind, part=args.part)
-    print(f"wrote {args.rows:,} rows in {len(paths)} parquet shard(s) to {args.out}", file=sys.stderr)
+    out: Path = args.out
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: is a file; give --out a directory for the shards")
+    if out.is_dir() and any(out.glob("part-*.parquet")):
+        raise UserError(f"{out}: already holds parquet shards; give an empty or new directory (new shards would mix with them)")
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as exc:
+        raise UserError(f"{out}: cannot write the shards there ({exc.strerror or exc})") from exc
+    try:
+        paths = write_parquet_shards(work, args.rows, args.seed, kind=args.kind, part=args.part)
+        for path in paths:
+            path.replace(out / path.name)
+    except BaseException:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"wrote {args.rows:,} rows in {len(paths)} parquet shard(s) to {out}", file=sys.stderr)
     return 0
 
 

@@ -190,3 +190,34 @@ def test_unreachable_tracking_server_fails_fast_or_falls_back_to_the_local_store
     assert main([*args, "--config", str(tmp_path / "config.yaml")]) == 0
     assert "logging to the local store" in capsys.readouterr().err
     assert (tmp_path / "mlflow.db").is_file() and (out / "ingest" / "feature_map.json").is_file()
+
+
+def test_many_synthetic_rows_are_ingested_out_of_core_to_the_same_files(tmp_path, monkeypatch):
+    from features import synthetic
+
+    outs = []
+    for limit in (10**9, 4_000):  # in memory; then as parquet shards in the stage's scratch, read out of core
+        monkeypatch.setattr(synthetic, "IN_MEMORY_ROWS", limit)
+        out = tmp_path / f"out{limit}"
+        assert main(["ingest", "--rows", "30000", "--out", str(out), "--no-tracking"]) == 0
+        outs.append(out / "ingest")
+    for name in ("train.parquet", "valid.parquet", "test.parquet"):
+        assert pl.read_parquet(outs[0] / name).equals(pl.read_parquet(outs[1] / name))
+    assert (outs[0] / "feature_map.json").read_text() == (outs[1] / "feature_map.json").read_text()
+    assert not any(p.name.startswith(".") for p in outs[1].iterdir())  # the scratch shards are gone
+
+
+def test_generate_writes_whole_or_nothing(tmp_path, capsys):
+    out = tmp_path / "shards"
+    assert main(["generate", "--rows", "3000", "--out", str(out)]) == 0
+    assert [p.name for p in out.iterdir()] == ["part-00000.parquet"] and pl.read_parquet(out).height == 3000
+    for args, said in (
+        (["--rows", "10", "--out", str(out)], "already holds parquet shards"),
+        (["--rows", "10", "--seed", "-1", "--out", str(tmp_path / "s")], "--seed must be 0 or more"),
+        (["--rows", str(10**13), "--out", str(tmp_path / "huge")], "synthetic rows need about"),  # more than any disk here
+    ):
+        capsys.readouterr()
+        assert main(["generate", *args]) == 2 and said in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shards"]  # nothing else written, no hidden work folder left
+    assert main(["run", "--rows", str(10**13), "--out", str(tmp_path / "r"), "--no-tracking"]) == 2  # the same check
+    assert not (tmp_path / "r").exists()
