@@ -616,6 +616,8 @@ class Encoder:
         names = encoder._vocab_names()
         missing = [str(vocab_path(directory, n)) for n in names if not vocab_path(directory, n).is_file()]
         if missing:
-            raise InputError(f"{missing[0]}: vocabulary file not found beside {path.name}; rerun the ingest stage")
+            raise InputError(
+                f"{missing[0]}: vocabulary file not found beside {path.name}; rerun the stage that wrote it (ingest; train for a model package)"
+            )
         encoder.vocabs = {name: pl.read_parquet(vocab_path(directory, name)) for name in names}
         return encoder

@@ -103,7 +103,18 @@ def find_package(reference: str, tracking_uri: str | None) -> Path:
 
 def load_package(directory: Path):
     """(model in eval mode, encoder, feature map, spec, the ingest's feature map of its fields, the deriving methods and
-    their states) from a package directory."""
+    their states) from a package directory; a damaged or incomplete one (a file missing, cut short or edited) is a
+    UserError."""
+    try:
+        return _load_package(directory)
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # json, torch.load, the specs' fields: not a crash
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise UserError(
+            f"{directory}: the model package is damaged or incomplete ({type(exc).__name__}: {first}); retrain it or fetch it again"
+        ) from exc
+
+
+def _load_package(directory: Path):
     import json
 
     import torch

@@ -84,11 +84,24 @@ def run_pipeline(cfg: PipelineConfig, force: bool = False) -> dict[str, dict]:
         raise UserError(f"could not read the input {', '.join(map(str, cfg.data.paths))}: {first}") from exc
 
 
+def _previous_report(path: Path) -> dict:
+    """OUT/metrics.json as the last run left it, to which this run's stages add; one that cannot be read (cut short,
+    edited) starts again empty, with a warning: the stages' own outputs hold its figures."""
+    if not path.is_file():
+        return {}
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        print(f"warning: {path} cannot be read ({exc}); written again from this run's stages", file=sys.stderr)
+        return {}
+    return report if isinstance(report, dict) else {}
+
+
 def _run_locked(cfg: PipelineConfig, stages: list[str], force: bool) -> dict[str, dict]:
     tracker = Tracker(cfg.tracking.enabled, cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.fallback, cfg.tracking.tags)
     results: dict[str, dict] = {}
     metrics_file = cfg.out / catalog.METRICS
-    report: dict = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    report = _previous_report(metrics_file)
     journal = cache.RunJournal(cfg.out, stages)
     try:
         with tracker.run(f"pipeline {','.join(stages)}") as parent:

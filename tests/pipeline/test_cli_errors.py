@@ -458,3 +458,33 @@ def test_feature_map_that_does_not_match_the_data(tmp_path):
         [sys.executable, "-m", "pipeline", "train", "--out", str(out), "--no-tracking"], cwd=ROOT, capture_output=True, text=True
     )
     assert proc.returncode == 2 and "does not match the data" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_damaged_package_or_run_summary_is_no_traceback(tmp_path, capfd):
+    import json
+    import shutil
+
+    from pipeline.cli import main
+
+    config = _write(tmp_path / "c.yaml", "train: {max_epochs: 1, baselines: []}\n")
+    out = tmp_path / "out"
+    assert main(["run", "--rows", "3000", "--config", str(config), "--out", str(out), "--no-tracking"]) == 0
+    rows = tmp_path / "rows.parquet"
+    pl.read_parquet(out / "ingest" / "holdout" / "test.parquet").write_parquet(rows)
+    damages = {
+        "model.json": lambda p: (p / "model.json").write_text("{not json"),
+        "model.pt": lambda p: (p / "model.pt").unlink(),
+        "encoder.json": lambda p: (p / "encoder" / "encoder.json").write_text("{}"),
+    }
+    for name, damage in damages.items():
+        package = tmp_path / f"package-{name}"
+        shutil.copytree(out / "train" / "package", package)
+        damage(package)
+        code, stderr = _in_process(["predict", "--model", str(package), "--data", str(rows), "--out", str(tmp_path / "p.parquet")], capfd)
+        assert code == 2 and "the model package is damaged or incomplete" in stderr and "Traceback" not in stderr, (name, stderr)
+    # A run summary cut short is written again from the stages (reused here), with a warning.
+    summary = json.loads((out / "metrics.json").read_text())
+    (out / "metrics.json").write_text('{"model": ')
+    code, stderr = _in_process(["run", "--rows", "3000", "--config", str(config), "--out", str(out), "--no-tracking"], capfd)
+    assert code == 0 and "metrics.json cannot be read" in stderr, stderr
+    assert json.loads((out / "metrics.json").read_text()) == summary
