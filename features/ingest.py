@@ -109,7 +109,7 @@ def load_raw(
     opts = params.source
     given = split_files(path)
     if given is not None:
-        fmt = opts.format or detect_format(given["train"][0])
+        fmt = opts.format or _one_format([p for files in given.values() for p in files], str(path))
         opts = SourceOptions(**{**opts.__dict__, "format": fmt})
         return RawInput({name: open_source(paths, opts, scratch) for name, paths in given.items()}, str(path), fmt)
     fmt = opts.format or detect_format(path)
@@ -124,12 +124,24 @@ def _several(paths: list[Path], opts: SourceOptions, scratch: Path | None) -> Ra
             raise InputError(f"{p}: file not found; check data.path")
         if split_files(p) is not None:
             raise InputError(f"{p}: holds split files (train/valid/test); a list in data.path takes plain data files only")
-    fmt = opts.format or detect_format(paths[0])
+    fmt = opts.format or _one_format(paths, ", ".join(map(str, paths)))
     opts = SourceOptions(**{**opts.__dict__, "format": fmt})
     return RawInput({"all": open_source(paths, opts, scratch)}, ", ".join(map(str, paths)), fmt)
 
 
+def _one_format(paths: list[Path], origin: str) -> str:
+    """The one format of `paths` (by name or first line), or an InputError naming them when they differ: one reader
+    would read the others as what they are not."""
+    found = {p: detect_format(p) for p in paths}
+    if len(set(found.values())) > 1:
+        listed = ", ".join(f"{p.name}: {f}" for p, f in found.items())
+        raise InputError(f"{origin}: files of several formats ({listed}); give every part one format")
+    return found[paths[0]]
+
+
 def _join(frame: pl.LazyFrame, spec: JoinSpec, multi_separator: str, scratch: Path | None = None) -> pl.LazyFrame:
+    if not spec.path.exists():
+        raise InputError(f"{spec.path}: side table not found; check data.joins' path")
     fmt = spec.format or detect_format(spec.path)
     side = open_source([spec.path], SourceOptions(format=fmt, multi_separator=multi_separator), scratch).frame
     left, right = frame.collect_schema(), side.collect_schema()

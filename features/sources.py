@@ -201,6 +201,19 @@ def read_libsvm(paths: list[Path], opts: SourceOptions, scratch: Path | None = N
     return RawSource(frame, opts.label or LIBSVM_LABEL, kinds)
 
 
+def _unreadable(files: list[Path]) -> Path:
+    """The first of `files` whose parquet footer cannot be read (the first file when each can: polars' error was
+    about something else)."""
+    import pyarrow.parquet as pq
+
+    for f in files:
+        try:
+            pq.read_metadata(f)
+        except Exception:  # any reason it cannot be read names it
+            return f
+    return files[0]
+
+
 def read_parquet(paths: list[Path], opts: SourceOptions, scratch: Path | None = None) -> RawSource:
     """Parquet: a file, several files, or a directory of `*.parquet` shards."""
     files: list[Path] = []
@@ -219,7 +232,7 @@ def read_parquet(paths: list[Path], opts: SourceOptions, scratch: Path | None = 
             for f in files[1:]:
                 _same_columns(f, dict(pl.read_parquet_schema(f)), files[0], dict(first))
     except (pl.exceptions.ComputeError, OSError) as exc:
-        raise InputError(f"{files[0]}: not a readable parquet file ({str(exc).splitlines()[0]})") from exc
+        raise InputError(f"{_unreadable(files)}: not a readable parquet file ({str(exc).splitlines()[0]})") from exc
     _require_rows(frame, files)
     return RawSource(frame, opts.label, {}, files=tuple(files))
 

@@ -47,6 +47,22 @@ def _with_config(d: Path, data: Path, config: str) -> list[str]:
     return ["--data", str(data), "--config", str(_write(d / "c.yaml", config))]
 
 
+def _damaged_shards(d: Path) -> list[str]:
+    """Two good parquet shards and a third cut short: the error names the third."""
+    shards = _files(d / "shards", {})
+    for i in range(2):
+        _parquet(shards / f"part-{i}.parquet", pl.DataFrame({"label": [0, 1] * 20, "a": range(40)}))
+    _write_bytes(shards / "part-2.parquet", b"PAR1 cut short")
+    return ["--data", str(shards)]
+
+
+def _mixed_splits(d: Path) -> list[str]:
+    """Split files of two formats: one reader would read the other as what it is not."""
+    splits = _files(d / "splits", {"train.csv": _rows(60), "test.csv": _rows(20)})
+    _parquet(splits / "valid.parquet", pl.read_csv(_rows(20).encode()))
+    return ["--data", str(splits)]
+
+
 def _join_case(d: Path) -> list[str]:
     side = _write(d / "side.csv", "b,label\nx,1\ny,0\n")
     config = _write(d / "j.yaml", f"data: {{joins: [{{path: {side}, key: b}}]}}\n")
@@ -277,6 +293,16 @@ CASES = {
         lambda d: ["--data", str(_write(d / "n.libsvm", "1 1:1 5:1\n-2 2:1 6:1\n0 3:1 5:1\n" * 20)), "--format", "libsvm"],
         "is not binary",
     ),
+    "a config key given twice": (
+        lambda d: ["--config", str(_write(d / "c.yaml", "train:\n  max_epochs: 1\n  max_epochs: 2\n"))],
+        "not valid YAML (key 'max_epochs' given twice (line 3))",
+    ),
+    "a damaged parquet shard among good ones": (_damaged_shards, "part-2.parquet: not a readable parquet file"),
+    "a side table that is not there": (
+        lambda d: _with_config(d, _write(d / "d.csv", _rows(30)), f"data: {{joins: [{{path: {d / 'side.csv'}, key: a}}]}}\n"),
+        "side.csv: side table not found; check data.joins' path",
+    ),
+    "split files of two formats": (_mixed_splits, "files of several formats (train.csv: csv, valid.parquet: parquet, test.csv: csv)"),
     "a device that is none": (lambda d: ["--device", "gpu"], "train.device: String should match pattern"),
     "too few rows for a valid split": (lambda d: ["--rows", "5"], "the valid split got no rows (split.valid = 0.1"),
     "a valid split of one class": (lambda d: ["--rows", "20"], "(valid split): its 1 row(s) all have label 1, so AUC is undefined"),
