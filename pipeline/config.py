@@ -166,7 +166,8 @@ class SearchSection(Section):
     max_features: int | None = Field(None, ge=1)
     """Ranking budget: search and train use only the rank stage's top N features (plus OptInter's pair fields); null: all."""
     baseline: bool = True
-    """Also train the unsearched model on the same splits: the "before" figures."""
+    """Also train the unsearched model on the same splits, the "before" figures, when a method that trains runs
+    (OptFS, DNIS, OptInter, Optuna; encodings and the layouts train nothing)."""
     encodings: EncodingsSettings = Field(default_factory=EncodingsSettings)
     """Statistical encodings settings (methods/encodings.py)."""
     leaves: LeavesSettings = Field(default_factory=LeavesSettings)

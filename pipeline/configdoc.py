@@ -26,8 +26,8 @@ HEADER = """# Config reference
 Generated from `pipeline/config.py` by `python -m pipeline.configdoc`; do not edit by hand
 (`make test` fails when it is stale). One YAML file (`--config`) holds any of these keys;
 CLI flags override it (`--data`, `--format`, `--label`, `--positive`, `--separator`,
-`--rows`, `--model`, `--device`, `--search`, `--stages`, `--out`, `--tracking-uri`,
-`--no-tracking`). Unknown keys and values outside a key's range are errors (exit 2).
+`--rows`, `--model`, `--device`, `--search`, `--stages`, `--out`, `--engine`, `--ray-address`,
+`--tracking-uri`, `--no-tracking`, `--tag`). Unknown keys and values outside a key's range are errors (exit 2).
 """
 
 
