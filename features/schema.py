@@ -205,6 +205,15 @@ def infer_schema(source: RawSource, opts: SchemaOptions, origin: str) -> Schema:
         kinds[name] = overrides.get(name) or source.known_kinds.get(name) or _infer_kind(name, sample[name], opts.multi_separator)
     if not kinds:
         raise InputError(f"{origin}: no feature columns left besides the label; check schema.drop")
+    for name, kind in kinds.items():
+        dtype = columns[name]
+        if isinstance(dtype, pl.List | pl.Array) and dtype.inner.is_nested():
+            raise InputError(f"{origin}: column {name!r} is a list of {dtype.inner}; flatten it to a list of values, or schema.drop it")
+        if kind == "multi" and not (isinstance(dtype, pl.List | pl.Array) or dtype == pl.String):
+            raise InputError(
+                f"{origin}: schema.multi names column {name!r} of type {dtype}; a multi-valued column is a list, or text "
+                "with data.multi_separator between its values"
+            )
     positive, negative = _text_label(source, label, columns[label], opts, origin)
     return Schema(
         label=label,

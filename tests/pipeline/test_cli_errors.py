@@ -303,6 +303,19 @@ CASES = {
         "side.csv: side table not found; check data.joins' path",
     ),
     "split files of two formats": (_mixed_splits, "files of several formats (train.csv: csv, valid.parquet: parquet, test.csv: csv)"),
+    "a list-of-lists column": (
+        lambda d: [
+            "--data",
+            str(_parquet(d / "ll.parquet", pl.DataFrame({"label": [0, 1] * 20, "a": range(40), "ll": [[[1], [2, 3]]] * 40}))),
+        ],
+        "column 'll' is a list of List(Int64); flatten it",
+    ),
+    "schema.multi on an integer column": (
+        lambda d: _with_config(
+            d, _parquet(d / "i.parquet", pl.DataFrame({"label": [0, 1] * 20, "n": range(40)})), "schema: {multi: [n]}\n"
+        ),
+        "schema.multi names column 'n' of type Int64",
+    ),
     "a device that is none": (lambda d: ["--device", "gpu"], "train.device: String should match pattern"),
     "too few rows for a valid split": (lambda d: ["--rows", "5"], "the valid split got no rows (split.valid = 0.1"),
     "a valid split of one class": (lambda d: ["--rows", "20"], "(valid split): its 1 row(s) all have label 1, so AUC is undefined"),
