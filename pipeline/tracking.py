@@ -216,10 +216,14 @@ def download_package(reference: str, uri: str | None) -> Path:
     to a local folder."""
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    store = resolve_uri(uri)
+    # sqlite:///<path> (SQLAlchemy's form: a relative path after three slashes, an absolute one after four)
+    if store.startswith("sqlite:///") and not Path(store[len("sqlite:///") :].split("?")[0]).is_file():  # reading makes one
+        raise UserError(f"{reference}: no tracking store at {store} (no such file); give --tracking-uri the run's store")
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    mlflow.set_tracking_uri(resolve_uri(uri))
+    mlflow.set_tracking_uri(store)
     try:
         if reference.startswith("models:/"):
             body = reference[len("models:/") :].strip("/")
@@ -237,7 +241,7 @@ def download_package(reference: str, uri: str | None) -> Path:
             artifact = reference if reference.rstrip("/").endswith("/package") else reference.rstrip("/") + "/package"
         return Path(mlflow.artifacts.download_artifacts(artifact_uri=artifact))
     except MlflowException as exc:
-        raise UserError(f"{reference}: not found in the tracking store {resolve_uri(uri)} ({str(exc).splitlines()[0][:200]})") from exc
+        raise UserError(f"{reference}: not found in the tracking store {store} ({str(exc).splitlines()[0][:200]})") from exc
 
 
 class Registry:

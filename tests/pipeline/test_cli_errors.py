@@ -527,3 +527,11 @@ def test_a_damaged_package_or_run_summary_is_no_traceback(tmp_path, capfd):
     code, stderr = _in_process(["run", "--rows", "3000", "--config", str(config), "--out", str(out), "--no-tracking"], capfd)
     assert code == 0 and "metrics.json cannot be read" in stderr, stderr
     assert json.loads((out / "metrics.json").read_text()) == summary
+
+
+def test_predict_from_a_tracking_store_that_is_not_there_creates_none(tmp_path, capfd):
+    store = tmp_path / "none.db"
+    args = ["predict", "--model", "runs:/abc", "--data", str(tmp_path / "x.csv"), "--out", str(tmp_path / "p.parquet")]
+    code, stderr = _in_process([*args, "--tracking-uri", f"sqlite:///{store}"], capfd)
+    assert code == 2 and "no tracking store at" in stderr and "Traceback" not in stderr, stderr
+    assert not store.exists()
