@@ -48,7 +48,7 @@ class DataConfig(Section):
     libsvm_field_ranges: list[tuple[int, int]] | None = None
     """[start, end) index ranges, one per field, for variable-length libsvm rows."""
     synthetic_rows: int = Field(200_000, ge=1)
-    """Rows of the built-in synthetic data."""
+    """Rows of the built-in synthetic data (above 4 M rows, ingest writes them as parquet shards to its scratch and reads them out of core)."""
     synthetic_seed: int = Field(7, ge=0, lt=2**32)
     """Seed of the built-in synthetic data."""
     synthetic_kind: Literal["planted", "longtail"] = "planted"
