@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -82,6 +83,12 @@ def main() -> None:
     print(f"top 5 by score: {', '.join(top)} (planted: {', '.join(synthetic.INFORMATIVE)})")
     peak = max(ingest_gib, rank_gib, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
     print(f"\npeak RSS {peak:.2f} GiB: {'within' if peak < GOAL_GIB else 'OVER'} the {GOAL_GIB} GiB goal")
+    if args.out is None:  # the stage outputs (1.6 GB for 50 M rows) go; generated data and a given --out stay
+        shutil.rmtree(out, ignore_errors=True)
+        if args.data is not None:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"generated data kept in {data} (pass --data {data} to reuse it)")
 
 
 if __name__ == "__main__":
