@@ -2,7 +2,8 @@
 
 Airflow runs in its own virtualenv (`make airflow`: it conflicts with mlflow's fastapi pin). Each
 task runs `<pipeline python> -m pipeline run --stages <this stage and the ones before it> ...` as an
-argument list (dags/ctr_pipeline_commands.py): no param reaches a shell. The run of logical date D reads D's
+argument list (dags/ctr_pipeline_commands.py): no param reaches a shell. The run of logical date D starts once
+D has ended (a data-interval schedule: D's partition is complete) and reads D's
 partition (or the window of days ending on D) and writes RUNS_ROOT/D, so each day keeps its own
 outputs and two dates never share a directory. The pipeline's stage cache reuses the earlier
 stages' committed outputs, so a task also works on a fresh worker or after a retry, and the train
@@ -32,6 +33,7 @@ from pathlib import Path
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG, Param
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.timetables.interval import CronDataIntervalTimetable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the command builder beside this file (dags/ is not a package)
 from ctr_pipeline_commands import stage_command
@@ -51,10 +53,14 @@ def run_stages(stages: list[str], **context) -> None:
 
     command = stage_command(context["params"], day, stages, render)
     print("running: " + " ".join(command), flush=True)
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-    print(done.stdout[-20000:] + done.stderr[-20000:], flush=True)
+    # Its output goes to the task log as it comes (a long training shows its epochs); the last line is the error.
+    last = ""
+    with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) as done:
+        for line in done.stdout:
+            print(line, end="", flush=True)
+            last = line.strip() or last
     if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+        last = last or f"exit code {done.returncode}"
         if done.returncode == USER_ERROR:
             raise AirflowFailException(last)
         raise AirflowException(last)
@@ -63,7 +69,9 @@ def run_stages(stages: list[str], **context) -> None:
 with DAG(
     dag_id="ctr_pipeline",
     description="CTR feature engineering and model search, retrained daily: ingest, rank, search, train, promote, report",
-    schedule="@daily",
+    # The run of day D starts at D + 1 day 00:00 UTC with logical date D (`ds`): "@daily" in Airflow 3 is a cron
+    # trigger whose run of D starts at D 00:00 with `ds` = D, reading a partition still being written.
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=2,  # each date writes its own directory; promotions take turns on the registry lock

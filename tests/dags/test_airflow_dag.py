@@ -76,6 +76,31 @@ def _airflow(tmp_path):
     return run
 
 
+def test_the_run_of_a_day_starts_once_the_day_has_ended(tmp_path):
+    # Its logical date (ds, the partition it reads) is the day; it runs after it: the day's partition is complete.
+    if not AIRFLOW.is_file():
+        pytest.skip("Airflow's venv is missing: run `make airflow` (make test does)")
+    probe = """
+import importlib.util, json, sys
+from datetime import datetime, timezone
+from airflow.timetables.base import TimeRestriction
+spec = importlib.util.spec_from_file_location("dag", sys.argv[1]); module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+day = datetime(2026, 11, 28, tzinfo=timezone.utc)
+info = module.dag.timetable.next_dagrun_info(
+    last_automated_data_interval=None, restriction=TimeRestriction(earliest=day, latest=None, catchup=True)
+)
+print(json.dumps([info.logical_date.isoformat(), info.run_after.isoformat()]))
+"""
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path / "airflow"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+    done = subprocess.run(
+        [str(AIRFLOW.parent / "python"), "-c", probe, str(ROOT / "dags" / "ctr_pipeline.py")], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    logical, run_after = json.loads(done.stdout.strip().splitlines()[-1])
+    assert logical.startswith("2026-11-28T00:00") and run_after.startswith("2026-11-29T00:00")
+
+
 @pytest.mark.slow
 def test_two_consecutive_dates_each_on_its_partition_the_first_champion_the_second_by_the_rule(tmp_path):
     from mlflow.tracking import MlflowClient
