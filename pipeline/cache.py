@@ -124,8 +124,16 @@ def write_stage_record(workdir: Path, stage: str, fingerprint: str, output: Any)
             "metrics": output.metrics,
             "report": output.report,
             "tags": output.tags,
+            "alarm": output.alarm,
         },
     )
+
+
+def record_report(stage_dir: Path, report: dict[str, Any]) -> None:
+    """Rewrite a committed stage's recorded report (atomically): what the runner learns after the commit, e.g. the
+    registered model's version."""
+    record = json.loads((stage_dir / RECORD).read_text())
+    catalog.write_json(stage_dir / RECORD, {**record, "report": report})
 
 
 class RunJournal:

@@ -238,6 +238,8 @@ class PromoteConfig(Section):
     """The alias a model that was not promoted gets."""
     margin: float = Field(0.001, ge=0)
     """Valid AUC the new model must gain over the champion's, both scored on this run's valid rows."""
+    alpha: float = Field(0.05, gt=0, le=1)
+    """The gain must also be significant on those rows: the one-sided DeLong p-value (paired, same rows) below this; 1 decides on the margin alone."""
     max_psi: float = Field(0.25, gt=0)
     """Largest population stability index of a vocabulary field between the champion's train data and this run's (0.25: the usual 'major shift')."""
     max_mean_shift: float = Field(0.5, gt=0)

@@ -9,3 +9,8 @@ class UserError(InputError):
     The CLI catches `InputError` (this, and what features/, models/ and methods/ raise) and
     prints it on one line with exit code 2.
     """
+
+
+class RunAlarm(UserError):
+    """The run finished and committed every stage's outputs, but a stage found something that needs a person (exit 2:
+    retrying does not help); the runner keeps the outputs."""

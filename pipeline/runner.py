@@ -15,7 +15,7 @@ import polars as pl
 from featuremap.errors import InputError
 from pipeline import cache, catalog
 from pipeline.config import STAGE_ORDER, PipelineConfig
-from pipeline.errors import UserError
+from pipeline.errors import RunAlarm, UserError
 from pipeline.stages import run_stage
 from pipeline.tracking import UI_MODE, Tracker
 
@@ -76,7 +76,7 @@ def run_pipeline(cfg: PipelineConfig, force: bool = False) -> dict[str, dict]:
             cache.remove_stale_staging(cfg.out)
             return _run_locked(cfg, stages, force)
     except (InputError, *INPUT_ERRORS) as exc:
-        if created is not None and not isinstance(exc, cache.LockHeld):
+        if created is not None and not isinstance(exc, cache.LockHeld | RunAlarm):
             shutil.rmtree(created, ignore_errors=True)
         if isinstance(exc, InputError):
             raise
@@ -103,6 +103,8 @@ def _run_locked(cfg: PipelineConfig, stages: list[str], force: bool) -> dict[str
     metrics_file = cfg.out / catalog.METRICS
     report = _previous_report(metrics_file)
     journal = cache.RunJournal(cfg.out, stages)
+    registers = cfg.tracking.enabled and cfg.tracking.register_model
+    alarms: list[str] = []
     try:
         with tracker.run(f"pipeline {','.join(stages)}") as parent:
             parent.log_params({"stages": ",".join(stages), "out": str(cfg.out), "data": cfg.data.model_dump(mode="json")})
@@ -111,6 +113,11 @@ def _run_locked(cfg: PipelineConfig, stages: list[str], force: bool) -> dict[str
                 began = cache.now()
                 fingerprint = cache.stage_fingerprint(cfg, name)
                 reused = None if force else cache.reusable(cfg.out, name, fingerprint)
+                if reused is not None and name == "train" and registers and "registered_model" not in reused["report"]:
+                    # committed, but its model never reached the registry (tracking was off, or the run stopped between
+                    # the two): train again, so that promote has a registered model to compare
+                    print("train: its committed model was never registered; training again", file=sys.stderr)
+                    reused = None
                 if reused is not None:  # nothing changed: keep the committed output, log what it recorded
                     with tracker.run(name, nested=True) as run:
                         run.log_params({**reused["params"], "reused": True, "fingerprint": fingerprint})
@@ -121,6 +128,8 @@ def _run_locked(cfg: PipelineConfig, stages: list[str], force: bool) -> dict[str
                     report = {**report, **reused["report"]}
                     catalog.write_json(metrics_file, report)
                     journal.record(name, "reused", began, time.perf_counter() - started, fingerprint)
+                    if reused.get("alarm"):
+                        alarms.append(reused["alarm"])
                     results[name] = {"metrics": reused["metrics"], "dir": str(catalog.stage_path(cfg.out, name)), "reused": True}
                     print(f"{name}: reused {catalog.stage_path(cfg.out, name)} (inputs, settings and code unchanged)", file=sys.stderr)
                     continue
@@ -170,6 +179,7 @@ def _run_locked(cfg: PipelineConfig, stages: list[str], force: bool) -> dict[str
                         if version is not None:
                             output.report["registered_model"] = f"models:/{registered}/{version}"
                             output.report["run_id"] = run.run_id
+                            cache.record_report(final, output.report)  # a retry that reuses train finds its version
                 parent.log_metrics({f"{name}.{k}": v for k, v in metrics.items()})
                 if output.report:
                     report = {**report, **output.report}
@@ -177,6 +187,8 @@ def _run_locked(cfg: PipelineConfig, stages: list[str], force: bool) -> dict[str
                 results[name] = {"metrics": metrics, "dir": str(final), "reused": False}
                 journal.record(name, "ran", began, time.perf_counter() - started, fingerprint)
                 print(output.summary, file=sys.stderr)
+                if output.alarm:
+                    alarms.append(output.alarm)
     except BaseException:
         journal.finish("failed")
         raise
@@ -187,4 +199,6 @@ def _run_locked(cfg: PipelineConfig, stages: list[str], force: bool) -> dict[str
             f"http://127.0.0.1:5000/#/experiments/{tracker.experiment_id}?{UI_MODE}",
             file=sys.stderr,
         )
+    if alarms:  # every stage ran and committed; what needs a person ends the run as its error (exit 2)
+        raise RunAlarm(" | ".join(alarms))
     return results

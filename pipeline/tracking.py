@@ -263,6 +263,10 @@ class Registry:
         except MlflowException:
             return None
 
+    def version_tag(self, version: str, key: str) -> str | None:
+        """A tag of one version (e.g. the `date` the promote stage set), or None."""
+        return self.client.get_model_version(self.name, version).tags.get(key) or None
+
     def set_alias(self, alias: str, version: str) -> None:
         self.client.set_registered_model_alias(self.name, alias, version)
 

@@ -22,3 +22,6 @@ class StageOutput:
     cleanup: list[Path] = field(default_factory=list)  # files outside the stage dir to remove once it is committed
     children: list[dict[str, Any]] = field(default_factory=list)  # nested runs to log: {"name", "params", "metrics"}
     tags: dict[str, str] = field(default_factory=dict)  # set on the stage's run and on the pipeline run (e.g. the promotion decision)
+    # A finding that needs a person although the stage did its work (committed): the run goes on, then ends with it as
+    # its one-line error, exit 2 (e.g. the champion cannot score today's rows and stays; a scheduler alerts).
+    alarm: str | None = None

@@ -125,10 +125,11 @@ def test_two_consecutive_dates_each_on_its_partition_the_first_champion_the_seco
         assert decisions[day]["reason"] in html.unescape((out / "report" / "report.html").read_text())
     first, second = decisions[days[0]], decisions[days[1]]
     assert first["decision"] == "promoted" and first["champion"]["version"] is None
-    # the second: promoted exactly when it gains the margin on valid AUC and its data checks pass
+    # the second: promoted exactly when it gains the margin on valid AUC, significantly, and its data checks pass
     gain = second["challenger"]["metrics"]["valid_auc"] - second["champion"]["metrics"]["valid_auc"]
     assert second["champion"]["version"] == first["challenger"]["version"]
-    assert (second["decision"] == "promoted") == (gain >= second["margin"] and not second["data_checks"]["failures"])
+    significant = second["p_value"] is not None and second["p_value"] < second["alpha"]
+    assert (second["decision"] == "promoted") == (gain >= second["margin"] and significant and not second["data_checks"]["failures"])
     client = MlflowClient(uri)
     serving = first if second["decision"] == "kept" else second
     assert str(client.get_model_version_by_alias(second["registered_model"], "champion").version) == serving["challenger"]["version"]

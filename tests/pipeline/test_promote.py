@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -24,6 +25,43 @@ def test_the_rule_promotes_on_a_valid_auc_gain_of_at_least_the_margin_with_passi
     assert promoted is False and reason == "data checks failed: schema changed: new field(s) x"
     assert decide(GOOD, None, [], PromoteConfig(allow_schema_change=True))[0] is True  # the champion cannot score today's rows
     assert decide({"test_auc": 0.8}, {"valid_auc": 0.5}, [], settings) == (False, "no valid AUC to compare (the valid rows hold one class)")
+
+
+def test_delong_is_the_paired_test_written_out_pair_by_pair():
+    from scipy.stats import norm
+    from sklearn.metrics import roc_auc_score
+
+    from pipeline.stages.promote import delong
+
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 2, 300)
+    first = np.round(labels * 0.6 + rng.normal(size=300), 1)  # rounded: ties, which count one half
+    second = np.round(labels * 0.3 + 0.5 * first + rng.normal(size=300), 1)
+    auc_first, auc_second, p = delong(labels, first, second)
+    assert auc_first == pytest.approx(roc_auc_score(labels, first)) and auc_second == pytest.approx(roc_auc_score(labels, second))
+    # DeLong et al. (1988) from its definition: each positive's and each negative's placement over every pair
+    pos, neg = labels == 1, labels == 0
+    placements = []
+    for scores in (first, second):
+        psi = (scores[pos][:, None] > scores[neg][None, :]) + 0.5 * (scores[pos][:, None] == scores[neg][None, :])
+        placements.append((psi.mean(axis=1), psi.mean(axis=0)))
+    s10 = np.cov(np.vstack([placements[0][0], placements[1][0]]))
+    s01 = np.cov(np.vstack([placements[0][1], placements[1][1]]))
+    variance = (s10[0, 0] + s10[1, 1] - 2 * s10[0, 1]) / pos.sum() + (s01[0, 0] + s01[1, 1] - 2 * s01[0, 1]) / neg.sum()
+    assert p == pytest.approx(norm.sf((auc_first - auc_second) / np.sqrt(variance)), rel=1e-9)
+    assert 0 < p < 0.5  # the first is the better one here, on 300 rows not beyond doubt
+    assert delong(labels, second, first)[2] == pytest.approx(1 - p)
+    assert delong(labels, first, first)[2] == 1.0  # the same ranking: no gain, no evidence
+
+
+def test_the_rule_needs_a_significant_gain_and_never_replaces_a_newer_day():
+    settings = PromoteConfig(margin=0.002, alpha=0.05)
+    promoted, reason = decide(GOOD, {"valid_auc": 0.79}, [], settings, p_value=0.2)
+    assert promoted is False and reason.endswith("not significant on these rows (one-sided DeLong p 0.2, needs < 0.05)")
+    promoted, reason = decide(GOOD, {"valid_auc": 0.79}, [], settings, p_value=0.01)
+    assert promoted is True and reason.endswith("at least the margin 0.002, DeLong p 0.01")
+    promoted, reason = decide(GOOD, {"valid_auc": 0.5}, [], settings, p_value=1e-9, older="2026-11-30")
+    assert promoted is False and "older than the champion's (2026-11-30)" in reason
 
 
 def _run(out, data, store, config, date):
@@ -88,3 +126,51 @@ def test_two_runs_at_once_take_turns_and_a_losing_model_stays_challenger(tmp_pat
         args = ["predict", "--model", model, "--data", str(rows), "--out", str(tmp_path / target), "--tracking-uri", f"sqlite:///{store}"]
         assert main(args) == 0
     assert pl.read_parquet(tmp_path / "served.parquet").equals(pl.read_parquet(tmp_path / "local.parquet"))
+
+
+def test_a_daily_registry_survives_retries_backfills_and_a_day_its_champion_cannot_score(tmp_path, capsys, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    from pipeline.cli import main
+
+    days = ["2026-11-28", "2026-11-29", "2026-11-30"]
+    for part, day in enumerate(days, start=1):
+        write_parquet_shards(tmp_path / "data" / f"dt={day}", 4000, part=part)
+    store, config = tmp_path / "mlflow.db", tmp_path / "config.yaml"
+    config.write_text("train: {max_epochs: 1, batch_size: 512, baselines: []}\n")
+    monkeypatch.chdir(tmp_path)
+    client = MlflowClient(f"sqlite:///{store}")
+
+    def run(day, data=None, tracking=True):
+        args = _run(tmp_path / "runs" / day, data or tmp_path / "data" / f"dt={day}", store, config, day)[3:]
+        capsys.readouterr()
+        code = main(args if tracking else [*args[: args.index("--tracking-uri")], "--no-tracking", "--search", "none"])
+        return code, capsys.readouterr().err
+
+    def decision(day):
+        return json.loads((tmp_path / "runs" / day / "promote" / "decision.json").read_text())
+
+    # A day first run without the registry, then with it: train runs again (a committed model that was never
+    # registered is no model to promote), and its model is the first champion.
+    assert run(days[1], tracking=False)[0] == 0
+    code, err = run(days[1])
+    assert code == 0 and "never registered; training again" in err, err
+    assert decision(days[1])["decision"] == "promoted"
+    name = decision(days[1])["registered_model"]
+    champion = client.get_model_version_by_alias(name, "champion").version
+    # A backfill of the day before: whatever its figures, an older day's model does not replace a newer one.
+    code, err = run(days[0])
+    assert code == 0 and decision(days[0])["decision"] == "kept" and "older than the champion's (2026-11-29)" in decision(days[0])["reason"]
+    assert client.get_model_version_by_alias(name, "champion").version == champion
+    # The next day lacks a column the champion was trained on: the run does its work (outputs kept, the new model stays
+    # challenger), then ends with exit 2 and one line saying serving needs a look; a retry says it again.
+    short = tmp_path / "short" / "part.parquet"
+    short.parent.mkdir()
+    pl.read_parquet(tmp_path / "data" / f"dt={days[2]}").drop("inf_c2").write_parquet(short)
+    for _ in range(2):
+        code, err = run(days[2], data=short)
+        lines = [line for line in err.splitlines() if line.startswith("error: ")]
+        assert code == 2 and len(lines) == 1 and "cannot score this run's rows and was kept" in lines[0], err
+        assert decision(days[2])["decision"] == "kept" and (tmp_path / "runs" / days[2] / "report" / "report.html").is_file()
+    assert client.get_model_version_by_alias(name, "champion").version == champion
+    assert "the champion cannot score" in " ".join(decision(days[2])["data_checks"]["failures"])
