@@ -15,8 +15,8 @@ Params (`airflow dags test ctr_pipeline DATE -c '{"data": ...}'` or the trigger 
 python (the pipeline's interpreter); config (YAML, optional); data (input path, may hold Airflow
 templates rendered for the run's date, e.g. /data/clicks/dt={{ ds }}/; empty: the synthetic
 default); window_days (read the partitions of this many days ending on the run's date);
-runs_root (each run writes RUNS_ROOT/<date>); tracking_uri (MLflow, empty: the pipeline's
-default); extra (more CLI arguments, split like shell words but never run by a shell,
+runs_root (each run writes RUNS_ROOT/<date>); tracking_uri (MLflow; default runs/airflow/mlflow.db in the
+checkout, apart from the store `make run` uses; empty: the pipeline's default); extra (more CLI arguments, split like shell words but never run by a shell,
 e.g. "--rows 20000 --search optfs").
 
 A bad input (a missing or empty partition, a bad flag) exits 2: the task fails at once without
@@ -82,7 +82,9 @@ with DAG(
         "data": Param("", type="string"),
         "window_days": Param(1, type="integer", minimum=1),
         "runs_root": Param(str(ROOT / "runs" / "airflow"), type="string", minLength=1),
-        "tracking_uri": Param("", type="string"),
+        # its own store, not the one `make run` registers into in the checkout (./mlflow.db): a trial run never moves
+        # the scheduled pipeline's champion
+        "tracking_uri": Param(f"sqlite:///{ROOT / 'runs' / 'airflow' / 'mlflow.db'}", type="string"),
         "extra": Param("", type="string"),
     },
     render_template_as_native_obj=False,

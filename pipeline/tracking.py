@@ -164,6 +164,8 @@ class Tracker:
 
             try:
                 _reachable(self.uri)
+                if self.uri.startswith("sqlite:///"):  # a new store's folder (sqlite makes the file, not its folder)
+                    Path(self.uri[len("sqlite:///") :].split("?")[0]).parent.mkdir(parents=True, exist_ok=True)
                 mlflow.set_tracking_uri(self.uri)
                 with store_lock(self.uri, "init"):  # two runs at once on a new sqlite store would both create its tables
                     mlflow.set_experiment(self.experiment)
@@ -241,6 +243,8 @@ def download_package(reference: str, uri: str | None) -> Path:
             artifact = reference if reference.rstrip("/").endswith("/package") else reference.rstrip("/") + "/package"
         return Path(mlflow.artifacts.download_artifacts(artifact_uri=artifact))
     except MlflowException as exc:
+        if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):  # the store failing, not the name:
+            raise  # no user error (exit 2 is not retried), so that a scheduler retries it
         raise UserError(f"{reference}: not found in the tracking store {store} ({str(exc).splitlines()[0][:200]})") from exc
 
 
