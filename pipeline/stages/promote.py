@@ -2,9 +2,10 @@
 
 The champion's package scores this run's raw holdout rows (ingest/holdout/) through `predict`'s
 path, with its own encoder; the new model's figures on the same rows are the train stage's. The new model becomes the champion when there is none, or
-when its valid AUC beats the champion's by `promote.margin` and the data checks pass (schema,
-train click rate, per-field drift against the champion's train data: features.drift). Otherwise it
-gets the challenger alias. The decision, its reason and both models' figures go to
+when its valid AUC beats the champion's by `promote.margin`, significantly (DeLong's paired test on those rows,
+`promote.alpha`), and the data checks pass (schema, train click rate, per-field drift against the champion's train
+data: features.drift); a run of an older date than the champion's never replaces it. Otherwise it gets the
+challenger alias; a champion that cannot score this run's rows and stays is the run's alarm (exit 2 after every stage). The decision, its reason and both models' figures go to
 promote/decision.json, the report, the registered version's description and tags, and the run's tags.
 Comparing and moving the alias happen under the registry lock, so two runs at once take turns.
 """
@@ -52,6 +53,8 @@ def delong(labels: np.ndarray, first: np.ndarray, second: np.ndarray) -> tuple[f
 
     positive = np.asarray(labels) == 1
     m, n = int(positive.sum()), int((~positive).sum())
+    if m == 0 or n == 0:  # one class: no AUC, no evidence
+        return float("nan"), float("nan"), 1.0
     aucs, v10, v01 = [], [], []
     for scores in (np.asarray(first, np.float64), np.asarray(second, np.float64)):
         x, y = scores[positive], scores[~positive]
@@ -152,9 +155,8 @@ def run_promote(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
                 champion, theirs = evaluate(package, holdout)
             except UserError as exc:  # e.g. a column it was trained on is gone: the model that serves cannot score today's data
                 champion = None
-                cannot_score = f"the champion cannot score this run's rows ({exc})"
                 if not settings.allow_schema_change:
-                    failures.append(cannot_score)
+                    failures.append(f"the champion cannot score this run's rows ({exc})")
             else:
                 if theirs is not None and "valid_auc" in champion and "valid_auc" in challenger and settings.alpha < 1:
                     # the challenger scored on the same rows through predict's path (its figures are the train stage's)
