@@ -51,3 +51,30 @@ def test_entropy_and_chi2():
     assert entropy(np.array([0, 7])) == 0.0
     assert chi2_pvalue(0.0, 1000, 10, 2) == pytest.approx(1.0)
     assert chi2_pvalue(0.05, 10_000, 10, 2) < 1e-100
+
+
+@pytest.mark.parametrize(
+    ("rows", "levels", "rate"),
+    [
+        (20_000, 60, 0.01),  # a low click rate: values seen hundreds of times hold a few clicks (the exact path, not the expansion)
+        (20_000, 8_000, 0.05),  # thousands of values seen a few times: the positives' sum to n1 takes most of the spread
+        (20_000, 5, 0.2),  # few dense values: the chi-square limit
+    ],
+)
+def test_null_moments_and_tail_match_permutations_of_the_labels(rows, levels, rate):
+    from features.information import null_moments, null_upper_tail
+
+    rng = np.random.default_rng(levels)
+    x = np.unique(rng.integers(0, levels, rows), return_inverse=True)[1]
+    y = (np.arange(rows) < round(rate * rows)).astype(np.int64)
+    counts = np.bincount(x)
+    mean, sd = null_moments(counts, np.bincount(y))
+    draws = []
+    for _ in range(1000):
+        positives = np.bincount(x, weights=rng.permutation(y), minlength=counts.size)
+        draws.append(mutual_information(np.column_stack([counts - positives, positives])))
+    draws = np.asarray(draws)
+    error = 4 * draws.std(ddof=1) / np.sqrt(draws.size)  # four Monte Carlo standard errors
+    assert mean == pytest.approx(draws.mean(), abs=error) and sd == pytest.approx(draws.std(ddof=1), rel=0.1)
+    p_values = np.array([null_upper_tail(d, mean, sd) for d in draws])
+    assert 0.025 < (p_values < 0.05).mean() < 0.08  # calibrated: 5 % of noise below 0.05 (binomial sd 0.7 %)
