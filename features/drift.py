@@ -3,7 +3,8 @@
 Both sides are what ingest saved (`feature_map.json`, `encoder.json`, `vocab/*.parquet` with each
 train value's count), so the champion's training data is compared with today's without reading
 either raw file again. A vocabulary field's drift is its population stability index (PSI) over the
-champion's most frequent train values plus one bucket for every other value (new values included);
+champion's most frequent train values, one bucket for its other values and one for values it never saw (expected at
+the Good-Turing rate: `features.quality.population_stability_index`);
 a numeric field's is the shift of its train mean in the champion's train standard deviations.
 """
 

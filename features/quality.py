@@ -10,15 +10,27 @@ from featuremap import FIRST_VALUE_ID, MISSING_ID, OOV_ID, FeatureMap
 from features.settings import QualityParams
 
 
-def population_stability_index(expected: np.ndarray, actual: np.ndarray, bins: int) -> float:
-    """PSI of `actual` against `expected` id counts over the top `bins` expected ids plus the rest."""
+def population_stability_index(expected: np.ndarray, actual: np.ndarray, bins: int, unseen: int | None = None) -> float:
+    """PSI of `actual` against `expected` id counts over the top `bins` expected ids, the other ids `expected` saw, and
+    the values it never saw: ids with no expected count (new values) and the id `unseen` (the out-of-vocabulary id,
+    where new values land once encoded) share one bucket. Its expected count is the Good-Turing estimate of the
+    unseen mass, the number of values `expected` saw once (plus `unseen`'s own count): new values arriving at the rate
+    the expected side's own long tail predicts do not drift, and a field whose values are replaced drifts by far more
+    than its tail moving (in one "rest" bucket with the tail, it hardly moved)."""
     if actual.sum() == 0 or expected.sum() == 0:
         return 0.0
-    top = np.argsort(-expected, kind="stable")[:bins]
-    rest = np.ones(expected.size, dtype=bool)
+    new = expected == 0
+    if unseen is not None and unseen < expected.size:
+        new[unseen] = True
+    order = np.argsort(-expected, kind="stable")
+    top = order[~new[order]][:bins]
+    rest = ~new
     rest[top] = False
-    e = np.append(expected[top], expected[rest].sum()).astype(np.float64)
-    a = np.append(actual[top], actual[rest].sum()).astype(np.float64)
+    total = float(expected.sum())
+    unseen_mass = np.count_nonzero(expected == 1) / total  # Good-Turing: the seen values' share shrinks by as much
+    seen = np.append(expected[top], expected[rest].sum()) / total * (1.0 - unseen_mass)
+    e = np.append(seen, expected[new].sum() / total + unseen_mass)
+    a = np.append(actual[top], [actual[rest].sum(), actual[new].sum()]).astype(np.float64)
     eps = 1e-6
     pe = np.maximum(e / e.sum(), eps)
     pa = np.maximum(a / a.sum(), eps)
@@ -74,7 +86,7 @@ def quality_report(
         for split, counts in eval_counts.items():
             found = counts[col]
             n = found.sum()
-            entry[f"psi_{split}"] = population_stability_index(totals, found, params.psi_bins)
+            entry[f"psi_{split}"] = population_stability_index(totals, found, params.psi_bins, unseen=OOV_ID)
             entry[f"oov_share_{split}"] = float(found[OOV_ID] / n) if n else 0.0
         features[spec.name] = entry
         if np.count_nonzero(totals) <= 1:  # one id in every row (missing and OOV count as ids)

@@ -61,3 +61,27 @@ def test_compare_reports_schema_changes_click_rate_and_drift_and_the_failures_na
     assert "train click rate 0.3500 against the champion's 0.2000 (+75%" in failures[1]
     assert "x (mean shift 1.500)" in failures[2] and "b/site (PSI" in failures[2] and "a (" not in failures[2]
     assert compare(champion, today).failures(1.0, 10.0, 2.0) == failures[:1]  # looser limits: only the schema change
+
+
+def test_new_values_have_their_own_bucket_at_the_rate_the_long_tail_predicts():
+    # A flat long tail (the top 100 of 200,000 values hold ~4 % of rows): another sample of the same law does not drift,
+    # its values all replaced by new ones does (in one "rest" bucket with the tail, PSI was 0.27 for that).
+    rng = np.random.default_rng(0)
+    weights = 1.0 / np.arange(1, 200_001) ** 0.6
+
+    def sample(offset=0):
+        values, counts = np.unique(rng.choice(200_000, 200_000, p=weights / weights.sum()) + offset, return_counts=True)
+        return pl.DataFrame({"value": values, "count": counts})
+
+    champion = sample()
+    assert vocabulary_psi(champion, sample()) < 0.05
+    assert vocabulary_psi(champion, sample(offset=10**8)) > 5
+
+
+def test_the_oov_share_of_a_split_is_its_own_bucket():
+    # Encoded ids (0 missing, 1 OOV, then values): a valid split whose every value is out of the train vocabulary.
+    train = np.concatenate([[0, 0], np.full(5_000, 3)])  # 5,000 ids each seen 3 times, no OOV in train
+    valid = np.zeros_like(train)
+    valid[1] = 1_000
+    assert population_stability_index(train, valid, 20, unseen=1) > 5
+    assert population_stability_index(train, train, 20, unseen=1) == pytest.approx(0.0, abs=1e-9)

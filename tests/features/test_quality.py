@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from featuremap import FeatureMap, FieldSpec
+from featuremap import OOV_ID, FeatureMap, FieldSpec
 from features.quality import QualityParams, population_stability_index, quality_report
 from features.ranking import ContingencyCounter, RankParams, rank_features
 
@@ -26,6 +26,7 @@ def test_flags_constant_near_unique_leakage_drift_and_coverage():
     result = rank_features(iter([(train, y)]), fm, RankParams(pair_budget=0))
     test = {k: v[:5000].copy() for k, v in train.items()}
     test["shifty"] = np.full(5000, 7)
+    test["row_id"] = np.full(5000, OOV_ID)  # a test split's row ids are values train never saw: out of its vocabulary
     test_counter = ContingencyCounter({f.column: f.vocab_size for f in fm.fields})
     test_counter.update(test, y[:5000])
     counts = {"test": {col: table.sum(axis=1) for col, table in test_counter.tables.items()}}
