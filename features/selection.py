@@ -55,7 +55,9 @@ class Selection:
 
 
 def select_features(ranking: pl.DataFrame, pairs: pl.DataFrame, flags: dict[str, list], settings: SelectParams) -> Selection:
-    """`ranking` with `selected` (bool) and `reason` (str) per feature; with nothing significant every feature is selected."""
+    """`ranking` with `selected` (bool) and `reason` (str) per feature; with nothing significant every unflagged feature
+    is selected. A flagged feature (a leak, a constant, an id) is never selected: when every feature is, none is, and
+    the stages after rank say so."""
     names = ranking["feature"].to_list()
     p_values = ranking["p_value"].fill_null(1.0).to_numpy()
     significant = dict(zip(names, benjamini_hochberg(p_values, settings.fdr), strict=True))
@@ -85,11 +87,9 @@ def select_features(ranking: pl.DataFrame, pairs: pl.DataFrame, flags: dict[str,
             reasons.append(f"dropped: not significant (p={p:.2g}, BH at {settings.fdr:g})")
     found = any(selected)
     if not found:  # nothing significant: train on every feature rather than on nothing
-        selected = [name not in flagged for name in names] if len(flagged) < len(names) else [True] * len(names)
+        selected = [name not in flagged for name in names]
         reasons = [
-            r
-            if name in flagged and len(flagged) < len(names)
-            else f"kept: nothing was significant, every unflagged feature goes on (p={p:.2g})"
+            r if name in flagged else f"kept: nothing was significant, every unflagged feature goes on (p={p:.2g})"
             for name, r, p in zip(names, reasons, p_values, strict=True)
         ]
     return Selection(ranking.with_columns(pl.Series("selected", selected), pl.Series("reason", reasons)), found)

@@ -75,6 +75,12 @@ def selected_features(out: Path, feature_map: FeatureMap, cfg: PipelineConfig) -
     if "selected" not in ranking.columns:
         return feature_map
     keep = set(ranking.filter(pl.col("selected"))["feature"].to_list())
+    if not keep:  # every feature carries a flag of rank.select.drop_flags (select_features never keeps one)
+        flags = ", ".join(f"{n} ({r.removeprefix('dropped: quality flag ')})" for n, r in ranking.select("feature", "reason").iter_rows())
+        raise UserError(
+            f"{path}: every feature is dropped by a quality flag: {flags[:300]}; nothing to train on "
+            "(rank.select.drop_flags chooses the flags that drop)"
+        )
     return dataclasses.replace(feature_map, fields=tuple(f for f in feature_map.fields if f.name in keep))
 
 

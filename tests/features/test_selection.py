@@ -66,6 +66,25 @@ def test_nothing_significant_keeps_every_unflagged_feature_and_says_so():
     chosen = select_features(result.ranking, result.pairs, {"constant": ["z"]}, SelectParams())
     assert not chosen.significant and chosen.kept == ["x"]
     assert "nothing was significant" in dict(zip(chosen.ranking["feature"], chosen.ranking["reason"], strict=True))["x"]
+    # every feature flagged: none is kept, not every one (a leak or an id would go on); the stages after rank say so
+    everything = select_features(result.ranking, result.pairs, {"constant": ["z"], "label_leakage": ["x"]}, SelectParams())
+    assert everything.kept == [] and not everything.significant
+
+
+def test_a_selection_of_nothing_stops_the_stages_after_rank_with_one_line(tmp_path):
+    import pytest
+
+    from pipeline import catalog
+    from pipeline.config import load_config
+    from pipeline.errors import UserError
+    from pipeline.upstream import selected_features
+
+    fm = FeatureMap(label="y", fields=(FieldSpec("a", "categorical", "a", 5),), splits={"train": {"rows": 10}})
+    ranking = catalog.RANKING.at(tmp_path)
+    ranking.parent.mkdir(parents=True)
+    pl.DataFrame({"feature": ["a"], "rank": [1], "selected": [False], "reason": ["dropped: quality flag label_leakage"]}).write_csv(ranking)
+    with pytest.raises(UserError, match=r"every feature is dropped by a quality flag: a \(label_leakage\)"):
+        selected_features(tmp_path, fm, load_config(None, {}))
 
 
 def test_pure_noise_is_rarely_significant():
