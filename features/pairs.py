@@ -56,8 +56,9 @@ def _value_counts(codes: np.ndarray, size: int) -> np.ndarray:
 def pair_stats(sample: Mapping[str, np.ndarray], label: np.ndarray, pairs: list[tuple[str, str]], max_values: int) -> list[PairStats]:
     """Cross each pair on the sample: label MI of the cross, its gain over both sides, and redundancy.
 
-    gain = adjusted I(A×B;Y) - adjusted I(A;Y) - adjusted I(B;Y): positive for
-    synergy (a pure interaction), negative for redundant pairs. redundancy_norm
+    gain = adjusted I(A×B;Y) - adjusted I(A;Y) - adjusted I(B;Y) (interaction information, I(A;B|Y) - I(A;B)):
+    positive for synergy (a pure interaction), and for two independent informative fields too (additive effects
+    alone make it positive), negative for redundant pairs. redundancy_norm
     is I(A;B) beyond its chance level (A against a shuffled B), over
     min(H(A), H(B)) minus that level, like adjusted MI: ~0 for independent
     features whatever their cardinality, 1 for copies.
