@@ -15,6 +15,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -47,6 +48,7 @@ def write_package(
     chosen: dict | None = None,
     boosters: dict | None = None,
     derivers: list | None = None,
+    precision: str = "float32",
 ) -> None:
     """Write weights, spec (model, settings, reader config, each applied search method's entry, the chosen candidate),
     the fitted encoder and the boosters the chosen candidate scores with."""
@@ -72,6 +74,7 @@ def write_package(
         "data": cfg.data.model_dump(mode="json", exclude={"path", "synthetic_rows", "synthetic_seed", "synthetic_kind"}),
         "schema": cfg.schema_.model_dump(mode="json"),
         "batch_size": cfg.train.batch_size,
+        "precision": precision,  # the deep model's autocast in training (float32, bfloat16, float16): predict scores so
         "fields": [f.name for f in feature_map.fields],  # the model's fields (a ranking budget may keep fewer than encoded)
         "methods": methods,  # what each applied search method needs to rebuild the model's structure
         "chosen": chosen or {"name": applied.name, "kind": "deep", "gbdt": None, "weight": None},  # what predict scores with
@@ -207,7 +210,9 @@ def score(directory: Path, data: Path, fmt: str | None, device_name: str = "auto
     used = {name: w for name, w in weights.items() if w > 0}
     scored = {}
     if DEEP in used:
-        scored[DEEP], _ = predict(model, rows.batches(spec["batch_size"]), device, resolve_precision("auto", device))
+        scored[DEEP], _ = predict(
+            model, rows.batches(spec["batch_size"]), device, resolve_precision(scoring_precision(spec, device), device)
+        )
     if set(used) - {DEEP}:
         from features.tabular import tabular, tabular_columns
         from models.baselines import KINDS
@@ -234,6 +239,13 @@ def score(directory: Path, data: Path, fmt: str | None, device_name: str = "auto
     oov = {f.name: float((encoded[f.column] == OOV_ID).mean()) for f in base_map.fields if not isinstance(encoded[f.column].dtype, pl.List)}
     metrics["oov_share_max"] = max(oov.values(), default=0.0)
     return out, metrics
+
+
+def scoring_precision(spec: dict, device: Any) -> str:
+    """The precision setting that scores as training did: its recorded autocast (float16 needs CUDA: float32 elsewhere);
+    `auto` for packages from before it was recorded."""
+    trained = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}.get(spec.get("precision", ""), "auto")
+    return "fp32" if trained == "fp16" and device.type != "cuda" else trained
 
 
 def blend_weights(chosen: dict) -> dict[str, float]:

@@ -144,6 +144,7 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         choice.entry(),
         fitted,  # every baseline, so that the package can score with any candidate
         derivers,
+        report["precision"],
     )
     catalog.write_json(workdir / catalog.TRAIN_METRICS.name, report)
     catalog.write_json(workdir / catalog.HISTORY.name, [record.__dict__ for record in result.history])

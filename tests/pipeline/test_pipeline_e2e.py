@@ -609,3 +609,20 @@ def test_ingest_into_a_relative_directory_writes_every_split_and_the_holdouts_wh
             raw, encoded = pl.read_parquet(stage / "holdout" / f"{name}.parquet"), pl.read_parquet(stage / f"{name}.parquet")
             assert raw.height == rows[name] and raw[synthetic.LABEL].cast(pl.Int8).equals(encoded[synthetic.LABEL])
     assert not [p for p in tmp_path.rglob("*") if p.name.startswith(".staged") or p.name.startswith("carved-")]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_predict_scores_at_the_precision_the_model_trained_at(tmp_path, precision):
+    # On a host where `auto` is bf16 (AMX) an fp32 model, and on one where it is fp32 a bf16 model, scored at `auto`,
+    # moved its AUC by ~1e-5: the package records the training autocast and predict uses it.
+    from pipeline.package import score
+
+    config = tmp_path / "config.yaml"
+    config.write_text(f"train: {{max_epochs: 1, precision: {precision}, baselines: [], choose: deep}}\n")
+    out = tmp_path / "out"
+    args = ["run", "--rows", "12000", "--config", str(config), "--out", str(out), "--no-tracking", "--search", "none"]
+    assert main(args) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    _, metrics = score(out / "train" / "package", out / "ingest" / "holdout" / "test.parquet", None, "cpu")
+    assert metrics["auc"] == pytest.approx(report["test_auc"], abs=1e-12)
+    assert metrics["logloss"] == pytest.approx(report["test_logloss"], abs=1e-12)
