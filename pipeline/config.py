@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from methods import METHODS
@@ -95,6 +95,21 @@ class TrainSection(TrainConfig):
         if self.piecewise_bins and not self.numeric_as_value:
             raise ValueError("piecewise_bins encodes numeric fields fed as values; numeric_as_value: false feeds none")
         return self
+
+    @field_validator("baseline_params")
+    @classmethod
+    def _wide_params(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """The wide model's own keys, checked here rather than after the deep model has trained: C, its grid of L2
+        inverse strengths (a number is a grid of one), and bins, its quantile buckets per numeric field."""
+        wide = dict(value.get("wide", {}))
+        if "C" in wide:
+            grid = wide["C"] if isinstance(wide["C"], list) else [wide["C"]]
+            if not grid or not all(isinstance(c, int | float) and not isinstance(c, bool) and c > 0 for c in grid):
+                raise ValueError(f"baseline_params.wide.C: {wide['C']!r} is not a positive number or a list of them")
+            wide["C"] = [float(c) for c in grid]
+        if "bins" in wide and not (isinstance(wide["bins"], int) and not isinstance(wide["bins"], bool) and wide["bins"] >= 2):
+            raise ValueError(f"baseline_params.wide.bins: {wide['bins']!r} is not a whole number of at least 2")
+        return {**value, "wide": wide} if "wide" in value else value
 
     @model_validator(mode="after")
     def _choice(self) -> TrainSection:

@@ -316,6 +316,10 @@ CASES = {
         ),
         "schema.multi names column 'n' of type Int64",
     ),
+    "a wide model's C that is no positive number": (
+        lambda d: ["--config", str(_write(d / "c.yaml", "train: {baseline_params: {wide: {C: [1, -2]}}}\n"))],
+        "baseline_params.wide.C: [1, -2] is not a positive number or a list of them",
+    ),
     "a device that is none": (lambda d: ["--device", "gpu"], "train.device: String should match pattern"),
     "too few rows for a valid split": (lambda d: ["--rows", "5"], "the valid split got no rows (split.valid = 0.1"),
     "a valid split of one class": (lambda d: ["--rows", "20"], "(valid split): its 1 row(s) all have label 1, so AUC is undefined"),

@@ -21,6 +21,8 @@ def test_defaults_and_overrides(tmp_path):
     # promote needs the registry: no tracking, no model registered or promote off, no promote stage
     for off in ({"tracking": {"enabled": False}}, {"tracking": {"register_model": False}}, {"promote": {"enabled": False}}):
         assert plan(load_config(None, off)) == ["ingest", "rank", "search", "train", "report"]
+    # the wide model's C: a number is a grid of one
+    assert load_config(None, {"train": {"baseline_params": {"wide": {"C": 2}}}}).train.baseline_params["wide"]["C"] == [2.0]
 
 
 @pytest.mark.parametrize(
