@@ -7,7 +7,7 @@ computed for every candidate and never take part in the choice.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,7 @@ class Choice:
     baseline: str | None  # the baseline it scores with (a baseline's choice)
     weights: dict[str, float] | None  # the blend's weight per part: DEEP for the deep model, else a baseline's name
     candidates: dict[str, dict[str, Any]]
+    warnings: list[str] = field(default_factory=list)  # what makes the choice weak: said, not hidden
 
     def entry(self) -> dict[str, Any]:
         """What the package records so that predict scores with this candidate."""
@@ -42,6 +43,11 @@ def _figures(valid: Scores, test: Scores | None) -> dict[str, float | None]:
     return {"valid_auc": valid_auc, "valid_logloss": valid_logloss, "test_auc": test_auc, "test_logloss": test_logloss}
 
 
+# Fewer valid clicks (or non-clicks) than this, and the candidates' valid AUCs cannot tell them apart (an AUC's standard
+# error on 100 positives is about 0.03).
+FEW_VALID = 100
+
+
 def choose(
     setting: str,
     deep: str,
@@ -50,9 +56,12 @@ def choose(
     deep_info: dict[str, Any],
     baselines: dict[str, dict[str, Any]],
     fitted: dict[str, Fitted],
+    train_rate: float | None = None,
 ) -> Choice:
     """Every candidate's figures and the one `setting` picks: "best" (the highest validation AUC; a tie keeps the
-    simpler, in the order deep model, baselines, blend), "deep", "blend" or a baseline's name."""
+    simpler, in the order deep model, baselines, blend), "deep", "blend" or a baseline's name. Warnings when the valid
+    split holds too few of a class to rank on, or the chosen candidate's valid logloss is worse than a constant
+    predicting `train_rate` (it ranks, yet its probabilities are worse than knowing nothing)."""
     from models.blend import blend, cross_fitted, fit_weights
 
     candidates: dict[str, dict[str, Any]] = {deep: {"kind": "deep", **_figures(deep_valid, deep_test), **deep_info}}
@@ -92,4 +101,17 @@ def choose(
     else:
         raise ValueError(f"train.choose {setting!r} is not a candidate of this run ({', '.join(['best', 'deep', *candidates])})")
     kind = candidates[name]["kind"]
-    return Choice(name, kind, name if name in baselines else None, weights if kind == "blend" else None, candidates)
+    y = np.asarray(deep_valid[1])
+    warnings = []
+    fewer = min(int(y.sum()), int(y.size - y.sum()))
+    if fewer < FEW_VALID:
+        what = "clicks" if y.sum() <= y.size - y.sum() else "non-clicks"
+        warnings.append(f"the valid split holds {fewer} {what}: too few for its AUCs to tell the candidates apart")
+    if train_rate is not None and 0 < train_rate < 1 and candidates[name]["valid_logloss"] is not None:
+        constant = float(-np.mean(y * np.log(train_rate) + (1 - y) * np.log(1 - train_rate)))
+        if candidates[name]["valid_logloss"] > constant:
+            warnings.append(
+                f"the chosen {name}'s valid logloss {candidates[name]['valid_logloss']:.4f} is worse than a constant at "
+                f"the train click rate ({constant:.4f}): its probabilities are not to be used as click rates as they are"
+            )
+    return Choice(name, kind, name if name in baselines else None, weights if kind == "blend" else None, candidates, warnings)

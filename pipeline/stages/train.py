@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -124,10 +125,15 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         report["baselines"] = baselines
         catalog.write_json(workdir / catalog.BASELINES.name, baselines)
     deep_info = {"params": applied.params, "parameters": report["params"], "seconds": report["train_seconds"]}
-    choice = choose(tc.choose, model_name, deep_valid, deep_test, deep_info, baselines, fitted)
+    train_rate = base_map.splits.get("train", {}).get("positive_rate")
+    choice = choose(tc.choose, model_name, deep_valid, deep_test, deep_info, baselines, fitted, train_rate)
+    for warning in choice.warnings:
+        print(f"warning: train: {warning}", file=sys.stderr)
     # The top-level figures are the chosen model's; the deep model's stay under its candidate name.
     chosen = choice.candidates[choice.name]
     report |= {"deep_model": model_name, "model": choice.name, "kind": choice.kind, "choose": tc.choose, "candidates": choice.candidates}
+    if choice.warnings:
+        report["warnings"] = choice.warnings
     report |= {key: chosen[key] for key in ("valid_auc", "valid_logloss", "test_auc", "test_logloss")}
     if BLEND in choice.candidates:
         blended = choice.candidates[BLEND]

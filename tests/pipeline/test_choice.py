@@ -81,3 +81,18 @@ def test_a_package_written_before_k_part_blends_still_reads_as_its_two_parts():
     assert blend_weights({"kind": "blend", "gbdt": "lightgbm", "weight": 0.3}) == {DEEP: 0.3, "lightgbm": 0.7}
     assert blend_weights({"kind": "blend", "gbdt": None, "weights": {DEEP: 0.1, "wide": 0.9}}) == {DEEP: 0.1, "wide": 0.9}
     assert blend_weights({"kind": "gbdt", "gbdt": "lightgbm", "weights": None}) == {}
+
+
+def test_a_weak_choice_is_said():
+    # 4,000 valid rows at ~50 % clicks: no warning; a badly calibrated winner (its probabilities pushed to the extremes)
+    # against a constant at the train click rate; and a valid split of a dozen clicks.
+    p_deep, _, y = _scores(4000, 0)
+    info = {"params": {}, "seconds": 1.0}
+    assert choose("best", "fm", (p_deep, y), None, info, {}, {}, train_rate=float(y.mean())).warnings == []
+    overconfident = np.clip(np.where(p_deep > 0.5, 0.999, 0.001), 0, 1)
+    said = choose("best", "fm", (overconfident, y), None, info, {}, {}, train_rate=float(y.mean())).warnings
+    assert len(said) == 1 and "valid logloss" in said[0] and "worse than a constant at the train click rate" in said[0]
+    rare = np.zeros(4000, dtype=np.int8)
+    rare[:12] = 1
+    said = choose("best", "fm", (p_deep, rare), None, info, {}, {}).warnings
+    assert said == ["the valid split holds 12 clicks: too few for its AUCs to tell the candidates apart"]
