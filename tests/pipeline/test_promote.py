@@ -64,6 +64,16 @@ def test_the_rule_needs_a_significant_gain_and_never_replaces_a_newer_day():
     assert promoted is False and "older than the champion's (2026-11-30)" in reason
 
 
+def _three_days(tmp_path, config_text):
+    """Three days' partitions of the synthetic traffic (data/dt=DAY), a tracking store's path and a config file."""
+    days = ["2026-11-28", "2026-11-29", "2026-11-30"]
+    for part, day in enumerate(days, start=1):
+        write_parquet_shards(tmp_path / "data" / f"dt={day}", 4000, part=part)
+    config = tmp_path / "config.yaml"
+    config.write_text(config_text)
+    return days, tmp_path / "mlflow.db", config
+
+
 def _run(out, data, store, config, date):
     command = [sys.executable, "-m", "pipeline", "run", "--out", str(out), "--data", str(data), "--config", str(config)]
     return [*command, "--tracking-uri", f"sqlite:///{store}", "--tag", f"date={date}", "--search", "none"]
@@ -75,11 +85,7 @@ def test_two_runs_at_once_take_turns_and_a_losing_model_stays_challenger(tmp_pat
 
     from pipeline.cli import main
 
-    days = ["2026-11-28", "2026-11-29", "2026-11-30"]
-    for part, day in enumerate(days, start=1):
-        write_parquet_shards(tmp_path / "data" / f"dt={day}", 4000, part=part)
-    store, config = tmp_path / "mlflow.db", tmp_path / "config.yaml"
-    config.write_text("train: {max_epochs: 1, batch_size: 512}\n")
+    days, store, config = _three_days(tmp_path, "train: {max_epochs: 1, batch_size: 512}\n")
     outs = {day: tmp_path / "runs" / day for day in days}
     both = [
         subprocess.Popen(_run(outs[d], tmp_path / "data" / f"dt={d}", store, config, d), cwd=tmp_path, stderr=subprocess.PIPE, text=True)
@@ -133,11 +139,7 @@ def test_a_daily_registry_survives_retries_backfills_and_a_day_its_champion_cann
 
     from pipeline.cli import main
 
-    days = ["2026-11-28", "2026-11-29", "2026-11-30"]
-    for part, day in enumerate(days, start=1):
-        write_parquet_shards(tmp_path / "data" / f"dt={day}", 4000, part=part)
-    store, config = tmp_path / "mlflow.db", tmp_path / "config.yaml"
-    config.write_text("train: {max_epochs: 1, batch_size: 512, baselines: []}\n")
+    days, store, config = _three_days(tmp_path, "train: {max_epochs: 1, batch_size: 512, baselines: []}\n")
     monkeypatch.chdir(tmp_path)
     client = MlflowClient(f"sqlite:///{store}")
 
