@@ -111,7 +111,11 @@ def load_raw(
     if given is not None:
         fmt = opts.format or _one_format([p for files in given.values() for p in files], str(path))
         opts = SourceOptions(**{**opts.__dict__, "format": fmt})
-        return RawInput({name: open_source(paths, opts, scratch) for name, paths in given.items()}, str(path), fmt)
+        train = open_source(given["train"], opts, scratch)
+        # The other splits read train's text columns as text (a file whose ids look like numbers would lose 0123's zero)
+        holdout = replace(opts, as_train_text=text_columns(train.frame))
+        sources = {name: train if name == "train" else open_source(paths, holdout, scratch) for name, paths in given.items()}
+        return RawInput(sources, str(path), fmt)
     fmt = opts.format or detect_format(path)
     opts = SourceOptions(**{**opts.__dict__, "format": fmt})
     return RawInput({"all": open_source([path], opts, scratch)}, str(path), fmt)
@@ -143,8 +147,10 @@ def _join(frame: pl.LazyFrame, spec: JoinSpec, multi_separator: str, scratch: Pa
     if not spec.path.exists():
         raise InputError(f"{spec.path}: side table not found; check data.joins' path")
     fmt = spec.format or detect_format(spec.path)
-    side = open_source([spec.path], SourceOptions(format=fmt, multi_separator=multi_separator), scratch).frame
-    left, right = frame.collect_schema(), side.collect_schema()
+    left = frame.collect_schema()
+    text_key = (spec.key,) if left.get(spec.key) == pl.String else ()  # a text key keeps 001's zeros on both sides
+    side = open_source([spec.path], SourceOptions(format=fmt, multi_separator=multi_separator, as_train_text=text_key), scratch).frame
+    right = side.collect_schema()
     for name, schema in ((str(spec.path), right), ("the data", left)):
         if spec.key not in schema:
             raise InputError(f"{name}: join key {spec.key!r} not found; columns are {', '.join(schema.names())}")
@@ -308,11 +314,17 @@ class _SplitFiles:
         return f"{name}.parquet"
 
 
-def read_for_scoring(path: Path, params: IngestParams, scratch: Path | None = None) -> pl.LazyFrame:
-    """New raw rows read as training read them (same format options and joins), not split."""
+def text_columns(frame: pl.LazyFrame) -> tuple[str, ...]:
+    """The columns `frame` reads as text."""
+    return tuple(name for name, dtype in frame.collect_schema().items() if dtype == pl.String)
+
+
+def read_for_scoring(path: Path, params: IngestParams, scratch: Path | None = None, as_text: tuple[str, ...] = ()) -> pl.LazyFrame:
+    """New raw rows read as training read them (same format options and joins; `as_text`, the columns training read as
+    text, read as text when present), not split."""
     if not path.exists():
         raise InputError(f"{path}: file not found; check data.path")
-    opts = replace(params.source, format=params.source.format or detect_format(path))
+    opts = replace(params.source, format=params.source.format or detect_format(path), as_train_text=as_text)
     frame = open_source([path], opts, scratch).frame
     for spec in params.joins:
         frame = _join(frame, spec, params.schema.multi_separator, scratch)

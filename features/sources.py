@@ -41,6 +41,9 @@ class SourceOptions:
     multi_separator: str = "|"
     libsvm_field_ranges: tuple[tuple[int, int], ...] | None = None
     text_columns: tuple[str, ...] = ()  # CSV columns read as text whatever their first rows look like
+    # CSV columns read as text when the file has them: those train read as text (ids such as 0123 lose their zeros when
+    # a later file's rows look like numbers), for the other splits' files, side tables and the rows predict scores
+    as_train_text: tuple[str, ...] = ()
     null_values: tuple[str, ...] = ()  # CSV cell texts read as missing, besides the empty cell
 
 
@@ -145,7 +148,9 @@ def read_csv(paths: list[Path], opts: SourceOptions, scratch: Path | None = None
         unknown = [c for c in opts.text_columns if c not in names]
         if unknown:
             raise InputError(f"{paths[0]}: data.text_columns names unknown column(s) {', '.join(unknown)}")
-        options["schema_overrides"] = dict.fromkeys(opts.text_columns, pl.String)
+    text = [*opts.text_columns, *(c for c in opts.as_train_text if c in names and c not in opts.text_columns)]
+    if text:
+        options["schema_overrides"] = dict.fromkeys(text, pl.String)
     frame = delimited_frame(paths, Scratch(scratch), separator, len(names), header=True, options=options, how="vertical_relaxed")
     _require_rows(frame, paths, "has a header but no data rows")
     return RawSource(frame, opts.label, {}, notes)

@@ -170,7 +170,10 @@ def score(directory: Path, data: Path, fmt: str | None, device_name: str = "auto
         cfg = PipelineConfig.model_validate({"data": data_section, "schema": spec["schema"]})
     except ValueError as exc:
         raise UserError(f"{directory / SPEC}: unreadable model spec ({str(exc).splitlines()[0]})") from exc
-    raw = read_for_scoring(data, ingest_params(cfg))
+    # The fields training read as text (ids, lists) are read as text here too: rows whose ids look like numbers would
+    # lose 0123's zero, and a list column without a separator in these rows would read as numbers.
+    as_text = tuple(f.name for f in base_map.fields if f.name in encoder.vocabs and encoder.vocabs[f.name]["value"].dtype == pl.String)
+    raw = read_for_scoring(data, ingest_params(cfg), as_text=as_text)
     try:
         if feature_map.label in raw.collect_schema():  # labels read as training read them, or a one-line error
             encoder.check_labels(raw, str(data))

@@ -626,3 +626,43 @@ def test_predict_scores_at_the_precision_the_model_trained_at(tmp_path, precisio
     _, metrics = score(out / "train" / "package", out / "ingest" / "holdout" / "test.parquet", None, "cpu")
     assert metrics["auc"] == pytest.approx(report["test_auc"], abs=1e-12)
     assert metrics["logloss"] == pytest.approx(report["test_logloss"], abs=1e-12)
+
+
+def test_text_ids_keep_their_form_in_every_split_file_side_table_and_predict(tmp_path):
+    # Train reads `zip` as text (A789 is no number); a valid/test file, a side table's key or rows to score whose
+    # zips all look like numbers must still read 0123 as "0123", not 123 (an out-of-vocabulary id).
+    from pipeline.package import score
+
+    rng = np.random.default_rng(0)
+    zips = np.array(["0123", "0456", "9999", "A789"])
+
+    def rows(n, pool):
+        z = rng.choice(pool, n)
+        click = (rng.random(n) < np.where(z == "0123", 0.8, 0.2)).astype(int)
+        return pl.DataFrame({"zip": z, "site": rng.integers(0, 3, n), "click": click})
+
+    data = tmp_path / "data"
+    data.mkdir()
+    rows(3000, zips).write_csv(data / "train.csv")
+    rows(600, zips[:3]).write_csv(data / "valid.csv")  # no letter: polars alone would read these as integers
+    rows(600, zips[:3]).write_csv(data / "test.csv")
+    (tmp_path / "side.csv").write_text("zip,region\n0123,north\n0456,south\n9999,east\n")
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"data: {{label: click, joins: [{{path: {tmp_path / 'side.csv'}, key: zip}}]}}\n"
+        "train: {max_epochs: 1, baselines: [], choose: deep}\nrank: {select: {enabled: false}}\n"
+    )
+    out = tmp_path / "out"
+    assert main(["run", "--data", str(data), "--config", str(config), "--out", str(out), "--no-tracking", "--search", "none"]) == 0
+    vocab = dict(pl.read_parquet(out / "ingest" / "vocab" / "zip.parquet").select("value", "id").iter_rows())
+    valid = pl.read_parquet(out / "ingest" / "valid.parquet")
+    raw_valid = pl.read_csv(data / "valid.csv", schema_overrides={"zip": pl.String})
+    assert valid["zip"].to_list() == [vocab[z] for z in raw_valid["zip"]]  # no OOV id (1) among them
+    assert 1 not in valid["region"].to_list() and 2 not in valid["region"].to_list()  # every zip found its region
+    # predict: the rows alone, and the same rows in a file that also holds a letter id, score alike
+    (tmp_path / "score.csv").write_text((data / "valid.csv").read_text())
+    with_letter = raw_valid.vstack(pl.DataFrame({"zip": ["A789"], "site": [1], "click": [0]}))
+    with_letter.write_csv(tmp_path / "score_letter.csv")
+    alone, _ = score(out / "train" / "package", tmp_path / "score.csv", None, "cpu")
+    mixed, _ = score(out / "train" / "package", tmp_path / "score_letter.csv", None, "cpu")
+    assert alone["probability"].to_list() == mixed["probability"][:-1].to_list()
