@@ -442,7 +442,8 @@ class Encoder:
 
     def bad_labels(self, frame: pl.LazyFrame) -> int:
         """How many of a (valid or test) split's labels are missing or not binary."""
-        return int(frame.select(self.schema.label_bad_expr().sum()).collect(engine="streaming").item() or 0)
+        # NaN is a missing label here as in training (`count` reads train through `_nan_to_null`)
+        return int(self._nan_to_null(frame).select(self.schema.label_bad_expr().sum()).collect(engine="streaming").item() or 0)
 
     def check_labels(self, frame: pl.LazyFrame, origin: str) -> None:
         """Raise InputError if a (valid or test) split's labels are missing or not binary."""

@@ -52,8 +52,8 @@ def time_cuts(frame: pl.LazyFrame, params: SplitParams) -> tuple:
         raise InputError("split.method is 'time' but split.time_column is not set; name the timestamp column")
     a, b = (
         frame.select(
-            pl.col(col).quantile(1.0 - params.valid - params.test, "lower").alias("a"),
-            pl.col(col).quantile(1.0 - params.test, "lower").alias("b"),
+            _time(frame, col).quantile(1.0 - params.valid - params.test, "lower").alias("a"),
+            _time(frame, col).quantile(1.0 - params.test, "lower").alias("b"),
         )
         .collect(engine="streaming")
         .row(0)
@@ -69,9 +69,14 @@ def time_cuts(frame: pl.LazyFrame, params: SplitParams) -> tuple:
     return a, b
 
 
+def _time(frame: pl.LazyFrame, column: str) -> pl.Expr:
+    """The time column, a float one's NaN read as missing (NaN sorts above every time: those rows went to test)."""
+    return pl.col(column).fill_nan(None) if frame.collect_schema()[column].is_float() else pl.col(column)
+
+
 def _time_conditions(frame: pl.LazyFrame, params: SplitParams, cuts: tuple | None) -> dict[str, pl.Expr]:
     a, b = cuts if cuts is not None else time_cuts(frame, params)
-    t = pl.col(params.time_column)
+    t = _time(frame, params.time_column)
     if params.test > 0 and params.valid > 0:
         return {"train": t.is_null() | (t < a), "valid": (t >= a) & (t < b), "test": t >= b}
     if params.test > 0:

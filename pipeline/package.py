@@ -186,6 +186,11 @@ def score(directory: Path, data: Path, fmt: str | None, device_name: str = "auto
         raise UserError(f"could not read the input {data}: {str(exc).strip().splitlines()[0]}") from exc
     if encoded.height == 0:
         raise UserError(f"{data}: no rows to score")
+    infinite = [f.name for f in base_map.fields if f.value_column in encoded.columns and encoded[f.value_column].is_infinite().any()]
+    if infinite:  # as ingest refuses them in valid and test: an infinite input would score as NaN
+        raise UserError(
+            f"{data}: column {infinite[0]!r} has infinite values (or values past float32's range once standardised); replace them"
+        )
     numeric_as_value = spec["embedding"].get("numeric_as_value", False)
     columns: dict = {}
     for spec_field in sparse_fields(base_map, numeric_as_value):

@@ -29,6 +29,11 @@ def test_time_split_orders_by_time():
     assert parts["train"].max() < parts["valid"].min() <= parts["valid"].max() < parts["test"].min()
     with pytest.raises(InputError, match="time_column"):
         split_frame(frame, SplitParams(method="time"))
+    # a float timestamp's NaN is a missing time, as null is: train, and no part of the cuts (NaN sorts above all)
+    times = [float(t) for t in range(1000)] + [float("nan")] * 50 + [None] * 50
+    parts = {k: v.collect()["t"] for k, v in split_frame(pl.LazyFrame({"t": times}), SplitParams(method="time", time_column="t")).items()}
+    assert parts["valid"].is_nan().sum() == parts["test"].is_nan().sum() == 0 and parts["test"].max() == 999.0
+    assert parts["train"].is_nan().sum() == 50 and parts["train"].null_count() == 50 and parts["test"].min() == 899.0  # cut on times alone
 
 
 def test_missing_valid_split_is_carved_from_train():

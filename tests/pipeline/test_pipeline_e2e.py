@@ -666,3 +666,27 @@ def test_text_ids_keep_their_form_in_every_split_file_side_table_and_predict(tmp
     alone, _ = score(out / "train" / "package", tmp_path / "score.csv", None, "cpu")
     mixed, _ = score(out / "train" / "package", tmp_path / "score_letter.csv", None, "cpu")
     assert alone["probability"].to_list() == mixed["probability"][:-1].to_list()
+
+
+def test_predict_refuses_infinite_numbers_and_reads_nan_labels_as_missing(tmp_path):
+    from featuremap.errors import InputError
+    from pipeline.errors import UserError
+    from pipeline.package import score
+
+    config = tmp_path / "config.yaml"
+    # a thresholded label: NaN passed its missing-label check (NaN is no null) and was encoded as a null label
+    config.write_text("data: {label_threshold: 0.5}\ntrain: {max_epochs: 1, baselines: [], choose: deep, numeric_as_value: true}\n")
+    out = tmp_path / "out"
+    assert main(["run", "--rows", "6000", "--config", str(config), "--out", str(out), "--no-tracking", "--search", "none"]) == 0
+    rows = pl.read_parquet(out / "ingest" / "holdout" / "test.parquet")
+    rows.with_columns(
+        pl.when(pl.int_range(pl.len()) == 3).then(float("inf")).otherwise(pl.col("num_signal")).alias("num_signal")
+    ).write_parquet(tmp_path / "inf.parquet")
+    with pytest.raises(UserError, match="column 'num_signal' has infinite values"):
+        score(out / "train" / "package", tmp_path / "inf.parquet", None, "cpu")
+    # a NaN label in rows to score is a missing label, refused as one (not an encoded null)
+    rows.with_columns(pl.col(synthetic.LABEL).cast(pl.Float64).fill_null(0.0)).with_columns(
+        pl.when(pl.int_range(pl.len()) == 0).then(float("nan")).otherwise(pl.col(synthetic.LABEL)).alias(synthetic.LABEL)
+    ).write_parquet(tmp_path / "nan_label.parquet")
+    with pytest.raises(InputError, match="label column 'label'"):
+        score(out / "train" / "package", tmp_path / "nan_label.parquet", None, "cpu")
