@@ -68,10 +68,14 @@ def run_study(
     storage_path: Path,
     settings: StudySettings,
     train_trial: Callable[[dict[str, Any], Callable[[int, float], None]], tuple[float, int]],
+    fingerprint: str = "",
 ) -> dict[str, Any]:
     """Run (or resume) the study; `train_trial(config, on_epoch)` trains one configuration and returns (AUC, params).
 
     `train_trial` calls `on_epoch(epoch, valid_auc)` after every epoch; it raises optuna.TrialPruned to stop the trial.
+    A study left in `storage_path` resumes only when its `fingerprint` (what its trials were trained on: data,
+    features, settings) is this one's; another is deleted and the study starts afresh. A resumed study's sampler is
+    seeded past the trials it has, so that it does not draw its first trials again.
     """
     import optuna
     from sqlalchemy.exc import SQLAlchemyError
@@ -81,13 +85,13 @@ def run_study(
     url = f"sqlite:///{storage_path}"
     try:
         storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 5}})
-        study = optuna.create_study(
-            study_name="search",
-            storage=storage,
-            load_if_exists=True,
-            directions=["maximize", "minimize"],
-            sampler=optuna.samplers.TPESampler(seed=settings.seed),
-        )
+        study = optuna.create_study(study_name="search", storage=storage, load_if_exists=True, directions=["maximize", "minimize"])
+        if study.trials and study.user_attrs.get("fingerprint") != fingerprint:
+            print(f"search optuna: {storage_path} holds a study of other data or settings; starting afresh", file=sys.stderr)
+            optuna.delete_study(study_name="search", storage=storage)
+            study = optuna.create_study(study_name="search", storage=storage, directions=["maximize", "minimize"])
+        study.set_user_attr("fingerprint", fingerprint)
+        study.sampler = optuna.samplers.TPESampler(seed=settings.seed + len(study.trials))
     except (SQLAlchemyError, optuna.exceptions.OptunaError, ValueError, RuntimeError) as exc:
         raise UserError(
             f"{storage_path}: the study storage is locked or corrupt ({str(exc).splitlines()[0][:160]}); delete it or free it"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -11,6 +14,7 @@ from methods import METHODS
 from methods.base import ModelSpec, SearchRun
 from pipeline import catalog
 from pipeline.assemble import build
+from pipeline.cache import recorded
 from pipeline.config import PipelineConfig, method_settings
 from pipeline.errors import UserError
 from pipeline.plots import pareto_plot
@@ -83,8 +87,21 @@ def run_optuna(cfg: PipelineConfig, out: Path, workdir: Path, feature_map: Featu
         ranges={k: tuple(v) for k, v in oc.model_dump().items() if any(k.startswith(f"{m}_") for m in METHODS)},
         base_params={tc.model: dict(tc.params)},
     )
+    # what the trials were trained on: a study left by a run on other data, features or settings does not resume
+    ingest_record = recorded(out, "ingest") or {}
+    fingerprint = hashlib.sha256(
+        json.dumps(
+            [
+                repr(dataclasses.replace(study_settings, trials=0)),
+                ingest_record.get("fingerprint"),
+                [f.name for f in feature_map.fields],
+                tc.model_dump(mode="json"),
+            ],
+            default=str,
+        ).encode()
+    ).hexdigest()[:20]
     try:
-        study = run_study(storage, study_settings, train_trial)
+        study = run_study(storage, study_settings, train_trial, fingerprint)
     except ValueError as exc:
         raise UserError(f"search optuna with methods {', '.join(oc.methods)}: {exc}") from exc
     shutil.copy2(storage, workdir / catalog.STUDY_DB.name)

@@ -36,6 +36,19 @@ def test_study_resumes_prunes_and_picks_the_smallest_near_best_pareto_trial(tmp_
     eligible = [t for t in front if t["values"][0] >= best - 0.001]
     assert chosen["params"] == min(t["values"][1] for t in eligible) and chosen["valid_auc"] >= best - 0.001
     assert chosen["config"]["model"] in SIZES and "learning_rate" in chosen["config"]
+    # the resumed trials are new draws: its sampler is seeded past the trials the study had
+    assert not any(later == earlier for later in calls[4:] for earlier in calls[:4])
+
+
+def test_a_study_of_other_data_or_settings_does_not_resume(tmp_path, capsys):
+    storage = tmp_path / "study.db"
+    calls = []
+    run_study(storage, StudySettings(trials=3, seed=1), _fake(calls), fingerprint="data A")
+    again = run_study(storage, StudySettings(trials=3, seed=1), _fake(calls), fingerprint="data A")
+    assert again["resumed_from"] == 3 and len(calls) == 3
+    other = run_study(storage, StudySettings(trials=3, seed=1), _fake(calls), fingerprint="data B")
+    assert other["resumed_from"] == 0 and len(calls) == 6 and len(other["trials"]) == 3
+    assert "holds a study of other data or settings; starting afresh" in capsys.readouterr().err
 
 
 def test_trials_of_the_train_model_start_from_its_settings(tmp_path):
