@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from featuremap import FeatureMap
 from methods import METHODS
 from methods.base import Applied, Method, ModelSpec, Settings
+from pipeline import catalog
 from pipeline.config import PipelineConfig, method_settings
 from pipeline.errors import UserError
 
@@ -61,11 +62,21 @@ def build(spec: ModelSpec, feature_map: FeatureMap, seeded: bool = True) -> CTRM
 
 
 def searched_states(cfg: PipelineConfig, search_dir: Path, names: set[str]) -> Searched:
-    """(method, settings, state) for each of `names` whose search left a state in `search_dir`, in registry order."""
+    """(method, settings, state) for each of `names` whose search left a state in `search_dir`, in registry order. A
+    search output without one of `names` is an error (its search ran without it): training without the method would
+    pass for training with it; with no search output at all (the search stage did not run) there is nothing to apply."""
     found: Searched = []
     for name, method in METHODS.items():
-        if name in names and (state := method.load(search_dir)) is not None:
+        if name not in names:
+            continue
+        state = method.load(search_dir)
+        if state is not None:
             found.append((method, method_settings(cfg, name), state))
+        elif (search_dir / catalog.FIELDS.name).is_file():  # the search stage ran, without this method
+            raise UserError(
+                f"{search_dir}: the search output holds no {name} (its search ran without it); rerun the search stage "
+                f"with it (--stages search,train) or leave it out of search.methods"
+            )
     return found
 
 

@@ -181,8 +181,12 @@ def dnis(
 
     def alpha_step() -> None:
         batch = next(stream).to(alpha.device)
-        loss = loss_fn(model(batch), batch.label) + settings.l1 * alpha.abs().sum()
-        (grad,) = torch.autograd.grad(loss, alpha)
+        model.eval()  # as the model is scored: no dropout, and validation rows do not move batch-norm statistics
+        try:
+            loss = loss_fn(model(batch), batch.label) + settings.l1 * alpha.abs().sum()
+            (grad,) = torch.autograd.grad(loss, alpha)
+        finally:
+            model.train()
         with torch.no_grad():
             grad = grad / grad.abs().mean(dim=1, keepdim=True).clamp_min(1e-12)
             alpha.sub_(settings.alpha_lr * grad).clamp_(0.0, 1.0)

@@ -158,5 +158,12 @@ def apply_searched_gates(model: CTRModel, logits: torch.Tensor, rewind: dict[str
         gates.logits.copy_(logits)
     gates.hard = True
     gates.logits.requires_grad_(False)
-    model.load_state_dict(rewind, strict=False)
+    # strict but for the gates' own entries (set above): weights of another model (a search on DeepFM applied to FM)
+    # would otherwise load in part, silently
+    missing, unexpected = model.load_state_dict(rewind, strict=False)
+    gate_keys = {k for k in model.state_dict() if k.endswith("gates.logits")}  # as the snapshot leaves them out
+    missing = [k for k in missing if k not in gate_keys]
+    if missing or unexpected:
+        shown = ", ".join([*missing, *unexpected][:4])
+        raise ValueError(f"the searched weights are another model's ({len(missing)} missing, {len(unexpected)} unexpected: {shown})")
     return gates

@@ -66,3 +66,17 @@ def test_dnis_rejects_a_bad_ratio_and_shared_tables():
     )
     with pytest.raises(ValueError, match="one table per field"):
         dnis(unified, train, valid, TrainConfig(max_epochs=1), 8, DNISSettings())
+
+
+def test_the_alpha_step_scores_its_validation_batch_as_the_model_is_scored():
+    # In eval mode: no dropout, and the validation rows do not move batch-norm's running statistics. A gradient-enabled
+    # forward in eval mode is an alpha step (training steps run in train mode, scoring without gradients).
+    train, valid = _split()
+    torch.manual_seed(0)
+    model = build_model("deepfm", FM_XOR, EmbeddingConfig(dim=8, init_std=0.1), {"hidden": [16], "batch_norm": True, "dropout": 0.2})
+    seen = []
+    model.register_forward_hook(lambda module, args, output: seen.append((module.training, torch.is_grad_enabled())))
+    config = TrainConfig(learning_rate=0.01, batch_size=512, max_epochs=2, precision="fp32")
+    dnis(model, train, valid, config, 8, DNISSettings(warmup_epochs=0, search_epochs=1, prune_ratio=0.5, rewind=True))
+    assert (False, True) in seen  # the alpha steps
+    assert seen.count((True, True)) > 0  # the training steps, still in train mode after them

@@ -690,3 +690,20 @@ def test_predict_refuses_infinite_numbers_and_reads_nan_labels_as_missing(tmp_pa
     ).write_parquet(tmp_path / "nan_label.parquet")
     with pytest.raises(InputError, match="label column 'label'"):
         score(out / "train" / "package", tmp_path / "nan_label.parquet", None, "cpu")
+
+
+def test_train_refuses_a_search_output_it_would_apply_wrongly(tmp_path, capsys):
+    # A method named for train that the search ran without, and an OptFS search of DeepFM applied to FM: each was applied
+    # in silence (the method left out; FM loading part of DeepFM's rewound weights), now one line each, exit 2.
+    config = tmp_path / "config.yaml"
+    config.write_text("search: {optfs: {epochs: 1}}\ntrain: {max_epochs: 1, batch_size: 1024, baselines: []}\n")
+    out = tmp_path / "out"
+    common = ["--config", str(config), "--out", str(out), "--no-tracking"]
+    assert main(["run", "--rows", "6000", *common, "--search", "encodings,optfs", "--model", "deepfm"]) == 0
+    capsys.readouterr()
+    assert main(["train", *common, "--search", "encodings,optfs", "--model", "fm"]) == 2
+    assert "the search output does not fit this model (the searched weights are another model's" in capsys.readouterr().err
+    assert main(["run", "--rows", "6000", *common, "--search", "encodings", "--model", "deepfm"]) == 0
+    capsys.readouterr()
+    assert main(["train", *common, "--search", "encodings,dnis", "--model", "deepfm"]) == 2
+    assert "the search output holds no dnis (its search ran without it)" in capsys.readouterr().err
