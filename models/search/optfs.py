@@ -96,7 +96,8 @@ class OptFSResult:
 
     @property
     def dropped_fields(self) -> list[str]:
-        return [name for name, mask in self.kept.items() if not mask.any()]
+        """Fields none of whose real values is kept (their OOV and missing ids aside), as `kept_values` counts them."""
+        return [name for name, mask in self.kept.items() if not mask[FIRST_VALUE_ID:].any()]
 
 
 def attach_value_gates(model: CTRModel, init: float) -> ValueGates:
