@@ -67,8 +67,18 @@ class Schema:
     def _label_text(self) -> pl.Expr:
         return pl.col(self.label).cast(pl.String).str.strip_chars().str.to_lowercase()
 
+    def _numbers(self, values: tuple[str, ...] | None) -> list[float] | None:
+        """`values` as numbers when each is one (a numeric label's positive values): then compared as numbers, so that
+        5 matches a label read as 5 in one file and 5.0 in another; None for text values."""
+        try:
+            return None if values is None else [float(v) for v in values]
+        except ValueError:
+            return None
+
     def label_expr(self) -> pl.Expr:
         """The label as Int8 0/1 (thresholded when a threshold is set, matched when positive values are set)."""
+        if self.positive is not None and (numbers := self._numbers(self.positive)) is not None:
+            return pl.col(self.label).cast(pl.Float64, strict=False).is_in(numbers).cast(pl.Int8).alias(self.label)
         if self.positive is not None:
             return self._label_text().is_in(list(self.positive)).cast(pl.Int8).alias(self.label)
         value = pl.col(self.label).cast(pl.Float64, strict=False)
@@ -78,6 +88,10 @@ class Schema:
 
     def label_bad_expr(self) -> pl.Expr:
         """True on rows whose label is missing or not one of the binary values."""
+        if self.positive is not None and (numbers := self._numbers(self.positive)) is not None:
+            value = pl.col(self.label).cast(pl.Float64, strict=False)
+            others = self._numbers(self.negative)
+            return value.is_null() if others is None else value.is_null() | ~value.is_in([*numbers, *others])
         if self.positive is not None:
             text = self._label_text()
             if self.negative is None:
@@ -118,14 +132,14 @@ def _text_label(
     if opts.positive is not None:
         if opts.label_threshold is not None:
             raise InputError(f"{origin}: set either data.positive or data.label_threshold, not both")
-        if dtype.is_numeric():  # compared with the label's own text: 1 -> "1" in an integer column, "1.0" in a float one
+        if dtype.is_numeric():  # compared as numbers (`Schema.label_expr`): 5 in an integer file, 5.0 in a float one
             try:
                 numbers = [float(v) for v in opts.positive]
             except ValueError:
                 raise InputError(
                     f"{origin}: label column {label!r} is numeric; data.positive {list(opts.positive)} matches none of its values"
                 ) from None
-            return tuple(str(n) if dtype.is_float() else str(int(n)) for n in numbers), None
+            return tuple(str(n) for n in numbers), None
         return tuple(str(v).strip().lower() for v in opts.positive), None
     if dtype == pl.Boolean:
         return ("true",), ("false",)

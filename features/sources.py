@@ -180,7 +180,11 @@ def read_libsvm(paths: list[Path], opts: SourceOptions, scratch: Path | None = N
     if bad_index.height:
         row = bad_index.row(0, named=True)
         raise InputError(f"{row['file']}: line {row['line_no']} has a token that is not idx:val")
-    # -1 is 0; any other value stays, for the label check to judge (-2 is no binary label)
+    # -1 is 0 (a -1/1 file); any other value stays, for the label check to judge (-2 is no binary label). A file with
+    # -1, 0 and 1 holds three classes, not two: merging -1 into 0 would hide that.
+    both = parsed.select((pl.col(LIBSVM_LABEL) == -1).any().alias("minus"), (pl.col(LIBSVM_LABEL) == 0).any().alias("zero"))
+    if all(both.collect(engine="streaming").row(0)):
+        raise InputError(f"{paths[0]}: libsvm labels hold both -1 and 0; a binary label is -1/1 or 0/1")
     y = pl.when(pl.col(LIBSVM_LABEL) == -1).then(0.0).otherwise(pl.col(LIBSVM_LABEL)).alias(LIBSVM_LABEL)
     kinds: dict[str, FieldKind] = {}
     if opts.libsvm_field_ranges:

@@ -153,3 +153,10 @@ def test_detect_format_and_split_files(tmp_path):
 
 def test_discovery_knows_every_reader():
     assert set(FORMATS) == set(READERS)
+
+
+def test_libsvm_labels_of_three_classes_are_refused(tmp_path):
+    path = tmp_path / "d.libsvm"
+    path.write_text("-1 1:1\n0 2:1\n1 3:1\n")
+    with pytest.raises(InputError, match="libsvm labels hold both -1 and 0"):
+        open_source([path], SourceOptions(format="libsvm"))

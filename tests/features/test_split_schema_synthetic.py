@@ -141,3 +141,14 @@ def test_valid_and_test_staged_in_one_read_are_the_rows_split_directly(tmp_path,
         assert sorted(p.name for p in scratch.glob("carved-*.parquet")) == ([f"carved-{source}.parquet"] if carved_names else [])
     if split.valid == 0.00001:
         assert staged.splits["valid"].collect().height == 0 and staged.splits["test"].collect().height > 0
+
+
+def test_a_numeric_positive_value_matches_the_number_in_any_file():
+    # data.positive: ['5'] on a rating read as integers in train: a later file read as floats (5.0), or as text, matches
+    # it too (it was compared as text: "5.0" is not "5", so every test label read 0); 2.5 matches no 2.
+    train = pl.LazyFrame({"rating": [5, 3, 5, 1] * 10, "a": ["x", "y"] * 20})
+    schema = infer_schema(RawSource(train, None, {}), SchemaOptions(label="rating", positive=("5",)), "t")
+    for later in (pl.DataFrame({"rating": [5.0, 3.0, 4.5]}), pl.DataFrame({"rating": ["5", "3", "4.5"]})):
+        assert later.select(schema.label_expr())["rating"].to_list() == [1, 0, 0]
+    halves = infer_schema(RawSource(train, None, {}), SchemaOptions(label="rating", positive=("2.5",)), "t")
+    assert pl.DataFrame({"rating": [2, 3]}).select(halves.label_expr())["rating"].to_list() == [0, 0]
