@@ -3,8 +3,8 @@
 Both sides are what ingest saved (`feature_map.json`, `encoder.json`, `vocab/*.parquet` with each
 train value's count), so the champion's training data is compared with today's without reading
 either raw file again. A vocabulary field's drift is its population stability index (PSI) over the
-champion's most frequent train values, one bucket for its other values and one for values it never saw (expected at
-the Good-Turing rate: `features.quality.population_stability_index`);
+champion's most frequent train values plus one bucket for the rest, with a term for an influx of values it never saw
+(beyond the Good-Turing rate of its values seen once: `features.quality.population_stability_index`);
 a numeric field's is the shift of its train mean in the champion's train standard deviations.
 """
 
@@ -31,6 +31,7 @@ class FittedData:
     click_rate: float
     numeric: dict[str, tuple[float, float]]
     directory: Path  # the ingest output (vocabularies: `features.encode.vocab_path`)
+    min_count: int = 1  # the encoder's: above 1, the vocabularies lack the values seen fewer times
 
     @classmethod
     def load(cls, directory: Path) -> FittedData:
@@ -44,7 +45,8 @@ class FittedData:
             for name, kind in kinds.items()
             if kind == "numeric" and stats.get(name, {}).get("mean") is not None
         }
-        return cls(kinds, float(feature_map["splits"]["train"]["positive_rate"]), numeric, directory)
+        min_count = int(encoder.get("params", {}).get("min_count", 1))
+        return cls(kinds, float(feature_map["splits"]["train"]["positive_rate"]), numeric, directory, min_count)
 
 
 @dataclass
@@ -77,15 +79,19 @@ class DataChecks:
         return failed
 
 
-def vocabulary_psi(champion: pl.DataFrame, today: pl.DataFrame, top: int = TOP_VALUES) -> float:
-    """PSI of a field's train value counts (frames of value, count) over the champion's `top` values and the rest."""
+def vocabulary_psi(champion: pl.DataFrame, today: pl.DataFrame, top: int = TOP_VALUES, new_bucket: bool = True) -> float:
+    """PSI of a field's train value counts (frames of value, count) over the champion's `top` values and the rest, and
+    (`new_bucket`) a term for values the champion never saw arriving beyond the Good-Turing rate of its values seen
+    once. Without it (vocabularies cut by a min_count lack the values seen once, and so the estimate) they are only
+    part of the rest."""
     joined = (
         champion.select("value", pl.col("count").alias("expected"))
         .join(today.select("value", pl.col("count").alias("actual")), on="value", how="full", coalesce=True)
         .fill_null(0)
     )
     # at most the champion's own values get buckets: values new today always fall in the rest
-    return population_stability_index(joined["expected"].to_numpy(), joined["actual"].to_numpy(), min(top, champion.height))
+    expected, actual = joined["expected"].to_numpy(), joined["actual"].to_numpy()
+    return population_stability_index(expected, actual, min(top, champion.height), new_bucket=new_bucket)
 
 
 def compare(champion: FittedData, today: FittedData) -> DataChecks:
@@ -116,6 +122,6 @@ def compare(champion: FittedData, today: FittedData) -> DataChecks:
             if old_counts["value"].dtype != new_counts["value"].dtype:
                 changes.append(f"{name}: values read as {new_counts['value'].dtype} (champion: {old_counts['value'].dtype})")
                 continue
-            drift[name] = vocabulary_psi(old_counts, new_counts)
+            drift[name] = vocabulary_psi(old_counts, new_counts, new_bucket=champion.min_count == today.min_count == 1)
     rate_change = today.click_rate / champion.click_rate - 1 if champion.click_rate > 0 else math.inf
     return DataChecks(changes, (champion.click_rate, today.click_rate), rate_change, drift, numeric)

@@ -10,31 +10,37 @@ from featuremap import FIRST_VALUE_ID, MISSING_ID, OOV_ID, FeatureMap
 from features.settings import QualityParams
 
 
-def population_stability_index(expected: np.ndarray, actual: np.ndarray, bins: int, unseen: int | None = None) -> float:
-    """PSI of `actual` against `expected` id counts over the top `bins` expected ids, the other ids `expected` saw, and
-    the values it never saw: ids with no expected count (new values) and the id `unseen` (the out-of-vocabulary id,
-    where new values land once encoded) share one bucket. Its expected count is the Good-Turing estimate of the
-    unseen mass, the number of values `expected` saw once (plus `unseen`'s own count): new values arriving at the rate
-    the expected side's own long tail predicts do not drift, and a field whose values are replaced drifts by far more
-    than its tail moving (in one "rest" bucket with the tail, it hardly moved)."""
+def population_stability_index(
+    expected: np.ndarray, actual: np.ndarray, bins: int, unseen: int | None = None, new_bucket: bool = True
+) -> float:
+    """PSI of `actual` against `expected` id counts over the top `bins` expected ids plus the rest, and an influx of
+    values `expected` never saw: ids with no expected count (new values; with `new_bucket`) and the id `unseen` (the
+    out-of-vocabulary id, where new values land once encoded). Their share is expected at the Good-Turing estimate of
+    the unseen mass (the share of values `expected` saw once, plus `unseen`'s own share); a larger actual share adds
+    its PSI term, so that a field whose values are replaced drifts (in the "rest" bucket with the tail it hardly
+    moved), while new values arriving at the rate the tail predicts, or fewer (two overlapping windows), add nothing.
+    `new_bucket` false: no influx term for new ids (the expected side lacks its values seen once, and the estimate)."""
     if actual.sum() == 0 or expected.sum() == 0:
         return 0.0
-    new = expected == 0
-    if unseen is not None and unseen < expected.size:
-        new[unseen] = True
-    order = np.argsort(-expected, kind="stable")
-    top = order[~new[order]][:bins]
-    rest = ~new
+    top = np.argsort(-expected, kind="stable")[:bins]
+    rest = np.ones(expected.size, dtype=bool)
     rest[top] = False
-    total = float(expected.sum())
-    unseen_mass = np.count_nonzero(expected == 1) / total  # Good-Turing: the seen values' share shrinks by as much
-    seen = np.append(expected[top], expected[rest].sum()) / total * (1.0 - unseen_mass)
-    e = np.append(seen, expected[new].sum() / total + unseen_mass)
-    a = np.append(actual[top], [actual[rest].sum(), actual[new].sum()]).astype(np.float64)
+    e = np.append(expected[top], expected[rest].sum()).astype(np.float64)
+    a = np.append(actual[top], actual[rest].sum()).astype(np.float64)
     eps = 1e-6
     pe = np.maximum(e / e.sum(), eps)
     pa = np.maximum(a / a.sum(), eps)
-    return float(np.sum((pa - pe) * np.log(pa / pe)))
+    psi = float(np.sum((pa - pe) * np.log(pa / pe)))
+    new = expected == 0 if new_bucket else np.zeros(expected.size, dtype=bool)
+    if unseen is not None and unseen < expected.size:
+        new[unseen] = True
+    if new.any():
+        total = float(expected.sum())
+        expected_new = max((np.count_nonzero(expected == 1) + expected[new].sum()) / total, eps)
+        actual_new = float(actual[new].sum() / actual.sum())
+        if actual_new > expected_new:
+            psi += (actual_new - expected_new) * float(np.log(actual_new / expected_new))
+    return psi
 
 
 def _frequency_histogram(value_counts: np.ndarray) -> dict[str, int]:

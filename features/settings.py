@@ -24,7 +24,7 @@ class QualityParams(_Settings):
     leakage_ratio: float = Field(0.9, gt=0, le=1)
     """Chance-corrected I(F;Y) / H(Y) at or above this flags possible label leakage (corrected, or every unique row id would be flagged)."""
     psi_bins: int = Field(20, ge=1)
-    """Bins of the population stability index: the most frequent train values, plus one for the rest and one for out-of-vocabulary values (expected at train's Good-Turing unseen rate)."""
+    """Bins of the population stability index: the most frequent train values, plus one for the rest; an out-of-vocabulary share above train's Good-Turing unseen rate adds its own term."""
     drift_psi: float = Field(0.25, gt=0)
     """PSI against valid/test above this flags drift (the usual 0.25 'significant shift' rule)."""
 
