@@ -54,11 +54,11 @@ def now() -> str:
 
 @functools.cache
 def code_version() -> str:
-    """A hash of the pipeline's Python source (every module a stage can run)."""
+    """A hash of the pipeline's source (every module a stage can run, and the C++ kernel AutoInt compiles)."""
     root = Path(__file__).resolve().parent.parent
     digest = hashlib.sha256()
     for package in CODE_PACKAGES:
-        for path in sorted((root / package).rglob("*.py")):
+        for path in sorted(p for suffix in ("*.py", "*.cpp") for p in (root / package).rglob(suffix)):
             digest.update(path.relative_to(root).as_posix().encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
@@ -70,15 +70,27 @@ def _files(path: Path) -> list[Path]:
     return [path] if path.exists() else []
 
 
-def input_identity(cfg: PipelineConfig) -> list[tuple[str, int, int]]:
-    """(path, size, mtime in ns) of every input file the ingest stage reads (none for the synthetic data)."""
-    paths = [*cfg.data.paths, *(join.path for join in cfg.data.joins)] if cfg.data.path is not None else []
+def input_identity(cfg: PipelineConfig) -> list[tuple[str, int, int, int, int]]:
+    """(path, size, mtime and ctime in ns, inode) of every input file the ingest stage reads: its data (none for the
+    synthetic data) and its side tables (with the synthetic data too). The ctime and inode change with the file even
+    when a copy keeps its size and mtime (`cp -p`, `touch -r`, rsync)."""
+    paths = [*(cfg.data.paths if cfg.data.path is not None else []), *(join.path for join in cfg.data.joins)]
     identity = []
     for path in paths:
         for file in _files(Path(path)):
             stat = file.stat()
-            identity.append((str(file.resolve()), stat.st_size, stat.st_mtime_ns))
+            identity.append((str(file.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino))
     return identity
+
+
+def registry_target(cfg: PipelineConfig) -> list[str | None]:
+    """Where a run registers its model: the tracking URI in force (config, MLFLOW_TRACKING_URI or ./mlflow.db) and the
+    registered name; None when it registers none. A train stage committed for another store or name is no model there."""
+    from pipeline.tracking import resolve_uri
+
+    if not (cfg.tracking.enabled and cfg.tracking.register_model):
+        return [None, None]
+    return [resolve_uri(cfg.tracking.uri), cfg.tracking.registered_model or cfg.train.model]
 
 
 def recorded(out: Path, stage: str) -> dict[str, Any] | None:
@@ -98,10 +110,14 @@ def stage_fingerprint(cfg: PipelineConfig, stage: str) -> str:
     for section, names in VOLATILE.items():
         for name in names:
             sections.get(section, {}).pop(name, None)
-    upstream = {name: (recorded(cfg.out, name) or {}).get("fingerprint") for name in declared.reads}
+    # An upstream stage by its committed output, not only its fingerprint: a rerun of it (forced, or training again
+    # for a model never registered) gives new outputs under the same fingerprint, and what reads them must rerun too.
+    upstream = {name: [(recorded(cfg.out, name) or {}).get(key) for key in ("fingerprint", "finished")] for name in declared.reads}
     payload = {"stage": stage, "code": code_version(), "sections": sections, "upstream": upstream}
     if stage == "ingest":
         payload["inputs"] = input_identity(cfg)
+    if stage in ("train", "promote", "report"):  # the registry they write to or read: the store in force and the name
+        payload["registry"] = registry_target(cfg)
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 

@@ -82,8 +82,11 @@ STAGES: tuple[StageDecl, ...] = (
         "ingest", ("data", "schema_", "split", "encode"), (), (FEATURE_MAP, ENCODER, VOCABULARIES, *SPLITS.values(), *HOLDOUT.values())
     ),
     StageDecl("rank", ("rank",), ("ingest",), (RANKING, PAIRS, QUALITY, RANKING_PLOT)),
-    StageDecl("search", ("search", "train"), ("ingest", "rank"), (FIELDS, SEARCH_BASELINE, STUDY, STUDY_DB, PARETO)),
-    StageDecl("train", ("search", "train"), ("ingest", "rank", "search"), (TRAIN_METRICS, HISTORY, LEARNING_CURVE, BASELINES, PACKAGE)),
+    # rank's section too: search and train read its selection settings (rank.select) when they run alone
+    StageDecl("search", ("rank", "search", "train"), ("ingest", "rank"), (FIELDS, SEARCH_BASELINE, STUDY, STUDY_DB, PARETO)),
+    StageDecl(
+        "train", ("rank", "search", "train"), ("ingest", "rank", "search"), (TRAIN_METRICS, HISTORY, LEARNING_CURVE, BASELINES, PACKAGE)
+    ),
     # the registry's champion is outside the run: a retry after the alias moved finds itself champion, and says so
     StageDecl("promote", ("promote", "tracking"), ("ingest", "train"), (DECISION,)),
     # a new tracking store reruns the report, so that the store gets the report artifact

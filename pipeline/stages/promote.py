@@ -12,7 +12,6 @@ Comparing and moving the alias happen under the registry lock, so two runs at on
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import polars as pl
 
 from features.drift import FittedData, compare
 from pipeline import catalog
+from pipeline.cache import recorded
 from pipeline.config import PipelineConfig, PromoteConfig
 from pipeline.errors import UserError
 from pipeline.stages.output import StageOutput
@@ -117,7 +117,9 @@ def run_promote(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
     from pipeline.tracking import Registry, download_package
 
     settings = cfg.promote
-    report = json.loads((out / catalog.METRICS).read_text()) if (out / catalog.METRICS).is_file() else {}
+    # train's own record, not OUT/metrics.json, where a later train run without the registry would leave the earlier
+    # run's registered version beside its own figures
+    report = (recorded(out, "train") or {}).get("report", {})
     registered = report.get("registered_model")
     if not registered:
         raise UserError(

@@ -14,7 +14,7 @@ from methods import METHODS
 from methods.base import ModelSpec, SearchRun
 from pipeline import catalog
 from pipeline.assemble import build
-from pipeline.cache import recorded
+from pipeline.cache import code_version, recorded
 from pipeline.config import PipelineConfig, method_settings
 from pipeline.errors import UserError
 from pipeline.plots import pareto_plot
@@ -96,6 +96,8 @@ def run_optuna(cfg: PipelineConfig, out: Path, workdir: Path, feature_map: Featu
                 ingest_record.get("fingerprint"),
                 [f.name for f in feature_map.fields],
                 tc.model_dump(mode="json"),
+                {m: method_settings(cfg, m).model_dump(mode="json") for m in oc.methods},  # their base settings
+                code_version(),
             ],
             default=str,
         ).encode()

@@ -14,6 +14,7 @@ from features.tabular import tabular_columns
 from methods import METHODS
 from pipeline import catalog
 from pipeline.assemble import assemble, derive, gbdt_map, model_spec, package_entries, resolved, searched_states
+from pipeline.cache import code_version, recorded
 from pipeline.config import PipelineConfig, method_settings
 from pipeline.errors import UserError
 from pipeline.package import PACKAGE, write_package
@@ -86,6 +87,8 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
                 feature_map.to_json(),
                 applied_names,
                 cfg.search.model_dump(),
+                code_version(),  # a code fix does not resume from weights the old code trained
+                [(recorded(out, s) or {}).get("finished") for s in ("ingest", "rank", "search")],  # nor a new search's state
             ]
         ).encode()
     ).hexdigest()

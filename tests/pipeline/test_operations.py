@@ -77,8 +77,27 @@ def test_fingerprint_follows_input_files_and_code(tmp_path, monkeypatch):
     data.write_text("label,a\n1,x\n0,z\n1,w\n")  # new content (size and mtime)
     changed = cache.stage_fingerprint(cfg, "ingest")
     assert changed != before
+    # the same size and mtime, other bytes (cp -p, touch -r, rsync): the ctime and inode tell
+    stat = data.stat()
+    data.write_text("label,a\n0,x\n1,z\n0,w\n")
+    os.utime(data, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert data.stat().st_size == stat.st_size and cache.stage_fingerprint(cfg, "ingest") != changed
+    changed = cache.stage_fingerprint(cfg, "ingest")
     monkeypatch.setattr(cache, "code_version", lambda: "another version")
     assert cache.stage_fingerprint(cfg, "ingest") != changed
+    # a side table joined to the synthetic data is an input too
+    side = tmp_path / "side.csv"
+    side.write_text("inf_c2,extra\n0,a\n")
+    synthetic = load_config(None, {"data": {"joins": [{"path": str(side), "key": "inf_c2"}]}, "out": str(tmp_path / "o2")})
+    first = cache.stage_fingerprint(synthetic, "ingest")
+    side.write_text("inf_c2,extra\n0,a\n1,b\n")
+    assert cache.stage_fingerprint(synthetic, "ingest") != first
+    # train's registry: another store or name is another train output (a model registered elsewhere is none here)
+    tracked = load_config(None, {"out": str(tmp_path / "o3"), "tracking": {"uri": "sqlite:///a.db"}})
+    elsewhere = load_config(None, {"out": str(tmp_path / "o3"), "tracking": {"uri": "sqlite:///b.db"}})
+    renamed = load_config(None, {"out": str(tmp_path / "o3"), "tracking": {"uri": "sqlite:///a.db", "registered_model": "x"}})
+    prints = {cache.stage_fingerprint(c, "train") for c in (tracked, elsewhere, renamed)}
+    assert len(prints) == 3
 
 
 def test_a_second_run_into_a_locked_output_directory_fails_at_once_and_touches_nothing(tmp_path, capsys):

@@ -152,13 +152,22 @@ def test_a_daily_registry_survives_retries_backfills_and_a_day_its_champion_cann
     def decision(day):
         return json.loads((tmp_path / "runs" / day / "promote" / "decision.json").read_text())
 
-    # A day first run without the registry, then with it: train runs again (a committed model that was never
-    # registered is no model to promote), and its model is the first champion.
+    # A day first run without the registry, then with it: train runs again (a model committed for no registry is no
+    # model to promote: the registry is part of train's fingerprint), and its model is the first champion.
     assert run(days[1], tracking=False)[0] == 0
     code, err = run(days[1])
-    assert code == 0 and "never registered; training again" in err, err
+    assert code == 0 and "ingest: reused" in err and "train: reused" not in err, err
     assert decision(days[1])["decision"] == "promoted"
     name = decision(days[1])["registered_model"]
+    # A run stopped between train's commit and the registration (its record holds no version): the retry trains again
+    # and registers, and promote, whose upstream output changed, decides again on the new version.
+    record_path = tmp_path / "runs" / days[1] / "train" / "stage.json"
+    record = json.loads(record_path.read_text())
+    record["report"].pop("registered_model")
+    record_path.write_text(json.dumps(record))
+    code, err = run(days[1])
+    assert code == 0 and "never registered; training again" in err and "promote: reused" not in err, err
+    assert decision(days[1])["challenger"]["version"] == "2"
     champion = client.get_model_version_by_alias(name, "champion").version
     # A backfill of the day before: whatever its figures, an older day's model does not replace a newer one.
     code, err = run(days[0])
