@@ -134,8 +134,9 @@ def _models(search: dict[str, Any], baseline: dict[str, Any] | None, train: dict
     return rows
 
 
-def render_report(out: Path) -> str:
-    """The report's HTML for the committed outputs under `out`."""
+def render_report(out: Path, left_out: frozenset[str] = frozenset()) -> str:
+    """The report's HTML for the committed outputs under `out`, but those of the stages `left_out` (no longer part of
+    the run: an earlier run's search folder after `search.methods: []`, its decision after promote is turned off)."""
     feature_map = _json(catalog.FEATURE_MAP.at(out)) or {}
     quality = _json(catalog.QUALITY.at(out)) or {}
     flag_lists = quality.get("flags", {})
@@ -147,7 +148,7 @@ def render_report(out: Path) -> str:
     features = pl.read_csv(ranking).to_dicts() if ranking.is_file() else []  # every feature: the selection's decision table
     pairs = pl.read_csv(pairs).head(10).to_dicts() if pairs.is_file() else []
     search = {m: _json(catalog.method_summary(m).at(out)) for m in (*METHODS, "optuna")} | {"fields": _json(catalog.FIELDS.at(out))}
-    search = {k: v for k, v in search.items() if v is not None}
+    search = {k: v for k, v in search.items() if v is not None and "search" not in left_out}
     trials = []
     if optuna := search.get("optuna"):
         for t in optuna["trials"]:
@@ -184,6 +185,6 @@ def render_report(out: Path) -> str:
         decisions=_decisions(search),
         trials=trials,
         models=_models(search, _json(catalog.SEARCH_BASELINE.at(out)), _json(catalog.TRAIN_METRICS.at(out))),
-        promotion=_json(catalog.DECISION.at(out)),
+        promotion=None if "promote" in left_out else _json(catalog.DECISION.at(out)),
         plots=plots,
     )

@@ -115,6 +115,10 @@ def test_report_html_has_decisions_comparison_and_plots(tmp_path):
     assert "Model comparison" in text and "baseline (unsearched)" in text and f"{metrics['test_auc']:.6f}" in text
     assert html.count("data:image/png;base64,") == 2  # ranking and learning curve (no study: no Pareto plot)
     assert "ran" in text and json.loads((out / "run.json").read_text())["stages"]["report"]["action"] == "ran"
+    # the same OUT without a search: the earlier search's folder stays, and is not this run's report's
+    assert main([*args[:-3], "--search", "none", "--no-tracking"]) == 0
+    again = re.sub(r"<[^>]+>", " ", (out / "report" / "report.html").read_text())
+    assert "Search decisions" in text and "Search decisions" not in again and "OptFS kept" not in again
 
 
 def test_optuna_dashboard_serves_the_run_study_and_rejects_a_bad_storage(tmp_path, capsys):
