@@ -93,6 +93,14 @@ def registry_target(cfg: PipelineConfig) -> list[str | None]:
     return [resolve_uri(cfg.tracking.uri), cfg.tracking.registered_model or cfg.train.model]
 
 
+def compute_target(cfg: PipelineConfig) -> list[str]:
+    """The device type and autocast dtype training resolves to here (`train.device`, `train.precision`)."""
+    from models.trainer import resolve_device, resolve_precision
+
+    device = resolve_device(cfg.train.device)
+    return [device.type, str(resolve_precision(cfg.train.precision, device))]
+
+
 def recorded(out: Path, stage: str) -> dict[str, Any] | None:
     """The committed stage's record, or None when there is no (readable) record."""
     path = catalog.stage_path(out, stage) / RECORD
@@ -118,6 +126,8 @@ def stage_fingerprint(cfg: PipelineConfig, stage: str) -> str:
         payload["inputs"] = input_identity(cfg)
     if stage in ("train", "promote", "report"):  # the registry they write to or read: the store in force and the name
         payload["registry"] = registry_target(cfg)
+    if stage in ("search", "train"):  # `auto` as this host resolves it: a CPU-trained output is no GPU host's, nor fp32 bf16
+        payload["compute"] = compute_target(cfg)
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 

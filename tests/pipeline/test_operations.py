@@ -240,3 +240,17 @@ def test_generate_writes_whole_or_nothing(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["shards"]  # nothing else written, no hidden work folder left
     assert main(["run", "--rows", str(10**13), "--out", str(tmp_path / "r"), "--no-tracking"]) == 2  # the same check
     assert not (tmp_path / "r").exists()
+
+
+def test_train_is_keyed_on_what_auto_resolves_to_on_this_host(tmp_path, monkeypatch):
+    # A train output shared between hosts (runs_root on shared storage) is not reused where `auto` means another
+    # precision (bf16 on an AMX CPU, fp32 elsewhere) or device.
+    from models import trainer
+    from pipeline.config import load_config
+
+    cfg = load_config(None, {"out": str(tmp_path / "out")})
+    monkeypatch.setattr(trainer, "cpu_bf16_pays", lambda: True)
+    bf16 = cache.stage_fingerprint(cfg, "train")
+    monkeypatch.setattr(trainer, "cpu_bf16_pays", lambda: False)
+    assert cache.stage_fingerprint(cfg, "train") != bf16
+    assert cache.stage_fingerprint(cfg, "rank") == cache.stage_fingerprint(cfg, "rank")  # rank does not train
