@@ -49,8 +49,6 @@ class ModelEntry:
                 raise InputError(f"model settings: {first['msg'].removeprefix('Value error, ')}") from None
             where = ".".join(str(part) for part in first["loc"])
             raise InputError(f"model settings: {where}: {first['msg']} (got {first.get('input')!r})") from None
-        except ValueError as error:
-            raise InputError(f"model settings: {error}") from None
 
     def __call__(self, feature_map: FeatureMap, embedding: EmbeddingConfig, params: Mapping[str, Any]) -> CTRModel:
         config = self.settings(params)

@@ -120,7 +120,8 @@ def stage_fingerprint(cfg: PipelineConfig, stage: str) -> str:
             sections.get(section, {}).pop(name, None)
     # An upstream stage by its committed output, not only its fingerprint: a rerun of it (forced, or training again
     # for a model never registered) gives new outputs under the same fingerprint, and what reads them must rerun too.
-    upstream = {name: [(recorded(cfg.out, name) or {}).get(key) for key in ("fingerprint", "finished")] for name in declared.reads}
+    records = {name: recorded(cfg.out, name) or {} for name in declared.reads}
+    upstream = {name: [record.get("fingerprint"), record.get("finished")] for name, record in records.items()}
     payload = {"stage": stage, "code": code_version(), "sections": sections, "upstream": upstream}
     if stage == "ingest":
         payload["inputs"] = input_identity(cfg)

@@ -283,10 +283,10 @@ def check_writable(path: Path) -> None:
 
 def write_predictions(frame: pl.DataFrame, path: Path) -> None:
     """Write predictions as parquet (or CSV for a .csv name) through a temporary file and a rename; a write that fails
-    (a full disk) leaves neither."""
-    check_writable(path)
+    (a full disk) leaves neither. (`check_writable` says before any scoring whether the place can take them.)"""
     tmp = _temporary(path)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         if path.suffix.lower() == ".csv":
             frame.write_csv(tmp)
         else:

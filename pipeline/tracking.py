@@ -31,6 +31,12 @@ def resolve_uri(configured: str | None) -> str:
     return configured or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / DEFAULT_STORE}"
 
 
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a `sqlite:///<path>` URI (SQLAlchemy's form: a relative path after three slashes, an
+    absolute one after four), or None for another store."""
+    return Path(uri[len("sqlite:///") :].split("?")[0]) if uri.startswith("sqlite:///") else None
+
+
 def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     """Nested dict -> {'a.b': 'value'} with values as strings MLflow accepts."""
     flat: dict[str, str] = {}
@@ -164,8 +170,8 @@ class Tracker:
 
             try:
                 _reachable(self.uri)
-                if self.uri.startswith("sqlite:///"):  # a new store's folder (sqlite makes the file, not its folder)
-                    Path(self.uri[len("sqlite:///") :].split("?")[0]).parent.mkdir(parents=True, exist_ok=True)
+                if (database := sqlite_path(self.uri)) is not None:  # a new store's folder (sqlite makes the file, not it)
+                    database.parent.mkdir(parents=True, exist_ok=True)
                 mlflow.set_tracking_uri(self.uri)
                 with store_lock(self.uri, "init"):  # two runs at once on a new sqlite store would both create its tables
                     mlflow.set_experiment(self.experiment)
@@ -219,8 +225,7 @@ def download_package(reference: str, uri: str | None) -> Path:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     store = resolve_uri(uri)
-    # sqlite:///<path> (SQLAlchemy's form: a relative path after three slashes, an absolute one after four)
-    if store.startswith("sqlite:///") and not Path(store[len("sqlite:///") :].split("?")[0]).is_file():  # reading makes one
+    if (database := sqlite_path(store)) is not None and not database.is_file():  # reading would make an empty one
         raise UserError(f"{reference}: no tracking store at {store} (no such file); give --tracking-uri the run's store")
     import mlflow
     from mlflow.exceptions import MlflowException
