@@ -525,12 +525,14 @@ class Encoder:
         small = pl.Int8 if len(edges) < 128 else pl.Int32  # 1-byte counts add faster (the sum fits below 128 edges)
         return pl.sum_horizontal([(v > e).cast(small) for e in edges] or [pl.lit(0, pl.Int32)]).cast(pl.Int32)
 
-    def transform(self, frame: pl.LazyFrame, require_label: bool = True, fields: Collection[str] | None = None) -> pl.LazyFrame:
+    def transform(
+        self, frame: pl.LazyFrame, require_label: bool = True, fields: Collection[str] | None = None, passthrough: Collection[str] = ()
+    ) -> pl.LazyFrame:
         """Encode a raw frame: label as Int8, ids as Int32, numeric values as standardised Float32.
 
         With `require_label=False` (scoring new data) a frame without the label column is encoded without it; with
-        `fields`, only those features are encoded (and only their columns need be there). A missing feature column is
-        polars' ColumnNotFoundError naming every one missing.
+        `fields`, only those features are encoded (and only their columns need be there); `passthrough` columns follow
+        the encoded ones as they are. A missing feature column is polars' ColumnNotFoundError naming every one missing.
         """
         if not self.stats:
             raise RuntimeError("Encoder.transform called before fit")
@@ -559,7 +561,7 @@ class Encoder:
                 missing = self._elements(name).list.len().fill_null(0) == 0
                 code = pl.when(missing).then(pl.lit(MISSING_ID, pl.Int32)).otherwise(ids[name + SET_SUFFIX])
                 exprs.append(code.alias(name + SET_SUFFIX))
-        return frame.select(exprs)
+        return frame.select(*exprs, *passthrough)
 
     # -- feature map, persistence ----------------------------------------------------------------
     def field_specs(self) -> tuple[FieldSpec, ...]:

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.distributed as dist
-from sklearn.metrics import log_loss, roc_auc_score
 
 from featuremap.errors import InputError
 from models.batching import EncodedBatch
 from models.data import InMemoryData
+from models.metrics import metrics_of
 from models.trainer import TrainConfig, TrainResult, fit, predict, resolve_device, resolve_precision
 
 
@@ -101,7 +101,7 @@ def gathered_evaluator(valid: InMemoryData, batch_size: int, device: torch.devic
         dist.all_gather_object(gathered, (probs[: len(mine)], labels[: len(mine)]))
         p = np.concatenate([g[0] for g in gathered])
         y = np.concatenate([g[1] for g in gathered])
-        return float(roc_auc_score(y, p)), float(log_loss(y, np.clip(p, 1e-7, 1 - 1e-7), labels=[0, 1]))
+        return metrics_of(y, p)
 
     return evaluate
 

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import log_loss, roc_auc_score
 
 from featuremap.errors import InputError
+from models.metrics import metrics_of
 
 
 @dataclass(frozen=True)
@@ -44,11 +44,6 @@ class GBDTResult:
     train_rows: int
     seconds: float
     params: dict[str, Any]
-
-
-def metrics_of(label: np.ndarray, prob: np.ndarray) -> tuple[float, float]:
-    """AUC and logloss of click probabilities `prob` against `label`."""
-    return float(roc_auc_score(label, prob)), float(log_loss(label, np.clip(prob, 1e-7, 1 - 1e-7), labels=[0, 1]))
 
 
 class BaselineKind(ABC):

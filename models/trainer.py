@@ -33,7 +33,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.metrics import log_loss, roc_auc_score
 
 from featuremap.errors import InputError
 from models import kernels
@@ -42,6 +41,7 @@ from models.batching import EncodedBatch
 from models.data import InMemoryData
 from models.embedding import FeatureEmbedding
 from models.layers import MultiHeadSelfAttention
+from models.metrics import metrics_of
 from models.settings import DEVICE_PATTERN, TrainConfig
 
 
@@ -166,7 +166,7 @@ def evaluate(
     if len(data) == 0:
         raise InputError("the evaluation split is empty; give the valid/test split some rows")
     probs, labels = predict(model, data.batches(batch_size), device, autocast)
-    return float(roc_auc_score(labels, probs)), float(log_loss(labels, np.clip(probs, 1e-7, 1 - 1e-7), labels=[0, 1]))
+    return metrics_of(labels, probs)
 
 
 def train_report(model: torch.nn.Module, result: TrainResult, test_auc: float | None, test_logloss: float | None) -> dict:

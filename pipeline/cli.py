@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--format", help="criteo, csv, libsvm or parquet (default: the training run's, else from the file name)")
     pred.add_argument("--out", type=Path, required=True, help="predictions file (.parquet, or .csv)")
     pred.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
+    pred.add_argument(
+        "--keep", type=_names, default=[], help="input columns to copy into the predictions, comma-separated (e.g. a request id)"
+    )
     pred.add_argument("--tracking-uri", help="MLflow tracking URI for runs:/ and models:/ references")
     dash = sub.add_parser("dashboard", help="serve the Optuna dashboard on a run's study")
     dash.add_argument("--storage", type=Path, required=True, help="a run's output directory or its study.db")
@@ -81,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--part", type=int, default=0, help="planted data: another sample of the same effects (e.g. one per day's partition)")
     gen.add_argument("--out", type=Path, required=True)
     return parser
+
+
+def _names(text: str) -> list[str]:
+    """A comma-separated list of column names (blanks dropped)."""
+    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -167,7 +175,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from pipeline.package import check_writable, find_package, score, write_predictions
+    from pipeline.package import Scoring, check_writable, find_package, write_predictions
 
     if args.out.exists() and args.out.is_dir():
         raise UserError(f"{args.out}: is a directory; give a file name for the predictions")
@@ -177,9 +185,9 @@ def _predict(args: argparse.Namespace) -> int:
         raise UserError(f"{args.out}: is the input file; give the predictions another name")
     check_writable(args.out)  # before scoring, not after it
     package = find_package(args.model, args.tracking_uri)
-    frame, metrics = score(package, args.data, args.format, args.device)
-    write_predictions(frame, args.out)
-    shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k in ("auc", "logloss", "oov_share_max"))
+    scoring = Scoring(package, args.data, args.format, args.device, keep=tuple(args.keep))
+    write_predictions(scoring, args.out)
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in scoring.metrics.items() if k in ("auc", "logloss", "oov_share_max"))
     print(f"predict: {shown}", file=sys.stderr)
     return 0
 

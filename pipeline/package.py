@@ -14,6 +14,7 @@ import dataclasses
 import shutil
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import polars as pl
 
 from featuremap import OOV_ID, FeatureMap
 from methods import METHODS
+from models.metrics import metrics_of
 from pipeline import catalog
 from pipeline.assemble import gbdt_map
 from pipeline.config import PipelineConfig
@@ -153,100 +155,193 @@ def _load_package(directory: Path):
     return model, Encoder.load(directory / ENCODER), feature_map, spec, base_map, derivers
 
 
-def score(directory: Path, data: Path, fmt: str | None, device_name: str = "auto") -> tuple[pl.DataFrame, dict[str, float]]:
-    """Click probabilities for every row of the raw file `data` (with the label when the file has one), and metrics."""
-    from sklearn.metrics import log_loss, roc_auc_score
+# Rows scored at a time: the raw file is read, encoded and scored in chunks of about this many rows (rounded to whole
+# batches, so that the deep model's batches are those of one pass), and the predictions written as each is done,
+# so memory stays flat whatever the input's size (4.2 M rows at once peaked at 5.9 GB; bench/RESULTS.md, "Scoring in chunks").
+SCORE_ROWS = 1 << 20
+PROBABILITY = "probability"
 
-    from features.ingest import read_for_scoring
-    from models.batching import dense_fields, sparse_fields
-    from models.data import InMemoryData
-    from models.trainer import predict, resolve_device, resolve_precision
-    from pipeline.params import ingest_params
 
-    started = time.perf_counter()
-    model, encoder, feature_map, spec, base_map, derivers = load_package(directory)
-    data_section = {**spec["data"], "path": str(data), **({"format": fmt} if fmt else {})}
-    try:
-        cfg = PipelineConfig.model_validate({"data": data_section, "schema": spec["schema"]})
-    except ValueError as exc:
-        raise UserError(f"{directory / SPEC}: unreadable model spec ({str(exc).splitlines()[0]})") from exc
-    # The fields training read as text (ids, lists) are read as text here too: rows whose ids look like numbers would
-    # lose 0123's zero, and a list column without a separator in these rows would read as numbers.
-    as_text = tuple(f.name for f in base_map.fields if f.name in encoder.vocabs and encoder.vocabs[f.name]["value"].dtype == pl.String)
-    raw = read_for_scoring(data, ingest_params(cfg), as_text=as_text)
-    try:
-        if feature_map.label in raw.collect_schema():  # labels read as training read them, or a one-line error
-            encoder.check_labels(raw, str(data))
-        # Only the fields the package scores with: a column the run dropped (rank selection) need not be sent.
-        encoded = encoder.transform(raw, require_label=False, fields={f.name for f in base_map.fields}).collect(engine="streaming")
-    except pl.exceptions.ColumnNotFoundError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise UserError(f"{data}: a feature the model was trained on is missing ({first}); give the same columns as training") from exc
-    except pl.exceptions.PolarsError as exc:
-        raise UserError(f"could not read the input {data}: {str(exc).strip().splitlines()[0]}") from exc
-    if encoded.height == 0:
-        raise UserError(f"{data}: no rows to score")
-    infinite = [f.name for f in base_map.fields if f.value_column in encoded.columns and encoded[f.value_column].is_infinite().any()]
-    if infinite:  # as ingest refuses them in valid and test: an infinite input would score as NaN
-        raise UserError(
-            f"{data}: column {infinite[0]!r} has infinite values (or values past float32's range once standardised); replace them"
-        )
-    numeric_as_value = spec["embedding"].get("numeric_as_value", False)
-    columns: dict = {}
-    for spec_field in sparse_fields(base_map, numeric_as_value):
-        column = encoded[spec_field.column]
-        if isinstance(column.dtype, pl.List):
-            offsets = np.zeros(encoded.height + 1, dtype=np.int64)
-            np.cumsum(column.list.len().fill_null(0).to_numpy(), out=offsets[1:])
-            columns[spec_field.column] = (column.explode().drop_nulls().to_numpy(), offsets)
-        else:
-            columns[spec_field.column] = column.to_numpy()
-    for spec_field in dense_fields(base_map, numeric_as_value):
-        columns[spec_field.value_column] = encoded[spec_field.value_column].to_numpy()
-    derived: dict = {}
-    for method, state in derivers:  # the fields a search method derived, from the train tables it packaged
-        derived |= method.derive(state, {**columns, **derived}, None)
-    columns |= derived
-    has_label = feature_map.label in encoded.columns
-    labels = encoded[feature_map.label].to_numpy() if has_label else np.zeros(encoded.height, dtype=np.int8)
-    rows = InMemoryData(columns, labels, feature_map, numeric_as_value)
-    device = resolve_device(device_name)
-    model.to(device)
-    chosen = spec.get("chosen") or {"kind": "deep"}  # packages written before the run chose among candidates: the deep model
-    # The parts it scores with and their weights: the blend's, or the one chosen model's.
-    weights = blend_weights(chosen) or {DEEP if chosen["kind"] == "deep" else chosen["gbdt"]: 1.0}
-    used = {name: w for name, w in weights.items() if w > 0}
-    scored = {}
-    if DEEP in used:
-        scored[DEEP], _ = predict(
-            model, rows.batches(spec["batch_size"]), device, resolve_precision(scoring_precision(spec, device), device)
-        )
-    if set(used) - {DEEP}:
-        from features.tabular import tabular, tabular_columns
+class Scoring:
+    """The predictions of a raw file's rows, chunk by chunk: iterate for frames of `keep` (the input's columns to carry,
+    e.g. a request id), `probability` and, when the file has it, the label; `metrics` is complete once the last chunk
+    is out (rows, seconds, and with labels AUC and logloss; the largest share of values unseen in train)."""
+
+    def __init__(
+        self, directory: Path, data: Path, fmt: str | None, device_name: str = "auto", keep: tuple[str, ...] = (), rows: int | None = None
+    ) -> None:
+        from features.ingest import read_for_scoring
+        from models.trainer import resolve_device, resolve_precision
+        from pipeline.params import ingest_params
+
+        self.started = time.perf_counter()
+        self.model, self.encoder, self.feature_map, self.spec, self.base_map, self.derivers = load_package(directory)
+        self.directory, self.data = directory, data
+        batch = self.spec["batch_size"]  # whole batches a chunk: the deep model sees the batches of one pass
+        self.rows = batch * max(1, round((rows or SCORE_ROWS) / batch))
+        data_section = {**self.spec["data"], "path": str(data), **({"format": fmt} if fmt else {})}
+        try:
+            cfg = PipelineConfig.model_validate({"data": data_section, "schema": self.spec["schema"]})
+        except ValueError as exc:
+            raise UserError(f"{directory / SPEC}: unreadable model spec ({str(exc).splitlines()[0]})") from exc
+        label, keep = self.feature_map.label, tuple(dict.fromkeys(keep))  # a column named twice is kept once
+        clash = [name for name in keep if name in (PROBABILITY, label)]
+        if clash:
+            raise UserError(f"--keep {clash[0]}: the predictions have that column already; keep other columns")
+        # The fields training read as text (ids, lists) are read as text here too: rows whose ids look like numbers
+        # would lose 0123's zero, and a list column without a separator in these rows would read as numbers.
+        vocabs = self.encoder.vocabs
+        as_text = tuple(f.name for f in self.base_map.fields if f.name in vocabs and vocabs[f.name]["value"].dtype == pl.String)
+        raw = read_for_scoring(data, ingest_params(cfg), as_text=as_text)
+        try:
+            names = raw.collect_schema().names()
+            missing = [name for name in keep if name not in names]
+            if missing:
+                raise UserError(f"{data}: no column {missing[0]!r} to keep (--keep); the file has {', '.join(names[:12])}")
+            self.has_label = label in names
+            if self.has_label:  # labels read as training read them, or a one-line error
+                self.encoder.check_labels(raw, str(data))
+            raw = raw.with_columns(pl.col(name).alias(_KEPT + name) for name in keep)
+            # Only the fields the package scores with: a column the run dropped (rank selection) need not be sent.
+            fields = {f.name for f in self.base_map.fields}
+            kept = [_KEPT + name for name in keep]
+            self.encoded = self.encoder.transform(raw, require_label=False, fields=fields, passthrough=kept)
+        except pl.exceptions.ColumnNotFoundError as exc:
+            raise _missing_feature(data, exc) from exc
+        except pl.exceptions.PolarsError as exc:
+            raise UserError(f"could not read the input {data}: {str(exc).strip().splitlines()[0]}") from exc
+        self.keep = keep
+        self.device = resolve_device(device_name)
+        self.model.to(self.device)
+        self.precision = resolve_precision(scoring_precision(self.spec, self.device), self.device)
+        chosen = self.spec.get("chosen") or {"kind": "deep"}  # packages before the run chose among candidates: deep
+        # The parts it scores with and their weights: the blend's, or the one chosen model's.
+        weights = blend_weights(chosen) or {DEEP if chosen["kind"] == "deep" else chosen["gbdt"]: 1.0}
+        self.used = {name: w for name, w in weights.items() if w > 0}
+        self.boosters = self._boosters()
+        self.metrics: dict[str, float] = {}
+
+    def _boosters(self) -> dict[str, tuple[Any, Any]]:
         from models.baselines import KINDS
 
-        columns, categorical, dtype = tabular_columns(gbdt_map(feature_map, derivers))
-        frame = encoded.with_columns(pl.Series(name, values) for name, values in derived.items()) if derived else encoded
-        x = tabular(frame, columns, dtype)
-        for name in set(used) - {DEEP}:
+        if not set(self.used) - {DEEP}:
+            return {}
+        from features.tabular import tabular_columns
+
+        self.tabular = tabular_columns(gbdt_map(self.feature_map, self.derivers))
+        columns, categorical, _ = self.tabular
+        boosters = {}
+        for name in set(self.used) - {DEEP}:
             kind = KINDS[name]
-            scored[name] = kind.predict(kind.load(directory / GBDT / f"{name}.{kind.suffix}", columns, categorical), x)
-    if len(used) == 1:
-        probs = next(iter(scored.values()))
-    else:
+            boosters[name] = (kind, kind.load(self.directory / GBDT / f"{name}.{kind.suffix}", columns, categorical))
+        return boosters
+
+    def __iter__(self) -> Iterator[pl.DataFrame]:
+        rows = 0
+        labels, probs = [], []
+        oov = {f.name: 0 for f in self.base_map.fields}
+        for chunk in self._chunks():
+            scored = self._score(chunk)
+            rows += chunk.height
+            for f in self.base_map.fields:
+                if not isinstance(chunk[f.column].dtype, pl.List):
+                    oov[f.name] += int((chunk[f.column] == OOV_ID).sum())
+            kept = [chunk[_KEPT + name].alias(name) for name in self.keep]
+            out = pl.DataFrame([*kept, pl.Series(PROBABILITY, scored.astype(np.float64))])
+            if self.has_label:
+                label = chunk[self.feature_map.label]
+                out = out.with_columns(label)
+                labels.append(label.to_numpy())
+                probs.append(scored)
+            yield out
+        if rows == 0:
+            raise UserError(f"{self.data}: no rows to score")
+        self.metrics = {"rows": float(rows), "seconds": time.perf_counter() - self.started}
+        if labels:  # the train stage's metrics to the bit; ~100 bytes a row at this point (bench/RESULTS.md)
+            y, p = np.concatenate(labels), np.concatenate(probs)
+            del labels, probs
+            if 0 < y.sum() < y.size:
+                self.metrics["auc"], self.metrics["logloss"] = metrics_of(y, p)
+        self.metrics["oov_share_max"] = max((count / rows for count in oov.values()), default=0.0)
+
+    def _chunks(self) -> Iterator[pl.DataFrame]:
+        """The encoded rows, `rows` at a time (polars streams them: the next is read while one is scored, no more)."""
+        batches = self.encoded.collect_batches(chunk_size=self.rows, engine="streaming")
+        while True:
+            try:
+                chunk = next(batches)
+            except StopIteration:
+                return
+            except pl.exceptions.ColumnNotFoundError as exc:
+                raise _missing_feature(self.data, exc) from exc
+            except pl.exceptions.PolarsError as exc:
+                raise UserError(f"could not read the input {self.data}: {str(exc).strip().splitlines()[0]}") from exc
+            if chunk.height:
+                yield chunk
+
+    def _score(self, encoded: pl.DataFrame) -> np.ndarray:
+        """The click probabilities of one chunk of encoded rows."""
+        from models.batching import dense_fields, sparse_fields
+        from models.data import InMemoryData
+        from models.trainer import predict
+
+        infinite = [
+            f.name for f in self.base_map.fields if f.value_column in encoded.columns and encoded[f.value_column].is_infinite().any()
+        ]
+        if infinite:  # as ingest refuses them in valid and test: an infinite input would score as NaN
+            raise UserError(
+                f"{self.data}: column {infinite[0]!r} has infinite values (or values past float32's range once standardised); replace them"
+            )
+        numeric_as_value = self.spec["embedding"].get("numeric_as_value", False)
+        columns: dict = {}
+        for spec_field in sparse_fields(self.base_map, numeric_as_value):
+            column = encoded[spec_field.column]
+            if isinstance(column.dtype, pl.List):
+                offsets = np.zeros(encoded.height + 1, dtype=np.int64)
+                np.cumsum(column.list.len().fill_null(0).to_numpy(), out=offsets[1:])
+                columns[spec_field.column] = (column.explode().drop_nulls().to_numpy(), offsets)
+            else:
+                columns[spec_field.column] = column.to_numpy()
+        for spec_field in dense_fields(self.base_map, numeric_as_value):
+            columns[spec_field.value_column] = encoded[spec_field.value_column].to_numpy()
+        derived: dict = {}
+        for method, state in self.derivers:  # the fields a search method derived, from the train tables it packaged
+            derived |= method.derive(state, {**columns, **derived}, None)
+        columns |= derived
+        scored = {}
+        if DEEP in self.used:
+            labels = np.zeros(encoded.height, dtype=np.int8)  # predict reads no label
+            rows = InMemoryData(columns, labels, self.feature_map, numeric_as_value)
+            scored[DEEP], _ = predict(self.model, rows.batches(self.spec["batch_size"]), self.device, self.precision)
+        if self.boosters:
+            from features.tabular import tabular
+
+            names, _, dtype = self.tabular
+            frame = encoded.with_columns(pl.Series(name, values) for name, values in derived.items()) if derived else encoded
+            x = tabular(frame, names, dtype)
+            for name, (kind, booster) in self.boosters.items():
+                scored[name] = kind.predict(booster, x)
+        if len(self.used) == 1:
+            return next(iter(scored.values()))
         from models.blend import blend
 
-        probs = blend([scored[name] for name in used], list(used.values()))
-    out = pl.DataFrame({"probability": probs.astype(np.float64)})
-    metrics = {"rows": float(encoded.height), "seconds": time.perf_counter() - started}
-    if has_label:
-        out = out.with_columns(pl.Series(feature_map.label, labels))
-        if 0 < labels.sum() < labels.size:
-            metrics["auc"] = float(roc_auc_score(labels, probs))
-            metrics["logloss"] = float(log_loss(labels, np.clip(probs, 1e-7, 1 - 1e-7), labels=[0, 1]))
-    oov = {f.name: float((encoded[f.column] == OOV_ID).mean()) for f in base_map.fields if not isinstance(encoded[f.column].dtype, pl.List)}
-    metrics["oov_share_max"] = max(oov.values(), default=0.0)
-    return out, metrics
+        return blend([scored[name] for name in self.used], list(self.used.values()))
+
+
+_KEPT = "__kept__"  # the prefix of a kept input column while it travels beside the encoded ones
+
+
+def _missing_feature(data: Path, exc: Exception) -> UserError:
+    first = str(exc).strip().splitlines()[0]
+    return UserError(f"{data}: a feature the model was trained on is missing ({first}); give the same columns as training")
+
+
+def score(directory: Path, data: Path, fmt: str | None, device_name: str = "auto") -> tuple[pl.DataFrame, dict[str, float]]:
+    """Click probabilities for every row of the raw file `data` (with the label when the file has one), and metrics: the
+    whole file's at once (for `predict`'s own output, `write_predictions` streams a `Scoring`)."""
+    scoring = Scoring(directory, data, fmt, device_name)
+    frames = list(scoring)
+    return pl.concat(frames), scoring.metrics
 
 
 def scoring_precision(spec: dict, device: Any) -> str:
@@ -281,21 +376,37 @@ def check_writable(path: Path) -> None:
         raise UserError(f"{path}: cannot write the predictions there ({exc.strerror or exc})") from exc
 
 
-def write_predictions(frame: pl.DataFrame, path: Path) -> None:
-    """Write predictions as parquet (or CSV for a .csv name) through a temporary file and a rename; a write that fails
-    (a full disk) leaves neither. (`check_writable` says before any scoring whether the place can take them.)"""
+def write_predictions(frames: Iterable[pl.DataFrame], path: Path) -> None:
+    """Write the predictions, chunk by chunk as they come, as parquet (or CSV for a .csv name) through a temporary file
+    and a rename: a write or a scoring that fails (a full disk, a bad row in the last chunk) leaves neither.
+    (`check_writable` says before any scoring whether the place can take them.)"""
+    import pyarrow.parquet as pq
+
     tmp = _temporary(path)
+    rows, writer = 0, None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        if path.suffix.lower() == ".csv":
-            frame.write_csv(tmp)
-        else:
-            frame.write_parquet(tmp)
+        with tmp.open("wb") as handle:
+            try:
+                for frame in frames:
+                    if path.suffix.lower() == ".csv":
+                        frame.write_csv(handle, include_header=rows == 0)
+                    else:
+                        table = frame.to_arrow()
+                        writer = writer or pq.ParquetWriter(handle, table.schema, compression="zstd")
+                        writer.write_table(table)
+                    rows += frame.height
+            finally:
+                if writer is not None:
+                    writer.close()
         tmp.replace(path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise UserError(f"{path}: could not write the predictions ({exc.strerror or exc})") from exc
-    print(f"predict: {frame.height:,} rows -> {path}", file=sys.stderr)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    print(f"predict: {rows:,} rows -> {path}", file=sys.stderr)
 
 
 def probabilities(directory: Path, rows: Path) -> np.ndarray:
