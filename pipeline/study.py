@@ -127,7 +127,7 @@ def run_study(
 
     remaining = settings.trials - len(done)
     if remaining > 0:
-        study.optimize(objective, n_trials=remaining, catch=())
+        study.optimize(objective, n_trials=remaining, catch=(), callbacks=[_trial_said(settings.trials)])
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
         raise UserError("the study finished no trial; raise search.optuna.trials")
@@ -178,3 +178,20 @@ def serve_dashboard(path: Path, host: str, port: int) -> int:
     print(f"dashboard: studies {names} from {database} on http://{host}:{port} (Ctrl-C to stop)", file=sys.stderr)
     run_server(storage, host=host, port=port)
     return 0
+
+
+def _trial_said(trials: int):
+    """An Optuna callback: one line per finished trial (its valid AUC and size, or where it was pruned)."""
+
+    def said(study: Any, trial: Any) -> None:
+        import optuna
+
+        model = trial.params.get("model", "?")
+        if trial.state == optuna.trial.TrialState.COMPLETE:
+            auc, size = trial.values
+            what = f"valid AUC {auc:.4f}, {size:,.0f} parameters"
+        else:
+            what = trial.state.name.lower()
+        print(f"search optuna: trial {trial.number + 1}/{trials} ({model}): {what}", file=sys.stderr)
+
+    return said

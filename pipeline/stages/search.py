@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,7 @@ def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         if "note" in found.summary:  # a method that found nothing to do on this data (the run goes on without it)
             notes.append(f"{name}: {found.summary['note']}")
         record(name, started, found.summary, method.headline)
+        print(f"search: {name} done in {time.perf_counter() - started:.0f} s{_figures(found.summary, method.headline)}", file=sys.stderr)
         run.earlier += (name,)
         if method.derives:  # the later methods (and the study) search on the data with the derived fields
             feature_map, derived = derive([(method, None, found.state)], feature_map, {"train": train, "valid": valid})
@@ -121,3 +123,17 @@ def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         children=children,
         cleanup=cleanup,
     )
+
+
+def _figures(summary: dict[str, Any], keys: tuple[str, ...]) -> str:
+    """A method's headline figures for its log line: numbers as they are, collections by their size."""
+    said = []
+    for key in keys:
+        value = summary.get(key)
+        if isinstance(value, bool) or value is None:
+            continue
+        if isinstance(value, int | float):
+            said.append(f"{key} {value:.4f}" if isinstance(value, float) and abs(value) < 10 else f"{key} {value:,.0f}")
+        elif isinstance(value, list | tuple | dict):
+            said.append(f"{key} {len(value)}")
+    return f": {', '.join(said)}" if said else ""

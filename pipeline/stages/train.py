@@ -99,7 +99,7 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         train,
         valid,
         settings,
-        on_epoch=lambda record: progress.update(1),
+        on_epoch=lambda record: _epoch_said(progress, tc.model, tc.max_epochs, record),
         checkpoint=checkpoint,
         fingerprint=fingerprint,
         hooks=hooks,
@@ -199,3 +199,14 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
 def _numbers(figures: dict) -> dict[str, float]:
     """The numeric entries of `figures` (MLflow metrics)."""
     return {k: float(v) for k, v in figures.items() if isinstance(v, int | float)}
+
+
+
+def _epoch_said(progress: tqdm, model: str, epochs: int, record) -> None:
+    """One line an epoch (in a scheduler's log too, where the bar is off), and the bar's step on a terminal."""
+    progress.write(
+        f"train: {model} epoch {record.epoch}/{epochs}: valid AUC {record.valid_auc:.4f}, logloss {record.valid_logloss:.4f}, "
+        f"{record.train_samples_per_s:,.0f} samples/s, {record.train_seconds:.0f} s",
+        file=sys.stderr,
+    )
+    progress.update(1)

@@ -753,3 +753,17 @@ def test_predict_streams_in_chunks_keeps_columns_and_leaves_nothing_when_a_chunk
     bad.write_parquet(tmp_path / "bad.parquet")
     assert main(["predict", "--model", str(out), "--data", str(tmp_path / "bad.parquet"), "--out", str(tmp_path / "b.parquet")]) == 2
     assert "infinite values" in capfd.readouterr().err and not list(tmp_path.glob("*b.parquet*"))
+
+
+def test_a_run_logs_each_epoch_and_each_search_method_where_no_bar_shows(tmp_path, capfd):
+    # A scheduler's log is no terminal: the bars are off, and a long stage said nothing until it ended.
+    config = tmp_path / "config.yaml"
+    config.write_text("train: {max_epochs: 2, patience: 5, baselines: []}\n")
+    out = tmp_path / "out"
+    assert main(["run", "--rows", "6000", "--config", str(config), "--out", str(out), "--no-tracking"]) == 0
+    err = capfd.readouterr().err.splitlines()
+    epochs = [line for line in err if line.startswith("train: deepfm epoch ")]
+    history = json.loads((out / "train" / "history.json").read_text())
+    assert len(epochs) == len(history) == 2 and epochs[1].startswith("train: deepfm epoch 2/2: valid AUC ")
+    assert f"valid AUC {history[1]['valid_auc']:.4f}" in epochs[1]
+    assert [line for line in err if line.startswith("search: encodings done in ")]

@@ -21,7 +21,7 @@ def _fake(calls):
     return train_trial
 
 
-def test_study_resumes_prunes_and_picks_the_smallest_near_best_pareto_trial(tmp_path):
+def test_study_resumes_prunes_and_picks_the_smallest_near_best_pareto_trial(tmp_path, capsys):
     storage = tmp_path / "study.db"
     calls = []
     first = run_study(storage, StudySettings(trials=4, seed=1), _fake(calls))
@@ -29,6 +29,10 @@ def test_study_resumes_prunes_and_picks_the_smallest_near_best_pareto_trial(tmp_
     second = run_study(storage, StudySettings(trials=10, seed=1), _fake(calls))
     assert second["resumed_from"] == 4 and len(second["trials"]) == 10 and len(calls) == 10  # only the 6 missing trials ran
     assert second["pruned"] >= 1  # trials below the median curve stop early
+    # one log line a trial, in a scheduler's log too: its figures, or that it was pruned
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("search optuna: trial ")]
+    assert len(said) == 10 and said[-1].startswith("search optuna: trial 10/10 (")
+    assert sum("pruned" in line for line in said) == second["pruned"] and sum("valid AUC" in line for line in said) == 10 - second["pruned"]
     complete = [t for t in second["trials"] if t["state"] == "COMPLETE"]
     best = max(t["values"][0] for t in complete)
     chosen = second["chosen"]
