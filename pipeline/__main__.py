@@ -8,6 +8,16 @@ import sys
 # numpy is imported; NUMPY_MADVISE_HUGEPAGE=1 in the environment turns it back on.
 os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
 
+import signal
+
 from pipeline.cli import main
 
+
+def _terminated(signum: int, frame: object) -> None:
+    # A scheduler stops a task with SIGTERM (Airflow on a timeout or a cleared task): raised as an exit, so that the
+    # staged outputs and temporary files a killed process held are removed as on Ctrl-C, not left behind.
+    raise SystemExit(128 + signum)
+
+
+signal.signal(signal.SIGTERM, _terminated)
 sys.exit(main())

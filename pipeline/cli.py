@@ -175,7 +175,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from pipeline.package import Scoring, check_writable, find_package, write_predictions
+    from pipeline.package import Scoring, check_csv_columns, check_writable, find_package, write_predictions
 
     if args.out.exists() and args.out.is_dir():
         raise UserError(f"{args.out}: is a directory; give a file name for the predictions")
@@ -186,6 +186,7 @@ def _predict(args: argparse.Namespace) -> int:
     check_writable(args.out)  # before scoring, not after it
     package = find_package(args.model, args.tracking_uri)
     scoring = Scoring(package, args.data, args.format, args.device, keep=tuple(args.keep))
+    check_csv_columns(scoring.kept_types, args.out)
     write_predictions(scoring, args.out)
     shown = ", ".join(f"{k} {v:.4f}" for k, v in scoring.metrics.items() if k in ("auc", "logloss", "oov_share_max"))
     print(f"predict: {shown}", file=sys.stderr)

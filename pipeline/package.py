@@ -11,9 +11,11 @@ seen in training go to each field's OOV id).
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import sys
 import time
+import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -185,13 +187,14 @@ class Scoring:
         except ValueError as exc:
             raise UserError(f"{directory / SPEC}: unreadable model spec ({str(exc).splitlines()[0]})") from exc
         label, keep = self.feature_map.label, tuple(dict.fromkeys(keep))  # a column named twice is kept once
-        clash = [name for name in keep if name in (PROBABILITY, label)]
-        if clash:
-            raise UserError(f"--keep {clash[0]}: the predictions have that column already; keep other columns")
+        if PROBABILITY in keep:
+            raise UserError(f"--keep {PROBABILITY}: the predictions have that column already; keep other columns")
         # The fields training read as text (ids, lists) are read as text here too: rows whose ids look like numbers
         # would lose 0123's zero, and a list column without a separator in these rows would read as numbers.
-        vocabs = self.encoder.vocabs
+        # A kept column that is no feature is copied as the file writes it: read as text (an id 00123 keeps its zeros).
+        vocabs, fields = self.encoder.vocabs, {f.name for f in self.base_map.fields}
         as_text = tuple(f.name for f in self.base_map.fields if f.name in vocabs and vocabs[f.name]["value"].dtype == pl.String)
+        as_text += tuple(name for name in keep if name not in fields)
         raw = read_for_scoring(data, ingest_params(cfg), as_text=as_text)
         try:
             names = raw.collect_schema().names()
@@ -199,11 +202,12 @@ class Scoring:
             if missing:
                 raise UserError(f"{data}: no column {missing[0]!r} to keep (--keep); the file has {', '.join(names[:12])}")
             self.has_label = label in names
+            if self.has_label and label in keep:  # predictions carry it already, as the 0/1 training read
+                raise UserError(f"--keep {label}: the predictions have the label already (as 0/1); keep other columns")
             if self.has_label:  # labels read as training read them, or a one-line error
                 self.encoder.check_labels(raw, str(data))
             raw = raw.with_columns(pl.col(name).alias(_KEPT + name) for name in keep)
             # Only the fields the package scores with: a column the run dropped (rank selection) need not be sent.
-            fields = {f.name for f in self.base_map.fields}
             kept = [_KEPT + name for name in keep]
             self.encoded = self.encoder.transform(raw, require_label=False, fields=fields, passthrough=kept)
         except pl.exceptions.ColumnNotFoundError as exc:
@@ -211,6 +215,8 @@ class Scoring:
         except pl.exceptions.PolarsError as exc:
             raise UserError(f"could not read the input {data}: {str(exc).strip().splitlines()[0]}") from exc
         self.keep = keep
+        schema = self.encoded.collect_schema()
+        self.kept_types = {name: schema[_KEPT + name] for name in keep}
         self.device = resolve_device(device_name)
         self.model.to(self.device)
         self.precision = resolve_precision(scoring_precision(self.spec, self.device), self.device)
@@ -362,7 +368,8 @@ def blend_weights(chosen: dict) -> dict[str, float]:
 
 
 def _temporary(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp")
+    """A temporary name of this process's own beside `path` (two predicts to one output never share one)."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
 
 
 def check_writable(path: Path) -> None:
@@ -374,6 +381,15 @@ def check_writable(path: Path) -> None:
         tmp.unlink()
     except OSError as exc:
         raise UserError(f"{path}: cannot write the predictions there ({exc.strerror or exc})") from exc
+
+
+def check_csv_columns(kept_types: dict[str, pl.DataType], path: Path) -> None:
+    """A UserError, before any scoring, for a kept column a CSV file cannot hold (lists, structs, bytes, durations)."""
+    if path.suffix.lower() != ".csv":
+        return
+    for name, dtype in kept_types.items():
+        if dtype.is_nested() or dtype in (pl.Binary, pl.Object) or isinstance(dtype, pl.Duration):
+            raise UserError(f"--keep {name}: a {dtype} column cannot go to a CSV file; write {path.with_suffix('.parquet').name} instead")
 
 
 def write_predictions(frames: Iterable[pl.DataFrame], path: Path) -> None:

@@ -2,6 +2,10 @@
 
 import gzip
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import polars as pl
@@ -753,6 +757,32 @@ def test_predict_streams_in_chunks_keeps_columns_and_leaves_nothing_when_a_chunk
     bad.write_parquet(tmp_path / "bad.parquet")
     assert main(["predict", "--model", str(out), "--data", str(tmp_path / "bad.parquet"), "--out", str(tmp_path / "b.parquet")]) == 2
     assert "infinite values" in capfd.readouterr().err and not list(tmp_path.glob("*b.parquet*"))
+    # an id written with leading zeros is kept as written; a list column cannot go to CSV (said before any scoring)
+    rows.with_columns(pl.col("request_id").cast(pl.String).str.zfill(6), pl.concat_list("pair_a", "pair_b").alias("both")).write_parquet(
+        tmp_path / "ids.parquet"
+    )
+    rows.with_columns(pl.col("request_id").cast(pl.String).str.zfill(6)).write_csv(tmp_path / "ids.csv")
+    assert (
+        main(
+            ["predict", "--model", str(out), "--data", str(tmp_path / "ids.csv"), "--keep", "request_id", "--out", str(tmp_path / "i.csv")]
+        )
+        == 0
+    )
+    assert pl.read_csv(tmp_path / "i.csv", schema_overrides={"request_id": pl.String})["request_id"][:2].to_list() == ["000000", "000001"]
+    assert (
+        main(["predict", "--model", str(out), "--data", str(tmp_path / "ids.parquet"), "--keep", "both", "--out", str(tmp_path / "l.csv")])
+        == 2
+    )
+    assert "column cannot go to a CSV file" in capfd.readouterr().err and not list(tmp_path.glob("*l.csv*"))
+    # stopped by a scheduler (SIGTERM) while it scores: the temporary file goes, as on an error
+    pl.concat([bad.drop("num_signal").with_columns(rows["num_signal"])] * 400).write_parquet(tmp_path / "many.parquet")
+    command = [sys.executable, "-m", "pipeline", "predict", "--model", str(out), "--data", str(tmp_path / "many.parquet")]
+    child = subprocess.Popen([*command, "--out", str(tmp_path / "m.parquet")], cwd=ROOT, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".m.parquet.*.tmp")) and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    child.send_signal(signal.SIGTERM)
+    assert child.wait(60) == 128 + signal.SIGTERM and not list(tmp_path.glob("*m.parquet*"))
 
 
 def test_a_run_logs_each_epoch_and_each_search_method_where_no_bar_shows(tmp_path, capfd):
