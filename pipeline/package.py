@@ -157,7 +157,7 @@ def _load_package(directory: Path):
     return model, Encoder.load(directory / ENCODER), feature_map, spec, base_map, derivers
 
 
-# Rows scored at a time: the raw file is read, encoded and scored in chunks of about this many rows (rounded to whole
+# Rows scored at a time: the raw rows are encoded and scored in chunks of about this many rows (rounded to whole
 # batches, so that the deep model's batches are those of one pass), and the predictions written as each is done,
 # so memory stays flat whatever the input's size (4.2 M rows at once peaked at 5.9 GB; bench/RESULTS.md, "Scoring in chunks").
 SCORE_ROWS = 1 << 20
