@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import platform
 import resource
@@ -12,14 +14,16 @@ from typing import Any
 
 def machine() -> str:
     """One line describing the machine the figures come from."""
-    cpu = platform.processor() or platform.machine()
+    cpu, amx = platform.processor() or platform.machine(), "AMX unknown"
     try:
         with open("/proc/cpuinfo") as handle:
-            cpu = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
+            info = handle.read()
+        cpu = next(line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name"))
+        amx = "with AMX" if "amx_bf16" in info else "no AMX"  # bf16 matrix products several times faster with it
     except (OSError, StopIteration):
         pass
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, Python {platform.python_version()}"
+    return f"{cpu} ({amx}), {os.cpu_count()} cores, {mem:.0f} GiB, Python {platform.python_version()}"
 
 
 def peak_rss_gib() -> float:
@@ -35,3 +39,13 @@ def timed(fn: Callable[[], Any], repeat: int = 1) -> tuple[float, Any]:
         result = fn()
         best = min(best, time.perf_counter() - start)
     return best, result
+
+
+def settings_digest(**settings: Any) -> str:
+    """A short digest of what a stored result depends on beyond its key: the settings given and the project's code. A
+    resumed bench reuses a result only under the same digest, and its tables show only those (a result made with
+    other settings or code was printed as if just measured)."""
+    from pipeline.cache import code_version
+
+    text = json.dumps({**settings, "code": code_version()}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:10]

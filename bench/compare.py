@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from bench.common import machine
+from bench.common import machine, settings_digest
 from pipeline import catalog
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,11 +108,14 @@ def main() -> None:
     results_file = args.out / "results.json"
     results = {} if args.fresh or not results_file.is_file() else json.loads(results_file.read_text())
     anchors = ["lightgbm"] + ([] if args.no_catboost else ["catboost"])
+    digest = settings_digest()
     print(f"machine: {machine()}")
     for dataset in args.datasets.split(","):
         for seed in (int(s) for s in args.seeds.split(",")):
             key = f"{dataset}/{seed}"
             done = results.get(key, {})
+            if done.get("digest") != digest:  # made by other code: measured again
+                done = {"digest": digest}
             out = args.out / dataset / f"seed{seed}"
             if "pipeline" not in done:
                 done["pipeline"] = run_pipeline(dataset, seed, out)
@@ -135,7 +138,7 @@ def main() -> None:
     )
     print("|---" * (6 + 3 * len(anchors)) + "|")
     for dataset in args.datasets.split(","):
-        runs = [v for k, v in results.items() if k.split("/")[0] == dataset]
+        runs = [v for k, v in results.items() if k.split("/")[0] == dataset and v.get("digest") == digest]
         if not runs:
             continue
         pipe = [r["pipeline"] for r in runs]
@@ -152,7 +155,7 @@ def main() -> None:
         cells += [_stat([r[name]["wall_s"] for r in runs if name in r], 0) for name in anchors]
         print(f"| {dataset} ({len(runs)} seeds) | " + " | ".join(cells) + " |")
     for dataset in args.datasets.split(","):
-        runs = [v for k, v in results.items() if k.split("/")[0] == dataset]
+        runs = [v for k, v in results.items() if k.split("/")[0] == dataset and v.get("digest") == digest]
         for name in anchors:
             pairs = [(r["pipeline"]["test_auc"], r[name]["test_auc"]) for r in runs if name in r]
             if pairs:

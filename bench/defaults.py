@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from bench.common import machine
+from bench.common import machine, settings_digest
 from bench.compare import DATASETS, ROOT
 from pipeline import catalog
 
@@ -78,13 +78,14 @@ def main() -> None:
     variants = dict(v.split("=", 1) for v in args.variant) or VARIANTS
     results_file = args.out / "results.json"
     results = json.loads(results_file.read_text()) if results_file.is_file() else {}
+    digests = {name: settings_digest(overlay=overlay) for name, overlay in variants.items()}
     print(f"machine: {machine()}")
     for dataset in args.datasets.split(","):
         for seed in (int(s) for s in args.seeds.split(",")):
             for name, overlay in variants.items():
                 key = f"{dataset}/{seed}/{name}"
-                if key not in results:
-                    results[key] = run(dataset, seed, overlay, args.out / dataset / f"seed{seed}" / name)
+                if results.get(key, {}).get("digest") != digests[name]:  # a variant is its overlay, under this code
+                    results[key] = {**run(dataset, seed, overlay, args.out / dataset / f"seed{seed}" / name), "digest": digests[name]}
                     args.out.mkdir(parents=True, exist_ok=True)
                     catalog.write_json(results_file, results)
                 r = results[key]
@@ -104,7 +105,9 @@ def main() -> None:
     for dataset in args.datasets.split(","):
         cells = []
         for name in variants:
-            runs = [v for k, v in results.items() if k.startswith(f"{dataset}/") and k.endswith(f"/{name}")]
+            runs = [
+                v for k, v in results.items() if k.startswith(f"{dataset}/") and k.endswith(f"/{name}") and v.get("digest") == digests[name]
+            ]
             for field in ("valid_auc", "deep_valid_auc"):
                 values = [r[field] for r in runs]
                 sd = statistics.stdev(values) if len(values) > 1 else 0.0

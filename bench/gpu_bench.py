@@ -20,8 +20,8 @@ step mirrors models/trainer.py (fused Adam, the loss read each step). The
 ratios printed are ours over it, fp32 against fp32 and our default precision
 (bf16 on a CUDA GPU) against its fp32. FuxiCTR's dataset-building package
 (polars, Ray, h5py) is not imported: batches are given, and the GPU host has
-none of them. `--anchor` instead takes FuxiCTR's training samples/s measured
-on the same host in the same sitting (../shared/anchors/fuxictr/run.py).
+none of them. Without `--fuxictr` no ratio is printed (a figure typed in
+could not be from this sitting: the `--anchor SAMPLES_PER_S` flag is gone).
 
     python bench/gpu_bench.py --device cuda --out $OUT/gpu_bench.json --fuxictr ../shared/anchors/fuxictr
     python bench/gpu_bench.py --device cpu --steps 3 --warmup 1     # the CPU rehearsal
@@ -418,12 +418,6 @@ def main() -> None:
     parser.add_argument("--attention-ab", type=int, metavar="ROUNDS", help="only compare AutoInt's attention paths, interleaved, and exit")
     parser.add_argument("--backend", choices=["torch", "torchrec"], help="embedding backend (default: torchrec where it imports)")
     parser.add_argument(
-        "--anchor",
-        type=float,
-        metavar="SAMPLES_PER_S",
-        help="FuxiCTR's AutoInt training samples/s measured on this host in this sitting: print AutoInt's ratio to it",
-    )
-    parser.add_argument(
         "--fuxictr",
         type=Path,
         metavar="DIR",
@@ -483,8 +477,6 @@ def main() -> None:
                 f" ({row['samples_per_s_compute'] / anchor['samples_per_s_compute']:.2f}x FuxiCTR fp32 on-device, "
                 f"{row['samples_per_s_with_copies'] / anchor['samples_per_s_with_copies']:.2f}x with copies, same rounds)"
             )
-        elif row["model"] == "autoint" and args.anchor:
-            ratio = f" ({row['samples_per_s_compute'] / args.anchor:.2f}x FuxiCTR's {args.anchor:,.0f}, this host and sitting)"
         print(
             f"{row['model']:9s} {row['precision']}{'' if args.loss_read == 'step' else ', loss read each ' + row['loss_read']}: "
             f"{row['samples_per_s_compute']:>12,.0f} samples/s on-device batches, "

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import torch
 
-from bench.common import machine, peak_rss_gib
+from bench.common import machine, peak_rss_gib, settings_digest
 from methods.base import ModelSpec
 from methods.unified import UnifiedSettings, layout_for
 from models.embedding import EmbeddingConfig
@@ -241,6 +241,14 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     results_file = args.out / "results.json"
     results = {} if args.fresh or not results_file.is_file() else json.loads(results_file.read_text())
+    # What a stored run depends on beyond its name: reused (and shown) only when the same.
+    digest = settings_digest(
+        precision=args.precision,
+        max_epochs=args.max_epochs,
+        threads=args.threads,
+        chunk_counts=args.chunk_counts,
+        unified_regularizer=args.unified_regularizer,
+    )
     ingest_dir = ingest(args.out, rank=args.chunk_counts == "rank")
     feature_map = catalog.load_feature_map(ingest_dir)
     data = (feature_map, *(load_split(ingest_dir, split, feature_map, False) for split in ("train", "valid", "test")))
@@ -282,12 +290,13 @@ def main() -> None:
     jobs = [(name if seed == 2021 else f"{name} seed {seed}", *job, seed) for seed in seeds for name, *job in jobs]
     trained_now = set()  # the anchor's full run is compared with these only: the same sitting
     for name, model_name, params, regularizer, precision, seed in jobs:
-        if name in results:
-            print(f"{name}: done before (test AUC {results[name]['test_auc']:.6f}); skipped")
+        if results.get(name, {}).get("digest") == digest:
+            print(f"{name}: done before with these settings and code (test AUC {results[name]['test_auc']:.6f}); skipped")
             continue
         print(f"{name}: training", flush=True)
         ranks = (lambda: feature_ranks(ingest_dir.parent)) if params.get("chunk_counts") == "rank" else None
-        results[name] = {**run_one(name, model_name, params, regularizer, precision, data, args.max_epochs, ranks, seed), "host": host}
+        run = run_one(name, model_name, params, regularizer, precision, data, args.max_epochs, ranks, seed)
+        results[name] = {**run, "host": host, "digest": digest}
         trained_now.add(name)
         catalog.write_json(results_file, results)
 
@@ -296,7 +305,7 @@ def main() -> None:
         "| model | valid AUC | valid logloss | test AUC | test logloss | BARS test AUC | params | embedding params | samples/s | epochs (best) | precision |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in results.values():
+    for r in (r for r in results.values() if r.get("digest") == digest):
         bars = BARS_TEST_AUC.get(r["model"] if not r["name"].startswith("unified") else "")
         print(
             f"| {r['name']} | {r['valid_auc']:.6f} | {r['valid_logloss']:.6f} | {r['test_auc']:.6f} | {r['test_logloss']:.6f} | "

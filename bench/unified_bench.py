@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -50,15 +51,17 @@ def ingest(out: Path, dataset: str, rows: int) -> Path:
     from pipeline import catalog
 
     target = out / dataset
-    if catalog.FEATURE_MAP.at(target).is_file():
-        return target / "ingest"
-    target.mkdir(parents=True, exist_ok=True)
     config = target / "config.yaml"
     if dataset == "frappe":
         data = f"data: {{path: {FRAPPE}, format: libsvm}}"
     else:
         data = f"data: {{synthetic_kind: longtail, synthetic_rows: {rows}, synthetic_seed: 7}}"
-    config.write_text(f"{data}\nencode: {{min_count: 1}}\n")
+    text = f"{data}\nencode: {{min_count: 1}}\n"
+    if catalog.FEATURE_MAP.at(target).is_file() and config.is_file() and config.read_text() == text:
+        return target / "ingest"
+    shutil.rmtree(target, ignore_errors=True)  # another --rows: that data is not this data
+    target.mkdir(parents=True, exist_ok=True)
+    config.write_text(text)
     command = [
         sys.executable,
         "-m",
@@ -130,12 +133,6 @@ def run_one(method: str, fraction: float, seed: int, data: tuple, epochs: int, a
         "min_count": summary.get("min_count"),
         "torch_threads": torch.get_num_threads(),
     }
-
-
-def _base(key: str) -> str:
-    """The base model of a stored run: its key's fifth part, DeepFM's runs have none."""
-    parts = key.split("|")
-    return parts[4] if len(parts) > 4 else "deepfm"
 
 
 def _mean_sd(values: list[float]) -> tuple[float, float]:
@@ -264,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from bench.common import machine, peak_rss_gib
+    from bench.common import machine, peak_rss_gib, settings_digest
     from pipeline import catalog
     from pipeline.upstream import load_split
 
@@ -273,6 +270,10 @@ def main(argv: list[str] | None = None) -> int:
     results_file = args.out / "results.json"
     results: dict[str, dict] = {} if args.fresh or not results_file.is_file() else json.loads(results_file.read_text())
     fractions = [float(f) for f in args.budgets.split(",")]
+    # What a stored run depends on beyond its key (dataset, method, budget, seed, base): reused only when the same.
+    digest = settings_digest(
+        rows=args.rows, epochs=args.epochs, dim=args.dim, layout=args.unified_layout, precision=args.precision, quick=args.quick
+    )
     seeds = [int(s) for s in args.seeds.split(",")]
     methods = [m for m in args.methods.split(",") if m]
     unknown = sorted(set(methods) - set(METHODS))
@@ -292,11 +293,11 @@ def main(argv: list[str] | None = None) -> int:
                 for method in methods:
                     if method != "unified" and (method == "full") != (fraction == 1.0):
                         continue  # the full tables only at 1, where hashing and capped are the full tables
-                    key = f"{dataset}|{method}|{fraction:g}|{seed}" + ("" if args.base == "deepfm" else f"|{args.base}")
+                    key = f"{dataset}|{method}|{fraction:g}|{seed}|{args.base}|{digest}"
                     if key in results:
                         continue
                     r = run_one(method, fraction, seed, data, args.epochs or EPOCHS[dataset], args)
-                    results[key] = {"dataset": dataset, **r}
+                    results[key] = {"dataset": dataset, **r, "base": args.base, "digest": digest}
                     catalog.write_json(results_file, results)
                     print(
                         f"  {key}: valid {r['valid_auc']:.4f}, test {r['test_auc']:.4f}, {r['embedding_params']:,} embedding params, "
@@ -306,7 +307,11 @@ def main(argv: list[str] | None = None) -> int:
         rows = [
             r
             for key, r in results.items()
-            if r["dataset"] == dataset and _base(key) == args.base and r["seed"] in seeds and r["fraction"] in fractions
+            if r["dataset"] == dataset
+            and r.get("digest") == digest
+            and r["base"] == args.base
+            and r["seed"] in seeds
+            and r["fraction"] in fractions
         ]
         summary = summarise(rows)
         print("\n" + table(dataset, summary, fractions) + "\n", flush=True)

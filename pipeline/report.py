@@ -32,7 +32,7 @@ th { background: #f3f3f3 } td.num { text-align: right; font-variant-numeric: tab
 img { max-width: 100%; border: 1px solid #ddd }
 </style></head><body>
 <h1>CTR pipeline report</h1>
-<p>Output <code>{{ out }}</code>{% if run %}; run {{ run.status }}, started {{ run.started }}, code {{ run.code_version }}{% endif %}.</p>
+<p>Output <code>{{ out }}</code>{% if run %}; run started {{ run.started }}, code {{ run.code_version }}{% endif %}.</p>
 {% if run %}<table><tr><th>stage</th><th>action</th><th>wall s</th><th>fingerprint</th></tr>
 {% for name, s in run.stages.items() %}<tr><td>{{ name }}</td><td>{{ s.action }}</td><td class="num">{{ "%.1f"|format(s.wall_seconds) }}</td><td><code>{{ s.fingerprint }}</code></td></tr>{% endfor %}
 </table>{% endif %}
@@ -115,7 +115,7 @@ def _models(search: dict[str, Any], baseline: dict[str, Any] | None, train: dict
         baseline = train.get("baselines", {}).get(name)
         note = {
             "deep": methods,
-            "gbdt": f"{baseline['rounds']} rounds, default parameters" if baseline else "default parameters",
+            "gbdt": _gbdt_note(baseline),
             "linear": f"C {found['params'].get('C_chosen')} (picked on valid), crosses: {found['params'].get('crosses')}",
             "blend": _blend_note(found["params"], deep) if found["kind"] == "blend" else "",
         }[found["kind"]]
@@ -188,3 +188,16 @@ def render_report(out: Path, left_out: frozenset[str] = frozenset()) -> str:
         promotion=None if "promote" in left_out else _json(catalog.DECISION.at(out)),
         plots=plots,
     )
+
+
+# LightGBM's and CatBoost's housekeeping settings, not modelling choices: left out of the report's note
+_HOUSEKEEPING = {"objective", "first_metric_only", "verbosity", "seed", "deterministic", "force_row_wise", "random_seed", "verbose"}
+
+
+def _gbdt_note(baseline: dict | None) -> str:
+    """A GBDT candidate's rounds and the settings the run gave it beyond the library's defaults (e.g. cat_smooth)."""
+    if not baseline:
+        return "default parameters"
+    given = {k: v for k, v in (baseline.get("params") or {}).items() if k not in _HOUSEKEEPING}
+    settings = ", ".join(f"{k} {v}" for k, v in given.items()) or "default parameters"
+    return f"{baseline['rounds']} rounds, {settings}" + (" (others default)" if given else "")

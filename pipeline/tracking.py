@@ -174,6 +174,11 @@ class Tracker:
                     database.parent.mkdir(parents=True, exist_ok=True)
                 mlflow.set_tracking_uri(self.uri)
                 with store_lock(self.uri, "init"):  # two runs at once on a new sqlite store would both create its tables
+                    if database is not None and mlflow.get_experiment_by_name(self.experiment) is None:
+                        # artifacts beside their store (MLflow's default, ./mlruns, mixed every store's artifacts in the
+                        # working directory, where `make clean` removes them)
+                        location = (database.resolve().parent / "mlruns").as_uri()
+                        mlflow.create_experiment(self.experiment, artifact_location=location)
                     mlflow.set_experiment(self.experiment)
             except Exception as exc:  # mlflow raises many types for an unreachable or broken store
                 reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__

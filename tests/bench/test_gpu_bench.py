@@ -33,8 +33,6 @@ def test_gpu_bench_rehearses_on_cpu(tmp_path):
         "1",
         "--out",
         str(out),
-        "--anchor",
-        "1000",
         "--rounds",
         "2",
         "--trainer",
@@ -60,8 +58,6 @@ def test_gpu_bench_rehearses_on_cpu(tmp_path):
     assert trainer["device"] == "cpu" and len(trainer["epochs"]) == 1
     assert 0.6 < trainer["best_valid_auc"] < trainer["planted_auc"]
     assert "backend torchrec (the CLI's default)" in done.stdout and all(r["backend"] == "torchrec" for r in rows)
-    autoint = [r for r in rows if r["model"] == "autoint"]  # the ratio to a same-sitting anchor figure given on the command line
-    assert f"{autoint[0]['samples_per_s_compute'] / 1000:.2f}x FuxiCTR's 1,000, this host and sitting" in done.stdout
 
 
 def test_gpu_bench_attention_paths_interleave(tmp_path):

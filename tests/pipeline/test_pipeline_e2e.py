@@ -797,3 +797,20 @@ def test_a_run_logs_each_epoch_and_each_search_method_where_no_bar_shows(tmp_pat
     assert len(epochs) == len(history) == 2 and epochs[1].startswith("train: deepfm epoch 2/2: valid AUC ")
     assert f"valid AUC {history[1]['valid_auc']:.4f}" in epochs[1]
     assert [line for line in err if line.startswith("search: encodings done in ")]
+
+
+def test_a_sqlite_store_keeps_its_artifacts_beside_it(tmp_path, monkeypatch):
+    # MLflow's default artifact root is ./mlruns: every store's artifacts went to the working directory, mixed, where
+    # `make clean` removes them. A store made by a run keeps them in mlruns/ beside its database.
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "store").mkdir()
+    uri = tracking_store(tmp_path / "store" / "mlflow.db")
+    config = tmp_path / "config.yaml"
+    config.write_text("train: {max_epochs: 1, baselines: [], choose: deep}\npromote: {enabled: false}\n")
+    args = ["run", "--rows", "3000", "--config", str(config), "--out", str(tmp_path / "out"), "--search", "none", "--tracking-uri", uri]
+    assert main(args) == 0
+    experiment = MlflowClient(uri).get_experiment_by_name("ctr-pipeline")
+    assert experiment.artifact_location == (tmp_path / "store" / "mlruns").as_uri()
+    assert any((tmp_path / "store" / "mlruns").rglob("metrics.json")) and not (tmp_path / "mlruns").exists()
