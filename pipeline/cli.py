@@ -175,7 +175,8 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from pipeline.package import Scoring, check_csv_columns, check_writable, find_package, write_predictions
+    from pipeline.package import Scoring, find_package
+    from pipeline.predictions import check_csv_columns, check_writable, write_predictions
 
     if args.out.exists() and args.out.is_dir():
         raise UserError(f"{args.out}: is a directory; give a file name for the predictions")

@@ -36,7 +36,7 @@ class Choice:
 
 
 def _figures(valid: Scores, test: Scores | None) -> dict[str, float | None]:
-    from models.gbdt import metrics_of
+    from models.metrics import metrics_of
 
     valid_auc, valid_logloss = metrics_of(valid[1], valid[0])
     test_auc, test_logloss = metrics_of(test[1], test[0]) if test is not None and len(test[1]) else (None, None)
@@ -108,7 +108,9 @@ def choose(
         what = "clicks" if y.sum() <= y.size - y.sum() else "non-clicks"
         warnings.append(f"the valid split holds {fewer} {what}: too few for its AUCs to tell the candidates apart")
     if train_rate is not None and 0 < train_rate < 1 and candidates[name]["valid_logloss"] is not None:
-        constant = float(-np.mean(y * np.log(train_rate) + (1 - y) * np.log(1 - train_rate)))
+        from models.metrics import metrics_of
+
+        constant = metrics_of(y, np.full(y.size, train_rate))[1]  # a constant's logloss, as the candidates' is taken
         if candidates[name]["valid_logloss"] > constant:
             warnings.append(
                 f"the chosen {name}'s valid logloss {candidates[name]['valid_logloss']:.4f} is worse than a constant at "

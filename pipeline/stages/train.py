@@ -28,7 +28,7 @@ from pipeline.upstream import load_split, selected_features, significant_pairs, 
 def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
     """Train the configured model with early stopping; evaluate the best epoch on valid and test."""
     # torch is imported here, not at module level, so that the data stages start without it.
-    from models.gbdt import metrics_of
+    from models.metrics import metrics_of
     from models.trainer import fit, predict, resolve_device, resolve_precision, train_report
 
     ingest_dir = catalog.stage_path(out, "ingest")
