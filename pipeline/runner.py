@@ -17,7 +17,7 @@ from pipeline import cache, catalog
 from pipeline.config import STAGE_ORDER, PipelineConfig
 from pipeline.errors import RunAlarm, UserError
 from pipeline.stages import run_stage
-from pipeline.tracking import UI_MODE, Tracker
+from pipeline.tracking import UI_MODE, RunHandle, Tracker
 
 # What polars raises on a user's file: a value that does not fit its column's type, a column missing
 # from one file, an unparsable file.
@@ -97,6 +97,18 @@ def _previous_report(path: Path) -> dict:
     return report if isinstance(report, dict) else {}
 
 
+def _run_name(cfg: PipelineConfig) -> str:
+    """The pipeline run's name in MLflow: its data and, for a scheduled run, its date tag (every run was named by its
+    stages alone, so a day's runs could not be told apart in the runs table; the stages are a param)."""
+    paths = cfg.data.paths
+    if not paths:
+        data = f"synthetic {cfg.data.synthetic_kind} {cfg.data.synthetic_rows:,} rows"
+    else:
+        data = paths[0].name + (f" +{len(paths) - 1}" if len(paths) > 1 else "")
+    date = cfg.tracking.tags.get("date")
+    return f"pipeline {data}" + (f" {date}" if date and date not in data else "")
+
+
 def _run_locked(cfg: PipelineConfig, stages: list[str], force: bool) -> dict[str, dict]:
     tracker = Tracker(cfg.tracking.enabled, cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.fallback, cfg.tracking.tags)
     results: dict[str, dict] = {}
@@ -105,8 +117,9 @@ def _run_locked(cfg: PipelineConfig, stages: list[str], force: bool) -> dict[str
     journal = cache.RunJournal(cfg.out, stages)
     registers = cfg.tracking.enabled and cfg.tracking.register_model
     alarms: list[str] = []
+    alarmed: list[tuple[RunHandle, str]] = []  # the stage runs whose stage raised an alarm
     try:
-        with tracker.run(f"pipeline {','.join(stages)}") as parent:
+        with tracker.run(_run_name(cfg)) as parent:
             parent.log_params({"stages": ",".join(stages), "out": str(cfg.out), "data": cfg.data.model_dump(mode="json")})
             for name in stages:
                 started = time.perf_counter()
@@ -130,6 +143,7 @@ def _run_locked(cfg: PipelineConfig, stages: list[str], force: bool) -> dict[str
                     journal.record(name, "reused", began, time.perf_counter() - started, fingerprint)
                     if reused.get("alarm"):
                         alarms.append(reused["alarm"])
+                        alarmed.append((run, reused["alarm"]))
                     results[name] = {"metrics": reused["metrics"], "dir": str(catalog.stage_path(cfg.out, name)), "reused": True}
                     print(f"{name}: reused {catalog.stage_path(cfg.out, name)} (inputs, settings and code unchanged)", file=sys.stderr)
                     continue
@@ -189,6 +203,7 @@ def _run_locked(cfg: PipelineConfig, stages: list[str], force: bool) -> dict[str
                 print(output.summary, file=sys.stderr)
                 if output.alarm:
                     alarms.append(output.alarm)
+                    alarmed.append((run, output.alarm))
     except BaseException:
         journal.finish("failed")
         raise
@@ -199,6 +214,9 @@ def _run_locked(cfg: PipelineConfig, stages: list[str], force: bool) -> dict[str
             f"http://127.0.0.1:5000/#/experiments/{tracker.experiment_id}?{UI_MODE}",
             file=sys.stderr,
         )
-    if alarms:  # every stage ran and committed; what needs a person ends the run as its error (exit 2)
+    if alarms:  # every stage ran and committed; what needs a person ends the run as its error (exit 2), FAILED in MLflow
+        for run, alarm in alarmed:
+            run.fail(alarm)
+        parent.fail(" | ".join(alarms))
         raise RunAlarm(" | ".join(alarms))
     return results

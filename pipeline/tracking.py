@@ -72,6 +72,14 @@ class RunHandle:
             for key, value in tags.items():
                 client.set_tag(self.run_id, key, str(value)[:5000])
 
+    def fail(self, alarm: str) -> None:
+        """Mark this ended run FAILED, with its alarm as a tag: a run whose stages committed but that needs a person
+        (exit 2) must not read FINISHED in the runs table."""
+        if self._mlflow:
+            client = self._mlflow.MlflowClient()
+            client.set_tag(self.run_id, "alarm", alarm[:5000])
+            client.set_terminated(self.run_id, status="FAILED")
+
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         if self._mlflow:
             self._mlflow.MlflowClient().log_artifact(self.run_id, str(path), artifact_path=artifact_path)

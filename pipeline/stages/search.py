@@ -115,7 +115,11 @@ def run_search(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         cleanup.append(storage)
         record("optuna", started, summary, ("chosen", "front", "pruned"))
     return StageOutput(
-        params={"methods": ",".join(cfg.search.methods), **{name: method_settings(cfg, name).model_dump() for name in METHODS}},
+        params={  # the settings of the methods that ran (every method's defaults beside them hid what was searched)
+            "methods": ",".join(cfg.search.methods),
+            **{name: method_settings(cfg, name).model_dump() for name in METHODS if name in cfg.search.methods},
+            **({"optuna": cfg.search.optuna.model_dump()} if "optuna" in cfg.search.methods else {}),
+        },
         metrics=metrics,
         artifacts=artifacts,
         summary=f"search: {', '.join(cfg.search.methods)}{''.join(f'; {n}' for n in notes)} -> {out / 'search'}",

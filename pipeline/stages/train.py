@@ -193,13 +193,15 @@ def run_train(cfg: PipelineConfig, workdir: Path, out: Path) -> StageOutput:
         package=PACKAGE,
         cleanup=[checkpoint],
         children=children,
+        # which candidate the run chose, on the train run and the pipeline run: its params are the deep model's settings
+        # and its valid_auc / test_auc metrics the chosen candidate's (a blend's or a GBDT's when one of them won)
+        tags={"chosen": f"{choice.name} ({choice.kind})"},
     )
 
 
 def _numbers(figures: dict) -> dict[str, float]:
     """The numeric entries of `figures` (MLflow metrics)."""
     return {k: float(v) for k, v in figures.items() if isinstance(v, int | float)}
-
 
 
 def _epoch_said(progress: tqdm, model: str, epochs: int, record) -> None:

@@ -93,6 +93,7 @@ def test_synthetic_default_end_to_end_with_tracking(tmp_path):
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
     assert len(parents) == 1 and sorted(r.info.run_name for r in children) == ["ingest", "rank"]
+    assert parents[0].info.run_name == "pipeline synthetic planted 60,000 rows"  # its data, not only its stages
     rank_run = next(r for r in children if r.info.run_name == "rank")
     assert rank_run.data.metrics["cells_per_s"] > 0 and rank_run.data.params["score"] == RankConfig().score
     assert {a.path for a in client.list_artifacts(rank_run.info.run_id)} >= {"ranking.csv", "quality.json", "ranking.png", "pairs.csv"}
@@ -195,6 +196,8 @@ def test_train_stage_end_to_end(tmp_path):
     assert [m.step for m in history] == list(range(1, report["epochs"] + 1))
     assert max(m.value for m in history) == pytest.approx(deep["valid_auc"], abs=1e-9)
     assert report["valid_auc"] == train_run.data.metrics["valid_auc"]
+    # the run says which candidate its valid_auc is (its params are the deep model's settings)
+    assert train_run.data.tags["chosen"] == f"{report['model']} ({report['kind']})"
     assert {a.path for a in client.list_artifacts(train_run.info.run_id)} >= {"learning_curve.png", "metrics.json", "baselines.json"}
     # LightGBM on the same splits, beside the deep model: in metrics.json, as a nested run, and in the report.
     lightgbm = report["baselines"]["lightgbm"]
@@ -506,6 +509,8 @@ def test_search_stage_optuna_study_feeds_train_with_nested_trial_runs(tmp_path):
     trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == search_run.info.run_id]
     assert sorted(r.info.run_name for r in trials) == ["trial 0", "trial 1", "trial 2"]
     assert all("model" in r.data.params for r in trials)
+    # the search run's params: the study's settings, not every method's defaults
+    assert "optuna.trials" in search_run.data.params and not any(k.startswith(("optfs.", "dnis.")) for k in search_run.data.params)
 
 
 def test_optuna_searches_optfs_and_dnis_settings_and_train_reproduces_the_chosen_trial(tmp_path):
@@ -526,10 +531,12 @@ def test_optuna_searches_optfs_and_dnis_settings_and_train_reproduces_the_chosen
     report = json.loads((out / "metrics.json").read_text())
     assert report["optfs_gates"] and report["dnis_dims"] and report["deep_model"] == chosen["config"]["model"]
     # Train repeats the chosen trial's DNIS retrain from the same start and mask, with train.max_epochs instead of the
-    # study's: its first epochs match the trial's, and its best is no worse.
+    # study's: its first epochs match the trial's, and its best is no worse. To 2e-5, not to the bit: with a benchmark
+    # running beside it the two trainings' AUCs differed by 2.2e-6 in 3 of 5 runs (some float sum's order varies under
+    # load; not pinned down).
     history = json.loads((out / "train" / "history.json").read_text())
-    assert max(r["valid_auc"] for r in history[:2]) == pytest.approx(chosen["valid_auc"], abs=1e-6)
-    assert report["valid_auc"] >= chosen["valid_auc"] - 1e-6
+    assert max(r["valid_auc"] for r in history[:2]) == pytest.approx(chosen["valid_auc"], abs=2e-5)
+    assert report["valid_auc"] >= chosen["valid_auc"] - 2e-5
 
 
 @pytest.mark.parametrize(("method", "rule", "flag"), [("hashing", "hash", "hashing_trick"), ("capped", "cap", "frequency_cap")])

@@ -185,3 +185,10 @@ def test_a_daily_registry_survives_retries_backfills_and_a_day_its_champion_cann
         assert decision(days[2])["decision"] == "kept" and (tmp_path / "runs" / days[2] / "report" / "report.html").is_file()
     assert client.get_model_version_by_alias(name, "champion").version == champion
     assert "the champion cannot score" in " ".join(decision(days[2])["data_checks"]["failures"])
+    # In MLflow the alarm's runs read FAILED with the alarm as a tag, the pipeline run (named by its data and date) and
+    # the promote run; the stages that did their work read FINISHED.
+    runs = client.search_runs([client.get_experiment_by_name("ctr-pipeline").experiment_id], f"tags.date = '{days[2]}'")
+    status = {(r.info.run_name, r.info.status) for r in runs}
+    assert ("pipeline part.parquet 2026-11-30", "FAILED") in status and ("promote", "FAILED") in status, status
+    assert ("train", "FINISHED") in status and not any(s == "FAILED" for n, s in status if n in ("ingest", "rank", "train", "report"))
+    assert all("cannot score this run's rows" in r.data.tags["alarm"] for r in runs if r.info.status == "FAILED")
