@@ -71,7 +71,7 @@ def test_mlflow_ui_opens_on_the_runs_table_and_shows_a_stage_run_its_plot_and_th
 
         # The address the run printed opens the experiment on its runs table, not on MLflow 3's GenAI overview.
         driver.get(f"{base}/{address.group(1)}")
-        parent = wait.until(ec.element_to_be_clickable(link("pipeline ingest,rank,train,promote,report")))
+        parent = wait.until(ec.element_to_be_clickable(link("pipeline synthetic planted 3,000 rows 2026-11-29")))
         assert "/runs" in driver.current_url and not driver.find_elements(By.XPATH, "//*[normalize-space(text())='Token usage']")
         # nested runs start collapsed under their parent: the expander button in the run-name cell
         parent.find_element(By.XPATH, "./ancestor::span[contains(@class,'ag-cell-value')]//button").click()
