@@ -63,6 +63,8 @@ def run(dataset: str, seed: int, overlay: str, out: Path) -> dict:
         "chosen": report["model"],
         "valid_auc": report["valid_auc"],
         "deep_valid_auc": candidates[report["deep_model"]]["valid_auc"],
+        "deep_epochs": report.get("epochs"),  # how long the deep model trained: epochs and seconds
+        "deep_seconds": candidates[report["deep_model"]].get("seconds"),
         "lightgbm_valid_auc": candidates.get("lightgbm", {}).get("valid_auc"),
         "search": searched,
     }
@@ -95,8 +97,9 @@ def main() -> None:
                     for m, s in r.get("search", {}).items()
                     if shown & set(s)
                 )
+                trained = f" ({r['deep_epochs']} epochs, {r['deep_seconds']:.0f} s)" if r.get("deep_seconds") is not None else ""
                 print(
-                    f"{key}: valid AUC chosen {r['valid_auc']:.4f} ({r['chosen']}), deep {r['deep_valid_auc']:.4f}"
+                    f"{key}: valid AUC chosen {r['valid_auc']:.4f} ({r['chosen']}), deep {r['deep_valid_auc']:.6f}{trained}"
                     + (f"; {found}" if found else ""),
                     flush=True,
                 )

@@ -25,6 +25,8 @@ class TrainConfig(BaseModel):
     """Most epochs."""
     patience: int = Field(2, ge=1)
     """Epochs without a better valid AUC in a row before stopping."""
+    min_delta: float = Field(0.0, ge=0, lt=1)
+    """An epoch is better only when its valid AUC beats the best by more than this; a smaller gain is a miss (the lr decays, patience counts), though the best weights kept are still the best epoch's (FuxiCTR: 1e-6)."""
     lr_decay: float = Field(0.1, gt=0, le=1)
     """The learning rate is multiplied by this after each epoch without a better valid AUC."""
     embedding_regularizer: float = Field(0.0, ge=0)

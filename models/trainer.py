@@ -2,9 +2,9 @@
 
 Adam; binary cross-entropy on logits plus an L2 embedding regulariser
 (lambda/2 · ||W||² over every embedding table, as FuxiCTR); validation AUC
-after each epoch; on no improvement the learning rate is multiplied by 0.1
-and a miss is counted; after `patience` misses in a row training stops; the
-best epoch's weights are restored.
+after each epoch; on no improvement (by more than `min_delta`) the learning
+rate is multiplied by 0.1 and a miss is counted; after `patience` misses in a
+row training stops; the best epoch's weights are restored.
 
 Mixed precision: autocast to bfloat16 (float16 with loss scaling on GPUs
 without bf16) on CUDA and on CPUs whose bf16 matrix products run several
@@ -318,9 +318,11 @@ def fit(
             auc, logloss = evaluate(model, valid, config.batch_size, device, autocast)
         record = EpochRecord(epoch, total / seen, auc, logloss, optimizer.param_groups[0]["lr"], seconds, seen / seconds)
         result.history.append(record)
-        if auc > result.best_valid_auc:
+        better = auc > result.best_valid_auc + config.min_delta
+        if auc > result.best_valid_auc:  # the best weights, whether or not the gain resets patience
             result.best_epoch, result.best_valid_auc, result.best_valid_logloss = epoch, auc, logloss
             best_state = copy.deepcopy(model.state_dict())
+        if better:
             misses = 0
         else:
             misses += 1

@@ -83,6 +83,26 @@ def test_best_epoch_weights_are_restored_and_lr_decays():
     assert decayed[-1] < decayed[0]
 
 
+def test_a_gain_below_min_delta_is_a_miss_but_its_weights_are_kept():
+    """Valid AUCs scripted by an evaluator: 0.70, then gains of 1e-3, 1e-6 and 1e-6. With min_delta 1e-5 the two tiny
+    gains are misses (the lr decays twice and training stops at patience 2), yet the best epoch is the last one; with
+    min_delta 0 every gain resets patience and all five epochs run."""
+    train, valid = _split(2000)
+    aucs = [0.70, 0.701, 0.701001, 0.701002, 0.70]
+
+    def run(min_delta):
+        scripted = iter(aucs)
+        model = build_model("lr", FM_XOR, EmbeddingConfig(dim=4))
+        config = TrainConfig(learning_rate=0.01, batch_size=512, max_epochs=5, patience=2, min_delta=min_delta)
+        return fit(model, train, valid, config, evaluator=lambda _: (next(scripted), 0.5))
+
+    strict = run(1e-5)
+    assert [r.valid_auc for r in strict.history] == aucs[:4] and strict.best_epoch == 4
+    assert [r.learning_rate for r in strict.history] == pytest.approx([0.01, 0.01, 0.01, 0.001])
+    plain = run(0.0)
+    assert len(plain.history) == 5 and plain.best_epoch == 4
+
+
 def test_registry_errors():
     with pytest.raises(InputError, match="unknown model"):
         build_model("xgboost", FM_XOR, EmbeddingConfig())
