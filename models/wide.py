@@ -71,13 +71,22 @@ class WideModel:
             offset += len(vocab)
 
     def design(self, x: np.ndarray) -> sp.csr_matrix:
-        """The one-hot rows of `x` (one column per seen key of each block; an unseen key sets none): what the fit reads."""
-        rows, cols = [], []
-        for column, seen in self.columns(x):
-            rows.append(np.flatnonzero(seen))
-            cols.append(column[seen])
-        r, c = np.concatenate(rows), np.concatenate(cols)
-        return sp.csr_matrix((np.ones(len(r), dtype=np.float64), (r, c)), shape=(len(x), sum(len(v) for v in self.vocab)))
+        """The one-hot rows of `x` (one column per seen key of each block; an unseen key sets none): what the fit reads.
+
+        Built as CSR directly: a row's columns, one per block, already ascend (each block's are offset past the ones
+        before), so the row-major (rows × blocks) table of columns, less the unseen keys, is the CSR's index array.
+        The coordinate form it replaces held two int64 indices per entry and a sort (~3x the memory at its peak)."""
+        width = sum(len(v) for v in self.vocab)
+        kind = np.int32 if width < 2**31 else np.int64
+        table = np.empty((len(x), len(self.blocks)), dtype=kind)
+        seen = np.empty((len(x), len(self.blocks)), dtype=bool)
+        for j, (column, known) in enumerate(self.columns(x)):
+            table[:, j], seen[:, j] = column, known
+        indptr = np.zeros(len(x) + 1, dtype=np.int64)
+        np.cumsum(seen.sum(axis=1), out=indptr[1:])
+        indices = table[seen]  # row-major: row by row, blocks in order
+        del table, seen
+        return sp.csr_matrix((np.ones(len(indices), dtype=np.float64), indices, indptr), shape=(len(x), width))
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Click probabilities of the rows of `x`: the intercept plus each block's weight of the row's key, gathered

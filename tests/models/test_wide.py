@@ -73,3 +73,25 @@ def test_scoring_gathers_the_weights_the_design_matrix_would_multiply():
     through_matrix = expit(model.design(x) @ model.coef + model.intercept)
     assert np.array_equal(Wide().predict(model, x), through_matrix)
     assert model.design(x[:60]).sum(axis=1).min() < len(model.blocks)  # the unseen keys did set no column
+
+
+def test_the_design_built_as_csr_is_the_coordinate_form_entry_for_entry():
+    # design() writes the CSR arrays itself; the coordinate form (row, column, 1) it replaced must give the same matrix,
+    # in canonical form (sorted columns, no duplicates), unseen keys setting no entry.
+    import scipy.sparse as sp
+
+    fitted, (x, _) = _fit({"pairs": [["a", "b"], ["item", "x"]]})
+    model = fitted.booster
+    x = x.copy()
+    x[:50, 2] = 10_000
+    x[50:60, 0] = 7
+    rows, cols = [], []
+    for column, seen in model.columns(x):
+        rows.append(np.flatnonzero(seen))
+        cols.append(column[seen])
+    r, c = np.concatenate(rows), np.concatenate(cols)
+    expected = sp.csr_matrix((np.ones(len(r)), (r, c)), shape=(len(x), sum(len(v) for v in model.vocab)))
+    built = model.design(x)
+    assert built.has_canonical_format and built.shape == expected.shape and built.dtype == np.float64
+    assert np.array_equal(built.indptr, expected.indptr) and np.array_equal(built.indices, expected.indices)
+    assert np.array_equal(built.data, expected.data) and built.nnz < len(x) * len(model.blocks)
