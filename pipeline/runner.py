@@ -215,8 +215,11 @@ def _run_locked(cfg: PipelineConfig, stages: list[str], force: bool) -> dict[str
             file=sys.stderr,
         )
     if alarms:  # every stage ran and committed; what needs a person ends the run as its error (exit 2), FAILED in MLflow
-        for run, alarm in alarmed:
-            run.fail(alarm)
-        parent.fail(" | ".join(alarms))
+        try:
+            for run, alarm in alarmed:
+                run.fail(alarm)
+            parent.fail(" | ".join(alarms))
+        except Exception as exc:  # the store gone since: the alarm is still the run's error, and says so
+            print(f"warning: tracking: could not mark the runs FAILED ({str(exc).splitlines()[0][:200]})", file=sys.stderr)
         raise RunAlarm(" | ".join(alarms))
     return results
