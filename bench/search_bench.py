@@ -73,7 +73,7 @@ def run(dataset: str, method: str | None, out: Path, quick: bool, seed: int | No
         config["data"] = {**config.get("data", {}), **({"synthetic_rows": 20_000} if dataset == "synthetic" else {})}
     if not method:  # the unsearched model: no search method at all (the pipeline's default runs the encodings)
         config["search"] = {"methods": []}
-    if method:
+    else:
         settings = {**SEARCH[method], **SEARCH_BY_DATASET.get(dataset, {}).get(method, {}), **OVERRIDES.get(method, {})}
         config["search"] = {"methods": [method], "baseline": False, method: settings}
         config["train"] = {**config.get("train", {}), **TRAIN_BY_RUN.get((dataset, method), {})}

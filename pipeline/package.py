@@ -207,10 +207,8 @@ class Scoring:
             # Only the fields the package scores with: a column the run dropped (rank selection) need not be sent.
             kept = [_KEPT + name for name in keep]
             self.encoded = self.encoder.transform(raw, require_label=False, fields=fields, passthrough=kept)
-        except pl.exceptions.ColumnNotFoundError as exc:
-            raise _missing_feature(data, exc) from exc
         except pl.exceptions.PolarsError as exc:
-            raise UserError(f"could not read the input {data}: {str(exc).strip().splitlines()[0]}") from exc
+            raise _input_error(data, exc) from exc
         self.keep = keep
         schema = self.encoded.collect_schema()
         self.kept_types = {name: schema[_KEPT + name] for name in keep}
@@ -275,10 +273,8 @@ class Scoring:
                 chunk = next(batches)
             except StopIteration:
                 return
-            except pl.exceptions.ColumnNotFoundError as exc:
-                raise _missing_feature(self.data, exc) from exc
             except pl.exceptions.PolarsError as exc:
-                raise UserError(f"could not read the input {self.data}: {str(exc).strip().splitlines()[0]}") from exc
+                raise _input_error(self.data, exc) from exc
             if chunk.height:
                 yield chunk
 
@@ -334,9 +330,12 @@ class Scoring:
 _KEPT = "__kept__"  # the prefix of a kept input column while it travels beside the encoded ones
 
 
-def _missing_feature(data: Path, exc: Exception) -> UserError:
+def _input_error(data: Path, exc: pl.exceptions.PolarsError) -> UserError:
+    """The one-line error for what polars raised reading or encoding `data`: a missing feature column, or else the file."""
     first = str(exc).strip().splitlines()[0]
-    return UserError(f"{data}: a feature the model was trained on is missing ({first}); give the same columns as training")
+    if isinstance(exc, pl.exceptions.ColumnNotFoundError):
+        return UserError(f"{data}: a feature the model was trained on is missing ({first}); give the same columns as training")
+    return UserError(f"could not read the input {data}: {first}")
 
 
 def score(directory: Path, data: Path, fmt: str | None, device_name: str = "auto") -> tuple[pl.DataFrame, dict[str, float]]:

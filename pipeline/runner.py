@@ -116,8 +116,7 @@ def _run_locked(cfg: PipelineConfig, stages: list[str], force: bool) -> dict[str
     report = _previous_report(metrics_file)
     journal = cache.RunJournal(cfg.out, stages)
     registers = cfg.tracking.enabled and cfg.tracking.register_model
-    alarms: list[str] = []
-    alarmed: list[tuple[RunHandle, str]] = []  # the stage runs whose stage raised an alarm
+    alarmed: list[tuple[RunHandle, str]] = []  # the stage runs whose stage raised an alarm, and its text
     try:
         with tracker.run(_run_name(cfg)) as parent:
             parent.log_params({"stages": ",".join(stages), "out": str(cfg.out), "data": cfg.data.model_dump(mode="json")})
@@ -142,7 +141,6 @@ def _run_locked(cfg: PipelineConfig, stages: list[str], force: bool) -> dict[str
                     catalog.write_json(metrics_file, report)
                     journal.record(name, "reused", began, time.perf_counter() - started, fingerprint)
                     if reused.get("alarm"):
-                        alarms.append(reused["alarm"])
                         alarmed.append((run, reused["alarm"]))
                     results[name] = {"metrics": reused["metrics"], "dir": str(catalog.stage_path(cfg.out, name)), "reused": True}
                     print(f"{name}: reused {catalog.stage_path(cfg.out, name)} (inputs, settings and code unchanged)", file=sys.stderr)
@@ -202,7 +200,6 @@ def _run_locked(cfg: PipelineConfig, stages: list[str], force: bool) -> dict[str
                 journal.record(name, "ran", began, time.perf_counter() - started, fingerprint)
                 print(output.summary, file=sys.stderr)
                 if output.alarm:
-                    alarms.append(output.alarm)
                     alarmed.append((run, output.alarm))
     except BaseException:
         journal.finish("failed")
@@ -214,12 +211,13 @@ def _run_locked(cfg: PipelineConfig, stages: list[str], force: bool) -> dict[str
             f"http://127.0.0.1:5000/#/experiments/{tracker.experiment_id}?{UI_MODE}",
             file=sys.stderr,
         )
-    if alarms:  # every stage ran and committed; what needs a person ends the run as its error (exit 2), FAILED in MLflow
+    if alarmed:  # every stage ran and committed; what needs a person ends the run as its error (exit 2), FAILED in MLflow
+        alarm = " | ".join(text for _, text in alarmed)
         try:
-            for run, alarm in alarmed:
-                run.fail(alarm)
-            parent.fail(" | ".join(alarms))
+            for run, text in alarmed:
+                run.fail(text)
+            parent.fail(alarm)
         except Exception as exc:  # the store gone since: the alarm is still the run's error, and says so
             print(f"warning: tracking: could not mark the runs FAILED ({str(exc).splitlines()[0][:200]})", file=sys.stderr)
-        raise RunAlarm(" | ".join(alarms))
+        raise RunAlarm(alarm)
     return results

@@ -76,9 +76,8 @@ class RunHandle:
         """Mark this ended run FAILED, with its alarm as a tag: a run whose stages committed but that needs a person
         (exit 2) must not read FINISHED in the runs table."""
         if self._mlflow:
-            client = self._mlflow.MlflowClient()
-            client.set_tag(self.run_id, "alarm", alarm[:5000])
-            client.set_terminated(self.run_id, status="FAILED")
+            self.set_tags({"alarm": alarm})
+            self._mlflow.MlflowClient().set_terminated(self.run_id, status="FAILED")
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         if self._mlflow:
