@@ -9,8 +9,9 @@ capped.py: their search then apply, as a run with `--search METHOD` does):
 - `hashing`: one hashed table per field, rows split by water-filling;
 - `capped`: one table per field of its most frequent values, one min count for all fields.
 At fraction 1 the hashing trick and the cap have every value in its own row, i.e. they are the full tables,
-so they are not trained again there. Training: Adam 1e-3, batch 4096, early stopping on valid AUC (patience
-2, at most EPOCHS[dataset] or `--epochs`), the best epoch's weights; valid and test AUC and logloss of that epoch.
+so they are not trained again there. Training: Adam 1e-3, batch BATCH[dataset] or `--batch-size`, early stopping on
+valid AUC (patience 2, at most EPOCHS[dataset] or `--epochs`), the best epoch's weights; valid and test AUC and logloss
+of that epoch.
 
 Output: OUT/results.json (each finished run, so a rerun resumes; --fresh starts over), a markdown table per
 dataset (mean ± sd over seeds, and each method's valid and test AUC against the hashing trick's and the full
@@ -44,6 +45,10 @@ QUICK_DEEPFM = {"hidden": [64, 64], "dropout": 0.0, "batch_norm": False}
 # At most this many epochs, early-stopped on valid AUC (patience 2): on the long-tailed data the full tables peak after
 # the first epoch (valid AUC falls in the second, bench/RESULTS.md), as CTR models on sparse ids do; Frappe takes ~20.
 EPOCHS = {"longtail": 1, "frappe": 40}
+# Rows per step. In its one epoch the long-tailed data's full tables were still climbing at batch 4096 (390 steps; valid
+# AUC +0.004 in the last 40) and the seeds spread by 0.003; chosen on the full tables' valid AUC over seeds 1-3 (DCN-V2,
+# bench/RESULTS.md "One epoch that converges"): 1024 (1,560 steps). Frappe keeps BARS' 4096 over its ~20 epochs.
+BATCH = {"longtail": 1024, "frappe": 4096}
 
 
 def ingest(out: Path, dataset: str, rows: int) -> Path:
@@ -109,7 +114,7 @@ def layout_model(method: str, fraction: float, seed: int, data: tuple, base: str
     return chosen.apply(None, found.state, typed, spec, feature_map).model, found.summary
 
 
-def run_one(method: str, fraction: float, seed: int, data: tuple, epochs: int, args: argparse.Namespace) -> dict[str, Any]:
+def run_one(method: str, fraction: float, seed: int, data: tuple, epochs: int, batch_size: int, args: argparse.Namespace) -> dict[str, Any]:
     """Train one (method, budget, seed); its figures."""
     import torch
 
@@ -118,7 +123,7 @@ def run_one(method: str, fraction: float, seed: int, data: tuple, epochs: int, a
     params = QUICK_DEEPFM if args.quick else DEEPFM
     model, summary = layout_model(method, fraction, seed, data, args.base, params, args.dim, args.unified_layout)
     _, train, valid, test = data
-    config = TrainConfig(max_epochs=epochs, patience=2, seed=seed, precision=args.precision)
+    config = TrainConfig(max_epochs=epochs, patience=2, seed=seed, precision=args.precision, batch_size=batch_size)
     started = time.perf_counter()
     result = fit(model, train, valid, config)
     device = resolve_device(config.device)
@@ -223,7 +228,14 @@ def log_to_mlflow(uri: str, dataset: str, rows: list[dict], summary: dict, plot:
     mlflow.set_experiment("unified-embedding-budget-sweep")
     with mlflow.start_run(run_name=f"{dataset} budget sweep"):
         mlflow.log_params(
-            {"dataset": dataset, "base": args.base, "dim": args.dim, "seeds": args.seeds, "epochs": args.epochs or EPOCHS[dataset]}
+            {
+                "dataset": dataset,
+                "base": args.base,
+                "dim": args.dim,
+                "seeds": args.seeds,
+                "epochs": args.epochs or EPOCHS[dataset],
+                "batch_size": args.batch_size or BATCH[dataset],
+            }
         )
         for (method, fraction), s in summary.items():
             mlflow.log_metrics({f"{method}_{fraction:g}_valid_auc": s["valid_auc"][0], f"{method}_{fraction:g}_test_auc": s["test_auc"][0]})
@@ -245,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         choices=["deepfm", "dnn", "dcnv2", "fm", "autoint", "autoint+"],
         help="dnn: an MLP over the embeddings, the setting of the paper's argument; dcnv2: DCN-V2 (cross layers beside an MLP)",
     )
+    parser.add_argument("--batch-size", type=int, help="rows per step (default: per dataset, BATCH)")
     parser.add_argument("--dim", type=int, default=10)
     parser.add_argument("--unified-layout", default="1x1", help="Unified Embedding's TABLESxCHUNKS")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
@@ -272,7 +285,14 @@ def main(argv: list[str] | None = None) -> int:
     fractions = [float(f) for f in args.budgets.split(",")]
     # What a stored run depends on beyond its key (dataset, method, budget, seed, base): reused only when the same.
     digest = settings_digest(
-        rows=args.rows, epochs=args.epochs, dim=args.dim, layout=args.unified_layout, precision=args.precision, quick=args.quick
+        rows=args.rows,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        batches=BATCH,
+        dim=args.dim,
+        layout=args.unified_layout,
+        precision=args.precision,
+        quick=args.quick,
     )
     seeds = [int(s) for s in args.seeds.split(",")]
     methods = [m for m in args.methods.split(",") if m]
@@ -296,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
                     key = f"{dataset}|{method}|{fraction:g}|{seed}|{args.base}|{digest}"
                     if key in results:
                         continue
-                    r = run_one(method, fraction, seed, data, args.epochs or EPOCHS[dataset], args)
+                    r = run_one(method, fraction, seed, data, args.epochs or EPOCHS[dataset], args.batch_size or BATCH[dataset], args)
                     results[key] = {"dataset": dataset, **r, "base": args.base, "digest": digest}
                     catalog.write_json(results_file, results)
                     print(
