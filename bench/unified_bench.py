@@ -5,7 +5,9 @@ per budget (fractions of the full per-field tables' embedding parameters), train
 default; `--base dnn`, an MLP over the embeddings, is the setting of the paper's argument) over each embedding method, set up by the pipeline's own methods (methods/unified.py, hashing.py,
 capped.py: their search then apply, as a run with `--search METHOD` does):
 - `full`: one table per field (the budget's reference, fraction 1);
-- `unified`: Unified Embedding, one shared table (`--unified-layout` TABLESxCHUNKS);
+- `unified`: Unified Embedding over `--unified-layout` TABLESxCHUNKS; given several layouts, each is trained and
+  the one with the best mean valid AUC over the seeds stands for Unified Embedding at that budget (the others are
+  listed beside it);
 - `hashing`: one hashed table per field, rows split by water-filling;
 - `capped`: one table per field of its most frequent values, one min count for all fields.
 At fraction 1 the hashing trick and the cap have every value in its own row, i.e. they are the full tables,
@@ -22,6 +24,7 @@ bench/unified_<dataset>.png, and an MLflow run per dataset with the figures and 
     python -m bench.unified_bench --quick             # a small long-tailed sample, 1 seed, 2 budgets: minutes
     python -m bench.unified_bench --base dnn          # the same sweep over an MLP (plots unified_<dataset>_dnn.png)
     python -m bench.unified_bench --base dcnv2        # over DCN-V2's cross network and MLP
+    python -m bench.unified_bench --unified-layout 1x1,1x2,1x5   # Unified Embedding's layout chosen on valid per budget
 """
 
 from __future__ import annotations
@@ -84,7 +87,7 @@ def ingest(out: Path, dataset: str, rows: int) -> Path:
     return target / "ingest"
 
 
-def layout_model(method: str, fraction: float, seed: int, data: tuple, base: str, params: dict, dim: int, unified_layout: tuple[int, int]):
+def layout_model(method: str, fraction: float, seed: int, data: tuple, base: str, params: dict, dim: int, layout: tuple[int, int]):
     """The base model over `method`'s tables at `fraction` of the full tables' parameters, with the method's summary."""
     import torch
 
@@ -106,7 +109,7 @@ def layout_model(method: str, fraction: float, seed: int, data: tuple, base: str
     if method in ("unified", "hashing"):
         settings["hash_seed"] = seed
     if method == "unified":
-        settings.update(tables=unified_layout[0], chunks=unified_layout[1])
+        settings.update(tables=layout[0], chunks=layout[1])
     chosen = REGISTRY[method]
     typed = chosen.settings(**settings)
     run = SearchRun(feature_map, train, valid, TrainConfig(), spec, None, lambda n: [])  # type: ignore[arg-type]
@@ -114,14 +117,16 @@ def layout_model(method: str, fraction: float, seed: int, data: tuple, base: str
     return chosen.apply(None, found.state, typed, spec, feature_map).model, found.summary
 
 
-def run_one(method: str, fraction: float, seed: int, data: tuple, epochs: int, batch_size: int, args: argparse.Namespace) -> dict[str, Any]:
-    """Train one (method, budget, seed); its figures."""
+def run_one(
+    method: str, fraction: float, seed: int, data: tuple, epochs: int, batch_size: int, layout: tuple[int, int], args: argparse.Namespace
+) -> dict[str, Any]:
+    """Train one (method, budget, seed), Unified Embedding over `layout`; its figures."""
     import torch
 
     from models.trainer import TrainConfig, evaluate, fit, resolve_device, resolve_precision, train_report
 
     params = QUICK_DEEPFM if args.quick else DEEPFM
-    model, summary = layout_model(method, fraction, seed, data, args.base, params, args.dim, args.unified_layout)
+    model, summary = layout_model(method, fraction, seed, data, args.base, params, args.dim, layout)
     _, train, valid, test = data
     config = TrainConfig(max_epochs=epochs, patience=2, seed=seed, precision=args.precision, batch_size=batch_size)
     started = time.perf_counter()
@@ -130,6 +135,7 @@ def run_one(method: str, fraction: float, seed: int, data: tuple, epochs: int, b
     test_auc, test_logloss = evaluate(model, test, config.batch_size, device, resolve_precision(config.precision, device))
     return {
         "method": method,
+        "layout": layout_name(layout) if method == "unified" else None,
         "fraction": fraction,
         "seed": seed,
         **train_report(model, result, test_auc, test_logloss),
@@ -144,19 +150,32 @@ def _mean_sd(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+def layout_name(layout: tuple[int, int]) -> str:
+    """TABLESxCHUNKS, as --unified-layout takes it."""
+    return f"{layout[0]}x{layout[1]}"
+
+
 def summarise(rows: list[dict]) -> dict[tuple[str, float], dict[str, Any]]:
-    """Per (method, fraction): mean and sd of each figure over seeds. The full tables stand in for the hashing trick
-    and the cap at fraction 1 (there every value has its own row)."""
+    """Per (method, fraction): mean and sd of each figure over seeds. Unified Embedding's runs are grouped per layout
+    (keys "unified 1x5"), and ("unified", fraction) is the layout with the best mean valid AUC at that fraction (its
+    `layout` and `candidates` say which and out of how many). The full tables stand in for the hashing trick and the
+    cap at fraction 1 (there every value has its own row)."""
     groups: dict[tuple[str, float], list[dict]] = {}
     for r in rows:
-        groups.setdefault((r["method"], r["fraction"]), []).append(r)
-    out = {}
+        name = f"unified {r.get('layout') or '1x1'}" if r["method"] == "unified" else r["method"]
+        groups.setdefault((name, r["fraction"]), []).append(r)
+    out: dict[tuple[str, float], dict[str, Any]] = {}
     for key, group in groups.items():
         out[key] = {
             "seeds": len(group),
             "embedding_params": statistics.fmean(r["embedding_params"] for r in group),
             **{f: _mean_sd([r[f] for r in group]) for f in ("valid_auc", "test_auc", "valid_logloss", "test_logloss", "seconds")},
         }
+    for fraction in sorted({f for _, f in out}):
+        candidates = {name.split(" ", 1)[1]: s for (name, f), s in out.items() if f == fraction and name.startswith("unified ")}
+        if candidates:  # chosen on valid only: the test figures of the others are not looked at
+            layout, best = max(candidates.items(), key=lambda item: item[1]["valid_auc"][0])
+            out[("unified", fraction)] = {**best, "layout": layout, "candidates": len(candidates)}
     full = out.get(("full", 1.0))
     for method in ("hashing", "capped"):
         if full is not None and (method, 1.0) not in out:
@@ -175,7 +194,9 @@ def table(dataset: str, summary: dict[tuple[str, float], dict[str, Any]], fracti
     ]
     for fraction in fractions:
         hashing = summary.get(("hashing", fraction))
-        for method in METHODS:
+        chosen = summary.get(("unified", fraction), {})
+        others = sorted(m for m, f in summary if f == fraction and m.startswith("unified ") and m != f"unified {chosen.get('layout')}")
+        for method in [*METHODS, *(others if chosen.get("candidates", 1) > 1 else [])]:
             s = summary.get((method, fraction))
             if s is None or (method == "full" and fraction != 1.0):
                 continue
@@ -187,6 +208,8 @@ def table(dataset: str, summary: dict[tuple[str, float], dict[str, Any]], fracti
             )
             to_full = f"{s['test_auc'][0] - full['test_auc'][0]:+.4f}" if full is not None else "—"
             name = f"{method} (= full tables)" if stood_in else method
+            if method == "unified":
+                name = f"unified {s['layout']}" + (f" (best valid of {s['candidates']})" if s["candidates"] > 1 else "")
             lines.append(
                 f"| {fraction:g} | {name} | {s['embedding_params']:,.0f} | {s['valid_auc'][0]:.4f} ± {s['valid_auc'][1]:.4f} | "
                 f"{s['test_auc'][0]:.4f} ± {s['test_auc'][1]:.4f} | {s['test_logloss'][0]:.4f} | {versus} | {to_full} | "
@@ -235,10 +258,13 @@ def log_to_mlflow(uri: str, dataset: str, rows: list[dict], summary: dict, plot:
                 "seeds": args.seeds,
                 "epochs": args.epochs or EPOCHS[dataset],
                 "batch_size": args.batch_size or BATCH[dataset],
+                "unified_layouts": args.unified_layout,
+                **{f"unified_{f:g}_layout": s["layout"] for (m, f), s in summary.items() if m == "unified"},
             }
         )
         for (method, fraction), s in summary.items():
-            mlflow.log_metrics({f"{method}_{fraction:g}_valid_auc": s["valid_auc"][0], f"{method}_{fraction:g}_test_auc": s["test_auc"][0]})
+            name = method.replace(" ", "_")  # "unified 1x5": a layout Unified Embedding was tried with
+            mlflow.log_metrics({f"{name}_{fraction:g}_valid_auc": s["valid_auc"][0], f"{name}_{fraction:g}_test_auc": s["test_auc"][0]})
         mlflow.log_artifact(str(plot))
         mlflow.log_dict(rows, f"{dataset}_runs.json")
 
@@ -270,7 +296,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.datasets, args.seeds, args.budgets, args.rows = "longtail", "1", "1,0.25", 60_000
-    args.unified_layout = tuple(int(x) for x in args.unified_layout.split("x"))
+    try:
+        layouts = [(int(t), int(c)) for t, c in (item.split("x") for item in args.unified_layout.split(","))]
+    except ValueError:
+        parser.error(f"--unified-layout takes TABLESxCHUNKS[,TABLESxCHUNKS...], got {args.unified_layout!r}")
 
     import torch
 
@@ -283,14 +312,13 @@ def main(argv: list[str] | None = None) -> int:
     results_file = args.out / "results.json"
     results: dict[str, dict] = {} if args.fresh or not results_file.is_file() else json.loads(results_file.read_text())
     fractions = [float(f) for f in args.budgets.split(",")]
-    # What a stored run depends on beyond its key (dataset, method, budget, seed, base): reused only when the same.
+    # What a stored run depends on beyond its key (dataset, method and layout, budget, seed, base): reused only when the same.
     digest = settings_digest(
         rows=args.rows,
         epochs=args.epochs,
         batch_size=args.batch_size,
         batches=BATCH,
         dim=args.dim,
-        layout=args.unified_layout,
         precision=args.precision,
         quick=args.quick,
     )
@@ -310,13 +338,16 @@ def main(argv: list[str] | None = None) -> int:
         )
         for seed in seeds:
             for fraction in fractions:
-                for method in methods:
+                for method, layout in [(m, lay) for m in methods for lay in (layouts if m == "unified" else [(1, 1)])]:
                     if method != "unified" and (method == "full") != (fraction == 1.0):
                         continue  # the full tables only at 1, where hashing and capped are the full tables
-                    key = f"{dataset}|{method}|{fraction:g}|{seed}|{args.base}|{digest}"
+                    name = method if layout == (1, 1) else f"{method}@{layout_name(layout)}"
+                    key = f"{dataset}|{name}|{fraction:g}|{seed}|{args.base}|{digest}"
                     if key in results:
                         continue
-                    r = run_one(method, fraction, seed, data, args.epochs or EPOCHS[dataset], args.batch_size or BATCH[dataset], args)
+                    r = run_one(
+                        method, fraction, seed, data, args.epochs or EPOCHS[dataset], args.batch_size or BATCH[dataset], layout, args
+                    )
                     results[key] = {"dataset": dataset, **r, "base": args.base, "digest": digest}
                     catalog.write_json(results_file, results)
                     print(
@@ -332,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
             and r["base"] == args.base
             and r["seed"] in seeds
             and r["fraction"] in fractions
+            and (r["method"] != "unified" or r.get("layout") in {layout_name(lay) for lay in layouts})
         ]
         summary = summarise(rows)
         print("\n" + table(dataset, summary, fractions) + "\n", flush=True)

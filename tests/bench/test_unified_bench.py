@@ -2,7 +2,7 @@
 
 import json
 
-from bench.unified_bench import METHODS, main
+from bench.unified_bench import METHODS, main, summarise, table
 from tests.conftest import tracking_store
 
 
@@ -31,17 +31,37 @@ def test_quick_sweep_trains_every_method_at_each_budget_and_logs_the_pareto_plot
 
 
 def test_a_rerun_with_other_settings_trains_again_and_shows_only_its_own_runs(tmp_path, capsys):
-    # The stored runs were keyed by dataset, method, budget and seed alone: a rerun with another layout printed the
-    # first run's figures as its own. Now a stored run counts only under the same settings and code.
+    # The stored runs were keyed by dataset, method, budget and seed alone: a rerun with another setting printed the
+    # first run's figures as its own. Now a stored run counts only under the same settings and code (the digest), and
+    # Unified Embedding's layout is part of its key.
     args = ["--quick", "--threads", "1", "--methods", "unified", "--budgets", "0.25", "--out", str(tmp_path), "--tracking-uri", "none"]
-    assert main(args) == 0
+    assert main(args) == 0  # --quick keeps its budgets 1 and 1/4
     first = capsys.readouterr().out
-    assert main([*args, "--unified-layout", "1x2"]) == 0  # --quick keeps its budgets 1 and 1/4
+    assert first.count("  longtail|unified|") == 2
+    assert main([*args, "--unified-layout", "1x1,1x2"]) == 0  # the 1x1 runs are reused, the 1x2 ones trained
     second = capsys.readouterr().out
+    assert second.count("  longtail|unified|") == 0 and second.count("  longtail|unified@1x2|") == 2
+    assert "(best valid of 2)" in second and second.count("| unified 1x") == 4  # per budget: the chosen one and the other
+    assert main([*args, "--dim", "8"]) == 0  # another setting: trained again
+    assert capsys.readouterr().out.count("  longtail|unified|") == 2
     runs = json.loads((tmp_path / "results.json").read_text())
-    assert len(runs) == 4 and len({r["digest"] for r in runs.values()}) == 2
-    assert first.count("  longtail|unified|") == 2 and second.count("  longtail|unified|") == 2  # each trained its two
+    assert len(runs) == 6 and len({r["digest"] for r in runs.values()}) == 2
     assert main(args) == 0  # the first settings again: nothing trained, and the table is the first run's
     third = capsys.readouterr().out
-    assert len(json.loads((tmp_path / "results.json").read_text())) == 4 and "  longtail|unified|" not in third
+    assert len(json.loads((tmp_path / "results.json").read_text())) == 6 and "  longtail|unified" not in third
     assert first.split("\n\n", 1)[1].split("machine:")[0] == third.split("\n\n", 1)[1].split("machine:")[0]
+
+
+def test_unified_embeddings_layout_is_chosen_on_valid_auc_never_on_test():
+    def run(layout, seed, valid, test):
+        return {"method": "unified", "layout": layout, "fraction": 0.25, "seed": seed, "embedding_params": 100, "valid_auc": valid,
+                "test_auc": test, "valid_logloss": 0.5, "test_logloss": 0.5, "seconds": 1.0}  # fmt: skip
+
+    # 1x5 is ahead on valid on average (0.66 against 0.655) and behind on test: it is the one chosen
+    rows = [run("1x1", 1, 0.65, 0.70), run("1x1", 2, 0.66, 0.70), run("1x5", 1, 0.67, 0.60), run("1x5", 2, 0.65, 0.60)]
+    summary = summarise(rows)
+    chosen = summary[("unified", 0.25)]
+    assert chosen["layout"] == "1x5" and chosen["candidates"] == 2 and chosen["test_auc"][0] == 0.60
+    assert summary[("unified 1x1", 0.25)]["valid_auc"][0] == 0.655
+    text = table("longtail", summary, [0.25])
+    assert "| unified 1x5 (best valid of 2) |" in text and "| unified 1x1 |" in text
