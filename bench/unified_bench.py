@@ -123,16 +123,28 @@ def run_one(
     """Train one (method, budget, seed), Unified Embedding over `layout`; its figures."""
     import torch
 
-    from models.trainer import TrainConfig, evaluate, fit, resolve_device, resolve_precision, train_report
+    from models.trainer import TrainConfig, TrainHooks, evaluate, fit, resolve_device, resolve_precision, train_report
 
     params = QUICK_DEEPFM if args.quick else DEEPFM
     model, summary = layout_model(method, fraction, seed, data, args.base, params, args.dim, layout)
     _, train, valid, test = data
     config = TrainConfig(max_epochs=epochs, patience=2, seed=seed, precision=args.precision, batch_size=batch_size)
-    started = time.perf_counter()
-    result = fit(model, train, valid, config)
     device = resolve_device(config.device)
-    test_auc, test_logloss = evaluate(model, test, config.batch_size, device, resolve_precision(config.precision, device))
+    precision = resolve_precision(config.precision, device)
+    curve: list[tuple[int, float]] = []  # (step, valid AUC) every --eval-steps steps: does one epoch converge?
+    steps = 0
+
+    def after_step() -> None:
+        nonlocal steps
+        steps += 1
+        if steps % args.eval_steps == 0:
+            model.eval()
+            curve.append((steps, evaluate(model, valid, 16_384, device, precision)[0]))
+            model.train()
+
+    started = time.perf_counter()
+    result = fit(model, train, valid, config, hooks=TrainHooks(after_step=after_step if args.eval_steps else None))
+    test_auc, test_logloss = evaluate(model, test, config.batch_size, device, precision)
     return {
         "method": method,
         "layout": layout_name(layout) if method == "unified" else None,
@@ -140,6 +152,7 @@ def run_one(
         "seed": seed,
         **train_report(model, result, test_auc, test_logloss),
         "valid_auc_by_epoch": [r.valid_auc for r in result.history],
+        "valid_auc_by_step": curve,
         "seconds": time.perf_counter() - started,
         "min_count": summary.get("min_count"),
         "torch_threads": torch.get_num_threads(),
@@ -284,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         help="dnn: an MLP over the embeddings, the setting of the paper's argument; dcnv2: DCN-V2 (cross layers beside an MLP)",
     )
     parser.add_argument("--batch-size", type=int, help="rows per step (default: per dataset, BATCH)")
+    parser.add_argument("--eval-steps", type=int, default=0, help="also record valid AUC every this many steps (the curve inside an epoch)")
     parser.add_argument("--dim", type=int, default=10)
     parser.add_argument("--unified-layout", default="1x1", help="Unified Embedding's TABLESxCHUNKS")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
@@ -318,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         epochs=args.epochs,
         batch_size=args.batch_size,
         batches=BATCH,
+        eval_steps=args.eval_steps,
         dim=args.dim,
         precision=args.precision,
         quick=args.quick,
@@ -350,9 +365,10 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     results[key] = {"dataset": dataset, **r, "base": args.base, "digest": digest}
                     catalog.write_json(results_file, results)
+                    curve = ", ".join(f"{step}: {auc:.4f}" for step, auc in r["valid_auc_by_step"][-4:])
                     print(
                         f"  {key}: valid {r['valid_auc']:.4f}, test {r['test_auc']:.4f}, {r['embedding_params']:,} embedding params, "
-                        f"{r['epochs']} epoch(s), {r['seconds']:.0f} s",
+                        f"{r['epochs']} epoch(s), {r['seconds']:.0f} s" + (f"; valid AUC by step ... {curve}" if curve else ""),
                         flush=True,
                     )
         rows = [
