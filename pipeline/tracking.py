@@ -303,12 +303,37 @@ class Registry:
 
 
 def store_lock(uri: str, purpose: str) -> AbstractContextManager[Any]:
-    """An exclusive lock for `purpose` on the store `uri`, shared by the processes of this host (a file in the temporary
-    directory, named by a hash of both)."""
+    """An exclusive lock for `purpose` on the store `uri`, shared by the processes of this host: a file named by a hash
+    of both, in `lock_folder(uri)`."""
     import hashlib
-    import tempfile
 
     from filelock import FileLock
 
     key = hashlib.sha256(f"{uri}|{purpose}".encode()).hexdigest()[:16]
-    return FileLock(Path(tempfile.gettempdir()) / f"ctr-pipeline-{key}.lock")
+    return FileLock(lock_folder(uri) / f"ctr-pipeline-{key}.lock")
+
+
+def lock_folder(uri: str) -> Path:
+    """Where a store's lock files live: a hidden folder beside a local store (`.mlflow.db.locks` beside a sqlite file,
+    `.mlruns.locks` beside a file store), so that they go with it (a lock file stays after its release: deleting it
+    would race with a waiting process); the temporary directory for a remote store, or where that folder cannot be
+    made."""
+    import tempfile
+    from urllib.parse import urlparse
+
+    parsed = urlparse(uri)
+    if uri.startswith("sqlite:///") and ":memory:" not in uri:
+        local = Path(uri.removeprefix("sqlite:///"))
+    elif parsed.scheme in ("", "file"):
+        local = Path(parsed.path if parsed.scheme == "file" else uri)
+    else:
+        return Path(tempfile.gettempdir())
+    local = local.resolve()
+    folder = local.parent / f".{local.name}.locks"
+    try:
+        if local.parent.is_dir():
+            folder.mkdir(exist_ok=True)
+            return folder
+    except OSError:  # a read-only folder
+        pass
+    return Path(tempfile.gettempdir())

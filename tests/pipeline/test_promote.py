@@ -105,6 +105,7 @@ def test_two_runs_at_once_take_turns_and_a_losing_model_stays_challenger(tmp_pat
     name = decisions[second]["registered_model"]
     winner = second if decisions[second]["decision"] == "promoted" else first[0]
     assert str(client.get_model_version_by_alias(name, "champion").version) == decisions[winner]["challenger"]["version"]
+    assert list((store.parent / f".{store.name}.locks").glob("ctr-pipeline-*.lock"))  # the turns' locks: beside the store
 
     # A third day under a margin no model can meet: it stays challenger, and says why, everywhere a reviewer looks.
     config.write_text("train: {max_epochs: 1, batch_size: 512}\npromote: {margin: 0.5}\n")
@@ -192,3 +193,25 @@ def test_a_daily_registry_survives_retries_backfills_and_a_day_its_champion_cann
     assert ("pipeline part.parquet 2026-11-30", "FAILED") in status and ("promote", "FAILED") in status, status
     assert ("train", "FINISHED") in status and not any(s == "FAILED" for n, s in status if n in ("ingest", "rank", "train", "report"))
     assert all("cannot score this run's rows" in r.data.tags["alarm"] for r in runs if r.info.status == "FAILED")
+
+
+def test_a_local_stores_locks_live_beside_it_and_a_remote_ones_in_the_temporary_directory(tmp_path):
+    # They all lived in the temporary directory, one file per store and registered model, and stayed there after use
+    # (tests left thousands): a local store's now go with the store.
+    import tempfile
+    from pathlib import Path
+
+    from pipeline.tracking import store_lock
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    lock = store_lock(uri, "registry|ctr")
+    with lock:
+        pass
+    assert Path(lock.lock_file).parent == tmp_path / ".mlflow.db.locks" and Path(lock.lock_file).is_file()
+    assert store_lock(uri, "registry|other").lock_file != lock.lock_file and store_lock(uri, "registry|ctr").lock_file == lock.lock_file
+    assert Path(store_lock(f"file://{tmp_path / 'mlruns'}", "init").lock_file).parent == tmp_path / ".mlruns.locks"
+    assert Path(store_lock(str(tmp_path / "mlruns"), "init").lock_file).parent == tmp_path / ".mlruns.locks"
+    assert Path(store_lock("http://tracking:5000", "init").lock_file).parent == Path(tempfile.gettempdir())
+    nowhere = tmp_path / "nowhere" / "mlflow.db"  # no folder made where the store's own is missing
+    assert Path(store_lock(f"sqlite:///{nowhere}", "init").lock_file).parent == Path(tempfile.gettempdir())
+    assert not nowhere.parent.exists()
