@@ -48,9 +48,10 @@ QUICK_DEEPFM = {"hidden": [64, 64], "dropout": 0.0, "batch_norm": False}
 # At most this many epochs, early-stopped on valid AUC (patience 2): on the long-tailed data the full tables peak after
 # the first epoch (valid AUC falls in the second, bench/RESULTS.md), as CTR models on sparse ids do; Frappe takes ~20.
 EPOCHS = {"longtail": 1, "frappe": 40}
-# Rows per step. In its one epoch the long-tailed data's full tables were still climbing at batch 4096 (390 steps; valid
-# AUC +0.004 in the last 40) and the seeds spread by 0.003; chosen on the full tables' valid AUC over seeds 1-3 (DCN-V2,
-# bench/RESULTS.md "One epoch that converges"): 1024 (1,560 steps). Frappe keeps BARS' 4096 over its ~20 epochs.
+# Rows per step. In its one epoch the long-tailed data's full tables were still climbing at batch 4096 (391 steps; valid
+# AUC +0.002 to +0.005 per 40 steps at the end) and the seeds spread by 0.003 or more. Chosen on the full tables' valid
+# AUC over seeds 1-3 (DCN-V2, bench/RESULTS.md "More steps in the one epoch"): 1024 (1,563 steps; 0.6739 against 0.6645);
+# 512 reads 0.6775 at 2.3x the time, more than the 90-minute sweep holds. Frappe keeps BARS' 4096 over its ~20 epochs.
 BATCH = {"longtail": 1024, "frappe": 4096}
 
 
