@@ -324,7 +324,7 @@ def lock_folder(uri: str) -> Path:
     parsed = urlparse(uri)
     if uri.startswith("sqlite:///") and ":memory:" not in uri:
         local = Path(uri.removeprefix("sqlite:///"))
-    elif parsed.scheme in ("", "file"):
+    elif parsed.scheme == "file" or (parsed.scheme == "" and not uri.startswith("databricks")):  # "databricks" is remote
         local = Path(parsed.path if parsed.scheme == "file" else uri)
     else:
         return Path(tempfile.gettempdir())

@@ -211,7 +211,8 @@ def test_a_local_stores_locks_live_beside_it_and_a_remote_ones_in_the_temporary_
     assert store_lock(uri, "registry|other").lock_file != lock.lock_file and store_lock(uri, "registry|ctr").lock_file == lock.lock_file
     assert Path(store_lock(f"file://{tmp_path / 'mlruns'}", "init").lock_file).parent == tmp_path / ".mlruns.locks"
     assert Path(store_lock(str(tmp_path / "mlruns"), "init").lock_file).parent == tmp_path / ".mlruns.locks"
-    assert Path(store_lock("http://tracking:5000", "init").lock_file).parent == Path(tempfile.gettempdir())
+    for remote in ("http://tracking:5000", "databricks", "databricks-uc"):
+        assert Path(store_lock(remote, "init").lock_file).parent == Path(tempfile.gettempdir())
     nowhere = tmp_path / "nowhere" / "mlflow.db"  # no folder made where the store's own is missing
     assert Path(store_lock(f"sqlite:///{nowhere}", "init").lock_file).parent == Path(tempfile.gettempdir())
     assert not nowhere.parent.exists()
