@@ -319,21 +319,18 @@ def lock_folder(uri: str) -> Path:
     would race with a waiting process); the temporary directory for a remote store, or where that folder cannot be
     made."""
     import tempfile
-    from urllib.parse import urlparse
 
     parsed = urlparse(uri)
-    if uri.startswith("sqlite:///") and ":memory:" not in uri:
-        local = Path(uri.removeprefix("sqlite:///"))
-    elif parsed.scheme == "file" or (parsed.scheme == "" and not uri.startswith("databricks")):  # "databricks" is remote
-        local = Path(parsed.path if parsed.scheme == "file" else uri)
-    else:
-        return Path(tempfile.gettempdir())
-    local = local.resolve()
-    folder = local.parent / f".{local.name}.locks"
-    try:
-        if local.parent.is_dir():
-            folder.mkdir(exist_ok=True)
-            return folder
-    except OSError:  # a read-only folder
-        pass
+    local = sqlite_path(uri)
+    if local is None and (parsed.scheme == "file" or (not parsed.scheme and not uri.startswith("databricks"))):  # "databricks" is remote
+        local = Path(parsed.path if parsed.scheme == "file" else uri)  # a file store's folder
+    if local is not None and local.name != ":memory:":
+        local = local.resolve()
+        try:
+            if local.parent.is_dir():
+                folder = local.parent / f".{local.name}.locks"
+                folder.mkdir(exist_ok=True)
+                return folder
+        except OSError:  # a read-only folder
+            pass
     return Path(tempfile.gettempdir())
