@@ -11,9 +11,9 @@ capped.py: their search then apply, as a run with `--search METHOD` does):
 - `hashing`: one hashed table per field, rows split by water-filling;
 - `capped`: one table per field of its most frequent values, one min count for all fields.
 At fraction 1 the hashing trick and the cap have every value in its own row, i.e. they are the full tables,
-so they are not trained again there. Training: Adam 1e-3, batch BATCH[dataset] or `--batch-size`, early stopping on
-valid AUC (patience 2, at most EPOCHS[dataset] or `--epochs`), the best epoch's weights; valid and test AUC and logloss
-of that epoch.
+so they are not trained again there. Training: Adam 1e-3 (the tables' Adam lazy on the long-tailed data: OPTIMIZER
+or `--embedding-optimizer`), batch BATCH[dataset] or `--batch-size`, early stopping on valid AUC (patience 2, at most
+EPOCHS[dataset] or `--epochs`), the best epoch's weights; valid and test AUC and logloss of that epoch.
 
 Output: OUT/results.json (each finished run, so a rerun resumes; --fresh starts over), a markdown table per
 dataset (mean ± sd over seeds, and each method's valid and test AUC against the hashing trick's and the full
@@ -48,11 +48,15 @@ QUICK_DEEPFM = {"hidden": [64, 64], "dropout": 0.0, "batch_norm": False}
 # At most this many epochs, early-stopped on valid AUC (patience 2): on the long-tailed data the full tables peak after
 # the first epoch (valid AUC falls in the second, bench/RESULTS.md), as CTR models on sparse ids do; Frappe takes ~20.
 EPOCHS = {"longtail": 1, "frappe": 40}
-# Rows per step. In its one epoch the long-tailed data's full tables were still climbing at batch 4096 (391 steps; valid
-# AUC +0.002 to +0.005 per 40 steps at the end) and the seeds spread by 0.003 or more. Chosen on the full tables' valid
-# AUC over seeds 1-3 (DCN-V2, bench/RESULTS.md "More steps in the one epoch"): 1024 (1,563 steps; 0.6739 against 0.6645);
-# 512 reads 0.6775 at 2.3x the time, more than the 90-minute sweep holds. Frappe keeps BARS' 4096 over its ~20 epochs.
-BATCH = {"longtail": 1024, "frappe": 4096}
+# Rows per step and the embedding tables' optimizer (TrainConfig.embedding_optimizer), chosen on the full tables' valid
+# AUC over seeds 1-3 with DeepFM and DCN-V2 (bench/RESULTS.md "Lazy Adam"). On the long-tailed data each row is seen
+# once (a second epoch drops valid AUC by ~0.05), and valid AUC climbs to the epoch's last step: more, cheaper steps
+# pay. Dense Adam moves all ~12 M rows every step; lazy Adam only the rows a batch looks up, a third of the step time.
+# Valid AUC, DeepFM / DCN-V2: adam 1024 0.6754 / 0.6739; lazy_adam 1024 0.6824 / 0.6816, 512 0.6865 / 0.6843,
+# 256 0.6901 / 0.6839. 512 is taken: 256 gains 0.0016 on the mean of the two at ~1.6x the time. Frappe keeps BARS'
+# 4096 and dense Adam over its ~20 epochs.
+BATCH = {"longtail": 512, "frappe": 4096}
+OPTIMIZER = {"longtail": "lazy_adam", "frappe": "adam"}
 
 
 def ingest(out: Path, dataset: str, rows: int) -> Path:
@@ -119,7 +123,15 @@ def layout_model(method: str, fraction: float, seed: int, data: tuple, base: str
 
 
 def run_one(
-    method: str, fraction: float, seed: int, data: tuple, epochs: int, batch_size: int, layout: tuple[int, int], args: argparse.Namespace
+    method: str,
+    fraction: float,
+    seed: int,
+    data: tuple,
+    epochs: int,
+    batch_size: int,
+    optimizer: str,
+    layout: tuple[int, int],
+    args: argparse.Namespace,
 ) -> dict[str, Any]:
     """Train one (method, budget, seed), Unified Embedding over `layout`; its figures."""
     import torch
@@ -129,7 +141,9 @@ def run_one(
     params = QUICK_DEEPFM if args.quick else DEEPFM
     model, summary = layout_model(method, fraction, seed, data, args.base, params, args.dim, layout)
     _, train, valid, test = data
-    config = TrainConfig(max_epochs=epochs, patience=2, seed=seed, precision=args.precision, batch_size=batch_size)
+    config = TrainConfig(
+        max_epochs=epochs, patience=2, seed=seed, precision=args.precision, batch_size=batch_size, embedding_optimizer=optimizer
+    )
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
     curve: list[tuple[int, float]] = []  # (step, valid AUC) every --eval-steps steps: does one epoch converge?
@@ -154,6 +168,8 @@ def run_one(
         **train_report(model, result, test_auc, test_logloss),
         "valid_auc_by_epoch": [r.valid_auc for r in result.history],
         "valid_auc_by_step": curve,
+        "batch_size": batch_size,
+        "embedding_optimizer": optimizer,
         "seconds": time.perf_counter() - started,
         "min_count": summary.get("min_count"),
         "torch_threads": torch.get_num_threads(),
@@ -272,6 +288,7 @@ def log_to_mlflow(uri: str, dataset: str, rows: list[dict], summary: dict, plot:
                 "seeds": args.seeds,
                 "epochs": args.epochs or EPOCHS[dataset],
                 "batch_size": args.batch_size or BATCH[dataset],
+                "embedding_optimizer": args.embedding_optimizer or OPTIMIZER[dataset],
                 "unified_layouts": args.unified_layout,
                 **{f"unified_{f:g}_layout": s["layout"] for (m, f), s in summary.items() if m == "unified"},
             }
@@ -298,6 +315,11 @@ def main(argv: list[str] | None = None) -> int:
         help="dnn: an MLP over the embeddings, the setting of the paper's argument; dcnv2: DCN-V2 (cross layers beside an MLP)",
     )
     parser.add_argument("--batch-size", type=int, help="rows per step (default: per dataset, BATCH)")
+    parser.add_argument(
+        "--embedding-optimizer",
+        choices=["adam", "lazy_adam"],
+        help="the embedding tables' optimizer (TrainConfig.embedding_optimizer; default: per dataset, OPTIMIZER)",
+    )
     parser.add_argument("--eval-steps", type=int, default=0, help="also record valid AUC every this many steps (the curve inside an epoch)")
     parser.add_argument("--dim", type=int, default=10)
     parser.add_argument("--unified-layout", default="1x1", help="Unified Embedding's TABLESxCHUNKS")
@@ -333,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
         epochs=args.epochs,
         batch_size=args.batch_size,
         batches=BATCH,
+        embedding_optimizer=args.embedding_optimizer,
+        optimizers=OPTIMIZER,
         eval_steps=args.eval_steps,
         dim=args.dim,
         precision=args.precision,
@@ -362,7 +386,15 @@ def main(argv: list[str] | None = None) -> int:
                     if key in results:
                         continue
                     r = run_one(
-                        method, fraction, seed, data, args.epochs or EPOCHS[dataset], args.batch_size or BATCH[dataset], layout, args
+                        method,
+                        fraction,
+                        seed,
+                        data,
+                        args.epochs or EPOCHS[dataset],
+                        args.batch_size or BATCH[dataset],
+                        args.embedding_optimizer or OPTIMIZER[dataset],
+                        layout,
+                        args,
                     )
                     results[key] = {"dataset": dataset, **r, "base": args.base, "digest": digest}
                     catalog.write_json(results_file, results)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 DEVICE_PATTERN = r"^(auto|cpu|cuda(:\d+)?)$"  # the devices training and scoring run on
 
@@ -31,6 +31,8 @@ class TrainConfig(BaseModel):
     """The learning rate is multiplied by this after each epoch without a better valid AUC."""
     embedding_regularizer: float = Field(0.0, ge=0)
     """L2 on every embedding table: λ/2 · Σ w² added to each step's loss (FuxiCTR's embedding_regularizer)."""
+    embedding_optimizer: Literal["adam", "lazy_adam"] = "adam"
+    """adam: one Adam over every parameter, each step moving every embedding row (BARS, FuxiCTR); lazy_adam: the embedding tables get sparse gradients and their own Adam (torch's SparseAdam: TensorFlow's LazyAdam, FBGEMM's fused Adam), which moves only the rows a batch looks up, much faster steps on large tables; needs embedding_regularizer 0 (a penalty over every row is a dense gradient)."""
     seed: int = 2021
     """Seed of weights and batch order."""
     device: str = Field("auto", pattern=DEVICE_PATTERN)
@@ -39,3 +41,12 @@ class TrainConfig(BaseModel):
     """auto: bf16 autocast on CUDA and on CPUs where bf16 matrix products run several times fp32's (AMX; AVX-512 BF16 on AMD, as Zen 4: a rule on the CPU flags, the same on every run), fp32 elsewhere; fp16 (with loss scaling) on CUDA only."""
     checkpoint_seconds: float = Field(600.0, gt=0)
     """Resume checkpoint interval inside an epoch."""
+
+    @model_validator(mode="after")
+    def _lazy_without_penalty(self) -> TrainConfig:
+        if self.embedding_optimizer == "lazy_adam" and self.embedding_regularizer > 0:
+            raise ValueError(
+                "embedding_optimizer lazy_adam moves only looked-up rows; an embedding_regularizer over every row "
+                "makes each step dense: set embedding_regularizer 0 with it"
+            )
+        return self

@@ -190,6 +190,29 @@ def _save_atomic(state: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def sparse_tables(model: torch.nn.Module, skip: set[int], lazy: bool) -> list[torch.nn.Parameter]:
+    """With `lazy`, the weights of the model's embedding lookups (nn.EmbeddingBag and nn.Embedding: the torch backend's,
+    a method's shared tables, torchrec's unsharded collections, which hold nn.EmbeddingBag), their gradients made
+    sparse (only the looked-up rows); without, none, and every lookup's gradient dense. Parameters in `skip` are left
+    as they are (a method's own optimizer steps them)."""
+    found: dict[int, torch.nn.Parameter] = {}
+    for module in model.modules():
+        if isinstance(module, torch.nn.Embedding | torch.nn.EmbeddingBag) and id(module.weight) not in skip:
+            module.sparse = lazy
+            if lazy:
+                found[id(module.weight)] = module.weight
+    return list(found.values())
+
+
+def _sparse_or_fail(tables: list[torch.nn.Parameter]) -> None:
+    """Lazy Adam steps sparse gradients only: a loss term over whole tables makes them dense."""
+    if any(w.grad is not None and not w.grad.is_sparse for w in tables):
+        raise InputError(
+            "train.embedding_optimizer lazy_adam: a loss term reaches every row of an embedding table (a model's own "
+            "regulariser over whole tables), so its gradient is dense; use embedding_optimizer adam"
+        )
+
+
 def fit(
     model: CTRModel,
     train: InMemoryData,
@@ -228,9 +251,13 @@ def fit(
         kernels.prepare_cpu_training(autocast is None and any(isinstance(m, MultiHeadSelfAttention) for m in model.modules()))
     own = {id(p) for group in (hooks.optimizer.param_groups if hooks.optimizer else []) for p in group["params"]}
     own |= {id(p) for p in hooks.exclude}
+    tables = sparse_tables(model, own, config.embedding_optimizer == "lazy_adam")
+    lazy = {id(p) for p in tables}
     # The fused kernel: one pass over each parameter per step. On a 13 M-row embedding table that is 20 ms a step
     # against 93 ms for the default multi-tensor Adam (bench/RESULTS.md, issue 19's sweep); the same update rule.
-    optimizer = torch.optim.Adam([p for p in model.parameters() if id(p) not in own], lr=config.learning_rate, fused=True)
+    optimizers = [torch.optim.Adam([p for p in model.parameters() if id(p) not in own | lazy], lr=config.learning_rate, fused=True)]
+    if tables:  # lazy Adam: only the rows a batch looks up move (their moments too)
+        optimizers.append(torch.optim.SparseAdam(tables, lr=config.learning_rate))
     scaler = torch.amp.GradScaler(device.type, enabled=autocast == torch.float16)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     result = TrainResult()
@@ -240,7 +267,8 @@ def fit(
         state = torch.load(checkpoint, map_location=device, weights_only=True)
         if state.get("fingerprint") == fingerprint:
             model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
+            for optimizer, saved in zip(optimizers, state["optimizer"], strict=True):
+                optimizer.load_state_dict(saved)
             scaler.load_state_dict(state["scaler"])
             best_state = state["best_model"]
             result = TrainResult([EpochRecord(**r) for r in state["history"]], **state["best"])
@@ -260,7 +288,7 @@ def fit(
         state = {
             "fingerprint": fingerprint,
             "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
+            "optimizer": [optimizer.state_dict() for optimizer in optimizers],
             "scaler": scaler.state_dict(),
             "best_model": best_state,
             "history": [dataclasses.asdict(r) for r in result.history],
@@ -296,13 +324,14 @@ def fit(
                 loss = loss + model.penalty()
             if hooks.extra_loss is not None:
                 loss = loss + hooks.extra_loss()
-            optimizer.zero_grad(set_to_none=True)
-            if hooks.optimizer is not None:
-                hooks.optimizer.zero_grad(set_to_none=True)
+            stepped = [*optimizers, *([hooks.optimizer] if hooks.optimizer is not None else [])]
+            for optimizer in stepped:
+                optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            if hooks.optimizer is not None:
-                scaler.step(hooks.optimizer)
+            if tables:
+                _sparse_or_fail(tables)
+            for optimizer in stepped:
+                scaler.step(optimizer)
             scaler.update()
             if hooks.after_step is not None:
                 hooks.after_step()
@@ -316,7 +345,7 @@ def fit(
             auc, logloss = evaluator(model)
         else:
             auc, logloss = evaluate(model, valid, config.batch_size, device, autocast)
-        record = EpochRecord(epoch, total / seen, auc, logloss, optimizer.param_groups[0]["lr"], seconds, seen / seconds)
+        record = EpochRecord(epoch, total / seen, auc, logloss, optimizers[0].param_groups[0]["lr"], seconds, seen / seconds)
         result.history.append(record)
         better = auc > result.best_valid_auc + config.min_delta
         if auc > result.best_valid_auc:  # the best weights, whether or not the gain resets patience
@@ -326,7 +355,7 @@ def fit(
             misses = 0
         else:
             misses += 1
-            for group in [*optimizer.param_groups, *(fused_optimizer.param_groups if fused_optimizer is not None else [])]:
+            for group in [g for o in [*optimizers, *([fused_optimizer] if fused_optimizer is not None else [])] for g in o.param_groups]:
                 group["lr"] *= config.lr_decay
             if fused_optimizer is not None:
                 fused_optimizer.step()  # hands the new learning rate to the fused kernels

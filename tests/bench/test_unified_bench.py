@@ -42,12 +42,13 @@ def test_a_rerun_with_other_settings_trains_again_and_shows_only_its_own_runs(tm
     second = capsys.readouterr().out
     assert second.count("  longtail|unified|") == 0 and second.count("  longtail|unified@1x2|") == 2
     assert "(best valid of 2)" in second and second.count("| unified 1x") == 4  # per budget: the chosen one and the other
-    assert main([*args, "--dim", "8", "--eval-steps", "20"]) == 0  # other settings: trained again
+    assert main([*args, "--dim", "8", "--eval-steps", "40"]) == 0  # other settings: trained again
     assert capsys.readouterr().out.count("  longtail|unified|") == 2
     runs = json.loads((tmp_path / "results.json").read_text())
     assert len(runs) == 6 and len({r["digest"] for r in runs.values()}) == 2
     curves = [r["valid_auc_by_step"] for r in runs.values() if r["valid_auc_by_step"]]  # only the --eval-steps runs
-    assert len(curves) == 2 and all([step for step, _ in c] == [20, 40] for c in curves)  # 48 k rows at 1,024 a step: 47 steps
+    assert len(curves) == 2 and all([step for step, _ in c] == [40, 80] for c in curves)  # 48 k rows at 512 a step: 93 steps
+    assert all(r["batch_size"] == 512 and r["embedding_optimizer"] == "lazy_adam" for r in runs.values())  # the long-tailed data's
     assert main(args) == 0  # the first settings again: nothing trained, and the table is the first run's
     third = capsys.readouterr().out
     assert len(json.loads((tmp_path / "results.json").read_text())) == 6 and "  longtail|unified" not in third

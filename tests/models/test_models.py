@@ -216,10 +216,13 @@ class _Interrupting(InMemoryData):
             yield batch
 
 
-@pytest.mark.parametrize("interrupt_after", [19, 26])  # 19 batches per epoch here: an epoch boundary and mid-epoch
-def test_interrupted_training_resumes_to_the_same_result(tmp_path, interrupt_after):
+# 19 batches per epoch here: an epoch boundary and mid-epoch; lazy Adam's second optimizer is saved and restored too
+@pytest.mark.parametrize(("interrupt_after", "optimizer"), [(19, "adam"), (26, "adam"), (26, "lazy_adam")])
+def test_interrupted_training_resumes_to_the_same_result(tmp_path, interrupt_after, optimizer):
     train, valid = _split()
-    config = TrainConfig(learning_rate=0.01, batch_size=512, max_epochs=4, precision="fp32", checkpoint_seconds=1e-9)
+    config = TrainConfig(
+        learning_rate=0.01, batch_size=512, max_epochs=4, precision="fp32", checkpoint_seconds=1e-9, embedding_optimizer=optimizer
+    )
     params = {"hidden": [16], "dropout": 0.2}  # dropout: the resumed run must also restore the RNG
 
     def new_model():
@@ -241,6 +244,71 @@ def test_interrupted_training_resumes_to_the_same_result(tmp_path, interrupt_aft
     # A checkpoint written for other settings is ignored: training starts afresh.
     fresh = fit(new_model(), train, valid, config.model_copy(update={"max_epochs": 1}), checkpoint=checkpoint, fingerprint="other")
     assert len(fresh.history) == 1
+
+
+class _Recording(InMemoryData):
+    """Remembers the last training batch it gave."""
+
+    def batches(self, *args, **kwargs):
+        for batch in super().batches(*args, **kwargs):
+            self.last = batch
+            yield batch
+
+
+def _wide_field(rows: int, seed: int, vocab: int = 5003):
+    """One field of ~5,000 uniform values and a label on the value's parity: a batch of 64 looks up ~1% of the rows."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(3, vocab, rows)
+    y = (rng.random(rows) < np.where(ids % 2 == 0, 0.8, 0.2)).astype(np.int8)
+    fmap = FeatureMap(label="y", fields=(FieldSpec(name="wide", kind="categorical", column="wide", vocab_size=vocab),))
+    return _Recording({"wide": ids}, y, fmap, False)
+
+
+@pytest.mark.parametrize("backend", ["torch", "torchrec"])
+@pytest.mark.parametrize("optimizer", ["adam", "lazy_adam"])
+def test_lazy_adam_moves_only_the_rows_a_batch_looks_up(optimizer, backend):
+    train, valid = _wide_field(3000, 0), _wide_field(1000, 1)
+    torch.manual_seed(0)
+    model = build_model("deepfm", train.feature_map, EmbeddingConfig(dim=4, init_std=0.1, backend=backend), {"hidden": [8]})
+    tables = [m.weight for m in model.modules() if isinstance(m, torch.nn.EmbeddingBag)]
+    assert len(tables) == 2  # the field's embedding and its first-order weights
+    before = [w.detach().clone() for w in tables]
+    elsewhere: list[int] = []  # per step and table, rows that moved though the step's batch did not look them up
+
+    def after_step() -> None:
+        looked_up = torch.zeros(tables[0].shape[0], dtype=torch.bool)
+        looked_up[train.last.values] = True
+        for i, w in enumerate(tables):
+            moved = (w.detach() != before[i]).any(dim=1)
+            elsewhere.append(int((moved & ~looked_up).sum()))
+            before[i] = w.detach().clone()
+
+    config = TrainConfig(learning_rate=0.01, batch_size=64, max_epochs=1, precision="fp32", embedding_optimizer=optimizer)
+    fit(model, train, valid, config, hooks=trainer.TrainHooks(after_step=after_step))
+    assert len(elsewhere) == 2 * 47  # 3,000 rows in batches of 64, both tables each step
+    if optimizer == "lazy_adam":
+        assert sum(elsewhere) == 0
+        assert all(w.grad is None or w.grad.is_sparse for w in tables)
+    else:  # Adam's moments keep moving every row a batch once looked up
+        assert sum(elsewhere[20:]) > 1000
+
+
+def test_lazy_adam_learns_an_interaction():
+    train, valid = _split()
+    torch.manual_seed(0)
+    model = build_model("fm", FM_XOR, EmbeddingConfig(dim=4, init_std=0.1), None)
+    result = fit(model, train, valid, TrainConfig(learning_rate=0.01, batch_size=512, max_epochs=8, embedding_optimizer="lazy_adam"))
+    assert result.best_valid_auc > 0.7
+
+
+def test_lazy_adam_refuses_a_penalty_over_whole_tables():
+    train, valid = _split(2000)
+    model = build_model("deepfm", FM_XOR, EmbeddingConfig(dim=4), {"hidden": [8]})
+    model.penalty = lambda: 1e-3 * sum(w.pow(2).sum() for w in model.embedding_tables())  # a dense gradient on every row
+    with pytest.raises(InputError, match="embedding_optimizer lazy_adam"):
+        fit(model, train, valid, TrainConfig(max_epochs=1, embedding_optimizer="lazy_adam"))
+    with pytest.raises(ValueError, match="embedding_regularizer 0"):
+        TrainConfig(embedding_optimizer="lazy_adam", embedding_regularizer=0.05)
 
 
 @pytest.mark.parametrize(
