@@ -1,7 +1,9 @@
 """The one training loop for every model (BARS / FuxiCTR conventions).
 
-Adam; binary cross-entropy on logits plus an L2 embedding regulariser
-(lambda/2 · ||W||² over every embedding table, as FuxiCTR); validation AUC
+Adam (with `embedding_optimizer: lazy_adam` the embedding tables' own Adam,
+which moves only the rows a batch looks up); binary cross-entropy on logits
+plus an L2 embedding regulariser (lambda/2 · ||W||² over every embedding
+table, as FuxiCTR); validation AUC
 after each epoch; on no improvement (by more than `min_delta`) the learning
 rate is multiplied by 0.1 and a miss is counted; after `patience` misses in a
 row training stops; the best epoch's weights are restored.
@@ -255,7 +257,8 @@ def fit(
     lazy = {id(p) for p in tables}
     # The fused kernel: one pass over each parameter per step. On a 13 M-row embedding table that is 20 ms a step
     # against 93 ms for the default multi-tensor Adam (bench/RESULTS.md, issue 19's sweep); the same update rule.
-    optimizers = [torch.optim.Adam([p for p in model.parameters() if id(p) not in own | lazy], lr=config.learning_rate, fused=True)]
+    dense = [p for p in model.parameters() if id(p) not in own | lazy]
+    optimizers: list[torch.optim.Optimizer] = [torch.optim.Adam(dense, lr=config.learning_rate, fused=True)] if dense else []
     if tables:  # lazy Adam: only the rows a batch looks up move (their moments too)
         optimizers.append(torch.optim.SparseAdam(tables, lr=config.learning_rate))
     scaler = torch.amp.GradScaler(device.type, enabled=autocast == torch.float16)
