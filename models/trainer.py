@@ -261,6 +261,8 @@ def fit(
     optimizers: list[torch.optim.Optimizer] = [torch.optim.Adam(dense, lr=config.learning_rate, fused=True)] if dense else []
     if tables:  # lazy Adam: only the rows a batch looks up move (their moments too)
         optimizers.append(torch.optim.SparseAdam(tables, lr=config.learning_rate))
+    stepped = [*optimizers, *([hooks.optimizer] if hooks.optimizer is not None else [])]  # every step, in this order
+    decayed = [*optimizers, *([fused_optimizer] if fused_optimizer is not None else [])]  # the lr decay's
     scaler = torch.amp.GradScaler(device.type, enabled=autocast == torch.float16)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     result = TrainResult()
@@ -327,7 +329,6 @@ def fit(
                 loss = loss + model.penalty()
             if hooks.extra_loss is not None:
                 loss = loss + hooks.extra_loss()
-            stepped = [*optimizers, *([hooks.optimizer] if hooks.optimizer is not None else [])]
             for optimizer in stepped:
                 optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -358,7 +359,7 @@ def fit(
             misses = 0
         else:
             misses += 1
-            for group in [g for o in [*optimizers, *([fused_optimizer] if fused_optimizer is not None else [])] for g in o.param_groups]:
+            for group in [g for optimizer in decayed for g in optimizer.param_groups]:
                 group["lr"] *= config.lr_decay
             if fused_optimizer is not None:
                 fused_optimizer.step()  # hands the new learning rate to the fused kernels
