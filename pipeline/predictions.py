@@ -25,8 +25,10 @@ def check_writable(path: Path) -> None:
     tmp = _temporary(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.touch()
-        tmp.unlink()
+        try:
+            tmp.touch()
+        finally:  # also when a SIGTERM (raised as an exit) lands between the two
+            tmp.unlink(missing_ok=True)
     except OSError as exc:
         raise UserError(f"{path}: cannot write the predictions there ({exc.strerror or exc})") from exc
 
