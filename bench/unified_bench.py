@@ -58,6 +58,8 @@ EPOCHS = {"longtail": 1, "frappe": 40}
 # 4096 and dense Adam over its ~20 epochs.
 BATCH = {"longtail": 512, "frappe": 4096}
 OPTIMIZER = {"longtail": "lazy_adam", "frappe": "adam"}
+# The learning rate within training (TrainConfig.lr_schedule).
+LR_SCHEDULE = {"longtail": "constant", "frappe": "constant"}
 
 
 def ingest(out: Path, dataset: str, rows: int) -> Path:
@@ -131,6 +133,7 @@ def run_one(
     epochs: int,
     batch_size: int,
     optimizer: str,
+    schedule: str,
     layout: tuple[int, int],
     args: argparse.Namespace,
 ) -> dict[str, Any]:
@@ -143,7 +146,13 @@ def run_one(
     model, summary = layout_model(method, fraction, seed, data, args.base, params, args.dim, layout)
     _, train, valid, test = data
     config = TrainConfig(
-        max_epochs=epochs, patience=2, seed=seed, precision=args.precision, batch_size=batch_size, embedding_optimizer=optimizer
+        max_epochs=epochs,
+        patience=2,
+        seed=seed,
+        precision=args.precision,
+        batch_size=batch_size,
+        embedding_optimizer=optimizer,
+        lr_schedule=schedule,
     )
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
@@ -171,6 +180,7 @@ def run_one(
         "valid_auc_by_step": curve,
         "batch_size": batch_size,
         "embedding_optimizer": optimizer,
+        "lr_schedule": schedule,
         "seconds": time.perf_counter() - started,
         "min_count": summary.get("min_count"),
         "torch_threads": torch.get_num_threads(),
@@ -290,6 +300,7 @@ def log_to_mlflow(uri: str, dataset: str, rows: list[dict], summary: dict, plot:
                 "epochs": args.epochs or EPOCHS[dataset],
                 "batch_size": args.batch_size or BATCH[dataset],
                 "embedding_optimizer": args.embedding_optimizer or OPTIMIZER[dataset],
+                "lr_schedule": args.lr_schedule or LR_SCHEDULE[dataset],
                 "unified_layouts": args.unified_layout,
                 **{f"unified_{f:g}_layout": s["layout"] for (m, f), s in summary.items() if m == "unified"},
             }
@@ -320,6 +331,11 @@ def main(argv: list[str] | None = None) -> int:
         "--embedding-optimizer",
         choices=["adam", "lazy_adam"],
         help="the embedding tables' optimizer (TrainConfig.embedding_optimizer; default: per dataset, OPTIMIZER)",
+    )
+    parser.add_argument(
+        "--lr-schedule",
+        choices=["constant", "cosine", "linear"],
+        help="the learning rate within training (TrainConfig.lr_schedule; default: per dataset, LR_SCHEDULE)",
     )
     parser.add_argument("--eval-steps", type=int, default=0, help="also record valid AUC every this many steps (the curve inside an epoch)")
     parser.add_argument("--dim", type=int, default=10)
@@ -358,6 +374,8 @@ def main(argv: list[str] | None = None) -> int:
         batches=BATCH,
         embedding_optimizer=args.embedding_optimizer,
         optimizers=OPTIMIZER,
+        lr_schedule=args.lr_schedule,
+        lr_schedules=LR_SCHEDULE,
         eval_steps=args.eval_steps,
         dim=args.dim,
         precision=args.precision,
@@ -394,6 +412,7 @@ def main(argv: list[str] | None = None) -> int:
                         args.epochs or EPOCHS[dataset],
                         args.batch_size or BATCH[dataset],
                         args.embedding_optimizer or OPTIMIZER[dataset],
+                        args.lr_schedule or LR_SCHEDULE[dataset],
                         layout,
                         args,
                     )

@@ -29,6 +29,8 @@ class TrainConfig(BaseModel):
     """An epoch is better only when its valid AUC beats the best by more than this; a smaller gain is a miss (the lr decays, patience counts), though the best weights kept are still the best epoch's (FuxiCTR: 1e-6)."""
     lr_decay: float = Field(0.1, gt=0, le=1)
     """The learning rate is multiplied by this after each epoch without a better valid AUC."""
+    lr_schedule: Literal["constant", "cosine", "linear"] = "constant"
+    """The learning rate within training: constant, or annealed every step from `learning_rate` towards 0 over `max_epochs` epochs' steps, by a half cosine (Loshchilov & Hutter's SGDR without restarts) or linearly; the decay on a missed epoch multiplies on top. For a fixed number of epochs (one epoch over data seen once): a run stopped early never reaches the low rates."""
     embedding_regularizer: float = Field(0.0, ge=0)
     """L2 on every embedding table: λ/2 · Σ w² added to each step's loss (FuxiCTR's embedding_regularizer)."""
     embedding_optimizer: Literal["adam", "lazy_adam"] = "adam"

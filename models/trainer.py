@@ -6,7 +6,9 @@ plus an L2 embedding regulariser (lambda/2 · ||W||² over every embedding
 table, as FuxiCTR); validation AUC
 after each epoch; on no improvement (by more than `min_delta`) the learning
 rate is multiplied by 0.1 and a miss is counted; after `patience` misses in a
-row training stops; the best epoch's weights are restored.
+row training stops; the best epoch's weights are restored. With `lr_schedule`
+cosine or linear the learning rate is also annealed every step towards 0
+over `max_epochs` epochs.
 
 Mixed precision: autocast to bfloat16 (float16 with loss scaling on GPUs
 without bf16) on CUDA and on CPUs whose bf16 matrix products run several
@@ -25,6 +27,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import math
 import os
 import re
 import sys
@@ -215,6 +218,15 @@ def _sparse_or_fail(tables: list[torch.nn.Parameter]) -> None:
         )
 
 
+def lr_factor(name: str, steps: int) -> Callable[[int], float] | None:
+    """The schedule's multiplier of the learning rate at step `step` (0-based) of `steps`; None for a constant rate."""
+    if name == "cosine":
+        return lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, steps) / steps))  # a float: checkpoints load weights-only
+    if name == "linear":
+        return lambda step: 1.0 - min(step, steps) / steps
+    return None
+
+
 def fit(
     model: CTRModel,
     train: InMemoryData,
@@ -285,6 +297,12 @@ def fit(
             print(f"train: resuming from {checkpoint} at epoch {first_epoch}, batch {first_batch}", file=sys.stderr)
         else:
             print(f"train: {checkpoint} was written for other settings; starting afresh", file=sys.stderr)
+    # after a resume: loading an optimizer's state replaces its param groups
+    groups = [g for optimizer in decayed for g in optimizer.param_groups]
+    for group in groups:  # the rate before the schedule's factor; a missed epoch's decay lowers it (kept in checkpoints)
+        group.setdefault("base_lr", group["lr"])
+    steps_per_epoch = -(-len(train) // config.batch_size)
+    schedule = lr_factor(config.lr_schedule, config.max_epochs * steps_per_epoch)
 
     def save(epoch: int, batch: int, running: tuple[float, int, float]) -> None:
         if checkpoint is None:
@@ -319,6 +337,12 @@ def fit(
             hooks.on_epoch_start(epoch)
         batches = train.batches(config.batch_size, shuffle=True, seed=config.seed + epoch, start=start)
         for index, batch in enumerate(batches, start=start + 1):
+            if schedule is not None:
+                factor = schedule((epoch - 1) * steps_per_epoch + index - 1)
+                for group in groups:
+                    group["lr"] = group["base_lr"] * factor
+                if fused_optimizer is not None:
+                    fused_optimizer.step()  # hands the rate to the fused kernels
             batch = batch.to(device)
             with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
                 logits = model(batch)
@@ -359,8 +383,9 @@ def fit(
             misses = 0
         else:
             misses += 1
-            for group in [g for optimizer in decayed for g in optimizer.param_groups]:
+            for group in groups:
                 group["lr"] *= config.lr_decay
+                group["base_lr"] *= config.lr_decay
             if fused_optimizer is not None:
                 fused_optimizer.step()  # hands the new learning rate to the fused kernels
             stopped = misses >= config.patience

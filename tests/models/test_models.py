@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -216,12 +218,22 @@ class _Interrupting(InMemoryData):
             yield batch
 
 
-# 19 batches per epoch here: an epoch boundary and mid-epoch; lazy Adam's second optimizer is saved and restored too
-@pytest.mark.parametrize(("interrupt_after", "optimizer"), [(19, "adam"), (26, "adam"), (26, "lazy_adam")])
-def test_interrupted_training_resumes_to_the_same_result(tmp_path, interrupt_after, optimizer):
+# 19 batches per epoch here: an epoch boundary and mid-epoch; lazy Adam's second optimizer is saved and restored too,
+# and an annealed rate resumes at the step it had reached
+@pytest.mark.parametrize(
+    ("interrupt_after", "optimizer", "schedule"),
+    [(19, "adam", "constant"), (26, "adam", "constant"), (26, "lazy_adam", "cosine"), (45, "adam", "linear")],
+)
+def test_interrupted_training_resumes_to_the_same_result(tmp_path, interrupt_after, optimizer, schedule):
     train, valid = _split()
     config = TrainConfig(
-        learning_rate=0.01, batch_size=512, max_epochs=4, precision="fp32", checkpoint_seconds=1e-9, embedding_optimizer=optimizer
+        learning_rate=0.01,
+        batch_size=512,
+        max_epochs=4,
+        precision="fp32",
+        checkpoint_seconds=1e-9,
+        embedding_optimizer=optimizer,
+        lr_schedule=schedule,
     )
     params = {"hidden": [16], "dropout": 0.2}  # dropout: the resumed run must also restore the RNG
 
@@ -299,6 +311,45 @@ def test_lazy_adam_learns_an_interaction():
     model = build_model("fm", FM_XOR, EmbeddingConfig(dim=4, init_std=0.1), None)
     result = fit(model, train, valid, TrainConfig(learning_rate=0.01, batch_size=512, max_epochs=8, embedding_optimizer="lazy_adam"))
     assert result.best_valid_auc > 0.7
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "linear"])
+def test_lr_schedule_anneals_every_step_under_the_missed_epochs_decay(schedule, monkeypatch):
+    train, valid = _split(2000)  # 4 batches of 512 an epoch
+    steps, lr = 4, 0.01
+
+    def factor(step: int) -> float:  # the published curves over 3 epochs' steps
+        t = step / (3 * steps)
+        return 0.5 * (1 + math.cos(math.pi * t)) if schedule == "cosine" else 1 - t
+
+    seen: list[float] = []  # the lazy tables' rate at each step (their own optimizer is scheduled too)
+    step = torch.optim.SparseAdam.step
+    monkeypatch.setattr(
+        torch.optim.SparseAdam, "step", lambda self, *a, **k: (seen.append(self.param_groups[0]["lr"]), step(self, *a, **k))[1]
+    )
+    torch.manual_seed(0)
+    model = build_model("deepfm", FM_XOR, EmbeddingConfig(dim=4, init_std=0.1), {"hidden": [8]})
+    # min_delta 0.99: every epoch after the first (which beats no epoch) is a miss, and the rate halves after it
+    config = TrainConfig(
+        learning_rate=lr,
+        batch_size=512,
+        max_epochs=3,
+        patience=3,
+        min_delta=0.99,
+        lr_decay=0.5,
+        lr_schedule=schedule,
+        embedding_optimizer="lazy_adam",
+    )
+    result = fit(model, train, valid, config)
+    expected = [lr * 0.5 ** max(g // steps - 1, 0) * factor(g) for g in range(3 * steps)]
+    assert seen == pytest.approx(expected, rel=1e-9)
+    assert seen[-1] < 0.05 * lr  # annealed to near 0 by the last step
+    # the dense Adam's rate, recorded after each epoch's last step
+    assert [r.learning_rate for r in result.history] == pytest.approx([expected[e * steps + steps - 1] for e in range(3)], rel=1e-9)
+    # constant: no annealing, only the missed epochs' decay
+    seen.clear()
+    fit(model, train, valid, config.model_copy(update={"lr_schedule": "constant"}))
+    assert seen == pytest.approx([lr * 0.5 ** max(g // steps - 1, 0) for g in range(3 * steps)], rel=1e-9)
 
 
 def test_lazy_adam_refuses_a_penalty_over_whole_tables():
