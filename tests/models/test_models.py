@@ -340,9 +340,15 @@ def test_lr_schedule_anneals_every_step_under_the_missed_epochs_decay(schedule, 
         lr_schedule=schedule,
         embedding_optimizer="lazy_adam",
     )
-    result = fit(model, train, valid, config)
+    # an optimizer applied inside backward (torchrec's fused tables in distributed training) is handed each step's rate
+    fused = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    handed: list[float] = []
+    monkeypatch.setattr(fused, "step", lambda: handed.append(fused.param_groups[0]["lr"]))
+    result = fit(model, train, valid, config, fused_optimizer=fused)
     expected = [lr * 0.5 ** max(g // steps - 1, 0) * factor(g) for g in range(3 * steps)]
     assert seen == pytest.approx(expected, rel=1e-9)
+    # every step's rate, then after the two missed epochs the halved one
+    assert handed == pytest.approx([*expected[:8], expected[7] / 2, *expected[8:], expected[11] / 2], rel=1e-9)
     assert seen[-1] < 0.05 * lr  # annealed to near 0 by the last step
     # the dense Adam's rate, recorded after each epoch's last step
     assert [r.learning_rate for r in result.history] == pytest.approx([expected[e * steps + steps - 1] for e in range(3)], rel=1e-9)
