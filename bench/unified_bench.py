@@ -59,8 +59,8 @@ EPOCHS = {"longtail": 1, "frappe": 40}
 BATCH = {"longtail": 512, "frappe": 4096}
 OPTIMIZER = {"longtail": "lazy_adam", "frappe": "adam"}
 # The learning rate within training (TrainConfig.lr_schedule), chosen like the batch (bench/RESULTS.md "Annealing, the
-# tables' rate, smaller steps, and nine seeds"). Valid AUC at 512, DeepFM / DCN-V2: constant 0.6865 / 0.6843, linear 0.6833 / 0.6824,
-# cosine 0.6790 / 0.6789: annealed, the rows met late in the one epoch learn with smaller steps.
+# tables' rate, smaller steps, and nine seeds"). Valid AUC at 512, DeepFM / DCN-V2: constant 0.6865 / 0.6843, linear
+# 0.6833 / 0.6824, cosine 0.6790 / 0.6789: annealed, the rows met late in the one epoch learn with smaller steps.
 LR_SCHEDULE = {"longtail": "constant", "frappe": "constant"}
 
 
