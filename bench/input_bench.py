@@ -115,7 +115,9 @@ def main() -> None:
                 )
                 shutil.rmtree(out)
             ratio = statistics.median(ranks) / statistics.median(anchors)
-            print(f"rank CLI / (read_csv + bincount MI), medians: {statistics.median(ranks):.1f} / {statistics.median(anchors):.1f} s = {ratio:.1f}x (goal <= 3)")
+            print(
+                f"rank CLI / (read_csv + bincount MI), medians: {statistics.median(ranks):.1f} / {statistics.median(anchors):.1f} s = {ratio:.1f}x (goal <= 3)"
+            )
     finally:
         if args.dir is None:
             shutil.rmtree(work, ignore_errors=True)

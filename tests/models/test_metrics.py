@@ -16,4 +16,3 @@ def test_a_float32_models_logloss_is_taken_in_float64():
     assert metrics_of(y, p) == metrics_of(y, p.astype(np.float64))
     assert metrics_of(y, p)[1] != pytest.approx(log_loss(y, np.clip(p, 1e-7, 1 - 1e-7)), abs=1e-9)  # float32's own
     assert p[0] == 0.0  # the caller's array is left as it was
-

@@ -108,7 +108,16 @@ def test_alpha_waits_for_the_warm_up(arch_split):
     # 6 batches an epoch; alpha steps only after the warm-up epochs
     assert steps == {(3, 0): 3 * 6, (3, 2): 6, (10, 3): 7 * 6}
     with pytest.raises(ValueError, match="warmup_epochs must be below search_epochs"):
-        optinter(FM, EmbeddingConfig(dim=4), pairs, keys, train, valid, config, OptInterSettings.model_construct(search_epochs=2, warmup_epochs=2))
+        optinter(
+            FM,
+            EmbeddingConfig(dim=4),
+            pairs,
+            keys,
+            train,
+            valid,
+            config,
+            OptInterSettings.model_construct(search_epochs=2, warmup_epochs=2),
+        )
 
 
 def test_bad_pairs_are_rejected():

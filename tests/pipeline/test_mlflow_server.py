@@ -43,7 +43,20 @@ def test_pipeline_logs_to_http_server(tmp_path, mlflow_server):
     out = tmp_path / "out"
     config = tmp_path / "config.yaml"
     config.write_text("train: {max_epochs: 2}\nsearch: {methods: []}\n")  # stages, model and registry over HTTP; size proves nothing
-    cmd = [sys.executable, "-m", "pipeline", "run", "--rows", "5000", "--config", str(config), "--out", str(out), "--tracking-uri", mlflow_server]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pipeline",
+        "run",
+        "--rows",
+        "5000",
+        "--config",
+        str(config),
+        "--out",
+        str(out),
+        "--tracking-uri",
+        mlflow_server,
+    ]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     client = MlflowClient(mlflow_server)
