@@ -12,8 +12,9 @@ capped.py: their search then apply, as a run with `--search METHOD` does):
 - `capped`: one table per field of its most frequent values, one min count for all fields.
 At fraction 1 the hashing trick and the cap have every value in its own row, i.e. they are the full tables,
 so they are not trained again there. Training: Adam 1e-3 (the tables' Adam lazy on the long-tailed data: OPTIMIZER
-or `--embedding-optimizer`), batch BATCH[dataset] or `--batch-size`, early stopping on valid AUC (patience 2, at most
-EPOCHS[dataset] or `--epochs`), the best epoch's weights; valid and test AUC and logloss of that epoch.
+or `--embedding-optimizer`; the rate constant: LR_SCHEDULE or `--lr-schedule`), batch BATCH[dataset] or
+`--batch-size`, early stopping on valid AUC (patience 2, at most EPOCHS[dataset] or `--epochs`), the best epoch's
+weights; valid and test AUC and logloss of that epoch.
 
 Output: OUT/results.json (each finished run, so a rerun resumes; --fresh starts over), a markdown table per
 dataset (mean ± sd over seeds, and each method's valid and test AUC against the hashing trick's and the full
@@ -127,19 +128,26 @@ def layout_model(method: str, fraction: float, seed: int, data: tuple, base: str
     return chosen.apply(None, found.state, typed, spec, feature_map).model, found.summary
 
 
+def protocol(args: argparse.Namespace, dataset: str) -> dict[str, Any]:
+    """The dataset's training settings (TrainConfig fields): its defaults above, or the command line's."""
+    return {
+        "max_epochs": args.epochs or EPOCHS[dataset],
+        "batch_size": args.batch_size or BATCH[dataset],
+        "embedding_optimizer": args.embedding_optimizer or OPTIMIZER[dataset],
+        "lr_schedule": args.lr_schedule or LR_SCHEDULE[dataset],
+    }
+
+
 def run_one(
     method: str,
     fraction: float,
     seed: int,
     data: tuple,
-    epochs: int,
-    batch_size: int,
-    optimizer: str,
-    schedule: str,
+    training: dict[str, Any],
     layout: tuple[int, int],
     args: argparse.Namespace,
 ) -> dict[str, Any]:
-    """Train one (method, budget, seed), Unified Embedding over `layout`; its figures."""
+    """Train one (method, budget, seed) under `training` (protocol()), Unified Embedding over `layout`; its figures."""
     import torch
 
     from models.trainer import TrainConfig, TrainHooks, evaluate, fit, resolve_device, resolve_precision, train_report
@@ -147,15 +155,7 @@ def run_one(
     params = QUICK_DEEPFM if args.quick else DEEPFM
     model, summary = layout_model(method, fraction, seed, data, args.base, params, args.dim, layout)
     _, train, valid, test = data
-    config = TrainConfig(
-        max_epochs=epochs,
-        patience=2,
-        seed=seed,
-        precision=args.precision,
-        batch_size=batch_size,
-        embedding_optimizer=optimizer,
-        lr_schedule=schedule,
-    )
+    config = TrainConfig(**training, patience=2, seed=seed, precision=args.precision)
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
     curve: list[tuple[int, float]] = []  # (step, valid AUC) every --eval-steps steps: does one epoch converge?
@@ -180,9 +180,9 @@ def run_one(
         **train_report(model, result, test_auc, test_logloss),
         "valid_auc_by_epoch": [r.valid_auc for r in result.history],
         "valid_auc_by_step": curve,
-        "batch_size": batch_size,
-        "embedding_optimizer": optimizer,
-        "lr_schedule": schedule,
+        "batch_size": config.batch_size,
+        "embedding_optimizer": config.embedding_optimizer,
+        "lr_schedule": config.lr_schedule,
         "seconds": time.perf_counter() - started,
         "min_count": summary.get("min_count"),
         "torch_threads": torch.get_num_threads(),
@@ -299,10 +299,7 @@ def log_to_mlflow(uri: str, dataset: str, rows: list[dict], summary: dict, plot:
                 "base": args.base,
                 "dim": args.dim,
                 "seeds": args.seeds,
-                "epochs": args.epochs or EPOCHS[dataset],
-                "batch_size": args.batch_size or BATCH[dataset],
-                "embedding_optimizer": args.embedding_optimizer or OPTIMIZER[dataset],
-                "lr_schedule": args.lr_schedule or LR_SCHEDULE[dataset],
+                **{"epochs" if k == "max_epochs" else k: v for k, v in protocol(args, dataset).items()},
                 "unified_layouts": args.unified_layout,
                 **{f"unified_{f:g}_layout": s["layout"] for (m, f), s in summary.items() if m == "unified"},
             }
@@ -406,18 +403,7 @@ def main(argv: list[str] | None = None) -> int:
                     key = f"{dataset}|{name}|{fraction:g}|{seed}|{args.base}|{digest}"
                     if key in results:
                         continue
-                    r = run_one(
-                        method,
-                        fraction,
-                        seed,
-                        data,
-                        args.epochs or EPOCHS[dataset],
-                        args.batch_size or BATCH[dataset],
-                        args.embedding_optimizer or OPTIMIZER[dataset],
-                        args.lr_schedule or LR_SCHEDULE[dataset],
-                        layout,
-                        args,
-                    )
+                    r = run_one(method, fraction, seed, data, protocol(args, dataset), layout, args)
                     results[key] = {"dataset": dataset, **r, "base": args.base, "digest": digest}
                     catalog.write_json(results_file, results)
                     curve = ", ".join(f"{step}: {auc:.4f}" for step, auc in r["valid_auc_by_step"][-4:])

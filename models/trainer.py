@@ -274,7 +274,6 @@ def fit(
     if tables:  # lazy Adam: only the rows a batch looks up move (their moments too)
         optimizers.append(torch.optim.SparseAdam(tables, lr=config.learning_rate))
     stepped = [*optimizers, *([hooks.optimizer] if hooks.optimizer is not None else [])]  # every step, in this order
-    decayed = [*optimizers, *([fused_optimizer] if fused_optimizer is not None else [])]  # the lr decay's
     scaler = torch.amp.GradScaler(device.type, enabled=autocast == torch.float16)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     result = TrainResult()
@@ -297,8 +296,9 @@ def fit(
             print(f"train: resuming from {checkpoint} at epoch {first_epoch}, batch {first_batch}", file=sys.stderr)
         else:
             print(f"train: {checkpoint} was written for other settings; starting afresh", file=sys.stderr)
-    # after a resume: loading an optimizer's state replaces its param groups
-    groups = [g for optimizer in decayed for g in optimizer.param_groups]
+    # The groups the schedule and the missed epochs' decay set, taken after a resume (loading an optimizer's state
+    # replaces its param groups): the trainer's optimizers' and the fused one's, not a method's own.
+    groups = [g for optimizer in [*optimizers, *([fused_optimizer] if fused_optimizer is not None else [])] for g in optimizer.param_groups]
     for group in groups:  # the rate before the schedule's factor; a missed epoch's decay lowers it (kept in checkpoints)
         group.setdefault("base_lr", group["lr"])
     steps_per_epoch = -(-len(train) // config.batch_size)
