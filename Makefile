@@ -64,6 +64,7 @@ test: setup bytecode airflow
 
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 
 UI_STORE ?= $(CURDIR)/mlflow.db
