@@ -92,29 +92,37 @@ class RunHandle:
     ) -> str | None:
         """Log the chosen model and its scoring package (weights, spec, encoder, feature map, boosters) to this run;
         register it under `registered_name`. A deep model is logged as torch (pickled: it takes EncodedBatch / KJT
-        inputs, which torch.export cannot trace); a GBDT or a blend as a pyfunc that scores raw rows through the
-        package. Returns the registered version, if any."""
+        inputs, which torch.export cannot trace) and the package as the run's `package/`; a GBDT or a blend as a
+        pyfunc that scores raw rows through the package, which it carries among its artifacts, so the package is
+        stored once. Where the package lies goes to the run's and the registered version's `package` tag, which
+        `download_package` reads. Returns the registered version, if any."""
         if not self._mlflow:
             return None
         import torch
 
         chosen = chosen or {"name": None, "kind": "deep"}
-        self._mlflow.log_artifacts(str(package), artifact_path=package.name)
         if chosen["kind"] == "deep":
             import mlflow.pytorch
 
+            self._mlflow.log_artifacts(str(package), artifact_path=package.name)
             info = mlflow.pytorch.log_model(
                 model.cpu(), name="model", serialization_format="pickle", pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"]
             )
+            location = f"runs:/{self.run_id}/{package.name}"
         else:
             info = _log_package_model(package)
+            location = f"{self._mlflow.get_logged_model(info.model_id).artifact_location.rstrip('/')}/artifacts/{PYFUNC_PACKAGE}"
+        self.set_tags({"package": location})
         if registered_name is None:
             return None
         version = self._mlflow.register_model(info.model_uri, registered_name, tags={"run_id": self.run_id or ""})
         client = self._mlflow.MlflowClient()
-        client.set_model_version_tag(registered_name, version.version, "package", f"runs:/{self.run_id}/{package.name}")
+        client.set_model_version_tag(registered_name, version.version, "package", location)
         client.set_model_version_tag(registered_name, version.version, "chosen", f"{chosen['name']} ({chosen['kind']})")
         return str(version.version)
+
+
+PYFUNC_PACKAGE = "package"  # the pyfunc model's artifact key for the package (pipeline/pyfunc_model.py reads it)
 
 
 def _log_package_model(package: Path) -> Any:
@@ -135,7 +143,7 @@ def _log_package_model(package: Path) -> Any:
             name="model",
             python_model=str(Path(__file__).with_name("pyfunc_model.py")),
             signature=signature,
-            artifacts={"package": str(package)},
+            artifacts={PYFUNC_PACKAGE: str(package)},
             code_paths=[str(root / name) for name in ("featuremap", "features", "methods", "models", "pipeline")],
             pip_requirements=[
                 "torch",
@@ -256,8 +264,9 @@ def download_package(reference: str, uri: str | None) -> Path:
                     raise UserError(f"{reference}: expected models:/<name>/<version> or models:/<name>@<alias>")
                 version = client.get_model_version(parts[0], parts[1])
             artifact = version.tags.get("package") or f"runs:/{version.run_id}/package"
-        else:
-            artifact = reference if reference.rstrip("/").endswith("/package") else reference.rstrip("/") + "/package"
+        else:  # runs:/<run id>[/package]: the run's tag says where (a GBDT's or a blend's lies in its pyfunc model)
+            run_id = reference[len("runs:/") :].strip("/").split("/")[0]
+            artifact = mlflow.MlflowClient().get_run(run_id).data.tags.get("package") or f"runs:/{run_id}/package"
         return Path(mlflow.artifacts.download_artifacts(artifact_uri=artifact))
     except MlflowException as exc:
         if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):  # the store failing, not the name:

@@ -316,14 +316,49 @@ def test_the_run_chooses_among_deep_gbdt_and_blend_and_each_kind_scores_raw_rows
     crossed = {frozenset(pair.split(" × ")) for pair in candidates["wide"]["params"]["crosses"].split(", ")}
     assert {frozenset(("pair_a", "pair_b")), frozenset(("pair_c", "pair_d"))} <= crossed
     assert report["registered_model"] == "models:/ctr-fm/1"  # one registered name, whichever candidate wins
+    package = out / "train" / "package"
+    local = {p.relative_to(package): p.read_bytes() for p in package.rglob("*") if p.is_file()}  # as logged (rewritten below)
     # Each kind scores the raw test file as the train stage scored the test split.
-    _score_each_kind(out / "train" / "package", data / "test.parquet", candidates)
+    _score_each_kind(package, data / "test.parquet", candidates)
     # The registered blend is a pyfunc that scores raw rows without the pipeline's CLI.
     mlflow.set_tracking_uri(uri)
     loaded = mlflow.pyfunc.load_model(report["registered_model"])
     raw = frame[21_000:].drop(synthetic.LABEL)
     probs = np.asarray(loaded.predict(raw.to_pandas()))
     assert probs.shape == (3_000,) and roc_auc_score(frame[21_000:][synthetic.LABEL], probs) == pytest.approx(report["test_auc"], abs=1e-6)
+    # The package is stored once, among the pyfunc's artifacts (not also as the run's package/), and both kinds of
+    # reference fetch it whole.
+    from pipeline.tracking import download_package
+
+    assert "package" not in {a.path for a in mlflow.MlflowClient().list_artifacts(report["run_id"])}
+    for reference in (f"runs:/{report['run_id']}", report["registered_model"]):
+        fetched = download_package(reference, uri)
+        assert {p.relative_to(fetched): p.read_bytes() for p in fetched.rglob("*") if p.is_file()} == local
+
+
+def test_a_runs_package_is_found_by_its_tag_or_as_the_runs_package_folder(tmp_path):
+    # Runs logged before the `package` tag existed kept the package as the run's package/; newer ones say where it
+    # lies (a GBDT's or a blend's inside its pyfunc model). A run id that does not exist is a one-line error.
+    import mlflow
+
+    from pipeline.errors import UserError
+    from pipeline.tracking import download_package
+
+    uri = tracking_store(tmp_path / "mlflow.db")
+    client = mlflow.MlflowClient(uri)  # no fluent state: other tests in this process set their own experiments
+    experiment = client.create_experiment("packages", artifact_location=(tmp_path / "mlruns").as_uri())
+    old, tagged = client.create_run(experiment).info.run_id, client.create_run(experiment).info.run_id
+    for name in ("old", "elsewhere"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model.json").write_text(name)
+    client.log_artifacts(old, str(tmp_path / "old"), artifact_path="package")
+    client.log_artifacts(tagged, str(tmp_path / "elsewhere"), artifact_path="model/artifacts/package")
+    client.set_tag(tagged, "package", f"runs:/{tagged}/model/artifacts/package")
+    for run, expected in ((old, "old"), (tagged, "elsewhere")):
+        for reference in (f"runs:/{run}", f"runs:/{run}/package"):
+            assert (download_package(reference, uri) / "model.json").read_text() == expected
+    with pytest.raises(UserError, match="not found in the tracking store"):
+        download_package("runs:/0123456789abcdef0123456789abcdef", uri)
 
 
 def test_dcnv2_with_low_rank_experts_trains_packages_and_scores_raw_rows(tmp_path):
