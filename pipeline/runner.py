@@ -185,9 +185,11 @@ def _run_locked(cfg: PipelineConfig, stages: list[str], force: bool) -> dict[str
                         deep = output.report.get("deep_model") or output.report.get("model", cfg.train.model)  # one name, whichever wins
                         registered = cfg.tracking.registered_model or f"ctr-{deep.replace('+', '-plus')}"
                         chosen = {"name": output.report.get("model"), "kind": output.report.get("kind", "deep")}
-                        version = run.log_model(
+                        version, location = run.log_model(
                             output.model, final / output.package, registered if cfg.tracking.register_model else None, chosen
                         )
+                        if location is not None:  # runs:/<the pipeline run> finds the package too
+                            parent.set_tags({"package": location})
                         if version is not None:
                             output.report["registered_model"] = f"models:/{registered}/{version}"
                             output.report["run_id"] = run.run_id

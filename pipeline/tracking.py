@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import tempfile
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
@@ -89,15 +90,16 @@ class RunHandle:
         package: Path,
         registered_name: str | None,
         chosen: Mapping[str, Any] | None = None,
-    ) -> str | None:
+    ) -> tuple[str | None, str | None]:
         """Log the chosen model and its scoring package (weights, spec, encoder, feature map, boosters) to this run;
         register it under `registered_name`. A deep model is logged as torch (pickled: it takes EncodedBatch / KJT
-        inputs, which torch.export cannot trace) and the package as the run's `package/`; a GBDT or a blend as a
-        pyfunc that scores raw rows through the package, which it carries among its artifacts, so the package is
-        stored once. Where the package lies goes to the run's and the registered version's `package` tag, which
-        `download_package` reads. Returns the registered version, if any."""
+        inputs, which torch.export cannot trace) and the package as the run's `package/`; a GBDT, the wide model or a
+        blend as a pyfunc that scores raw rows through the package, which it carries among its artifacts, so the
+        package is stored once. Where the package lies (a `runs:/` URI, which MLflow resolves through the run's logged
+        model) goes to the run's and the registered version's `package` tag, which `download_package` reads. Returns
+        the registered version (None without one) and that URI (None without tracking)."""
         if not self._mlflow:
-            return None
+            return None, None
         import torch
 
         chosen = chosen or {"name": None, "kind": "deep"}
@@ -106,22 +108,24 @@ class RunHandle:
 
             self._mlflow.log_artifacts(str(package), artifact_path=package.name)
             info = mlflow.pytorch.log_model(
-                model.cpu(), name="model", serialization_format="pickle", pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"]
+                model.cpu(), name=MODEL_NAME, serialization_format="pickle", pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"]
             )
             location = f"runs:/{self.run_id}/{package.name}"
         else:
             info = _log_package_model(package)
-            location = f"{self._mlflow.get_logged_model(info.model_id).artifact_location.rstrip('/')}/artifacts/{PYFUNC_PACKAGE}"
+            # where MLflow put the artifact inside the model (named by the folder: artifacts/package)
+            location = f"runs:/{self.run_id}/{MODEL_NAME}/{info.flavors['python_function']['artifacts'][PYFUNC_PACKAGE]['path']}"
         self.set_tags({"package": location})
         if registered_name is None:
-            return None
+            return None, location
         version = self._mlflow.register_model(info.model_uri, registered_name, tags={"run_id": self.run_id or ""})
         client = self._mlflow.MlflowClient()
         client.set_model_version_tag(registered_name, version.version, "package", location)
         client.set_model_version_tag(registered_name, version.version, "chosen", f"{chosen['name']} ({chosen['kind']})")
-        return str(version.version)
+        return str(version.version), location
 
 
+MODEL_NAME = "model"  # the logged model's name in its run
 PYFUNC_PACKAGE = "package"  # the pyfunc model's artifact key for the package (pipeline/pyfunc_model.py reads it)
 
 
@@ -140,7 +144,7 @@ def _log_package_model(package: Path) -> Any:
     with warnings.catch_warnings():  # MLflow's advice to give an input example, which an open input does not take
         warnings.filterwarnings("ignore", message=".*input example was not provided", category=UserWarning)
         return mlflow.pyfunc.log_model(
-            name="model",
+            name=MODEL_NAME,
             python_model=str(Path(__file__).with_name("pyfunc_model.py")),
             signature=signature,
             artifacts={PYFUNC_PACKAGE: str(package)},
@@ -240,8 +244,8 @@ def _reachable(uri: str, timeout: float = 3.0) -> None:
 
 
 def download_package(reference: str, uri: str | None) -> Path:
-    """Fetch the scoring package behind `runs:/<run id>[/package]`, `models:/<name>/<version>` or `models:/<name>@<alias>`
-    to a local folder."""
+    """Fetch the scoring package behind `runs:/<run id>[/package]` (the train stage's run or the pipeline run above
+    it), `models:/<name>/<version>` or `models:/<name>@<alias>` to a local folder of its own."""
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     store = resolve_uri(uri)
@@ -264,10 +268,13 @@ def download_package(reference: str, uri: str | None) -> Path:
                     raise UserError(f"{reference}: expected models:/<name>/<version> or models:/<name>@<alias>")
                 version = client.get_model_version(parts[0], parts[1])
             artifact = version.tags.get("package") or f"runs:/{version.run_id}/package"
-        else:  # runs:/<run id>[/package]: the run's tag says where (a GBDT's or a blend's lies in its pyfunc model)
-            run_id = reference[len("runs:/") :].strip("/").split("/")[0]
+        else:  # runs:/<run id>[/package]: the run's tag says where (a GBDT's, the wide model's or a blend's lies in its pyfunc)
+            run_id, _, rest = reference[len("runs:/") :].strip("/").partition("/")
+            if rest not in ("", "package"):
+                raise UserError(f"{reference}: expected runs:/<run id> (the train stage's run, or the pipeline's)")
             artifact = mlflow.MlflowClient().get_run(run_id).data.tags.get("package") or f"runs:/{run_id}/package"
-        return Path(mlflow.artifacts.download_artifacts(artifact_uri=artifact))
+        # always a copy of its own: on a local store MLflow would hand back a path inside the store for some URIs
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=artifact, dst_path=tempfile.mkdtemp(prefix="ctr-package-")))
     except MlflowException as exc:
         if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):  # the store failing, not the name:
             raise  # no user error (exit 2 is not retried), so that a scheduler retries it
@@ -327,8 +334,6 @@ def lock_folder(uri: str) -> Path:
     `.mlruns.locks` beside a file store), so that they go with it (a lock file stays after its release: deleting it
     would race with a waiting process); the temporary directory for a remote store, or where that folder cannot be
     made."""
-    import tempfile
-
     parsed = urlparse(uri)
     local = sqlite_path(uri)
     if local is None and (parsed.scheme == "file" or (not parsed.scheme and not uri.startswith("databricks"))):  # "databricks" is remote

@@ -42,7 +42,8 @@ def test_pipeline_logs_to_http_server(tmp_path, mlflow_server):
 
     out = tmp_path / "out"
     config = tmp_path / "config.yaml"
-    config.write_text("train: {max_epochs: 2}\nsearch: {methods: []}\n")  # stages, model and registry over HTTP; size proves nothing
+    # stages, model and registry over HTTP, the chosen model a blend (a pyfunc carrying the package); size proves nothing
+    config.write_text("train: {max_epochs: 2, choose: blend}\nsearch: {methods: []}\n")
     cmd = [
         sys.executable,
         "-m",
@@ -74,3 +75,12 @@ def test_pipeline_logs_to_http_server(tmp_path, mlflow_server):
     report = json.loads((out / "metrics.json").read_text())  # the model went over HTTP too, and was registered there
     name, version = report["registered_model"].removeprefix("models:/").split("/")
     assert client.get_model_version(name, version).run_id == report["run_id"] == runs["train"].info.run_id
+    # The package went over HTTP once, inside the pyfunc model; every kind of reference fetches it whole from there.
+    from pipeline.tracking import download_package
+
+    assert "package" not in {a.path for a in client.list_artifacts(report["run_id"])}
+    local = {p.relative_to(out / "train" / "package"): p.read_bytes() for p in (out / "train" / "package").rglob("*") if p.is_file()}
+    parent = runs["train"].data.tags["mlflow.parentRunId"]
+    for reference in (f"runs:/{report['run_id']}", f"runs:/{parent}", report["registered_model"]):
+        fetched = download_package(reference, mlflow_server)
+        assert {p.relative_to(fetched): p.read_bytes() for p in fetched.rglob("*") if p.is_file()} == local

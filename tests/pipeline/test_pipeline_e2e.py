@@ -330,15 +330,18 @@ def test_the_run_chooses_among_deep_gbdt_and_blend_and_each_kind_scores_raw_rows
     # reference fetch it whole.
     from pipeline.tracking import download_package
 
-    assert "package" not in {a.path for a in mlflow.MlflowClient().list_artifacts(report["run_id"])}
-    for reference in (f"runs:/{report['run_id']}", report["registered_model"]):
+    client = mlflow.MlflowClient()
+    assert "package" not in {a.path for a in client.list_artifacts(report["run_id"])}
+    parent = client.get_run(report["run_id"]).data.tags["mlflow.parentRunId"]  # the runs table's top row
+    for reference in (f"runs:/{report['run_id']}", f"runs:/{parent}", report["registered_model"]):
         fetched = download_package(reference, uri)
         assert {p.relative_to(fetched): p.read_bytes() for p in fetched.rglob("*") if p.is_file()} == local
 
 
 def test_a_runs_package_is_found_by_its_tag_or_as_the_runs_package_folder(tmp_path):
     # Runs logged before the `package` tag existed kept the package as the run's package/; newer ones say where it
-    # lies (a GBDT's or a blend's inside its pyfunc model). A run id that does not exist is a one-line error.
+    # lies (a GBDT's or a blend's inside its pyfunc model; the runs:/ form the pipeline writes is checked end to end
+    # above and over HTTP in test_mlflow_server). A run id that does not exist is a one-line error.
     import mlflow
 
     from pipeline.errors import UserError
@@ -359,6 +362,8 @@ def test_a_runs_package_is_found_by_its_tag_or_as_the_runs_package_folder(tmp_pa
             assert (download_package(reference, uri) / "model.json").read_text() == expected
     with pytest.raises(UserError, match="not found in the tracking store"):
         download_package("runs:/0123456789abcdef0123456789abcdef", uri)
+    with pytest.raises(UserError, match="expected runs:/<run id>"):  # not silently the package under another name
+        download_package(f"runs:/{tagged}/model", uri)
 
 
 def test_dcnv2_with_low_rank_experts_trains_packages_and_scores_raw_rows(tmp_path):
