@@ -7,7 +7,8 @@ the least each stage's job takes out of core with the plain tools:
 
 - ingest: polars' streaming copy of the same shards into one parquet file
   compressed as the stage writes its splits (`scan_parquet(...).sink_parquet(...)`:
-  every row read and written once, no vocabularies, no split);
+  every row read and written once, no vocabularies, no split; the stage also
+  writes the raw valid and test rows, `split.keep_raw_holdout`);
 - rank: the label's plug-in mutual information of every field of the
   ingested train split, from numpy bincounts of its codes accumulated over
   pyarrow record batches (no correction, pairs, drift or 3MR).
@@ -39,7 +40,9 @@ BATCH_ROWS = 1 << 20
 
 
 def run_child(module: str, args: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (GiB) of `python -m module args` as its own process."""
+    """Wall seconds and peak RSS (GiB) of `python -m module args` as its own process, after the page cache's dirty
+    pages are written out (each child starts with none of the one before's writes still to flush)."""
+    os.sync()
     start = time.perf_counter()
     pid = os.fork()
     if pid == 0:  # a fresh child so that RUSAGE of this child alone is read back
@@ -113,7 +116,7 @@ def main() -> None:
     )
     common = ["--config", str(config), "--no-tracking"]
     ingest_s, ingest_gib = run_stage(["ingest", *common])
-    copy = work / "anchor_copy.parquet"
+    copy = out / "anchor_copy.parquet"  # on the disk the stage wrote to
     anchor_ingest_s, anchor_ingest_gib = run_child("bench.scale_bench", ["--anchor", "ingest", "--data", str(data), "--target", str(copy)])
     copy.unlink()
     rank_s, rank_gib = run_stage(["rank", "--out", str(out), "--no-tracking"])
@@ -139,10 +142,10 @@ def main() -> None:
     print(f"\npeak RSS {peak:.2f} GiB: {'within' if peak < GOAL_GIB else 'OVER'} the {GOAL_GIB} GiB goal")
     if args.out is None:  # the stage outputs (1.6 GB for 50 M rows) go; generated data and a given --out stay
         shutil.rmtree(out, ignore_errors=True)
-        if args.data is not None:
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            print(f"generated data kept in {data} (pass --data {data} to reuse it)")
+    if args.data is not None:  # the work folder holds the config alone
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        print(f"generated data kept in {data} (pass --data {data} to reuse it)")
 
 
 if __name__ == "__main__":

@@ -13,10 +13,9 @@ from features.information import mutual_information
 from tests.conftest import ROOT
 
 
-@pytest.fixture(scope="module")
-def bench_run(tmp_path_factory):
-    work = tmp_path_factory.mktemp("scale")
-    data, out = work / "raw", work / "out"
+def test_the_bench_prints_each_stage_beside_its_anchor_and_the_rank_anchor_counts_every_batch(tmp_path, monkeypatch):
+    # One test, so that parallel workers do not each run the bench (about 5 s).
+    data, out = tmp_path / "raw", tmp_path / "out"
     subprocess.run([sys.executable, "-m", "pipeline", "generate", "--rows", "60000", "--out", str(data)], cwd=ROOT, check=True)
     done = subprocess.run(
         [sys.executable, "-m", "bench.scale_bench", "--data", str(data), "--out", str(out)],
@@ -26,28 +25,10 @@ def bench_run(tmp_path_factory):
         timeout=300,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    return out, done.stdout
-
-
-def test_rank_anchor_accumulates_batches_to_the_whole_splits_mi(bench_run, monkeypatch):
-    out, _ = bench_run
-    monkeypatch.setattr(scale_bench, "BATCH_ROWS", 7_001)  # several batches, the last one short
-    mi = scale_bench.anchor_rank(out / "ingest")
-    train = pl.read_parquet(out / "ingest" / "train.parquet")
-    assert len(mi) == 18
-    for column, value in mi.items():
-        codes = train[column].to_numpy().astype(np.int64) * 2 + train["label"].to_numpy()
-        assert value == pytest.approx(
-            mutual_information(np.bincount(codes, minlength=2 * (codes.max() // 2 + 1)).reshape(-1, 2)), rel=1e-12, abs=1e-15
-        )
-
-
-def test_each_stage_is_printed_beside_its_same_sitting_anchor(bench_run):
-    _, stdout = bench_run
     rows = {
         line.split("|")[1].strip().split(" ")[0]: line.split("|")
-        for line in stdout.splitlines()
-        if line.startswith("| ingest") or line.startswith("| rank")
+        for line in done.stdout.splitlines()
+        if line.startswith(("| ingest", "| rank"))
     }
     assert set(rows) == {"ingest", "rank"}
     for cells in rows.values():
@@ -55,4 +36,15 @@ def test_each_stage_is_printed_beside_its_same_sitting_anchor(bench_run):
         # the walls are printed to 0.1 s, the ratio from the unrounded ones
         assert anchor_wall > 0 and (wall - 0.05) / (anchor_wall + 0.05) - 0.01 <= ratio <= (wall + 0.05) / (anchor_wall - 0.05) + 0.01
     assert "polars streaming copy" in rows["ingest"][6] and "bincount MI" in rows["rank"][6]
-    assert "anchor rank: top 5 by plain MI:" in stdout
+    assert "anchor rank: top 5 by plain MI:" in done.stdout
+    assert not (out / "anchor_copy.parquet").exists()
+
+    # The rank anchor's bincounts, accumulated over several batches (the last one short), give the whole split's MI.
+    monkeypatch.setattr(scale_bench, "BATCH_ROWS", 7_001)
+    mi = scale_bench.anchor_rank(out / "ingest")
+    train = pl.read_parquet(out / "ingest" / "train.parquet")
+    assert len(mi) == 18
+    for column, value in mi.items():
+        codes = train[column].to_numpy().astype(np.int64) * 2 + train["label"].to_numpy()
+        expected = mutual_information(np.bincount(codes, minlength=2 * (codes.max() // 2 + 1)).reshape(-1, 2))
+        assert value == pytest.approx(expected, rel=1e-12, abs=1e-15)
