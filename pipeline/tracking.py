@@ -8,6 +8,7 @@ working directory (open it with `make ui`).
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -274,7 +275,12 @@ def download_package(reference: str, uri: str | None) -> Path:
                 raise UserError(f"{reference}: expected runs:/<run id> (the train stage's run, or the pipeline's)")
             artifact = mlflow.MlflowClient().get_run(run_id).data.tags.get("package") or f"runs:/{run_id}/package"
         # always a copy of its own: on a local store MLflow would hand back a path inside the store for some URIs
-        return Path(mlflow.artifacts.download_artifacts(artifact_uri=artifact, dst_path=tempfile.mkdtemp(prefix="ctr-package-")))
+        target = tempfile.mkdtemp(prefix="ctr-package-")
+        try:
+            return Path(mlflow.artifacts.download_artifacts(artifact_uri=artifact, dst_path=target))
+        except BaseException:
+            shutil.rmtree(target, ignore_errors=True)  # no empty or partial copy left behind
+            raise
     except MlflowException as exc:
         if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):  # the store failing, not the name:
             raise  # no user error (exit 2 is not retried), so that a scheduler retries it

@@ -338,10 +338,12 @@ def test_the_run_chooses_among_deep_gbdt_and_blend_and_each_kind_scores_raw_rows
         assert {p.relative_to(fetched): p.read_bytes() for p in fetched.rglob("*") if p.is_file()} == local
 
 
-def test_a_runs_package_is_found_by_its_tag_or_as_the_runs_package_folder(tmp_path):
+def test_a_runs_package_is_found_by_its_tag_or_as_the_runs_package_folder(tmp_path, monkeypatch):
     # Runs logged before the `package` tag existed kept the package as the run's package/; newer ones say where it
     # lies (a GBDT's or a blend's inside its pyfunc model; the runs:/ form the pipeline writes is checked end to end
     # above and over HTTP in test_mlflow_server). A run id that does not exist is a one-line error.
+    import tempfile
+
     import mlflow
 
     from pipeline.errors import UserError
@@ -364,6 +366,13 @@ def test_a_runs_package_is_found_by_its_tag_or_as_the_runs_package_folder(tmp_pa
         download_package("runs:/0123456789abcdef0123456789abcdef", uri)
     with pytest.raises(UserError, match="expected runs:/<run id>"):  # not silently the package under another name
         download_package(f"runs:/{tagged}/model", uri)
+    # A tag pointing at nothing is a one-line error, and the copy's folder does not stay behind.
+    client.set_tag(old, "package", f"runs:/{old}/model/artifacts/package")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "temp"))
+    (tmp_path / "temp").mkdir()
+    with pytest.raises(UserError, match="not found in the tracking store"):
+        download_package(f"runs:/{old}", uri)
+    assert list((tmp_path / "temp").iterdir()) == []
 
 
 def test_dcnv2_with_low_rank_experts_trains_packages_and_scores_raw_rows(tmp_path):
