@@ -70,6 +70,25 @@ def tracking_store(path: Path) -> str:
     return f"sqlite:///{path}"
 
 
+def tree_bytes(directory: Path) -> dict[Path, bytes]:
+    """Every file under `directory` by its relative path, with its bytes."""
+    return {p.relative_to(directory): p.read_bytes() for p in directory.rglob("*") if p.is_file()}
+
+
+def check_package_stored_once(uri: str, report: dict, package: dict[Path, bytes]) -> None:
+    """The train run of `report` (metrics.json) logged no `package/` of its own, and its run, the pipeline run above it
+    and its registered version each fetch `package` (tree_bytes of the package as logged) whole."""
+    from mlflow import MlflowClient
+
+    from pipeline.tracking import download_package
+
+    client = MlflowClient(uri)
+    assert "package" not in {a.path for a in client.list_artifacts(report["run_id"])}
+    parent = client.get_run(report["run_id"]).data.tags["mlflow.parentRunId"]  # the runs table's top row
+    for reference in (f"runs:/{report['run_id']}", f"runs:/{parent}", report["registered_model"]):
+        assert tree_bytes(download_package(reference, uri)) == package, reference
+
+
 def shared(name: str) -> Path:
     """A dataset folder under ../shared/data, skipping the test where it is absent."""
     path = SHARED / name

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import RankConfig
-from tests.conftest import ROOT, free_port, wait_http
+from tests.conftest import ROOT, check_package_stored_once, free_port, tree_bytes, wait_http
 
 
 @pytest.fixture
@@ -76,11 +76,4 @@ def test_pipeline_logs_to_http_server(tmp_path, mlflow_server):
     name, version = report["registered_model"].removeprefix("models:/").split("/")
     assert client.get_model_version(name, version).run_id == report["run_id"] == runs["train"].info.run_id
     # The package went over HTTP once, inside the pyfunc model; every kind of reference fetches it whole from there.
-    from pipeline.tracking import download_package
-
-    assert "package" not in {a.path for a in client.list_artifacts(report["run_id"])}
-    local = {p.relative_to(out / "train" / "package"): p.read_bytes() for p in (out / "train" / "package").rglob("*") if p.is_file()}
-    parent = runs["train"].data.tags["mlflow.parentRunId"]
-    for reference in (f"runs:/{report['run_id']}", f"runs:/{parent}", report["registered_model"]):
-        fetched = download_package(reference, mlflow_server)
-        assert {p.relative_to(fetched): p.read_bytes() for p in fetched.rglob("*") if p.is_file()} == local
+    check_package_stored_once(mlflow_server, report, tree_bytes(out / "train" / "package"))

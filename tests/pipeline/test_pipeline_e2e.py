@@ -14,7 +14,7 @@ import pytest
 from features import synthetic
 from pipeline.cli import main
 from pipeline.config import RankConfig
-from tests.conftest import ROOT, shared, tracking_store
+from tests.conftest import ROOT, check_package_stored_once, shared, tracking_store, tree_bytes
 
 RANKING_COLUMNS = {"rank", "feature", "cardinality", "mi", "score", "expected_mi", "adjusted_mi", "chi2_p", "order_3mr"}
 
@@ -317,7 +317,7 @@ def test_the_run_chooses_among_deep_gbdt_and_blend_and_each_kind_scores_raw_rows
     assert {frozenset(("pair_a", "pair_b")), frozenset(("pair_c", "pair_d"))} <= crossed
     assert report["registered_model"] == "models:/ctr-fm/1"  # one registered name, whichever candidate wins
     package = out / "train" / "package"
-    local = {p.relative_to(package): p.read_bytes() for p in package.rglob("*") if p.is_file()}  # as logged (rewritten below)
+    local = tree_bytes(package)  # as logged (rewritten below)
     # Each kind scores the raw test file as the train stage scored the test split.
     _score_each_kind(package, data / "test.parquet", candidates)
     # The registered blend is a pyfunc that scores raw rows without the pipeline's CLI.
@@ -326,16 +326,9 @@ def test_the_run_chooses_among_deep_gbdt_and_blend_and_each_kind_scores_raw_rows
     raw = frame[21_000:].drop(synthetic.LABEL)
     probs = np.asarray(loaded.predict(raw.to_pandas()))
     assert probs.shape == (3_000,) and roc_auc_score(frame[21_000:][synthetic.LABEL], probs) == pytest.approx(report["test_auc"], abs=1e-6)
-    # The package is stored once, among the pyfunc's artifacts (not also as the run's package/), and both kinds of
-    # reference fetch it whole.
-    from pipeline.tracking import download_package
-
-    client = mlflow.MlflowClient()
-    assert "package" not in {a.path for a in client.list_artifacts(report["run_id"])}
-    parent = client.get_run(report["run_id"]).data.tags["mlflow.parentRunId"]  # the runs table's top row
-    for reference in (f"runs:/{report['run_id']}", f"runs:/{parent}", report["registered_model"]):
-        fetched = download_package(reference, uri)
-        assert {p.relative_to(fetched): p.read_bytes() for p in fetched.rglob("*") if p.is_file()} == local
+    # The package is stored once, among the pyfunc's artifacts (not also as the run's package/), and every kind of
+    # reference fetches it whole.
+    check_package_stored_once(uri, report, local)
 
 
 def test_a_runs_package_is_found_by_its_tag_or_as_the_runs_package_folder(tmp_path, monkeypatch):
